@@ -1,0 +1,1000 @@
+"""Read and write the 2-D finger CT images the tool measures.
+
+Two kinds of input reach the tool:
+
+* **DICOM** slices, whose stored values become Hounsfield units (HU) through
+  ``RescaleSlope`` and ``RescaleIntercept``; the pixel spacing comes from the header.
+* **Windowed exports** (PNG, JPEG, TIFF) such as the 8-bit JPEGs of the paper's data
+  set.  The export window squeezed a range of HU into 0 .. 2**bits - 1, so the values
+  are mapped back through that window; everything at or above the window's top was
+  clipped by the export and is reported as saturated.  These files carry no pixel
+  spacing, so the user must give it (``pixel_size_mm``, CLI ``--pixel-size``).
+
+The bone window W1500/L450 is the one of Chandrasekaran et al. (2021); it is also the
+U-Net's input normalisation (:func:`hu_to_window_unit`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import numbers
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import CalcinosisError
+
+__all__ = [
+    "WINDOW_LEVEL_HU",
+    "WINDOW_WIDTH_HU",
+    "CalcinosisImage",
+    "hu_to_window_unit",
+    "window_unit_to_hu",
+    "read_image",
+    "write_dicom",
+    "write_windowed_png",
+]
+
+WINDOW_LEVEL_HU = 450.0  # the paper's bone window (Chandrasekaran et al. 2021: W1500/L450)
+WINDOW_WIDTH_HU = 1500.0
+
+# Names real DICOM files carry; DICOM exports are also often named by their UID, with
+# no suffix or with a numeric "suffix" (handled by the fallback in read_image).
+_DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima", ""})
+_RASTER_SUFFIXES = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+
+# ITU-R BT.601 luma, the weights Pillow's "L" conversion uses; they sum to 1, so a grey
+# RGB export (R == G == B) keeps its values exactly.
+_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+
+# The stored value of write_dicom is HU + 1024, the usual CT offset, so air (-1000 HU)
+# is stored as a small positive number.
+_DICOM_RESCALE_INTERCEPT_HU = -1024.0
+
+_PIXEL_SIZE_HINT = "pass the pixel size with pixel_size_mm (CLI: --pixel-size, in mm)"
+
+
+# --------------------------------------------------------------------------------------
+# Window arithmetic
+# --------------------------------------------------------------------------------------
+
+
+def _checked_window(window_level_hu: float, window_width_hu: float) -> tuple[float, float]:
+    """Return the window as floats, refusing a width that would divide by zero."""
+    try:
+        level_hu = float(window_level_hu)
+        width_hu = float(window_width_hu)
+    except (TypeError, ValueError) as exc:
+        raise CalcinosisError(
+            f"window level/width must be numbers in HU, got {window_level_hu!r}/{window_width_hu!r}"
+        ) from exc
+    if not (math.isfinite(level_hu) and math.isfinite(width_hu)) or width_hu <= 0:
+        raise CalcinosisError(
+            f"window W{width_hu:g}/L{level_hu:g} is invalid: the width must be a positive "
+            "number of HU and the level a finite HU value (the paper's bone window is W1500/L450)"
+        )
+    return level_hu, width_hu
+
+
+def _window_label(window_level_hu: float, window_width_hu: float) -> str:
+    return f"W{window_width_hu:g}/L{window_level_hu:g}"
+
+
+def hu_to_window_unit(
+    pixels_hu: np.ndarray,
+    window_level_hu: float = WINDOW_LEVEL_HU,
+    window_width_hu: float = WINDOW_WIDTH_HU,
+) -> np.ndarray:
+    """Map Hounsfield units onto [0, 1] through a display window.
+
+    ``(HU - (level - width / 2)) / width``, clipped to [0, 1].  With the default bone
+    window this is the U-Net's input normalisation.
+
+    Parameters
+    ----------
+    pixels_hu : numpy.ndarray
+        Values in HU, any shape.
+    window_level_hu : float
+        Window centre in HU.
+    window_width_hu : float
+        Window width in HU; must be positive.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of the same shape, in window units (0 = window bottom, 1 = top).
+    """
+    level_hu, width_hu = _checked_window(window_level_hu, window_width_hu)
+    bottom_hu = level_hu - width_hu / 2.0
+    unit = (np.asarray(pixels_hu, dtype=np.float64) - bottom_hu) / width_hu
+    return np.clip(unit, 0.0, 1.0).astype(np.float32)
+
+
+def window_unit_to_hu(
+    unit: np.ndarray,
+    window_level_hu: float = WINDOW_LEVEL_HU,
+    window_width_hu: float = WINDOW_WIDTH_HU,
+) -> np.ndarray:
+    """Inverse of :func:`hu_to_window_unit`: window units back to Hounsfield units.
+
+    Values outside [0, 1] are extrapolated linearly, not clipped; values that were
+    clipped on the way in cannot be recovered.
+
+    Parameters
+    ----------
+    unit : numpy.ndarray
+        Window units (0 = window bottom, 1 = window top), any shape.
+    window_level_hu : float
+        Window centre in HU.
+    window_width_hu : float
+        Window width in HU; must be positive.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of the same shape, in HU.
+    """
+    level_hu, width_hu = _checked_window(window_level_hu, window_width_hu)
+    bottom_hu = level_hu - width_hu / 2.0
+    return (bottom_hu + np.asarray(unit, dtype=np.float64) * width_hu).astype(np.float32)
+
+
+def _windowed_export_to_hu(
+    values: np.ndarray, bits: int, window_level_hu: float, window_width_hu: float
+) -> np.ndarray:
+    """Undo an N-bit export window: value v becomes bottom + v / (2**bits - 1) * width."""
+    full_scale = float(2**bits - 1)
+    return window_unit_to_hu(
+        np.asarray(values, dtype=np.float64) / full_scale, window_level_hu, window_width_hu
+    )
+
+
+# --------------------------------------------------------------------------------------
+# The image type
+# --------------------------------------------------------------------------------------
+
+
+def _checked_spacing(spacing_mm, what: str) -> tuple[float, float]:
+    """(row, col) spacing as two positive finite floats; a single number means square pixels."""
+    if isinstance(spacing_mm, (bool, np.bool_)):
+        raise CalcinosisError(f"{what} must be a pixel size in mm, got {spacing_mm!r}")
+    if isinstance(spacing_mm, numbers.Real):
+        values = [spacing_mm, spacing_mm]
+    elif isinstance(spacing_mm, (Sequence, np.ndarray)) and not isinstance(spacing_mm, str):
+        values = list(np.ravel(np.asarray(spacing_mm, dtype=object)))
+    else:
+        raise CalcinosisError(
+            f"{what} must be a number or a (row, col) pair in mm, got {spacing_mm!r}"
+        )
+    if len(values) != 2:
+        raise CalcinosisError(
+            f"{what} must be one number or a (row, col) pair in mm, got {len(values)} values"
+        )
+    try:
+        row_mm, col_mm = (float(v) for v in values)
+    except (TypeError, ValueError) as exc:
+        raise CalcinosisError(f"{what} must be numbers in mm, got {spacing_mm!r}") from exc
+    if not all(math.isfinite(v) and v > 0 for v in (row_mm, col_mm)):
+        raise CalcinosisError(
+            f"{what} must be positive and finite (in mm), got {row_mm:g} x {col_mm:g}"
+        )
+    return row_mm, col_mm
+
+
+@dataclass
+class CalcinosisImage:
+    """One 2-D CT slice in Hounsfield units with its pixel spacing.
+
+    Parameters
+    ----------
+    pixels_hu : numpy.ndarray
+        2-D image in HU (stored as float32): calibrated for DICOM, mapped back through
+        the export window for windowed exports.
+    spacing_mm : tuple of float
+        (row, col) pixel spacing in mm.
+    window_level_hu, window_width_hu : float
+        Display window in HU (centre and width).
+    source : str
+        File path or a description of where the image came from.
+    value_origin : str
+        How the HU values were obtained, in words.
+    spacing_origin : str
+        Where the pixel spacing came from, in words.
+    saturated_above_hu : float or None
+        For windowed exports, the top of the export window in HU: values at or above it
+        were clipped by the export and are lower bounds.  None when nothing was clipped
+        (DICOM).
+    """
+
+    pixels_hu: np.ndarray
+    spacing_mm: tuple[float, float]
+    window_level_hu: float = WINDOW_LEVEL_HU
+    window_width_hu: float = WINDOW_WIDTH_HU
+    source: str = ""
+    value_origin: str = ""
+    spacing_origin: str = ""
+    saturated_above_hu: float | None = None
+
+    def __post_init__(self) -> None:
+        pixels_hu = np.asarray(self.pixels_hu, dtype=np.float32)
+        if pixels_hu.ndim != 2:
+            raise CalcinosisError(
+                f"an image must be one 2-D slice, got an array of shape {pixels_hu.shape}"
+            )
+        self.pixels_hu = pixels_hu
+        self.spacing_mm = _checked_spacing(self.spacing_mm, "spacing_mm")
+        self.window_level_hu, self.window_width_hu = _checked_window(
+            self.window_level_hu, self.window_width_hu
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) in pixels."""
+        return tuple(self.pixels_hu.shape)
+
+    @property
+    def name(self) -> str:
+        """File stem of :attr:`source` (or the source itself), for titles and file names."""
+        source = str(self.source or "")
+        return Path(source).stem or source or "image"
+
+    def window_unit(self) -> np.ndarray:
+        """The image in window units: float32 in [0, 1], the U-Net's input normalisation."""
+        return hu_to_window_unit(self.pixels_hu, self.window_level_hu, self.window_width_hu)
+
+    def to_uint8(self) -> np.ndarray:
+        """The windowed 8-bit display image, ``round(window_unit * 255)``."""
+        return np.round(self.window_unit() * 255.0).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (the CLI prints errors on one line)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _sniff_format(path: Path) -> str | None:
+    """Recognise DICOM, PNG, JPEG and TIFF by their first bytes; None if none matches."""
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "DICOM"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    return None
+
+
+def read_image(
+    path,
+    pixel_size_mm=None,
+    window_level_hu: float = WINDOW_LEVEL_HU,
+    window_width_hu: float = WINDOW_WIDTH_HU,
+) -> CalcinosisImage:
+    """Read one 2-D CT slice as Hounsfield units with its pixel spacing.
+
+    The format is recognised from the file's content first (the ``DICM`` marker, the
+    PNG/JPEG/TIFF signatures), then from its suffix; files with no or an unknown suffix
+    are tried as DICOM.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        DICOM file (any name), or a PNG, JPEG or TIFF export.
+    pixel_size_mm : float or (float, float), optional
+        Pixel spacing in mm, square or (row, col).  Required for PNG/JPEG/TIFF, which
+        carry no spacing.  For DICOM an explicit value overrides the header's spacing.
+    window_level_hu, window_width_hu : float
+        The window in HU through which an integer export was made, used to map its
+        values back to HU; for DICOM the display window when the header has none.
+
+    Returns
+    -------
+    CalcinosisImage
+
+    Raises
+    ------
+    CalcinosisError
+        If the file is missing, unreadable, not a single 2-D image, or has no pixel
+        spacing and none was given.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CalcinosisError(f"{path}: file not found")
+    if not path.is_file():
+        raise CalcinosisError(f"{path}: is not a file (a folder?); give the path of one image file")
+    user_spacing_mm = (
+        None if pixel_size_mm is None else _checked_spacing(pixel_size_mm, f"{path}: pixel_size_mm")
+    )
+    level_hu, width_hu = _checked_window(window_level_hu, window_width_hu)
+
+    try:
+        sniffed = _sniff_format(path)
+    except OSError as exc:
+        raise CalcinosisError(f"{path}: cannot be opened ({_one_line(exc)})") from exc
+
+    suffix = path.suffix.lower()
+    if sniffed == "DICOM":
+        return _read_dicom(path, user_spacing_mm, level_hu, width_hu, has_marker=True)
+    if sniffed is not None:
+        return _read_raster(path, sniffed, user_spacing_mm, level_hu, width_hu)
+    if suffix in _RASTER_SUFFIXES:
+        raise CalcinosisError(
+            f"{path}: is not a readable {_RASTER_SUFFIXES[suffix]} image (its content does not "
+            "start like one; the file may be damaged or misnamed): export the image again"
+        )
+    # DICOM without the 128-byte preamble and 'DICM' marker still exists in the wild
+    # (old ACR-NEMA style files), as do DICOM files named by UID like "1.2.840.5.12".
+    return _read_dicom(path, user_spacing_mm, level_hu, width_hu, has_marker=False)
+
+
+# ---- DICOM ---------------------------------------------------------------------------
+
+
+def _first_number(value) -> float | None:
+    """First value of a possibly multi-valued DICOM number, or None if absent/invalid."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, bytes)) and isinstance(value, Sequence):
+        if len(value) == 0:
+            return None
+        value = value[0]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _functional_group_value(ds, sequence_keyword: str, keyword: str):
+    """Look a value up in an enhanced DICOM's shared, then first per-frame, functional group.
+
+    Enhanced (multi-frame IOD) files keep spacing and rescale there instead of at the
+    top level, even when they hold a single frame.
+    """
+    for groups_keyword in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        groups = ds.get(groups_keyword)
+        if not groups:
+            continue
+        items = groups[0].get(sequence_keyword)
+        if items and keyword in items[0]:
+            return items[0].get(keyword)
+    return None
+
+
+def _dicom_spacing(ds) -> tuple[tuple[float, float] | None, str, str]:
+    """(spacing in mm or None, origin, problem) from the header's spacing attributes."""
+    candidates = [
+        ("PixelSpacing", ds.get("PixelSpacing")),
+        ("PixelSpacing", _functional_group_value(ds, "PixelMeasuresSequence", "PixelSpacing")),
+        ("ImagerPixelSpacing", ds.get("ImagerPixelSpacing")),
+    ]
+    problem = ""
+    for keyword, value in candidates:
+        if value is None or (not isinstance(value, (str, bytes)) and len(value) == 0):
+            continue
+        try:
+            return _checked_spacing(list(value), keyword), keyword, ""
+        except (CalcinosisError, TypeError) as exc:
+            problem = str(exc)
+    return None, "", problem
+
+
+def _dicom_kind(ds) -> str:
+    """What the DICOM object is, in words, for messages."""
+    sop_class = ds.get("SOPClassUID")
+    if sop_class is None and getattr(ds, "file_meta", None) is not None:
+        sop_class = ds.file_meta.get("MediaStorageSOPClassUID")
+    name = getattr(sop_class, "name", "") if sop_class is not None else ""
+    return str(name or "DICOM object")
+
+
+def _ensure_transfer_syntax(ds) -> None:
+    """Give a DICOM read without file meta the transfer syntax it was actually read with.
+
+    pydicom needs the Transfer Syntax UID to decode pixel data; a file without the meta
+    header was parsed with a guessed encoding, which is the right one to decode with.
+    """
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    file_meta = getattr(ds, "file_meta", None)
+    if file_meta is None:
+        file_meta = FileMetaDataset()
+        ds.file_meta = file_meta
+    if "TransferSyntaxUID" in file_meta:
+        return
+    implicit_vr, little_endian = ds.original_encoding
+    if implicit_vr is None:
+        implicit_vr, little_endian = True, True
+    if implicit_vr:
+        file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    elif little_endian:
+        file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    else:
+        file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+
+
+def _looks_like_dicom(ds) -> bool:
+    """Whether a force-read data set holds anything a DICOM image file would.
+
+    pydicom's force mode turns almost any bytes into *some* data set; a real one has at
+    least one of these.
+    """
+    try:
+        return any(
+            keyword in ds
+            for keyword in ("SOPClassUID", "Modality", "Rows", "PixelData", "StudyInstanceUID")
+        )
+    except Exception:  # noqa: BLE001 - garbage may fail to parse lazily
+        return False
+
+
+def _decode_dicom_pixels(ds, path: Path) -> np.ndarray:
+    """ds.pixel_array with each failure turned into a message the user can act on."""
+    transfer_syntax = ds.file_meta.get("TransferSyntaxUID")
+    try:
+        return ds.pixel_array
+    except ValueError as exc:
+        if "less than expected" in str(exc) or "truncated" in str(exc).lower():
+            raise CalcinosisError(
+                f"{path}: the pixel data is shorter than its header says (the file is truncated "
+                f"or corrupt: {_one_line(exc)}); copy or export the file again"
+            ) from exc
+        raise CalcinosisError(
+            f"{path}: the pixel data cannot be decoded ({_one_line(exc)}); the file may be "
+            "corrupt: export it again"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types from its plugins
+        syntax_name = getattr(transfer_syntax, "name", "") or str(transfer_syntax)
+        if transfer_syntax is not None and getattr(transfer_syntax, "is_compressed", False):
+            raise CalcinosisError(
+                f"{path}: the pixel data is compressed ({syntax_name}) and cannot be decoded "
+                f"here ({_one_line(exc)}); install a pydicom decoder plugin for it "
+                "(e.g. pylibjpeg with pylibjpeg-libjpeg/-openjpeg, or python-gdcm) or "
+                "export the slice uncompressed"
+            ) from exc
+        raise CalcinosisError(
+            f"{path}: the pixel data cannot be decoded ({_one_line(exc)}); the file may be "
+            "corrupt: export it again"
+        ) from exc
+
+
+def _read_dicom(
+    path: Path,
+    user_spacing_mm: tuple[float, float] | None,
+    level_hu: float,
+    width_hu: float,
+    has_marker: bool,
+) -> CalcinosisImage:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    if path.stat().st_size == 0:
+        raise CalcinosisError(f"{path}: the file is empty (0 bytes); copy or export it again")
+    try:
+        with warnings.catch_warnings():
+            if not has_marker:
+                # Force-reading a non-DICOM file makes pydicom warn about every bogus
+                # element; the verdict below replaces those warnings.
+                warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=not has_marker)
+    except InvalidDicomError as exc:
+        raise CalcinosisError(
+            f"{path}: is not a DICOM file ({_one_line(exc)}); give a DICOM, PNG, JPEG or TIFF image"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - parse errors surface as many types
+        if has_marker:
+            raise CalcinosisError(
+                f"{path}: is a damaged DICOM file that cannot be read ({_one_line(exc)}); "
+                "copy or export it again"
+            ) from exc
+        raise CalcinosisError(
+            f"{path}: is neither a DICOM file nor a PNG/JPEG/TIFF image "
+            "(no 'DICM' marker, and its content cannot be read as DICOM); "
+            "give a DICOM, PNG, JPEG or TIFF image"
+        ) from exc
+
+    if not has_marker and not _looks_like_dicom(ds):
+        raise CalcinosisError(
+            f"{path}: is neither a DICOM file nor a PNG/JPEG/TIFF image "
+            "(no 'DICM' marker, and its content does not read as DICOM); "
+            "give a DICOM, PNG, JPEG or TIFF image"
+        )
+
+    kind = _dicom_kind(ds)
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        if "DirectoryRecordSequence" in ds:
+            advice = "it is a DICOMDIR index: open one of the image files it lists"
+        elif "Rows" in ds and "Columns" in ds:
+            advice = (
+                f"it is a {kind} whose header describes an image, so the file is probably "
+                "truncated: copy or export it again"
+            )
+        else:
+            advice = f"it is a {kind}, not an image: give the CT image file"
+        raise CalcinosisError(f"{path}: the DICOM file contains no pixel data ({advice})")
+
+    n_frames = _first_number(ds.get("NumberOfFrames")) or 1
+    if n_frames > 1:
+        raise _multi_frame_error(path, int(n_frames), "frames")
+
+    _ensure_transfer_syntax(ds)
+    stored = _decode_dicom_pixels(ds, path)
+
+    samples_per_pixel = int(_first_number(ds.get("SamplesPerPixel")) or 1)
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    is_colour = samples_per_pixel > 1 or photometric == "PALETTE COLOR"
+
+    # NumberOfFrames may be absent yet the data hold a stack.
+    if stored.ndim == 4 or (stored.ndim == 3 and not is_colour):
+        raise _multi_frame_error(path, stored.shape[0], "frames")
+
+    header_level = _first_number(ds.get("WindowCenter"))
+    header_width = _first_number(ds.get("WindowWidth"))
+    if header_level is not None and header_width is not None and header_width > 0:
+        image_level_hu, image_width_hu = header_level, header_width
+    else:
+        image_level_hu, image_width_hu = level_hu, width_hu
+
+    saturated_above_hu = None
+    if is_colour:
+        # A colour DICOM is a screenshot-like secondary capture: its values are display
+        # grey levels, so it is a windowed export, mapped back through the given window.
+        rgb = stored
+        if photometric == "PALETTE COLOR":
+            from pydicom.pixels import apply_color_lut
+
+            rgb = apply_color_lut(stored, ds)
+        bits = 8 if rgb.dtype == np.uint8 else int(_first_number(ds.get("BitsStored")) or 16)
+        if photometric == "PALETTE COLOR" and rgb.dtype != np.uint8:
+            bits = 8 * rgb.dtype.itemsize
+        grey = _luminance(rgb)
+        pixels_hu = _windowed_export_to_hu(grey, bits, level_hu, width_hu)
+        image_level_hu, image_width_hu = level_hu, width_hu
+        saturated_above_hu = level_hu + width_hu / 2.0
+        value_origin = (
+            f"{photometric or 'colour'} DICOM (not HU): {bits}-bit luminance mapped back "
+            f"through {_window_label(level_hu, width_hu)}"
+        )
+    else:
+        pixels_hu, value_origin = _dicom_to_hu(ds, stored)
+        modality = str(ds.get("Modality", "")).upper()
+        if modality and modality != "CT":
+            value_origin += f" (Modality {modality}: values may not be Hounsfield units)"
+
+    file_spacing_mm, file_spacing_origin, spacing_problem = _dicom_spacing(ds)
+    if user_spacing_mm is not None:
+        spacing_mm = user_spacing_mm
+        spacing_origin = "user (pixel_size_mm)"
+        if file_spacing_mm is not None:
+            spacing_origin += (
+                f", overriding the file's {file_spacing_origin} "
+                f"{file_spacing_mm[0]:g} x {file_spacing_mm[1]:g} mm"
+            )
+    elif file_spacing_mm is not None:
+        spacing_mm, spacing_origin = file_spacing_mm, file_spacing_origin
+    else:
+        reason = f"its spacing is invalid ({spacing_problem})" if spacing_problem else (
+            "it has no PixelSpacing or ImagerPixelSpacing"
+        )
+        raise CalcinosisError(f"{path}: the pixel size is unknown: {reason}; {_PIXEL_SIZE_HINT}")
+
+    return CalcinosisImage(
+        pixels_hu=pixels_hu,
+        spacing_mm=spacing_mm,
+        window_level_hu=image_level_hu,
+        window_width_hu=image_width_hu,
+        source=str(path),
+        value_origin=value_origin,
+        spacing_origin=spacing_origin,
+        saturated_above_hu=saturated_above_hu,
+    )
+
+
+def _dicom_to_hu(ds, stored: np.ndarray) -> tuple[np.ndarray, str]:
+    """Stored values to HU via the modality transform; returns (HU, how)."""
+    if "ModalityLUTSequence" in ds:
+        from pydicom.pixels import apply_modality_lut
+
+        return (
+            np.asarray(apply_modality_lut(stored, ds), dtype=np.float32),
+            "DICOM Modality LUT Sequence",
+        )
+    slope = _first_number(ds.get("RescaleSlope"))
+    intercept = _first_number(ds.get("RescaleIntercept"))
+    if slope is None and intercept is None:
+        slope = _first_number(
+            _functional_group_value(ds, "PixelValueTransformationSequence", "RescaleSlope")
+        )
+        intercept = _first_number(
+            _functional_group_value(ds, "PixelValueTransformationSequence", "RescaleIntercept")
+        )
+    if slope is None and intercept is None:
+        how = "DICOM stored values (no RescaleSlope/Intercept: slope 1, intercept 0)"
+    else:
+        how = "DICOM RescaleSlope/Intercept"
+    slope = 1.0 if slope is None else slope
+    intercept = 0.0 if intercept is None else intercept
+    pixels_hu = np.asarray(stored, dtype=np.float64) * slope + intercept
+    return pixels_hu.astype(np.float32), how
+
+
+def _multi_frame_error(path: Path, n_frames: int, what: str) -> CalcinosisError:
+    return CalcinosisError(
+        f"{path}: has {n_frames} {what}; this tool measures one 2-D sagittal slice: "
+        "export the slice you want as its own file"
+    )
+
+
+# ---- PNG / JPEG / TIFF ---------------------------------------------------------------
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """Grey level of an (..., 3 or 4) colour image, alpha dropped, as float64."""
+    return np.asarray(rgb[..., :3], dtype=np.float64) @ _LUMA_WEIGHTS
+
+
+def _read_raster(
+    path: Path,
+    fmt: str,
+    user_spacing_mm: tuple[float, float] | None,
+    level_hu: float,
+    width_hu: float,
+) -> CalcinosisImage:
+    if fmt == "TIFF":
+        values, bits, colour_note = _read_tiff_values(path)
+    else:
+        values, bits, colour_note = _read_pillow_values(path, fmt)
+
+    if bits is None:
+        pixels_hu = np.asarray(values, dtype=np.float32)
+        number_kind = "float" if values.dtype.kind == "f" else "signed-integer"
+        value_origin = f"{number_kind} {fmt} taken as HU"
+        saturated_above_hu = None
+    else:
+        pixels_hu = _windowed_export_to_hu(values, bits, level_hu, width_hu)
+        value_origin = f"{bits}-bit export mapped back through {_window_label(level_hu, width_hu)}"
+        # The export clipped everything above the window's top to full scale.
+        saturated_above_hu = level_hu + width_hu / 2.0
+    if colour_note:
+        value_origin = f"{value_origin} ({colour_note})"
+
+    if user_spacing_mm is None:
+        raise CalcinosisError(
+            f"{path}: a {fmt} image carries no pixel size; {_PIXEL_SIZE_HINT}"
+        )
+
+    return CalcinosisImage(
+        pixels_hu=pixels_hu,
+        spacing_mm=user_spacing_mm,
+        window_level_hu=level_hu,
+        window_width_hu=width_hu,
+        source=str(path),
+        value_origin=value_origin,
+        spacing_origin="user (pixel_size_mm)",
+        saturated_above_hu=saturated_above_hu,
+    )
+
+
+def _grey_values(
+    array: np.ndarray, path: Path, fmt: str, colour: bool
+) -> tuple[np.ndarray, str]:
+    """2-D grey values and a note on colour handling; refuses stacks."""
+    if colour:
+        if array.ndim != 3:
+            raise CalcinosisError(f"{path}: unexpected colour {fmt} layout {array.shape}")
+        if array.shape[-1] == 2:  # grey + alpha
+            return array[..., 0], "alpha dropped"
+        note = "RGB reduced to grey by luminance"
+        if array.shape[-1] == 4:
+            note += ", alpha dropped"
+        return _luminance(array), note
+    if array.ndim != 2:
+        raise _multi_frame_error(path, array.shape[0], "planes")
+    return array, ""
+
+
+def _bits_of(
+    values: np.ndarray, path: Path, fmt: str, bits_per_sample: int | None = None
+) -> int | None:
+    """Bit depth of an unsigned-integer export, None for float or signed images (taken as HU)."""
+    kind = values.dtype.kind
+    if kind == "b":
+        raise CalcinosisError(
+            f"{path}: is a 1-bit (black and white) {fmt}, not a CT image export; "
+            "export the slice as 8- or 16-bit grey"
+        )
+    if kind in "fi":
+        return None
+    if kind == "u" and values.dtype.itemsize <= 2:
+        dtype_bits = 8 * values.dtype.itemsize
+        if bits_per_sample and 1 < bits_per_sample <= dtype_bits:
+            return int(bits_per_sample)
+        return dtype_bits
+    raise CalcinosisError(
+        f"{path}: {fmt} pixels of type {values.dtype} are not supported; "
+        "export the slice as 8- or 16-bit grey, or as float HU (TIFF)"
+    )
+
+
+def _read_tiff_values(path: Path) -> tuple[np.ndarray, int | None, str]:
+    """(values, export bit depth or None for HU, colour note) of a single-page TIFF."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            n_pages = len(tif.pages)
+            if n_pages > 1:
+                raise _multi_frame_error(path, n_pages, "pages")
+            page = tif.pages[0]
+            array = page.asarray()
+            photometric = int(page.photometric)
+            samples = int(page.samplesperpixel)
+            planar_separate = int(page.planarconfig) == 2
+            bits_per_sample = page.bitspersample
+            colormap = page.colormap
+    except CalcinosisError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many types
+        raise CalcinosisError(
+            f"{path}: is not a readable TIFF image ({_one_line(exc)}); export the image again"
+        ) from exc
+
+    array = np.squeeze(array) if array.ndim > 2 and 1 in array.shape[:-2] else array
+    if samples > 1 and planar_separate and array.ndim == 3 and array.shape[0] == samples:
+        array = np.moveaxis(array, 0, -1)
+
+    miniswhite, palette = 0, 3  # TIFF PhotometricInterpretation codes
+    if photometric == palette and colormap is not None:
+        # The colour map holds 16-bit RGB for every index.
+        rgb = np.moveaxis(np.asarray(colormap)[:, array], 0, -1)
+        grey, note = _grey_values(rgb, path, "TIFF", colour=True)
+        return grey, 16, "palette TIFF, " + note
+
+    colour = samples > 1
+    grey, note = _grey_values(array, path, "TIFF", colour)
+    if not isinstance(bits_per_sample, int):
+        bits_per_sample = None  # tifffile gives a tuple when samples differ in depth
+    bits = _bits_of(array, path, "TIFF", bits_per_sample)
+    if photometric == miniswhite and bits is not None and not colour:
+        # MINISWHITE stores 0 as white: flip so larger values are denser, as in a CT export.
+        grey = (2**bits - 1) - grey.astype(np.int64)
+        note = "MinIsWhite inverted"
+    return grey, bits, note
+
+
+def _read_pillow_values(path: Path, fmt: str) -> tuple[np.ndarray, int | None, str]:
+    """(values, export bit depth, colour note) of a PNG or JPEG."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            n_frames = getattr(image, "n_frames", 1)
+            if n_frames > 1:
+                raise _multi_frame_error(path, n_frames, "frames")
+            image.load()
+            mode = image.mode
+            if mode == "PA" or (mode == "P" and "transparency" in image.info):
+                image = image.convert("RGBA")
+            elif mode == "P":
+                image = image.convert("RGB")
+            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                image = image.convert("RGB")
+            mode_after = image.mode
+            array = np.asarray(image)
+    except CalcinosisError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
+        raise CalcinosisError(
+            f"{path}: is not a readable {fmt} image ({_one_line(exc)}); export the image again"
+        ) from exc
+
+    if mode_after == "I" and array.size and array.min() >= 0 and array.max() <= 65535:
+        # Older Pillow opens 16-bit grey PNGs as 32-bit "I"; their values fit 16 bits.
+        array = array.astype(np.uint16)
+    colour = array.ndim == 3
+    grey, note = _grey_values(array, path, fmt, colour)
+    if mode in ("P", "PA"):
+        note = "palette image, " + note
+    bits = _bits_of(array, path, fmt)
+    if bits is None and fmt != "TIFF":
+        raise CalcinosisError(
+            f"{path}: {fmt} pixels of type {array.dtype} are not supported; "
+            "export the slice as 8- or 16-bit grey"
+        )
+    return grey, bits, note
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------
+
+
+def _checked_pixels_hu(pixels_hu) -> np.ndarray:
+    pixels_hu = np.asarray(pixels_hu, dtype=np.float64)
+    if pixels_hu.ndim != 2:
+        raise CalcinosisError(
+            f"only one 2-D slice can be written, got an array of shape {pixels_hu.shape}"
+        )
+    if pixels_hu.size == 0 or not np.all(np.isfinite(pixels_hu)):
+        raise CalcinosisError("the image to write is empty or holds NaN/infinite HU values")
+    return pixels_hu
+
+
+def write_dicom(
+    path,
+    pixels_hu: np.ndarray,
+    spacing_mm,
+    window_level_hu: float = WINDOW_LEVEL_HU,
+    window_width_hu: float = WINDOW_WIDTH_HU,
+    patient_id: str = "PHANTOM",
+    description: str = "",
+) -> Path:
+    """Write one slice as a CT Image Storage DICOM file.
+
+    Stored as signed 16-bit ``round(HU) + 1024`` with RescaleSlope 1 and
+    RescaleIntercept -1024 (clipped to the int16 range), so reading it back gives the
+    HU to within 0.5.  Patient position and orientation are nominal.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file; its folder must exist.
+    pixels_hu : numpy.ndarray
+        2-D image in HU.
+    spacing_mm : float or (float, float)
+        (row, col) pixel spacing in mm (one number: square pixels).
+    window_level_hu, window_width_hu : float
+        Display window written as WindowCenter/WindowWidth, in HU.
+    patient_id : str
+        Written as PatientID and PatientName.
+    description : str
+        Written as SeriesDescription.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import (
+        PYDICOM_IMPLEMENTATION_UID,
+        CTImageStorage,
+        ExplicitVRLittleEndian,
+        generate_uid,
+    )
+    from pydicom.valuerep import DSfloat
+
+    path = Path(path)
+    pixels_hu = _checked_pixels_hu(pixels_hu)
+    row_mm, col_mm = _checked_spacing(spacing_mm, "spacing_mm")
+    level_hu, width_hu = _checked_window(window_level_hu, window_width_hu)
+
+    int16 = np.iinfo(np.int16)
+    stored = np.clip(np.round(pixels_hu - _DICOM_RESCALE_INTERCEPT_HU), int16.min, int16.max)
+    stored = stored.astype("<i2")
+
+    def ds_value(number: float) -> DSfloat:
+        # DS strings hold at most 16 characters; auto_format keeps as many digits as fit.
+        return DSfloat(float(number), auto_format=True)
+
+    sop_instance_uid = generate_uid()
+    file_meta = FileMetaDataset()
+    file_meta.MediaStorageSOPClassUID = CTImageStorage
+    file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+
+    ds = FileDataset(str(path), {}, file_meta=file_meta, preamble=b"\0" * 128)
+    now = datetime.datetime.now()
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop_instance_uid
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = time
+    ds.AccessionNumber = ""
+    ds.Modality = "CT"
+    ds.Manufacturer = "napari-calcinosis"
+    ds.ReferringPhysicianName = ""
+    ds.SeriesDescription = str(description)
+    ds.PatientName = str(patient_id)
+    ds.PatientID = str(patient_id)
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.KVP = ""
+    ds.SliceThickness = ""
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.AcquisitionNumber = 1
+    ds.InstanceNumber = 1
+    ds.PositionReferenceIndicator = ""
+    ds.ImagePositionPatient = [0, 0, 0]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = stored.shape
+    ds.PixelSpacing = [ds_value(row_mm), ds_value(col_mm)]
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.WindowCenter = ds_value(level_hu)
+    ds.WindowWidth = ds_value(width_hu)
+    ds.RescaleIntercept = ds_value(_DICOM_RESCALE_INTERCEPT_HU)
+    ds.RescaleSlope = ds_value(1.0)
+    ds.RescaleType = "HU"
+    ds.PixelData = stored.tobytes()
+
+    try:
+        ds.save_as(path, enforce_file_format=True)
+    except OSError as exc:
+        raise CalcinosisError(
+            f"{path}: cannot write the DICOM file ({_one_line(exc)}); check that the folder "
+            "exists and is writable"
+        ) from exc
+    return path
+
+
+def write_windowed_png(
+    path,
+    pixels_hu: np.ndarray,
+    window_level_hu: float = WINDOW_LEVEL_HU,
+    window_width_hu: float = WINDOW_WIDTH_HU,
+) -> Path:
+    """Write an 8-bit grey PNG through a window, like the paper's JPEG exports.
+
+    Each pixel is ``round(window_unit * 255)``; HU outside the window are clipped, and
+    no pixel spacing is stored.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file (written as PNG whatever its suffix); its folder must exist.
+    pixels_hu : numpy.ndarray
+        2-D image in HU.
+    window_level_hu, window_width_hu : float
+        The export window in HU.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    pixels_hu = _checked_pixels_hu(pixels_hu)
+    grey = np.round(hu_to_window_unit(pixels_hu, window_level_hu, window_width_hu) * 255.0)
+    try:
+        Image.fromarray(grey.astype(np.uint8)).save(path, format="PNG")
+    except OSError as exc:
+        raise CalcinosisError(
+            f"{path}: cannot write the PNG file ({_one_line(exc)}); check that the folder "
+            "exists and is writable"
+        ) from exc
+    return path

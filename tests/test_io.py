@@ -1,0 +1,356 @@
+"""Reading and writing images: DICOM calibration, windowed exports, and every user error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+import tifffile
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from napari_calcinosis._errors import CalcinosisError
+from napari_calcinosis.io import (
+    WINDOW_LEVEL_HU,
+    WINDOW_WIDTH_HU,
+    CalcinosisImage,
+    hu_to_window_unit,
+    read_image,
+    window_unit_to_hu,
+    write_dicom,
+    write_windowed_png,
+)
+
+CT_SMALL = get_testdata_file("CT_small.dcm")
+BONE_BOTTOM_HU = WINDOW_LEVEL_HU - WINDOW_WIDTH_HU / 2  # -300
+BONE_TOP_HU = WINDOW_LEVEL_HU + WINDOW_WIDTH_HU / 2  # 1200
+
+
+def _hu_ramp(low_hu: float, high_hu: float, shape=(40, 64)) -> np.ndarray:
+    """A smooth left-to-right ramp in HU, the same on every row."""
+    return np.tile(np.linspace(low_hu, high_hu, shape[1]), (shape[0], 1))
+
+
+def _error_of(path, **kwargs) -> str:
+    with pytest.raises(CalcinosisError) as info:
+        read_image(path, **kwargs)
+    return str(info.value)
+
+
+# ---- DICOM ---------------------------------------------------------------------------
+
+
+def test_ct_small_is_calibrated_with_header_spacing():
+    image = read_image(CT_SMALL)
+    ds = pydicom.dcmread(CT_SMALL)
+    stored = ds.pixel_array.astype(np.float64)
+    expected_hu = stored * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+
+    assert image.spacing_mm == (0.661468, 0.661468)
+    assert image.spacing_origin == "PixelSpacing"
+    assert image.pixels_hu.dtype == np.float32
+    assert image.shape == (128, 128)
+    np.testing.assert_array_equal(image.pixels_hu, expected_hu.astype(np.float32))
+    assert image.pixels_hu.min() == expected_hu.min() == 128 - 1024
+    assert image.pixels_hu.max() == expected_hu.max() == 2191 - 1024
+    assert "RescaleSlope/Intercept" in image.value_origin
+    assert image.saturated_above_hu is None
+    # CT_small has no WindowCenter/Width, so the bone window applies.
+    assert "WindowCenter" not in ds
+    assert (image.window_level_hu, image.window_width_hu) == (450.0, 1500.0)
+    assert image.name == "CT_small"
+
+
+def test_header_window_is_read_and_non_ct_modality_is_flagged():
+    image = read_image(get_testdata_file("MR_small.dcm"))
+    assert (image.window_level_hu, image.window_width_hu) == (600.0, 1600.0)
+    assert image.spacing_mm == (0.3125, 0.3125)
+    assert "may not be Hounsfield" in image.value_origin
+
+
+def test_explicit_pixel_size_overrides_file_spacing():
+    image = read_image(CT_SMALL, pixel_size_mm=(0.5, 0.25))
+    assert image.spacing_mm == (0.5, 0.25)
+    assert image.spacing_origin.startswith("user (pixel_size_mm)")
+    assert "0.661468" in image.spacing_origin
+
+
+def test_spacing_falls_back_to_imager_pixel_spacing_then_to_user(tmp_path):
+    ds = pydicom.dcmread(CT_SMALL)
+    del ds.PixelSpacing
+    ds.ImagerPixelSpacing = [0.4, 0.3]
+    imager = tmp_path / "imager.dcm"
+    ds.save_as(imager)
+    image = read_image(imager)
+    assert image.spacing_mm == (0.4, 0.3)
+    assert image.spacing_origin == "ImagerPixelSpacing"
+
+    del ds.ImagerPixelSpacing
+    no_spacing = tmp_path / "no_spacing.dcm"
+    ds.save_as(no_spacing)
+    message = _error_of(no_spacing)
+    assert "no_spacing.dcm" in message
+    assert "pixel_size_mm" in message and "--pixel-size" in message
+
+    image = read_image(no_spacing, pixel_size_mm=0.3)
+    assert image.spacing_mm == (0.3, 0.3)
+    assert image.spacing_origin == "user (pixel_size_mm)"
+
+
+def test_dicom_without_preamble_or_meta_and_without_suffix_is_read(tmp_path):
+    ds = pydicom.dcmread(CT_SMALL)
+    del ds.file_meta
+    ds.preamble = None
+    raw = tmp_path / "1.2.840.99999.1"  # UID-style name: suffix ".1"
+    ds.save_as(raw, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    assert raw.read_bytes()[128:132] != b"DICM"
+
+    image = read_image(raw)
+    np.testing.assert_array_equal(image.pixels_hu, read_image(CT_SMALL).pixels_hu)
+    assert image.spacing_mm == (0.661468, 0.661468)
+
+
+def test_rgb_dicom_is_mapped_back_through_the_window_not_taken_as_hu():
+    path = get_testdata_file("SC_rgb_small_odd.dcm")
+    rgb = pydicom.dcmread(path).pixel_array.astype(np.float64)
+    luminance = rgb @ np.array([0.299, 0.587, 0.114])
+    image = read_image(path)
+    np.testing.assert_allclose(
+        image.pixels_hu, BONE_BOTTOM_HU + luminance / 255 * WINDOW_WIDTH_HU, atol=1e-3
+    )
+    assert "not HU" in image.value_origin
+    assert image.saturated_above_hu == BONE_TOP_HU
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("rtplan.dcm", ["no pixel data", "RT Plan"]),
+        ("rtdose.dcm", ["15 frames", "one 2-D", "export the slice"]),
+        ("SC_rgb_rle_2frame.dcm", ["2 frames"]),
+        ("MR_truncated.dcm", ["truncated"]),
+        ("no_meta.dcm", ["DICM", "neither a DICOM"]),  # a stray leading byte: unreadable
+        ("DICOMDIR", ["no pixel data", "DICOMDIR"]),
+    ],
+)
+def test_odd_pydicom_files_give_one_clear_error(name, words):
+    path = get_testdata_file(name)
+    message = _error_of(path)
+    assert name in message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize(
+    ("fraction", "words"),
+    [(0.5, ["pixel data is shorter", "truncated"]), (0.1, ["no pixel data", "truncated"])],
+)
+def test_truncated_ct_small_is_reported_as_truncated(tmp_path, fraction, words):
+    data = open(CT_SMALL, "rb").read()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    message = _error_of(cut)
+    assert "cut.dcm" in message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize("name", ["garbage", "garbage.dcm", "garbage.xyz", "garbage.png"])
+def test_garbage_file_is_refused(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    message = _error_of(path)
+    assert name in message
+    assert "DICOM" in message or "PNG image" in message
+
+
+def test_missing_file_and_folder_are_refused(tmp_path):
+    assert "file not found" in _error_of(tmp_path / "nope.dcm")
+    assert "not a file" in _error_of(tmp_path)
+
+
+def test_write_dicom_roundtrip(tmp_path):
+    rng = np.random.default_rng(1)
+    hu = rng.uniform(-1024.0, 3000.0, size=(33, 47))
+    hu[0, 0] = 40000.0  # beyond int16 after the offset: clipped, not wrapped
+    path = write_dicom(
+        tmp_path / "slice.dcm", hu, (0.25, 0.3), window_level_hu=40, window_width_hu=400,
+        patient_id="P01", description="test slice",
+    )
+    assert path == tmp_path / "slice.dcm"
+    assert path.read_bytes()[128:132] == b"DICM"
+
+    ds = pydicom.dcmread(path)  # no force: a proper Part 10 file
+    assert ds.SOPClassUID == pydicom.uid.CTImageStorage
+    assert ds.file_meta.MediaStorageSOPClassUID == pydicom.uid.CTImageStorage
+    assert ds.Modality == "CT" and ds.PatientID == "P01" and ds.SeriesDescription == "test slice"
+    assert float(ds.RescaleSlope) == 1 and float(ds.RescaleIntercept) == -1024
+
+    image = read_image(path)
+    assert image.spacing_mm == (0.25, 0.3)
+    assert (image.window_level_hu, image.window_width_hu) == (40.0, 400.0)
+    assert image.pixels_hu[0, 0] == 32767 - 1024
+    inside = np.ones(hu.shape, bool)
+    inside[0, 0] = False
+    assert np.max(np.abs(image.pixels_hu[inside] - hu[inside])) <= 0.5
+
+
+# ---- windowed exports ----------------------------------------------------------------
+
+
+def test_8bit_png_maps_back_through_the_bone_window(tmp_path):
+    hu = _hu_ramp(-1000.0, 2000.0, shape=(8, 301))
+    path = write_windowed_png(tmp_path / "ramp.png", hu)
+    image = read_image(path, pixel_size_mm=0.2)
+
+    assert image.spacing_mm == (0.2, 0.2)
+    assert image.spacing_origin == "user (pixel_size_mm)"
+    assert image.saturated_above_hu == BONE_TOP_HU
+    assert "8-bit" in image.value_origin and "W1500/L450" in image.value_origin
+    inside = (hu >= BONE_BOTTOM_HU) & (hu <= BONE_TOP_HU)
+    assert np.max(np.abs(image.pixels_hu[inside] - hu[inside])) <= 1500 / 255 / 2 + 1e-3
+    np.testing.assert_allclose(image.pixels_hu[hu > BONE_TOP_HU], BONE_TOP_HU)
+    np.testing.assert_allclose(image.pixels_hu[hu < BONE_BOTTOM_HU], BONE_BOTTOM_HU)
+    # The display image of what was read is the exported file, pixel for pixel.
+    np.testing.assert_array_equal(image.to_uint8(), np.asarray(Image.open(path)))
+
+
+def test_png_without_pixel_size_is_refused(tmp_path):
+    path = write_windowed_png(tmp_path / "nosize.png", _hu_ramp(0, 100))
+    message = _error_of(path)
+    assert "nosize.png" in message
+    assert "pixel_size_mm" in message and "--pixel-size" in message
+
+
+@pytest.mark.parametrize(
+    "bad", [-0.2, 0.0, float("nan"), float("inf"), (0.2, -0.1), (0.1, 0.2, 0.3), "x"]
+)
+def test_bad_pixel_size_is_refused(tmp_path, bad):
+    path = write_windowed_png(tmp_path / "ramp.png", _hu_ramp(0, 100))
+    with pytest.raises(CalcinosisError, match="pixel_size_mm"):
+        read_image(path, pixel_size_mm=bad)
+
+
+def test_rectangular_pixel_size(tmp_path):
+    path = write_windowed_png(tmp_path / "ramp.png", _hu_ramp(0, 100))
+    assert read_image(path, pixel_size_mm=(0.2, 0.3)).spacing_mm == (0.2, 0.3)
+
+
+def _16bit_soft_tissue_export(hu: np.ndarray) -> np.ndarray:
+    return np.round(hu_to_window_unit(hu, 40, 400) * 65535).astype(np.uint16)
+
+
+def test_16bit_png_with_custom_window(tmp_path):
+    hu = _hu_ramp(-400.0, 500.0, shape=(6, 500))
+    path = tmp_path / "soft16.png"
+    Image.fromarray(_16bit_soft_tissue_export(hu)).save(path)
+    image = read_image(path, pixel_size_mm=0.1, window_level_hu=40, window_width_hu=400)
+
+    assert "16-bit" in image.value_origin and "W400/L40" in image.value_origin
+    assert image.saturated_above_hu == 240.0
+    assert (image.window_level_hu, image.window_width_hu) == (40.0, 400.0)
+    inside = (hu >= -160) & (hu <= 240)
+    assert np.max(np.abs(image.pixels_hu[inside] - hu[inside])) <= 400 / 65535 / 2 + 1e-3
+    np.testing.assert_allclose(image.pixels_hu[hu > 240], 240.0)
+
+
+def test_16bit_tiff_with_custom_window(tmp_path):
+    hu = _hu_ramp(-160.0, 240.0, shape=(5, 400))
+    path = tmp_path / "soft16.tif"
+    tifffile.imwrite(path, _16bit_soft_tissue_export(hu))
+    image = read_image(path, pixel_size_mm=0.1, window_level_hu=40, window_width_hu=400)
+    assert np.max(np.abs(image.pixels_hu - hu)) <= 400 / 65535 / 2 + 1e-3
+
+
+def test_float_and_signed_tiff_are_taken_as_hu(tmp_path):
+    hu = _hu_ramp(-1000.0, 3000.0).astype(np.float32)
+    tifffile.imwrite(tmp_path / "hu.tif", hu)
+    image = read_image(tmp_path / "hu.tif", pixel_size_mm=0.2)
+    np.testing.assert_array_equal(image.pixels_hu, hu)
+    assert image.value_origin == "float TIFF taken as HU"
+    assert image.saturated_above_hu is None
+
+    tifffile.imwrite(tmp_path / "hu16.tif", np.round(hu).astype(np.int16))
+    image = read_image(tmp_path / "hu16.tif", pixel_size_mm=0.2)
+    np.testing.assert_array_equal(image.pixels_hu, np.round(hu))
+
+
+def test_multipage_tiff_is_refused(tmp_path):
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint8), photometric="minisblack")
+    message = _error_of(path, pixel_size_mm=0.2)
+    assert "stack.tif" in message and "3 pages" in message and "one 2-D" in message
+
+
+@pytest.mark.parametrize("channels", ["RGB", "RGBA"])
+def test_grey_rgb_png_reads_like_grey(tmp_path, channels):
+    hu = _hu_ramp(-500.0, 1500.0)
+    grey_path = write_windowed_png(tmp_path / "grey.png", hu)
+    grey = np.asarray(Image.open(grey_path))
+    layers = [grey] * 3 + ([np.full_like(grey, 200)] if channels == "RGBA" else [])
+    colour_path = tmp_path / "colour.png"
+    Image.fromarray(np.stack(layers, axis=-1)).save(colour_path)
+
+    colour_image = read_image(colour_path, pixel_size_mm=0.2)
+    assert colour_image.pixels_hu.ndim == 2
+    assert "luminance" in colour_image.value_origin
+    np.testing.assert_allclose(
+        colour_image.pixels_hu, read_image(grey_path, pixel_size_mm=0.2).pixels_hu, atol=1e-3
+    )
+
+
+def test_rgb_jpeg_export(tmp_path):
+    hu = _hu_ramp(-300.0, 1200.0, shape=(32, 128))
+    grey = np.round(hu_to_window_unit(hu) * 255).astype(np.uint8)
+    path = tmp_path / "export.jpg"
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(path, quality=95)
+    image = read_image(path, pixel_size_mm=0.2)
+    assert image.shape == (32, 128)
+    assert image.saturated_above_hu == BONE_TOP_HU
+    # JPEG compression moves grey levels by a few steps of 1500/255 ~ 5.9 HU each.
+    assert np.max(np.abs(image.pixels_hu - hu)) <= 4 * 1500 / 255
+
+
+# ---- window arithmetic and the image type --------------------------------------------
+
+
+def test_window_unit_round_trip_and_clipping():
+    hu = np.array([-1000.0, -300.0, 0.0, 450.0, 1200.0, 3000.0])
+    unit = hu_to_window_unit(hu)
+    assert unit.dtype == np.float32
+    np.testing.assert_allclose(unit, [0.0, 0.0, 0.2, 0.5, 1.0, 1.0], atol=1e-7)
+    np.testing.assert_allclose(window_unit_to_hu(unit[1:5]), hu[1:5], atol=1e-3)
+    np.testing.assert_allclose(window_unit_to_hu(np.array([0.5]), 40, 400), [40.0])
+    with pytest.raises(CalcinosisError, match="width"):
+        hu_to_window_unit(hu, 450, 0)
+
+
+def test_calcinosis_image_helpers():
+    image = CalcinosisImage(pixels_hu=[[-300.0, 450.0], [1200.0, 5000.0]], spacing_mm=(0.1, 0.2),
+                            source="/data/finger_07.png")
+    assert image.pixels_hu.dtype == np.float32
+    assert image.shape == (2, 2)
+    assert image.name == "finger_07"
+    np.testing.assert_array_equal(image.to_uint8(), [[0, 128], [255, 255]])
+    with pytest.raises(CalcinosisError):
+        CalcinosisImage(pixels_hu=np.zeros((2, 2, 2)), spacing_mm=(0.1, 0.1))
+
+
+def test_empty_file_is_refused(tmp_path):
+    path = tmp_path / "empty.dcm"
+    path.write_bytes(b"")
+    assert "empty" in _error_of(path)
+
+
+@pytest.mark.parametrize(("kind", "words"), [("1-bit", ["1-bit"]), ("animated", ["2 frames"])])
+def test_unmeasurable_pngs_are_refused(tmp_path, kind, words):
+    grey = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (8, 1))
+    path = tmp_path / f"{kind}.png"
+    if kind == "1-bit":
+        Image.fromarray(grey > 100).save(path)
+    else:
+        Image.fromarray(grey).save(path, save_all=True, append_images=[Image.fromarray(255 - grey)])
+    message = _error_of(path, pixel_size_mm=0.2)
+    assert path.name in message
+    for word in words:
+        assert word in message
