@@ -1,0 +1,594 @@
+"""Synthetic sagittal finger phantoms with exact ground truth.
+
+A phantom is a 2-D sagittal CT slice of one finger rendered in Hounsfield units: metacarpal
+head, three phalanges (cortex, medulla, flared bases, rounded heads, joint gaps), soft tissue
+with a subcutaneous fat band, skin, nail, a flexor tendon, and calcinosis deposits of
+0.4-50 mm^2 (the range measured in Chandrasekaran et al. 2021) in the fingertip pulp, around
+joints, along shafts and touching bone.
+
+Every structure is an analytic function of physical coordinates, so the truth does not depend
+on the pixel grid: the image is rendered on a supersampled grid and averaged down (partial
+volume), blurred by a Gaussian point-spread function and given noise; each deposit's true area
+is integrated on a fine grid of its own. Orientation, size, pixel spacing (0.15-0.35 mm),
+densities, noise and blur are all drawn at random from ``seed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = ["Phantom", "make_phantom", "LESION_SITES"]
+
+LESION_SITES = ("pulp", "joint", "shaft", "touching_bone")
+
+# Supersampling for partial volume: 3x3 sub-pixels per pixel is enough for the blur that
+# follows to hide the remaining aliasing; each deposit's *area* is integrated much finer.
+_SUPERSAMPLE = 3
+_AREA_SUPERSAMPLE = 12
+
+
+@dataclass
+class Phantom:
+    """One synthetic finger image and its exact ground truth.
+
+    Attributes
+    ----------
+    image_hu : ndarray of float32, (rows, cols)
+        The CT slice in Hounsfield units.
+    spacing_mm : tuple of float
+        (row, col) pixel spacing in mm.
+    bone_mask : ndarray of bool
+        Pixels more than half covered by bone (phalanges and the metacarpal head).
+    lesion_labels : ndarray of int32
+        0 = no deposit, i = deposit i (pixels more than half covered by it, bone excluded).
+    lesion_areas_mm2 : ndarray of float
+        True area of deposit i at index i - 1, in mm^2, bone overlap excluded.
+    seeds : ndarray of int, (n_lesions, 2)
+        One (row, col) pixel inside each deposit, in label order.
+    lesion_sites : list of str
+        Where each deposit lies: one of ``LESION_SITES``.
+    lesion_peak_hu : ndarray of float
+        Each deposit's density before blur and noise, in HU.
+    cut_off : bool
+        True when the image border cuts through a phalanx (the case where the paper's U-Net
+        failed).
+    seed : int
+        The random seed that made this phantom.
+    params : dict
+        The drawn acquisition parameters (noise, blur, orientation...).
+    """
+
+    image_hu: np.ndarray
+    spacing_mm: tuple[float, float]
+    bone_mask: np.ndarray
+    lesion_labels: np.ndarray
+    lesion_areas_mm2: np.ndarray
+    seeds: np.ndarray
+    lesion_sites: list[str]
+    lesion_peak_hu: np.ndarray
+    cut_off: bool
+    seed: int
+    params: dict = field(default_factory=dict)
+
+    @property
+    def n_lesions(self) -> int:
+        return len(self.lesion_areas_mm2)
+
+    def to_image(self, source: str | None = None):
+        """The phantom as a :class:`~napari_calcinosis.io.CalcinosisImage` (HU, spacing in mm)."""
+        from .io import CalcinosisImage
+
+        return CalcinosisImage(
+            pixels_hu=self.image_hu,
+            spacing_mm=self.spacing_mm,
+            source=source or f"phantom-{self.seed}",
+            value_origin="synthetic phantom in HU",
+            spacing_origin="phantom",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry: a finger is a chain of bones, each with its own local frame (a along the bone,
+# b across it, b > 0 dorsal).
+
+
+@dataclass
+class _Bone:
+    origin: np.ndarray  # (x, y) mm of the proximal end's centre, in finger frame
+    angle: float  # direction of the bone's long axis, radians, in finger frame
+    length_mm: float
+    base_half_mm: float
+    shaft_half_mm: float
+    head_half_mm: float
+    bow_mm: float  # palmar concavity of the shaft
+    cortex_mm: float
+    flare_mm: float  # length over which base and head flare
+    tuft: bool = False  # distal phalanx: tuft instead of a head
+
+    def local(self, u, v):
+        dx, dy = u - self.origin[0], v - self.origin[1]
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        return dx * c + dy * s, -dx * s + dy * c
+
+    def half_width(self, a):
+        t_base = np.exp(-((a / self.flare_mm) ** 2))
+        t_head = np.exp(-(((self.length_mm - a) / self.flare_mm) ** 2))
+        return (
+            self.shaft_half_mm
+            + (self.base_half_mm - self.shaft_half_mm) * t_base
+            + (self.head_half_mm - self.shaft_half_mm) * t_head
+        )
+
+    def centre_offset(self, a):
+        x = np.clip(a / self.length_mm, 0.0, 1.0)
+        return -self.bow_mm * 4.0 * x * (1.0 - x) + 0.0
+
+    def inside(self, u, v):
+        a, b = self.local(u, v)
+        w = self.half_width(a)
+        db = np.abs(b - self.centre_offset(a))
+        # Rounded ends: the head is convex over its half-width; the base nearly flat.
+        head_r = self.head_half_mm * (0.6 if self.tuft else 0.9)
+        base_r = self.base_half_mm * 0.35
+        end_head = np.where(
+            a > self.length_mm - head_r,
+            w * np.sqrt(np.clip(1.0 - ((a - (self.length_mm - head_r)) / head_r) ** 2, 0, 1)),
+            w,
+        )
+        end = np.where(
+            a < base_r,
+            end_head * np.sqrt(np.clip(1.0 - ((base_r - a) / base_r) ** 2, 0, 1)) ** 0.5,
+            end_head,
+        )
+        return (a >= 0) & (a <= self.length_mm) & (db <= end)
+
+
+@dataclass
+class _Finger:
+    bones: list  # metacarpal, P1, P2, P3
+    dorsal_mm: list  # soft tissue above each bone
+    palmar_mm: list
+    tip_mm: float
+    skin_mm: float
+    fat_mm: float
+    nail_mm: float
+    tendon_mm: float
+
+    def soft_tissue(self, u, v):
+        inside = np.zeros(np.broadcast(u, v).shape, dtype=bool)
+        n = len(self.bones)
+        for i, bone in enumerate(self.bones):
+            a, b = bone.local(u, v)
+            top = bone.head_half_mm * 0.9 + self.dorsal_mm[i]
+            bottom = -(bone.head_half_mm * 0.9 + self.palmar_mm[i])
+            a_lo = -3.0 if i else -1e3
+            a_hi = bone.length_mm + (self.tip_mm if i == n - 1 else 3.0)
+            seg = (a >= a_lo) & (a <= a_hi) & (b <= top) & (b >= bottom)
+            if i == n - 1:
+                # The fingertip is a rounded pulp, not a square end.
+                centre = 0.5 * (top + bottom)
+                half = 0.5 * (top - bottom)
+                beyond = a > bone.length_mm - half
+                ell = ((a - (bone.length_mm - half)) / (self.tip_mm + half)) ** 2 + (
+                    (b - centre) / half
+                ) ** 2
+                seg &= ~beyond | (ell <= 1.0)
+            inside |= seg
+        return inside
+
+    def bone_index(self, u, v):
+        index = np.zeros(np.broadcast(u, v).shape, dtype=np.int8)
+        for i, bone in enumerate(self.bones):
+            index[bone.inside(u, v) & (index == 0)] = i + 1
+        return index
+
+    def nail(self, u, v):
+        p3 = self.bones[-1]
+        a, b = p3.local(u, v)
+        top = p3.head_half_mm * 0.9 + self.dorsal_mm[-1]
+        return (
+            (a > 0.35 * p3.length_mm)
+            & (a < p3.length_mm + 0.5 * self.tip_mm)
+            & (b <= top - self.skin_mm * 0.3)
+            & (b >= top - self.skin_mm * 0.3 - self.nail_mm)
+        )
+
+    def tendon(self, u, v):
+        """Flexor tendon: a band palmar to the shafts of the proximal and middle phalanges."""
+        out = np.zeros(np.broadcast(u, v).shape, dtype=bool)
+        for bone in self.bones[1:3]:
+            a, b = bone.local(u, v)
+            floor = -(bone.shaft_half_mm + 0.6)
+            out |= (a > 0) & (a < bone.length_mm) & (b < floor) & (b > floor - self.tendon_mm)
+        return out
+
+
+def _draw_finger(rng: np.random.Generator) -> _Finger:
+    f = rng.uniform(0.72, 1.1)  # little finger to a large index finger
+    lengths = np.array([55.0, 40.0, 24.0, 17.0]) * f * rng.uniform(0.9, 1.1, 4)
+    base = np.array([5.0, 5.0, 4.2, 3.4]) * f * rng.uniform(0.88, 1.12, 4)
+    shaft = np.array([3.6, 3.2, 2.7, 1.7]) * f * rng.uniform(0.85, 1.15, 4)
+    head = np.array([5.6, 4.0, 3.3, 2.5]) * f * rng.uniform(0.88, 1.12, 4)
+    shaft = np.minimum(shaft, 0.85 * np.minimum(base, head))
+    gaps = rng.uniform(0.8, 2.0, 3) * f
+    flexion = np.concatenate([[0.0], np.deg2rad(rng.uniform(-4, 22, 3))])  # palmar flexion
+    bones = []
+    origin = np.array([-lengths[0] - gaps[0], 0.0])
+    angle = 0.0
+    for i in range(4):
+        angle = angle - flexion[i] if i else 0.0
+        bone = _Bone(
+            origin=origin.copy(),
+            angle=angle,
+            length_mm=lengths[i],
+            base_half_mm=base[i],
+            shaft_half_mm=shaft[i],
+            head_half_mm=head[i],
+            bow_mm=rng.uniform(0.0, 0.8) * f,
+            cortex_mm=rng.uniform(0.5, 1.4),
+            flare_mm=lengths[i] * rng.uniform(0.12, 0.22),
+            tuft=(i == 3),
+        )
+        bones.append(bone)
+        if i < 3:
+            end = origin + lengths[i] * np.array([np.cos(angle), np.sin(angle)])
+            next_angle = angle - flexion[i + 1]
+            origin = end + gaps[i] * np.array([np.cos(next_angle), np.sin(next_angle)])
+    return _Finger(
+        bones=bones,
+        dorsal_mm=list(rng.uniform(1.8, 3.5, 4) * f),
+        palmar_mm=list(rng.uniform(3.0, 6.5, 4) * f),
+        tip_mm=rng.uniform(3.0, 7.0) * f,
+        skin_mm=rng.uniform(0.8, 1.8),
+        fat_mm=rng.uniform(0.3, 1.5),
+        nail_mm=rng.uniform(0.4, 0.8),
+        tendon_mm=rng.uniform(0.8, 2.0),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Deposits: analytic shapes in image-physical coordinates (x = col * spacing, y = row * spacing).
+
+
+@dataclass
+class _Deposit:
+    kind: str  # shape: ellipse | lobulated | irregular
+    centre: np.ndarray  # (x, y) mm
+    radius_mm: float
+    params: dict
+
+    def inside(self, x, y):
+        dx, dy = x - self.centre[0], y - self.centre[1]
+        p = self.params
+        if self.kind == "ellipse":
+            c, s = np.cos(p["angle"]), np.sin(p["angle"])
+            a, b = dx * c + dy * s, -dx * s + dy * c
+            return (a / p["ra"]) ** 2 + (b / p["rb"]) ** 2 <= 1.0
+        if self.kind == "lobulated":
+            out = np.zeros(np.broadcast(x, y).shape, dtype=bool)
+            for (ox, oy), r in zip(p["offsets"], p["radii"]):
+                out |= (dx - ox) ** 2 + (dy - oy) ** 2 <= r * r
+            return out
+        theta = np.arctan2(dy, dx)
+        r = self.radius_mm * np.ones_like(theta)
+        for k, amp, phase in zip(p["k"], p["amp"], p["phase"]):
+            r = r + self.radius_mm * amp * np.cos(k * theta + phase)
+        return dx * dx + dy * dy <= r * r
+
+    def extent_mm(self) -> float:
+        """A radius that surely contains the shape."""
+        p = self.params
+        if self.kind == "ellipse":
+            return max(p["ra"], p["rb"])
+        if self.kind == "lobulated":
+            return max(np.hypot(ox, oy) + r for (ox, oy), r in zip(p["offsets"], p["radii"]))
+        return self.radius_mm * (1.0 + sum(p["amp"]))
+
+
+def _draw_deposit(rng: np.random.Generator, centre) -> _Deposit:
+    # Log-uniform nominal area over the paper's measured range, 0.4-50 mm^2.
+    area = float(np.exp(rng.uniform(np.log(0.4), np.log(50.0))))
+    r0 = np.sqrt(area / np.pi)
+    kind = rng.choice(["ellipse", "lobulated", "irregular"], p=[0.35, 0.35, 0.3])
+    if kind == "ellipse":
+        aspect = rng.uniform(1.0, 2.5)
+        params = dict(ra=r0 * np.sqrt(aspect), rb=r0 / np.sqrt(aspect), angle=rng.uniform(0, np.pi))
+    elif kind == "lobulated":
+        n = int(rng.integers(2, 6))
+        radii = r0 * rng.uniform(0.45, 0.8, n)
+        ang = rng.uniform(0, 2 * np.pi, n)
+        dist = r0 * rng.uniform(0.0, 0.7, n)
+        offsets = [(d * np.cos(t), d * np.sin(t)) for d, t in zip(dist, ang)]
+        params = dict(radii=list(radii), offsets=offsets)
+    else:
+        n = int(rng.integers(2, 5))
+        ks = rng.choice(np.arange(2, 8), n, replace=False)
+        amps = rng.uniform(0.04, 0.32 / n * 2, n)
+        params = dict(k=list(ks), amp=list(amps), phase=list(rng.uniform(0, 2 * np.pi, n)))
+    return _Deposit(kind=str(kind), centre=np.asarray(centre, float), radius_mm=r0, params=params)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def make_phantom(
+    seed: int = 0,
+    *,
+    n_lesions: int | None = None,
+    cut_off: bool | None = None,
+    spacing_mm: float | None = None,
+    noise_hu: float | None = None,
+    max_size_px: int = 720,
+) -> Phantom:
+    """Render one synthetic sagittal finger phantom with exact ground truth.
+
+    Parameters
+    ----------
+    seed : int
+        Random seed; the same seed always gives the same phantom.
+    n_lesions : int, optional
+        Number of calcinosis deposits (default: 1-6 at random).
+    cut_off : bool, optional
+        Force (True) or forbid (False) a phalanx cut by the image border; default: 30 % of
+        phantoms are cut off.
+    spacing_mm : float, optional
+        Isotropic pixel spacing in mm (default: uniform in 0.15-0.35 mm).
+    noise_hu : float, optional
+        Standard deviation of the image noise in HU (default: uniform in 6-35 HU).
+    max_size_px : int
+        The field of view is narrowed so that neither side exceeds this many pixels.
+
+    Returns
+    -------
+    Phantom
+    """
+    rng = np.random.default_rng(seed)
+    finger = _draw_finger(rng)
+    if cut_off is None:
+        cut_off = bool(rng.random() < 0.3)
+    if spacing_mm is None:
+        spacing_mm = float(rng.uniform(0.15, 0.35))
+    if noise_hu is None:
+        noise_hu = float(rng.uniform(6.0, 35.0))
+    spacing = float(spacing_mm)
+
+    # Field of view in the finger frame: from the metacarpal head (or, cut off, from inside the
+    # proximal or middle phalanx) to just beyond the fingertip.
+    p1, p2, p3 = finger.bones[1], finger.bones[2], finger.bones[3]
+    tip_end = p3.origin + (p3.length_mm + finger.tip_mm) * np.array([np.cos(p3.angle), np.sin(p3.angle)])
+    if cut_off:
+        cut_bone = p1 if rng.random() < 0.6 else p2
+        a_cut = rng.uniform(0.2, 0.75) * cut_bone.length_mm
+        u_start = cut_bone.origin[0] + a_cut * np.cos(cut_bone.angle)
+    else:
+        u_start = p1.origin[0] - rng.uniform(4.0, 16.0)
+    u_end = tip_end[0] + rng.uniform(1.5, 8.0)
+    v_pad = rng.uniform(2.0, 9.0, 2)
+    v_lo = min(tip_end[1], -12.0) - v_pad[0] - 4.0
+    v_hi = 10.0 + v_pad[1]
+
+    # Orientation: mostly along an image axis, as sagittal reformats are displayed, with jitter.
+    theta = rng.choice([0.0, 0.5, 1.0, 1.5]) * np.pi + np.deg2rad(rng.uniform(-25, 25))
+    mirror = bool(rng.random() < 0.5)
+    max_extent_px = max_size_px - 2
+    for _ in range(20):
+        w_lo, w_hi = (-v_hi, -v_lo) if mirror else (v_lo, v_hi)
+        corners = np.array([[u_start, w_lo], [u_start, w_hi], [u_end, w_lo], [u_end, w_hi]])
+        c, s = np.cos(theta), np.sin(theta)
+        xy = corners @ np.array([[c, s], [-s, c]])
+        span = xy.max(0) - xy.min(0)
+        if span.max() / spacing <= max_extent_px:
+            break
+        # Too large for the pixel budget: narrow the view towards the fingertip first.
+        if cut_off or u_start >= p1.origin[0] + 0.75 * p1.length_mm:
+            spacing *= 1.06
+        else:
+            u_start += 0.12 * (u_end - u_start)
+            cut_off = u_start > p1.origin[0]
+    cols = int(np.ceil(span[0] / spacing))
+    rows = int(np.ceil(span[1] / spacing))
+    offset = xy.min(0)
+
+    def to_finger(x, y):
+        # image-physical (x, y) -> finger frame (u, v); the inverse of the rotation above.
+        x0, y0 = x + offset[0], y + offset[1]
+        u = x0 * c + y0 * s
+        w = -x0 * s + y0 * c
+        return u, (-w if mirror else w)
+
+    k = _SUPERSAMPLE
+    sub = (np.arange(k) + 0.5) / k - 0.5
+    ys = ((np.arange(rows)[:, None] + sub[None, :]).ravel()) * spacing
+    xs = ((np.arange(cols)[:, None] + sub[None, :]).ravel()) * spacing
+    X, Y = np.meshgrid(xs, ys)
+    U, V = to_finger(X, Y)
+
+    bone_index = finger.bone_index(U, V)
+    bone = bone_index > 0
+    tissue = finger.soft_tissue(U, V) | bone
+    step = spacing / k
+
+    def block_mean(a):
+        return a.reshape(rows, k, cols, k).mean(axis=(1, 3))
+
+    def stamp(deposit):
+        """The deposit's sub-pixel mask, evaluated only on its bounding box."""
+        ext = deposit.extent_mm() + step
+        r0, r1 = np.searchsorted(ys, [deposit.centre[1] - ext, deposit.centre[1] + ext])
+        c0, c1 = np.searchsorted(xs, [deposit.centre[0] - ext, deposit.centre[0] + ext])
+        out = np.zeros(bone.shape, dtype=bool)
+        out[r0:r1, c0:c1] = deposit.inside(X[r0:r1, c0:c1], Y[r0:r1, c0:c1])
+        return out
+
+    # Deposits: placed in soft tissue, at least 1 mm from each other and 1.5 mm from the border.
+    if n_lesions is None:
+        n_lesions = int(rng.integers(1, 7))
+    dist_bone = ndi.distance_transform_edt(~bone) * step
+    dist_air = ndi.distance_transform_edt(tissue) * step
+    finger_u = U
+    joints_u = [b.origin[0] for b in finger.bones[1:]]
+    deposits: list[_Deposit] = []
+    shapes: list[np.ndarray] = []
+    sites: list[str] = []
+    occupied = np.zeros_like(bone)
+    border = 1.5 / step
+    rr, cc = np.mgrid[0 : bone.shape[0], 0 : bone.shape[1]]
+    in_border = (rr > border) & (rr < bone.shape[0] - border) & (cc > border) & (cc < bone.shape[1] - border)
+    attempts = 0
+    while len(deposits) < n_lesions and attempts < 60 * max(1, n_lesions):
+        attempts += 1
+        site = str(rng.choice(LESION_SITES, p=[0.25, 0.25, 0.2, 0.3]))
+        deposit = _draw_deposit(rng, (0.0, 0.0))
+        r = deposit.radius_mm
+        if site == "touching_bone":
+            allowed = (dist_bone > 0.25 * r) & (dist_bone < 0.75 * r) & (dist_air > r + 0.3)
+        else:
+            allowed = (dist_bone > r + 0.6) & (dist_air > r + 0.3)
+            if site == "pulp":
+                allowed &= finger_u > p3.origin[0] + 0.4 * p3.length_mm
+            elif site == "joint":
+                near = np.zeros_like(allowed)
+                for ju in joints_u:
+                    near |= np.abs(finger_u - ju) < 4.0 + r
+                allowed &= near
+            else:
+                shaft = np.zeros_like(allowed)
+                for b in finger.bones[1:3]:
+                    shaft |= (finger_u > b.origin[0] + 0.25 * b.length_mm) & (
+                        finger_u < b.origin[0] + 0.75 * b.length_mm
+                    )
+                allowed &= shaft
+        allowed &= in_border & ~occupied
+        candidates = np.flatnonzero(allowed)
+        if candidates.size == 0:
+            continue
+        pick = candidates[rng.integers(candidates.size)]
+        deposit.centre = np.array([xs[pick % bone.shape[1]], ys[pick // bone.shape[1]]])
+        shape = stamp(deposit)
+        if shape.sum() == 0 or (shape & occupied).any():
+            continue
+        if (shape & ~tissue).any() or not (shape & in_border).sum() == shape.sum():
+            continue
+        if site != "touching_bone" and (shape & (dist_bone < 0.4)).any():
+            continue
+        if site == "touching_bone" and not (shape & bone).any():
+            continue
+        deposits.append(deposit)
+        sites.append(site)
+        shapes.append(shape & ~bone)
+        # Deposits stay 1 mm apart so that each one is a separate lesion.
+        occupied |= ndi.distance_transform_edt(~shape) * step < 1.0
+
+    # ---- intensities (HU) on the supersampled grid
+    def texture(sigma_mm, amp):
+        # Drawn on the pixel grid and repeated onto the sub-pixels: every texture is coarser
+        # than a pixel, and filtering the supersampled grid would cost k^2 times more.
+        field = rng.standard_normal((rows, cols)).astype(np.float32)
+        field = ndi.gaussian_filter(field, sigma_mm / spacing)
+        field /= field.std() + 1e-6
+        return amp * np.repeat(np.repeat(field, k, axis=0), k, axis=1)
+
+    air_hu = rng.uniform(-1000.0, -920.0)
+    soft_hu = rng.uniform(25.0, 65.0)
+    fat_hu = rng.uniform(-110.0, -50.0)
+    skin_hu = soft_hu + rng.uniform(5.0, 40.0)
+    nail_hu = rng.uniform(90.0, 190.0)
+    tendon_hu = soft_hu + rng.uniform(15.0, 45.0)
+    cortex_hu = rng.uniform(900.0, 1800.0)
+    medulla_hu = rng.uniform(150.0, 450.0)
+
+    img = np.full(bone.shape, air_hu, dtype=np.float32)
+    img[tissue] = soft_hu + texture(1.5, 8.0)[tissue]
+    fat = tissue & (dist_air > finger.skin_mm) & (dist_air <= finger.skin_mm + finger.fat_mm)
+    img[fat] = fat_hu
+    img[tissue & (dist_air <= finger.skin_mm)] = skin_hu
+    tendon = finger.tendon(U, V) & tissue & ~bone
+    img[tendon] = tendon_hu
+    nail = finger.nail(U, V) & tissue & ~bone
+    img[nail] = nail_hu
+    depth = ndi.distance_transform_edt(bone) * step
+    cortex_mm = np.zeros_like(depth)
+    for i, b in enumerate(finger.bones):
+        cortex_mm[bone_index == i + 1] = b.cortex_mm
+    medulla = bone & (depth > cortex_mm)
+    img[bone] = cortex_hu + texture(0.8, 60.0)[bone]
+    img[medulla] = medulla_hu + texture(1.0, 70.0)[medulla]
+
+    peaks = []
+    for d, shape in zip(deposits, shapes):
+        # Deposits range from faint, chalky ones to dense plaques; some are denser at the core.
+        peak = float(np.exp(rng.uniform(np.log(300.0), np.log(1700.0))))
+        core = rng.uniform(0.0, 0.25)
+        dd = ndi.distance_transform_edt(shape) * step
+        rel = np.clip(dd / max(d.radius_mm, step), 0, 1)
+        img[shape] = peak * (1.0 - core + core * rel[shape]) + texture(0.6, 0.06 * peak)[shape]
+        peaks.append(peak)
+
+    # ---- down to pixels: partial volume, point-spread blur, noise
+
+    image = block_mean(img)
+    psf_mm = rng.uniform(0.15, 0.4)
+    image = ndi.gaussian_filter(image, psf_mm / spacing)
+    noise = rng.standard_normal(image.shape).astype(np.float32)
+    noise_corr = rng.uniform(0.0, 0.8)
+    if noise_corr > 0:
+        noise = ndi.gaussian_filter(noise, noise_corr)
+        noise /= noise.std() + 1e-6
+    image = (image + noise_hu * noise + rng.uniform(-15, 15)).astype(np.float32)
+
+    bone_mask = block_mean(bone.astype(np.float32)) > 0.5
+    lesion_labels = np.zeros((rows, cols), dtype=np.int32)
+    best = np.zeros((rows, cols), dtype=np.float32)
+    areas, seeds = [], []
+    covers = [block_mean(shape.astype(np.float32)) for shape in shapes]
+    for i, (d, cover) in enumerate(zip(deposits, covers)):
+        win = (cover > 0.5) & (cover > best)
+        lesion_labels[win] = i + 1
+        best = np.maximum(best, cover)
+        areas.append(_fine_area_mm2(d, finger, to_finger, spacing))
+    for i in range(len(deposits)):
+        region = lesion_labels == i + 1
+        if region.any():
+            depth_px = ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+            seeds.append(np.unravel_index(np.argmax(depth_px), region.shape))
+        else:
+            seeds.append(np.unravel_index(np.argmax(covers[i]), covers[i].shape))
+
+    return Phantom(
+        image_hu=image,
+        spacing_mm=(spacing, spacing),
+        bone_mask=bone_mask,
+        lesion_labels=lesion_labels,
+        lesion_areas_mm2=np.asarray(areas, dtype=float),
+        seeds=np.asarray(seeds, dtype=int).reshape(-1, 2),
+        lesion_sites=sites,
+        lesion_peak_hu=np.asarray(peaks, dtype=float),
+        cut_off=bool(cut_off),
+        seed=int(seed),
+        params=dict(
+            theta_deg=float(np.rad2deg(theta)),
+            mirror=mirror,
+            noise_hu=noise_hu,
+            psf_sigma_mm=float(psf_mm),
+            cortex_hu=float(cortex_hu),
+            medulla_hu=float(medulla_hu),
+            soft_tissue_hu=float(soft_hu),
+            shapes=[d.kind for d in deposits],
+        ),
+    )
+
+
+def _fine_area_mm2(deposit: _Deposit, finger: _Finger, to_finger, spacing: float) -> float:
+    """Area of a deposit outside bone, integrated on a grid much finer than the pixels."""
+    ext = deposit.extent_mm() + spacing
+    step = spacing / _AREA_SUPERSAMPLE
+    g = np.arange(-ext, ext + step, step)
+    X, Y = np.meshgrid(deposit.centre[0] + g, deposit.centre[1] + g)
+    shape = deposit.inside(X, Y)
+    if shape.any():
+        U, V = to_finger(X, Y)
+        shape &= finger.bone_index(U, V) == 0
+    return float(shape.sum() * step * step)
