@@ -1,0 +1,318 @@
+"""Tests of napari_calcinosis.measure on rasterised shapes of known geometry."""
+
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from skimage import draw
+
+from napari_calcinosis._errors import CalcinosisError
+from napari_calcinosis.measure import (
+    LESION_COLUMNS,
+    feret_axes_mm,
+    measure_lesions,
+    summarize,
+)
+
+
+def _rotated_rectangle_mask(length_px, width_px, angle_deg, shape=(120, 120)):
+    """Rasterise a length x width rectangle rotated by angle_deg about the image centre."""
+    angle = math.radians(angle_deg)
+    along = np.array([math.cos(angle), math.sin(angle)])
+    across = np.array([-math.sin(angle), math.cos(angle)])
+    centre = np.array(shape, dtype=float) / 2
+    corners = np.array(
+        [
+            centre + a * along * length_px / 2 + b * across * width_px / 2
+            for a, b in [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+        ]
+    )
+    mask = np.zeros(shape, dtype=bool)
+    rr, cc = draw.polygon(corners[:, 0], corners[:, 1], shape)
+    mask[rr, cc] = True
+    return mask
+
+
+# --- feret_axes_mm -----------------------------------------------------------
+
+
+def test_empty_mask_has_zero_axes():
+    assert feret_axes_mm(np.zeros((5, 5), bool), (1.0, 1.0)) == (0.0, 0.0)
+
+
+def test_single_pixel_axes_are_its_diagonals():
+    # documented convention: pixels are squares, axes measured on their corners
+    mask = np.zeros((5, 5), bool)
+    mask[2, 2] = True
+    long_mm, short_mm = feret_axes_mm(mask, (0.5, 0.5))
+    assert long_mm == pytest.approx(0.5 * math.sqrt(2))
+    assert short_mm == pytest.approx(0.5 * math.sqrt(2))
+
+
+def test_axis_aligned_bar_is_exactly_its_corner_rectangle():
+    # 1 x 10 px bar: the corner hull is the 1 x 10 rectangle itself
+    mask = np.zeros((5, 20), bool)
+    mask[2, 3:13] = True
+    long_mm, short_mm = feret_axes_mm(mask, (1.0, 1.0))
+    diagonal = math.hypot(10, 1)
+    assert long_mm == pytest.approx(diagonal)
+    assert short_mm == pytest.approx(2 * 10 * 1 / diagonal)
+
+
+def test_anisotropic_spacing_is_applied_before_the_geometry():
+    # 20 x 20 px square at (0.2, 0.1) mm is a 4 x 2 mm rectangle
+    mask = np.zeros((30, 30), bool)
+    mask[5:25, 5:25] = True
+    long_mm, short_mm = feret_axes_mm(mask, (0.2, 0.1))
+    diagonal = math.hypot(4.0, 2.0)
+    assert long_mm == pytest.approx(diagonal)
+    assert short_mm == pytest.approx(2 * 4.0 * 2.0 / diagonal)
+    # scaling the pixel-space axes afterwards would give a different, wrong answer
+    long_px, short_px = feret_axes_mm(mask, (1.0, 1.0))
+    assert short_mm != pytest.approx(short_px * 0.15, rel=0.05)
+
+
+def test_disk_at_anisotropic_spacing():
+    spacing = (0.2, 0.3)
+    radius_px = 30
+    mask = np.zeros((100, 100), bool)
+    mask[draw.disk((50, 50), radius_px, shape=mask.shape)] = True
+    long_mm, short_mm = feret_axes_mm(mask, spacing)
+    pixel_diagonal_mm = math.hypot(*spacing)
+    # in mm the disk is an ellipse with axes 2r*0.3 (cols) and 2r*0.2 (rows)
+    assert long_mm == pytest.approx(2 * radius_px * 0.3, abs=pixel_diagonal_mm)
+    # A digital disk has flat runs of ~15 px at its extremes, so the max Feret
+    # chord runs corner-to-corner across them, tilted ~10 degrees; the width
+    # perpendicular to that tilted chord is ~2 row pixels more than 2r.
+    assert short_mm == pytest.approx(2 * radius_px * 0.2, abs=2 * pixel_diagonal_mm)
+    assert short_mm < long_mm
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 30.0, 90.0])
+def test_rasterised_ellipse_axes(angle_deg):
+    semi_long_px, semi_short_px = 45, 20
+    mask = np.zeros((120, 120), bool)
+    rr, cc = draw.ellipse(
+        60, 60, semi_long_px, semi_short_px, shape=mask.shape, rotation=math.radians(angle_deg)
+    )
+    mask[rr, cc] = True
+    long_mm, short_mm = feret_axes_mm(mask, (1.0, 1.0))
+    assert long_mm == pytest.approx(2 * semi_long_px, abs=1.5)
+    # the short axis is biased up: +1 px from the pixel corners, plus up to
+    # ~1 px because the max Feret chord is tilted across the flat runs of
+    # pixels at the ellipse's ends, and the width across a tilted chord is larger
+    assert short_mm == pytest.approx(2 * semi_short_px, abs=2.0)
+
+
+def test_rotated_rectangle_short_axis_is_width_across_the_diagonal():
+    length_px, width_px = 40, 10
+    mask = _rotated_rectangle_mask(length_px, width_px, 30)
+    long_mm, short_mm = feret_axes_mm(mask, (1.0, 1.0))
+    diagonal = math.hypot(length_px, width_px)
+    # the max Feret direction is the diagonal, and the rectangle's extent
+    # perpendicular to its diagonal is 2*w*l/diagonal (19.4 px), not w (10 px)
+    assert long_mm == pytest.approx(diagonal, abs=1.5)
+    assert short_mm == pytest.approx(2 * width_px * length_px / diagonal, abs=1.0)
+
+
+def _brute_force_axes(mask, spacing):
+    """Axes from all four corners of every pixel, with no hull: the reference."""
+    rows, cols = np.nonzero(mask)
+    offsets = np.array([(-0.5, -0.5), (-0.5, 0.5), (0.5, -0.5), (0.5, 0.5)])
+    corners = (np.column_stack([rows, cols])[:, None, :] + offsets).reshape(-1, 2)
+    corners = corners * np.asarray(spacing)
+    diff = corners[:, None, :] - corners[None, :, :]
+    dist = np.sqrt((diff**2).sum(-1))
+    long_ = dist.max()
+    best_short = 0.0
+    for i, j in zip(*np.nonzero(dist >= long_ * (1 - 1e-9))):
+        direction = diff[j, i] / dist[i, j]
+        proj = corners @ np.array([-direction[1], direction[0]])
+        best_short = max(best_short, proj.max() - proj.min())
+    return long_, best_short
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_axes_match_brute_force_over_all_pixel_corners(seed):
+    # random blobs (not convex, possibly disconnected) at anisotropic spacing
+    rng = np.random.default_rng(seed)
+    mask = rng.random((9, 12)) < 0.3
+    mask[rng.integers(9), rng.integers(12)] = True
+    spacing = (0.3, 0.7) if seed % 2 else (0.9, 0.25)
+    assert feret_axes_mm(mask, spacing) == pytest.approx(_brute_force_axes(mask, spacing))
+
+
+def test_non_2d_mask_is_rejected():
+    with pytest.raises(ValueError):
+        feret_axes_mm(np.ones((2, 2, 2), bool), (1.0, 1.0))
+
+
+@pytest.mark.parametrize("spacing", [(0.0, 1.0), (1.0, -0.1), (float("nan"), 1.0), (1.0,), None])
+def test_bad_spacing_is_a_user_error(spacing):
+    with pytest.raises(CalcinosisError):
+        feret_axes_mm(np.ones((2, 2), bool), spacing)
+
+
+# --- measure_lesions ----------------------------------------------------------
+
+
+def test_disk_area_and_centroid_at_anisotropic_spacing():
+    spacing = (0.2, 0.3)
+    labels = np.zeros((100, 120), np.int32)
+    labels[draw.disk((40, 70), 25, shape=labels.shape)] = 3
+    table = measure_lesions(labels, spacing)
+    assert list(table.columns) == LESION_COLUMNS
+    assert len(table) == 1
+    row = table.iloc[0]
+    n_px = int((labels == 3).sum())
+    assert row.lesion_id == 3
+    assert row.area_px == n_px
+    assert row.area_mm2 == pytest.approx(n_px * 0.06)
+    assert row.area_mm2 == pytest.approx(math.pi * 25**2 * 0.06, rel=0.02)
+    assert (row.centroid_row, row.centroid_col) == pytest.approx((40.0, 70.0))
+    assert (row.centroid_row_mm, row.centroid_col_mm) == pytest.approx((8.0, 21.0))
+    assert row.long_axis_mm == pytest.approx(50 * 0.3, abs=math.hypot(*spacing))
+    assert math.isnan(row.mean_value) and math.isnan(row.max_value)
+    assert row.value_unit == "HU"
+    assert row.status == "ok"
+    assert math.isnan(row.seed_row) and math.isnan(row.seed_col)
+
+
+def test_ellipse_area_approximates_true_ellipse():
+    semi_long_px, semi_short_px = 60, 30
+    spacing_mm = 0.1
+    labels = np.zeros((150, 150), np.int32)
+    rr, cc = draw.ellipse(75, 75, semi_long_px, semi_short_px, shape=labels.shape,
+                          rotation=math.radians(20))
+    labels[rr, cc] = 1
+    row = measure_lesions(labels, (spacing_mm, spacing_mm)).iloc[0]
+    true_area_mm2 = math.pi * semi_long_px * semi_short_px * spacing_mm**2
+    assert row.long_axis_mm == pytest.approx(2 * semi_long_px * spacing_mm, abs=1.5 * spacing_mm)
+    assert row.short_axis_mm == pytest.approx(2 * semi_short_px * spacing_mm, abs=1.5 * spacing_mm)
+    assert row.ellipse_area_mm2 == pytest.approx(
+        math.pi * row.long_axis_mm * row.short_axis_mm / 4
+    )
+    assert row.ellipse_area_mm2 == pytest.approx(true_area_mm2, rel=0.04)
+    assert row.area_mm2 == pytest.approx(true_area_mm2, rel=0.02)
+
+
+def test_rows_sorted_by_label_with_mean_and_max_over_known_image():
+    labels = np.zeros((20, 20), np.int32)
+    labels[2:4, 2:4] = 7  # 4 px
+    labels[10:13, 10:12] = 2  # 6 px
+    image = np.arange(400, dtype=float).reshape(20, 20)
+    table = measure_lesions(labels, (1.0, 1.0), image, value_unit="mg/cm3")
+    assert table.lesion_id.tolist() == [2, 7]
+    assert table.area_px.tolist() == [6, 4]
+    expected_2 = image[10:13, 10:12]
+    expected_7 = image[2:4, 2:4]
+    assert table.mean_value.tolist() == pytest.approx([expected_2.mean(), expected_7.mean()])
+    assert table.max_value.tolist() == pytest.approx([expected_2.max(), expected_7.max()])
+    assert (table.value_unit == "mg/cm3").all()
+
+
+def test_statuses_follow_label_order_without_lesion_ids():
+    labels = np.zeros((10, 10), np.int32)
+    labels[1, 1] = 5
+    labels[8, 8] = 1
+    table = measure_lesions(labels, (1.0, 1.0), statuses=["first", "second"], seeds=[(8, 8), (1.2, 0.9)])
+    assert table.lesion_id.tolist() == [1, 5]
+    assert table.status.tolist() == ["first", "second"]
+    assert table.seed_row.tolist() == [8.0, 1.2]
+    assert table.seed_col.tolist() == [8.0, 0.9]
+
+
+def test_empty_label_image_gives_empty_table_with_columns():
+    table = measure_lesions(np.zeros((50, 50), np.int32), (0.5, 0.5), np.zeros((50, 50)))
+    assert table.empty
+    assert list(table.columns) == LESION_COLUMNS
+    assert summarize(table) == {"total_area_mm2": 0.0, "n_lesions": 0, "n_failed_seeds": 0}
+
+
+def test_seeded_mode_failed_and_duplicate_seeds():
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:10, 5:15] = 1  # 50 px
+    labels[20:30, 20:30] = 2  # 100 px
+    image = np.full(labels.shape, 100.0)
+    image[20:30, 20:30] = 300.0
+    lesion_ids = [2, 0, 1, 2]
+    seeds = [(25, 25), (0.5, 39.5), (7, 9), (22.5, 28)]
+    statuses = ["ok", "on_bone", "ok", "duplicate_seed"]
+    table = measure_lesions(labels, (0.5, 0.5), image, seeds=seeds, statuses=statuses,
+                            lesion_ids=lesion_ids)
+
+    assert table.lesion_id.tolist() == lesion_ids  # seed order kept, not sorted
+    assert table.status.tolist() == statuses
+    assert table.seed_row.tolist() == [25.0, 0.5, 7.0, 22.5]
+    assert table.seed_col.tolist() == [25.0, 39.5, 9.0, 28.0]
+
+    failed = table.iloc[1]
+    assert failed.area_px == 0 and failed.area_mm2 == 0.0
+    assert failed.long_axis_mm == 0.0 and failed.short_axis_mm == 0.0
+    assert failed.ellipse_area_mm2 == 0.0
+    # the failed seed must not pick up the background's statistics
+    for column in ["mean_value", "max_value", "centroid_row", "centroid_col",
+                   "centroid_row_mm", "centroid_col_mm"]:
+        assert math.isnan(failed[column]), column
+
+    first, duplicate = table.iloc[0], table.iloc[3]
+    measured = [c for c in LESION_COLUMNS if c not in ("seed_row", "seed_col", "status")]
+    pd.testing.assert_series_equal(first[measured], duplicate[measured], check_names=False)
+    assert first.area_mm2 == pytest.approx(100 * 0.25)
+    assert first.mean_value == pytest.approx(300.0)
+    assert table.iloc[2].mean_value == pytest.approx(100.0)
+
+    summary = summarize(table)
+    assert summary["n_lesions"] == 2
+    assert summary["n_failed_seeds"] == 1
+    # lesion 2 is pointed at twice but counted once: 25 + 12.5 mm^2
+    assert summary["total_area_mm2"] == pytest.approx(37.5)
+
+
+def test_seeded_mode_missing_seeds_and_default_statuses():
+    labels = np.zeros((10, 10), np.int32)
+    labels[2:4, 2:4] = 1
+    table = measure_lesions(labels, (1.0, 1.0), seeds=[None, (3, 3)], lesion_ids=[0, 1])
+    assert math.isnan(table.seed_row.iloc[0]) and math.isnan(table.seed_col.iloc[0])
+    assert table.status.tolist() == ["failed", "ok"]
+
+
+def test_all_seeds_failed_still_gives_rows():
+    table = measure_lesions(np.zeros((10, 10), np.int32), (1.0, 1.0), seeds=[(20, 20)],
+                            statuses=["outside_image"], lesion_ids=[0])
+    assert table.lesion_id.tolist() == [0]
+    assert table.status.tolist() == ["outside_image"]
+    assert summarize(table) == {"total_area_mm2": 0.0, "n_lesions": 0, "n_failed_seeds": 1}
+
+
+def test_inconsistent_inputs_are_rejected():
+    labels = np.zeros((10, 10), np.int32)
+    labels[2:4, 2:4] = 1
+    with pytest.raises(ValueError, match="not labels"):
+        measure_lesions(labels, (1.0, 1.0), lesion_ids=[3])
+    with pytest.raises(ValueError, match="statuses"):
+        measure_lesions(labels, (1.0, 1.0), statuses=["ok", "ok"], lesion_ids=[1])
+    with pytest.raises(ValueError, match="seeds"):
+        measure_lesions(labels, (1.0, 1.0), seeds=[(1, 1), (2, 2)])
+    with pytest.raises(ValueError, match="integer"):
+        measure_lesions(labels.astype(float), (1.0, 1.0))
+    with pytest.raises(CalcinosisError):
+        measure_lesions(labels, (1.0, 1.0), np.zeros((5, 5)))
+
+
+def test_many_lesions_on_a_large_image_is_fast():
+    rng = np.random.default_rng(0)
+    labels = np.zeros((1000, 1000), np.int32)
+    for label in range(1, 51):
+        centre = rng.uniform(30, 970, size=2)
+        labels[draw.disk(centre, rng.uniform(3, 25), shape=labels.shape)] = label
+    image = rng.normal(size=labels.shape)
+    n_present = len(np.unique(labels)) - 1
+    start = time.perf_counter()
+    table = measure_lesions(labels, (0.1, 0.1), image)
+    elapsed_s = time.perf_counter() - start
+    assert len(table) == n_present
+    assert table.area_px.sum() == (labels > 0).sum()
+    assert elapsed_s < 1.0
