@@ -1,0 +1,312 @@
+"""Phalanx segmentation with a U-Net (segmentation-models-pytorch).
+
+The network sees one channel: the image in HU put through the bone window (W1500/L450, the
+window the paper's images were read in) and scaled to [-1, 1]. Images are resampled to the
+model's working pixel spacing before inference, so one model serves scanners and exports of
+any pixel spacing, and its probability map is resampled back onto the original pixel grid.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ._errors import CalcinosisError
+from .io import CalcinosisImage, hu_to_window_unit
+
+__all__ = [
+    "PhalanxModel",
+    "BoneSegmentation",
+    "build_network",
+    "load_model",
+    "save_model",
+    "segment_phalanges",
+    "select_device",
+    "bundled_model_path",
+    "dice",
+]
+
+_MODEL_DIR = Path(__file__).parent / "models"
+BUNDLED_MODEL = "phalanx_unet"
+
+DEFAULT_ARCHITECTURE = {
+    "library": "segmentation-models-pytorch",
+    "class": "Unet",
+    "encoder_name": "mobilenet_v2",
+    "encoder_depth": 4,
+    "decoder_channels": [64, 48, 32, 16],
+    "in_channels": 1,
+    "classes": 1,
+}
+DEFAULT_INPUT = {
+    "normalisation": "clip((HU - (level - width/2)) / width, 0, 1) * 2 - 1",
+    "window_level_hu": 450.0,
+    "window_width_hu": 1500.0,
+    # 0.25 mm sits in the middle of the 0.15-0.35 mm range of finger DECT reformats: coarse
+    # enough for fast CPU inference, fine enough for a 0.5 mm cortex to span two pixels.
+    "working_spacing_mm": 0.25,
+    "pad_multiple": 16,
+    "pad_mode": "reflect",
+}
+
+
+def bundled_model_path() -> Path:
+    """Path of the model shipped inside the package (safetensors; its card sits beside it)."""
+    return _MODEL_DIR / f"{BUNDLED_MODEL}.safetensors"
+
+
+def select_device(device: str = "auto"):
+    """Resolve ``"auto"`` to CUDA, then Apple MPS, then CPU; check an explicit choice exists."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CalcinosisError("device 'cuda' was asked for but no CUDA GPU is available: use --device cpu or auto")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CalcinosisError("device 'mps' was asked for but Apple MPS is not available: use --device cpu or auto")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise CalcinosisError(f"unknown device {device!r}: use auto, cpu, cuda or mps")
+    return torch.device(device)
+
+
+def build_network(architecture: dict | None = None):
+    """A fresh smp U-Net; ``encoder_weights=None`` so nothing is ever downloaded."""
+    import segmentation_models_pytorch as smp
+
+    arch = dict(DEFAULT_ARCHITECTURE if architecture is None else architecture)
+    if arch.get("class", "Unet") != "Unet":
+        raise CalcinosisError(f"model architecture {arch.get('class')!r} is not supported (only Unet)")
+    return smp.Unet(
+        encoder_name=arch["encoder_name"],
+        encoder_depth=int(arch["encoder_depth"]),
+        encoder_weights=None,
+        decoder_channels=list(arch["decoder_channels"]),
+        in_channels=int(arch["in_channels"]),
+        classes=int(arch["classes"]),
+    )
+
+
+@dataclass
+class PhalanxModel:
+    """A U-Net with the card that says how to feed it.
+
+    Attributes
+    ----------
+    network : torch.nn.Module
+    card : dict
+        The JSON model card: ``architecture``, ``input`` (normalisation, window, working spacing),
+        ``training`` and ``validation``.
+    path : Path or None
+        Where the weights were loaded from.
+    """
+
+    network: object
+    card: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def input(self) -> dict:
+        return {**DEFAULT_INPUT, **self.card.get("input", {})}
+
+    @property
+    def device(self):
+        return next(self.network.parameters()).device
+
+    def to(self, device):
+        self.network.to(select_device(device) if isinstance(device, str) else device)
+        return self
+
+
+def new_model(architecture: dict | None = None, input_spec: dict | None = None) -> PhalanxModel:
+    arch = dict(DEFAULT_ARCHITECTURE if architecture is None else architecture)
+    card = {"architecture": arch, "input": {**DEFAULT_INPUT, **(input_spec or {})}}
+    return PhalanxModel(network=build_network(arch), card=card)
+
+
+def save_model(model: PhalanxModel, path, extra_card: dict | None = None) -> Path:
+    """Write the weights as safetensors (float32) and the card as JSON beside them."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.network.state_dict().items()}
+    save_file(state, str(path))
+    card = {**model.card, **(extra_card or {})}
+    model.card = card
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2, default=float) + "\n")
+    return path
+
+
+def load_model(path=None, device: str = "cpu") -> PhalanxModel:
+    """Load a phalanx U-Net from safetensors + its JSON card (default: the bundled model).
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A ``.safetensors`` file with a ``.json`` card beside it. Default: the shipped model.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    """
+    from safetensors.torch import load_file
+
+    path = bundled_model_path() if path is None else Path(path)
+    if path.suffix != ".safetensors" and path.with_suffix(".safetensors").exists():
+        path = path.with_suffix(".safetensors")
+    if not path.exists():
+        raise CalcinosisError(f"model file not found: {path}. Give a .safetensors file made by 'napari-calcinosis train'")
+    card_path = path.with_suffix(".json")
+    if not card_path.exists():
+        raise CalcinosisError(f"model card not found beside {path.name}: expected {card_path.name} (written by 'napari-calcinosis train')")
+    try:
+        card = json.loads(card_path.read_text())
+        network = build_network(card.get("architecture"))
+        network.load_state_dict(load_file(str(path)))
+    except CalcinosisError:
+        raise
+    except Exception as exc:  # a corrupt file or a card that does not match the weights
+        raise CalcinosisError(f"could not load model {path}: {exc}") from exc
+    network.eval()
+    model = PhalanxModel(network=network, card=card, path=path)
+    return model.to(device)
+
+
+@dataclass
+class BoneSegmentation:
+    """Result of :func:`segment_phalanges`.
+
+    Attributes
+    ----------
+    bone_mask : ndarray of bool
+        Phalanx (bone) pixels on the input's pixel grid.
+    probability : ndarray of float32
+        The network's bone probability on the same grid.
+    """
+
+    bone_mask: np.ndarray
+    probability: np.ndarray
+
+
+def _as_hu_and_spacing(image, spacing_mm):
+    if isinstance(image, CalcinosisImage):
+        return image.pixels_hu, image.spacing_mm, image.window_level_hu, image.window_width_hu
+    array = np.asarray(image, dtype=np.float32)
+    return array, spacing_mm, None, None
+
+
+def normalise(pixels_hu: np.ndarray, input_spec: dict) -> np.ndarray:
+    """The network's input: HU through the model's window, scaled to [-1, 1]."""
+    unit = hu_to_window_unit(pixels_hu, input_spec["window_level_hu"], input_spec["window_width_hu"])
+    return (unit * 2.0 - 1.0).astype(np.float32)
+
+
+def resample(array: np.ndarray, shape, order: int = 1) -> np.ndarray:
+    """Resample a 2-D array onto ``shape`` with pixel centres aligned (as skimage.transform.resize)."""
+    shape = tuple(int(s) for s in shape)
+    if array.shape == shape:
+        return array
+    zoom = np.array(array.shape, float) / np.array(shape, float)
+    offset = 0.5 * (zoom - 1.0)
+    return ndi.affine_transform(array, zoom, offset=offset, output_shape=shape, order=order, mode="nearest")
+
+
+def _predict_logits(network, x: np.ndarray, device, pad_multiple: int, pad_mode: str) -> np.ndarray:
+    import torch
+
+    h, w = x.shape
+    ph = (-h) % pad_multiple
+    pw = (-w) % pad_multiple
+    mode = pad_mode if (pad_mode != "reflect" or (h > ph and w > pw)) else "edge"
+    xp = np.pad(x, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode=mode)
+    t = torch.from_numpy(np.ascontiguousarray(xp))[None, None].to(device)
+    if device.type == "cuda":
+        t = t.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = network(t)
+    else:
+        out = network(t)
+    out = out.float()[0, 0].cpu().numpy()
+    return out[ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+
+
+def segment_phalanges(
+    image,
+    model: PhalanxModel | str | Path | None = None,
+    *,
+    spacing_mm=None,
+    device: str = "auto",
+    tta: bool = False,
+    threshold: float = 0.5,
+) -> BoneSegmentation:
+    """Segment the phalanges (bone) of a sagittal finger image.
+
+    Parameters
+    ----------
+    image : CalcinosisImage or ndarray
+        The image; an array is taken to be in HU.
+    model : PhalanxModel, path or None
+        A loaded model, a ``.safetensors`` path, or None for the bundled model.
+    spacing_mm : float or (float, float), optional
+        Pixel spacing in mm when ``image`` is a bare array; without it the image is used at its
+        own pixel size, which is right only near the model's working spacing (0.25 mm).
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    tta : bool
+        Average the probabilities over horizontal and vertical flips (4 passes).
+    threshold : float
+        Probability above which a pixel is bone.
+
+    Returns
+    -------
+    BoneSegmentation
+        ``bone_mask`` and ``probability`` on the input's pixel grid.
+    """
+    import torch
+
+    pixels_hu, spacing, _, _ = _as_hu_and_spacing(image, spacing_mm)
+    if pixels_hu.ndim != 2:
+        raise CalcinosisError(f"phalanx segmentation needs a 2-D image, got shape {pixels_hu.shape}")
+    if not isinstance(model, PhalanxModel):
+        model = load_model(model, device=device)
+    elif device != "auto" or model.device.type == "cpu":
+        model.to(select_device(device))
+    spec = model.input
+    net = model.network
+    net.eval()
+    x = normalise(pixels_hu, spec)
+    shape = x.shape
+    if spacing is not None:
+        spacing = np.broadcast_to(np.asarray(spacing, float), (2,))
+        work_shape = np.maximum(np.round(np.array(shape) * spacing / spec["working_spacing_mm"]), 8)
+        x = resample(x, work_shape, order=1)
+    flips = [(), (0,), (1,), (0, 1)] if tta else [()]
+    prob = np.zeros(x.shape, np.float32)
+    with torch.inference_mode():
+        for axes in flips:
+            xf = np.flip(x, axes) if axes else x
+            logits = _predict_logits(net, xf, model.device, int(spec["pad_multiple"]), spec.get("pad_mode", "reflect"))
+            p = 1.0 / (1.0 + np.exp(-logits))
+            prob += np.flip(p, axes) if axes else p
+    prob /= len(flips)
+    prob = np.clip(resample(prob, shape, order=1), 0.0, 1.0).astype(np.float32)
+    return BoneSegmentation(bone_mask=prob > threshold, probability=prob)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice coefficient of two binary masks (1.0 when both are empty)."""
+    a = np.asarray(a, bool)
+    b = np.asarray(b, bool)
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)
