@@ -1,0 +1,251 @@
+"""Seeded region growing of calcinosis deposits.
+
+A fixed HU threshold mis-measures deposits in a way that depends on their density: blurred by
+the scanner, a small faint deposit's edge falls below it (and a low threshold over-counts it in
+noise), while a dense deposit's blurred halo rises above it and is over-counted. Each deposit is
+therefore grown at its own *half-maximum*: the level halfway between the local soft tissue and
+the deposit's plateau. For an object larger than the point-spread function, the half-maximum
+contour of the blurred image sits on the true edge whatever the density, which is the classical
+full-width-at-half-maximum rule used to size objects under partial volume.
+
+Growth never enters bone: the bone mask dilated by a margin is forbidden, and only where the
+deposit itself reaches into that margin (a deposit touching bone) is the margin given back,
+within the margin's width of the grown deposit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from skimage.segmentation import flood
+
+from ._errors import CalcinosisError
+from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU, _spacing_pair, dilate_mm, subtract_bone
+
+__all__ = ["GrowResult", "grow_lesions", "SEED_STATUSES", "DEFAULT_MIN_AREA_MM2"]
+
+SEED_STATUSES = {
+    "ok": "deposit grown from this seed",
+    "duplicate_seed": "this seed lies on a deposit already grown from an earlier seed",
+    "on_bone": "the seed is on bone (or within the bone margin): move it onto the deposit",
+    "no_deposit": "nothing brighter than the surrounding soft tissue at the seed: move it onto the deposit",
+    "outside_image": "the seed lies outside the image",
+}
+
+# The smallest deposits radiologists measured in the paper were 0.4-0.5 mm^2; automatic mode
+# ignores residual specks below 0.3 mm^2, which at 0.15-0.35 mm pixels are 2-13 pixels of noise.
+DEFAULT_MIN_AREA_MM2 = 0.3
+# A deposit must stand this far above the local soft tissue to be grown from a seed: about
+# three times the noise of a bone-kernel finger CT after a 3x3 median filter.
+DEFAULT_MIN_CONTRAST_HU = 100.0
+SEARCH_RADIUS_MM = 0.5  # a click lands within half a millimetre of the deposit it means
+BACKGROUND_RADIUS_MM = 5.0
+
+
+@dataclass
+class GrowResult:
+    """Result of :func:`grow_lesions`.
+
+    Attributes
+    ----------
+    lesion_labels : ndarray of int32
+        0 = background, i = lesion i.
+    seeds : DataFrame
+        One row per seed (given, or found in automatic mode), in order: ``seed_row``,
+        ``seed_col``, ``lesion_id`` (0 when the seed failed), ``status``, ``peak_hu``,
+        ``background_hu``, ``level_hu`` (the half-maximum level the deposit was grown at).
+    """
+
+    lesion_labels: np.ndarray
+    seeds: pd.DataFrame
+
+
+def _disk_offsets(radius_mm: float, spacing) -> np.ndarray:
+    rr = int(np.ceil(radius_mm / spacing[0]))
+    cc = int(np.ceil(radius_mm / spacing[1]))
+    r, c = np.mgrid[-rr : rr + 1, -cc : cc + 1]
+    keep = (r * spacing[0]) ** 2 + (c * spacing[1]) ** 2 <= radius_mm**2
+    return np.stack([r[keep], c[keep]], axis=1)
+
+
+def _window(shape, centre, radius_px):
+    r0 = max(0, centre[0] - radius_px[0])
+    c0 = max(0, centre[1] - radius_px[1])
+    return slice(r0, min(shape[0], centre[0] + radius_px[0] + 1)), slice(c0, min(shape[1], centre[1] + radius_px[1] + 1))
+
+
+def grow_lesions(
+    image_hu: np.ndarray,
+    bone_mask: np.ndarray,
+    spacing_mm,
+    seeds=None,
+    *,
+    candidates: np.ndarray | None = None,
+    threshold_hu: float = DEFAULT_THRESHOLD_HU,
+    margin_mm: float = DEFAULT_MARGIN_MM,
+    fraction: float = 0.5,
+    connectivity: int = 4,
+    min_area_mm2: float = DEFAULT_MIN_AREA_MM2,
+    min_contrast_hu: float = DEFAULT_MIN_CONTRAST_HU,
+) -> GrowResult:
+    """Grow each deposit from a seed at its own half-maximum level.
+
+    Parameters
+    ----------
+    image_hu : ndarray, (rows, cols)
+        The image in HU.
+    bone_mask : ndarray of bool
+        Bone pixels; growth never enters them.
+    spacing_mm : float or (float, float)
+        Pixel spacing in mm.
+    seeds : sequence of (row, col), optional
+        One point on each deposit, in pixels (floats are rounded). Without seeds (automatic
+        mode) every candidate component of at least ``min_area_mm2`` is grown from its
+        brightest pixel.
+    candidates : ndarray of bool, optional
+        For automatic mode: the residual mask from :func:`subtract_bone` (default: computed
+        with ``threshold_hu`` and ``margin_mm``), e.g. after the user edited it.
+    threshold_hu, margin_mm : float
+        Calcium threshold (automatic mode) and bone margin in mm, as in :func:`subtract_bone`.
+    fraction : float
+        Where between local soft tissue (0) and the deposit's plateau (1) its edge is drawn;
+        0.5 is the half-maximum rule.
+    connectivity : {4, 8}
+        Pixel neighbourhood of growth; 4 is the more conservative against leaking through
+        diagonal gaps.
+    min_area_mm2 : float
+        Automatic mode: smallest candidate component considered a deposit.
+    min_contrast_hu : float
+        A seed whose surroundings stand less than this above local soft tissue gets the status
+        ``no_deposit``.
+
+    Returns
+    -------
+    GrowResult
+    """
+    image_hu = np.asarray(image_hu, dtype=np.float32)
+    bone_mask = np.asarray(bone_mask, bool)
+    if image_hu.ndim != 2 or image_hu.shape != bone_mask.shape:
+        raise CalcinosisError(
+            f"image {image_hu.shape} and bone mask {bone_mask.shape} must be the same 2-D shape: segment this image again"
+        )
+    if connectivity not in (4, 8):
+        raise CalcinosisError(f"connectivity must be 4 or 8, got {connectivity}")
+    if not 0.0 < fraction < 1.0:
+        raise CalcinosisError(f"fraction must lie between 0 and 1, got {fraction}")
+    spacing = _spacing_pair(spacing_mm)
+    structure = ndi.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    forbidden = dilate_mm(bone_mask, margin_mm, spacing)
+    margin_zone = forbidden & ~bone_mask
+    allowed = ~forbidden
+    # A 3x3 median removes single-pixel noise spikes from the peak and background estimates
+    # without moving edges.
+    smooth = ndi.median_filter(image_hu, size=3)
+    pixel_area_mm2 = spacing[0] * spacing[1]
+    nearest = None  # for each margin pixel, the nearest pixel outside the margin (computed once, if needed)
+
+    auto = seeds is None
+    if auto:
+        if candidates is None:
+            candidates = subtract_bone(image_hu, bone_mask, spacing, threshold_hu=threshold_hu, margin_mm=margin_mm)
+        comp, n = ndi.label(np.asarray(candidates, bool), structure=structure)
+        seed_list = []
+        if n:
+            sizes = ndi.sum_labels(np.ones_like(comp), comp, index=np.arange(1, n + 1)) * pixel_area_mm2
+            peaks = ndi.maximum_position(smooth, comp, index=np.arange(1, n + 1))
+            seed_list = [tuple(int(v) for v in p) for p, a in zip(peaks, sizes) if a >= min_area_mm2]
+    else:
+        seed_list = [tuple(s) for s in np.asarray(seeds, dtype=float).reshape(-1, 2)] if len(seeds) else []
+
+    labels = np.zeros(image_hu.shape, dtype=np.int32)
+    search = _disk_offsets(SEARCH_RADIUS_MM, spacing)
+    bg_radius_px = (int(np.ceil(BACKGROUND_RADIUS_MM / spacing[0])), int(np.ceil(BACKGROUND_RADIUS_MM / spacing[1])))
+    rows = []
+    next_id = 1
+    for seed in seed_list:
+        row = {"seed_row": seed[0], "seed_col": seed[1], "lesion_id": 0, "status": "",
+               "peak_hu": np.nan, "background_hu": np.nan, "level_hu": np.nan}
+        rows.append(row)
+        if not np.all(np.isfinite(seed)):
+            row["status"] = "outside_image"
+            continue
+        r, c = int(round(seed[0])), int(round(seed[1]))
+        if not (0 <= r < image_hu.shape[0] and 0 <= c < image_hu.shape[1]):
+            row["status"] = "outside_image"
+            continue
+        if bone_mask[r, c]:
+            row["status"] = "on_bone"
+            continue
+        if labels[r, c]:
+            row.update(status="duplicate_seed", lesion_id=int(labels[r, c]))
+            continue
+        # Peak: the brightest allowed pixel within reach of the click.
+        pts = search + (r, c)
+        inside = (pts[:, 0] >= 0) & (pts[:, 0] < image_hu.shape[0]) & (pts[:, 1] >= 0) & (pts[:, 1] < image_hu.shape[1])
+        pts = pts[inside]
+        pts = pts[allowed[pts[:, 0], pts[:, 1]]]
+        if len(pts) == 0:
+            row["status"] = "on_bone"
+            continue
+        best = pts[np.argmax(smooth[pts[:, 0], pts[:, 1]])]
+        peak = float(smooth[best[0], best[1]])
+        # Local soft tissue: the median of the non-bone, non-air, non-calcified pixels around.
+        win = _window(image_hu.shape, (r, c), bg_radius_px)
+        local = smooth[win]
+        tissue = local[allowed[win] & (local > -200.0) & (local < threshold_hu)]
+        background = float(np.median(tissue)) if tissue.size >= 10 else 40.0
+        row.update(peak_hu=peak, background_hu=background)
+        if peak - background < min_contrast_hu:
+            row["status"] = "no_deposit"
+            continue
+        region = None
+        # Two passes: the first from the peak near the seed, the second from the deposit's
+        # interior median, so that a large or uneven deposit is judged by its body rather
+        # than by one bright pixel.
+        for _ in range(2):
+            level = background + fraction * (peak - background)
+            region = _flood(allowed & (image_hu >= level), tuple(best), structure)
+            interior = ndi.binary_erosion(region, structure=structure)
+            if interior.sum() < 9:
+                break
+            plateau = max(float(np.median(smooth[interior])), background + min_contrast_hu)
+            if abs(plateau - peak) < 0.02 * (peak - background):
+                break
+            peak = plateau
+        region = ndi.binary_fill_holes(region)
+        # Give back the part of a deposit touching bone that lies in the bone margin: a margin
+        # pixel joins when the nearest pixel outside the margin belongs to the deposit, which
+        # extends the deposit straight towards the bone and not sideways along its halo.
+        if margin_zone.any():
+            if nearest is None:
+                nearest = ndi.distance_transform_edt(forbidden, sampling=spacing, return_indices=True)[1]
+            zone = margin_zone & (image_hu >= level)
+            zr, zc = np.nonzero(zone)
+            joins = region[nearest[0][zr, zc], nearest[1][zr, zc]]
+            if joins.any():
+                extra = np.zeros_like(region)
+                extra[zr[joins], zc[joins]] = True
+                region = _flood(region | extra, tuple(best), structure)
+        overlap = labels[region]
+        overlap = overlap[overlap > 0]
+        if overlap.size:
+            row.update(status="duplicate_seed", lesion_id=int(np.bincount(overlap).argmax()), level_hu=level)
+            continue
+        labels[region] = next_id
+        row.update(status="ok", lesion_id=next_id, peak_hu=peak, level_hu=level)
+        next_id += 1
+    table = pd.DataFrame(rows, columns=["seed_row", "seed_col", "lesion_id", "status", "peak_hu", "background_hu", "level_hu"])
+    return GrowResult(lesion_labels=labels, seeds=table)
+
+
+def _flood(mask: np.ndarray, start, structure) -> np.ndarray:
+    """The connected component of ``mask`` containing ``start`` (just ``start`` if not in it)."""
+    if not mask[start]:
+        out = np.zeros_like(mask)
+        out[start] = True
+        return out
+    connectivity = 1 if structure.sum() == 5 else 2
+    return flood(mask.view(np.uint8), start, connectivity=connectivity)

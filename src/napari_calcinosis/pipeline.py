@@ -1,0 +1,114 @@
+"""The whole method on one image: read -> segment phalanges -> subtract bone -> grow -> measure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .grow import DEFAULT_MIN_AREA_MM2, grow_lesions
+from .io import CalcinosisImage, read_image
+from .measure import measure_lesions
+from .segment import PhalanxModel, load_model, segment_phalanges
+from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU, subtract_bone
+
+__all__ = ["QuantifyResult", "quantify"]
+
+
+@dataclass
+class QuantifyResult:
+    """Every intermediate of :func:`quantify`, so each can be inspected or corrected.
+
+    Attributes
+    ----------
+    image : CalcinosisImage
+    bone_mask : ndarray of bool
+    bone_probability : ndarray of float32 or None
+        None when the bone mask was given rather than segmented.
+    candidates : ndarray of bool
+        Bright pixels outside the dilated bone (calcification candidates).
+    lesion_labels : ndarray of int32
+    table : DataFrame
+        One row per lesion (automatic mode) or per seed, in seed order; see
+        :data:`napari_calcinosis.measure.LESION_COLUMNS`, plus ``peak_hu``,
+        ``background_hu`` and ``level_hu`` from growing.
+    """
+
+    image: CalcinosisImage
+    bone_mask: np.ndarray
+    bone_probability: np.ndarray | None
+    candidates: np.ndarray
+    lesion_labels: np.ndarray
+    table: pd.DataFrame
+
+    @property
+    def total_area_mm2(self) -> float:
+        ok = self.table[self.table["lesion_id"] > 0].drop_duplicates("lesion_id")
+        return float(ok["area_mm2"].sum())
+
+
+def quantify(
+    image,
+    seeds=None,
+    *,
+    model: PhalanxModel | str | Path | None = None,
+    pixel_size_mm=None,
+    bone_mask: np.ndarray | None = None,
+    device: str = "auto",
+    tta: bool = False,
+    threshold_hu: float = DEFAULT_THRESHOLD_HU,
+    margin_mm: float = DEFAULT_MARGIN_MM,
+    connectivity: int = 4,
+    min_area_mm2: float = DEFAULT_MIN_AREA_MM2,
+) -> QuantifyResult:
+    """Measure the calcinosis deposits of one image.
+
+    Parameters
+    ----------
+    image : CalcinosisImage, str or Path
+        The image, or a file to read (DICOM, PNG, JPEG, TIFF).
+    seeds : sequence of (row, col), optional
+        A point on each deposit, in pixels. Without seeds every candidate deposit of at least
+        ``min_area_mm2`` is measured (automatic mode).
+    model : PhalanxModel or path, optional
+        Phalanx U-Net (default: the bundled model). Load it once with :func:`load_model` when
+        measuring many images.
+    pixel_size_mm : float, optional
+        Pixel spacing for PNG/JPEG/TIFF exports, which carry none.
+    bone_mask : ndarray of bool, optional
+        A bone mask to use instead of segmenting (e.g. one the user corrected).
+    device, tta : segmentation device and flip test-time augmentation.
+    threshold_hu, margin_mm, connectivity, min_area_mm2 : see :func:`subtract_bone` and
+        :func:`grow_lesions`.
+
+    Returns
+    -------
+    QuantifyResult
+    """
+    if not isinstance(image, CalcinosisImage):
+        image = read_image(image, pixel_size_mm=pixel_size_mm)
+    probability = None
+    if bone_mask is None:
+        if not isinstance(model, PhalanxModel):
+            model = load_model(model, device=device)
+        seg = segment_phalanges(image, model, device=device, tta=tta)
+        bone_mask, probability = seg.bone_mask, seg.probability
+    bone_mask = np.asarray(bone_mask, bool)
+    spacing = image.spacing_mm
+    candidates = subtract_bone(image.pixels_hu, bone_mask, spacing, threshold_hu=threshold_hu, margin_mm=margin_mm)
+    grown = grow_lesions(
+        image.pixels_hu, bone_mask, spacing, seeds,
+        candidates=candidates, threshold_hu=threshold_hu, margin_mm=margin_mm,
+        connectivity=connectivity, min_area_mm2=min_area_mm2,
+    )
+    s = grown.seeds
+    table = measure_lesions(
+        grown.lesion_labels, spacing, image.pixels_hu, value_unit="HU",
+        seeds=list(zip(s["seed_row"], s["seed_col"])), statuses=list(s["status"]), lesion_ids=list(s["lesion_id"]),
+    )
+    for col in ("peak_hu", "background_hu", "level_hu"):
+        table[col] = s[col].to_numpy()
+    table.insert(0, "image", image.name)
+    return QuantifyResult(image, bone_mask, probability, candidates, grown.lesion_labels, table)
