@@ -1,0 +1,359 @@
+"""The ``napari-calcinosis`` command line: quantify, demo, train, sample."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._errors import CalcinosisError
+
+OUTPUT_COLUMNS = [
+    "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
+    "ellipse_area_mm2", "mean_value", "max_value", "value_unit", "centroid_row", "centroid_col",
+    "peak_hu", "background_hu", "level_hu", "status",
+]
+_IMAGE_SUFFIXES = {".dcm", ".dicom", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+
+class _Progress:
+    """A one-line progress bar on stderr (a line per 10 % when stderr is not a terminal)."""
+
+    def __init__(self, total: int, what: str = "images"):
+        self.total, self.what, self.t0, self.done = total, what, time.monotonic(), 0
+        self.tty = sys.stderr.isatty()
+        self.last_decile = -1
+
+    def update(self, label: str = ""):
+        self.done += 1
+        if self.total < 2:
+            return
+        elapsed = time.monotonic() - self.t0
+        eta = elapsed / self.done * (self.total - self.done)
+        width = 24
+        filled = int(width * self.done / self.total)
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.what} "
+            f"{elapsed / self.done:.1f} s each, {eta:.0f} s left {label}"
+        )
+        if self.tty:
+            print("\r" + line[:110].ljust(110), end="" if self.done < self.total else "\n", file=sys.stderr, flush=True)
+        else:
+            decile = int(10 * self.done / self.total)
+            if decile != self.last_decile:
+                self.last_decile = decile
+                print(line, file=sys.stderr, flush=True)
+
+
+def _expand_images(paths) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES))
+        else:
+            out.append(p)
+    return out
+
+
+def _read_seeds(path) -> dict[str, list[tuple[float, float]]]:
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise CalcinosisError(f"seeds file not found: {path}") from None
+    except Exception as exc:
+        raise CalcinosisError(f"could not read seeds file {path}: {exc}") from exc
+    missing = {"image", "row", "col"} - set(table.columns)
+    if missing:
+        raise CalcinosisError(
+            f"seeds file {path} lacks column(s) {', '.join(sorted(missing))}: it needs image,row,col "
+            "(image = file name or stem; row/col in pixels)"
+        )
+    seeds: dict[str, list] = {}
+    for image, row, col in zip(table["image"].astype(str), table["row"], table["col"]):
+        seeds.setdefault(image, []).append((float(row), float(col)))
+    return seeds
+
+
+def _seeds_for(image_path: Path, seeds: dict):
+    for key in (image_path.name, image_path.stem, str(image_path)):
+        if key in seeds:
+            return seeds[key]
+    return None
+
+
+def _write_masks(masks_dir: Path, stem: str, bone_mask, lesion_labels):
+    import imageio.v3 as iio
+    import tifffile
+
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(masks_dir / f"{stem}_bone.png", (np.asarray(bone_mask, bool) * 255).astype(np.uint8))
+    tifffile.imwrite(masks_dir / f"{stem}_lesions.tif", np.asarray(lesion_labels).astype(np.uint16))
+
+
+def _error_row(path: Path, message: str) -> dict:
+    row = {c: np.nan for c in OUTPUT_COLUMNS}
+    row.update(image=path.name, lesion_id=0, status=f"error: {message}")
+    return row
+
+
+def cmd_quantify(args) -> int:
+    from .pipeline import quantify
+    from .segment import load_model
+
+    images = _expand_images(args.images)
+    if not images:
+        raise CalcinosisError("no images given (DICOM, PNG, JPEG or TIFF files, or folders of them)")
+    seeds = _read_seeds(args.seeds) if args.seeds else {}
+    model = load_model(args.model, device=args.device)  # once per run, not per image
+    frames, failed = [], 0
+    bar = _Progress(len(images))
+    for path in images:
+        image_seeds = _seeds_for(path, seeds) if args.seeds else None
+        if args.seeds and image_seeds is None:
+            print(f"{path.name}: no seeds in {args.seeds}; measuring every candidate deposit (automatic mode)", file=sys.stderr)
+        try:
+            result = quantify(
+                path, image_seeds, model=model, pixel_size_mm=args.pixel_size, device=args.device, tta=args.tta,
+                threshold_hu=args.threshold_hu, margin_mm=args.margin_mm, connectivity=args.connectivity,
+                min_area_mm2=args.min_area_mm2,
+            )
+        except CalcinosisError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+            frames.append(pd.DataFrame([_error_row(path, str(exc))]))
+            bar.update(path.name)
+            continue
+        table = result.table.copy()
+        table["image"] = path.name
+        if table.empty:
+            table = pd.DataFrame([{**{c: np.nan for c in OUTPUT_COLUMNS}, "image": path.name, "lesion_id": 0,
+                                   "area_mm2": 0.0, "area_px": 0, "status": "no_deposit_found"}])
+        frames.append(table.reindex(columns=OUTPUT_COLUMNS))
+        if args.masks:
+            _write_masks(Path(args.masks), path.stem, result.bone_mask, result.lesion_labels)
+        bar.update(path.name)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=OUTPUT_COLUMNS)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        out.to_csv(args.out, index=False)
+        n_ok = int((out["status"] == "ok").sum())
+        print(f"wrote {len(out)} rows ({n_ok} lesions measured) for {len(images)} image(s) to {args.out}", file=sys.stderr)
+    else:
+        out.to_csv(sys.stdout, index=False)
+    if failed:
+        print(f"{failed} of {len(images)} image(s) failed; see the rows whose status starts with 'error'", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def bundled_sample_path() -> Path:
+    return Path(__file__).parent / "data" / "sample_finger.dcm"
+
+
+def cmd_demo(args) -> int:
+    from .pipeline import quantify
+    from .segment import load_model
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sample = bundled_sample_path()
+    seeds = pd.read_csv(sample.with_name("sample_finger_seeds.csv"))
+    truth = pd.read_csv(sample.with_name("sample_finger_truth.csv"))
+    model = load_model(None, device=args.device)
+    print(f"sample: {sample.name}  model: {model.path.name} ({model.card.get('architecture', {}).get('encoder_name')})")
+    t0 = time.monotonic()
+    result = quantify(sample, list(zip(seeds["row"], seeds["col"])), model=model, device=args.device)
+    elapsed = time.monotonic() - t0
+    table = result.table
+    show = table[["lesion_id", "seed_row", "seed_col", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "status"]].copy()
+    show.insert(4, "true_area_mm2", truth["area_mm2"].to_numpy()[: len(show)])
+    with pd.option_context("display.width", 140, "display.max_columns", 20, "display.float_format", "{:.2f}".format):
+        print(show.to_string(index=False))
+    print(f"pixel spacing {result.image.spacing_mm[0]:.3f} x {result.image.spacing_mm[1]:.3f} mm; "
+          f"total calcinosis area {result.total_area_mm2:.2f} mm^2 (true {truth['area_mm2'].sum():.2f} mm^2); {elapsed:.1f} s")
+    csv = out_dir / "sample_finger_lesions.csv"
+    table.to_csv(csv, index=False)
+    png = out_dir / "sample_finger_overlay.png"
+    write_overlay(png, result)
+    print(f"wrote {csv} and {png}")
+    return 0
+
+
+def write_overlay(path, result) -> Path:
+    """A PNG of the image in the bone window with bone (cyan) and lesion (red) outlines and seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = result.image
+    rows, cols = image.shape
+    extent = (-0.5 * image.spacing_mm[1], (cols - 0.5) * image.spacing_mm[1], (rows - 0.5) * image.spacing_mm[0], -0.5 * image.spacing_mm[0])
+    fig, ax = plt.subplots(figsize=(8, 8 * rows / cols + 0.6))
+    ax.imshow(image.to_uint8(), cmap="gray", extent=extent, interpolation="nearest")
+    yy = (np.arange(rows)) * image.spacing_mm[0]
+    xx = (np.arange(cols)) * image.spacing_mm[1]
+    ax.contour(xx, yy, result.bone_mask.astype(float), [0.5], colors="cyan", linewidths=0.8)
+    if result.lesion_labels.any():
+        ax.contour(xx, yy, (result.lesion_labels > 0).astype(float), [0.5], colors="red", linewidths=0.8)
+    t = result.table
+    ok = t["seed_row"].notna()
+    ax.plot(t.loc[ok, "seed_col"] * image.spacing_mm[1], t.loc[ok, "seed_row"] * image.spacing_mm[0], "+", color="yellow", ms=8)
+    for _, r in t[t["lesion_id"] > 0].drop_duplicates("lesion_id").iterrows():
+        ax.annotate(f"{int(r.lesion_id)}: {r.area_mm2:.1f} mm²", (r.centroid_col * image.spacing_mm[1], r.centroid_row * image.spacing_mm[0]),
+                    xytext=(6, -6), textcoords="offset points", color="yellow", fontsize=8)
+    ax.set_xlabel("mm")
+    ax.set_ylabel("mm")
+    ax.set_title(f"{image.name}: bone (cyan), calcinosis (red), seeds (+)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def cmd_train(args) -> int:
+    from .train import train_segmenter
+
+    if not args.phantoms and not (args.images and args.masks):
+        raise CalcinosisError("train needs --images DIR --masks DIR, or --phantoms N")
+    bar_state = {"last": 0.0}
+
+    def progress(p):
+        now = time.monotonic()
+        if p.phase == "train" and now - bar_state["last"] < 2.0 and p.step != p.total_steps:
+            return
+        bar_state["last"] = now
+        if p.phase == "data":
+            msg = p.message
+        elif p.phase in ("done", "cancelled"):
+            msg = f"{p.phase}: best validation Dice {p.best_val_dice:.4f}"
+        else:
+            msg = (f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.total_steps} loss {p.loss:.4f} "
+                   f"val Dice {p.val_dice:.4f} best {p.best_val_dice:.4f} ETA {p.eta_s / 60:.1f} min [{p.device}]")
+        end = "\n" if p.phase != "train" or not sys.stderr.isatty() else ""
+        print(("\r" if sys.stderr.isatty() else "") + msg.ljust(100), end=end, file=sys.stderr, flush=True)
+
+    command = "napari-calcinosis " + " ".join(sys.argv[1:]) if sys.argv and "train" in sys.argv else ""
+    result = train_segmenter(
+        args.out, images_dir=args.images, masks_dir=args.masks, pixel_size_mm=args.pixel_size,
+        n_phantoms=args.phantoms, n_val=args.val_phantoms, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, steps_per_epoch=args.steps_per_epoch, device=args.device, resume=args.resume,
+        init_model=args.init, seed=args.seed, progress=progress, command=command,
+    )
+    print(f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}; model written to {result.model_path}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import imageio.v3 as iio
+
+    from .io import write_dicom, write_windowed_png
+    from .phantom import make_phantom
+
+    out = Path(args.out)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    truth_rows, seed_rows = [], []
+    bar = _Progress(args.n, "phantoms")
+    for i in range(args.n):
+        seed = args.seed + i
+        p = make_phantom(seed)
+        stem = f"phantom_{seed:06d}"
+        write_dicom(out / f"{stem}.dcm", p.image_hu, p.spacing_mm, patient_id=stem,
+                    description=f"napari-calcinosis synthetic phantom, seed {seed}")
+        write_windowed_png(out / f"{stem}.png", p.image_hu)
+        iio.imwrite(out / "masks" / f"{stem}_bone.png", (p.bone_mask * 255).astype(np.uint8))
+        iio.imwrite(out / "masks" / f"{stem}_lesions.png", p.lesion_labels.astype(np.uint16))
+        for j in range(p.n_lesions):
+            truth_rows.append(dict(
+                image=stem, lesion_id=j + 1, area_mm2=p.lesion_areas_mm2[j], site=p.lesion_sites[j],
+                peak_hu=p.lesion_peak_hu[j], seed_row=int(p.seeds[j, 0]), seed_col=int(p.seeds[j, 1]),
+                cut_off=p.cut_off, spacing_mm=p.spacing_mm[0], phantom_seed=seed,
+            ))
+            seed_rows.append(dict(image=stem, row=int(p.seeds[j, 0]), col=int(p.seeds[j, 1])))
+        bar.update(stem)
+    pd.DataFrame(truth_rows).to_csv(out / "truth.csv", index=False)
+    pd.DataFrame(seed_rows, columns=["image", "row", "col"]).to_csv(out / "seeds.csv", index=False)
+    print(f"wrote {args.n} phantoms (DICOM + PNG exported at W1500/L450), masks/, truth.csv and seeds.csv to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-calcinosis",
+        description="Measure calcinosis cutis on DECT finger images (Chandrasekaran et al. 2021 method).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_device(p):
+        p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+
+    q = sub.add_parser("quantify", help="measure deposits on images; one CSV row per lesion (or per seed)")
+    q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    q.add_argument("--seeds", help="CSV with columns image,row,col (image = file name or stem; row/col in pixels)")
+    q.add_argument("--pixel-size", type=float, metavar="MM", help="pixel spacing in mm for PNG/JPEG/TIFF exports")
+    q.add_argument("--model", help="phalanx U-Net .safetensors (default: the bundled model)")
+    add_device(q)
+    q.add_argument("--out", help="output CSV (default: standard output)")
+    q.add_argument("--masks", metavar="DIR", help="write <stem>_bone.png and <stem>_lesions.tif per image")
+    q.add_argument("--tta", action="store_true", help="flip test-time augmentation for segmentation (4x slower)")
+    q.add_argument("--threshold-hu", type=float, default=None, help="calcium threshold in HU (default 200)")
+    q.add_argument("--margin-mm", type=float, default=None, help="bone margin in mm (default 0.5)")
+    q.add_argument("--connectivity", type=int, choices=(4, 8), default=4)
+    q.add_argument("--min-area-mm2", type=float, default=None, help="automatic mode: smallest deposit (default 0.3 mm^2)")
+    q.set_defaults(func=cmd_quantify)
+
+    d = sub.add_parser("demo", help="run the whole method on the bundled sample with the bundled model")
+    d.add_argument("--out", default="calcinosis-demo", help="folder for the CSV and the overlay PNG")
+    add_device(d)
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="train or fine-tune the phalanx U-Net")
+    t.add_argument("--images", help="folder of images (DICOM/PNG/JPEG/TIFF)")
+    t.add_argument("--masks", help="folder of bone masks named like the images (stem, stem_bone or stem_mask)")
+    t.add_argument("--pixel-size", type=float, metavar="MM", help="pixel spacing for PNG/JPEG/TIFF training images")
+    t.add_argument("--phantoms", type=int, help="train on N synthetic phantoms instead")
+    t.add_argument("--val-phantoms", type=int, help="number of validation phantoms (default N/10, at least 4)")
+    t.add_argument("--out", required=True, help="output .safetensors (card .json and checkpoint written beside it)")
+    t.add_argument("--epochs", type=int, default=50)
+    t.add_argument("--steps-per-epoch", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--init", help="fine-tune from this .safetensors model (e.g. the bundled one)")
+    t.add_argument("--resume", action="store_true", help="carry on from the checkpoint beside --out")
+    add_device(t)
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="write synthetic phantoms as DICOM + windowed PNG with truth.csv and seeds.csv")
+    s.add_argument("--out", required=True)
+    s.add_argument("-n", type=int, default=10)
+    s.add_argument("--seed", type=int, default=0, help="phantom seeds are SEED, SEED+1, ...")
+    s.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "quantify":
+        from .grow import DEFAULT_MIN_AREA_MM2
+        from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU
+
+        args.threshold_hu = DEFAULT_THRESHOLD_HU if args.threshold_hu is None else args.threshold_hu
+        args.margin_mm = DEFAULT_MARGIN_MM if args.margin_mm is None else args.margin_mm
+        args.min_area_mm2 = DEFAULT_MIN_AREA_MM2 if args.min_area_mm2 is None else args.min_area_mm2
+    try:
+        return int(args.func(args) or 0)
+    except CalcinosisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
