@@ -1,0 +1,121 @@
+"""The napari-calcinosis command line, end to end in subprocesses."""
+
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "napari_calcinosis", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+def lins_ccc(x, y):
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    return 2 * np.cov(x, y, bias=True)[0, 1] / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    out = tmp_path_factory.mktemp("samples")
+    r = run("sample", "--out", out, "-n", "4", "--seed", "31")
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_sample_writes_images_and_truth(samples):
+    truth = pd.read_csv(samples / "truth.csv")
+    seeds = pd.read_csv(samples / "seeds.csv")
+    assert list(seeds.columns) == ["image", "row", "col"]
+    assert len(seeds) == len(truth) > 0
+    assert sorted(p.name for p in samples.glob("*.dcm")) == [f"phantom_{s:06d}.dcm" for s in range(31, 35)]
+    assert len(list(samples.glob("*.png"))) == 4
+    assert (samples / "masks" / "phantom_000031_bone.png").exists()
+
+
+def test_quantify_dicom_with_seeds_and_masks(samples, tmp_path):
+    out, masks = tmp_path / "r.csv", tmp_path / "M"
+    r = run("quantify", *sorted(samples.glob("*.dcm")), "--seeds", samples / "seeds.csv", "--out", out,
+            "--masks", masks, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(out)
+    truth = pd.read_csv(samples / "truth.csv")
+    for col in ["image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm",
+                "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]:
+        assert col in table.columns
+    # one row per seed, in seed order
+    assert len(table) == len(truth)
+    assert list(table["seed_row"].astype(int)) == list(truth["seed_row"])
+    assert (table["status"] == "ok").all(), table[["image", "status"]]
+    assert lins_ccc(truth["area_mm2"], table["area_mm2"]) >= 0.97
+    bone = iio.imread(masks / "phantom_000031_bone.png")
+    assert set(np.unique(bone)) <= {0, 255}
+    lesions = tifffile.imread(masks / "phantom_000031_lesions.tif")
+    assert lesions.dtype == np.uint16 and lesions.shape == bone.shape and lesions.max() >= 1
+
+
+def test_quantify_png_needs_pixel_size_and_a_bad_file_does_not_stop_the_batch(samples, tmp_path):
+    truth = pd.read_csv(samples / "truth.csv")
+    spacing = truth.groupby("image")["spacing_mm"].first()
+    stem = "phantom_000032"
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes((samples / f"{stem}.dcm").read_bytes()[:3000])
+    png = samples / f"{stem}.png"
+    out = tmp_path / "r.csv"
+    r = run("quantify", broken, png, "--seeds", samples / "seeds.csv", "--pixel-size", spacing[stem], "--out", out,
+            "--device", "cpu")
+    assert r.returncode == 1
+    assert "broken.dcm" in r.stderr
+    table = pd.read_csv(out)
+    assert table.loc[table["image"] == "broken.dcm", "status"].str.startswith("error").all()
+    good = table[table["image"] == f"{stem}.png"]
+    want = truth[truth["image"] == stem]
+    assert len(good) == len(want) and (good["status"] == "ok").all()
+    assert np.allclose(good["area_mm2"], want["area_mm2"], rtol=0.35, atol=0.8)
+
+    r = run("quantify", png, "--out", tmp_path / "r2.csv", "--device", "cpu")
+    assert r.returncode == 1
+    assert "pixel_size_mm" in r.stderr or "--pixel-size" in r.stderr
+
+
+def test_quantify_automatic_mode_to_stdout(samples):
+    r = run("quantify", samples / "phantom_000033.dcm", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("image,lesion_id")
+    assert len(lines) >= 2
+
+
+def test_demo(tmp_path):
+    r = run("demo", "--out", tmp_path / "demo", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "area_mm2" in r.stdout and "total calcinosis area" in r.stdout
+    table = pd.read_csv(tmp_path / "demo" / "sample_finger_lesions.csv")
+    assert (table["status"] == "ok").all()
+    png = iio.imread(tmp_path / "demo" / "sample_finger_overlay.png")
+    assert png.ndim == 3 and png.shape[0] > 200
+
+
+def test_train_and_resume_from_the_cli(tmp_path):
+    out = tmp_path / "m.safetensors"
+    r = run("train", "--phantoms", "3", "--val-phantoms", "1", "--epochs", "1", "--steps-per-epoch", "1",
+            "--batch-size", "2", "--out", out, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert out.exists() and (tmp_path / "m.checkpoint.pt").exists()
+    r = run("train", "--phantoms", "3", "--val-phantoms", "1", "--epochs", "2", "--steps-per-epoch", "1",
+            "--batch-size", "2", "--out", out, "--device", "cpu", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "epoch 2/2" in r.stderr
+
+
+def test_cli_errors_are_one_line():
+    r = run("quantify", "/nonexistent/finger.dcm", "--device", "cpu")
+    assert r.returncode == 1
+    assert "finger.dcm" in r.stderr
+    r = run("train", "--out", "x.safetensors")
+    assert r.returncode == 2 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1

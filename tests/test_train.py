@@ -1,0 +1,104 @@
+"""Training on CPU: a few steps, progress, cancel, checkpoint and resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_calcinosis import CalcinosisError, load_model, make_phantom, segment_phalanges, train_segmenter
+from napari_calcinosis.train import TrainingSample, augment, folder_samples
+from napari_calcinosis.segment import DEFAULT_INPUT
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    out = []
+    for seed in (101, 102, 103):
+        p = make_phantom(seed, max_size_px=240)
+        out.append((p.image_hu, p.bone_mask, p.spacing_mm))
+    return out
+
+
+def test_train_few_steps_then_resume(tmp_path, pairs):
+    events = []
+    out = tmp_path / "m.safetensors"
+    r1 = train_segmenter(out, samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64, device="cpu",
+                         progress=events.append)
+    assert not r1.cancelled and r1.epochs_done == 1
+    train_steps = [e for e in events if e.phase == "train"]
+    assert [e.step for e in train_steps] == [1, 2]
+    assert all(np.isfinite(e.loss) and e.eta_s >= 0 and e.total_steps == 2 for e in train_steps)
+    assert any(e.phase == "validate" and 0.0 <= e.val_dice <= 1.0 for e in events)
+    assert events[-1].phase == "done"
+    assert out.exists() and out.with_suffix(".json").exists()
+    ckpt = tmp_path / "m.checkpoint.pt"
+    assert ckpt.exists()
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["n_train"] == 2 and card["validation"]["n_images"] == 1
+
+    events.clear()
+    r2 = train_segmenter(out, samples=pairs, epochs=2, steps_per_epoch=2, batch_size=2, crop_px=64, device="cpu",
+                         resume=True, progress=events.append)
+    assert r2.epochs_done == 2 and len(r2.history) == 2
+    assert r2.history[0] == r1.history[0]  # the first epoch comes from the checkpoint, not retrained
+    assert [e.step for e in events if e.phase == "train"] == [3, 4]
+    model = load_model(out)
+    seg = segment_phalanges(pairs[0][0], model, spacing_mm=pairs[0][2], device="cpu")
+    assert seg.bone_mask.shape == pairs[0][0].shape
+
+
+def test_cancel_stops_at_next_step_and_keeps_best(tmp_path, pairs):
+    calls = {"n": 0}
+
+    def should_cancel():
+        calls["n"] += 1
+        return calls["n"] > 1  # let one step run, then cancel
+
+    out = tmp_path / "c.safetensors"
+    events = []
+    r = train_segmenter(out, samples=pairs, epochs=5, steps_per_epoch=10, batch_size=2, crop_px=64, device="cpu",
+                        should_cancel=should_cancel, progress=events.append)
+    assert r.cancelled
+    assert [e.step for e in events if e.phase == "train"] == [1]
+    assert events[-1].phase == "cancelled"
+    assert out.exists()  # the best (only) validated weights are kept
+    assert (tmp_path / "c.checkpoint.pt").exists()
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, pairs):
+    with pytest.raises(CalcinosisError, match="no checkpoint"):
+        train_segmenter(tmp_path / "x.safetensors", samples=pairs, epochs=1, resume=True, device="cpu")
+
+
+def test_no_data_is_a_clear_error(tmp_path):
+    with pytest.raises(CalcinosisError, match="no training data"):
+        train_segmenter(tmp_path / "x.safetensors", device="cpu")
+
+
+def test_augment_keeps_mask_on_bone():
+    p = make_phantom(104, max_size_px=240)
+    sample = TrainingSample(p.image_hu, p.bone_mask, p.spacing_mm)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x, y = augment(sample, rng, 96, DEFAULT_INPUT)
+        assert x.shape == y.shape == (96, 96) and -1.0 <= x.min() and x.max() <= 1.0
+        if y.sum() > 50:
+            # bone is bright: the mean input under the mask is well above the mean elsewhere
+            assert x[y > 0].mean() > x[y == 0].mean() + 0.3
+
+
+def test_folder_pairs(tmp_path):
+    import imageio.v3 as iio
+
+    from napari_calcinosis import write_dicom
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    p = make_phantom(105, max_size_px=200)
+    write_dicom(tmp_path / "img" / "f1.dcm", p.image_hu, p.spacing_mm)
+    iio.imwrite(tmp_path / "msk" / "f1_bone.png", (p.bone_mask * 255).astype(np.uint8))
+    samples = folder_samples(tmp_path / "img", tmp_path / "msk")
+    assert len(samples) == 1 and np.array_equal(samples[0].bone_mask, p.bone_mask)
+    iio.imwrite(tmp_path / "msk" / "f1_bone.png", np.zeros((5, 5), np.uint8))
+    with pytest.raises(CalcinosisError, match="must match their image"):
+        folder_samples(tmp_path / "img", tmp_path / "msk")
