@@ -373,31 +373,58 @@ def make_phantom(
     # Orientation: mostly along an image axis, as sagittal reformats are displayed, with jitter.
     theta = rng.choice([0.0, 0.5, 1.0, 1.5]) * np.pi + np.deg2rad(rng.uniform(-25, 25))
     mirror = bool(rng.random() < 0.5)
-    max_extent_px = max_size_px - 2
-    for _ in range(20):
-        w_lo, w_hi = (-v_hi, -v_lo) if mirror else (v_lo, v_hi)
-        corners = np.array([[u_start, w_lo], [u_start, w_hi], [u_end, w_lo], [u_end, w_hi]])
-        c, s = np.cos(theta), np.sin(theta)
-        xy = corners @ np.array([[c, s], [-s, c]])
-        span = xy.max(0) - xy.min(0)
-        if span.max() / spacing <= max_extent_px:
-            break
-        # Too large for the pixel budget: narrow the view towards the fingertip first.
-        if cut_off or u_start >= p1.origin[0] + 0.75 * p1.length_mm:
-            spacing *= 1.06
-        else:
-            u_start += 0.12 * (u_end - u_start)
-            cut_off = u_start > p1.origin[0]
-    cols = int(np.ceil(span[0] / spacing))
-    rows = int(np.ceil(span[1] / spacing))
-    offset = xy.min(0)
+    c, s = np.cos(theta), np.sin(theta)
+    want_cut = bool(cut_off)
+    spacing_fixed = spacing_mm is not None
 
-    def to_finger(x, y):
-        # image-physical (x, y) -> finger frame (u, v); the inverse of the rotation above.
-        x0, y0 = x + offset[0], y + offset[1]
-        u = x0 * c + y0 * s
-        w = -x0 * s + y0 * c
-        return u, (-w if mirror else w)
+    def field_of_view(u0):
+        w_lo, w_hi = (-v_hi, -v_lo) if mirror else (v_lo, v_hi)
+        corners = np.array([[u0, w_lo], [u0, w_hi], [u_end, w_lo], [u_end, w_hi]])
+        xy = corners @ np.array([[c, s], [-s, c]])
+        return xy.min(0), xy.max(0) - xy.min(0)
+
+    def make_to_finger(offset):
+        def to_finger(x, y):
+            # image-physical (x, y) -> finger frame (u, v); the inverse of the rotation above.
+            x0, y0 = x + offset[0], y + offset[1]
+            u = x0 * c + y0 * s
+            w = -x0 * s + y0 * c
+            return u, (-w if mirror else w)
+
+        return to_finger
+
+    def phalanx_on_border(to_finger, rows, cols):
+        # Cut off means a phalanx (not the metacarpal, which always runs out of view) reaches
+        # the image border; checked on the border pixels of the image as it will be rendered.
+        r = np.concatenate([np.zeros(cols), np.full(cols, rows - 1), np.arange(rows), np.arange(rows)])
+        q = np.concatenate([np.arange(cols), np.arange(cols), np.zeros(rows), np.full(rows, cols - 1)])
+        u, v = to_finger(q * spacing, r * spacing)
+        return bool(np.isin(finger.bone_index(u, v), (2, 3, 4)).any())
+
+    for _ in range(60):
+        offset, span = field_of_view(u_start)
+        cols = int(np.ceil(span[0] / spacing))
+        rows = int(np.ceil(span[1] / spacing))
+        if max(rows, cols) > max_size_px:
+            # Too many pixels: coarser pixels first (within the 0.35 mm range), then a view
+            # narrowed towards the fingertip, but never by cutting a phalanx not meant to be.
+            if not spacing_fixed and spacing < 0.35:
+                spacing = min(0.35, spacing * 1.06)
+                continue
+            if want_cut and u_start < p3.origin[0]:
+                u_start += 0.05 * (u_end - u_start)
+                continue
+        to_finger = make_to_finger(offset)
+        is_cut = phalanx_on_border(to_finger, rows, cols)
+        if is_cut == want_cut:
+            break
+        if want_cut and u_start < p3.origin[0]:
+            u_start += 1.5  # the rotated view still shows the whole phalanx: cut deeper
+        elif not want_cut and u_start > p1.origin[0] - 40.0:
+            u_start -= 1.5  # show more of the hand
+        else:
+            break
+    cut_off = is_cut
 
     k = _SUPERSAMPLE
     sub = (np.arange(k) + 0.5) / k - 0.5
