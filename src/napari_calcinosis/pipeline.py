@@ -12,7 +12,7 @@ from .grow import DEFAULT_MIN_AREA_MM2, grow_lesions
 from .io import CalcinosisImage, read_image
 from .measure import measure_lesions
 from .segment import PhalanxModel, load_model, segment_phalanges
-from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU, subtract_bone
+from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU, resolve_margin_mm, subtract_bone
 
 __all__ = ["QuantifyResult", "quantify"]
 
@@ -30,6 +30,8 @@ class QuantifyResult:
     candidates : ndarray of bool
         Bright pixels outside the dilated bone (calcification candidates).
     lesion_labels : ndarray of int32
+    margin_mm : float
+        The bone margin used (measured on the image unless given).
     table : DataFrame
         One row per lesion (automatic mode) or per seed, in seed order; see
         :data:`napari_calcinosis.measure.LESION_COLUMNS`, plus ``peak_hu``,
@@ -42,6 +44,7 @@ class QuantifyResult:
     candidates: np.ndarray
     lesion_labels: np.ndarray
     table: pd.DataFrame
+    margin_mm: float = float("nan")
 
     @property
     def total_area_mm2(self) -> float:
@@ -59,7 +62,7 @@ def quantify(
     device: str = "auto",
     tta: bool = False,
     threshold_hu: float = DEFAULT_THRESHOLD_HU,
-    margin_mm: float = DEFAULT_MARGIN_MM,
+    margin_mm: float | None = DEFAULT_MARGIN_MM,
     connectivity: int = 4,
     min_area_mm2: float = DEFAULT_MIN_AREA_MM2,
 ) -> QuantifyResult:
@@ -97,6 +100,7 @@ def quantify(
         bone_mask, probability = seg.bone_mask, seg.probability
     bone_mask = np.asarray(bone_mask, bool)
     spacing = image.spacing_mm
+    margin_mm = resolve_margin_mm(margin_mm, image.pixels_hu, bone_mask, spacing, threshold_hu)
     candidates = subtract_bone(image.pixels_hu, bone_mask, spacing, threshold_hu=threshold_hu, margin_mm=margin_mm)
     grown = grow_lesions(
         image.pixels_hu, bone_mask, spacing, seeds,
@@ -110,5 +114,6 @@ def quantify(
     )
     for col in ("peak_hu", "background_hu", "level_hu"):
         table[col] = s[col].to_numpy()
+    table["bone_margin_mm"] = margin_mm
     table.insert(0, "image", image.name)
-    return QuantifyResult(image, bone_mask, probability, candidates, grown.lesion_labels, table)
+    return QuantifyResult(image, bone_mask, probability, candidates, grown.lesion_labels, table, margin_mm)

@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
 
-__all__ = ["DEFAULT_THRESHOLD_HU", "DEFAULT_MARGIN_MM", "subtract_bone", "dilate_mm"]
+__all__ = ["DEFAULT_THRESHOLD_HU", "DEFAULT_MARGIN_MM", "subtract_bone", "dilate_mm", "estimate_bone_margin_mm", "remove_bone_halo"]
 
 # Finger soft tissue, skin and flexor tendon lie at 20-110 HU and the nail plate up to ~200 HU on
 # bone-kernel CT; 200 HU keeps all of them (plus three standard deviations of typical 20-35 HU
@@ -22,11 +22,17 @@ __all__ = ["DEFAULT_THRESHOLD_HU", "DEFAULT_MARGIN_MM", "subtract_bone", "dilate
 DEFAULT_THRESHOLD_HU = 200.0
 
 # The cortex is the densest thing in the image; blurred by the scanner's point-spread function
-# (FWHM ~0.5-0.9 mm for bone kernels) it leaves a bright halo just outside the bone outline
-# that must not count as calcinosis. 0.5 mm covers that halo and the U-Net's typical boundary
-# error of about one pixel; the part of a deposit touching bone that falls in the margin is
-# recovered by seeded growth.
-DEFAULT_MARGIN_MM = 0.5
+# it leaves a bright halo outside the bone outline that must not count as calcinosis. How far
+# that halo reaches depends on the scanner's kernel and the cortex density (0.3 mm for a sharp
+# kernel, 0.8 mm and more for a soft one), so by default the margin is measured on each image:
+# the distance from the bone at which the median intensity has fallen to within
+# HALO_TOLERANCE_HU of the surrounding soft tissue (see estimate_bone_margin_mm). The part of a
+# deposit touching bone that falls inside the margin is given back by seeded growth.
+DEFAULT_MARGIN_MM = None  # None = measured per image
+FALLBACK_MARGIN_MM = 0.5  # used when the image has too little bone edge to measure
+HALO_TOLERANCE_HU = 40.0  # below the weakest deposit's half-maximum (100 HU contrast / 2)
+MARGIN_LIMITS_MM = (0.25, 1.5)
+HALO_REACH_MM = 2.0  # beyond this the halo of any clinical bone kernel is gone
 
 
 def _spacing_pair(spacing_mm) -> tuple[float, float]:
@@ -45,13 +51,98 @@ def dilate_mm(mask: np.ndarray, margin_mm: float, spacing_mm) -> np.ndarray:
     return distance_mm <= margin_mm
 
 
+def _halo_profile(image_hu, bone_mask, spacing, threshold_hu):
+    """Median excess HU over soft tissue in 0.1 mm distance bins outside the bone.
+
+    Returns (bin upper edges in mm, excess in HU or NaN where a bin has too few pixels,
+    distance map in mm), or None when the image has too little bone edge or tissue to measure.
+    Medians ignore the few deposits that touch bone.
+    """
+    if bone_mask.sum() < 50:
+        return None
+    distance_mm = ndi.distance_transform_edt(~bone_mask, sampling=spacing)
+    body = image_hu > -200.0  # not air: skin surfaces near bone would drag the medians down
+    ring = body & (distance_mm >= 1.5) & (distance_mm <= 3.0) & (image_hu < threshold_hu)
+    if ring.sum() < 50:
+        return None
+    tissue_hu = float(np.median(image_hu[ring]))
+    edges = np.arange(0.0, HALO_REACH_MM + 1e-9, 0.1)
+    near = body & (distance_mm > 0) & (distance_mm <= HALO_REACH_MM)
+    d_near, v_near = distance_mm[near], image_hu[near]
+    bins = np.digitize(d_near, edges[1:-1], right=True)
+    excess = np.full(len(edges) - 1, np.nan)
+    for i in range(len(excess)):
+        values = v_near[bins == i]
+        if values.size >= 20:
+            excess[i] = float(np.median(values)) - tissue_hu
+    return edges[1:], excess, distance_mm
+
+
+def estimate_bone_margin_mm(
+    image_hu: np.ndarray,
+    bone_mask: np.ndarray,
+    spacing_mm,
+    *,
+    threshold_hu: float = DEFAULT_THRESHOLD_HU,
+    tolerance_hu: float = HALO_TOLERANCE_HU,
+) -> float:
+    """How far the bone's blur halo reaches, in mm, measured on the image itself.
+
+    The median HU of the pixels at each distance from the bone (0.1 mm bins) is compared with
+    the soft tissue 1.5-3 mm away; the margin is the largest distance at which the median
+    still stands more than ``tolerance_hu`` above it, clipped to 0.25-1.5 mm. Falls back to
+    0.5 mm when the image has too little bone edge to measure.
+    """
+    image_hu = np.asarray(image_hu, dtype=np.float32)
+    profile = _halo_profile(image_hu, np.asarray(bone_mask, bool), _spacing_pair(spacing_mm), threshold_hu)
+    if profile is None:
+        return FALLBACK_MARGIN_MM
+    upper_mm, excess, _ = profile
+    lo, hi = MARGIN_LIMITS_MM
+    above = upper_mm[np.nan_to_num(excess, nan=0.0) > tolerance_hu]
+    margin = float(above.max()) if above.size else lo
+    return float(min(max(margin, lo), hi))
+
+
+def remove_bone_halo(image_hu: np.ndarray, bone_mask: np.ndarray, spacing_mm, *, threshold_hu: float = DEFAULT_THRESHOLD_HU) -> np.ndarray:
+    """The image with the bone's average blur halo subtracted outside the bone (HU).
+
+    Blurring is linear, so next to bone a deposit's pixels are its own blurred profile plus
+    the bone's halo; subtracting the halo measured on this image (median excess over soft
+    tissue at each distance from the bone) leaves the deposit as if the bone were not there,
+    and the halo itself at the level of soft tissue, so that growth neither leaks along the
+    bone surface nor over-measures deposits that touch it.
+    """
+    image_hu = np.asarray(image_hu, dtype=np.float32)
+    profile = _halo_profile(image_hu, np.asarray(bone_mask, bool), _spacing_pair(spacing_mm), threshold_hu)
+    if profile is None:
+        return image_hu.copy()
+    upper_mm, excess, distance_mm = profile
+    ok = np.isfinite(excess)
+    if not ok.any():
+        return image_hu.copy()
+    centres = upper_mm[ok] - 0.05
+    halo = np.interp(distance_mm, centres, np.clip(excess[ok], 0.0, None), right=0.0)
+    halo[(distance_mm <= 0) | (distance_mm > HALO_REACH_MM)] = 0.0
+    return (image_hu - halo).astype(np.float32)
+
+
+def resolve_margin_mm(margin_mm, image_hu, bone_mask, spacing_mm, threshold_hu=DEFAULT_THRESHOLD_HU) -> float:
+    """``margin_mm`` itself, or the measured halo width when it is None."""
+    if margin_mm is None:
+        return estimate_bone_margin_mm(image_hu, bone_mask, spacing_mm, threshold_hu=threshold_hu)
+    if margin_mm < 0:
+        raise CalcinosisError(f"the bone margin must be 0 mm or more, got {margin_mm} mm")
+    return float(margin_mm)
+
+
 def subtract_bone(
     image_hu: np.ndarray,
     bone_mask: np.ndarray,
     spacing_mm,
     *,
     threshold_hu: float = DEFAULT_THRESHOLD_HU,
-    margin_mm: float = DEFAULT_MARGIN_MM,
+    margin_mm: float | None = DEFAULT_MARGIN_MM,
 ) -> np.ndarray:
     """Calcification candidates: pixels at or above ``threshold_hu`` outside the dilated bone.
 
@@ -65,8 +156,9 @@ def subtract_bone(
         Pixel spacing in mm, (row, col).
     threshold_hu : float
         Calcium threshold in HU (default 200 HU; see ``DEFAULT_THRESHOLD_HU``).
-    margin_mm : float
-        The bone mask is dilated by this many mm before subtraction (default 0.5 mm).
+    margin_mm : float or None
+        The bone mask is dilated by this many mm before subtraction; None (default) measures
+        the bone's blur halo on the image (:func:`estimate_bone_margin_mm`).
 
     Returns
     -------
@@ -80,6 +172,5 @@ def subtract_bone(
             f"the bone mask ({bone_mask.shape[1]}x{bone_mask.shape[0]} px) does not match the image "
             f"({image_hu.shape[1]}x{image_hu.shape[0]} px): segment this image again"
         )
-    if margin_mm < 0:
-        raise CalcinosisError(f"the bone margin must be 0 mm or more, got {margin_mm} mm")
+    margin_mm = resolve_margin_mm(margin_mm, image_hu, bone_mask, spacing_mm, threshold_hu)
     return (image_hu >= threshold_hu) & ~dilate_mm(bone_mask, margin_mm, spacing_mm)
