@@ -354,3 +354,11 @@ def test_unmeasurable_pngs_are_refused(tmp_path, kind, words):
     assert path.name in message
     for word in words:
         assert word in message
+
+
+def test_prefer_file_spacing_keeps_the_dicom_spacing_in_a_mixed_batch():
+    path = pydicom.data.get_testdata_file("CT_small.dcm")
+    image = read_image(path, pixel_size_mm=0.3, prefer_file_spacing=True)
+    assert image.spacing_mm == (0.661468, 0.661468)
+    assert "was not used" in image.spacing_origin
+    assert read_image(path, pixel_size_mm=0.3).spacing_mm == (0.3, 0.3)  # an explicit override otherwise

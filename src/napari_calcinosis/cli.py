@@ -15,7 +15,7 @@ from ._errors import CalcinosisError
 OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
     "ellipse_area_mm2", "mean_value", "max_value", "value_unit", "centroid_row", "centroid_col",
-    "peak_hu", "background_hu", "level_hu", "status",
+    "peak_hu", "background_hu", "level_hu", "bone_margin_mm", "status",
 ]
 _IMAGE_SUFFIXES = {".dcm", ".dicom", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
@@ -101,6 +101,7 @@ def _error_row(path: Path, message: str) -> dict:
 
 
 def cmd_quantify(args) -> int:
+    from .io import read_image
     from .pipeline import quantify
     from .segment import load_model
 
@@ -116,8 +117,12 @@ def cmd_quantify(args) -> int:
         if args.seeds and image_seeds is None:
             print(f"{path.name}: no seeds in {args.seeds}; measuring every candidate deposit (automatic mode)", file=sys.stderr)
         try:
+            # In a batch, --pixel-size serves the exports; a DICOM file keeps its own spacing.
+            image = read_image(path, pixel_size_mm=args.pixel_size, prefer_file_spacing=True)
+            if "was not used" in image.spacing_origin:
+                print(f"{path.name}: {image.spacing_origin}", file=sys.stderr)
             result = quantify(
-                path, image_seeds, model=model, pixel_size_mm=args.pixel_size, device=args.device, tta=args.tta,
+                image, image_seeds, model=model, device=args.device, tta=args.tta,
                 threshold_hu=args.threshold_hu, margin_mm=args.margin_mm, connectivity=args.connectivity,
                 min_area_mm2=args.min_area_mm2,
             )
@@ -300,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--masks", metavar="DIR", help="write <stem>_bone.png and <stem>_lesions.tif per image")
     q.add_argument("--tta", action="store_true", help="flip test-time augmentation for segmentation (4x slower)")
     q.add_argument("--threshold-hu", type=float, default=None, help="calcium threshold in HU (default 200)")
-    q.add_argument("--margin-mm", type=float, default=None, help="bone margin in mm (default 0.5)")
+    q.add_argument("--margin-mm", type=float, default=None, help="bone margin in mm (default: measured on each image from the bone's blur halo)")
     q.add_argument("--connectivity", type=int, choices=(4, 8), default=4)
     q.add_argument("--min-area-mm2", type=float, default=None, help="automatic mode: smallest deposit (default 0.3 mm^2)")
     q.set_defaults(func=cmd_quantify)
@@ -340,10 +345,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "quantify":
         from .grow import DEFAULT_MIN_AREA_MM2
-        from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU
+        from .subtract import DEFAULT_THRESHOLD_HU
 
         args.threshold_hu = DEFAULT_THRESHOLD_HU if args.threshold_hu is None else args.threshold_hu
-        args.margin_mm = DEFAULT_MARGIN_MM if args.margin_mm is None else args.margin_mm
         args.min_area_mm2 = DEFAULT_MIN_AREA_MM2 if args.min_area_mm2 is None else args.min_area_mm2
     try:
         return int(args.func(args) or 0)

@@ -289,6 +289,8 @@ def read_image(
     pixel_size_mm=None,
     window_level_hu: float = WINDOW_LEVEL_HU,
     window_width_hu: float = WINDOW_WIDTH_HU,
+    *,
+    prefer_file_spacing: bool = False,
 ) -> CalcinosisImage:
     """Read one 2-D CT slice as Hounsfield units with its pixel spacing.
 
@@ -306,6 +308,9 @@ def read_image(
     window_level_hu, window_width_hu : float
         The window in HU through which an integer export was made, used to map its
         values back to HU; for DICOM the display window when the header has none.
+    prefer_file_spacing : bool
+        Use a DICOM file's own spacing even when ``pixel_size_mm`` is given, which then only
+        serves files without one (a batch mixing DICOM and exports).
 
     Returns
     -------
@@ -334,7 +339,7 @@ def read_image(
 
     suffix = path.suffix.lower()
     if sniffed == "DICOM":
-        return _read_dicom(path, user_spacing_mm, level_hu, width_hu, has_marker=True)
+        return _read_dicom(path, user_spacing_mm, level_hu, width_hu, has_marker=True, prefer_file_spacing=prefer_file_spacing)
     if sniffed is not None:
         return _read_raster(path, sniffed, user_spacing_mm, level_hu, width_hu)
     if suffix in _RASTER_SUFFIXES:
@@ -344,7 +349,7 @@ def read_image(
         )
     # DICOM without the 128-byte preamble and 'DICM' marker still exists in the wild
     # (old ACR-NEMA style files), as do DICOM files named by UID like "1.2.840.5.12".
-    return _read_dicom(path, user_spacing_mm, level_hu, width_hu, has_marker=False)
+    return _read_dicom(path, user_spacing_mm, level_hu, width_hu, has_marker=False, prefer_file_spacing=prefer_file_spacing)
 
 
 # ---- DICOM ---------------------------------------------------------------------------
@@ -485,6 +490,7 @@ def _read_dicom(
     level_hu: float,
     width_hu: float,
     has_marker: bool,
+    prefer_file_spacing: bool = False,
 ) -> CalcinosisImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -583,7 +589,11 @@ def _read_dicom(
             value_origin += f" (Modality {modality}: values may not be Hounsfield units)"
 
     file_spacing_mm, file_spacing_origin, spacing_problem = _dicom_spacing(ds)
-    if user_spacing_mm is not None:
+    if prefer_file_spacing and file_spacing_mm is not None:
+        spacing_mm, spacing_origin = file_spacing_mm, file_spacing_origin
+        if user_spacing_mm is not None and not np.allclose(user_spacing_mm, file_spacing_mm):
+            spacing_origin += f" (the given pixel size {user_spacing_mm[0]:g} mm was not used: the file has its own)"
+    elif user_spacing_mm is not None:
         spacing_mm = user_spacing_mm
         spacing_origin = "user (pixel_size_mm)"
         if file_spacing_mm is not None:
