@@ -14,7 +14,7 @@ DATA_DIR = Path(__file__).parent / "data"
 
 # name -> make_phantom arguments; seeds far from the training (1e6+) and validation (2e6+) blocks
 SAMPLES = {
-    "sample_finger": dict(seed=2021, n_lesions=4, cut_off=False, spacing_mm=0.25),
+    "sample_finger": dict(seed=2032, n_lesions=4, cut_off=False, spacing_mm=0.25),
     "sample_finger_cut_off": dict(seed=2023, n_lesions=3, cut_off=True, spacing_mm=0.22),
 }
 
