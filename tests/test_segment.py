@@ -36,14 +36,20 @@ def test_bundled_model_segments_unseen_phantoms(model, seed, cut_off):
 
 
 def test_deposits_touching_bone_are_not_bone(model):
-    # Seed 0 has three deposits, two of them touching bone: the network must leave them out.
-    p = make_phantom(0)
-    touching = [i + 1 for i, s in enumerate(p.lesion_sites) if s == "touching_bone"]
-    assert touching
-    seg = segment_phalanges(p.to_image(), model, device="cpu")
-    for lesion_id in touching:
-        lesion = p.lesion_labels == lesion_id
-        assert seg.bone_mask[lesion].mean() < 0.2
+    # Deposits and bone are equally dense: the network must leave deposits that touch bone out
+    # of the bone mask (checked on every touching deposit of >= 2 mm^2 in ten phantoms).
+    checked = 0
+    for seed in range(20, 30):
+        p = make_phantom(seed, max_size_px=480)
+        touching = [i + 1 for i, s in enumerate(p.lesion_sites) if s == "touching_bone" and p.lesion_areas_mm2[i] >= 2.0]
+        if not touching:
+            continue
+        seg = segment_phalanges(p.to_image(), model, device="cpu")
+        for lesion_id in touching:
+            lesion = p.lesion_labels == lesion_id
+            assert seg.bone_mask[lesion].mean() < 0.2, (seed, lesion_id)
+            checked += 1
+    assert checked >= 3
 
 
 def test_any_image_size_and_flip_tta(model):
@@ -59,7 +65,6 @@ def test_any_image_size_and_flip_tta(model):
 
 
 def test_resample_round_trip_keeps_pixel_centres():
-    rng = np.random.default_rng(0)
     a = np.zeros((60, 40), np.float32)
     a[20:30, 10:25] = 1.0
     up = resample(a, (120, 80), order=1)
@@ -67,9 +72,8 @@ def test_resample_round_trip_keeps_pixel_centres():
     assert np.abs(back - a).max() < 0.3
     # centre of mass stays put (no half-pixel shift)
     com = lambda x: np.array(np.nonzero(x > 0.5)).mean(axis=1)  # noqa: E731
-    assert np.allclose(com(up) / 2.0 + 0.25, com(a) + 0.0, atol=0.3)
+    assert np.allclose(com(up) / 2.0 - 0.25, com(a), atol=0.05)
     assert resample(a, a.shape) is a
-    del rng
 
 
 def test_device_choice():

@@ -102,3 +102,14 @@ def test_folder_pairs(tmp_path):
     iio.imwrite(tmp_path / "msk" / "f1_bone.png", np.zeros((5, 5), np.uint8))
     with pytest.raises(CalcinosisError, match="must match their image"):
         folder_samples(tmp_path / "img", tmp_path / "msk")
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_training_step(tmp_path, pairs):
+    # Runs only where CUDA exists: the bf16 autocast + channels_last path end to end.
+    r = train_segmenter(tmp_path / "g.safetensors", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2,
+                        crop_px=64, device="cuda")
+    assert r.device.startswith("cuda") and np.isfinite(r.history[0]["loss"])
+    model = load_model(tmp_path / "g.safetensors", device="cuda")
+    seg = segment_phalanges(pairs[0][0], model, spacing_mm=pairs[0][2], device="cuda")
+    assert seg.bone_mask.shape == pairs[0][0].shape

@@ -257,6 +257,9 @@ def grow_lesions(
                 extra = np.zeros_like(region)
                 extra[zr[joins], zc[joins]] = True
                 region = _flood(region | extra, start, structure)
+        # The clicked pixel itself belongs to the deposit when it sits in the ring beside it.
+        if not region[r, c] and margin_zone[r, c] and region[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].any():
+            region[r, c] = True
         overlap = labels[region]
         overlap = overlap[overlap > 0]
         if overlap.size:

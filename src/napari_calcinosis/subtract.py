@@ -51,6 +51,14 @@ def dilate_mm(mask: np.ndarray, margin_mm: float, spacing_mm) -> np.ndarray:
     return distance_mm <= margin_mm
 
 
+def _check_same_shape(image_hu: np.ndarray, bone_mask: np.ndarray) -> None:
+    if image_hu.shape != bone_mask.shape:
+        raise CalcinosisError(
+            f"the bone mask ({bone_mask.shape[1]}x{bone_mask.shape[0]} px) does not match the image "
+            f"({image_hu.shape[1]}x{image_hu.shape[0]} px): segment this image again"
+        )
+
+
 def _halo_profile(image_hu, bone_mask, spacing, threshold_hu):
     """Median excess HU over soft tissue in 0.1 mm distance bins outside the bone.
 
@@ -58,6 +66,7 @@ def _halo_profile(image_hu, bone_mask, spacing, threshold_hu):
     distance map in mm), or None when the image has too little bone edge or tissue to measure.
     Medians ignore the few deposits that touch bone.
     """
+    _check_same_shape(image_hu, bone_mask)
     if bone_mask.sum() < 50:
         return None
     distance_mm = ndi.distance_transform_edt(~bone_mask, sampling=spacing)
@@ -167,10 +176,6 @@ def subtract_bone(
     """
     image_hu = np.asarray(image_hu)
     bone_mask = np.asarray(bone_mask, bool)
-    if image_hu.shape != bone_mask.shape:
-        raise CalcinosisError(
-            f"the bone mask ({bone_mask.shape[1]}x{bone_mask.shape[0]} px) does not match the image "
-            f"({image_hu.shape[1]}x{image_hu.shape[0]} px): segment this image again"
-        )
+    _check_same_shape(image_hu, bone_mask)
     margin_mm = resolve_margin_mm(margin_mm, image_hu, bone_mask, spacing_mm, threshold_hu)
     return (image_hu >= threshold_hu) & ~dilate_mm(bone_mask, margin_mm, spacing_mm)

@@ -1,0 +1,426 @@
+"""Seeded region growing: accuracy against phantom truth, seed statuses, automatic mode, and
+the half-maximum criterion on synthetic disks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from napari_calcinosis._errors import CalcinosisError
+from napari_calcinosis.grow import SEED_STATUSES, GrowResult, grow_lesions
+from napari_calcinosis.phantom import make_phantom
+
+TABLE_COLUMNS = ["seed_row", "seed_col", "lesion_id", "status", "peak_hu", "background_hu", "level_hu"]
+FAST = dict(max_size_px=400)
+
+# The first eight phantoms: 27 deposits of 0.3-31 mm^2 at every site, 11 of them touching bone.
+ACCURACY_SEEDS = tuple(range(8))
+
+
+def lins_ccc(x, y) -> float:
+    """Lin's concordance correlation coefficient, with population moments."""
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    cov = np.mean((x - x.mean()) * (y - y.mean()))
+    return float(2.0 * cov / (x.var() + y.var() + (x.mean() - y.mean()) ** 2))
+
+
+def _grown_areas_mm2(result: GrowResult, spacing) -> np.ndarray:
+    px = spacing[0] * spacing[1]
+    return np.array(
+        [(result.lesion_labels == lid).sum() * px if lid > 0 else np.nan for lid in result.seeds["lesion_id"]]
+    )
+
+
+@pytest.fixture(scope="module")
+def grown():
+    """(phantom, result) for the accuracy phantoms, grown from the true seeds with the true bone."""
+    out = []
+    for s in ACCURACY_SEEDS:
+        p = make_phantom(s, **FAST)
+        out.append((p, grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, p.seeds)))
+    return out
+
+
+# ---- helpers of the test itself ----------------------------------------------------------
+
+
+def test_lins_ccc_helper():
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    assert lins_ccc(x, x) == pytest.approx(1.0)
+    assert lins_ccc(x, x + 1.0) < lins_ccc(x, x)  # a bias lowers concordance...
+    assert np.corrcoef(x, x + 1.0)[0, 1] == pytest.approx(1.0)  # ...but not correlation
+    assert lins_ccc(x, 2 * x) < 0.9
+    centred = x - x.mean()
+    assert lins_ccc(centred, -centred) == pytest.approx(-1.0)
+    # Hand-computed: x = (0, 2), y = (1, 1): cov 0 -> 0; x = (0, 2), y = (0, 4): 2*2 / (1 + 4 + 1).
+    assert lins_ccc([0, 2], [1, 1]) == pytest.approx(0.0)
+    assert lins_ccc([0, 2], [0, 4]) == pytest.approx(4.0 / 6.0)
+
+
+# ---- accuracy on phantoms with their true bone mask and true seeds -----------------------
+
+
+def test_true_seeds_all_grow(grown):
+    for p, res in grown:
+        table = res.seeds
+        assert list(table.columns) == TABLE_COLUMNS
+        assert len(table) == p.n_lesions
+        assert list(table["status"]) == ["ok"] * p.n_lesions, f"phantom {p.seed}"
+        # One distinct lesion per seed, numbered in seed order.
+        assert list(table["lesion_id"]) == list(range(1, p.n_lesions + 1))
+        np.testing.assert_array_equal(table[["seed_row", "seed_col"]].to_numpy(), p.seeds)
+        assert set(np.unique(res.lesion_labels).tolist()) == set(range(0, p.n_lesions + 1))
+        assert res.lesion_labels.dtype == np.int32
+        # Every grown lesion lies mostly on its own true deposit.
+        for i in range(p.n_lesions):
+            grown_i = res.lesion_labels == i + 1
+            assert (grown_i & (p.lesion_labels == i + 1)).sum() >= 0.5 * min(
+                grown_i.sum(), (p.lesion_labels == i + 1).sum()
+            ), f"phantom {p.seed} lesion {i + 1}"
+        ok = table["status"] == "ok"
+        assert (table.loc[ok, "level_hu"] > table.loc[ok, "background_hu"]).all()
+        assert (table.loc[ok, "level_hu"] < table.loc[ok, "peak_hu"]).all()
+
+
+def test_seed_pixel_belongs_to_its_grown_lesion(grown):
+    """A seed on a deposit (never on bone here) lies inside the lesion grown from it."""
+    for p, res in grown:
+        for i, (r, c) in enumerate(p.seeds):
+            got = int(res.lesion_labels[r, c])
+            assert got == i + 1, (
+                f"phantom {p.seed} seed {i} at {(int(r), int(c))} ({p.image_hu[r, c]:.0f} HU, level "
+                f"{res.seeds['level_hu'][i]:.0f} HU) is not in its grown lesion"
+            )
+
+
+def test_grown_areas_agree_with_truth(grown):
+    truth, measured = [], []
+    for p, res in grown:
+        truth.extend(p.lesion_areas_mm2)
+        measured.extend(_grown_areas_mm2(res, p.spacing_mm))
+    truth, measured = np.array(truth), np.array(measured)
+    assert len(truth) >= 20 and not np.isnan(measured).any()
+    assert truth.max() > 20  # the comparison spans small and large deposits
+    ccc = lins_ccc(truth, measured)
+    assert ccc >= 0.98, f"Lin's CCC {ccc:.4f}"
+    large = truth >= 5.0
+    assert large.sum() >= 3
+    rel = np.abs(measured[large] - truth[large]) / truth[large]
+    assert np.all(rel <= 0.15), dict(zip(np.round(truth[large], 2), np.round(rel, 3)))
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        24,
+        pytest.param(
+            28,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known limit: a star-shaped deposit whose density falls towards its edge and whose "
+                "points are narrower than the blur is under-measured by the half-maximum of its body (-18 %)",
+            ),
+        ),
+    ],
+)
+def test_large_deposits_within_15_percent_more_phantoms(seed):
+    """The same 15 % criterion on further phantoms with deposits of 5-7 mm^2: a faint
+    (peak 304 HU) deposit touching bone under a broad point-spread function, and an irregular
+    deposit in noisy (34 HU) tissue."""
+    p = make_phantom(seed, **FAST)
+    res = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, p.seeds)
+    assert list(res.seeds["status"]) == ["ok"] * p.n_lesions
+    areas = _grown_areas_mm2(res, p.spacing_mm)
+    for i, (true, got) in enumerate(zip(p.lesion_areas_mm2, areas)):
+        if true >= 5.0:
+            assert abs(got - true) <= 0.15 * true, (
+                f"phantom {seed} lesion {i + 1} ({p.lesion_sites[i]}): grown {got:.2f} mm^2, true {true:.2f} mm^2"
+            )
+
+
+def test_growth_never_enters_bone(grown):
+    checked_touching = 0
+    for p, res in grown:
+        assert not (res.lesion_labels > 0)[p.bone_mask].any(), f"phantom {p.seed}"
+        auto = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm)
+        assert not (auto.lesion_labels > 0)[p.bone_mask].any(), f"phantom {p.seed} (automatic)"
+        checked_touching += p.lesion_sites.count("touching_bone")
+    assert checked_touching >= 5
+
+
+def test_deposit_touching_bone_is_given_back_its_margin(grown):
+    """A deposit touching bone reaches into the bone margin; growth gives that part back (a
+    deposit cut at the margin would lose ~0.5 mm along its bone contact)."""
+    from napari_calcinosis.subtract import dilate_mm
+
+    n = 0
+    for p, res in grown:
+        margin = dilate_mm(p.bone_mask, 0.5, p.spacing_mm) & ~p.bone_mask
+        for i, site in enumerate(p.lesion_sites):
+            if site != "touching_bone" or p.lesion_areas_mm2[i] < 5.0:
+                continue
+            region = res.lesion_labels == i + 1
+            assert (region & margin).any(), f"phantom {p.seed} lesion {i + 1}"
+            n += 1
+    assert n >= 2
+
+
+# ---- seed statuses -----------------------------------------------------------------------
+
+
+def _soft_tissue_pixel(p) -> tuple[int, int]:
+    """A pixel of plain soft tissue: -50..120 HU, >= 5 mm from any deposit, >= 3 mm from bone,
+    >= 1 mm from air; the quietest such spot (lowest local maximum within 1 mm)."""
+    sp = p.spacing_mm[0]
+    img = p.image_hu
+    d_lesion = ndi.distance_transform_edt(p.lesion_labels == 0) * sp
+    d_bone = ndi.distance_transform_edt(~p.bone_mask) * sp
+    d_air = ndi.distance_transform_edt(img > -300) * sp
+    ok = (img >= -50) & (img <= 120) & (d_lesion >= 5.0) & (d_bone >= 3.0) & (d_air >= 1.0)
+    assert ok.any(), "no plain soft tissue in this phantom"
+    local_max = ndi.maximum_filter(ndi.median_filter(img, 3), size=2 * int(np.ceil(1.0 / sp)) + 1)
+    score = np.where(ok, local_max, np.inf)
+    return tuple(int(v) for v in np.unravel_index(np.argmin(score), img.shape))
+
+
+@pytest.fixture(scope="module")
+def status_case():
+    p = make_phantom(15, **FAST)  # three deposits of 3.8-13.4 mm^2, none touching bone
+    rows, cols = p.image_hu.shape
+    depth = ndi.distance_transform_edt(p.bone_mask)
+    bone_px = tuple(int(v) for v in np.unravel_index(np.argmax(depth), depth.shape))
+    soft_px = _soft_tissue_pixel(p)
+    # A second point on deposit 1, away from its seed but well inside it.
+    inner = ndi.binary_erosion(p.lesion_labels == 1, iterations=2)
+    rr, cc = np.nonzero(inner)
+    far = np.argmax((rr - p.seeds[0][0]) ** 2 + (cc - p.seeds[0][1]) ** 2)
+    second_on_1 = (int(rr[far]), int(cc[far]))
+    seeds = [
+        tuple(p.seeds[0]),  # 0 ok
+        bone_px,  # 1 on_bone
+        soft_px,  # 2 no_deposit
+        (-5, 10),  # 3 outside_image
+        (rows + 3, 2),  # 4 outside_image
+        second_on_1,  # 5 duplicate of 0
+        tuple(p.seeds[1]),  # 6 ok
+        tuple(p.seeds[0]),  # 7 duplicate of 0, the very same pixel
+        (float("nan"), 3.0),  # 8 outside_image
+        tuple(p.seeds[2]),  # 9 ok
+    ]
+    return p, seeds, grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, seeds)
+
+
+def test_statuses(status_case):
+    p, seeds, res = status_case
+    table = res.seeds
+    expected = ["ok", "on_bone", "no_deposit", "outside_image", "outside_image",
+                "duplicate_seed", "ok", "duplicate_seed", "outside_image", "ok"]
+    assert list(table["status"]) == expected
+    assert list(table["lesion_id"]) == [1, 0, 0, 0, 0, 1, 2, 1, 0, 3]
+    assert set(table["status"]) <= set(SEED_STATUSES)
+
+
+def test_status_table_one_row_per_seed_in_order(status_case):
+    p, seeds, res = status_case
+    table = res.seeds
+    assert list(table.columns) == TABLE_COLUMNS
+    assert len(table) == len(seeds)
+    for k, (r, c) in enumerate(seeds):
+        if np.isnan(r):
+            assert np.isnan(table["seed_row"][k])
+        else:
+            assert table["seed_row"][k] == r and table["seed_col"][k] == c
+
+
+def test_failed_seeds_grow_nothing(status_case):
+    p, seeds, res = status_case
+    # Only the three deposits were grown, and each is its true deposit.
+    assert set(np.unique(res.lesion_labels).tolist()) == {0, 1, 2, 3}
+    r, c = seeds[2]
+    assert res.lesion_labels[r, c] == 0
+    for i in range(3):
+        true = p.lesion_labels == i + 1
+        grown = res.lesion_labels == i + 1
+        overlap = (true & grown).sum() / (true | grown).sum()
+        assert overlap > 0.8
+    # The no-deposit seed was judged on its contrast: measured, and too low.
+    row = res.seeds.iloc[2]
+    assert row["peak_hu"] - row["background_hu"] < 100.0
+    assert np.isnan(res.seeds.iloc[1]["peak_hu"]) and np.isnan(res.seeds.iloc[3]["peak_hu"])
+
+
+def test_duplicate_seed_does_not_change_the_lesion(status_case):
+    p, seeds, res = status_case
+    alone = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, [seeds[0], seeds[6], seeds[9]])
+    np.testing.assert_array_equal(alone.lesion_labels, res.lesion_labels)
+
+
+def test_no_seeds_gives_empty_table():
+    p = make_phantom(7, **FAST)
+    res = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, [])
+    assert len(res.seeds) == 0
+    assert list(res.seeds.columns) == TABLE_COLUMNS
+    assert not res.lesion_labels.any()
+
+
+def test_user_errors():
+    img = np.zeros((20, 20), np.float32)
+    bone = np.zeros((20, 20), bool)
+    with pytest.raises(CalcinosisError):
+        grow_lesions(img, np.zeros((20, 21), bool), 0.3, [(5, 5)])
+    with pytest.raises(CalcinosisError, match="connectivity"):
+        grow_lesions(img, bone, 0.3, [(5, 5)], connectivity=6)
+    with pytest.raises(CalcinosisError, match="fraction"):
+        grow_lesions(img, bone, 0.3, [(5, 5)], fraction=1.0)
+    with pytest.raises(CalcinosisError, match="spacing"):
+        grow_lesions(img, bone, 0.0, [(5, 5)])
+
+
+# ---- automatic mode ----------------------------------------------------------------------
+
+# Phantoms among the first sixteen whose deposits are all >= 1 mm^2.
+AUTO_SEEDS = (0, 4, 6, 7, 15)
+
+
+@pytest.mark.parametrize("seed", AUTO_SEEDS)
+def test_automatic_mode_finds_every_deposit(seed):
+    p = make_phantom(seed, **FAST)
+    assert p.lesion_areas_mm2.min() >= 1.0
+    res = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm)  # seeds=None
+    table = res.seeds
+    assert len(table) >= 1
+    assert (table["status"] == "ok").all()
+    assert list(table["lesion_id"]) == list(range(1, len(table) + 1))
+    for i in range(p.n_lesions):
+        assert (res.lesion_labels[p.lesion_labels == i + 1] > 0).any(), f"deposit {i + 1} not found"
+    total = (res.lesion_labels > 0).sum() * p.spacing_mm[0] * p.spacing_mm[1]
+    true_total = p.lesion_areas_mm2.sum()
+    assert abs(total - true_total) <= 0.15 * true_total, (
+        f"automatic total {total:.2f} mm^2 from {len(table)} lesions, true {true_total:.2f} mm^2 "
+        f"from {p.n_lesions}"
+    )
+
+
+def test_automatic_mode_uses_given_candidates():
+    p = make_phantom(15, **FAST)
+    only_first = p.lesion_labels == 1
+    res = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, candidates=only_first)
+    assert len(res.seeds) == 1
+    assert (res.lesion_labels[only_first] == 1).mean() > 0.8
+    none = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, candidates=np.zeros_like(only_first))
+    assert len(none.seeds) == 0 and not none.lesion_labels.any()
+
+
+def test_automatic_mode_ignores_specks_below_min_area():
+    p = make_phantom(15, **FAST)
+    speck = np.zeros(p.image_hu.shape, bool)
+    speck[p.seeds[1][0], p.seeds[1][1]] = True  # one pixel, ~0.12 mm^2 at 0.345 mm spacing
+    res = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, candidates=speck)
+    assert len(res.seeds) == 0
+    res = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, candidates=speck, min_area_mm2=0.05)
+    assert len(res.seeds) == 1
+
+
+# ---- connectivity ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 7, 15])
+def test_eight_connected_growth_is_never_smaller(seed):
+    """An 8-connected flood at the same level contains the 4-connected one."""
+    p = make_phantom(seed, **FAST)
+    r4 = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, p.seeds, connectivity=4)
+    r8 = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, p.seeds, connectivity=8)
+    assert list(r8.seeds["status"]) == ["ok"] * p.n_lesions
+    a4 = _grown_areas_mm2(r4, p.spacing_mm)
+    a8 = _grown_areas_mm2(r8, p.spacing_mm)
+    assert np.all(a8 >= a4), f"8-connected {np.round(a8, 3)} mm^2 < 4-connected {np.round(a4, 3)} mm^2"
+
+
+def test_eight_connected_growth_crosses_a_diagonal_gap():
+    """Two bright squares touching only at a corner: one lesion with 8-connectivity, two
+    separate ones (the second seed grows its own) with 4."""
+    img = np.full((40, 40), 40.0, np.float32)
+    img[10:20, 10:20] = 800.0
+    img[20:30, 20:30] = 800.0
+    bone = np.zeros(img.shape, bool)
+    r4 = grow_lesions(img, bone, 0.25, [(14, 14), (25, 25)], connectivity=4)
+    r8 = grow_lesions(img, bone, 0.25, [(14, 14), (25, 25)], connectivity=8)
+    assert list(r4.seeds["status"]) == ["ok", "ok"]
+    assert (r4.lesion_labels == 1).sum() == 100 and (r4.lesion_labels == 2).sum() == 100
+    assert list(r8.seeds["status"]) == ["ok", "duplicate_seed"]
+    assert list(r8.seeds["lesion_id"]) == [1, 1]
+    assert (r8.lesion_labels == 1).sum() == 200
+
+
+# ---- the half-maximum criterion on synthetic disks ---------------------------------------
+
+DISK_R_PX = 8.0
+DISK_CENTRE = (35.3, 36.6)
+
+
+def _blurred_disk(density_hu, noise_seed, shape=(72, 72), radius=DISK_R_PX, centre=DISK_CENTRE):
+    """A uniform disk (partial-volume rasterised) of density_hu on 40 HU, Gaussian blur
+    sigma 1.5 px, noise 10 HU."""
+    ss = 5
+    sub = (np.arange(ss) + 0.5) / ss - 0.5
+    r = (np.arange(shape[0])[:, None] + sub).ravel()
+    c = (np.arange(shape[1])[:, None] + sub).ravel()
+    inside = (r[:, None] - centre[0]) ** 2 + (c[None, :] - centre[1]) ** 2 <= radius**2
+    cover = inside.reshape(shape[0], ss, shape[1], ss).mean(axis=(1, 3))
+    img = ndi.gaussian_filter(40.0 + (density_hu - 40.0) * cover, 1.5)
+    img += np.random.default_rng(noise_seed).normal(0.0, 10.0, shape)
+    return img.astype(np.float32)
+
+
+@pytest.mark.parametrize("density", [400.0, 1500.0])
+@pytest.mark.parametrize("noise_seed", [0, 1, 2])
+def test_half_maximum_sizes_faint_and_dense_disks(density, noise_seed):
+    img = _blurred_disk(density, noise_seed)
+    res = grow_lesions(img, np.zeros(img.shape, bool), 0.25, [(35, 37)])
+    assert res.seeds["status"][0] == "ok"
+    true_px = np.pi * DISK_R_PX**2
+    area_px = (res.lesion_labels == 1).sum()
+    assert abs(area_px - true_px) <= 0.05 * true_px, f"{area_px} px vs {true_px:.1f} px"
+    # The level is half-way between background and plateau.
+    assert res.seeds["level_hu"][0] == pytest.approx(0.5 * (40.0 + density), rel=0.05)
+
+
+def test_fixed_threshold_cannot_size_both_disks():
+    """Contrast: one fixed 200 HU threshold misses by more than 5 % on at least one disk
+    (the dense one's blurred halo rises above it) -- why growth adapts its level."""
+    true_px = np.pi * DISK_R_PX**2
+    errors = {}
+    for density in (400.0, 1500.0):
+        img = _blurred_disk(density, 0)
+        comp, _ = ndi.label(img >= 200.0)
+        errors[density] = abs((comp == comp[35, 37]).sum() - true_px) / true_px
+    assert max(errors.values()) > 0.05, errors
+    assert errors[1500.0] > 0.2
+
+
+def test_fraction_moves_the_edge():
+    img = _blurred_disk(1500.0, 0)
+    bone = np.zeros(img.shape, bool)
+    areas = [
+        (grow_lesions(img, bone, 0.25, [(35, 37)], fraction=f).lesion_labels == 1).sum() for f in (0.3, 0.5, 0.7)
+    ]
+    assert areas[0] > areas[1] > areas[2]
+
+
+def test_growth_stops_at_the_bone_margin_on_a_synthetic_image():
+    """A bright deposit pressed against a bone block: growth does not enter the bone, and the
+    bone is not grown even though it is as bright."""
+    img = np.full((60, 60), 40.0, np.float32)
+    bone = np.zeros(img.shape, bool)
+    bone[:, 35:] = True
+    img[bone] = 1200.0
+    img[20:36, 20:36] = 900.0  # touches the bone at column 35
+    img = ndi.gaussian_filter(img, 1.0)
+    res = grow_lesions(img, bone, 0.25, [(28, 25)])
+    region = res.lesion_labels == 1
+    assert res.seeds["status"][0] == "ok"
+    assert not region[bone].any()
+    assert region[20:36, 20:35].mean() > 0.8
+    assert region.sum() < 16 * 16 * 1.3

@@ -1,0 +1,125 @@
+"""quantify() end to end on phantoms, always with the true bone mask (no U-Net here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_calcinosis.grow import grow_lesions
+from napari_calcinosis.measure import LESION_COLUMNS
+from napari_calcinosis.phantom import make_phantom
+from napari_calcinosis.pipeline import QuantifyResult, quantify
+from napari_calcinosis.subtract import subtract_bone
+
+REQUIRED_COLUMNS = [
+    "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm",
+    "short_axis_mm", "ellipse_area_mm2", "mean_value", "status",
+]
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    # Three deposits of 3.8-13.4 mm^2 away from bone; 0.345 mm pixels.
+    return make_phantom(15, max_size_px=400)
+
+
+@pytest.fixture(scope="module")
+def result(phantom) -> QuantifyResult:
+    return quantify(phantom.to_image(), phantom.seeds, bone_mask=phantom.bone_mask)
+
+
+def test_table_columns(result):
+    cols = list(result.table.columns)
+    for c in REQUIRED_COLUMNS:
+        assert c in cols, c
+    for c in LESION_COLUMNS + ["peak_hu", "background_hu", "level_hu"]:
+        assert c in cols, c
+    assert cols[0] == "image"
+
+
+def test_one_row_per_seed_in_order(phantom, result):
+    t = result.table
+    assert len(t) == phantom.n_lesions
+    np.testing.assert_array_equal(t[["seed_row", "seed_col"]].to_numpy(), phantom.seeds)
+    assert list(t["lesion_id"]) == list(range(1, phantom.n_lesions + 1))
+    assert list(t["status"]) == ["ok"] * phantom.n_lesions
+    assert (t["image"] == "phantom-15").all()
+
+
+def test_intermediates(phantom, result):
+    assert result.bone_probability is None  # the mask was given, nothing was segmented
+    np.testing.assert_array_equal(result.bone_mask, phantom.bone_mask)
+    np.testing.assert_array_equal(
+        result.candidates, subtract_bone(phantom.image_hu, phantom.bone_mask, phantom.spacing_mm)
+    )
+    grown = grow_lesions(phantom.image_hu, phantom.bone_mask, phantom.spacing_mm, phantom.seeds)
+    np.testing.assert_array_equal(result.lesion_labels, grown.lesion_labels)
+    assert result.image.spacing_mm == phantom.spacing_mm
+
+
+def test_areas_match_truth(phantom, result):
+    t = result.table
+    px_area = phantom.spacing_mm[0] * phantom.spacing_mm[1]
+    np.testing.assert_allclose(t["area_mm2"], t["area_px"] * px_area)
+    for i, true in enumerate(phantom.lesion_areas_mm2):
+        assert t["area_px"][i] == (result.lesion_labels == i + 1).sum()
+        assert abs(t["area_mm2"][i] - true) <= 0.10 * true, f"lesion {i + 1}: {t['area_mm2'][i]:.2f} vs {true:.2f}"
+    assert result.total_area_mm2 == pytest.approx(t["area_mm2"].sum())
+    assert abs(result.total_area_mm2 - phantom.lesion_areas_mm2.sum()) <= 0.05 * phantom.lesion_areas_mm2.sum()
+
+
+def test_axes_and_values(phantom, result):
+    t = result.table
+    assert (t["long_axis_mm"] >= t["short_axis_mm"]).all()
+    assert (t["short_axis_mm"] > 0).all()
+    np.testing.assert_allclose(t["ellipse_area_mm2"], np.pi / 4 * t["long_axis_mm"] * t["short_axis_mm"])
+    # The ellipse of the axes is the same order of size as the true area.
+    assert ((t["ellipse_area_mm2"] > 0.5 * t["area_mm2"]) & (t["ellipse_area_mm2"] < 2.0 * t["area_mm2"])).all()
+    for i in range(phantom.n_lesions):
+        region = result.lesion_labels == i + 1
+        assert t["mean_value"][i] == pytest.approx(phantom.image_hu[region].mean(), rel=1e-5)
+        assert t["mean_value"][i] > t["level_hu"][i]
+    assert (t["value_unit"] == "HU").all()
+
+
+def test_total_area_counts_each_lesion_once(phantom, result):
+    """Two seeds on one deposit (and a failed seed) must not change the total."""
+    seeds = [tuple(phantom.seeds[0]), tuple(phantom.seeds[1]), tuple(phantom.seeds[0]),
+             (-4, 7), tuple(phantom.seeds[2])]
+    res = quantify(phantom.to_image(), seeds, bone_mask=phantom.bone_mask)
+    t = res.table
+    assert len(t) == 5
+    assert list(t["status"]) == ["ok", "ok", "duplicate_seed", "outside_image", "ok"]
+    assert list(t["lesion_id"]) == [1, 2, 1, 0, 3]
+    # The duplicate row carries the lesion's measurements; the failed row carries none.
+    assert t["area_mm2"][2] == t["area_mm2"][0]
+    assert t["area_mm2"][3] == 0 and t["area_px"][3] == 0
+    assert res.total_area_mm2 == pytest.approx(result.total_area_mm2)
+    assert res.total_area_mm2 == pytest.approx(t["area_mm2"][[0, 1, 4]].sum())
+    assert res.total_area_mm2 < t["area_mm2"].sum()
+
+
+def test_seed_order_is_kept(phantom):
+    seeds = phantom.seeds[::-1]
+    res = quantify(phantom.to_image(), seeds, bone_mask=phantom.bone_mask)
+    t = res.table
+    np.testing.assert_array_equal(t[["seed_row", "seed_col"]].to_numpy(), seeds)
+    n = phantom.n_lesions
+    for k in range(n):
+        true = phantom.lesion_areas_mm2[n - 1 - k]
+        assert abs(t["area_mm2"][k] - true) <= 0.10 * true
+
+
+def test_automatic_mode_with_given_bone(phantom, result):
+    res = quantify(phantom.to_image(), None, bone_mask=phantom.bone_mask)
+    t = res.table
+    assert len(t) == phantom.n_lesions
+    assert (t["status"] == "ok").all()
+    assert res.total_area_mm2 == pytest.approx(result.total_area_mm2, rel=0.05)
+
+
+def test_bone_mask_of_wrong_shape_is_refused(phantom):
+    from napari_calcinosis._errors import CalcinosisError
+
+    with pytest.raises(CalcinosisError):
+        quantify(phantom.to_image(), phantom.seeds, bone_mask=phantom.bone_mask[:-1])
