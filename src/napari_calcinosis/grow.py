@@ -40,7 +40,7 @@ __all__ = ["GrowResult", "grow_lesions", "SEED_STATUSES", "DEFAULT_MIN_AREA_MM2"
 SEED_STATUSES = {
     "ok": "deposit grown from this seed",
     "duplicate_seed": "this seed lies on a deposit already grown from an earlier seed",
-    "on_bone": "the seed is on bone (or within the bone margin): move it onto the deposit",
+    "on_bone": "the seed is on bone with no deposit beside it: move it onto the deposit",
     "no_deposit": "nothing brighter than the surrounding soft tissue at the seed: move it onto the deposit",
     "outside_image": "the seed lies outside the image",
 }
@@ -157,13 +157,17 @@ def grow_lesions(
     # subtract_bone only decides where automatic mode looks for deposits.
     work = remove_bone_halo(image_hu, bone_mask, spacing, threshold_hu=threshold_hu)
     forbidden = dilate_mm(bone_mask, 1.01 * max(spacing), spacing)
-    margin_zone = forbidden & ~bone_mask
+    edge_ring = forbidden & ~bone_mask
     allowed = ~forbidden
     # A 3x3 median removes single-pixel noise spikes from the peak and background estimates
     # without moving edges.
     smooth = ndi.median_filter(work, size=3)
     pixel_area_mm2 = spacing[0] * spacing[1]
-    nearest = None  # for each margin pixel, the nearest pixel outside the margin (computed once, if needed)
+    # Each ring pixel and the nearest pixel outside the ring, for giving the ring back below.
+    ring_r, ring_c = np.nonzero(edge_ring)
+    if ring_r.size:
+        nearest = ndi.distance_transform_edt(forbidden, sampling=spacing, return_indices=True)[1]
+        ring_nearest_r, ring_nearest_c = nearest[0][ring_r, ring_c], nearest[1][ring_r, ring_c]
 
     auto = seeds is None
     if auto:
@@ -247,18 +251,14 @@ def grow_lesions(
         # pixel joins when the nearest pixel outside the ring belongs to the deposit. No level
         # test there: at the contact a pixel mixes bone and deposit, and the halo subtracted
         # for it assumes bone and soft tissue, so its value says little.
-        if margin_zone.any():
-            if nearest is None:
-                nearest = ndi.distance_transform_edt(forbidden, sampling=spacing, return_indices=True)[1]
-            zone = margin_zone
-            zr, zc = np.nonzero(zone)
-            joins = region[nearest[0][zr, zc], nearest[1][zr, zc]]
+        if ring_r.size:
+            joins = region[ring_nearest_r, ring_nearest_c]
             if joins.any():
                 extra = np.zeros_like(region)
-                extra[zr[joins], zc[joins]] = True
+                extra[ring_r[joins], ring_c[joins]] = True
                 region = _flood(region | extra, start, structure)
         # The clicked pixel itself belongs to the deposit when it sits in the ring beside it.
-        if not region[r, c] and margin_zone[r, c] and region[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].any():
+        if not region[r, c] and edge_ring[r, c] and region[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].any():
             region[r, c] = True
         overlap = labels[region]
         overlap = overlap[overlap > 0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -471,7 +471,3 @@ def train_segmenter(
         model_path=out, best_val_dice=best_dice, best_epoch=best_epoch, epochs_done=done_epochs,
         cancelled=was_cancelled, history=history, device=str(dev),
     )
-
-
-def progress_dict(p: TrainProgress) -> dict:
-    return asdict(p)
