@@ -80,8 +80,24 @@ def select_device(device: str = "auto"):
     return torch.device(device)
 
 
+def _hide_triton_under_qt() -> None:
+    """Keep triton out of a Qt (napari) process.
+
+    torchvision imports triton, whose bundled LLVM clashes with the LLVM of Mesa's software
+    OpenGL (llvmpipe, as under xvfb or on machines without a GPU driver) once napari has drawn:
+    the process segfaults. This package never compiles kernels, so in a Qt process where triton
+    is not loaded yet, it is hidden; torch then treats it as absent.
+    """
+    import sys
+
+    qt_loaded = any(name in sys.modules for name in ("PyQt5.QtGui", "PyQt6.QtGui", "PySide2.QtGui", "PySide6.QtGui"))
+    if qt_loaded and "triton" not in sys.modules and "torchvision" not in sys.modules:
+        sys.modules["triton"] = None
+
+
 def build_network(architecture: dict | None = None):
     """A fresh smp U-Net; ``encoder_weights=None`` so nothing is ever downloaded."""
+    _hide_triton_under_qt()
     import segmentation_models_pytorch as smp
 
     arch = dict(DEFAULT_ARCHITECTURE if architecture is None else architecture)
