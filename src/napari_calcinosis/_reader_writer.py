@@ -1,0 +1,194 @@
+"""napari reader and writer contributions (npe2). Thin adapters around the engine.
+
+* :func:`get_dicom_reader` opens DICOM slices as Image layers in Hounsfield units, with
+  the pixel spacing (mm) as the layer scale and the header's display window (or the
+  paper's bone window) as contrast limits.
+* :func:`write_lesions_csv` saves a Labels layer's lesion table as CSV: the layer's
+  ``features`` when it has them, otherwise measurements in mm computed from the labels
+  and the layer's scale.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._errors import CalcinosisError
+
+__all__ = ["get_dicom_reader", "write_lesions_csv"]
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+# --------------------------------------------------------------------------------------
+# Reader
+# --------------------------------------------------------------------------------------
+
+
+def _is_dicom_path(path) -> bool:
+    """A DICOM suffix, or an existing file with the 'DICM' marker at bytes 128:132."""
+    try:
+        path = Path(os.fspath(path))
+    except TypeError:
+        return False
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def get_dicom_reader(path: str | Sequence[str]) -> Callable | None:
+    """npe2 reader command: a reader function for DICOM paths, None for anything else.
+
+    Parameters
+    ----------
+    path : str or list of str
+        One path, or several (napari's stack mode).  Every one must be DICOM: a
+        ``.dcm``/``.dicom``/``.ima`` suffix, or a file with the ``DICM`` marker.
+
+    Returns
+    -------
+    callable or None
+        :func:`read_dicom` when every path is DICOM, otherwise None (napari then tries
+        other readers).
+    """
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths or not all(_is_dicom_path(p) for p in paths):
+        return None
+    return read_dicom
+
+
+def _layer_data(image) -> tuple:
+    """One CalcinosisImage as an ``(data, kwargs, "image")`` layer tuple."""
+    level_hu, width_hu = image.window_level_hu, image.window_width_hu
+    metadata = {
+        "spacing_mm": image.spacing_mm,
+        "source": image.source,
+        "value_origin": image.value_origin,
+        "spacing_origin": image.spacing_origin,
+        "window_level_hu": level_hu,
+        "window_width_hu": width_hu,
+        "saturated_above_hu": image.saturated_above_hu,
+    }
+    kwargs = {
+        "name": image.name,
+        "scale": image.spacing_mm,
+        "units": "mm",
+        "contrast_limits": (level_hu - width_hu / 2, level_hu + width_hu / 2),
+        "colormap": "gray",
+        "metadata": metadata,
+    }
+    return image.pixels_hu, kwargs, "image"
+
+
+def read_dicom(path: str | Sequence[str]) -> list[tuple]:
+    """Read one or more DICOM slices: one Image layer tuple per file, values in HU.
+
+    Raises
+    ------
+    CalcinosisError
+        If a file cannot be read; the message names the file.  napari shows it (when
+        opening from the GUI wrapped in its "Tried opening with napari-calcinosis, but
+        failed" dialog, which quotes this message).
+    """
+    from .io import read_image
+
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    layers = []
+    for one in paths:
+        one = os.fspath(one)
+        try:
+            image = read_image(one)
+        except CalcinosisError as exc:
+            if one in str(exc):
+                raise
+            raise CalcinosisError(f"{one}: {exc}") from exc
+        layers.append(_layer_data(image))
+    return layers
+
+
+# --------------------------------------------------------------------------------------
+# Writer
+# --------------------------------------------------------------------------------------
+
+
+def _as_table(features):
+    import pandas as pd
+
+    if features is None:
+        return pd.DataFrame()
+    if isinstance(features, pd.DataFrame):
+        return features
+    try:
+        return pd.DataFrame(features)
+    except (TypeError, ValueError) as exc:
+        raise CalcinosisError(
+            f"the layer's features cannot be written as a table ({exc}); "
+            "give the Labels layer a features table with one row per lesion"
+        ) from exc
+
+
+def _lesion_table(data, attributes: dict):
+    """Measure the lesions of a Labels layer in mm, from its data and scale."""
+    from .measure import measure_lesions
+
+    labels = np.asarray(data)
+    while labels.ndim > 2 and labels.shape[0] == 1:  # leading singleton axes (e.g. (1, H, W))
+        labels = labels[0]
+    if labels.ndim != 2:
+        raise CalcinosisError(
+            f"the Labels layer has shape {np.shape(data)}; lesions can only be measured on one "
+            "2-D slice: save a 2-D labels layer, or give the layer a features table"
+        )
+    scale = attributes.get("scale")
+    spacing_mm = (1.0, 1.0) if scale is None else tuple(float(s) for s in np.ravel(scale)[-2:])
+    return measure_lesions(labels, spacing_mm=spacing_mm)
+
+
+def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
+    """npe2 single-layer writer: save a Labels layer's lesion table as CSV.
+
+    Parameters
+    ----------
+    path : str
+        Output file; ``.csv`` is appended when the name has another or no suffix.
+    data : numpy.ndarray
+        The Labels layer's data (0 = background, each value > 0 one lesion).
+    attributes : dict
+        The layer's attributes (``layer.as_layer_data_tuple()[1]``).  Its ``features``
+        table (DataFrame or dict of columns) is written as is when it has rows;
+        otherwise the lesions are measured from ``data`` with the last two entries of
+        ``scale`` as the (row, col) pixel spacing in mm.
+
+    Returns
+    -------
+    list of str
+        The path written.
+    """
+    attributes = attributes or {}
+    out = Path(os.fspath(path))
+    if out.suffix.lower() != ".csv":
+        out = out.with_name(out.name + ".csv")
+
+    table = _as_table(attributes.get("features"))
+    if table.empty:
+        table = _lesion_table(data, attributes)
+
+    try:
+        table.to_csv(out, index=False)
+    except OSError as exc:
+        raise CalcinosisError(
+            f"{out}: cannot write the lesion table ({' '.join(str(exc).split())}); check that "
+            "the folder exists and is writable"
+        ) from exc
+    return [str(out)]

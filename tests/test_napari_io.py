@@ -1,0 +1,177 @@
+"""napari reader/writer contributions: DICOM -> Image layer in HU, Labels -> lesion CSV."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydicom.data import get_testdata_file
+
+from napari_calcinosis._errors import CalcinosisError
+from napari_calcinosis._reader_writer import get_dicom_reader, write_lesions_csv
+from napari_calcinosis.io import read_image, write_dicom
+
+CT_SMALL = get_testdata_file("CT_small.dcm")
+CT_SMALL_SPACING_MM = (0.661468, 0.661468)
+PLUGIN = "napari-calcinosis"
+READER_PYTHON_NAME = "napari_calcinosis._reader_writer:get_dicom_reader"
+WRITER_PYTHON_NAME = "napari_calcinosis._reader_writer:write_lesions_csv"
+
+
+def _two_squares() -> np.ndarray:
+    labels = np.zeros((20, 30), dtype=np.int32)
+    labels[2:6, 3:7] = 1  # 16 px
+    labels[10:15, 20:25] = 2  # 25 px
+    return labels
+
+
+def _contribution_python_names(kind: str) -> set[str]:
+    """python_names of this plugin's installed reader or writer contributions."""
+    import npe2
+
+    pm = npe2.PluginManager.instance()
+    try:
+        manifest = pm.get_manifest(PLUGIN)
+    except KeyError:  # plugins not discovered yet (napari discovers them on first use)
+        pm.discover()
+        try:
+            manifest = pm.get_manifest(PLUGIN)
+        except KeyError:
+            return set()
+    contributions = getattr(manifest.contributions, kind) or []
+    commands = {c.id: c.python_name for c in manifest.contributions.commands or []}
+    return {commands.get(c.command) for c in contributions}
+
+
+# ---- reader ----------------------------------------------------------------------------
+
+
+def test_reader_gives_hu_layer_with_mm_scale():
+    reader = get_dicom_reader(CT_SMALL)
+    assert callable(reader)
+    layers = reader(CT_SMALL)
+    assert len(layers) == 1
+    data, kwargs, layer_type = layers[0]
+    image = read_image(CT_SMALL)
+
+    assert layer_type == "image"
+    np.testing.assert_array_equal(data, image.pixels_hu)
+    assert data.dtype == np.float32
+    assert tuple(kwargs["scale"]) == CT_SMALL_SPACING_MM
+    assert kwargs["name"] == "CT_small"
+    assert kwargs["colormap"] == "gray"
+    # CT_small has no header window: the bone window W1500/L450 is used
+    assert kwargs["contrast_limits"] == (-300.0, 1200.0)
+    meta = kwargs["metadata"]
+    assert meta["spacing_mm"] == CT_SMALL_SPACING_MM
+    assert meta["source"] == CT_SMALL
+    assert meta["value_origin"] == image.value_origin
+    assert meta["spacing_origin"] == image.spacing_origin
+    assert (meta["window_level_hu"], meta["window_width_hu"]) == (450.0, 1500.0)
+
+
+def test_reader_uses_header_window_and_reads_a_list(tmp_path):
+    hu = np.tile(np.linspace(-1000, 1500, 16), (8, 1))
+    path = write_dicom(tmp_path / "soft.dcm", hu, (0.5, 0.25), window_level_hu=40, window_width_hu=400)
+    paths = [str(path), CT_SMALL]
+    layers = get_dicom_reader(paths)(paths)
+
+    assert [kw["name"] for _, kw, _ in layers] == ["soft", "CT_small"]
+    _, kwargs, _ = layers[0]
+    assert kwargs["contrast_limits"] == (-160.0, 240.0)
+    assert tuple(kwargs["scale"]) == (0.5, 0.25)
+    np.testing.assert_allclose(layers[0][0], hu, atol=0.5)
+
+
+def test_reader_recognises_dicom_by_suffix_or_marker(tmp_path):
+    assert get_dicom_reader("x.png") is None
+    assert get_dicom_reader(["a.dcm", "x.png"]) is None
+    assert get_dicom_reader(str(tmp_path)) is None  # a folder
+    for name in ("a.dcm", "b.DICOM", "c.ima"):
+        assert get_dicom_reader(name) is not None
+    # no suffix, but the DICM marker
+    unnamed = tmp_path / "1.2.840.113619"
+    unnamed.write_bytes(open(CT_SMALL, "rb").read())
+    assert get_dicom_reader(str(unnamed)) is not None
+    plain = tmp_path / "notes"
+    plain.write_bytes(b"\0" * 200)
+    assert get_dicom_reader(str(plain)) is None
+
+
+def test_reader_error_names_the_file(tmp_path):
+    garbage = tmp_path / "garbage.dcm"
+    garbage.write_bytes(b"this is not a DICOM file at all" * 10)
+    reader = get_dicom_reader(str(garbage))
+    assert reader is not None  # accepted by its suffix...
+    with pytest.raises(CalcinosisError, match="garbage.dcm"):
+        reader(str(garbage))  # ...and refused, by name, when read
+
+
+# ---- writer ----------------------------------------------------------------------------
+
+
+def test_writer_measures_labels_in_mm_when_no_features(tmp_path):
+    labels = _two_squares()
+    written = write_lesions_csv(
+        str(tmp_path / "lesions"), labels, {"scale": np.array([0.2, 0.2]), "features": pd.DataFrame()}
+    )
+    assert written == [str(tmp_path / "lesions.csv")]
+    table = pd.read_csv(written[0])
+    assert len(table) == 2
+    assert table["lesion_id"].tolist() == [1, 2]
+    assert table["area_px"].tolist() == [16, 25]
+    np.testing.assert_allclose(table["area_mm2"], [16 * 0.04, 25 * 0.04])
+
+
+def test_writer_writes_given_features(tmp_path):
+    features = {"lesion_id": [1, 2], "area_mm2": [9.5, 1.25], "note": ["big", "small"]}
+    out = tmp_path / "table.csv"
+    written = write_lesions_csv(str(out), _two_squares(), {"scale": (0.2, 0.2), "features": features})
+    assert written == [str(out)]
+    table = pd.read_csv(out)
+    assert table.columns.tolist() == ["lesion_id", "area_mm2", "note"]
+    assert table["area_mm2"].tolist() == [9.5, 1.25]
+    assert table["note"].tolist() == ["big", "small"]
+
+
+def test_writer_refuses_a_stack_without_features(tmp_path):
+    with pytest.raises(CalcinosisError, match="2-D"):
+        write_lesions_csv(str(tmp_path / "x.csv"), np.zeros((3, 5, 5), int), {"scale": (1, 1, 1)})
+
+
+# ---- through napari / npe2 (needs the manifest entries) --------------------------------
+
+
+def test_viewer_opens_dicom_with_the_plugin(make_napari_viewer, tmp_path):
+    if READER_PYTHON_NAME not in _contribution_python_names("readers"):
+        pytest.skip(f"napari.yaml has no reader contribution for {READER_PYTHON_NAME} yet")
+    from napari.layers import Image
+
+    viewer = make_napari_viewer()
+    layers = viewer.open(CT_SMALL, plugin=PLUGIN)
+    assert len(layers) == 1
+    layer = layers[0]
+    assert isinstance(layer, Image)
+    assert tuple(layer.scale[-2:]) == CT_SMALL_SPACING_MM
+    assert tuple(layer.contrast_limits) == (-300.0, 1200.0)
+    np.testing.assert_array_equal(layer.data, read_image(CT_SMALL).pixels_hu)
+
+    # a broken file surfaces as the plugin's error, naming the file
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(b"not DICOM" * 20)
+    with pytest.raises(CalcinosisError, match="broken.dcm"):
+        viewer.open(str(broken), plugin=PLUGIN)
+    assert len(viewer.layers) == 1
+
+
+def test_npe2_writes_labels_layer_as_csv(tmp_path):
+    if WRITER_PYTHON_NAME not in _contribution_python_names("writers"):
+        pytest.skip(f"napari.yaml has no writer contribution for {WRITER_PYTHON_NAME} yet")
+    import npe2
+    from napari.layers import Labels
+
+    layer = Labels(_two_squares(), scale=(0.2, 0.2))
+    written = npe2.write(str(tmp_path / "lesions.csv"), [layer], plugin_name=PLUGIN)
+    assert written == [str(tmp_path / "lesions.csv")]
+    table = pd.read_csv(written[0])
+    np.testing.assert_allclose(table["area_mm2"], [16 * 0.04, 25 * 0.04])
