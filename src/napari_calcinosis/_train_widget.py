@@ -1,0 +1,618 @@
+"""The *Train / fine-tune* dock widget.
+
+A thin Qt front end to :func:`napari_calcinosis.train.train_segmenter`: the user pairs Image
+layers (HU, ``scale`` = pixel spacing in mm) with Labels layers (any label > 0 is bone), picks a
+schedule and a device, and trains in a napari ``thread_worker``. Progress arrives through the
+engine's callback and is forwarded to the GUI thread by a queued Qt signal; Cancel sets a flag
+that the engine polls before each step, so training stops at the next step and the best model
+saved so far is kept.
+
+Every model this widget saves is appended to :data:`TRAINED_MODELS` and announced through
+:data:`trained_model_events` (module-wide) and the widget's own ``model_trained`` signal, so the
+segmentation widget can offer it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from psygnal import Signal
+from qtpy.QtCore import QObject, Qt
+from qtpy.QtCore import Signal as QtSignal
+from qtpy.QtGui import QIntValidator
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ._errors import CalcinosisError
+
+__all__ = ["TRAINED_MODELS", "TrainWidget", "available_devices", "default_output_path", "trained_model_events"]
+
+#: Every model saved by a TrainWidget in this session, oldest first.
+TRAINED_MODELS: list[Path] = []
+
+
+class _TrainedModelEvents:
+    """Module-wide events: ``model_trained(path)`` fires once per saved model, from any widget."""
+
+    model_trained = Signal(object)
+
+
+trained_model_events = _TrainedModelEvents()
+
+_DOT = " \u00b7 "  # " · "
+
+
+def default_output_path() -> Path:
+    """``~/napari-calcinosis-models/phalanx_<timestamp>.safetensors``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path.home() / "napari-calcinosis-models" / f"phalanx_{stamp}.safetensors"
+
+
+def available_devices() -> list[str]:
+    """``auto`` and ``cpu``, then ``cuda`` and ``mps`` where this machine has them."""
+    import torch
+
+    devices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_eta(seconds) -> str:
+    """``mm:ss`` (``h:mm:ss`` past an hour), ``--:--`` when unknown."""
+    if not _finite(seconds) or seconds < 0:
+        return "--:--"
+    s = round(seconds)
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _fmt_dice(x) -> str:
+    return f"{x:.3f}" if _finite(x) and x >= 0 else "\u2014"
+
+
+class _Failure:
+    """What the worker returns for a CalcinosisError (superqt re-raises returned exceptions)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+class _ProgressBridge(QObject):
+    """Lives in the GUI thread; emitting from the training thread queues the call onto it."""
+
+    progress = QtSignal(object)
+
+
+class TrainWidget(QWidget):
+    """Train or fine-tune the phalanx U-Net on image/labels layer pairs of the viewer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    #: Fires with the :class:`~pathlib.Path` of each model this widget saves.
+    model_trained = Signal(object)
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.pairs: list[tuple] = []  # (image layer, labels layer)
+        self.last_progress = None  # the latest TrainProgress
+        self.last_result = None  # the latest TrainResult
+        self._worker = None
+        self._cancel_event = threading.Event()
+        self._running = False
+        self._last_val_dice = float("nan")
+        self._loss_xy: tuple[list, list] = ([], [])
+        self._dice_xy: tuple[list, list] = ([], [])
+        self._image_layers: list = []
+        self._labels_layers: list = []
+        self._bridge = _ProgressBridge(self)
+        self._bridge.progress.connect(self._on_progress)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+
+        # ---- training pairs
+        pairs_box = QGroupBox("Training pairs (image in HU + bone labels)")
+        pairs_form = QFormLayout(pairs_box)
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("A 2D Image layer in HU; its scale is taken as the pixel spacing in mm.")
+        self.labels_combo = QComboBox()
+        self.labels_combo.setToolTip("A Labels layer of the same shape: any label > 0 is bone.")
+        pairs_form.addRow("Image", self.image_combo)
+        pairs_form.addRow("Bone labels", self.labels_combo)
+        self.add_pair_button = QPushButton("Add pair")
+        self.remove_pair_button = QPushButton("Remove")
+        row = QHBoxLayout()
+        row.addWidget(self.add_pair_button)
+        row.addWidget(self.remove_pair_button)
+        pairs_form.addRow(row)
+        self.pairs_list = QListWidget()
+        self.pairs_list.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.pairs_list.setMaximumHeight(80)
+        pairs_form.addRow(self.pairs_list)
+        layout.addWidget(pairs_box)
+
+        # ---- schedule and device
+        settings_box = QGroupBox("Training")
+        form = QFormLayout(settings_box)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 100_000)
+        self.epochs.setValue(20)
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(1, 1024)
+        self.batch_size.setValue(8)
+        self.learning_rate = QDoubleSpinBox()
+        self.learning_rate.setDecimals(5)
+        self.learning_rate.setRange(1e-5, 1.0)
+        self.learning_rate.setSingleStep(1e-4)
+        self.learning_rate.setValue(0.002)
+        self.crop_px = QSpinBox()
+        self.crop_px.setRange(32, 4096)
+        self.crop_px.setSingleStep(16)
+        self.crop_px.setValue(192)
+        self.crop_px.setToolTip("Square training crops at the model's working spacing (0.25 mm); a multiple of 16.")
+        self.steps_per_epoch = QLineEdit()
+        self.steps_per_epoch.setValidator(QIntValidator(1, 10_000_000, self))
+        self.steps_per_epoch.setPlaceholderText("auto")
+        self.steps_per_epoch.setToolTip("Blank: one pass over the training pairs, at least 4 steps.")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(available_devices())
+        self.device_label = QLabel()
+        device_row = QHBoxLayout()
+        device_row.addWidget(self.device_combo)
+        device_row.addWidget(self.device_label, 1)
+        self.finetune_checkbox = QCheckBox("fine-tune from bundled model")
+        self.finetune_checkbox.setToolTip("Start from the shipped phalanx U-Net instead of random weights.")
+        self.output_edit = QLineEdit(str(default_output_path()))
+        self.output_edit.setToolTip("Best weights (.safetensors); the model card (.json) and checkpoint go beside it.")
+        self._default_output = self.output_edit.text()
+        self.browse_button = QPushButton("\u2026")
+        self.browse_button.setMaximumWidth(32)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.output_edit, 1)
+        out_row.addWidget(self.browse_button)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Learning rate", self.learning_rate)
+        form.addRow("Crop (px)", self.crop_px)
+        form.addRow("Steps / epoch", self.steps_per_epoch)
+        form.addRow("Device", device_row)
+        form.addRow(self.finetune_checkbox)
+        form.addRow("Output", out_row)
+        layout.addWidget(settings_box)
+        self._settings_widgets = [pairs_box, settings_box]
+
+        # ---- run
+        buttons = QHBoxLayout()
+        self.train_button = QPushButton("Train")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.cancel_button)
+        layout.addLayout(buttons)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("%v / %m steps")
+        layout.addWidget(self.progress_bar)
+        self.status = QLabel("Add image/labels pairs, then Train.")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        layout.addWidget(self.status)
+        self._build_plot(layout)
+
+        # ---- wiring
+        self.add_pair_button.clicked.connect(self._on_add_pair_clicked)
+        self.remove_pair_button.clicked.connect(self.remove_selected_pairs)
+        self.train_button.clicked.connect(self._on_train_clicked)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.browse_button.clicked.connect(self._browse_output)
+        self.device_combo.currentTextChanged.connect(self._update_device_label)
+        events = self.viewer.layers.events
+        events.inserted.connect(self._on_layers_changed)
+        events.removed.connect(self._on_layers_changed)
+        events.moved.connect(self._on_layers_changed)
+        for layer in self.viewer.layers:
+            layer.events.name.connect(self._refresh_layer_combos)
+        self._refresh_layer_combos()
+        self._update_device_label(self.device_combo.currentText())
+        self._update_buttons()
+
+    # ------------------------------------------------------------------------------------------
+    # Plot
+
+    def _build_plot(self, layout):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        bg, fg = "#262930", "#f0f1f2"
+        try:
+            from napari.utils.theme import get_theme
+
+            theme = get_theme(self.viewer.theme)
+            bg, fg = theme.background.as_hex(), theme.text.as_hex()
+        except Exception:  # an unknown theme: keep the dark defaults
+            pass
+        self.figure = Figure(figsize=(4, 2.2), facecolor=bg, layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(170)
+        self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        ax = self.figure.add_subplot(111)
+        ax2 = ax.twinx()
+        for a in (ax, ax2):
+            a.set_facecolor(bg)
+            a.tick_params(colors=fg, labelsize=7)
+            for spine in a.spines.values():
+                spine.set_color(fg)
+        ax.set_xlabel("step", color=fg, fontsize=8)
+        ax.set_ylabel("loss", color="#4fa3ff", fontsize=8)
+        ax2.set_ylabel("val Dice", color="#ffb000", fontsize=8)
+        ax2.set_ylim(0, 1.05)
+        (self._loss_line,) = ax.plot([], [], color="#4fa3ff", lw=1.2, label="loss")
+        (self._dice_line,) = ax2.plot([], [], color="#ffb000", lw=1.5, marker="o", ms=4, label="val Dice")
+        self._ax, self._ax2 = ax, ax2
+        layout.addWidget(self.canvas, 1)
+
+    def _redraw_plot(self):
+        self._loss_line.set_data(*self._loss_xy)
+        self._dice_line.set_data(*self._dice_xy)
+        xs = self._loss_xy[0] + self._dice_xy[0]
+        if xs:
+            self._ax.set_xlim(0, max(max(xs), 1) * 1.02 + 0.5)
+        if self._loss_xy[1]:
+            lo, hi = min(self._loss_xy[1]), max(self._loss_xy[1])
+            pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 0.05
+            self._ax.set_ylim(max(0.0, lo - pad), hi + pad)
+        self.canvas.draw_idle()
+
+    # ------------------------------------------------------------------------------------------
+    # Layers and pairs
+
+    def _on_layers_changed(self, event=None):
+        layer = getattr(event, "value", None)
+        if layer is not None and getattr(event, "type", "") == "inserted":
+            layer.events.name.connect(self._refresh_layer_combos)
+        # Drop pairs whose layers left the viewer.
+        present = {id(lyr) for lyr in self.viewer.layers}
+        kept = [p for p in self.pairs if id(p[0]) in present and id(p[1]) in present]
+        if len(kept) != len(self.pairs):
+            self.pairs = kept
+        self._refresh_layer_combos()
+
+    def _refresh_layer_combos(self, event=None):
+        from napari.layers import Image, Labels
+
+        for combo, kind, attr in ((self.image_combo, Image, "_image_layers"), (self.labels_combo, Labels, "_labels_layers")):
+            current = combo.currentText()
+            layers = [lyr for lyr in self.viewer.layers if isinstance(lyr, kind)]
+            setattr(self, attr, layers)
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems([lyr.name for lyr in layers])
+            idx = combo.findText(current)
+            if idx >= 0:
+                combo.setCurrentIndex(idx)
+            combo.blockSignals(False)
+        self._refresh_pairs_list()
+
+    def _refresh_pairs_list(self):
+        self.pairs_list.clear()
+        for image, labels in self.pairs:
+            dy, dx = (float(s) for s in image.scale[-2:])
+            self.pairs_list.addItem(f"{image.name}  \u2194  {labels.name}   ({dy:.3g} \u00d7 {dx:.3g} mm/px)")
+        self._update_buttons()
+
+    def add_pair(self, image_layer, labels_layer):
+        """Add an (Image layer, Labels layer) training pair; raises CalcinosisError if unusable."""
+        from napari.layers import Image, Labels
+
+        if not isinstance(image_layer, Image):
+            raise CalcinosisError(f"{getattr(image_layer, 'name', image_layer)!r} is not an Image layer")
+        if not isinstance(labels_layer, Labels):
+            raise CalcinosisError(f"{getattr(labels_layer, 'name', labels_layer)!r} is not a Labels layer")
+        if getattr(image_layer, "rgb", False) or image_layer.data.ndim != 2:
+            raise CalcinosisError(
+                f"image layer {image_layer.name!r} must be a single 2D greyscale slice in HU "
+                f"(it has shape {tuple(image_layer.data.shape)})"
+            )
+        if tuple(labels_layer.data.shape) != tuple(image_layer.data.shape):
+            raise CalcinosisError(
+                f"labels {labels_layer.name!r} {tuple(labels_layer.data.shape)} must match image "
+                f"{image_layer.name!r} {tuple(image_layer.data.shape)} pixel for pixel"
+            )
+        if any(p[0] is image_layer and p[1] is labels_layer for p in self.pairs):
+            raise CalcinosisError(f"the pair {image_layer.name!r} + {labels_layer.name!r} is already in the list")
+        self.pairs.append((image_layer, labels_layer))
+        self._refresh_pairs_list()
+        if np.allclose(np.asarray(image_layer.scale[-2:], float), 1.0):
+            self._set_status(
+                f"note: {image_layer.name!r} has scale 1 \u2014 is its pixel spacing really 1 mm? "
+                "Set the layer's scale to the spacing in mm."
+            )
+        else:
+            self._set_status(f"{len(self.pairs)} training pair(s).")
+
+    def remove_selected_pairs(self):
+        rows = sorted({i.row() for i in self.pairs_list.selectedIndexes()}, reverse=True)
+        if not rows and self.pairs:
+            rows = [len(self.pairs) - 1]
+        for r in rows:
+            del self.pairs[r]
+        self._refresh_pairs_list()
+
+    def _on_add_pair_clicked(self):
+        i, j = self.image_combo.currentIndex(), self.labels_combo.currentIndex()
+        if i < 0 or j < 0:
+            self._error("choose an Image layer and a Labels layer first")
+            return
+        try:
+            self.add_pair(self._image_layers[i], self._labels_layers[j])
+        except CalcinosisError as e:
+            self._error(str(e))
+
+    # ------------------------------------------------------------------------------------------
+    # Settings
+
+    def _update_device_label(self, choice: str):
+        from .segment import select_device
+
+        self._resolved_device = ""
+        try:
+            dev = select_device(choice)
+        except CalcinosisError as e:
+            self.device_label.setText(str(e))
+            return
+        self._resolved_device = dev.type
+        text = f"\u2192 {dev.type}"
+        if dev.type == "cuda":
+            try:
+                import torch
+
+                text += f" ({torch.cuda.get_device_name(dev)})"
+            except Exception:
+                pass
+        self.device_label.setText(text)
+
+    def _browse_output(self):
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save trained model as", self.output_edit.text(), "safetensors (*.safetensors)"
+        )
+        if path:
+            self.output_edit.setText(path)
+
+    def _output_path(self) -> Path:
+        text = self.output_edit.text().strip()
+        if not text:
+            raise CalcinosisError("give an output file for the trained model")
+        out = Path(text).expanduser()
+        if out.suffix != ".safetensors":
+            out = out.with_name(out.name + ".safetensors")
+        return out
+
+    def training_kwargs(self) -> dict:
+        """The keyword arguments ``start()`` hands to ``train_segmenter`` (without callbacks)."""
+        if not self.pairs:
+            raise CalcinosisError("no training pairs: choose an Image and a Labels layer and press Add pair")
+        crop = self.crop_px.value()
+        if crop % 16:
+            raise CalcinosisError(f"crop size {crop} px must be a multiple of 16 (e.g. {max(32, crop // 16 * 16)})")
+        steps_text = self.steps_per_epoch.text().strip()
+        steps = int(steps_text) if steps_text else None
+        if steps is not None and steps < 1:
+            raise CalcinosisError("steps per epoch must be at least 1 (or blank for auto)")
+        init_model = None
+        if self.finetune_checkbox.isChecked():
+            from .segment import bundled_model_path
+
+            init_model = bundled_model_path()
+            if not init_model.exists():
+                raise CalcinosisError(f"the bundled model is missing ({init_model}); reinstall napari-calcinosis")
+        samples = []
+        for image, labels in self.pairs:
+            spacing = tuple(float(s) for s in image.scale[-2:])
+            samples.append((np.asarray(image.data, np.float32), np.asarray(labels.data) > 0, spacing))
+        return {
+            "out": self._output_path(),
+            "samples": samples,
+            "epochs": self.epochs.value(),
+            "batch_size": self.batch_size.value(),
+            "learning_rate": float(self.learning_rate.value()),
+            "crop_px": crop,
+            "steps_per_epoch": steps,
+            "device": self.device_combo.currentText(),
+            "init_model": init_model,
+            "command": "napari-calcinosis Train / fine-tune widget",
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Running
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def _on_train_clicked(self):
+        self.start()
+
+    def start(self):
+        """Start training in a worker thread; returns the worker (None if the inputs are unusable)."""
+        if self._running:
+            return self._worker
+        from napari.qt.threading import create_worker
+
+        from .train import train_segmenter
+
+        try:
+            kwargs = self.training_kwargs()
+        except CalcinosisError as e:
+            self._error(str(e))
+            return None
+        self._cancel_event.clear()
+        self.last_progress = self.last_result = None
+        self._last_val_dice = float("nan")
+        self._loss_xy, self._dice_xy = ([], []), ([], [])
+        self._redraw_plot()
+        self.progress_bar.setRange(0, 0)  # busy until the first step reports
+        self._out_path = kwargs["out"]
+        bridge, cancel_event = self._bridge, self._cancel_event
+
+        def job():
+            try:
+                return train_segmenter(**kwargs, progress=bridge.progress.emit, should_cancel=cancel_event.is_set)
+            except CalcinosisError as e:  # a user-fixable problem: shown in the status, not a traceback
+                return _Failure(str(e))  # (a returned exception would be re-raised by the worker)
+
+        worker = create_worker(job, _start_thread=False)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._running = True
+        self._update_buttons()
+        self._set_status(f"starting on {self._resolved_device or kwargs['device']}\u2026")
+        worker.start()
+        return worker
+
+    def cancel(self):
+        """Stop at the next training step; the best model saved so far is kept."""
+        if not self._running:
+            return
+        self._cancel_event.set()
+        self.cancel_button.setEnabled(False)
+        self._set_status("cancelling \u2014 stopping after this step\u2026")
+
+    def _on_progress(self, p):
+        self.last_progress = p
+        if p.phase == "data":
+            self._set_status(p.message or "preparing data\u2026")
+            return
+        if p.total_steps > 0:
+            self.progress_bar.setRange(0, p.total_steps)
+            self.progress_bar.setValue(min(p.step, p.total_steps))
+        if p.phase == "train" and _finite(p.loss):
+            self._loss_xy[0].append(p.step)
+            self._loss_xy[1].append(float(p.loss))
+        elif p.phase == "validate" and _finite(p.val_dice):
+            self._last_val_dice = float(p.val_dice)
+            self._dice_xy[0].append(p.step)
+            self._dice_xy[1].append(float(p.val_dice))
+        if p.phase in ("train", "validate"):
+            parts = [
+                f"epoch {p.epoch}/{p.epochs}",
+                f"loss {p.loss:.3f}" if _finite(p.loss) else "loss \u2014",
+                f"val Dice {_fmt_dice(self._last_val_dice)}",
+                f"best {_fmt_dice(p.best_val_dice)}",
+                f"ETA {format_eta(p.eta_s)}",
+                p.device,
+            ]
+            text = _DOT.join(parts)
+            per_epoch = p.total_steps // max(p.epochs, 1)
+            if p.phase == "train" and per_epoch and p.step % per_epoch == 0:
+                text += _DOT + "validating\u2026"
+            if self._cancel_event.is_set():
+                text = "cancelling \u2014 " + text
+            self._set_status(text)
+        self._redraw_plot()
+
+    def _on_returned(self, result):
+        if isinstance(result, _Failure):
+            self._error(result.message)
+            return
+        self.last_result = result
+        path = Path(result.model_path)
+        saved = result.best_epoch >= 1 and path.exists()
+        if result.cancelled:
+            if saved:
+                self._set_status(
+                    f"cancelled \u2014 best model kept at {path} (val Dice {_fmt_dice(result.best_val_dice)}, "
+                    f"epoch {result.best_epoch})"
+                )
+            else:
+                self._set_status("cancelled before the first step \u2014 no model saved")
+        else:
+            self.progress_bar.setValue(self.progress_bar.maximum())
+            self._set_status(
+                f"done \u2014 best val Dice {_fmt_dice(result.best_val_dice)} (epoch {result.best_epoch}/"
+                f"{result.epochs_done}) on {result.device}; model saved to {path}"
+            )
+        if saved:
+            if path not in TRAINED_MODELS:
+                TRAINED_MODELS.append(path)
+            self.model_trained.emit(path)
+            trained_model_events.model_trained.emit(path)
+            if self.output_edit.text() == self._default_output:  # don't overwrite it next time
+                self._default_output = str(default_output_path())
+                if self._default_output != str(path):
+                    self.output_edit.setText(self._default_output)
+
+    def _on_errored(self, exc):
+        # napari also relays the traceback to its notification area.
+        self._set_status(f"training failed: {type(exc).__name__}: {exc}")
+
+    def _on_finished(self):
+        self._worker = None
+        self._running = False
+        if self.progress_bar.maximum() == 0:  # never got a step: leave the busy state
+            self.progress_bar.setRange(0, 1)
+            self.progress_bar.setValue(0)
+        self._update_buttons()
+
+    # ------------------------------------------------------------------------------------------
+    # Helpers
+
+    def _update_buttons(self):
+        running = self._running
+        for w in self._settings_widgets:
+            w.setEnabled(not running)
+        self.train_button.setEnabled(not running and bool(self.pairs))
+        self.cancel_button.setEnabled(running and not self._cancel_event.is_set())
+        self.remove_pair_button.setEnabled(not running and bool(self.pairs))
+
+    def _set_status(self, text: str):
+        self.status.setText(text)
+
+    def _error(self, message: str):
+        from napari.utils.notifications import show_error
+
+        self._set_status(f"error: {message}")
+        show_error(message)
+
+    def closeEvent(self, event):
+        self.cancel()
+        super().closeEvent(event)

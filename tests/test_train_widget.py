@@ -1,0 +1,160 @@
+"""The Train / fine-tune dock widget: a couple of tiny CPU steps, cancel, errors."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_calcinosis import make_phantom
+
+SCREENSHOTS = bool(os.environ.get("NAPARI_CALCINOSIS_SCREENSHOTS"))
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return [make_phantom(seed, max_size_px=200) for seed in (11, 12)]
+
+
+def _add_pairs(viewer, widget, phantoms):
+    for i, p in enumerate(phantoms):
+        image = viewer.add_image(p.image_hu, scale=p.spacing_mm, name=f"finger {i}", colormap="gray",
+                                 contrast_limits=(-300, 1500))
+        labels = viewer.add_labels(p.bone_mask.astype(int), scale=p.spacing_mm, name=f"finger {i} bone", opacity=0.3)
+        widget.add_pair(image, labels)
+
+
+def _tiny_settings(widget, out, epochs=1, steps=2):
+    widget.epochs.setValue(epochs)
+    widget.steps_per_epoch.setText(str(steps))
+    widget.batch_size.setValue(2)
+    widget.crop_px.setValue(64)
+    widget.device_combo.setCurrentText("cpu")
+    widget.output_edit.setText(str(out))
+
+
+def test_train_two_steps_registers_model(make_napari_viewer, qtbot, tmp_path, phantoms):
+    from napari_calcinosis._train_widget import (
+        TRAINED_MODELS,
+        TrainWidget,
+        trained_model_events,
+    )
+
+    viewer = make_napari_viewer(show=SCREENSHOTS)
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Train / fine-tune", area="right")
+    _add_pairs(viewer, widget, phantoms)
+    assert widget.pairs_list.count() == 2 and widget.train_button.isEnabled()
+    assert widget.device_combo.findText("auto") >= 0 and widget.device_combo.findText("cpu") >= 0
+    assert "cpu" in widget.device_label.text()
+
+    out = tmp_path / "m.safetensors"
+    # A few more steps for the docs screenshot, fine-tuning the bundled model, so that the curves show something.
+    epochs, steps = (3, 4) if SCREENSHOTS else (1, 2)
+    _tiny_settings(widget, out, epochs, steps)
+    if SCREENSHOTS:
+        widget.finetune_checkbox.setChecked(True)
+        widget.learning_rate.setValue(0.0005)
+    fired, fired_module = [], []
+    widget.model_trained.connect(fired.append)
+    trained_model_events.model_trained.connect(fired_module.append)
+
+    worker = widget.start()
+    assert worker is not None and widget.running
+    assert not widget.train_button.isEnabled() and widget.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    trained_model_events.model_trained.disconnect(fired_module.append)
+
+    assert out.exists() and out.with_suffix(".json").exists()
+    assert out in TRAINED_MODELS
+    assert fired == [out] and fired_module == [out]
+    assert widget.progress_bar.maximum() == epochs * steps
+    assert widget.progress_bar.value() == widget.progress_bar.maximum()
+    assert "Dice" in widget.status.text() and "done" in widget.status.text()
+    assert widget.last_result is not None and not widget.last_result.cancelled
+    assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
+    assert len(widget._loss_xy[0]) == epochs * steps and len(widget._dice_xy[0]) == epochs
+    assert widget.output_edit.text() == str(out)  # a name the user typed is left alone
+
+    if SCREENSHOTS:
+        import imageio.v3 as iio
+
+        viewer.window._qt_window.resize(1500, 950)
+        for layer in list(viewer.layers)[:2]:  # show one finger, not two overlapping ones
+            layer.visible = False
+        viewer.reset_view()
+        qtbot.wait(300)
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(DOCS_IMAGES / "widget_train.png", viewer.screenshot(canvas_only=False, flash=False))
+
+
+def test_cancel_keeps_best_model(make_napari_viewer, qtbot, tmp_path, phantoms):
+    from napari_calcinosis._train_widget import TRAINED_MODELS, TrainWidget
+
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    _add_pairs(viewer, widget, phantoms)
+    out = tmp_path / "c.safetensors"
+    _tiny_settings(widget, out, epochs=5, steps=50)
+    widget.finetune_checkbox.setChecked(True)  # init_model = the bundled model
+
+    worker = widget.start()
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget.last_progress is not None and widget.last_progress.phase == "train", timeout=60000)
+    widget.cancel()
+    assert not widget.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+
+    assert "cancelled" in widget.status.text() and str(out) in widget.status.text()
+    assert widget.last_result.cancelled
+    assert widget.last_progress.phase == "cancelled"
+    assert widget.last_progress.step < 20  # of 250
+    assert widget.progress_bar.value() < widget.progress_bar.maximum() == 250
+    assert out.exists() and out in TRAINED_MODELS
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["epochs"] == 5 and card["training"]["crop_px"] == 64
+    assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_bad_inputs_show_in_status(make_napari_viewer, qtbot, tmp_path, phantoms, monkeypatch):
+    from napari_calcinosis import CalcinosisError
+    from napari_calcinosis import train as train_module
+    from napari_calcinosis._train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    assert not widget.train_button.isEnabled()
+    assert widget.start() is None and "no training pairs" in widget.status.text()
+
+    p = phantoms[0]
+    image = viewer.add_image(p.image_hu, scale=p.spacing_mm)
+    small = viewer.add_labels(np.zeros((10, 10), int))
+    with pytest.raises(CalcinosisError, match="pixel for pixel"):
+        widget.add_pair(image, small)
+    # Through the buttons: the error lands in the status, not in an exception.
+    widget.image_combo.setCurrentText(image.name)
+    widget.labels_combo.setCurrentText(small.name)
+    widget.add_pair_button.click()
+    assert "pixel for pixel" in widget.status.text() and widget.pairs_list.count() == 0
+
+    labels = viewer.add_labels(p.bone_mask.astype(int), scale=p.spacing_mm)
+    widget.add_pair(image, labels)
+    _tiny_settings(widget, tmp_path / "e.safetensors")
+    widget.crop_px.setValue(70)
+    assert widget.start() is None and "multiple of 16" in widget.status.text()
+    widget.crop_px.setValue(64)
+
+    def failing(*args, **kwargs):
+        raise CalcinosisError("the GPU caught fire")
+
+    monkeypatch.setattr(train_module, "train_segmenter", failing)
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=10000)
+    assert "the GPU caught fire" in widget.status.text()
+    assert widget.train_button.isEnabled()
+
+    # Removing a layer drops its pair.
+    viewer.layers.remove(labels)
+    assert widget.pairs_list.count() == 0 and not widget.train_button.isEnabled()
