@@ -15,10 +15,10 @@ def _sample(name: str):
     lo = image.window_level_hu - image.window_width_hu / 2
     hi = image.window_level_hu + image.window_width_hu / 2
     return [
-        (image.pixels_hu, {"name": name, "scale": scale, "contrast_limits": (lo, hi), "colormap": "gray",
+        (image.pixels_hu, {"name": name, "scale": scale, "units": "mm", "contrast_limits": (lo, hi), "colormap": "gray",
                            "metadata": {"spacing_mm": scale, "source": image.source}}, "image"),
-        (bone_mask.astype("uint8"), {"name": f"{name} true bone", "scale": scale, "opacity": 0.3, "visible": False}, "labels"),
-        (lesion_labels, {"name": f"{name} true lesions", "scale": scale, "opacity": 0.5, "visible": False}, "labels"),
+        (bone_mask.astype("uint8"), {"name": f"{name} true bone", "scale": scale, "units": "mm", "opacity": 0.3, "visible": False}, "labels"),
+        (lesion_labels, {"name": f"{name} true lesions", "scale": scale, "units": "mm", "opacity": 0.5, "visible": False}, "labels"),
     ]
 
 

@@ -1,0 +1,466 @@
+"""napari dock widgets: thin adapters from layers to the public API.
+
+Every widget reads its inputs from layers (an Image in HU whose ``scale`` is the pixel spacing
+in mm, a ``bone`` Labels layer, a ``seeds`` Points layer), calls the same functions as the CLI
+and the console, and writes its result as a layer with the same ``scale``. A layer the user has
+painted is never overwritten: a re-run then adds a new layer beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    Table,
+    create_widget,
+)
+
+from ._errors import CalcinosisError
+
+EDITED = "calcinosis_edited"  # layer.metadata key: the user painted this layer
+_MODEL_CACHE: dict = {}
+TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]
+
+
+# ---------------------------------------------------------------------------------------------
+# layer helpers
+
+
+def spacing_of(layer) -> tuple[float, float]:
+    """Pixel spacing in mm of a 2-D layer: its ``scale``."""
+    return tuple(float(s) for s in layer.scale[-2:])
+
+
+def _mark_edits(layer) -> None:
+    def edited(*_):
+        layer.metadata[EDITED] = True
+
+    for name in ("paint", "labels_update"):
+        event = getattr(layer.events, name, None)
+        if event is not None:
+            event.connect(edited)
+
+
+# One colour per kind of layer, so bone, candidates and lesions read apart at a glance.
+LAYER_COLOURS = {"bone": "cyan", "calcification candidates": "yellow"}
+
+
+def put_labels(viewer, name: str, data, scale, **kwargs):
+    """Show ``data`` as the Labels layer ``name``: update it, unless the user edited it."""
+    colour = LAYER_COLOURS.get(name)
+    if colour is not None and "colormap" not in kwargs:
+        from napari.utils.colormaps import DirectLabelColormap
+
+        kwargs["colormap"] = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: colour})
+    layer = viewer.layers[name] if name in viewer.layers else None
+    if layer is not None and not layer.metadata.get(EDITED) and layer.data.shape == data.shape:
+        layer.data = data
+        layer.scale = scale
+        for key, value in kwargs.items():
+            setattr(layer, key, value)
+        return layer
+    if layer is not None:
+        name = f"{name} (new)"  # keep the user's corrected layer; put the new result beside it
+    layer = viewer.add_labels(data, name=name, scale=scale, units="mm", **kwargs)
+    _mark_edits(layer)
+    return layer
+
+
+def show_error(message: str) -> None:
+    from napari.utils.notifications import show_error as _show
+
+    _show(message)
+
+
+def get_model(choice: str, device: str):
+    from .segment import load_model
+
+    key = (choice, device)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = load_model(None if choice in ("", "bundled") else choice, device=device)
+    return _MODEL_CACHE[key]
+
+
+def model_choices(*_):
+    choices = ["bundled"]
+    try:
+        from ._train_widget import TRAINED_MODELS
+
+        choices += [str(p) for p in TRAINED_MODELS]
+    except ImportError:
+        pass
+    return choices
+
+
+def _follow_trained_models(model_combo) -> None:
+    """Offer a model in ``model_combo`` as soon as the Train widget saves it."""
+    from ._train_widget import trained_model_events
+
+    def refresh(*_):
+        model_combo.reset_choices()
+
+    trained_model_events.model_trained.connect(refresh)
+    # Closing the widget deletes its Qt combo box: stop refreshing it then.
+    model_combo.native.destroyed.connect(lambda *_: trained_model_events.model_trained.disconnect(refresh))
+
+
+def device_choices(*_):
+    import torch
+
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
+class _Widget(Container):
+    def __init__(self, viewer, **kwargs):
+        super().__init__(**kwargs)
+        self.viewer = viewer
+        self.status = Label(value="")
+        # Layers carry scale = pixel spacing and units = mm, so the scale bar reads mm.
+        viewer.scale_bar.visible = True
+
+    def _run_safely(self, fn):
+        try:
+            return fn()
+        except CalcinosisError as exc:
+            self.status.value = f"error: {exc}"
+            show_error(str(exc))
+            return None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class SegmentWidget(_Widget):
+    """Image -> editable ``bone`` Labels layer (the phalanx U-Net)."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        import napari
+
+        self.image = create_widget(annotation=napari.layers.Image, label="image")
+        self.model = ComboBox(label="model", choices=model_choices)
+        self.device = ComboBox(label="device", choices=device_choices)
+        self.tta = CheckBox(label="flip test-time augmentation (4x slower)", value=False)
+        _follow_trained_models(self.model)
+        self.run_button = PushButton(text="Segment phalanges")
+        self.run_button.changed.connect(self.run)
+        self.extend([self.image, self.model, self.device, self.tta, self.run_button, self.status])
+
+    def run(self, *_):
+        from .segment import segment_phalanges
+
+        layer = self.image.value
+        if layer is None:
+            self.status.value = "add an image first (File > Open, or File > Open Sample)"
+            return None
+
+        def go():
+            model = get_model(self.model.value, self.device.value)
+            seg = segment_phalanges(np.asarray(layer.data, np.float32), model, spacing_mm=spacing_of(layer),
+                                    device=self.device.value, tta=self.tta.value)
+            out = put_labels(self.viewer, "bone", seg.bone_mask.astype(np.uint8), layer.scale[-2:], opacity=0.4)
+            out.metadata["bone_probability"] = seg.probability
+            out.metadata["source_image"] = layer.name
+            area_mm2 = seg.bone_mask.sum() * np.prod(spacing_of(layer))
+            self.status.value = f"bone: {area_mm2:.0f} mm² on '{layer.name}' — paint or erase in '{out.name}' to correct"
+            return out
+
+        return self._run_safely(go)
+
+
+class SubtractWidget(_Widget):
+    """Image + bone -> ``calcification candidates``, with live preview."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        import napari
+
+        from .subtract import DEFAULT_THRESHOLD_HU, FALLBACK_MARGIN_MM
+
+        self.image = create_widget(annotation=napari.layers.Image, label="image")
+        self.bone = create_widget(annotation=napari.layers.Labels, label="bone")
+        self.threshold_hu = FloatSpinBox(label="threshold (HU)", value=DEFAULT_THRESHOLD_HU, min=-1000, max=3000, step=10)
+        self.auto_margin = CheckBox(label="measure bone margin on the image", value=True)
+        self.margin_mm = FloatSpinBox(label="bone margin (mm)", value=FALLBACK_MARGIN_MM, min=0.0, max=3.0, step=0.05)
+        self.live = CheckBox(label="live preview", value=True)
+        self.run_button = PushButton(text="Subtract bone")
+        self.run_button.changed.connect(self.run)
+        for w in (self.threshold_hu, self.margin_mm, self.auto_margin):
+            w.changed.connect(self._preview)
+        self.extend([self.image, self.bone, self.threshold_hu, self.auto_margin, self.margin_mm, self.live,
+                     self.run_button, self.status])
+
+    def _preview(self, *_):
+        if self.live.value and self.image.value is not None and self.bone.value is not None:
+            self.run()
+
+    def run(self, *_):
+        from .subtract import resolve_margin_mm, subtract_bone
+
+        image, bone = self.image.value, self.bone.value
+        if image is None or bone is None:
+            self.status.value = "choose an image and its bone layer (run Segment phalanges first)"
+            return None
+
+        def go():
+            pixels = np.asarray(image.data, np.float32)
+            mask = np.asarray(bone.data) > 0
+            margin = None if self.auto_margin.value else self.margin_mm.value
+            margin = resolve_margin_mm(margin, pixels, mask, spacing_of(image), self.threshold_hu.value)
+            if self.auto_margin.value:
+                with self.margin_mm.changed.blocked():
+                    self.margin_mm.value = round(margin, 2)
+            cand = subtract_bone(pixels, mask, spacing_of(image), threshold_hu=self.threshold_hu.value, margin_mm=margin)
+            out = put_labels(self.viewer, "calcification candidates", cand.astype(np.uint8), image.scale[-2:], opacity=0.6)
+            out.metadata.update(threshold_hu=self.threshold_hu.value, margin_mm=margin)
+            self.status.value = (f"{cand.sum() * np.prod(spacing_of(image)):.1f} mm² above "
+                                 f"{self.threshold_hu.value:g} HU outside bone + {margin:.2f} mm")
+            return out
+
+        return self._run_safely(go)
+
+
+class GrowWidget(_Widget):
+    """Click deposits on a ``seeds`` Points layer; the ``lesions`` layer regrows as you click."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        import napari
+
+        self.image = create_widget(annotation=napari.layers.Image, label="image")
+        self.bone = create_widget(annotation=napari.layers.Labels, label="bone")
+        self.connectivity = ComboBox(label="connectivity", choices=[4, 8], value=4)
+        self.add_seeds_button = PushButton(text="Add seeds (click on each deposit)")
+        self.auto_button = PushButton(text="Auto-seed every candidate deposit")
+        self.add_seeds_button.changed.connect(self.start_seeding)
+        self.auto_button.changed.connect(self.auto_seed)
+        self.connectivity.changed.connect(self.regrow)
+        self.points = None
+        self.extend([self.image, self.bone, self.connectivity, self.add_seeds_button, self.auto_button, self.status])
+
+    def seeds_layer(self):
+        image = self.image.value
+        if self.points is not None and self.points in self.viewer.layers:
+            return self.points
+        if "seeds" in self.viewer.layers:
+            self.points = self.viewer.layers["seeds"]
+        else:
+            size_mm = 1.0
+            self.points = self.viewer.add_points(np.zeros((0, 2)), name="seeds", scale=image.scale[-2:], units="mm",
+                                                 size=size_mm / min(spacing_of(image)), face_color="yellow",
+                                                 border_color="black")
+        self.points.events.data.connect(self.regrow)
+        return self.points
+
+    def start_seeding(self, *_):
+        if self.image.value is None:
+            self.status.value = "choose an image first"
+            return None
+        points = self.seeds_layer()
+        self.viewer.layers.selection.active = points
+        points.mode = "add"
+        self.status.value = "click on each deposit; move or delete points to correct — lesions regrow"
+        return points
+
+    def auto_seed(self, *_):
+        from .grow import grow_lesions
+
+        image, bone = self.image.value, self.bone.value
+        if image is None or bone is None:
+            self.status.value = "choose an image and its bone layer first"
+            return None
+        candidates = None
+        if "calcification candidates" in self.viewer.layers:
+            candidates = np.asarray(self.viewer.layers["calcification candidates"].data) > 0
+            if candidates.shape != image.data.shape:
+                candidates = None
+
+        def go():
+            auto = grow_lesions(np.asarray(image.data, np.float32), np.asarray(bone.data) > 0, spacing_of(image),
+                                None, candidates=candidates, connectivity=self.connectivity.value)
+            ok = auto.seeds[auto.seeds["status"] == "ok"]
+            points = self.seeds_layer()
+            points.data = ok[["seed_row", "seed_col"]].to_numpy(float)
+            return points
+
+        return self._run_safely(go)
+
+    def regrow(self, *_):
+        from .pipeline import quantify
+        from .io import CalcinosisImage
+
+        image, bone = self.image.value, self.bone.value
+        if image is None or bone is None or self.points is None:
+            return None
+
+        def go():
+            pixels = np.asarray(image.data, np.float32)
+            calc = CalcinosisImage(pixels_hu=pixels, spacing_mm=spacing_of(image), source=image.name)
+            seeds = np.asarray(self.points.data)[:, -2:] if len(self.points.data) else np.zeros((0, 2))
+            result = quantify(calc, seeds, bone_mask=np.asarray(bone.data) > 0, connectivity=self.connectivity.value)
+            return show_lesions(self.viewer, result, image)
+
+        return self._run_safely(go)
+
+
+def show_lesions(viewer, result, image_layer):
+    """Put a quantify() result's lesions on the ``lesions`` layer, measurements in ``features``."""
+    table = result.table
+    lesions = table[table["lesion_id"] > 0].drop_duplicates("lesion_id").copy()
+    features = lesions.assign(index=lesions["lesion_id"]).reset_index(drop=True)
+    layer = put_labels(viewer, "lesions", result.lesion_labels, image_layer.scale[-2:], opacity=0.7)
+    layer.features = features
+    layer.metadata["seed_table"] = table
+    layer.metadata["source_image"] = image_layer.name
+    n_fail = int((table["lesion_id"] == 0).sum())
+    total = float(features["area_mm2"].sum()) if len(features) else 0.0
+    widget_status = f"{len(features)} lesion(s), {total:.2f} mm² in all"
+    if n_fail:
+        widget_status += f"; {n_fail} seed(s) failed: " + ", ".join(table.loc[table["lesion_id"] == 0, "status"])
+    layer.metadata["summary"] = widget_status
+    return layer
+
+
+class MeasureWidget(_Widget):
+    """A table of the lesions (mm), linked to the ``lesions`` layer; Export CSV."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        import napari
+
+        self.lesions = create_widget(annotation=napari.layers.Labels, label="lesions")
+        self.table = Table(value={c: [] for c in TABLE_COLUMNS})
+        self.refresh_button = PushButton(text="Refresh")
+        self.export_button = PushButton(text="Export CSV…")
+        self.refresh_button.changed.connect(self.refresh)
+        self.export_button.changed.connect(self._export_dialog)
+        self.lesions.changed.connect(self.refresh)
+        self.table.native.cellClicked.connect(lambda row, _col: self.select_row(row))
+        self.extend([self.lesions, self.table, self.refresh_button, self.export_button, self.status])
+        self._connected = None
+
+    def frame(self) -> pd.DataFrame:
+        layer = self.lesions.value
+        if layer is None:
+            return pd.DataFrame(columns=TABLE_COLUMNS)
+        features = layer.features
+        if features is None or len(features) == 0 or "area_mm2" not in features:
+            from .measure import measure_lesions
+
+            features = measure_lesions(np.asarray(layer.data), spacing_of(layer))
+        return features
+
+    def refresh(self, *_):
+        layer = self.lesions.value
+        if layer is not None and self._connected is not layer:
+            layer.events.features.connect(self.refresh)
+            self._connected = layer
+        frame = self.frame()
+        cols = [c for c in TABLE_COLUMNS if c in frame]
+        shown = frame[cols].copy()
+        for c in shown.columns:
+            if shown[c].dtype.kind == "f":
+                shown[c] = shown[c].round(2)
+        self.table.value = shown.to_dict(orient="list")
+        total = frame["area_mm2"].sum() if len(frame) else 0.0
+        self.status.value = f"{len(frame)} lesion(s), total {total:.2f} mm²"
+        return frame
+
+    def select_row(self, row: int):
+        frame = self.frame()
+        layer = self.lesions.value
+        if layer is None or row >= len(frame):
+            return
+        r = frame.iloc[row]
+        layer.selected_label = int(r["lesion_id"])
+        sy, sx = spacing_of(layer)
+        self.viewer.camera.center = (float(r["centroid_row"]) * sy, float(r["centroid_col"]) * sx)
+
+    def export(self, path) -> Path:
+        path = Path(path)
+        if path.suffix.lower() != ".csv":
+            path = path.with_suffix(".csv")
+        layer = self.lesions.value
+        table = layer.metadata.get("seed_table") if layer is not None else None
+        (table if table is not None else self.frame()).to_csv(path, index=False)
+        self.status.value = f"wrote {path}"
+        return path
+
+    def _export_dialog(self, *_):
+        from magicgui.widgets import request_values
+
+        values = request_values(path={"annotation": Path, "options": {"mode": "w", "filter": "*.csv"}, "label": "save as"})
+        if values and values.get("path"):
+            self.export(values["path"])
+
+
+class QuantifyWidget(_Widget):
+    """The common case in one click: segment -> subtract -> seeds (auto or yours) -> grow -> measure."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        import napari
+
+        self.image = create_widget(annotation=napari.layers.Image, label="image")
+        self.model = ComboBox(label="model", choices=model_choices)
+        self.device = ComboBox(label="device", choices=device_choices)
+        self.use_seeds = CheckBox(label="use the 'seeds' layer if it has points (else auto-seed)", value=True)
+        _follow_trained_models(self.model)
+        self.run_button = PushButton(text="Quantify")
+        self.run_button.changed.connect(self.run)
+        self.extend([self.image, self.model, self.device, self.use_seeds, self.run_button, self.status])
+
+    def run(self, *_):
+        from .io import CalcinosisImage
+        from .pipeline import quantify
+
+        layer = self.image.value
+        if layer is None:
+            self.status.value = "add an image first (File > Open, or File > Open Sample)"
+            return None
+
+        def go():
+            v = self.viewer
+            calc = CalcinosisImage(pixels_hu=np.asarray(layer.data, np.float32), spacing_mm=spacing_of(layer), source=layer.name)
+            seeds = None
+            if self.use_seeds.value and "seeds" in v.layers and len(v.layers["seeds"].data):
+                seeds = np.asarray(v.layers["seeds"].data)[:, -2:]
+            # A bone layer the user corrected is used as it is, not segmented again.
+            bone = v.layers["bone"] if "bone" in v.layers else None
+            bone_mask = np.asarray(bone.data) > 0 if bone is not None and bone.metadata.get(EDITED) else None
+            model = get_model(self.model.value, self.device.value) if bone_mask is None else None
+            result = quantify(calc, seeds, model=model, bone_mask=bone_mask, device=self.device.value)
+            scale = layer.scale[-2:]
+            if bone_mask is None:
+                put_labels(v, "bone", result.bone_mask.astype(np.uint8), scale, opacity=0.4)
+            put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), scale, opacity=0.35)
+            if seeds is None:
+                ok = result.table[result.table["status"] == "ok"]
+                pts = ok[["seed_row", "seed_col"]].to_numpy(float)
+                if "seeds" in v.layers:
+                    v.layers["seeds"].data = pts
+                else:
+                    v.add_points(pts, name="seeds", scale=scale, units="mm", size=1.0 / min(spacing_of(layer)), face_color="yellow",
+                                 border_color="black")
+            lesions = show_lesions(v, result, layer)
+            lesions.contour = 1
+            self.status.value = lesions.metadata["summary"]
+            v.scale_bar.visible = True
+            v.layers.selection.active = lesions
+            return result
+
+        return self._run_safely(go)

@@ -1,0 +1,25 @@
+"""The console page of the docs runs as written (on a Qt-free ViewerModel)."""
+
+from pathlib import Path
+
+import numpy as np
+
+
+def test_console_page_runs():
+    from napari.components import ViewerModel
+
+    from napari_calcinosis._napari import sample_finger
+
+    viewer = ViewerModel()
+    for data, kwargs, kind in sample_finger():
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer.add_points(np.array([[254.0, 143.0], [129.0, 161.0]]), name="seeds", scale=(0.25, 0.25))
+    page = (Path(__file__).parents[1] / "docs" / "console.md").read_text()
+    namespace = {"viewer": viewer}
+    exec(page.split("```python")[1].split("```")[0], namespace)
+    table = namespace["result"].table
+    assert list(table["status"]) == ["ok", "ok"]
+    assert "lesions" in viewer.layers and tuple(viewer.layers["lesions"].scale) == (0.25, 0.25)
+    truth = np.loadtxt(Path(__file__).parents[1] / "src/napari_calcinosis/data/sample_finger_truth.csv", delimiter=",",
+                       skiprows=1, usecols=1)
+    assert np.allclose(table["area_mm2"], truth[:2], rtol=0.2)

@@ -1,0 +1,214 @@
+"""The napari widgets, docked in a real viewer (run under xvfb), asserting on the layers they make."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_calcinosis import dice
+from napari_calcinosis._sample_data import DATA_DIR, sample_truth
+
+SHOTS = os.environ.get("NAPARI_CALCINOSIS_SCREENSHOTS")
+
+
+def screenshot(viewer, name):
+    # Documentation screenshots, only when asked for (they are looked at, then committed).
+    if SHOTS:
+        from imageio.v3 import imwrite
+
+        from qtpy.QtWidgets import QApplication
+
+        out = Path(__file__).parents[1] / "docs" / "images"
+        out.mkdir(parents=True, exist_ok=True)
+        viewer.window._qt_window.resize(1500, 950)
+        viewer.window._qt_window.show()
+        QApplication.processEvents()
+        viewer.reset_view()
+        QApplication.processEvents()
+        imwrite(out / f"{name}.png", viewer.screenshot(canvas_only=False, flash=False))
+
+
+@pytest.fixture
+def sample(make_napari_viewer):
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample("napari-calcinosis", "sample_finger")
+    image = layers[0]
+    bone, lesions = sample_truth("sample_finger")
+    seeds = pd.read_csv(DATA_DIR / "sample_finger_seeds.csv")[["row", "col"]].to_numpy(float)
+    areas = pd.read_csv(DATA_DIR / "sample_finger_truth.csv")["area_mm2"].to_numpy()
+    return viewer, image, bone, lesions, seeds, areas
+
+
+def dock(viewer, widget):
+    viewer.window.add_dock_widget(widget, area="right", name=type(widget).__name__.replace("Widget", ""))
+    widget.reset_choices()
+    return widget
+
+
+def test_sample_opens_with_scale_and_truth_layers(sample):
+    viewer, image, bone, lesions, _, _ = sample
+    assert image.data.shape == bone.shape
+    assert tuple(image.scale) == (0.25, 0.25)
+    assert {"sample_finger true bone", "sample_finger true lesions"} <= {layer.name for layer in viewer.layers}
+    assert all(tuple(layer.scale) == (0.25, 0.25) for layer in viewer.layers)
+
+
+def test_segment_widget_makes_an_editable_bone_layer(sample):
+    from napari_calcinosis._widgets import EDITED, SegmentWidget
+
+    viewer, image, bone, _, _, _ = sample
+    w = dock(viewer, SegmentWidget(viewer))
+    w.image.value = image
+    w.device.value = "cpu"
+    out = w.run()
+    assert out.name == "bone" and tuple(out.scale) == tuple(image.scale)
+    assert dice(out.data > 0, bone) >= 0.97
+    assert "mm²" in w.status.value
+    # the user paints a correction: a re-run must not overwrite it
+    out.metadata[EDITED] = True
+    painted = out.data.copy()
+    again = w.run()
+    assert again is not out and again.name == "bone (new)"
+    assert np.array_equal(viewer.layers["bone"].data, painted)
+    screenshot(viewer, "widget_segment")
+
+
+def test_subtract_widget_live_preview(sample):
+    from napari_calcinosis._widgets import SubtractWidget
+
+    viewer, image, bone, lesions, _, _ = sample
+    bone_layer = viewer.add_labels(bone.astype(np.uint8), name="bone", scale=image.scale, units="mm")
+    w = dock(viewer, SubtractWidget(viewer))
+    w.image.value, w.bone.value = image, bone_layer
+    out = w.run()
+    cand = viewer.layers["calcification candidates"].data > 0
+    assert out.name == "calcification candidates" and tuple(out.scale) == tuple(image.scale)
+    assert not (cand & bone).any()
+    assert (cand & (lesions > 0)).sum() > 0.5 * (lesions > 0).sum()
+    before = cand.sum()
+    w.threshold_hu.value = 600.0  # live preview: the layer follows the spin box
+    assert viewer.layers["calcification candidates"].data.sum() < before
+    assert 0.25 <= w.margin_mm.value <= 1.5  # measured on the image, shown to the user
+    screenshot(viewer, "widget_subtract")
+
+
+def test_grow_widget_regrows_as_seeds_are_added(sample):
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, lesions, seeds, areas = sample
+    bone_layer = viewer.add_labels(bone.astype(np.uint8), name="bone", scale=image.scale, units="mm")
+    w = dock(viewer, GrowWidget(viewer))
+    w.image.value, w.bone.value = image, bone_layer
+    points = w.start_seeding()
+    assert points.mode == "add" and tuple(points.scale) == tuple(image.scale)
+    points.add(seeds[0])  # as a click would
+    grown = viewer.layers["lesions"]
+    assert set(np.unique(grown.data)) == {0, 1}
+    points.add(seeds[1:])
+    grown = viewer.layers["lesions"]
+    assert grown.data.max() == len(seeds)
+    f = grown.features
+    assert list(f["index"]) == list(range(1, len(seeds) + 1))
+    assert np.allclose(f["area_mm2"], areas, rtol=0.25, atol=0.5)
+    assert tuple(grown.scale) == tuple(image.scale)
+    points.data = points.data[1:]  # delete the first seed: that deposit disappears
+    assert viewer.layers["lesions"].data.max() == len(seeds) - 1
+    screenshot(viewer, "widget_grow")
+
+
+def test_auto_seed_fills_points_from_candidates(sample):
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, lesions, seeds, _ = sample
+    bone_layer = viewer.add_labels(bone.astype(np.uint8), name="bone", scale=image.scale, units="mm")
+    w = dock(viewer, GrowWidget(viewer))
+    w.image.value, w.bone.value = image, bone_layer
+    points = w.auto_seed()
+    assert len(points.data) >= len(seeds)
+    grown = viewer.layers["lesions"].data
+    for lesion_id in range(1, len(seeds) + 1):  # every true deposit was found
+        assert (grown[lesions == lesion_id] > 0).any()
+
+
+def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
+    from napari_calcinosis._widgets import MeasureWidget, QuantifyWidget
+
+    viewer, image, bone, lesions, seeds, areas = sample
+    viewer.add_points(seeds, name="seeds", scale=image.scale, units="mm")
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value = image
+    q.device.value = "cpu"
+    result = q.run()
+    names = {layer.name for layer in viewer.layers}
+    assert {"bone", "calcification candidates", "seeds", "lesions"} <= names
+    for name in ("bone", "calcification candidates", "lesions"):
+        assert tuple(viewer.layers[name].scale) == tuple(image.scale)
+    assert (result.table["status"] == "ok").all()
+    assert np.allclose(result.table["area_mm2"], areas, rtol=0.25, atol=0.5)
+    assert dice(viewer.layers["bone"].data > 0, bone) >= 0.97
+    assert viewer.scale_bar.visible
+    assert all(str(u) == "millimeter" for layer in viewer.layers for u in layer.units)
+
+    m = dock(viewer, MeasureWidget(viewer))
+    m.lesions.value = viewer.layers["lesions"]
+    frame = m.refresh()
+    assert len(frame) == len(seeds)
+    assert m.table.shape[0] == len(seeds) and "area_mm2" in m.table.column_headers
+    m.select_row(2)
+    lesion = frame.iloc[2]
+    assert viewer.layers["lesions"].selected_label == int(lesion["lesion_id"])
+    assert np.allclose(viewer.camera.center[-2:], (lesion["centroid_row"] * 0.25, lesion["centroid_col"] * 0.25))
+    out = m.export(tmp_path / "lesions")
+    written = pd.read_csv(out)
+    assert out.suffix == ".csv" and len(written) == len(seeds) and "area_mm2" in written
+    screenshot(viewer, "widget_quantify")
+
+
+def test_quantify_uses_a_corrected_bone_layer(sample):
+    from napari_calcinosis._widgets import EDITED, QuantifyWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    edited = viewer.add_labels(bone.astype(np.uint8), name="bone", scale=image.scale, units="mm")
+    edited.metadata[EDITED] = True
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value = image
+    result = q.run()
+    assert np.array_equal(result.bone_mask, bone)  # the user's layer, not a new segmentation
+    assert "bone (new)" not in {layer.name for layer in viewer.layers}
+
+
+def test_a_trained_model_becomes_selectable(sample, tmp_path):
+    from napari_calcinosis._train_widget import TRAINED_MODELS, trained_model_events
+    from napari_calcinosis._widgets import SegmentWidget
+    from napari_calcinosis.segment import bundled_model_path
+
+    viewer, image, bone, _, _, _ = sample
+    w = dock(viewer, SegmentWidget(viewer))
+    path = tmp_path / "mine.safetensors"
+    path.write_bytes(bundled_model_path().read_bytes())
+    path.with_suffix(".json").write_text(bundled_model_path().with_suffix(".json").read_text())
+    TRAINED_MODELS.append(path)
+    try:
+        trained_model_events.model_trained.emit(path)
+        assert str(path) in w.model.choices
+        w.image.value, w.model.value, w.device.value = image, str(path), "cpu"
+        out = w.run()
+        assert dice(out.data > 0, bone) >= 0.97
+    finally:
+        TRAINED_MODELS.remove(path)
+
+
+def test_every_manifest_widget_docks_from_the_plugins_menu(make_napari_viewer):
+    # What `napari -w napari-calcinosis` and Plugins > napari-calcinosis do.
+    import npe2
+
+    viewer = make_napari_viewer()
+    manifest = npe2.PluginManager.instance().get_manifest("napari-calcinosis")
+    names = [w.display_name for w in manifest.contributions.widgets]
+    assert {"Quantify (one click)", "Segment phalanges", "Subtract bone", "Grow from seeds", "Measure",
+            "Train / fine-tune"} <= set(names)
+    for name in names:
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-calcinosis", name)
+        assert widget is not None and dock.isVisible() is not None
