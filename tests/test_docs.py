@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 
 
-def test_console_page_runs():
+def test_console_page_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the page saves lesions.csv in the working folder
     from napari.components import ViewerModel
 
     from napari_calcinosis._napari import sample_finger
@@ -19,6 +20,7 @@ def test_console_page_runs():
     exec(page.split("```python")[1].split("```")[0], namespace)
     table = namespace["result"].table
     assert list(table["status"]) == ["ok", "ok"]
+    assert (tmp_path / "lesions.csv").exists()
     assert "lesions" in viewer.layers and tuple(viewer.layers["lesions"].scale) == (0.25, 0.25)
     truth = np.loadtxt(Path(__file__).parents[1] / "src/napari_calcinosis/data/sample_finger_truth.csv", delimiter=",",
                        skiprows=1, usecols=1)
