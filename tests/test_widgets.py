@@ -212,3 +212,19 @@ def test_every_manifest_widget_docks_from_the_plugins_menu(make_napari_viewer):
     for name in names:
         dock, widget = viewer.window.add_plugin_dock_widget("napari-calcinosis", name)
         assert widget is not None and dock.isVisible() is not None
+
+
+def test_segment_with_a_model_file(sample, tmp_path):
+    from napari_calcinosis._widgets import SegmentWidget
+    from napari_calcinosis.segment import bundled_model_path
+
+    viewer, image, bone, _, _, _ = sample
+    path = tmp_path / "picked.safetensors"
+    path.write_bytes(bundled_model_path().read_bytes())
+    path.with_suffix(".json").write_text(bundled_model_path().with_suffix(".json").read_text())
+    w = dock(viewer, SegmentWidget(viewer))
+    w.image.value, w.device.value, w.model_file.value = image, "cpu", path
+    assert dice(w.run().data > 0, bone) >= 0.97
+    (tmp_path / "broken.safetensors").write_bytes(b"no")
+    w.model_file.value = tmp_path / "broken.safetensors"
+    assert w.run() is None and w.status.value.startswith("error:")  # a clear message, no crash

@@ -16,6 +16,7 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
+    FileEdit,
     FloatSpinBox,
     Label,
     PushButton,
@@ -83,7 +84,9 @@ def show_error(message: str) -> None:
 def get_model(choice: str, device: str):
     from .segment import load_model
 
-    key = (choice, device)
+    # Keyed by file time too, so a model retrained into the same file is loaded afresh.
+    mtime = Path(choice).stat().st_mtime if choice not in ("", "bundled") and Path(choice).is_file() else None
+    key = (choice, device, mtime)
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = load_model(None if choice in ("", "bundled") else choice, device=device)
     return _MODEL_CACHE[key]
@@ -98,6 +101,18 @@ def model_choices(*_):
     except ImportError:
         pass
     return choices
+
+
+def _model_file_edit() -> FileEdit:
+    return FileEdit(label="or model file", mode="r", filter="*.safetensors", value="")
+
+
+def _chosen_model(combo, file_edit) -> str:
+    """The model file the user picked, else the combo's choice ("bundled" or a trained model)."""
+    path = file_edit.value
+    if path is not None and str(path) not in ("", ".") and Path(path).is_file():
+        return str(path)
+    return combo.value
 
 
 def _follow_trained_models(model_combo) -> None:
@@ -154,11 +169,12 @@ class SegmentWidget(_Widget):
         self.image = create_widget(annotation=napari.layers.Image, label="image")
         self.model = ComboBox(label="model", choices=model_choices)
         self.device = ComboBox(label="device", choices=device_choices)
+        self.model_file = _model_file_edit()
         self.tta = CheckBox(label="flip test-time augmentation (4x slower)", value=False)
         _follow_trained_models(self.model)
         self.run_button = PushButton(text="Segment phalanges")
         self.run_button.changed.connect(self.run)
-        self.extend([self.image, self.model, self.device, self.tta, self.run_button, self.status])
+        self.extend([self.image, self.model, self.model_file, self.device, self.tta, self.run_button, self.status])
 
     def run(self, *_):
         from .segment import segment_phalanges
@@ -169,7 +185,7 @@ class SegmentWidget(_Widget):
             return None
 
         def go():
-            model = get_model(self.model.value, self.device.value)
+            model = get_model(_chosen_model(self.model, self.model_file), self.device.value)
             seg = segment_phalanges(np.asarray(layer.data, np.float32), model, spacing_mm=spacing_of(layer),
                                     device=self.device.value, tta=self.tta.value)
             out = put_labels(self.viewer, "bone", seg.bone_mask.astype(np.uint8), layer.scale[-2:], opacity=0.4)
@@ -418,11 +434,12 @@ class QuantifyWidget(_Widget):
         self.image = create_widget(annotation=napari.layers.Image, label="image")
         self.model = ComboBox(label="model", choices=model_choices)
         self.device = ComboBox(label="device", choices=device_choices)
+        self.model_file = _model_file_edit()
         self.use_seeds = CheckBox(label="use the 'seeds' layer if it has points (else auto-seed)", value=True)
         _follow_trained_models(self.model)
         self.run_button = PushButton(text="Quantify")
         self.run_button.changed.connect(self.run)
-        self.extend([self.image, self.model, self.device, self.use_seeds, self.run_button, self.status])
+        self.extend([self.image, self.model, self.model_file, self.device, self.use_seeds, self.run_button, self.status])
 
     def run(self, *_):
         from .io import CalcinosisImage
@@ -442,7 +459,7 @@ class QuantifyWidget(_Widget):
             # A bone layer the user corrected is used as it is, not segmented again.
             bone = v.layers["bone"] if "bone" in v.layers else None
             bone_mask = np.asarray(bone.data) > 0 if bone is not None and bone.metadata.get(EDITED) else None
-            model = get_model(self.model.value, self.device.value) if bone_mask is None else None
+            model = get_model(_chosen_model(self.model, self.model_file), self.device.value) if bone_mask is None else None
             result = quantify(calc, seeds, model=model, bone_mask=bone_mask, device=self.device.value)
             scale = layer.scale[-2:]
             if bone_mask is None:
