@@ -72,6 +72,8 @@ def test_segment_widget_makes_an_editable_bone_layer(sample):
     again = w.run()
     assert again is not out and again.name == "bone (new)"
     assert np.array_equal(viewer.layers["bone"].data, painted)
+    assert w.run() is again  # further runs update the new layer instead of piling up layers
+    assert [layer.name for layer in viewer.layers].count("bone (new)") == 1
     screenshot(viewer, "widget_segment")
 
 

@@ -61,15 +61,16 @@ def put_labels(viewer, name: str, data, scale, **kwargs):
         from napari.utils.colormaps import DirectLabelColormap
 
         kwargs["colormap"] = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: colour})
-    layer = viewer.layers[name] if name in viewer.layers else None
-    if layer is not None and not layer.metadata.get(EDITED) and layer.data.shape == data.shape:
+    # Skip past layers the user painted (or of another shape): the result goes beside them.
+    while name in viewer.layers and (viewer.layers[name].metadata.get(EDITED) or viewer.layers[name].data.shape != data.shape):
+        name = f"{name} (new)"
+    if name in viewer.layers:
+        layer = viewer.layers[name]
         layer.data = data
         layer.scale = scale
         for key, value in kwargs.items():
             setattr(layer, key, value)
         return layer
-    if layer is not None:
-        name = f"{name} (new)"  # keep the user's corrected layer; put the new result beside it
     layer = viewer.add_labels(data, name=name, scale=scale, units="mm", **kwargs)
     _mark_edits(layer)
     return layer
