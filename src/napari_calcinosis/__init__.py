@@ -17,12 +17,14 @@ from .measure import feret_axes_mm, measure_lesions, summarize
 from .phantom import Phantom, make_phantom
 from .pipeline import QuantifyResult, quantify
 from .segment import BoneSegmentation, PhalanxModel, dice, load_model, save_model, segment_phalanges
+from .stats import Agreement, agreement, bland_altman, lins_ccc, plot_agreement
 from .subtract import subtract_bone
 from .train import TrainProgress, TrainResult, train_segmenter
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agreement",
     "BoneSegmentation",
     "CalcinosisError",
     "CalcinosisImage",
@@ -32,12 +34,16 @@ __all__ = [
     "QuantifyResult",
     "TrainProgress",
     "TrainResult",
+    "agreement",
+    "bland_altman",
     "dice",
     "feret_axes_mm",
     "grow_lesions",
+    "lins_ccc",
     "load_model",
     "make_phantom",
     "measure_lesions",
+    "plot_agreement",
     "quantify",
     "read_image",
     "save_model",

@@ -285,6 +285,40 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_agreement(args) -> int:
+    import json
+
+    from .stats import agreement, plot_agreement
+
+    try:
+        table = pd.read_csv(args.csv)
+    except FileNotFoundError:
+        raise CalcinosisError(f"file not found: {args.csv}") from None
+    except Exception as exc:
+        raise CalcinosisError(f"could not read {args.csv} as CSV: {exc}") from exc
+    for col in (args.x, args.y):
+        if col not in table.columns:
+            raise CalcinosisError(f"{args.csv} has no column {col!r}; its columns are: {', '.join(map(str, table.columns))}")
+    x = pd.to_numeric(table[args.x], errors="coerce")
+    y = pd.to_numeric(table[args.y], errors="coerce")
+    result = agreement(x, y)
+    if args.plot:
+        plot_agreement(x, y, args.plot, x_label=args.x, y_label=args.y, unit=args.unit)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        r = result
+        print(f"n = {r.n} pairs ({r.n_dropped} with a missing value dropped); x = {args.x}, y = {args.y}")
+        print(f"Spearman's rho {r.spearman_rho:.3f} (p = {r.spearman_p:.2g})")
+        print(f"Lin's CCC {r.ccc:.3f} (95 % CI {r.ccc_ci_low:.3f} to {r.ccc_ci_high:.3f})")
+        print(f"Bland-Altman bias (x - y) {r.ba_bias:.2f} {args.unit} (95 % CI {r.ba_bias_ci_low:.2f} to {r.ba_bias_ci_high:.2f}), "
+              f"SD {r.ba_sd:.2f}; limits of agreement {r.ba_loa_low:.2f} to {r.ba_loa_high:.2f} {args.unit}")
+        print(f"proportional bias: slope {r.ba_proportional_slope:.3f} of the difference on the mean (p = {r.ba_proportional_p:.2g})")
+    if args.plot:
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-calcinosis",
@@ -331,6 +365,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="carry on from the checkpoint beside --out")
     add_device(t)
     t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser("agreement", help="Spearman, Lin's CCC with 95 % CI and Bland-Altman for two columns of a CSV")
+    a.add_argument("csv")
+    a.add_argument("--x", required=True, help="first measurement column (differences are x - y)")
+    a.add_argument("--y", required=True, help="second measurement column")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.add_argument("--plot", help="write the scatter and Bland-Altman plots (PNG or SVG)")
+    a.add_argument("--unit", default="mm²", help="unit for labels (default mm²)")
+    a.set_defaults(func=cmd_agreement)
 
     s = sub.add_parser("sample", help="write synthetic phantoms as DICOM + windowed PNG with truth.csv and seeds.csv")
     s.add_argument("--out", required=True)

@@ -1,0 +1,184 @@
+"""Agreement statistics as reported in Chandrasekaran et al. 2021 (computed there in Stata).
+
+- Spearman's rank correlation with its p-value.
+- Lin's concordance correlation coefficient (Lin 1989) with a 95 % CI from Fisher's
+  z-transformation and Lin's asymptotic variance, with n - 2 in the denominator (as R
+  DescTools ``CCC(ci="z-transform")`` and epiR ``epi.ccc``).
+- Bland-Altman (Bland & Altman 1986, 1999): bias = mean of x - y, SD of the differences
+  (n - 1), limits of agreement bias +- 1.96 SD, confidence intervals of the bias and of each
+  limit (SE of a limit = sqrt(3 SD^2 / n), t with n - 1 degrees of freedom), and a
+  proportional-bias check (least-squares regression of the difference on the mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from ._errors import CalcinosisError
+
+__all__ = ["Agreement", "agreement", "lins_ccc", "bland_altman", "plot_agreement"]
+
+
+def _pairs(x, y) -> tuple[np.ndarray, np.ndarray, int]:
+    x = np.asarray(x, dtype=float).ravel()
+    y = np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise CalcinosisError(f"the two measurements have different lengths ({x.size} and {y.size}): they must be paired")
+    keep = np.isfinite(x) & np.isfinite(y)
+    dropped = int((~keep).sum())
+    x, y = x[keep], y[keep]
+    if x.size < 3:
+        raise CalcinosisError(
+            f"agreement needs at least 3 complete pairs; got {x.size} ({dropped} pair(s) with a missing value dropped)"
+        )
+    return x, y, dropped
+
+
+def lins_ccc(x, y, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Lin's concordance correlation coefficient and its CI (Fisher z, Lin's variance, n - 2).
+
+    Returns
+    -------
+    (ccc, ci_low, ci_high)
+    """
+    x, y, _ = _pairs(x, y)
+    n = x.size
+    mx, my = x.mean(), y.mean()
+    sx2, sy2 = x.var(), y.var()  # population (n) moments, as Lin (1989)
+    sxy = ((x - mx) * (y - my)).mean()
+    denom = sx2 + sy2 + (mx - my) ** 2
+    if denom == 0:
+        return 1.0, 1.0, 1.0  # identical constant measurements: perfect agreement, no spread
+    rho_c = 2 * sxy / denom
+    r = sxy / np.sqrt(sx2 * sy2) if sx2 > 0 and sy2 > 0 else 0.0
+    if rho_c >= 1.0 - 1e-12:
+        return 1.0, 1.0, 1.0  # every pair on the identity line
+    if r == 0:
+        return float(rho_c), float("nan"), float("nan")  # one measurement constant: no CI
+    u = (my - mx) / (sx2 * sy2) ** 0.25
+    var_rho = (
+        (1 - r**2) * rho_c**2 * (1 - rho_c**2) / r**2
+        + 2 * rho_c**3 * (1 - rho_c) * u**2 / r
+        - 0.5 * rho_c**4 * u**4 / r**2
+    ) / (n - 2)
+    se_z = np.sqrt(max(var_rho, 0.0)) / (1 - rho_c**2)
+    z = np.arctanh(rho_c)
+    q = sps.norm.ppf(0.5 + confidence / 2)
+    return float(rho_c), float(np.tanh(z - q * se_z)), float(np.tanh(z + q * se_z))
+
+
+def bland_altman(x, y, confidence: float = 0.95, multiplier: float = 1.96) -> dict:
+    """Bias, SD of the differences, limits of agreement and their CIs, proportional bias.
+
+    Differences are x - y. ``multiplier`` is 1.96 for 95 % limits (Bland & Altman 1986 used 2).
+    """
+    x, y, _ = _pairs(x, y)
+    n = x.size
+    d = x - y
+    mean_xy = (x + y) / 2
+    bias = float(d.mean())
+    sd = float(d.std(ddof=1))
+    t = sps.t.ppf(0.5 + confidence / 2, n - 1)
+    se_bias = sd / np.sqrt(n)
+    se_limit = np.sqrt(3 * sd**2 / n)  # Bland & Altman 1999, section 2.4
+    low, high = bias - multiplier * sd, bias + multiplier * sd
+    slope, intercept, _, p_slope, _ = sps.linregress(mean_xy, d) if np.ptp(mean_xy) > 0 else (0.0, bias, 0, 1.0, 0)
+    return {
+        "ba_bias": bias, "ba_sd": sd,
+        "ba_bias_ci_low": float(bias - t * se_bias), "ba_bias_ci_high": float(bias + t * se_bias),
+        "ba_loa_low": float(low), "ba_loa_high": float(high),
+        "ba_loa_low_ci_low": float(low - t * se_limit), "ba_loa_low_ci_high": float(low + t * se_limit),
+        "ba_loa_high_ci_low": float(high - t * se_limit), "ba_loa_high_ci_high": float(high + t * se_limit),
+        "ba_proportional_slope": float(slope), "ba_proportional_intercept": float(intercept),
+        "ba_proportional_p": float(p_slope),
+    }
+
+
+@dataclass
+class Agreement:
+    """Agreement between two paired measurements (x against y)."""
+
+    n: int
+    n_dropped: int
+    spearman_rho: float
+    spearman_p: float
+    pearson_r: float
+    ccc: float
+    ccc_ci_low: float
+    ccc_ci_high: float
+    ba_bias: float
+    ba_sd: float
+    ba_bias_ci_low: float
+    ba_bias_ci_high: float
+    ba_loa_low: float
+    ba_loa_high: float
+    ba_loa_low_ci_low: float
+    ba_loa_low_ci_high: float
+    ba_loa_high_ci_low: float
+    ba_loa_high_ci_high: float
+    ba_proportional_slope: float
+    ba_proportional_intercept: float
+    ba_proportional_p: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def agreement(x, y, confidence: float = 0.95) -> Agreement:
+    """All the paper's agreement statistics for paired measurements ``x`` and ``y``.
+
+    Pairs with a missing (NaN) value are dropped and counted in ``n_dropped``; fewer than 3
+    complete pairs raise :class:`CalcinosisError`.
+    """
+    xs, ys, dropped = _pairs(x, y)
+    with np.errstate(all="ignore"):
+        rho, p = sps.spearmanr(xs, ys)
+        pearson = float(np.corrcoef(xs, ys)[0, 1]) if xs.std() > 0 and ys.std() > 0 else float("nan")
+    ccc, lo, hi = lins_ccc(xs, ys, confidence)
+    return Agreement(n=int(xs.size), n_dropped=dropped, spearman_rho=float(rho), spearman_p=float(p), pearson_r=pearson,
+                     ccc=ccc, ccc_ci_low=lo, ccc_ci_high=hi, **bland_altman(xs, ys, confidence))
+
+
+def plot_agreement(x, y, path=None, *, x_label: str = "x", y_label: str = "y", unit: str = "mm²"):
+    """Scatter with the identity line (CCC in the legend) beside a Bland-Altman plot.
+
+    Saves to ``path`` (PNG or SVG by its suffix) when given; returns the matplotlib Figure.
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    xs, ys, _ = _pairs(x, y)
+    a = agreement(xs, ys)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.8))
+    lim = [min(xs.min(), ys.min()), max(xs.max(), ys.max())]
+    pad = 0.05 * (lim[1] - lim[0] or 1.0)
+    lim = [lim[0] - pad, lim[1] + pad]
+    ax1.plot(lim, lim, "k--", lw=1, label="identity")
+    ax1.scatter(xs, ys, s=18, alpha=0.8,
+                label=f"CCC {a.ccc:.3f} (95 % CI {a.ccc_ci_low:.3f}–{a.ccc_ci_high:.3f})\nSpearman ρ {a.spearman_rho:.3f}, n = {a.n}")
+    ax1.set_xlim(lim)
+    ax1.set_ylim(lim)
+    ax1.set_aspect("equal")
+    ax1.set_xlabel(f"{x_label} ({unit})")
+    ax1.set_ylabel(f"{y_label} ({unit})")
+    ax1.legend(loc="upper left", fontsize=8)
+    mean_xy, diff = (xs + ys) / 2, xs - ys
+    ax2.scatter(mean_xy, diff, s=18, alpha=0.8)
+    for value, style, text in ((a.ba_bias, "-", "bias"), (a.ba_loa_low, "--", "−1.96 SD"), (a.ba_loa_high, "--", "+1.96 SD")):
+        ax2.axhline(value, color="tab:red", ls=style, lw=1)
+        ax2.annotate(f"{text} {value:.2f}", (1.0, value), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                     fontsize=8, color="tab:red")
+    ax2.set_xlabel(f"mean of {x_label} and {y_label} ({unit})")
+    ax2.set_ylabel(f"{x_label} − {y_label} ({unit})")
+    ax2.set_title("Bland-Altman")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig

@@ -1,0 +1,98 @@
+"""Agreement statistics against a published worked example and edge cases."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_calcinosis import CalcinosisError
+from napari_calcinosis.stats import agreement, bland_altman, lins_ccc, plot_agreement
+
+# Bland JM, Altman DG. Statistical methods for assessing agreement between two methods of
+# clinical measurement. Lancet 1986;327:307-310, Table 1: peak expiratory flow rate (l/min) of
+# 17 subjects, first reading with the Wright peak flow meter and with the mini Wright meter.
+# Published: mean difference -2.1 l/min, SD of differences 38.8 l/min, limits of agreement
+# (mean +- 2 SD) -79.7 to 75.5 l/min.
+WRIGHT = [494, 395, 516, 434, 476, 557, 413, 442, 650, 433, 417, 656, 267, 478, 178, 423, 427]
+MINI = [512, 430, 520, 428, 500, 600, 364, 380, 658, 445, 432, 626, 260, 477, 259, 350, 451]
+
+
+def test_bland_altman_1986_worked_example():
+    ba = bland_altman(WRIGHT, MINI, multiplier=2.0)
+    assert round(ba["ba_bias"], 1) == -2.1
+    assert round(ba["ba_sd"], 1) == 38.8
+    # The paper computed the limits from the rounded mean and SD (-2.1 -+ 2 x 38.8): ours, from
+    # the unrounded ones (-79.65, 75.41), agree to the published precision of 0.1 l/min.
+    assert ba["ba_loa_low"] == pytest.approx(-79.7, abs=0.1)
+    assert ba["ba_loa_high"] == pytest.approx(75.5, abs=0.1)
+    # 95 % limits with 1.96 SD
+    a = agreement(WRIGHT, MINI)
+    assert a.ba_loa_low == pytest.approx(-2.1176 - 1.96 * 38.7651, abs=1e-3)
+    # CI of the bias: bias +- t(16) * SD / sqrt(n); of a limit: +- t(16) * sqrt(3 SD^2 / n) (1999)
+    t16 = 2.1199
+    assert a.ba_bias_ci_low == pytest.approx(-2.1176 - t16 * 38.7651 / np.sqrt(17), abs=1e-2)
+    assert a.ba_loa_high_ci_high - a.ba_loa_high == pytest.approx(t16 * np.sqrt(3 * 38.7651**2 / 17), abs=1e-2)
+
+
+def test_ccc_matches_its_definition_and_ci_brackets_it():
+    ccc, lo, hi = lins_ccc(WRIGHT, MINI)
+    x, y = np.array(WRIGHT, float), np.array(MINI, float)
+    by_hand = 2 * np.cov(x, y, bias=True)[0, 1] / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+    assert ccc == pytest.approx(by_hand, abs=1e-12)
+    assert lo < ccc < hi < 1.0
+    # the z-interval is symmetric on the arctanh scale
+    assert np.arctanh(ccc) - np.arctanh(lo) == pytest.approx(np.arctanh(hi) - np.arctanh(ccc), rel=1e-9)
+
+
+def test_perfect_agreement_and_constant_offset():
+    x = np.linspace(1, 40, 20)
+    a = agreement(x, x)
+    assert a.ccc == 1.0 and a.ba_bias == 0.0 and a.ba_sd == 0.0 and a.spearman_rho == pytest.approx(1.0)
+    b = agreement(x, x + 5.0)
+    assert b.spearman_rho == pytest.approx(1.0) and b.pearson_r == pytest.approx(1.0)
+    assert b.ccc < 1.0  # correlation is perfect, agreement is not
+    assert b.ba_bias == pytest.approx(-5.0) and b.ba_sd == pytest.approx(0.0, abs=1e-12)
+    assert b.ba_proportional_slope == pytest.approx(0.0, abs=1e-9)
+
+
+def test_proportional_bias_is_detected():
+    x = np.linspace(1, 50, 30)
+    a = agreement(x * 1.2, x)
+    assert a.ba_proportional_slope > 0.15 and a.ba_proportional_p < 1e-6
+
+
+def test_missing_pairs_dropped_and_counted_and_too_few_refused():
+    x = [1.0, 2.0, np.nan, 4.0, 5.0]
+    y = [1.1, np.nan, 3.0, 4.2, 4.9]
+    a = agreement(x, y)
+    assert a.n == 3 and a.n_dropped == 2
+    with pytest.raises(CalcinosisError, match="at least 3"):
+        agreement([1.0, 2.0], [1.0, 2.5])
+    with pytest.raises(CalcinosisError, match="different lengths"):
+        agreement([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+def test_agreement_cli_json_and_plot(tmp_path):
+    csv = tmp_path / "pefr.csv"
+    pd.DataFrame({"wright": WRIGHT, "mini": MINI}).to_csv(csv, index=False)
+    png = tmp_path / "agreement.png"
+    r = subprocess.run([sys.executable, "-m", "napari_calcinosis", "agreement", str(csv), "--x", "wright", "--y", "mini",
+                        "--json", "--plot", str(png)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for key in ("n", "spearman_rho", "spearman_p", "ccc", "ccc_ci_low", "ccc_ci_high", "ba_bias", "ba_sd",
+                "ba_loa_low", "ba_loa_high"):
+        assert key in out
+    assert out["n"] == 17 and round(out["ba_bias"], 1) == -2.1
+    assert png.stat().st_size > 10_000
+    r = subprocess.run([sys.executable, "-m", "napari_calcinosis", "agreement", str(csv), "--x", "wright", "--y", "nope"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no column 'nope'" in r.stderr
+
+
+def test_plot_svg(tmp_path):
+    plot_agreement(WRIGHT, MINI, tmp_path / "a.svg", x_label="Wright", y_label="mini", unit="l/min")
+    assert (tmp_path / "a.svg").read_text().startswith("<?xml")
