@@ -319,6 +319,18 @@ def cmd_agreement(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    from .validation import run_validation
+
+    bar = _Progress(args.n, "phantoms")
+    result = run_validation(args.n, args.seed, args.out, device=args.device, progress=lambda i, n: bar.update())
+    for name, a in result["stats"].items():
+        print(f"{name:32s} n={a.n:3d}  rho {a.spearman_rho:.3f}  CCC {a.ccc:.3f} ({a.ccc_ci_low:.3f}-{a.ccc_ci_high:.3f})  "
+              f"bias {a.ba_bias:+.2f} mm^2  LoA {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-calcinosis",
@@ -374,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--plot", help="write the scatter and Bland-Altman plots (PNG or SVG)")
     a.add_argument("--unit", default="mm²", help="unit for labels (default mm²)")
     a.set_defaults(func=cmd_agreement)
+
+    v = sub.add_parser("validate", help="the paper's validation study on phantoms: pipeline and simulated radiologists vs truth")
+    v.add_argument("--n", type=int, default=31, help="number of phantoms (the paper had 31 test images)")
+    v.add_argument("--seed", type=int, default=3_000_000, help="phantom seeds SEED..SEED+n-1 (training used 1,000,000+)")
+    v.add_argument("--out", default="calcinosis-validation", help="folder for report.md, lesions.csv and plots")
+    add_device(v)
+    v.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("sample", help="write synthetic phantoms as DICOM + windowed PNG with truth.csv and seeds.csv")
     s.add_argument("--out", required=True)
