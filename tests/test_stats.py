@@ -11,16 +11,8 @@ import pytest
 from napari_calcinosis import CalcinosisError
 from napari_calcinosis.stats import agreement, bland_altman, lins_ccc, plot_agreement
 
-# Bland JM, Altman DG. Statistical methods for assessing agreement between two methods of
-# clinical measurement. Lancet 1986;327:307-310, Table 1: peak expiratory flow rate (l/min) of
-# 17 subjects, first reading with the Wright peak flow meter and with the mini Wright meter.
-# Published: mean difference -2.1 l/min, SD of differences 38.8 l/min, limits of agreement
-# (mean +- 2 SD) -79.7 to 75.5 l/min.
-WRIGHT = [494, 395, 516, 434, 476, 557, 413, 442, 650, 433, 417, 656, 267, 478, 178, 423, 427]
-MINI = [512, 430, 520, 428, 500, 600, 364, 380, 658, 445, 432, 626, 260, 477, 259, 350, 451]
-
-
-def test_bland_altman_1986_worked_example():
+def test_bland_altman_1986_worked_example(pefr):
+    WRIGHT, MINI = pefr
     ba = bland_altman(WRIGHT, MINI, multiplier=2.0)
     assert round(ba["ba_bias"], 1) == -2.1
     assert round(ba["ba_sd"], 1) == 38.8
@@ -37,7 +29,8 @@ def test_bland_altman_1986_worked_example():
     assert a.ba_loa_high_ci_high - a.ba_loa_high == pytest.approx(t16 * np.sqrt(3 * 38.7651**2 / 17), abs=1e-2)
 
 
-def test_ccc_matches_its_definition_and_ci_brackets_it():
+def test_ccc_matches_its_definition_and_ci_brackets_it(pefr):
+    WRIGHT, MINI = pefr
     ccc, lo, hi = lins_ccc(WRIGHT, MINI)
     x, y = np.array(WRIGHT, float), np.array(MINI, float)
     by_hand = 2 * np.cov(x, y, bias=True)[0, 1] / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
@@ -75,7 +68,8 @@ def test_missing_pairs_dropped_and_counted_and_too_few_refused():
         agreement([1.0, 2.0, 3.0], [1.0, 2.0])
 
 
-def test_agreement_cli_json_and_plot(tmp_path):
+def test_agreement_cli_json_and_plot(tmp_path, pefr):
+    WRIGHT, MINI = pefr
     csv = tmp_path / "pefr.csv"
     pd.DataFrame({"wright": WRIGHT, "mini": MINI}).to_csv(csv, index=False)
     png = tmp_path / "agreement.png"
@@ -93,7 +87,8 @@ def test_agreement_cli_json_and_plot(tmp_path):
     assert r.returncode == 2 and "no column 'nope'" in r.stderr
 
 
-def test_plot_svg(tmp_path):
+def test_plot_svg(tmp_path, pefr):
+    WRIGHT, MINI = pefr
     plot_agreement(WRIGHT, MINI, tmp_path / "a.svg", x_label="Wright", y_label="mini", unit="l/min")
     assert (tmp_path / "a.svg").read_text().startswith("<?xml")
 

@@ -230,3 +230,30 @@ def test_segment_with_a_model_file(sample, tmp_path):
     (tmp_path / "broken.safetensors").write_bytes(b"no")
     w.model_file.value = tmp_path / "broken.safetensors"
     assert w.run() is None and w.status.value.startswith("error:")  # a clear message, no crash
+
+
+def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pefr):
+    from napari_calcinosis._widgets import AgreementWidget, QuantifyWidget
+
+    WRIGHT, MINI = pefr
+    viewer, image, *_ = sample
+    csv = tmp_path / "pefr.csv"
+    pd.DataFrame({"wright": WRIGHT, "mini": MINI, "note": ["a"] * 17}).to_csv(csv, index=False)
+    w = dock(viewer, AgreementWidget(viewer))
+    w.csv.value = csv
+    assert set(w.x.choices) == {"wright", "mini"}  # numeric columns only
+    w.x.value, w.y.value = "wright", "mini"
+    a = w.run()
+    assert a.n == 17 and round(a.ba_bias, 1) == -2.1
+    assert "Lin's CCC" in w.result.value and len(w.figure.axes) == 2
+
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = image, "cpu"
+    q.run()
+    w.csv.value = None
+    w.layer.value = viewer.layers["lesions"]
+    w.reset_choices()
+    w.x.value, w.y.value = "area_mm2", "ellipse_area_mm2"
+    a = w.run()
+    assert a.n == len(viewer.layers["lesions"].features)
+    screenshot(viewer, "widget_agreement")

@@ -105,7 +105,7 @@ def model_choices(*_):
 
 
 def _model_file_edit() -> FileEdit:
-    return FileEdit(label="or model file", mode="r", filter="*.safetensors", value="")
+    return FileEdit(label="or model file", mode="r", filter="*.safetensors", value=None, nullable=True)
 
 
 def _chosen_model(combo, file_edit) -> str:
@@ -480,5 +480,76 @@ class QuantifyWidget(_Widget):
             v.scale_bar.visible = True
             v.layers.selection.active = lesions
             return result
+
+        return self._run_safely(go)
+
+
+class AgreementWidget(_Widget):
+    """Agreement of two numeric columns (a lesion table or a CSV): statistics and both plots."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        import napari
+
+        self.layer = create_widget(annotation=napari.layers.Labels, label="lesion table of", options={"nullable": True})
+        self.csv = FileEdit(label="or CSV file", mode="r", filter="*.csv", value=None, nullable=True)
+        self.x = ComboBox(label="x", choices=self._columns)
+        self.y = ComboBox(label="y", choices=self._columns)
+        self.run_button = PushButton(text="Compute agreement")
+        self.result = Label(value="")
+        self.layer.changed.connect(self._reload)
+        self.csv.changed.connect(self._reload)
+        self.run_button.changed.connect(self.run)
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(7, 3.2))
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.extend([self.layer, self.csv, self.x, self.y, self.run_button, self.result, self.status])
+        self.canvas.setMinimumHeight(300)
+        self.native.layout().addWidget(self.canvas)
+
+    def table(self) -> pd.DataFrame:
+        path = self.csv.value
+        if path is not None and str(path) not in ("", ".") and Path(path).is_file():
+            try:
+                return pd.read_csv(path)
+            except Exception as exc:
+                raise CalcinosisError(f"could not read {path} as CSV: {exc}") from exc
+        layer = self.layer.value
+        if layer is not None and layer.features is not None and len(layer.features):
+            return layer.features
+        return pd.DataFrame()
+
+    def _columns(self, *_):
+        try:
+            table = self.table()
+        except CalcinosisError:
+            return []
+        return [c for c in table.columns if c != "index" and pd.api.types.is_numeric_dtype(table[c])]
+
+    def _reload(self, *_):
+        self.x.reset_choices()
+        self.y.reset_choices()
+
+    def run(self, *_):
+        from .stats import agreement, plot_agreement
+
+        def go():
+            table = self.table()
+            if self.x.value is None or self.y.value is None:
+                raise CalcinosisError("choose a lesion table or a CSV file, then the two columns to compare")
+            x, y = table[self.x.value], table[self.y.value]
+            a = agreement(x, y)
+            self.result.value = (
+                f"n = {a.n} ({a.n_dropped} dropped) · Spearman ρ {a.spearman_rho:.3f} (p {a.spearman_p:.2g})\n"
+                f"Lin's CCC {a.ccc:.3f} (95 % CI {a.ccc_ci_low:.3f}–{a.ccc_ci_high:.3f})\n"
+                f"bias {a.ba_bias:.2f} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f}) · "
+                f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}"
+            )
+            plot_agreement(x, y, x_label=self.x.value, y_label=self.y.value, unit="", figure=self.figure)
+            self.canvas.draw_idle()
+            self.status.value = ""
+            return a
 
         return self._run_safely(go)

@@ -142,20 +142,21 @@ def agreement(x, y, confidence: float = 0.95) -> Agreement:
                      ccc=ccc, ccc_ci_low=lo, ccc_ci_high=hi, **bland_altman(xs, ys, confidence))
 
 
-def plot_agreement(x, y, path=None, *, x_label: str = "x", y_label: str = "y", unit: str = "mm²"):
+def plot_agreement(x, y, path=None, *, x_label: str = "x", y_label: str = "y", unit: str = "mm²", figure=None):
     """Scatter with the identity line (CCC in the legend) beside a Bland-Altman plot.
 
-    Saves to ``path`` (PNG or SVG by its suffix) when given; returns the matplotlib Figure.
+    Draws into ``figure`` when given (e.g. a napari dock's canvas), else a new one; saves to
+    ``path`` (PNG or SVG by its suffix) when given; returns the matplotlib Figure.
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     xs, ys, _ = _pairs(x, y)
     a = agreement(xs, ys)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.8))
+    if figure is None:
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(11, 4.8))
+    fig = figure
+    fig.clear()
+    ax1, ax2 = fig.subplots(1, 2)
     lim = [min(xs.min(), ys.min()), max(xs.max(), ys.max())]
     pad = 0.05 * (lim[1] - lim[0] or 1.0)
     lim = [lim[0] - pad, lim[1] + pad]
@@ -165,8 +166,8 @@ def plot_agreement(x, y, path=None, *, x_label: str = "x", y_label: str = "y", u
     ax1.set_xlim(lim)
     ax1.set_ylim(lim)
     ax1.set_aspect("equal")
-    ax1.set_xlabel(f"{x_label} ({unit})")
-    ax1.set_ylabel(f"{y_label} ({unit})")
+    ax1.set_xlabel(f"{x_label} ({unit})" if unit else x_label)
+    ax1.set_ylabel(f"{y_label} ({unit})" if unit else y_label)
     ax1.legend(loc="upper left", fontsize=8)
     mean_xy, diff = (xs + ys) / 2, xs - ys
     ax2.scatter(mean_xy, diff, s=18, alpha=0.8)
@@ -174,11 +175,10 @@ def plot_agreement(x, y, path=None, *, x_label: str = "x", y_label: str = "y", u
         ax2.axhline(value, color="tab:red", ls=style, lw=1)
         ax2.annotate(f"{text} {value:.2f}", (1.0, value), xycoords=("axes fraction", "data"), ha="right", va="bottom",
                      fontsize=8, color="tab:red")
-    ax2.set_xlabel(f"mean of {x_label} and {y_label} ({unit})")
-    ax2.set_ylabel(f"{x_label} − {y_label} ({unit})")
+    ax2.set_xlabel(f"mean of {x_label} and {y_label}" + (f" ({unit})" if unit else ""))
+    ax2.set_ylabel(f"{x_label} − {y_label}" + (f" ({unit})" if unit else ""))
     ax2.set_title("Bland-Altman")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
-        plt.close(fig)
     return fig
