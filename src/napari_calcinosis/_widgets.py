@@ -129,15 +129,9 @@ def _follow_trained_models(model_combo) -> None:
 
 
 def device_choices(*_):
-    import torch
+    from ._train_widget import available_devices
 
-    out = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        out.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        out.append("mps")
-    return out
+    return available_devices()
 
 
 class _Widget(Container):
@@ -147,6 +141,25 @@ class _Widget(Container):
         self.status = Label(value="")
         # Layers carry scale = pixel spacing and units = mm, so the scale bar reads mm.
         viewer.scale_bar.visible = True
+
+    def _add_model_inputs(self) -> None:
+        """The image, model (bundled, trained here, or a file) and device inputs."""
+        import napari
+
+        self.image = create_widget(annotation=napari.layers.Image, label="image")
+        self.model = ComboBox(label="model", choices=model_choices)
+        self.model_file = _model_file_edit()
+        self.device = ComboBox(label="device", choices=device_choices)
+        _follow_trained_models(self.model)
+        self.extend([self.image, self.model, self.model_file, self.device])
+
+    def _model(self):
+        return get_model(_chosen_model(self.model, self.model_file), self.device.value)
+
+    def _image_or_hint(self):
+        if self.image.value is None:
+            self.status.value = "add an image first (File > Open, or File > Open Sample)"
+        return self.image.value
 
     def _run_safely(self, fn):
         try:
@@ -165,28 +178,21 @@ class SegmentWidget(_Widget):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        import napari
-
-        self.image = create_widget(annotation=napari.layers.Image, label="image")
-        self.model = ComboBox(label="model", choices=model_choices)
-        self.device = ComboBox(label="device", choices=device_choices)
-        self.model_file = _model_file_edit()
+        self._add_model_inputs()
         self.tta = CheckBox(label="flip test-time augmentation (4x slower)", value=False)
-        _follow_trained_models(self.model)
         self.run_button = PushButton(text="Segment phalanges")
         self.run_button.changed.connect(self.run)
-        self.extend([self.image, self.model, self.model_file, self.device, self.tta, self.run_button, self.status])
+        self.extend([self.tta, self.run_button, self.status])
 
     def run(self, *_):
         from .segment import segment_phalanges
 
-        layer = self.image.value
+        layer = self._image_or_hint()
         if layer is None:
-            self.status.value = "add an image first (File > Open, or File > Open Sample)"
             return None
 
         def go():
-            model = get_model(_chosen_model(self.model, self.model_file), self.device.value)
+            model = self._model()
             seg = segment_phalanges(np.asarray(layer.data, np.float32), model, spacing_mm=spacing_of(layer),
                                     device=self.device.value, tta=self.tta.value)
             out = put_labels(self.viewer, "bone", seg.bone_mask.astype(np.uint8), layer.scale[-2:], opacity=0.4)
@@ -430,25 +436,18 @@ class QuantifyWidget(_Widget):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        import napari
-
-        self.image = create_widget(annotation=napari.layers.Image, label="image")
-        self.model = ComboBox(label="model", choices=model_choices)
-        self.device = ComboBox(label="device", choices=device_choices)
-        self.model_file = _model_file_edit()
+        self._add_model_inputs()
         self.use_seeds = CheckBox(label="use the 'seeds' layer if it has points (else auto-seed)", value=True)
-        _follow_trained_models(self.model)
         self.run_button = PushButton(text="Quantify")
         self.run_button.changed.connect(self.run)
-        self.extend([self.image, self.model, self.model_file, self.device, self.use_seeds, self.run_button, self.status])
+        self.extend([self.use_seeds, self.run_button, self.status])
 
     def run(self, *_):
         from .io import CalcinosisImage
         from .pipeline import quantify
 
-        layer = self.image.value
+        layer = self._image_or_hint()
         if layer is None:
-            self.status.value = "add an image first (File > Open, or File > Open Sample)"
             return None
 
         def go():
@@ -460,7 +459,7 @@ class QuantifyWidget(_Widget):
             # A bone layer the user corrected is used as it is, not segmented again.
             bone = v.layers["bone"] if "bone" in v.layers else None
             bone_mask = np.asarray(bone.data) > 0 if bone is not None and bone.metadata.get(EDITED) else None
-            model = get_model(_chosen_model(self.model, self.model_file), self.device.value) if bone_mask is None else None
+            model = self._model() if bone_mask is None else None
             result = quantify(calc, seeds, model=model, bone_mask=bone_mask, device=self.device.value)
             scale = layer.scale[-2:]
             if bone_mask is None:
