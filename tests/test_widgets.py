@@ -47,6 +47,14 @@ def dock(viewer, widget):
     return widget
 
 
+def with_true_bone(viewer, widget, image, bone):
+    """Dock ``widget`` with the image and the sample's true bone as its inputs."""
+    bone_layer = viewer.add_labels(bone.astype(np.uint8), name="bone", scale=image.scale, units="mm")
+    dock(viewer, widget)
+    widget.image.value, widget.bone.value = image, bone_layer
+    return widget
+
+
 def test_sample_opens_with_scale_and_truth_layers(sample):
     viewer, image, bone, lesions, _, _ = sample
     assert image.data.shape == bone.shape
@@ -81,9 +89,7 @@ def test_subtract_widget_live_preview(sample):
     from napari_calcinosis._widgets import SubtractWidget
 
     viewer, image, bone, lesions, _, _ = sample
-    bone_layer = viewer.add_labels(bone.astype(np.uint8), name="bone", scale=image.scale, units="mm")
-    w = dock(viewer, SubtractWidget(viewer))
-    w.image.value, w.bone.value = image, bone_layer
+    w = with_true_bone(viewer, SubtractWidget(viewer), image, bone)
     out = w.run()
     cand = viewer.layers["calcification candidates"].data > 0
     assert out.name == "calcification candidates" and tuple(out.scale) == tuple(image.scale)
@@ -100,9 +106,7 @@ def test_grow_widget_regrows_as_seeds_are_added(sample):
     from napari_calcinosis._widgets import GrowWidget
 
     viewer, image, bone, lesions, seeds, areas = sample
-    bone_layer = viewer.add_labels(bone.astype(np.uint8), name="bone", scale=image.scale, units="mm")
-    w = dock(viewer, GrowWidget(viewer))
-    w.image.value, w.bone.value = image, bone_layer
+    w = with_true_bone(viewer, GrowWidget(viewer), image, bone)
     points = w.start_seeding()
     assert points.mode == "add" and tuple(points.scale) == tuple(image.scale)
     points.add(seeds[0])  # as a click would
@@ -124,9 +128,7 @@ def test_auto_seed_fills_points_from_candidates(sample):
     from napari_calcinosis._widgets import GrowWidget
 
     viewer, image, bone, lesions, seeds, _ = sample
-    bone_layer = viewer.add_labels(bone.astype(np.uint8), name="bone", scale=image.scale, units="mm")
-    w = dock(viewer, GrowWidget(viewer))
-    w.image.value, w.bone.value = image, bone_layer
+    w = with_true_bone(viewer, GrowWidget(viewer), image, bone)
     points = w.auto_seed()
     assert len(points.data) >= len(seeds)
     grown = viewer.layers["lesions"].data

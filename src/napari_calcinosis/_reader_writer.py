@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import CalcinosisError
+from .io import _one_line
 
 __all__ = ["get_dicom_reader", "write_lesions_csv"]
 
@@ -188,7 +189,7 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
         table.to_csv(out, index=False)
     except OSError as exc:
         raise CalcinosisError(
-            f"{out}: cannot write the lesion table ({' '.join(str(exc).split())}); check that "
+            f"{out}: cannot write the lesion table ({_one_line(exc)}); check that "
             "the folder exists and is writable"
         ) from exc
     return [str(out)]
