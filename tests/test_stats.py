@@ -1,4 +1,4 @@
-"""Agreement statistics against a published worked example and edge cases."""
+"""Agreement statistics against published worked examples and edge cases."""
 
 import json
 import subprocess
@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from napari_calcinosis import CalcinosisError
 from napari_calcinosis.stats import agreement, bland_altman, lins_ccc, plot_agreement
@@ -27,6 +28,34 @@ def test_bland_altman_1986_worked_example(pefr):
     t16 = 2.1199
     assert a.ba_bias_ci_low == pytest.approx(-2.1176 - t16 * 38.7651 / np.sqrt(17), abs=1e-2)
     assert a.ba_loa_high_ci_high - a.ba_loa_high == pytest.approx(t16 * np.sqrt(3 * 38.7651**2 / 17), abs=1e-2)
+
+
+# Caldwell AR. SimplyAgree: Flexible and Robust Agreement and Reliability Analyses, R package
+# (Caldwell 2022, J Open Source Softw 7(71):4148, doi:10.21105/joss.04148), vignette "Agreement
+# Tests", section "Simple Agreement / agree_test" (https://aaroncaldwell.us/SimplyAgree/articles/
+# agree_tests.html; also on CRAN as vignettes/agree_tests.html, versions dated 2022-12-14 to
+# 2024-03-21 and 0.3.0 print the same figures). Data: the package's `reps` data set (from Zou 2013),
+# columns x and y, 20 rows of which 2 have y missing; `agree_test(x = reps$x, y = reps$y,
+# agree.level = .8)` keeps the 18 complete pairs. Printed: "Bias 0.4383 -0.1669 1.0436 0.95",
+# "Lower LoA -1.1214", "Upper LoA 1.9980" (80 % limits) and "CCC: 0.4791, 95% C.I. [0.1276, 0.7237]".
+# SimplyAgree's CCC interval is Lin's z-transform with n - 2 (R/other_functions.R, ccc.xy), as ours.
+REPS_X = [7.83, 7.42, 7.89, 7.12, 7.88, 6.16, 7.26, 6.71, 6.54, 4.75,
+          5.24, 4.86, 4.78, 6.05, 5.42, 4.21, 3.61, 3.72, 3.87, 3.92]
+REPS_Y = [6.57, 5.62, 6.90, 6.57, np.nan, 4.06, 4.29, 4.26, np.nan, 4.71,
+          5.50, 5.08, 5.02, 6.01, 5.67, 4.14, 4.20, 4.61, 4.68, 5.04]
+
+
+def test_lins_ccc_published_worked_example():
+    ccc, lo, hi = lins_ccc(REPS_X, REPS_Y)
+    assert (round(ccc, 4), round(lo, 4), round(hi, 4)) == (0.4791, 0.1276, 0.7237)
+    a = agreement(REPS_X, REPS_Y)
+    assert a.n == 18 and a.n_dropped == 2  # complete cases only, as R's complete.cases()
+    assert (round(a.ccc, 4), round(a.ccc_ci_low, 4), round(a.ccc_ci_high, 4)) == (0.4791, 0.1276, 0.7237)
+    # the Bland-Altman part of the same printout: bias x - y with its 95 % t interval, and the
+    # 80 % limits of agreement (bias -+ z(0.90) SD)
+    assert (round(a.ba_bias, 4), round(a.ba_bias_ci_low, 4), round(a.ba_bias_ci_high, 4)) == (0.4383, -0.1669, 1.0436)
+    ba80 = bland_altman(REPS_X, REPS_Y, multiplier=float(sps.norm.ppf(0.90)))
+    assert (round(ba80["ba_loa_low"], 4), round(ba80["ba_loa_high"], 4)) == (-1.1214, 1.9980)
 
 
 def test_ccc_matches_its_definition_and_ci_brackets_it(pefr):
