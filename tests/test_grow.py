@@ -424,3 +424,41 @@ def test_growth_stops_at_the_bone_margin_on_a_synthetic_image():
     assert not region[bone].any()
     assert region[20:36, 20:35].mean() > 0.8
     assert region.sum() < 16 * 16 * 1.3
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_region_grow_equals_skimage_flood_on_a_fixed_interval(connectivity):
+    from skimage.segmentation import flood
+
+    from napari_calcinosis.grow import region_grow
+
+    p = make_phantom(11, spacing_mm=0.15)
+    lower, upper = 200.0, 1200.0
+    inside = (p.image_hu >= lower) & (p.image_hu <= upper)
+    seeds = [tuple(s) for s in p.seeds] + [(0, 0), (p.image_hu.shape[0] - 1, p.image_hu.shape[1] // 2)]
+    for seed in seeds:
+        ours = region_grow(p.image_hu, seed, lower, upper, connectivity=connectivity)
+        ref = flood(inside.view(np.uint8), tuple(seed), connectivity=1 if connectivity == 4 else 2) & inside[tuple(seed)]
+        assert np.array_equal(ours, ref), seed
+    # a region larger than the first window (the bone) is followed to its end
+    bright = p.image_hu >= lower
+    comp, _ = ndi.label(bright)
+    bone_seed = tuple(np.argwhere(comp == np.bincount(comp.ravel())[1:].argmax() + 1)[0])
+    big = region_grow(p.image_hu, bone_seed, lower, np.inf, connectivity=connectivity)
+    assert big.sum() > 33 * 33  # larger than the first window
+    assert np.array_equal(big, flood(bright.view(np.uint8), bone_seed, connectivity=1 if connectivity == 4 else 2))
+    with pytest.raises(CalcinosisError, match="outside"):
+        region_grow(p.image_hu, (-1, 3), lower, upper)
+
+
+def test_region_grow_matches_simpleitk_connected_threshold():
+    sitk = pytest.importorskip("SimpleITK")
+    from napari_calcinosis.grow import region_grow
+
+    p = make_phantom(12)
+    image = sitk.GetImageFromArray(p.image_hu.astype(np.float32))
+    for seed in p.seeds:
+        ref = sitk.GetArrayFromImage(
+            sitk.ConnectedThreshold(image, seedList=[(int(seed[1]), int(seed[0]))], lower=150.0, upper=3000.0)
+        ).astype(bool)
+        assert np.array_equal(region_grow(p.image_hu, seed, 150.0, 3000.0), ref)

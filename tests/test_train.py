@@ -113,3 +113,51 @@ def test_cuda_bf16_training_step(tmp_path, pairs):
     model = load_model(tmp_path / "g.safetensors", device="cuda")
     seg = segment_phalanges(pairs[0][0], model, spacing_mm=pairs[0][2], device="cuda")
     assert seg.bone_mask.shape == pairs[0][0].shape
+
+
+def _bone_agreement(x, y, spec):
+    """Of the target's bone pixels, the fraction the (augmented) image shows brighter than 150 HU."""
+    level = (150.0 - (spec["window_level_hu"] - spec["window_width_hu"] / 2)) / spec["window_width_hu"] * 2 - 1
+    x, y = np.asarray(x), np.asarray(y) > 0.5
+    return float((x[y] > level).mean()), float(y.mean())
+
+
+def test_device_augmentation_matches_the_cpu_path(pairs):
+    import torch
+
+    from napari_calcinosis._augment_torch import augment_batch, to_device_dataset
+
+    samples = [TrainingSample(*p) for p in pairs]
+    gen = torch.Generator("cpu")
+    gen.manual_seed(0)
+    x, y = augment_batch(to_device_dataset(samples, "cpu"), 64, 96, DEFAULT_INPUT, gen)
+    assert x.shape == y.shape == (64, 1, 96, 96)
+    assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
+    assert set(np.unique(y.numpy())) <= {0.0, 1.0}
+    rng = np.random.default_rng(0)
+    cpu = [augment(samples[i % 3], rng, 96, DEFAULT_INPUT) for i in range(64)]
+    on_device = _bone_agreement(x.numpy(), y.numpy(), DEFAULT_INPUT)
+    on_cpu = _bone_agreement([c[0] for c in cpu], [c[1] for c in cpu], DEFAULT_INPUT)
+    # the target sits on the bone in both paths, and crops centre on bone as often
+    assert on_device[0] > 0.9 and on_cpu[0] > 0.9
+    assert abs(on_device[1] - on_cpu[1]) < 0.1
+
+
+def test_training_with_device_augmentation_resumes(tmp_path, pairs):
+    out = tmp_path / "d.safetensors"
+    r1 = train_segmenter(out, samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64, device="cpu",
+                         augment_on="device")
+    assert r1.epochs_done == 1 and r1.elapsed_s > 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert "on the device" in card["training"]["augmentation"]
+    r2 = train_segmenter(out, samples=pairs, epochs=3, steps_per_epoch=2, batch_size=2, crop_px=64, device="cpu",
+                         augment_on="device", resume=True, val_every=2)
+    assert [h["epoch"] for h in r2.history] == [1, 2, 3]  # validated at 2 and at the last epoch
+    with pytest.raises(CalcinosisError, match="augment_on"):
+        train_segmenter(out, samples=pairs, epochs=1, device="cpu", augment_on="gpu")
+
+
+def test_stop_at_val_dice(tmp_path, pairs):
+    r = train_segmenter(tmp_path / "s.safetensors", samples=pairs, epochs=5, steps_per_epoch=1, batch_size=2,
+                        crop_px=64, device="cpu", stop_at_val_dice=0.0)
+    assert r.epochs_done == 1 and not r.cancelled

@@ -246,7 +246,8 @@ def cmd_train(args) -> int:
         args.out, images_dir=args.images, masks_dir=args.masks, pixel_size_mm=args.pixel_size,
         n_phantoms=args.phantoms, n_val=args.val_phantoms, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, steps_per_epoch=args.steps_per_epoch, device=args.device, resume=args.resume,
-        init_model=args.init, seed=args.seed, progress=progress, command=command,
+        init_model=args.init, seed=args.seed, progress=progress, command=command, crop_px=args.crop_px,
+        val_every=args.val_every, stop_at_val_dice=args.stop_at_dice,
     )
     print(f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}; model written to {result.model_path}")
     return 0
@@ -375,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init", help="fine-tune from this .safetensors model (e.g. the bundled one)")
     t.add_argument("--resume", action="store_true", help="carry on from the checkpoint beside --out")
+    t.add_argument("--crop-px", type=int, default=192, help="training crop side in pixels at 0.25 mm (default 192 = 48 mm)")
+    t.add_argument("--val-every", type=int, default=1, metavar="EPOCHS", help="validate every this many epochs (default 1)")
+    t.add_argument("--stop-at-dice", type=float, default=None, metavar="DICE",
+                   help="stop once the validation Dice reaches this value, e.g. 0.98")
     add_device(t)
     t.set_defaults(func=cmd_train)
 

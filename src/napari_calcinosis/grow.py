@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
-from skimage.segmentation import flood
 
 from ._errors import CalcinosisError
 from .subtract import (
@@ -35,7 +34,7 @@ from .subtract import (
     subtract_bone,
 )
 
-__all__ = ["GrowResult", "grow_lesions", "SEED_STATUSES", "DEFAULT_MIN_AREA_MM2"]
+__all__ = ["GrowResult", "grow_lesions", "region_grow", "SEED_STATUSES", "DEFAULT_MIN_AREA_MM2"]
 
 SEED_STATUSES = {
     "ok": "deposit grown from this seed",
@@ -233,20 +232,23 @@ def grow_lesions(
             level = background + fraction * (peak - background)
             if work[start] < level:  # a noisy start pixel: take the brightest one in reach
                 start = tuple(int(v) for v in pts[np.argmax(work[pts[:, 0], pts[:, 1]])])
-            region = _flood(allowed & (work >= level), start, structure)
+            region = _flood_where(lambda win, lv=level: allowed[win] & (work[win] >= lv), work.shape, start, structure)
+            box = _bbox(region)
             # The interior is taken with a fixed 3x3 erosion so that the level does not depend
             # on the growth connectivity.
-            interior = ndi.binary_erosion(region, structure=np.ones((3, 3), bool))
+            interior = ndi.binary_erosion(region[box], structure=np.ones((3, 3), bool))
             if interior.sum() < 9:
                 break
-            plateau = max(float(np.median(smooth[interior])), background + min_contrast_hu)
+            plateau = max(float(np.median(smooth[box][interior])), background + min_contrast_hu)
             if abs(plateau - peak) < 0.02 * (peak - background):
                 break
             peak = plateau
             # Start the second pass inside the body, so a raised level cannot strand the start.
-            idx = np.flatnonzero(interior)
-            start = tuple(int(v) for v in np.unravel_index(idx[np.argmax(work.ravel()[idx])], region.shape))
-        region = ndi.binary_fill_holes(region)
+            ir, ic = np.nonzero(interior)
+            k = np.argmax(work[box][ir, ic])
+            start = (int(ir[k]) + box[0].start, int(ic[k]) + box[1].start)
+        box = _bbox(region)
+        region[box] = ndi.binary_fill_holes(region[box])
         # Give back the ring next to the bone straight behind a deposit that touches it: a ring
         # pixel joins when the nearest pixel outside the ring belongs to the deposit. No level
         # test there: at the contact a pixel mixes bone and deposit, and the halo subtracted
@@ -256,27 +258,101 @@ def grow_lesions(
             if joins.any():
                 extra = np.zeros_like(region)
                 extra[ring_r[joins], ring_c[joins]] = True
-                region = _flood(region | extra, start, structure)
+                grown = region | extra
+                region = _flood_where(lambda win: grown[win], grown.shape, start, structure)
         # The clicked pixel itself belongs to the deposit when it sits in the ring beside it.
         if not region[r, c] and edge_ring[r, c] and region[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].any():
             region[r, c] = True
-        overlap = labels[region]
+        box = _bbox(region)
+        overlap = labels[box][region[box]]
         overlap = overlap[overlap > 0]
         if overlap.size:
             row.update(status="duplicate_seed", lesion_id=int(np.bincount(overlap).argmax()), level_hu=level)
             continue
-        labels[region] = next_id
+        labels[box][region[box]] = next_id
         row.update(status="ok", lesion_id=next_id, peak_hu=peak, level_hu=level)
         next_id += 1
     table = pd.DataFrame(rows, columns=["seed_row", "seed_col", "lesion_id", "status", "peak_hu", "background_hu", "level_hu"])
     return GrowResult(lesion_labels=labels, seeds=table)
 
 
-def _flood(mask: np.ndarray, start, structure) -> np.ndarray:
-    """The connected component of ``mask`` containing ``start`` (just ``start`` if not in it)."""
-    if not mask[start]:
-        out = np.zeros_like(mask)
-        out[start] = True
-        return out
-    connectivity = 1 if structure.sum() == 5 else 2
-    return flood(mask.view(np.uint8), start, connectivity=connectivity)
+def region_grow(image, seed, lower, upper=np.inf, *, connectivity: int = 4) -> np.ndarray:
+    """The pixels connected to ``seed`` whose values lie in ``[lower, upper]``.
+
+    The fixed-interval region growing of ITK's ``ConnectedThreshold`` and of
+    ``skimage.segmentation.flood`` on a thresholded image, with the same result; it looks only
+    at a window around the seed, doubled until the region no longer touches its edge, so a
+    small deposit costs microseconds whatever the size of the image.
+
+    Parameters
+    ----------
+    image : ndarray, (rows, cols)
+    seed : (row, col)
+        In pixels.
+    lower, upper : float
+        The interval, inclusive, in the image's unit (HU).
+    connectivity : {4, 8}
+
+    Returns
+    -------
+    ndarray of bool
+        Empty when the seed's own value is outside the interval.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise CalcinosisError(f"region growing needs a 2-D image, got shape {image.shape}")
+    if connectivity not in (4, 8):
+        raise CalcinosisError(f"connectivity must be 4 or 8, got {connectivity}")
+    r, c = (int(round(float(v))) for v in seed)
+    if not (0 <= r < image.shape[0] and 0 <= c < image.shape[1]):
+        raise CalcinosisError(f"seed ({r}, {c}) lies outside the {image.shape[0]}x{image.shape[1]} image")
+    if not lower <= image[r, c] <= upper:
+        return np.zeros(image.shape, bool)
+    structure = ndi.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    return _flood_where(lambda win: (image[win] >= lower) & (image[win] <= upper), image.shape, (r, c), structure)
+
+
+def _bbox(mask: np.ndarray, pad: int = 1) -> tuple[slice, slice]:
+    """The bounding box of ``mask``'s True pixels, ``pad`` pixels wider, clipped to the image."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    return (
+        slice(max(rows[0] - pad, 0), min(rows[-1] + pad + 1, mask.shape[0])),
+        slice(max(cols[0] - pad, 0), min(cols[-1] + pad + 1, mask.shape[1])),
+    )
+
+
+def _flood_where(predicate, shape, start, structure, half_px: int = 16) -> np.ndarray:
+    """The connected component containing ``start`` of the pixels where ``predicate`` holds.
+
+    ``predicate(window)`` gives the bool mask of a window ``(row_slice, col_slice)``. Only a
+    window around ``start`` is examined, doubled until the component does not reach its edge
+    (or the window is the whole image). When ``start`` itself fails, the result is ``start``
+    alone, so that a seed always keeps its pixel.
+    """
+    out = np.zeros(shape, bool)
+    while True:
+        win = (
+            slice(max(start[0] - half_px, 0), min(start[0] + half_px + 1, shape[0])),
+            slice(max(start[1] - half_px, 0), min(start[1] + half_px + 1, shape[1])),
+        )
+        local = predicate(win)
+        at = (start[0] - win[0].start, start[1] - win[1].start)
+        if not local[at]:
+            out[start] = True
+            return out
+        labels, _ = ndi.label(local, structure=structure)
+        comp = labels == labels[at]
+        whole = win[0].start == 0 and win[1].start == 0 and win[0].stop == shape[0] and win[1].stop == shape[1]
+        reaches_edge = (
+            (win[0].start > 0 and comp[0].any())
+            or (win[0].stop < shape[0] and comp[-1].any())
+            or (win[1].start > 0 and comp[:, 0].any())
+            or (win[1].stop < shape[1] and comp[:, -1].any())
+        )
+        if whole or not reaches_edge:
+            out[win] = comp
+            return out
+        half_px *= 2

@@ -78,6 +78,7 @@ class TrainResult:
     cancelled: bool
     history: list = field(default_factory=list)
     device: str = ""
+    elapsed_s: float = float("nan")
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,6 +245,9 @@ def train_segmenter(
     device: str = "auto",
     resume: bool = False,
     init_model=None,
+    val_every: int = 1,
+    stop_at_val_dice: float | None = None,
+    augment_on: str = "auto",
     seed: int = 0,
     progress: Callable[[TrainProgress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
@@ -274,6 +278,14 @@ def train_segmenter(
         Carry on from the checkpoint beside ``out``.
     init_model : PhalanxModel or path, optional
         Fine-tune from these weights instead of starting from scratch (e.g. the bundled model).
+    val_every : int
+        Validate (and keep the best weights) every this many epochs and after the last.
+    stop_at_val_dice : float, optional
+        Stop as soon as the validation Dice reaches this value (e.g. 0.98).
+    augment_on : str
+        ``"auto"``: on a CUDA device the images are copied to the GPU once and augmented there
+        in batches (:mod:`napari_calcinosis._augment_torch`); elsewhere each crop is made with
+        NumPy/SciPy. ``"device"`` or ``"cpu"`` forces one of the two.
     progress : callable, optional
         Called with a :class:`TrainProgress` after each step and each validation.
     should_cancel : callable, optional
@@ -285,6 +297,7 @@ def train_segmenter(
     """
     import torch
 
+    t_start = time.monotonic()
     out = Path(out)
     if out.suffix != ".safetensors":
         out = out.with_suffix(".safetensors")
@@ -368,6 +381,20 @@ def train_segmenter(
             )
 
     spec = model.input
+    if augment_on not in ("auto", "device", "cpu"):
+        raise CalcinosisError(f"augment_on must be auto, device or cpu, got {augment_on!r}")
+    on_device = augment_on == "device" or (augment_on == "auto" and dev.type == "cuda")
+    gen = None
+    if on_device:
+        from ._augment_torch import augment_batch, to_device_dataset
+
+        device_data = to_device_dataset(train, dev, seed)
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(seed)
+        if resume and ckpt.get("torch_rng") is not None:
+            gen.set_state(ckpt["torch_rng"].cpu())
+    # cuDNN's autotuner would stall the first steps of every new crop size for seconds.
+    torch.backends.cudnn.benchmark = False
     card_training = {
         "data": data_desc,
         "n_train": len(train),
@@ -380,7 +407,8 @@ def train_segmenter(
         "optimizer": "AdamW(weight_decay=1e-4), 5 % warm-up then cosine decay",
         "loss": "binary cross-entropy + soft Dice",
         "augmentation": "any rotation, flips, scale 0.8-1.25 around the working spacing, HU gain 0.85-1.15 and offset +-50 HU, "
-        "Gaussian blur 0.3-1 px (p=0.3), noise 5-40 HU (p=0.6), gamma (p=0.3), 8-bit quantisation (p=0.3)",
+        "Gaussian blur 0.3-1 px (p=0.3), noise 5-40 HU (p=0.6), gamma (p=0.3), 8-bit quantisation (p=0.3)"
+        + (", made in batches on the device" if on_device else ""),
         "seed": seed,
         "device": str(dev),
         "command": command,
@@ -391,7 +419,23 @@ def train_segmenter(
         inter = (p * target).sum(dim=(1, 2, 3))
         return 1.0 - ((2 * inter + 1.0) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1.0)).mean()
 
+    def save_checkpoint(epoch_index: int) -> None:
+        nonlocal last_ckpt_t
+        torch.save(
+            {
+                "network": net.state_dict(), "optimizer": opt.state_dict(),
+                "rng": rng.bit_generator.state, "torch_rng": gen.get_state() if gen is not None else None,
+                "epoch": epoch_index + 1, "step": step, "epochs": epochs,
+                "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+                "best_val_dice": best_dice, "best_epoch": best_epoch, "history": history,
+            },
+            ckpt_path,
+        )
+        last_ckpt_t = time.monotonic()
+
     t0 = time.monotonic()
+    last_ckpt_t = t0
+    last_loss = float("nan")
     steps_this_run = 0
     was_cancelled = False
     epoch = start_epoch
@@ -402,9 +446,13 @@ def train_segmenter(
             if cancelled():
                 was_cancelled = True
                 break
-            batch = [augment(train[rng.integers(len(train))], rng, crop_px, spec) for _ in range(batch_size)]
-            x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(dev)
-            y = torch.from_numpy(np.stack([b[1] for b in batch])[:, None]).to(dev)
+            if on_device:
+                with torch.no_grad():
+                    x, y = augment_batch(device_data, batch_size, crop_px, spec, gen)
+            else:
+                batch = [augment(train[rng.integers(len(train))], rng, crop_px, spec) for _ in range(batch_size)]
+                x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(dev)
+                y = torch.from_numpy(np.stack([b[1] for b in batch])[:, None]).to(dev)
             if dev.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -420,19 +468,32 @@ def train_segmenter(
             opt.step()
             step += 1
             steps_this_run += 1
-            losses.append(loss.item())
+            losses.append(loss.detach())
+            # Reading the loss waits for the GPU; on CUDA do it every few steps so that the
+            # next steps are queued while this one runs.
+            if dev.type != "cuda" or steps_this_run % 10 == 0:
+                last_loss = losses[-1].item()
             rate = (time.monotonic() - t0) / steps_this_run
             report(
                 TrainProgress(
-                    "train", step, total_steps, epoch + 1, epochs, loss=losses[-1],
+                    "train", step, total_steps, epoch + 1, epochs, loss=last_loss,
                     best_val_dice=best_dice, eta_s=rate * (total_steps - step), device=str(dev),
                 )
             )
         if was_cancelled and not losses:
             break
+        epoch_loss = float(torch.stack(losses).float().mean().item())
+        if (epoch + 1) % max(1, int(val_every)) and epoch + 1 < epochs and not was_cancelled:
+            # Not a validation epoch; still checkpoint now and then so that little is lost.
+            if time.monotonic() - last_ckpt_t > 30.0:
+                save_checkpoint(epoch)
+            continue
         net.eval()
         val_dice = float(np.mean(evaluate(model, val)))
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val_dice})
+        history.append(
+            {"epoch": epoch + 1, "step": step, "loss": epoch_loss, "val_dice": val_dice,
+             "elapsed_s": round(time.monotonic() - t_start, 3)}
+        )
         if val_dice > best_dice:
             best_dice, best_epoch = val_dice, epoch + 1
             save_model(
@@ -442,23 +503,17 @@ def train_segmenter(
                     "validation": {"dice_mean": best_dice, "n_images": len(val), "epoch": best_epoch},
                 },
             )
-        torch.save(
-            {
-                "network": net.state_dict(), "optimizer": opt.state_dict(),
-                "rng": rng.bit_generator.state, "epoch": epoch + 1, "step": step, "epochs": epochs,
-                "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-                "best_val_dice": best_dice, "best_epoch": best_epoch, "history": history,
-            },
-            ckpt_path,
-        )
+        save_checkpoint(epoch)
         rate = (time.monotonic() - t0) / max(steps_this_run, 1)
         report(
             TrainProgress(
-                "validate", step, total_steps, epoch + 1, epochs, loss=float(np.mean(losses)), val_dice=val_dice,
+                "validate", step, total_steps, epoch + 1, epochs, loss=epoch_loss, val_dice=val_dice,
                 best_val_dice=best_dice, eta_s=rate * (total_steps - step), device=str(dev),
             )
         )
         if was_cancelled:
+            break
+        if stop_at_val_dice is not None and val_dice >= stop_at_val_dice:
             break
     done_epochs = history[-1]["epoch"] if history else start_epoch
     report(
@@ -469,5 +524,5 @@ def train_segmenter(
     )
     return TrainResult(
         model_path=out, best_val_dice=best_dice, best_epoch=best_epoch, epochs_done=done_epochs,
-        cancelled=was_cancelled, history=history, device=str(dev),
+        cancelled=was_cancelled, history=history, device=str(dev), elapsed_s=time.monotonic() - t_start,
     )
