@@ -324,35 +324,34 @@ def _bbox(mask: np.ndarray, pad: int = 1) -> tuple[slice, slice]:
     )
 
 
-def _flood_where(predicate, shape, start, structure, half_px: int = 16) -> np.ndarray:
+def _flood_where(predicate, shape, start, structure, half_px: int = 8) -> np.ndarray:
     """The connected component containing ``start`` of the pixels where ``predicate`` holds.
 
     ``predicate(window)`` gives the bool mask of a window ``(row_slice, col_slice)``. Only a
-    window around ``start`` is examined, doubled until the component does not reach its edge
-    (or the window is the whole image). When ``start`` itself fails, the result is ``start``
-    alone, so that a seed always keeps its pixel.
+    window around ``start`` is examined; each side the component reaches is pushed out by twice
+    the window's size, until no side is reached (or the image border is), so a long bone costs a
+    long narrow window rather than the whole image. When ``start`` itself fails, the result
+    is ``start`` alone, so that a seed always keeps its pixel.
     """
     out = np.zeros(shape, bool)
+    r0, r1 = max(start[0] - half_px, 0), min(start[0] + half_px + 1, shape[0])
+    c0, c1 = max(start[1] - half_px, 0), min(start[1] + half_px + 1, shape[1])
     while True:
-        win = (
-            slice(max(start[0] - half_px, 0), min(start[0] + half_px + 1, shape[0])),
-            slice(max(start[1] - half_px, 0), min(start[1] + half_px + 1, shape[1])),
-        )
+        win = (slice(r0, r1), slice(c0, c1))
         local = predicate(win)
-        at = (start[0] - win[0].start, start[1] - win[1].start)
+        at = (start[0] - r0, start[1] - c0)
         if not local[at]:
             out[start] = True
             return out
         labels, _ = ndi.label(local, structure=structure)
         comp = labels == labels[at]
-        whole = win[0].start == 0 and win[1].start == 0 and win[0].stop == shape[0] and win[1].stop == shape[1]
-        reaches_edge = (
-            (win[0].start > 0 and comp[0].any())
-            or (win[0].stop < shape[0] and comp[-1].any())
-            or (win[1].start > 0 and comp[:, 0].any())
-            or (win[1].stop < shape[1] and comp[:, -1].any())
-        )
-        if whole or not reaches_edge:
+        h, w = r1 - r0, c1 - c0
+        grow_up, grow_down = r0 > 0 and comp[0].any(), r1 < shape[0] and comp[-1].any()
+        grow_left, grow_right = c0 > 0 and comp[:, 0].any(), c1 < shape[1] and comp[:, -1].any()
+        if not (grow_up or grow_down or grow_left or grow_right):
             out[win] = comp
             return out
-        half_px *= 2
+        r0 = max(r0 - 2 * h, 0) if grow_up else r0
+        r1 = min(r1 + 2 * h, shape[0]) if grow_down else r1
+        c0 = max(c0 - 2 * w, 0) if grow_left else c0
+        c1 = min(c1 + 2 * w, shape[1]) if grow_right else c1

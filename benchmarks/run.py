@@ -1,0 +1,508 @@
+"""Speed benchmarks: training, inference, region growing and the whole ``quantify``.
+
+One command, on whatever machine it runs on (CUDA parts run when a GPU is present)::
+
+    python benchmarks/run.py                      # everything, prints a table, writes JSON
+    python benchmarks/run.py --only grow quantify # some sections
+    python benchmarks/run.py --quick              # a smoke run (minutes on a laptop)
+
+Sections
+--------
+grow       ms/seed of fixed-interval region growing: ours (``grow.region_grow``), SimpleITK
+           ``ConnectedThreshold`` and ``skimage.segmentation.flood``, same images, same
+           interval; the masks must be identical. Also the half-maximum ``grow_lesions``.
+quantify   seconds per 512x512 image of ``quantify`` (model loaded once), peak memory.
+infer      U-Net inference ms/image at 512x512, batch 1 and batched, CPU and CUDA.
+train      training throughput (images/s) and the wall-clock time to a bone Dice >= 0.98 on
+           phantoms never trained on, CPU and CUDA; on CUDA also the paper's workload
+           (120 images of 512x512, 500 epochs).
+
+The time-to-Dice runs start a fresh process per run, so CUDA start-up is part of the time: the
+clock starts when ``train_segmenter`` is called with the images in memory (the user has pressed
+Train) and stops at the first validation that reaches the target. Phantoms are generated
+beforehand and that time is reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+TARGET_DICE = 0.98
+# Phantom seed blocks: training 1,000,000+ and validation 2,000,000+ as the shipped model;
+# the test phantoms that the time-to-Dice figures are checked on come from a block neither used.
+TEST_SEED_OFFSET = 5_000_000
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _machine() -> dict:
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            info["cpu"] = names[0]
+    except OSError:
+        pass
+    return info
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _square(p, size: int = 512):
+    """A phantom padded (edge values) to ``size`` x ``size`` pixels."""
+    h, w = p.image_hu.shape
+    pad = ((0, size - h), (0, size - w))
+    return np.pad(p.image_hu, pad, mode="edge"), np.pad(p.bone_mask, pad, mode="edge")
+
+
+def _phantoms(seeds, max_size_px=560, workers=None):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from napari_calcinosis.train import _phantom_sample
+
+    workers = workers or max(1, min(16, os.cpu_count() or 1))
+    if workers == 1 or len(seeds) < 4:
+        return [_phantom_sample(s) for s in seeds]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_phantom_sample, seeds, chunksize=max(1, len(seeds) // (4 * workers))))
+
+
+def _timeit(fn, repeat: int) -> float:
+    """Seconds per call: the best of ``repeat`` rounds of a few calls."""
+    fn()
+    best = math.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# grow
+
+
+def bench_grow(quick: bool) -> dict:
+    from skimage.segmentation import flood
+
+    from napari_calcinosis import make_phantom
+    from napari_calcinosis.grow import grow_lesions, region_grow
+
+    try:
+        import SimpleITK as sitk
+    except ImportError:
+        sitk = None
+    lower, upper = 200.0, 3000.0
+    n_images = 3 if quick else 10
+    rows = {"ours_region_grow": 0.0, "skimage_flood": 0.0, "simpleitk_connected_threshold": 0.0, "grow_lesions_half_max": 0.0}
+    n_seeds = 0
+    identical = True
+    for seed in range(7, 7 + n_images):
+        p = make_phantom(seed, max_size_px=512, spacing_mm=0.25)
+        image, bone = _square(p)
+        seeds = [tuple(int(v) for v in s) for s in p.seeds]
+        n_seeds += len(seeds)
+        sitk_image = sitk.GetImageFromArray(image) if sitk else None
+        for s in seeds:
+            ours = region_grow(image, s, lower, upper)
+            inside = (image >= lower) & (image <= upper)
+            # flood fills the seed's own value: when the seed is outside the interval, nothing
+            ref = flood(inside.view(np.uint8), s, connectivity=1).astype(bool) & inside[s]
+            identical &= bool(np.array_equal(ours, ref))
+            rows["ours_region_grow"] += _timeit(lambda: region_grow(image, s, lower, upper), 5)
+            rows["skimage_flood"] += _timeit(
+                lambda: flood(((image >= lower) & (image <= upper)).view(np.uint8), s, connectivity=1), 5
+            )
+            if sitk:
+                def run_sitk():
+                    return sitk.ConnectedThreshold(sitk_image, seedList=[(s[1], s[0])], lower=lower, upper=upper)
+
+                identical &= bool(np.array_equal(sitk.GetArrayFromImage(run_sitk()).astype(bool), ours))
+                rows["simpleitk_connected_threshold"] += _timeit(run_sitk, 5)
+        rows["grow_lesions_half_max"] += _timeit(lambda: grow_lesions(image, bone, 0.25, seeds), 2)
+    out = {k: 1000.0 * v / n_seeds for k, v in rows.items()}
+    if not sitk:
+        out.pop("simpleitk_connected_threshold")
+    out.update(
+        n_images=n_images, n_seeds=n_seeds, image_px="512x512", interval_hu=[lower, upper], masks_identical=identical,
+        simpleitk_available=sitk is not None,
+    )
+    if sitk:
+        out["ratio_simpleitk_over_ours"] = out["simpleitk_connected_threshold"] / out["ours_region_grow"]
+    out["ratio_skimage_over_ours"] = out["skimage_flood"] / out["ours_region_grow"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# quantify
+
+
+def bench_quantify(quick: bool, device: str) -> dict:
+    from napari_calcinosis import load_model, make_phantom, quantify
+    from napari_calcinosis.io import CalcinosisImage
+
+    model = load_model(device=device)
+    times = []
+    n = 3 if quick else 10
+    for seed in range(7, 7 + n):
+        p = make_phantom(seed, max_size_px=512, spacing_mm=0.25)
+        image, _ = _square(p)
+        img = CalcinosisImage(image.astype(np.float32), (0.25, 0.25))
+        quantify(img, seeds=p.seeds, model=model, device=device)  # warm
+        t = time.perf_counter()
+        quantify(img, seeds=p.seeds, model=model, device=device)
+        times.append(time.perf_counter() - t)
+    return {
+        "s_per_image_median": float(np.median(times)), "s_per_image_max": float(np.max(times)), "n_images": n,
+        "image_px": "512x512", "device": device, "peak_rss_mb_so_far": _peak_rss_mb(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# inference
+
+
+def bench_infer(quick: bool, device: str) -> dict:
+    import torch
+
+    from napari_calcinosis import load_model, segment_phalanges
+
+    model = load_model(device=device)
+    net = model.network.eval()
+    dev = model.device
+    rng = np.random.default_rng(0)
+    image = rng.normal(40, 30, (512, 512)).astype(np.float32)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def forward(batch):
+        x = torch.from_numpy(rng.uniform(-1, 1, (batch, 1, 512, 512)).astype(np.float32)).to(dev)
+        with torch.inference_mode():
+            if dev.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    net(x)
+            else:
+                net(x)
+        sync()
+
+    out = {"device": str(dev)}
+    repeat = 2 if quick else 5
+    out["segment_phalanges_ms_batch1"] = 1000 * _timeit(lambda: segment_phalanges(image, model, spacing_mm=0.25, device=str(dev)), repeat)
+    out["network_ms_per_image_batch1"] = 1000 * _timeit(lambda: forward(1), repeat)
+    batch = 32 if dev.type == "cuda" else 8
+    out[f"network_ms_per_image_batch{batch}"] = 1000 * _timeit(lambda: forward(batch), repeat) / batch
+    out["batch"] = batch
+    if dev.type == "cuda":
+        out["cuda_peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# train
+
+
+def bench_throughput(device: str, crop_px: int, batch: int, steps: int) -> dict:
+    """Training images/s in steady state (after a few warm-up steps), on device-made crops."""
+    import torch
+
+    from napari_calcinosis._augment_torch import augment_batch, to_device_dataset
+    from napari_calcinosis.segment import DEFAULT_INPUT, new_model, select_device
+    from napari_calcinosis.train import TrainingSample, augment
+
+    dev = select_device(device)
+    samples = [TrainingSample(s.pixels_hu, s.bone_mask, s.spacing_mm) for s in _phantoms(range(1_000_000, 1_000_008), workers=1)]
+    net = new_model().network.to(dev).train()
+    if dev.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    on_device = dev.type == "cuda"
+    if on_device:
+        data = to_device_dataset(samples, dev)
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(0)
+    rng = np.random.default_rng(0)
+
+    def step():
+        if on_device:
+            with torch.no_grad():
+                x, y = augment_batch(data, batch, crop_px, DEFAULT_INPUT, gen)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                logits = net(x)
+            logits = logits.float()
+        else:
+            b = [augment(samples[rng.integers(len(samples))], rng, crop_px, DEFAULT_INPUT) for _ in range(batch)]
+            x = torch.from_numpy(np.stack([v[0] for v in b])[:, None])
+            y = torch.from_numpy(np.stack([v[1] for v in b])[:, None])
+            logits = net(x)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t
+    return {"crop_px": crop_px, "batch": batch, "steps": steps, "images_per_s": steps * batch / dt, "s_per_step": dt / steps,
+            "augmentation": "on device" if on_device else "NumPy/SciPy on CPU"}
+
+
+def _cache_phantoms(path: Path, n_train: int, n_val: int, n_test: int) -> float:
+    from napari_calcinosis.train import TRAIN_SEED_OFFSET, VAL_SEED_OFFSET
+
+    t = time.perf_counter()
+    blocks = {
+        "train": range(TRAIN_SEED_OFFSET, TRAIN_SEED_OFFSET + n_train),
+        "val": range(VAL_SEED_OFFSET, VAL_SEED_OFFSET + n_val),
+        "test": range(TEST_SEED_OFFSET, TEST_SEED_OFFSET + n_test),
+    }
+    arrays = {}
+    for name, seeds in blocks.items():
+        for i, s in enumerate(_phantoms(list(seeds))):
+            arrays[f"{name}_{i}_hu"] = s.pixels_hu
+            arrays[f"{name}_{i}_bone"] = s.bone_mask
+            arrays[f"{name}_{i}_spacing"] = np.asarray(s.spacing_mm)
+    np.savez(path, **arrays)
+    return time.perf_counter() - t
+
+
+def _load_cached(path: Path, block: str):
+    from napari_calcinosis.train import TrainingSample
+
+    z = np.load(path)
+    n = len([k for k in z.files if k.startswith(block + "_") and k.endswith("_hu")])
+    return [TrainingSample(z[f"{block}_{i}_hu"], z[f"{block}_{i}_bone"], tuple(z[f"{block}_{i}_spacing"]), f"{block}-{i}") for i in range(n)]
+
+
+def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s: float) -> dict:
+    """One time-to-Dice run; meant to run in a fresh process (see ``--worker``)."""
+    t_process = time.monotonic()
+    import torch  # noqa: F401  (imported before the clock: napari has it loaded when Train is pressed)
+
+    from napari_calcinosis.train import evaluate, train_segmenter
+
+    train = _load_cached(Path(cache), "train")[: config.get("n_train", 10**9)]
+    val = _load_cached(Path(cache), "val")
+    test = _load_cached(Path(cache), "test")
+    deadline = {}
+
+    def should_cancel():
+        return time.monotonic() > deadline["t"]
+
+    t0 = time.monotonic()
+    deadline["t"] = t0 + limit_s
+    result = train_segmenter(
+        Path(out_dir) / f"bench-{config['name']}.safetensors", samples=train, val_samples=val, device=device,
+        epochs=config["epochs"], steps_per_epoch=config["steps_per_epoch"], batch_size=config["batch"],
+        crop_px=config["crop_px"], learning_rate=config["lr"], val_every=config.get("val_every", 1),
+        stop_at_val_dice=config.get("stop_at", TARGET_DICE), should_cancel=should_cancel, seed=config.get("seed", 0),
+    )
+    wall = time.monotonic() - t0
+    reached = [h for h in result.history if h["val_dice"] >= config.get("stop_at", TARGET_DICE)]
+    from napari_calcinosis import load_model
+
+    model = load_model(result.model_path, device=device)
+    test_dice = evaluate(model, test)
+    return {
+        "config": config, "device": result.device, "n_train_images": len(train), "n_val": len(val), "n_test": len(test),
+        "wall_s": wall, "process_s": time.monotonic() - t_process,
+        "time_to_target_s": reached[0]["elapsed_s"] if reached else None,
+        "step_at_target": reached[0]["step"] if reached else None,
+        "best_val_dice": result.best_val_dice, "test_dice_mean": float(np.mean(test_dice)),
+        "test_dice_min": float(np.min(test_dice)), "history": result.history, "cancelled_at_limit": result.cancelled,
+    }
+
+
+def _run_worker(args_list, timeout_s) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(args_list)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+CPU_TARGET = {"name": "cpu", "epochs": 60, "steps_per_epoch": 10, "batch": 8, "crop_px": 192, "lr": 3e-3}
+CUDA_TARGETS = [
+    {"name": "cuda-b32-c256", "epochs": 40, "steps_per_epoch": 20, "batch": 32, "crop_px": 256, "lr": 4e-3},
+    {"name": "cuda-b64-c192", "epochs": 40, "steps_per_epoch": 20, "batch": 64, "crop_px": 192, "lr": 5e-3},
+]
+# The paper: 120 images, 500 epochs. At 512x512 crops and batch 16 an epoch is 8 steps.
+PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 8, "batch": 16, "crop_px": 512, "lr": 2e-3,
+                  "val_every": 100, "stop_at": 2.0}
+
+
+def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper: bool) -> dict:
+    import torch
+
+    out = {}
+    cuda = device != "cpu" and torch.cuda.is_available()
+    dev = "cuda" if cuda else "cpu"
+    out["throughput"] = [bench_throughput(dev, 256, 32 if cuda else 8, 30 if cuda else (3 if quick else 10))]
+    if cuda:
+        out["throughput"].append(bench_throughput(dev, 512, 16, 30))
+    cache = work / "phantoms.npz"
+    n_train = 8 if quick else (120 if cuda else 40)
+    out["phantom_generation_s"] = _cache_phantoms(cache, n_train, 4 if quick else 8, 4 if quick else 16)
+    out["n_train_phantoms"] = n_train
+    configs = CUDA_TARGETS if cuda else [CPU_TARGET]
+    if quick:
+        configs = [{**configs[0], "epochs": 2, "steps_per_epoch": 2}]
+    limit = 60.0 if cuda else limit_cpu_s
+    out["time_to_dice"] = [
+        _run_worker(["target", str(cache), dev, c, str(work), limit], timeout_s=limit + 600) for c in configs
+    ]
+    if cuda and paper:
+        out["paper_workload"] = _run_worker(["target", str(cache), dev, PAPER_WORKLOAD, str(work), 300.0], timeout_s=900)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def _table(results: dict) -> str:
+    lines = ["| measure | value |", "| --- | --- |"]
+
+    def row(k, v):
+        lines.append(f"| {k} | {v} |")
+
+    g = results.get("grow")
+    if g:
+        row("region growing, ours (ms/seed)", f"{g['ours_region_grow']:.3f}")
+        if "simpleitk_connected_threshold" in g:
+            row("SimpleITK ConnectedThreshold (ms/seed)", f"{g['simpleitk_connected_threshold']:.3f} (x{g['ratio_simpleitk_over_ours']:.1f} ours)")
+        row("skimage flood (ms/seed)", f"{g['skimage_flood']:.3f} (x{g['ratio_skimage_over_ours']:.1f} ours)")
+        row("masks identical", g["masks_identical"])
+        row("grow_lesions, half-maximum (ms/seed)", f"{g['grow_lesions_half_max']:.2f}")
+    q = results.get("quantify")
+    if q:
+        row(f"quantify per 512² image ({q['device']}, s)", f"{q['s_per_image_median']:.3f} median, {q['s_per_image_max']:.3f} max")
+        row("peak memory (RSS, MB)", f"{q['peak_rss_mb_so_far']:.0f}")
+    i = results.get("infer")
+    if i:
+        for k, v in i.items():
+            if k.endswith("_ms") or "_ms_" in k:
+                row(f"inference {k} ({i['device']})", f"{v:.1f}")
+    t = results.get("train")
+    if t:
+        for th in t["throughput"]:
+            row(f"training images/s, {th['crop_px']}² crops, batch {th['batch']}", f"{th['images_per_s']:.1f}")
+        for r in t["time_to_dice"]:
+            if "error" in r:
+                row("time to Dice ≥ 0.98", "error: " + r["error"].strip().splitlines()[-1])
+                continue
+            ttt = r["time_to_target_s"]
+            row(
+                f"time to val Dice ≥ 0.98 ({r['config']['name']}, {r['device']})",
+                (f"{ttt:.1f} s (step {r['step_at_target']})" if ttt is not None else f"not reached in {r['wall_s']:.0f} s")
+                + f"; test Dice {r['test_dice_mean']:.3f} (min {r['test_dice_min']:.3f}, {r['n_test']} unseen)",
+            )
+        p = t.get("paper_workload")
+        if p and "error" not in p:
+            row("paper workload 120 × 512², 500 epochs (s)", f"{p['wall_s']:.1f}; test Dice {p['test_dice_mean']:.3f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="*", choices=["grow", "quantify", "infer", "train"], default=None)
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda (CUDA sections run only with a GPU)")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: few images, few steps")
+    ap.add_argument("--cpu-train-limit-s", type=float, default=300.0, help="CPU time-to-Dice budget (default 5 min)")
+    ap.add_argument("--paper-workload", action="store_true", help="also run 120 x 512², 500 epochs (CUDA only)")
+    ap.add_argument("--json", default=None, help="where to write the results (default benchmarks/results-<host>.json)")
+    ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        kind, *rest = json.loads(args.worker)
+        assert kind == "target"
+        print(json.dumps(train_to_target(*rest)))
+        return 0
+
+    import tempfile
+
+    import torch
+
+    sections = args.only or ["grow", "quantify", "infer", "train"]
+    cuda = args.device != "cpu" and torch.cuda.is_available()
+    results = {"machine": _machine(), "date": time.strftime("%Y-%m-%d"), "quick": args.quick}
+    work = Path(args.work or tempfile.mkdtemp(prefix="calcinosis-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    json_path = Path(args.json or HERE / f"results-{platform.node() or 'machine'}.json")
+
+    def save():
+        json_path.write_text(json.dumps(results, indent=1, default=str))
+
+    for name in sections:
+        t = time.perf_counter()
+        print(f"[{name}] ...", file=sys.stderr, flush=True)
+        try:
+            if name == "grow":
+                results["grow"] = bench_grow(args.quick)
+            elif name == "quantify":
+                results["quantify"] = bench_quantify(args.quick, "cpu")
+                if cuda:
+                    results["quantify_cuda"] = bench_quantify(args.quick, "cuda")
+            elif name == "infer":
+                results["infer"] = bench_infer(args.quick, "cpu")
+                if cuda:
+                    results["infer_cuda"] = bench_infer(args.quick, "cuda")
+            elif name == "train":
+                results["train"] = bench_train(
+                    args.quick, "cuda" if cuda else "cpu", work, args.cpu_train_limit_s, args.paper_workload
+                )
+        except Exception as exc:  # a failed section is reported, the others still run
+            import traceback
+
+            results[name + "_error"] = traceback.format_exc()
+            print(f"[{name}] failed: {exc}", file=sys.stderr, flush=True)
+        print(f"[{name}] {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+        save()
+    print(_table(results))
+    for key in ("quantify_cuda", "infer_cuda"):
+        if key in results:
+            print(_table({key.split("_")[0]: results[key]}).split("\n", 2)[2])
+    print(f"\nresults written to {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
