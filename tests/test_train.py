@@ -110,6 +110,11 @@ def test_cuda_bf16_training_step(tmp_path, pairs):
     r = train_segmenter(tmp_path / "g.safetensors", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2,
                         crop_px=64, device="cuda")
     assert r.device.startswith("cuda") and np.isfinite(r.history[0]["loss"])
+    card = json.loads((tmp_path / "g.json").read_text())
+    assert "on the device" in card["training"]["augmentation"]  # crops made on the GPU
+    r2 = train_segmenter(tmp_path / "g.safetensors", samples=pairs, epochs=2, steps_per_epoch=2, batch_size=2,
+                         crop_px=64, device="cuda", resume=True)
+    assert r2.epochs_done == 2 and r2.history[0] == r.history[0]
     model = load_model(tmp_path / "g.safetensors", device="cuda")
     seg = segment_phalanges(pairs[0][0], model, spacing_mm=pairs[0][2], device="cuda")
     assert seg.bone_mask.shape == pairs[0][0].shape
