@@ -166,3 +166,18 @@ def test_stop_at_val_dice(tmp_path, pairs):
     r = train_segmenter(tmp_path / "s.safetensors", samples=pairs, epochs=5, steps_per_epoch=1, batch_size=2,
                         crop_px=64, device="cpu", stop_at_val_dice=0.0)
     assert r.epochs_done == 1 and not r.cancelled
+
+
+def test_device_validation_agrees_with_the_user_path():
+    from napari_calcinosis._augment_torch import DeviceValidator
+    from napari_calcinosis.train import evaluate
+
+    model = load_model(device="cpu")
+    val = []
+    for seed in (105, 106, 107):
+        p = make_phantom(seed, max_size_px=300)
+        val.append(TrainingSample(p.image_hu, p.bone_mask, p.spacing_mm))
+    on_device = DeviceValidator(val, model.input, "cpu")(model.network)
+    through_segment = evaluate(model, val)
+    assert np.allclose(on_device, through_segment, atol=0.01)
+    assert min(on_device) > 0.95
