@@ -21,6 +21,7 @@ from napari_calcinosis.io import (
     MAX_FIELD_OF_VIEW_MM,
     MAX_IMAGE_PIXELS,
     MIN_IMAGE_SIDE_PX,
+    atomic_output,
     check_measurable,
     write_dicom,
     write_windowed_png,
@@ -233,3 +234,87 @@ def test_seeds_that_are_not_row_col_pairs_are_refused(phantom, seeds, words):
     message = _error_of(grow_lesions, phantom.image_hu, phantom.bone_mask, phantom.spacing_mm, seeds)
     for word in words:
         assert word in message
+
+
+# ---- atomic outputs ------------------------------------------------------------------
+
+
+def test_atomic_output_replaces_the_file_in_one_step(tmp_path):
+    out = tmp_path / "table.csv"
+    out.write_text("old\n")
+    with atomic_output(out) as temporary:
+        assert temporary.parent == tmp_path and temporary.suffix == ".csv" and temporary != out
+        temporary.write_text("new\n")
+        assert out.read_text() == "old\n"  # nothing visible until the block ends
+    assert out.read_text() == "new\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+@pytest.mark.parametrize("error", [OSError("No space left on device"), KeyboardInterrupt()])
+def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path, error):
+    out = tmp_path / "table.csv"
+    out.write_text("old\n")
+    with pytest.raises((CalcinosisError, KeyboardInterrupt)) as info:
+        with atomic_output(out) as temporary:
+            temporary.write_text("half a ta")
+            raise error
+    assert out.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+    if isinstance(error, OSError):
+        assert "table.csv: cannot be written (No space left on device)" in str(info.value)
+
+
+def test_atomic_output_can_refuse_to_overwrite(tmp_path):
+    out = tmp_path / "table.csv"
+    out.write_text("old\n")
+    message = _error_of(atomic_output(out, overwrite=False).__enter__)
+    assert "table.csv: already exists" in message and "--overwrite" in message
+    assert out.read_text() == "old\n"
+
+
+def test_a_missing_folder_is_reported_not_raised_as_oserror(tmp_path):
+    message = _error_of(write_windowed_png, tmp_path / "nowhere" / "ramp.png", _ramp_hu())
+    assert "ramp.png: cannot be written" in message and "folder exists" in message
+
+
+@pytest.mark.parametrize("writer", ["dicom", "png"])
+def test_image_writers_are_atomic(tmp_path, monkeypatch, writer):
+    out = tmp_path / f"slice.{'dcm' if writer == 'dicom' else 'png'}"
+    out.write_bytes(b"the previous export")
+
+    def fail_halfway(self, path, *args, **kwargs):
+        open(path, "wb").write(b"\0" * 100)
+        raise OSError("disk full")
+
+    if writer == "dicom":
+        monkeypatch.setattr(pydicom.dataset.Dataset, "save_as", fail_halfway)
+        call = write_dicom
+    else:
+        monkeypatch.setattr(Image.Image, "save", fail_halfway)
+        call = write_windowed_png
+    args = (out, _ramp_hu(), 0.2) if writer == "dicom" else (out, _ramp_hu())
+    assert "disk full" in _error_of(call, *args)
+    assert out.read_bytes() == b"the previous export"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+    assert "already exists" in _error_of(call, *args, overwrite=False)
+
+
+def test_napari_csv_writer_is_atomic(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from napari_calcinosis._reader_writer import write_lesions_csv
+
+    out = tmp_path / "lesions.csv"
+    out.write_text("lesion_id,area_mm2\n1,4.2\n")
+    labels = np.zeros((20, 20), np.int32)
+    labels[5:9, 5:9] = 1
+
+    def fail_halfway(self, path, *args, **kwargs):
+        open(path, "w").write("lesion_id,ar")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fail_halfway)
+    message = _error_of(write_lesions_csv, str(out), labels, {"scale": (0.25, 0.25)})
+    assert "lesions.csv: cannot be written (disk full)" in message
+    assert out.read_text() == "lesion_id,area_mm2\n1,4.2\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["lesions.csv"]

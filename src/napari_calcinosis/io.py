@@ -16,12 +16,15 @@ U-Net's input normalisation (:func:`hu_to_window_unit`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import numbers
+import os
 import re
+import secrets
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,7 @@ __all__ = [
     "MIN_IMAGE_SIDE_PX",
     "MAX_FIELD_OF_VIEW_MM",
     "CalcinosisImage",
+    "atomic_output",
     "check_measurable",
     "hu_to_window_unit",
     "window_unit_to_hu",
@@ -1002,6 +1006,59 @@ def _read_pillow_values(path: Path, fmt: str) -> tuple[np.ndarray, int | None, s
 # --------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def atomic_output(path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Write a file all at once: yield a temporary path beside ``path``, then rename it onto ``path``.
+
+    The caller writes the temporary file (same folder, same suffix, so writers that pick the
+    format from the suffix still work). When the ``with`` block ends, the file is flushed to
+    disk and renamed onto ``path`` in one step (:func:`os.replace`): ``path`` never holds half a
+    file, and a write that fails or is interrupted leaves an existing ``path`` as it was and no
+    temporary file behind.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file; its folder must exist.
+    overwrite : bool
+        When False, refuse if ``path`` already exists.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary file to write.
+
+    Raises
+    ------
+    CalcinosisError
+        If ``path`` exists and ``overwrite`` is False, or the file cannot be written (missing or
+        read-only folder, full disk).
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise CalcinosisError(
+            f"{path}: already exists; pass overwrite=True (CLI: --overwrite) to replace it, "
+            "or choose another output"
+        )
+    # A hidden name with a random part: two runs writing the same output cannot collide.
+    temporary = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
+    try:
+        yield temporary
+        # Flushed before the rename, so a crash just after it cannot leave an empty file
+        # under the final name (file systems may write the rename before the data).
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise CalcinosisError(
+            f"{path}: cannot be written ({_one_line(exc)}); check that the folder exists and is "
+            "writable, and that the disk has room"
+        ) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+
+
 def _checked_pixels_hu(pixels_hu) -> np.ndarray:
     pixels_hu = np.asarray(pixels_hu, dtype=np.float64)
     if pixels_hu.ndim != 2:
@@ -1021,6 +1078,8 @@ def write_dicom(
     window_width_hu: float = WINDOW_WIDTH_HU,
     patient_id: str = "PHANTOM",
     description: str = "",
+    *,
+    overwrite: bool = True,
 ) -> Path:
     """Write one slice as a CT Image Storage DICOM file.
 
@@ -1042,6 +1101,9 @@ def write_dicom(
         Written as PatientID and PatientName.
     description : str
         Written as SeriesDescription.
+    overwrite : bool
+        When False, refuse to replace an existing file.  The file is written atomically
+        (:func:`atomic_output`).
 
     Returns
     -------
@@ -1122,13 +1184,8 @@ def write_dicom(
     ds.RescaleType = "HU"
     ds.PixelData = stored.tobytes()
 
-    try:
-        ds.save_as(path, enforce_file_format=True)
-    except OSError as exc:
-        raise CalcinosisError(
-            f"{path}: cannot write the DICOM file ({_one_line(exc)}); check that the folder "
-            "exists and is writable"
-        ) from exc
+    with atomic_output(path, overwrite=overwrite) as temporary:
+        ds.save_as(temporary, enforce_file_format=True)
     return path
 
 
@@ -1137,6 +1194,8 @@ def write_windowed_png(
     pixels_hu: np.ndarray,
     window_level_hu: float = WINDOW_LEVEL_HU,
     window_width_hu: float = WINDOW_WIDTH_HU,
+    *,
+    overwrite: bool = True,
 ) -> Path:
     """Write an 8-bit grey PNG through a window, like the paper's JPEG exports.
 
@@ -1151,6 +1210,9 @@ def write_windowed_png(
         2-D image in HU.
     window_level_hu, window_width_hu : float
         The export window in HU.
+    overwrite : bool
+        When False, refuse to replace an existing file.  The file is written atomically
+        (:func:`atomic_output`).
 
     Returns
     -------
@@ -1162,11 +1224,6 @@ def write_windowed_png(
     path = Path(path)
     pixels_hu = _checked_pixels_hu(pixels_hu)
     grey = np.round(hu_to_window_unit(pixels_hu, window_level_hu, window_width_hu) * 255.0)
-    try:
-        Image.fromarray(grey.astype(np.uint8)).save(path, format="PNG")
-    except OSError as exc:
-        raise CalcinosisError(
-            f"{path}: cannot write the PNG file ({_one_line(exc)}); check that the folder "
-            "exists and is writable"
-        ) from exc
+    with atomic_output(path, overwrite=overwrite) as temporary:
+        Image.fromarray(grey.astype(np.uint8)).save(temporary, format="PNG")
     return path
