@@ -634,7 +634,15 @@ def _decode_dicom_pixels(ds, path: Path) -> np.ndarray:
         ) from exc
 
 
-def _read_dicom(
+def _read_dicom(path: Path, *args, **kwargs) -> CalcinosisImage:
+    # pydicom warns about every header value that breaks its VR's format (a bad date, a letter
+    # in a number); the ones the image depends on become one CalcinosisError instead.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Invalid value for VR", category=UserWarning)
+        return _read_dicom_quietly(path, *args, **kwargs)
+
+
+def _read_dicom_quietly(
     path: Path,
     user_spacing_mm: tuple[float, float] | None,
     level_hu: float,
