@@ -318,3 +318,208 @@ def test_napari_csv_writer_is_atomic(tmp_path, monkeypatch):
     assert "lesions.csv: cannot be written (disk full)" in message
     assert out.read_text() == "lesion_id,area_mm2\n1,4.2\n"
     assert [p.name for p in tmp_path.iterdir()] == ["lesions.csv"]
+
+
+# ---- the command line: batches, seeds files, outputs ---------------------------------
+
+
+@pytest.fixture
+def fake_pipeline(monkeypatch):
+    """The CLI with the U-Net and the pipeline stubbed: these tests are about the batch, not the method."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from napari_calcinosis import pipeline, segment
+
+    calls = {"load_model": 0, "images": []}
+
+    def load_model(*args, **kwargs):
+        calls["load_model"] += 1
+        return "model"
+
+    def fake_quantify(image, seeds, **kwargs):
+        calls["images"].append(image.name)
+        check_measurable(image)
+        if image.name == "crash":
+            raise RuntimeError("something unforeseen")
+        seeds = seeds or [(10.0, 10.0)]
+        table = pd.DataFrame({
+            "image": image.name, "lesion_id": np.arange(1, len(seeds) + 1), "seed_row": [s[0] for s in seeds],
+            "seed_col": [s[1] for s in seeds], "area_mm2": 1.5, "status": "ok",
+        })
+        return SimpleNamespace(table=table, bone_mask=np.zeros(image.shape, bool),
+                               lesion_labels=np.ones(image.shape, np.int32))
+
+    monkeypatch.setattr(segment, "load_model", load_model)
+    monkeypatch.setattr(pipeline, "quantify", fake_quantify)
+    return calls
+
+
+def _cli(capsys, *args) -> tuple[int, str]:
+    from napari_calcinosis.cli import main
+
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def batch(tmp_path):
+    """good_1.png, a text file named bad.dcm, a 1-pixel dot.png, crash.png, good_2.png and their seeds."""
+    import pandas as pd
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("good_1", "crash", "good_2"):
+        write_windowed_png(folder / f"{name}.png", _ramp_hu((64, 64)))
+    (folder / "bad.dcm").write_text("not an image\n")
+    Image.fromarray(np.array([[128]], np.uint8)).save(folder / "dot.png")
+    seeds = tmp_path / "seeds.csv"
+    pd.DataFrame({"image": ["good_1", "good_1", "bad", "dot.png", "crash", "good_2"],
+                  "row": [12, 20.6, 3, 0, 5, 30], "col": [14, 22, 4, 0, 6, 31]}).to_csv(seeds, index=False)
+    paths = [folder / n for n in ("good_1.png", "bad.dcm", "dot.png", "crash.png", "good_2.png")]
+    return paths, seeds
+
+
+def test_a_batch_reports_each_bad_image_and_carries_on(fake_pipeline, batch, tmp_path, capsys):
+    import pandas as pd
+
+    paths, seeds = batch
+    out = tmp_path / "results" / "areas.csv"
+    code, err = _cli(capsys, "quantify", *paths, "--seeds", seeds, "--pixel-size", 0.25, "--out", out)
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3
+    assert "bad.dcm" in errors[0] and "is a text file" in errors[0]
+    assert "dot.png" in errors[1] and "1 x 1 px" in errors[1]
+    assert errors[2] == ("error: crash.png: unexpected RuntimeError: something unforeseen "
+                         "(please report this with the image)")
+    assert "3 of 5 image(s) failed" in err
+    assert fake_pipeline["images"] == ["good_1", "dot", "crash", "good_2"]  # bad.dcm failed on reading
+
+    table = pd.read_csv(out)
+    assert list(table["image"]) == ["good_1.png", "good_1.png", "bad.dcm", "dot.png", "crash.png", "good_2.png"]
+    assert list(table["status"].str.split(":").str[0]) == ["ok", "ok", "error", "error", "error", "ok"]
+    # a failed image keeps one row per seed, with the seed where the user put it
+    assert table.loc[table["image"] == "crash.png", ["seed_row", "seed_col"]].values.tolist() == [[5, 6]]
+    assert table["seed_row"].iloc[1] == 20.6
+
+
+def test_masks_of_a_failed_image_are_not_written_and_the_others_are(fake_pipeline, batch, tmp_path, capsys):
+    paths, seeds = batch
+    masks = tmp_path / "masks"
+    code, _ = _cli(capsys, "quantify", *paths, "--seeds", seeds, "--pixel-size", 0.25, "--masks", masks)
+    assert code == 1
+    assert sorted(p.name for p in masks.iterdir()) == [
+        "good_1_bone.png", "good_1_lesions.tif", "good_2_bone.png", "good_2_lesions.tif"]
+    assert tifffile.imread(masks / "good_1_lesions.tif").dtype == np.uint16
+
+
+def test_an_existing_output_is_refused_before_any_work_unless_overwrite(fake_pipeline, batch, tmp_path, capsys):
+    paths, seeds = batch
+    out = tmp_path / "areas.csv"
+    out.write_text("the previous results\n")
+    code, err = _cli(capsys, "quantify", paths[0], "--pixel-size", 0.25, "--out", out)
+    assert code == 2 and err.count("\n") == 1
+    assert f"already exist: {out}" in err and "--overwrite" in err
+    assert out.read_text() == "the previous results\n"
+    assert fake_pipeline["load_model"] == 0
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "good_1_lesions.tif").write_bytes(b"earlier masks")
+    code, err = _cli(capsys, "quantify", paths[0], "--pixel-size", 0.25, "--masks", masks)
+    assert code == 2 and "good_1_lesions.tif" in err and "--overwrite" in err
+    assert (masks / "good_1_lesions.tif").read_bytes() == b"earlier masks"
+
+    code, _ = _cli(capsys, "quantify", paths[0], "--pixel-size", 0.25, "--out", out, "--masks", masks, "--overwrite")
+    assert code == 0
+    assert out.read_text().startswith("image,lesion_id")
+    assert tifffile.imread(masks / "good_1_lesions.tif").shape == (64, 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["areas.csv", "images", "masks", "seeds.csv"]
+
+
+def test_two_images_with_one_stem_cannot_share_mask_files(fake_pipeline, batch, tmp_path, capsys):
+    paths, _ = batch
+    other = tmp_path / "good_1.dcm"
+    write_dicom(other, _ramp_hu((64, 64)), 0.25)
+    code, err = _cli(capsys, "quantify", paths[0], other, "--pixel-size", 0.25, "--masks", tmp_path / "m")
+    assert code == 2 and "good_1 come twice" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("image,x,y\ngood_1,1,2\n", ["lacks column(s) row, col", "its header is 'image,x,y'", "image,row,col"]),
+        ("image;row;col\ngood_1;1;2\n", ["semicolon-separated"]),
+        ("image,row,col\ngood_1,1,2\ngood_2,,3\ngood_2,nan,3\n",
+         ["line 3 (image 'good_2', row '', col '3')", "2 line(s) are bad"]),
+        ("image,row,col\ngood_1,1,2\ngood_2,twelve,3\n", ["line 3", "row 'twelve'"]),
+        ("image,row,col\n,1,2\n", ["line 2 (image ''"]),
+        ("", ["is empty", "image,row,col"]),
+    ],
+)
+def test_a_bad_seeds_file_is_refused_naming_the_line_or_columns(fake_pipeline, batch, tmp_path, capsys,
+                                                                content, words):
+    paths, _ = batch
+    seeds = tmp_path / "bad_seeds.csv"
+    seeds.write_text(content)
+    code, err = _cli(capsys, "quantify", paths[0], "--seeds", seeds, "--pixel-size", 0.25)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: seeds file")
+    for word in words:
+        assert word in err
+    assert fake_pipeline["load_model"] == 0
+
+
+def test_seeds_for_images_not_given_are_listed_not_dropped_silently(fake_pipeline, batch, tmp_path, capsys):
+    paths, _ = batch
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_text("image,row,col\ngood_1.png,12,14\nfinger_07,1,2\nfinger_08,3,4\n")
+    code, err = _cli(capsys, "quantify", paths[0], paths[4], "--seeds", seeds, "--pixel-size", 0.25)
+    assert code == 0
+    assert "has seeds for 2 image(s) not given here, not measured: finger_07, finger_08" in err
+    assert "good_2.png: no seeds in" in err and "automatic mode" in err
+
+
+@pytest.mark.parametrize("bad", ["0", "-0.2", "nan", "7"])
+def test_implausible_pixel_size_on_the_command_line_is_refused_first(fake_pipeline, batch, capsys, bad):
+    paths, _ = batch
+    code, err = _cli(capsys, "quantify", *paths, "--pixel-size", bad)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: --pixel-size of") and "at most 5 mm" in err
+    assert fake_pipeline["load_model"] == 0
+
+
+def test_sample_refuses_to_overwrite_a_previous_set(tmp_path, capsys):
+    code, _ = _cli(capsys, "sample", "--out", tmp_path, "-n", "1")
+    assert code == 0
+    before = (tmp_path / "truth.csv").read_bytes()
+    code, err = _cli(capsys, "sample", "--out", tmp_path, "-n", "1", "--seed", "1")  # other phantoms, same tables
+    assert code == 2 and "truth.csv" in err and "--overwrite" in err
+    assert not (tmp_path / "phantom_000001.dcm").exists()
+    code, err = _cli(capsys, "sample", "--out", tmp_path, "-n", "1", "--overwrite")
+    assert code == 0 and (tmp_path / "truth.csv").read_bytes() == before
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporary file left anywhere
+
+
+def test_agreement_demo_and_validate_refuse_existing_outputs(tmp_path, capsys):
+    table = tmp_path / "pairs.csv"
+    table.write_text("a,b\n1,1.1\n2,2.3\n3,2.9\n4,4.2\n5,4.8\n")
+    plot = tmp_path / "plot.png"
+    plot.write_bytes(b"an earlier plot")
+    code, err = _cli(capsys, "agreement", table, "--x", "a", "--y", "b", "--plot", plot)
+    assert code == 2 and "plot.png" in err and "--overwrite" in err
+    assert plot.read_bytes() == b"an earlier plot"
+    code, _ = _cli(capsys, "agreement", table, "--x", "a", "--y", "b", "--plot", plot, "--overwrite")
+    assert code == 0 and plot.read_bytes().startswith(b"\x89PNG")
+
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "sample_finger_lesions.csv").write_text("mine\n")
+    code, err = _cli(capsys, "demo", "--out", tmp_path / "demo", "--device", "cpu")
+    assert code == 2 and "sample_finger_lesions.csv" in err
+
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "report.md").write_text("mine\n")
+    code, err = _cli(capsys, "validate", "--out", tmp_path / "val", "--n", "1", "--device", "cpu")
+    assert code == 2 and "report.md" in err
+    assert (tmp_path / "val" / "report.md").read_text() == "mine\n"
