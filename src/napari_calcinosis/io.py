@@ -208,8 +208,9 @@ def _checked_spacing(spacing_mm, what: str) -> tuple[float, float]:
     except (TypeError, ValueError) as exc:
         raise CalcinosisError(f"{what} must be numbers in mm, got {spacing_mm!r}") from exc
     if not all(math.isfinite(v) and 0 < v <= MAX_PIXEL_SIZE_MM for v in (row_mm, col_mm)):
+        size = f"{row_mm:g}" if f"{row_mm:g}" == f"{col_mm:g}" else f"{row_mm:g} x {col_mm:g}"
         raise CalcinosisError(
-            f"{what} of {row_mm:g} x {col_mm:g} mm is not a plausible pixel size: it must be "
+            f"{what} of {size} mm is not a plausible pixel size: it must be "
             f"positive and at most {MAX_PIXEL_SIZE_MM:g} mm (finger DECT: 0.15-0.35 mm); "
             "give it in mm"
         )
@@ -1058,8 +1059,9 @@ def atomic_output(path, *, overwrite: bool = True) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except OSError as exc:
+        # strerror alone: the full message would name the temporary file, not the output.
         raise CalcinosisError(
-            f"{path}: cannot be written ({_one_line(exc)}); check that the folder exists and is "
+            f"{path}: cannot be written ({exc.strerror or _one_line(exc)}); check that the folder exists and is "
             "writable, and that the disk has room"
         ) from exc
     finally:
