@@ -445,7 +445,7 @@ def test_two_images_with_one_stem_cannot_share_mask_files(fake_pipeline, batch, 
     other = tmp_path / "good_1.dcm"
     write_dicom(other, _ramp_hu((64, 64)), 0.25)
     code, err = _cli(capsys, "quantify", paths[0], other, "--pixel-size", 0.25, "--masks", tmp_path / "m")
-    assert code == 2 and "good_1 come twice" in err
+    assert code == 2 and "share the file stem good_1" in err
 
 
 @pytest.mark.parametrize(

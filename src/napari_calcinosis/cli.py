@@ -193,7 +193,7 @@ def cmd_quantify(args) -> int:
         stems = [path.stem for path in images]
         twice = sorted({stem for stem in stems if stems.count(stem) > 1})
         if twice:
-            raise CalcinosisError(f"images {', '.join(twice)} come twice (by file stem), so their --masks "
+            raise CalcinosisError(f"several images share the file stem {', '.join(twice)}, so their --masks "
                                   "files would overwrite each other: measure them in separate runs")
         outputs += [p for stem in stems for p in _mask_paths(Path(args.masks), stem)]
     _refuse_existing(outputs, args.overwrite)

@@ -619,9 +619,11 @@ def _decode_dicom_pixels(ds, path: Path) -> np.ndarray:
                 "or export the slice uncompressed (Explicit VR Little Endian)"
             ) from exc
         if "less than expected" in reason or "truncated" in reason.lower():
+            sizes = re.search(r"\((\d+) vs (\d+) bytes\)", reason)
+            found = f"{sizes.group(1)} of {sizes.group(2)} bytes" if sizes else reason
             raise CalcinosisError(
-                f"{path}: the pixel data is shorter than its header says (the file is truncated "
-                f"or corrupt: {reason}); copy or export the file again"
+                f"{path}: the pixel data is shorter than its header says ({found}): the file is "
+                "truncated or corrupt; copy or export it again"
             ) from exc
         if reason.startswith("Missing required element"):
             element = reason.split(":", 1)[1].strip()
