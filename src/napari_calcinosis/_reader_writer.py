@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import CalcinosisError
-from .io import _one_line
+from .io import atomic_output
 
 __all__ = ["get_dicom_reader", "write_lesions_csv"]
 
@@ -171,6 +171,8 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
         otherwise the lesions are measured from ``data`` with the last two entries of
         ``scale`` as the (row, col) pixel spacing in mm.
 
+    The file is written atomically: a failed save leaves an existing file as it was.
+
     Returns
     -------
     list of str
@@ -185,11 +187,7 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
     if table.empty:
         table = _lesion_table(data, attributes)
 
-    try:
-        table.to_csv(out, index=False)
-    except OSError as exc:
-        raise CalcinosisError(
-            f"{out}: cannot write the lesion table ({_one_line(exc)}); check that "
-            "the folder exists and is writable"
-        ) from exc
+    # napari's save dialog has already asked before replacing an existing file.
+    with atomic_output(out) as temporary:
+        table.to_csv(temporary, index=False)
     return [str(out)]

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import CalcinosisError
+from .io import _one_line, atomic_output
 
 OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
@@ -60,20 +61,37 @@ def _expand_images(paths) -> list[Path]:
 
 
 def _read_seeds(path) -> dict[str, list[tuple[float, float]]]:
+    """Seeds by image name from a CSV with columns image,row,col; every bad line is refused."""
     try:
-        table = pd.read_csv(path)
+        # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
+        table = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise CalcinosisError(f"seeds file not found: {path}") from None
+    except pd.errors.EmptyDataError:
+        raise CalcinosisError(f"seeds file {path} is empty: it needs the header image,row,col and a line per seed") from None
     except Exception as exc:
-        raise CalcinosisError(f"could not read seeds file {path}: {exc}") from exc
-    missing = {"image", "row", "col"} - set(table.columns)
+        raise CalcinosisError(f"could not read seeds file {path}: {_one_line(exc)}") from exc
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in ("image", "row", "col") if c not in table.columns]
     if missing:
+        separator = " (it looks semicolon-separated: save it as comma-separated)" if any(
+            ";" in c for c in table.columns) else ""
         raise CalcinosisError(
-            f"seeds file {path} lacks column(s) {', '.join(sorted(missing))}: it needs image,row,col "
-            "(image = file name or stem; row/col in pixels)"
+            f"seeds file {path} lacks column(s) {', '.join(missing)}{separator}: its header is "
+            f"{','.join(table.columns)!r}, it needs image,row,col (image = file name or stem; row/col in pixels)"
+        )
+    table = table[["image", "row", "col"]].apply(lambda column: column.str.strip())
+    coords = table[["row", "col"]].apply(pd.to_numeric, errors="coerce")
+    bad = ~np.isfinite(coords.to_numpy(dtype=float)).all(axis=1) | (table["image"] == "")
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        image, row, col = table.iloc[first]
+        raise CalcinosisError(
+            f"seeds file {path}, line {first + 2} (image {image!r}, row {row!r}, col {col!r}): each line needs an "
+            f"image name and row, col in pixels as numbers; {int(bad.sum())} line(s) are bad: fix or delete them"
         )
     seeds: dict[str, list] = {}
-    for image, row, col in zip(table["image"].astype(str), table["row"], table["col"]):
+    for image, row, col in zip(table["image"], coords["row"], coords["col"]):
         seeds.setdefault(image, []).append((float(row), float(col)))
     return seeds
 
@@ -85,30 +103,104 @@ def _seeds_for(image_path: Path, seeds: dict):
     return None
 
 
-def _write_masks(masks_dir: Path, stem: str, bone_mask, lesion_labels):
+def _unmatched_seed_images(images: list[Path], seeds: dict) -> list[str]:
+    """Names in the seeds file that match none of the images (file name, stem or path)."""
+    given = {key for path in images for key in (path.name, path.stem, str(path))}
+    return sorted(name for name in seeds if name not in given)
+
+
+def _refuse_existing(paths, overwrite: bool) -> None:
+    """Refuse, before any work, to replace existing outputs unless --overwrite was given."""
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise CalcinosisError(
+            f"{len(existing)} output file(s) already exist: {', '.join(existing[:3])}{more}; "
+            "give --overwrite to replace them, or choose another output"
+        )
+
+
+def _make_folder(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CalcinosisError(f"cannot create the {what} folder {folder} ({_one_line(exc)})") from exc
+
+
+def _write_csv(table: pd.DataFrame, path, overwrite: bool = True) -> None:
+    with atomic_output(path, overwrite=overwrite) as temporary:
+        table.to_csv(temporary, index=False)
+
+
+def _write_image(array: np.ndarray, path, overwrite: bool = True) -> None:
+    """PNG through imageio, TIFF through tifffile (label images keep their 16-bit values)."""
     import imageio.v3 as iio
     import tifffile
 
-    masks_dir.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(masks_dir / f"{stem}_bone.png", (np.asarray(bone_mask, bool) * 255).astype(np.uint8))
-    tifffile.imwrite(masks_dir / f"{stem}_lesions.tif", np.asarray(lesion_labels).astype(np.uint16))
+    with atomic_output(path, overwrite=overwrite) as temporary:
+        if Path(path).suffix.lower() in (".tif", ".tiff"):
+            tifffile.imwrite(temporary, array)
+        else:
+            iio.imwrite(temporary, array)
 
 
-def _error_row(path: Path, message: str) -> dict:
-    row = {c: np.nan for c in OUTPUT_COLUMNS}
-    row.update(image=path.name, lesion_id=0, status=f"error: {message}")
-    return row
+def _mask_paths(masks_dir: Path, stem: str) -> tuple[Path, Path]:
+    return masks_dir / f"{stem}_bone.png", masks_dir / f"{stem}_lesions.tif"
+
+
+def _write_masks(masks_dir: Path, stem: str, bone_mask, lesion_labels, overwrite: bool):
+    bone_path, lesions_path = _mask_paths(masks_dir, stem)
+    _write_image((np.asarray(bone_mask, bool) * 255).astype(np.uint8), bone_path, overwrite)
+    _write_image(np.asarray(lesion_labels).astype(np.uint16), lesions_path, overwrite)
+
+
+def _error_rows(path: Path, message: str, image_seeds) -> pd.DataFrame:
+    """The rows of an image that failed: one per seed (so no seed is lost), or one."""
+    seeds = image_seeds or [(np.nan, np.nan)]
+    rows = [{**{c: np.nan for c in OUTPUT_COLUMNS}, "image": path.name, "lesion_id": 0, "seed_row": r,
+             "seed_col": c, "status": f"error: {message}"} for r, c in seeds]
+    return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+
+
+def _image_error(path: Path, exc: Exception) -> str:
+    """One line naming the image: our message as it is, anything else as an unexpected error."""
+    if isinstance(exc, CalcinosisError):
+        message = _one_line(exc)
+    else:
+        message = f"unexpected {type(exc).__name__}: {_one_line(exc)} (please report this with the image)"
+    return message if path.name in message else f"{path.name}: {message}"
 
 
 def cmd_quantify(args) -> int:
-    from .io import read_image
+    from .io import _checked_spacing, read_image
     from .pipeline import quantify
     from .segment import load_model
 
     images = _expand_images(args.images)
     if not images:
         raise CalcinosisError("no images given (DICOM, PNG, JPEG or TIFF files, or folders of them)")
+    if args.pixel_size is not None:
+        _checked_spacing(args.pixel_size, "--pixel-size")
     seeds = _read_seeds(args.seeds) if args.seeds else {}
+    unmatched = _unmatched_seed_images(images, seeds)
+    if unmatched:
+        shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+        print(f"warning: {args.seeds} has seeds for {len(unmatched)} image(s) not given here, not measured: {shown} "
+              "(the image column holds a file name or stem)", file=sys.stderr)
+    # Every output is checked before the first image, not after an hour of work.
+    outputs = [Path(args.out)] if args.out else []
+    if args.masks:
+        stems = [path.stem for path in images]
+        twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+        if twice:
+            raise CalcinosisError(f"several images share the file stem {', '.join(twice)}, so their --masks "
+                                  "files would overwrite each other: measure them in separate runs")
+        outputs += [p for stem in stems for p in _mask_paths(Path(args.masks), stem)]
+    _refuse_existing(outputs, args.overwrite)
+    if args.out:
+        _make_folder(Path(args.out).parent, "output")
+    if args.masks:
+        _make_folder(Path(args.masks), "masks")
     model = load_model(args.model, device=args.device)  # once per run, not per image
     frames, failed = [], 0
     bar = _Progress(len(images))
@@ -126,10 +218,13 @@ def cmd_quantify(args) -> int:
                 threshold_hu=args.threshold_hu, margin_mm=args.margin_mm, connectivity=args.connectivity,
                 min_area_mm2=args.min_area_mm2,
             )
-        except CalcinosisError as exc:
+            if args.masks:
+                _write_masks(Path(args.masks), path.stem, result.bone_mask, result.lesion_labels, args.overwrite)
+        except Exception as exc:  # noqa: BLE001 - one bad image must not end the batch
             failed += 1
-            print(f"error: {exc}", file=sys.stderr)
-            frames.append(pd.DataFrame([_error_row(path, str(exc))]))
+            message = _image_error(path, exc)
+            print(f"error: {message}", file=sys.stderr)
+            frames.append(_error_rows(path, message, image_seeds))
             bar.update(path.name)
             continue
         table = result.table.copy()
@@ -138,13 +233,10 @@ def cmd_quantify(args) -> int:
             table = pd.DataFrame([{**{c: np.nan for c in OUTPUT_COLUMNS}, "image": path.name, "lesion_id": 0,
                                    "area_mm2": 0.0, "area_px": 0, "status": "no_deposit_found"}])
         frames.append(table.reindex(columns=OUTPUT_COLUMNS))
-        if args.masks:
-            _write_masks(Path(args.masks), path.stem, result.bone_mask, result.lesion_labels)
         bar.update(path.name)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=OUTPUT_COLUMNS)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        out.to_csv(args.out, index=False)
+        _write_csv(out, args.out, args.overwrite)
         n_ok = int((out["status"] == "ok").sum())
         print(f"wrote {len(out)} rows ({n_ok} lesions measured) for {len(images)} image(s) to {args.out}", file=sys.stderr)
     else:
@@ -163,7 +255,9 @@ def cmd_demo(args) -> int:
     from .segment import load_model
 
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    csv, png = out_dir / "sample_finger_lesions.csv", out_dir / "sample_finger_overlay.png"
+    _refuse_existing([csv, png], args.overwrite)
+    _make_folder(out_dir, "output")
     sample = bundled_sample_path()
     seeds = pd.read_csv(sample.with_name("sample_finger_seeds.csv"))
     truth = pd.read_csv(sample.with_name("sample_finger_truth.csv"))
@@ -179,9 +273,7 @@ def cmd_demo(args) -> int:
         print(show.to_string(index=False))
     print(f"pixel spacing {result.image.spacing_mm[0]:.3f} x {result.image.spacing_mm[1]:.3f} mm; "
           f"total calcinosis area {result.total_area_mm2:.2f} mm^2 (true {truth['area_mm2'].sum():.2f} mm^2); {elapsed:.1f} s")
-    csv = out_dir / "sample_finger_lesions.csv"
-    table.to_csv(csv, index=False)
-    png = out_dir / "sample_finger_overlay.png"
+    _write_csv(table, csv)
     write_overlay(png, result)
     print(f"wrote {csv} and {png}")
     return 0
@@ -214,8 +306,11 @@ def write_overlay(path, result) -> Path:
     ax.set_ylabel("mm")
     ax.set_title(f"{image.name}: bone (cyan), calcinosis (red), seeds (+)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_output(path) as temporary:
+            fig.savefig(temporary, dpi=110)
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
@@ -254,13 +349,18 @@ def cmd_train(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    import imageio.v3 as iio
-
     from .io import write_dicom, write_windowed_png
     from .phantom import make_phantom
 
     out = Path(args.out)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
+    stems = [f"phantom_{args.seed + i:06d}" for i in range(args.n)]
+    _refuse_existing(
+        [out / name for name in ("truth.csv", "seeds.csv")]
+        + [path for stem in stems for path in (out / f"{stem}.dcm", out / f"{stem}.png",
+                                               out / "masks" / f"{stem}_bone.png", out / "masks" / f"{stem}_lesions.png")],
+        args.overwrite,
+    )
+    _make_folder(out / "masks", "output")
     truth_rows, seed_rows = [], []
     bar = _Progress(args.n, "phantoms")
     for i in range(args.n):
@@ -270,8 +370,8 @@ def cmd_sample(args) -> int:
         write_dicom(out / f"{stem}.dcm", p.image_hu, p.spacing_mm, patient_id=stem,
                     description=f"napari-calcinosis synthetic phantom, seed {seed}")
         write_windowed_png(out / f"{stem}.png", p.image_hu)
-        iio.imwrite(out / "masks" / f"{stem}_bone.png", (p.bone_mask * 255).astype(np.uint8))
-        iio.imwrite(out / "masks" / f"{stem}_lesions.png", p.lesion_labels.astype(np.uint16))
+        _write_image((p.bone_mask * 255).astype(np.uint8), out / "masks" / f"{stem}_bone.png")
+        _write_image(p.lesion_labels.astype(np.uint16), out / "masks" / f"{stem}_lesions.png")
         for j in range(p.n_lesions):
             truth_rows.append(dict(
                 image=stem, lesion_id=j + 1, area_mm2=p.lesion_areas_mm2[j], site=p.lesion_sites[j],
@@ -280,8 +380,8 @@ def cmd_sample(args) -> int:
             ))
             seed_rows.append(dict(image=stem, row=int(p.seeds[j, 0]), col=int(p.seeds[j, 1])))
         bar.update(stem)
-    pd.DataFrame(truth_rows).to_csv(out / "truth.csv", index=False)
-    pd.DataFrame(seed_rows, columns=["image", "row", "col"]).to_csv(out / "seeds.csv", index=False)
+    _write_csv(pd.DataFrame(truth_rows), out / "truth.csv")
+    _write_csv(pd.DataFrame(seed_rows, columns=["image", "row", "col"]), out / "seeds.csv")
     print(f"wrote {args.n} phantoms (DICOM + PNG exported at W1500/L450), masks/, truth.csv and seeds.csv to {out}")
     return 0
 
@@ -291,6 +391,8 @@ def cmd_agreement(args) -> int:
 
     from .stats import agreement, plot_agreement
 
+    if args.plot:
+        _refuse_existing([args.plot], args.overwrite)
     try:
         table = pd.read_csv(args.csv)
     except FileNotFoundError:
@@ -304,7 +406,8 @@ def cmd_agreement(args) -> int:
     y = pd.to_numeric(table[args.y], errors="coerce")
     result = agreement(x, y)
     if args.plot:
-        plot_agreement(x, y, args.plot, x_label=args.x, y_label=args.y, unit=args.unit)
+        with atomic_output(args.plot) as temporary:
+            plot_agreement(x, y, temporary, x_label=args.x, y_label=args.y, unit=args.unit)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -321,8 +424,9 @@ def cmd_agreement(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .validation import run_validation
+    from .validation import report_paths, run_validation
 
+    _refuse_existing(report_paths(args.out), args.overwrite)
     bar = _Progress(args.n, "phantoms")
     result = run_validation(args.n, args.seed, args.out, device=args.device, progress=lambda i, n: bar.update())
     for name, a in result["stats"].items():
@@ -342,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     def add_device(p):
         p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
 
+    def add_overwrite(p):
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace existing output files (without it, an existing output is an error)")
+
     q = sub.add_parser("quantify", help="measure deposits on images; one CSV row per lesion (or per seed)")
     q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     q.add_argument("--seeds", help="CSV with columns image,row,col (image = file name or stem; row/col in pixels)")
@@ -355,11 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--margin-mm", type=float, default=None, help="bone margin in mm (default: measured on each image from the bone's blur halo)")
     q.add_argument("--connectivity", type=int, choices=(4, 8), default=4)
     q.add_argument("--min-area-mm2", type=float, default=None, help="automatic mode: smallest deposit (default 0.3 mm^2)")
+    add_overwrite(q)
     q.set_defaults(func=cmd_quantify)
 
     d = sub.add_parser("demo", help="run the whole method on the bundled sample with the bundled model")
     d.add_argument("--out", default="calcinosis-demo", help="folder for the CSV and the overlay PNG")
     add_device(d)
+    add_overwrite(d)
     d.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("train", help="train or fine-tune the phalanx U-Net")
@@ -390,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="print one JSON object")
     a.add_argument("--plot", help="write the scatter and Bland-Altman plots (PNG or SVG)")
     a.add_argument("--unit", default="mm²", help="unit for labels (default mm²)")
+    add_overwrite(a)
     a.set_defaults(func=cmd_agreement)
 
     v = sub.add_parser("validate", help="the paper's validation study on phantoms: pipeline and simulated radiologists vs truth")
@@ -397,12 +508,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=3_000_000, help="phantom seeds SEED..SEED+n-1 (training used 1,000,000+)")
     v.add_argument("--out", default="calcinosis-validation", help="folder for report.md, lesions.csv and plots")
     add_device(v)
+    add_overwrite(v)
     v.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("sample", help="write synthetic phantoms as DICOM + windowed PNG with truth.csv and seeds.csv")
     s.add_argument("--out", required=True)
     s.add_argument("-n", type=int, default=10)
     s.add_argument("--seed", type=int, default=0, help="phantom seeds are SEED, SEED+1, ...")
+    add_overwrite(s)
     s.set_defaults(func=cmd_sample)
     return parser
 

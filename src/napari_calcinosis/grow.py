@@ -89,6 +89,26 @@ def _window(shape, centre, radius_px):
     return slice(r0, min(shape[0], centre[0] + radius_px[0] + 1)), slice(c0, min(shape[1], centre[1] + radius_px[1] + 1))
 
 
+def _checked_seeds(seeds) -> list[tuple[float, float]]:
+    """Seeds as (row, col) pairs of floats; a NaN stays (its row gets ``outside_image``)."""
+    try:
+        array = np.asarray(seeds, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise CalcinosisError(
+            f"seeds must be (row, col) pairs of numbers in pixels, got {seeds!r:.80}"
+        ) from exc
+    if array.size == 0:
+        return []
+    if array.shape == (2,):  # one seed given as a bare (row, col)
+        array = array[None]
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise CalcinosisError(
+            f"seeds must be (row, col) pairs in pixels, got an array of shape {array.shape}: "
+            "give one (row, col) per deposit"
+        )
+    return [(float(r), float(c)) for r, c in array]
+
+
 def grow_lesions(
     image_hu: np.ndarray,
     bone_mask: np.ndarray,
@@ -114,9 +134,10 @@ def grow_lesions(
     spacing_mm : float or (float, float)
         Pixel spacing in mm.
     seeds : sequence of (row, col), optional
-        One point on each deposit, in pixels (floats are rounded). Without seeds (automatic
-        mode) every candidate component of at least ``min_area_mm2`` is grown from its
-        brightest pixel.
+        One point on each deposit, in pixels: a non-integer one is rounded to the nearest pixel
+        (halves to even), and one outside the image or NaN gets the status ``outside_image``.
+        Without seeds (automatic mode) every candidate component of at least ``min_area_mm2``
+        is grown from its brightest pixel.
     candidates : ndarray of bool, optional
         For automatic mode: the residual mask from :func:`subtract_bone` (default: computed
         with ``threshold_hu`` and ``margin_mm``), e.g. after the user edited it.
@@ -149,6 +170,7 @@ def grow_lesions(
         raise CalcinosisError(f"connectivity must be 4 or 8, got {connectivity}")
     if not 0.0 < fraction < 1.0:
         raise CalcinosisError(f"fraction must lie between 0 and 1, got {fraction}")
+    given_seeds = None if seeds is None else _checked_seeds(seeds)
     spacing = _spacing_pair(spacing_mm)
     structure = ndi.generate_binary_structure(2, 1 if connectivity == 4 else 2)
     # Growth runs on the image with the bone's blur halo removed, and is kept one pixel off
@@ -180,7 +202,7 @@ def grow_lesions(
             peaks = ndi.maximum_position(smooth, comp, index=np.arange(1, n + 1))
             seed_list = [tuple(int(v) for v in p) for p, a in zip(peaks, sizes) if a >= min_area_mm2]
     else:
-        seed_list = [tuple(s) for s in np.asarray(seeds, dtype=float).reshape(-1, 2)] if len(seeds) else []
+        seed_list = given_seeds
 
     labels = np.zeros(image_hu.shape, dtype=np.int32)
     search = _disk_offsets(max(SEARCH_RADIUS_MM, 2.05 * max(spacing)), spacing)

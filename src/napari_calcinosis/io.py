@@ -16,11 +16,15 @@ U-Net's input normalisation (:func:`hu_to_window_unit`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import numbers
+import os
+import re
+import secrets
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +35,13 @@ from ._errors import CalcinosisError
 __all__ = [
     "WINDOW_LEVEL_HU",
     "WINDOW_WIDTH_HU",
+    "MAX_PIXEL_SIZE_MM",
+    "MAX_IMAGE_PIXELS",
+    "MIN_IMAGE_SIDE_PX",
+    "MAX_FIELD_OF_VIEW_MM",
     "CalcinosisImage",
+    "atomic_output",
+    "check_measurable",
     "hu_to_window_unit",
     "window_unit_to_hu",
     "read_image",
@@ -63,6 +73,18 @@ _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 _DICOM_RESCALE_INTERCEPT_HU = -1024.0
 
 _PIXEL_SIZE_HINT = "pass the pixel size with pixel_size_mm (CLI: --pixel-size, in mm)"
+
+# Finger DECT reformats have 0.15-0.35 mm pixels. A "pixel size" above 5 mm is a unit slip
+# (cm or um typed as mm) or a broken header: a 1 mm deposit would not span one pixel.
+MAX_PIXEL_SIZE_MM = 5.0
+# A finger slice is well under one megapixel. 40 Mpx (about 6300 x 6300) keeps a batch under
+# about 2.5 GB through the pipeline, and a file claiming more is refused before it is decoded.
+MAX_IMAGE_PIXELS = 40_000_000
+# The U-Net pools four times (16 px); below 32 px a side there is no finger to segment.
+MIN_IMAGE_SIDE_PX = 32
+# A whole hand fits in 250 mm. The U-Net runs at its working pixel size (0.25 mm) whatever the
+# image's, so its memory grows with the field of view: 400 mm is a 1600 x 1600 input (~1.5 GB).
+MAX_FIELD_OF_VIEW_MM = 400.0
 
 
 # --------------------------------------------------------------------------------------
@@ -185,9 +207,12 @@ def _checked_spacing(spacing_mm, what: str) -> tuple[float, float]:
         row_mm, col_mm = (float(v) for v in values)
     except (TypeError, ValueError) as exc:
         raise CalcinosisError(f"{what} must be numbers in mm, got {spacing_mm!r}") from exc
-    if not all(math.isfinite(v) and v > 0 for v in (row_mm, col_mm)):
+    if not all(math.isfinite(v) and 0 < v <= MAX_PIXEL_SIZE_MM for v in (row_mm, col_mm)):
+        size = f"{row_mm:g}" if f"{row_mm:g}" == f"{col_mm:g}" else f"{row_mm:g} x {col_mm:g}"
         raise CalcinosisError(
-            f"{what} must be positive and finite (in mm), got {row_mm:g} x {col_mm:g}"
+            f"{what} of {size} mm is not a plausible pixel size: it must be "
+            f"positive and at most {MAX_PIXEL_SIZE_MM:g} mm (finger DECT: 0.15-0.35 mm); "
+            "give it in mm"
         )
     return row_mm, col_mm
 
@@ -232,8 +257,19 @@ class CalcinosisImage:
             raise CalcinosisError(
                 f"an image must be one 2-D slice, got an array of shape {pixels_hu.shape}"
             )
+        where = f"{self.source}: " if self.source else ""
+        finite = np.isfinite(pixels_hu)
+        if not finite.all():
+            # NaN marks "no value" (often outside the reconstruction's field of view); taking it
+            # as any HU would silently change the bone mask and the deposits next to it.
+            first_row, first_col = np.unravel_index(np.argmin(finite), finite.shape)
+            raise CalcinosisError(
+                f"{where}{finite.size - int(finite.sum())} of {finite.size} pixels are NaN or "
+                f"infinite (the first at row {first_row}, col {first_col}): export the slice again "
+                "with a number in every pixel (e.g. -1000 HU, air, outside the field of view)"
+            )
         self.pixels_hu = pixels_hu
-        self.spacing_mm = _checked_spacing(self.spacing_mm, "spacing_mm")
+        self.spacing_mm = _checked_spacing(self.spacing_mm, f"{where}spacing_mm")
         self.window_level_hu, self.window_width_hu = _checked_window(
             self.window_level_hu, self.window_width_hu
         )
@@ -256,6 +292,55 @@ class CalcinosisImage:
     def to_uint8(self) -> np.ndarray:
         """The windowed 8-bit display image, ``round(window_unit * 255)``."""
         return np.round(self.window_unit() * 255.0).astype(np.uint8)
+
+
+def _megapixels(n_pixels: int) -> str:
+    return f"{n_pixels / 1e6:.3g} megapixels"
+
+
+def _too_large_error(where: str, size: str) -> CalcinosisError:
+    return CalcinosisError(
+        f"{where}the image is {size}; this tool takes at most {_megapixels(MAX_IMAGE_PIXELS)} "
+        "(a finger slice is under 1): crop it to the finger, or export it at a coarser pixel size"
+    )
+
+
+def _check_pixel_count(rows: int, cols: int, where: str) -> None:
+    """Refuse an image above MAX_IMAGE_PIXELS, naming its size (before decoding, when reading)."""
+    if rows * cols > MAX_IMAGE_PIXELS:
+        raise _too_large_error(where, f"{rows} x {cols} px ({_megapixels(rows * cols)})")
+
+
+def check_measurable(image: CalcinosisImage) -> None:
+    """Refuse an image the pipeline cannot measure: too small, too many pixels, too wide a view.
+
+    Parameters
+    ----------
+    image : CalcinosisImage
+
+    Raises
+    ------
+    CalcinosisError
+        If a side is under :data:`MIN_IMAGE_SIDE_PX` pixels, the image holds more than
+        :data:`MAX_IMAGE_PIXELS` pixels, or it spans more than :data:`MAX_FIELD_OF_VIEW_MM`
+        (usually a pixel size in the wrong unit).
+    """
+    rows, cols = image.shape
+    where = f"{image.source}: " if image.source else ""
+    if min(rows, cols) < MIN_IMAGE_SIDE_PX:
+        raise CalcinosisError(
+            f"{where}the image is {rows} x {cols} px; at least {MIN_IMAGE_SIDE_PX} x "
+            f"{MIN_IMAGE_SIDE_PX} px are needed to find the bone: give the whole finger slice, "
+            "not a crop or a thumbnail"
+        )
+    _check_pixel_count(rows, cols, where)
+    height_mm, width_mm = rows * image.spacing_mm[0], cols * image.spacing_mm[1]
+    if max(height_mm, width_mm) > MAX_FIELD_OF_VIEW_MM:
+        raise CalcinosisError(
+            f"{where}the image spans {height_mm:.0f} x {width_mm:.0f} mm ({rows} x {cols} px of "
+            f"{image.spacing_mm[0]:g} x {image.spacing_mm[1]:g} mm); a finger slice spans at most "
+            f"{MAX_FIELD_OF_VIEW_MM:g} mm: check the pixel size (in mm), or crop the image to the finger"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -282,6 +367,19 @@ def _sniff_format(path: Path) -> str | None:
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "TIFF"
     return None
+
+
+def _text_start(path: Path) -> str | None:
+    """The start of a text file (a CSV, a note) given as an image; None for binary data."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if b"\x00" in head:
+        return None
+    text = head.decode("utf-8", errors="replace")
+    if text.count("\ufffd") > 2 or any(ch < " " and ch not in "\t\n\r" for ch in text):
+        return None
+    first_line = text.strip().split("\n")[0].strip()
+    return first_line[:40] + ("..." if len(first_line) > 40 else "")
 
 
 def read_image(
@@ -333,15 +431,24 @@ def read_image(
     level_hu, width_hu = _checked_window(window_level_hu, window_width_hu)
 
     try:
+        size_bytes = path.stat().st_size
         sniffed = _sniff_format(path)
+        text_start = None if sniffed else _text_start(path)
     except OSError as exc:
         raise CalcinosisError(f"{path}: cannot be opened ({_one_line(exc)})") from exc
+    if size_bytes == 0:
+        raise CalcinosisError(f"{path}: the file is empty (0 bytes); copy or export it again")
 
     suffix = path.suffix.lower()
     if sniffed == "DICOM":
         return _read_dicom(path, user_spacing_mm, level_hu, width_hu, has_marker=True, prefer_file_spacing=prefer_file_spacing)
     if sniffed is not None:
         return _read_raster(path, sniffed, user_spacing_mm, level_hu, width_hu)
+    if text_start is not None:
+        raise CalcinosisError(
+            f"{path}: is a text file, not an image (it starts {text_start!r}); "
+            "give a DICOM, PNG, JPEG or TIFF image"
+        )
     if suffix in _RASTER_SUFFIXES:
         raise CalcinosisError(
             f"{path}: is not a readable {_RASTER_SUFFIXES[suffix]} image (its content does not "
@@ -454,37 +561,91 @@ def _looks_like_dicom(ds) -> bool:
         return False
 
 
+# Image Pixel module elements that must be whole numbers for the pixels to be decoded.
+_PIXEL_INTEGER_KEYWORDS = (
+    "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+    "SamplesPerPixel", "NumberOfFrames",
+)
+
+
+def _check_pixel_description(ds, path: Path) -> None:
+    """Refuse a malformed image description, or an image too large, before decoding the pixels."""
+    from pydicom.datadict import dictionary_description, tag_for_keyword
+    from pydicom.tag import Tag
+
+    for keyword in _PIXEL_INTEGER_KEYWORDS:
+        value = ds.get(keyword)
+        if value is None or isinstance(value, numbers.Integral) or str(value).strip() == "":
+            continue
+        try:
+            int(str(value).strip())
+        except ValueError:
+            raise CalcinosisError(
+                f"{path}: the DICOM header's {dictionary_description(keyword)} "
+                f"{Tag(tag_for_keyword(keyword))} is {str(value)!r}, not a whole number; the file "
+                "is damaged or was written by non-conformant software: export the slice again"
+            ) from None
+    rows, cols = _first_number(ds.get("Rows")), _first_number(ds.get("Columns"))
+    if rows is not None and cols is not None:
+        _check_pixel_count(int(rows), int(cols), f"{path}: ")
+
+
+def _decoder_hint(transfer_syntax) -> str:
+    """What to install to decode a compressed transfer syntax (pydicom's decoder plugins)."""
+    from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes
+
+    if transfer_syntax in JPEG2000TransferSyntaxes:
+        return "pip install pylibjpeg pylibjpeg-openjpeg"
+    if transfer_syntax in JPEGLSTransferSyntaxes:
+        return "pip install pylibjpeg pylibjpeg-libjpeg, or pip install pyjpegls"
+    return "pip install pylibjpeg pylibjpeg-libjpeg, or pip install python-gdcm"
+
+
 def _decode_dicom_pixels(ds, path: Path) -> np.ndarray:
     """ds.pixel_array with each failure turned into a message the user can act on."""
     transfer_syntax = ds.file_meta.get("TransferSyntaxUID")
     try:
         return ds.pixel_array
-    except ValueError as exc:
-        if "less than expected" in str(exc) or "truncated" in str(exc).lower():
-            raise CalcinosisError(
-                f"{path}: the pixel data is shorter than its header says (the file is truncated "
-                f"or corrupt: {_one_line(exc)}); copy or export the file again"
-            ) from exc
-        raise CalcinosisError(
-            f"{path}: the pixel data cannot be decoded ({_one_line(exc)}); the file may be "
-            "corrupt: export it again"
-        ) from exc
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types from its plugins
-        syntax_name = getattr(transfer_syntax, "name", "") or str(transfer_syntax)
+        reason = _one_line(exc)
         if transfer_syntax is not None and getattr(transfer_syntax, "is_compressed", False):
+            syntax_name = getattr(transfer_syntax, "name", "") or str(transfer_syntax)
+            # pydicom says "missing dependencies" when no decoder is installed at all; when one is,
+            # its own reason (e.g. Pillow and 12-bit JPEG) tells why it could not decode.
+            found = "" if "missing dependencies" in reason else f" ({reason.split('plugins: ')[-1]})"
             raise CalcinosisError(
-                f"{path}: the pixel data is compressed ({syntax_name}) and cannot be decoded "
-                f"here ({_one_line(exc)}); install a pydicom decoder plugin for it "
-                "(e.g. pylibjpeg with pylibjpeg-libjpeg/-openjpeg, or python-gdcm) or "
-                "export the slice uncompressed"
+                f"{path}: the pixel data is compressed as {syntax_name}, which no installed "
+                f"decoder can read{found}; install a decoder ({_decoder_hint(transfer_syntax)}) "
+                "or export the slice uncompressed (Explicit VR Little Endian)"
+            ) from exc
+        if "less than expected" in reason or "truncated" in reason.lower():
+            sizes = re.search(r"\((\d+) vs (\d+) bytes\)", reason)
+            found = f"{sizes.group(1)} of {sizes.group(2)} bytes" if sizes else reason
+            raise CalcinosisError(
+                f"{path}: the pixel data is shorter than its header says ({found}): the file is "
+                "truncated or corrupt; copy or export it again"
+            ) from exc
+        if reason.startswith("Missing required element"):
+            element = reason.split(":", 1)[1].strip()
+            raise CalcinosisError(
+                f"{path}: the DICOM header lacks {element}, which describes the pixels; the file "
+                "is incomplete or damaged: export it again"
             ) from exc
         raise CalcinosisError(
-            f"{path}: the pixel data cannot be decoded ({_one_line(exc)}); the file may be "
+            f"{path}: the pixel data cannot be decoded ({reason}); the file may be "
             "corrupt: export it again"
         ) from exc
 
 
-def _read_dicom(
+def _read_dicom(path: Path, *args, **kwargs) -> CalcinosisImage:
+    # pydicom warns about every header value that breaks its VR's format (a bad date, a letter
+    # in a number); the ones the image depends on become one CalcinosisError instead.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Invalid value for VR", category=UserWarning)
+        return _read_dicom_quietly(path, *args, **kwargs)
+
+
+def _read_dicom_quietly(
     path: Path,
     user_spacing_mm: tuple[float, float] | None,
     level_hu: float,
@@ -495,8 +656,6 @@ def _read_dicom(
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    if path.stat().st_size == 0:
-        raise CalcinosisError(f"{path}: the file is empty (0 bytes); copy or export it again")
     try:
         with warnings.catch_warnings():
             if not has_marker:
@@ -540,6 +699,7 @@ def _read_dicom(
             advice = f"it is a {kind}, not an image: give the CT image file"
         raise CalcinosisError(f"{path}: the DICOM file contains no pixel data ({advice})")
 
+    _check_pixel_description(ds, path)
     n_frames = _first_number(ds.get("NumberOfFrames")) or 1
     if n_frames > 1:
         raise _multi_frame_error(path, int(n_frames), "frames")
@@ -757,6 +917,7 @@ def _read_tiff_values(path: Path) -> tuple[np.ndarray, int | None, str]:
             if n_pages > 1:
                 raise _multi_frame_error(path, n_pages, "pages")
             page = tif.pages[0]
+            _check_pixel_count(int(page.imagelength), int(page.imagewidth), f"{path}: ")
             array = page.asarray()
             photometric = int(page.photometric)
             samples = int(page.samplesperpixel)
@@ -798,10 +959,26 @@ def _read_pillow_values(path: Path, fmt: str) -> tuple[np.ndarray, int | None, s
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # Pillow warns above 89 Mpx; _check_pixel_count below refuses such an image anyway.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses twice its own limit at open, before we can see the size.
+        n_pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_large_error(
+            f"{path}: ", _megapixels(int(n_pixels.group(1))) if n_pixels else "too large"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
+        raise CalcinosisError(
+            f"{path}: is not a readable {fmt} image ({_one_line(exc)}); export the image again"
+        ) from exc
+    try:
+        with image:
             n_frames = getattr(image, "n_frames", 1)
             if n_frames > 1:
                 raise _multi_frame_error(path, n_frames, "frames")
+            _check_pixel_count(image.height, image.width, f"{path}: ")
             image.load()
             mode = image.mode
             if mode == "PA" or (mode == "P" and "transparency" in image.info):
@@ -840,6 +1017,60 @@ def _read_pillow_values(path: Path, fmt: str) -> tuple[np.ndarray, int | None, s
 # --------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def atomic_output(path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Write a file all at once: yield a temporary path beside ``path``, then rename it onto ``path``.
+
+    The caller writes the temporary file (same folder, same suffix, so writers that pick the
+    format from the suffix still work). When the ``with`` block ends, the file is flushed to
+    disk and renamed onto ``path`` in one step (:func:`os.replace`): ``path`` never holds half a
+    file, and a write that fails or is interrupted leaves an existing ``path`` as it was and no
+    temporary file behind.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file; its folder must exist.
+    overwrite : bool
+        When False, refuse if ``path`` already exists.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary file to write.
+
+    Raises
+    ------
+    CalcinosisError
+        If ``path`` exists and ``overwrite`` is False, or the file cannot be written (missing or
+        read-only folder, full disk).
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise CalcinosisError(
+            f"{path}: already exists; pass overwrite=True (CLI: --overwrite) to replace it, "
+            "or choose another output"
+        )
+    # A hidden name with a random part: two runs writing the same output cannot collide.
+    temporary = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
+    try:
+        yield temporary
+        # Flushed before the rename, so a crash just after it cannot leave an empty file
+        # under the final name (file systems may write the rename before the data).
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        # strerror alone: the full message would name the temporary file, not the output.
+        raise CalcinosisError(
+            f"{path}: cannot be written ({exc.strerror or _one_line(exc)}); check that the folder exists and is "
+            "writable, and that the disk has room"
+        ) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+
+
 def _checked_pixels_hu(pixels_hu) -> np.ndarray:
     pixels_hu = np.asarray(pixels_hu, dtype=np.float64)
     if pixels_hu.ndim != 2:
@@ -859,6 +1090,8 @@ def write_dicom(
     window_width_hu: float = WINDOW_WIDTH_HU,
     patient_id: str = "PHANTOM",
     description: str = "",
+    *,
+    overwrite: bool = True,
 ) -> Path:
     """Write one slice as a CT Image Storage DICOM file.
 
@@ -880,6 +1113,9 @@ def write_dicom(
         Written as PatientID and PatientName.
     description : str
         Written as SeriesDescription.
+    overwrite : bool
+        When False, refuse to replace an existing file.  The file is written atomically
+        (:func:`atomic_output`).
 
     Returns
     -------
@@ -960,13 +1196,8 @@ def write_dicom(
     ds.RescaleType = "HU"
     ds.PixelData = stored.tobytes()
 
-    try:
-        ds.save_as(path, enforce_file_format=True)
-    except OSError as exc:
-        raise CalcinosisError(
-            f"{path}: cannot write the DICOM file ({_one_line(exc)}); check that the folder "
-            "exists and is writable"
-        ) from exc
+    with atomic_output(path, overwrite=overwrite) as temporary:
+        ds.save_as(temporary, enforce_file_format=True)
     return path
 
 
@@ -975,6 +1206,8 @@ def write_windowed_png(
     pixels_hu: np.ndarray,
     window_level_hu: float = WINDOW_LEVEL_HU,
     window_width_hu: float = WINDOW_WIDTH_HU,
+    *,
+    overwrite: bool = True,
 ) -> Path:
     """Write an 8-bit grey PNG through a window, like the paper's JPEG exports.
 
@@ -989,6 +1222,9 @@ def write_windowed_png(
         2-D image in HU.
     window_level_hu, window_width_hu : float
         The export window in HU.
+    overwrite : bool
+        When False, refuse to replace an existing file.  The file is written atomically
+        (:func:`atomic_output`).
 
     Returns
     -------
@@ -1000,11 +1236,6 @@ def write_windowed_png(
     path = Path(path)
     pixels_hu = _checked_pixels_hu(pixels_hu)
     grey = np.round(hu_to_window_unit(pixels_hu, window_level_hu, window_width_hu) * 255.0)
-    try:
-        Image.fromarray(grey.astype(np.uint8)).save(path, format="PNG")
-    except OSError as exc:
-        raise CalcinosisError(
-            f"{path}: cannot write the PNG file ({_one_line(exc)}); check that the folder "
-            "exists and is writable"
-        ) from exc
+    with atomic_output(path, overwrite=overwrite) as temporary:
+        Image.fromarray(grey.astype(np.uint8)).save(temporary, format="PNG")
     return path

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .grow import DEFAULT_MIN_AREA_MM2, grow_lesions
-from .io import CalcinosisImage, read_image
+from .io import CalcinosisImage, check_measurable, read_image
 from .measure import measure_lesions
 from .segment import PhalanxModel, load_model, segment_phalanges
 from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU, resolve_margin_mm, subtract_bone
@@ -89,9 +89,16 @@ def quantify(
     Returns
     -------
     QuantifyResult
+
+    Raises
+    ------
+    CalcinosisError
+        If the image cannot be read or measured (see :func:`~napari_calcinosis.io.check_measurable`),
+        or a seed is not a (row, col) pair of numbers.
     """
     if not isinstance(image, CalcinosisImage):
         image = read_image(image, pixel_size_mm=pixel_size_mm)
+    check_measurable(image)
     probability = None
     if bone_mask is None:
         if not isinstance(model, PhalanxModel):

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .io import atomic_output
 from .measure import feret_axes_mm
 from .stats import agreement, plot_agreement
 
-__all__ = ["run_validation", "PAPER_RESULTS", "READER_RELATIVE_SD", "READER_ABSOLUTE_SD_MM"]
+__all__ = ["run_validation", "report_paths", "PAPER_RESULTS", "READER_RELATIVE_SD", "READER_ABSOLUTE_SD_MM"]
 
 READER_RELATIVE_SD = 0.08
 READER_ABSOLUTE_SD_MM = 0.25
@@ -91,9 +92,20 @@ def run_validation(n: int = 31, seed: int = 3_000_000, out_dir=None, *, model=No
     return {"lesions": lesions, "stats": stats}
 
 
+def _plot_name(comparison: str) -> str:
+    return f"{comparison.replace(' ', '_')}.png"
+
+
+def report_paths(out_dir) -> list[Path]:
+    """The files :func:`run_validation` writes into ``out_dir``."""
+    out = Path(out_dir)
+    return [out / "lesions.csv", out / "report.md"] + [out / _plot_name(name) for name, _, _ in COMPARISONS]
+
+
 def _write_report(out: Path, lesions: pd.DataFrame, stats: dict, n: int, seed: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    lesions.to_csv(out / "lesions.csv", index=False)
+    with atomic_output(out / "lesions.csv") as temporary:
+        lesions.to_csv(temporary, index=False)
     lines = [
         "# Validation study on phantoms",
         "",
@@ -119,8 +131,9 @@ def _write_report(out: Path, lesions: pd.DataFrame, stats: dict, n: int, seed: i
             f"| {name} | {a.n} | {a.spearman_rho:.3f} | {a.ccc:.3f} ({a.ccc_ci_low:.3f}-{a.ccc_ci_high:.3f}) | "
             f"{a.ba_bias:.2f} | {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f} | {paper_text} |"
         )
-        png = out / f"{name.replace(' ', '_')}.png"
-        plot_agreement(lesions[x], lesions[y], png, x_label=x.replace("_mm2", ""), y_label=y.replace("_mm2", ""))
+        with atomic_output(out / _plot_name(name)) as temporary:
+            plot_agreement(lesions[x], lesions[y], temporary, x_label=x.replace("_mm2", ""), y_label=y.replace("_mm2", ""))
     lines.append("")
-    lines += [f"![{name}]({name.replace(' ', '_')}.png)" for name, _, _ in COMPARISONS]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    lines += [f"![{name}]({_plot_name(name)})" for name, _, _ in COMPARISONS]
+    with atomic_output(out / "report.md") as temporary:
+        temporary.write_text("\n".join(lines) + "\n")

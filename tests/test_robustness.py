@@ -1,0 +1,542 @@
+"""The catalogue of bad inputs (docs/robustness.md): each one gives its documented outcome.
+
+Entries already covered next to the code they exercise are not repeated here: see the
+"test" column of docs/robustness.md.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pydicom
+import pytest
+import tifffile
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from napari_calcinosis import CalcinosisError, CalcinosisImage, grow_lesions, make_phantom, quantify, read_image
+from napari_calcinosis.io import (
+    MAX_FIELD_OF_VIEW_MM,
+    MAX_IMAGE_PIXELS,
+    MIN_IMAGE_SIDE_PX,
+    atomic_output,
+    check_measurable,
+    write_dicom,
+    write_windowed_png,
+)
+
+
+def _error_of(call, *args, **kwargs) -> str:
+    with pytest.raises(CalcinosisError) as info:
+        call(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message  # the CLI prints it on one line
+    return message
+
+
+def _ramp_hu(shape=(40, 64)) -> np.ndarray:
+    return np.tile(np.linspace(-200.0, 1500.0, shape[1]), (shape[0], 1))
+
+
+# ---- broken files --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        # NumberOfFrames holds '1A': a bad value for its VR (IS, integer string)
+        ("badVR.dcm", ["Number of Frames (0028,0008)", "'1A'", "not a whole number", "export"]),
+        # file meta without a transfer syntax, and no image description at all
+        ("meta_missing_tsyntax.dcm", ["lacks", "Bits Allocated", "export it again"]),
+    ],
+)
+def test_broken_pydicom_files_name_what_is_wrong(name, words):
+    message = _error_of(read_image, get_testdata_file(name))
+    assert name in message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize(
+    ("name", "syntax", "install"),
+    [
+        ("MR_small_jpeg_ls_lossless.dcm", "JPEG-LS Lossless", "pylibjpeg-libjpeg"),
+        ("JPEG-lossy.dcm", "JPEG Extended", "pylibjpeg-libjpeg"),  # 12-bit: beyond Pillow
+    ],
+)
+def test_compressed_dicom_without_a_decoder_says_what_to_install(name, syntax, install):
+    path = get_testdata_file(name)
+    try:
+        read_image(path, pixel_size_mm=0.3)
+    except CalcinosisError as exc:
+        message = str(exc)
+    else:
+        pytest.skip(f"a decoder for {syntax} is installed here")
+    assert name in message and syntax in message
+    assert f"pip install pylibjpeg {install}" in message
+    assert "export the slice uncompressed" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "origin"),
+    [("693_J2KI.dcm", (512, 512), "DICOM RescaleSlope/Intercept"), ("SC_rgb_jpeg_dcmtk.dcm", (100, 100), "YBR_FULL")],
+)
+def test_compressed_dicom_with_a_decoder_is_read(name, shape, origin):
+    # JPEG 2000 and 8-bit JPEG decode through Pillow, a dependency of the package.
+    image = read_image(get_testdata_file(name))
+    assert image.shape == shape and np.isfinite(image.pixels_hu).all()
+    assert image.value_origin.startswith(origin)
+
+
+@pytest.mark.parametrize("name", ["empty.dcm", "empty.png", "empty"])
+def test_zero_byte_file_is_refused_whatever_its_name(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"")
+    message = _error_of(read_image, path, pixel_size_mm=0.2)
+    assert name in message and "empty (0 bytes)" in message
+
+
+@pytest.mark.parametrize("name", ["seeds.dcm", "notes.png", "report"])
+def test_text_file_named_like_an_image_is_refused_as_text(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("image,row,col\nfinger_01,120,88\n")
+    message = _error_of(read_image, path, pixel_size_mm=0.2)
+    assert name in message and "is a text file" in message and "'image,row,col'" in message
+
+
+# ---- image sizes ---------------------------------------------------------------------
+
+
+def test_one_pixel_image_is_read_but_not_measured(tmp_path):
+    path = tmp_path / "dot.png"
+    Image.fromarray(np.array([[128]], np.uint8)).save(path)
+    image = read_image(path, pixel_size_mm=0.2)
+    assert image.shape == (1, 1)
+    message = _error_of(quantify, image, [(0, 0)])
+    assert "dot.png" in message and "1 x 1 px" in message
+    assert f"at least {MIN_IMAGE_SIDE_PX} x {MIN_IMAGE_SIDE_PX} px" in message
+
+
+def _png_claiming(path, rows: int, cols: int) -> None:
+    """A small PNG whose header claims rows x cols: readers learn the size before decoding."""
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = bytes(data[12:29])  # b"IHDR" + 13 bytes of data
+    ihdr = ihdr[:4] + struct.pack(">II", cols, rows) + ihdr[12:]
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(ihdr))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(7000, 7000), (20000, 20000)])
+def test_huge_png_is_refused_before_it_is_decoded(tmp_path, rows, cols):
+    path = tmp_path / "huge.png"
+    _png_claiming(path, rows, cols)
+    message = _error_of(read_image, path, pixel_size_mm=0.1)
+    assert "huge.png" in message
+    assert f"{rows * cols / 1e6:.3g} megapixels" in message
+    assert f"at most {MAX_IMAGE_PIXELS / 1e6:.3g} megapixels" in message and "crop it" in message
+
+
+def test_huge_dicom_is_refused_before_it_is_decoded(tmp_path):
+    path = write_dicom(tmp_path / "huge.dcm", np.zeros((8, 8)), 0.1)
+    ds = pydicom.dcmread(path)
+    ds.Rows, ds.Columns = 10000, 10000  # the pixel data stays 8 x 8: never decoded
+    ds.save_as(path)
+    message = _error_of(read_image, path)
+    assert "huge.dcm" in message and "10000 x 10000 px (100 megapixels)" in message
+
+
+def test_huge_tiff_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    monkeypatch.setattr("napari_calcinosis.io.MAX_IMAGE_PIXELS", 1000)
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, np.zeros((40, 64), np.uint16))
+    message = _error_of(read_image, path, pixel_size_mm=0.1)
+    assert "big.tif" in message and "40 x 64 px" in message
+
+
+def test_absurd_field_of_view_is_refused():
+    # 300 px of 2 mm: 600 mm, not a finger; usually a pixel size in the wrong unit.
+    image = CalcinosisImage(_ramp_hu((300, 100)), spacing_mm=2.0, source="finger.png")
+    message = _error_of(check_measurable, image)
+    assert "finger.png" in message and "600 x 200 mm" in message and "300 x 100 px of 2 x 2 mm" in message
+    assert f"at most {MAX_FIELD_OF_VIEW_MM:g} mm" in message
+    check_measurable(CalcinosisImage(_ramp_hu((300, 100)), spacing_mm=0.3))
+
+
+# ---- pixel values --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinite_pixels_are_refused_with_their_count_and_place(tmp_path, bad):
+    hu = _ramp_hu().astype(np.float32)
+    hu[5, 7] = hu[30, 2] = bad
+    path = tmp_path / "float_hu.tif"
+    tifffile.imwrite(path, hu)
+    message = _error_of(read_image, path, pixel_size_mm=0.2)
+    assert "float_hu.tif" in message
+    assert f"2 of {hu.size} pixels are NaN or infinite (the first at row 5, col 7)" in message
+    assert "-1000 HU" in message
+    assert "NaN or infinite" in _error_of(CalcinosisImage, hu, 0.2)
+
+
+# ---- pixel size ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.3, float("nan"), 5.5, 250.0])
+def test_implausible_pixel_size_is_refused_with_the_plausible_range(tmp_path, bad):
+    path = write_windowed_png(tmp_path / "ramp.png", _ramp_hu())
+    message = _error_of(read_image, path, pixel_size_mm=bad)
+    assert "ramp.png" in message and f"pixel_size_mm of {bad:g} mm is not a plausible pixel size" in message
+    assert "at most 5 mm" in message and "0.15-0.35 mm" in message
+
+
+def test_a_pixel_size_of_5_mm_is_still_accepted(tmp_path):
+    path = write_windowed_png(tmp_path / "ramp.png", _ramp_hu())
+    assert read_image(path, pixel_size_mm=5.0).spacing_mm == (5.0, 5.0)
+
+
+def test_dicom_with_implausible_header_spacing_asks_for_the_pixel_size():
+    path = get_testdata_file("SC_rgb_small_odd.dcm")  # a screen capture: PixelSpacing 33.3 mm
+    message = _error_of(read_image, path)
+    assert "PixelSpacing of 33.3333 mm is not a plausible pixel size" in message and "--pixel-size" in message
+    assert read_image(path, pixel_size_mm=0.25).spacing_mm == (0.25, 0.25)
+
+
+# ---- seeds ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom(5)
+
+
+def test_seeds_off_the_image_negative_or_nan_get_outside_image(phantom):
+    rows, cols = phantom.image_hu.shape
+    seeds = [tuple(phantom.seeds[0]), (-3, 10), (10, cols), (rows + 40, -1), (np.nan, 5), (5, np.inf)]
+    grown = grow_lesions(phantom.image_hu, phantom.bone_mask, phantom.spacing_mm, seeds)
+    assert list(grown.seeds["status"]) == ["ok"] + ["outside_image"] * 5
+    assert (grown.lesion_labels > 0).any()
+
+
+def test_non_integer_seeds_are_rounded_to_the_nearest_pixel(phantom):
+    r, c = (int(v) for v in phantom.seeds[0])
+    exact = grow_lesions(phantom.image_hu, phantom.bone_mask, phantom.spacing_mm, [(r, c)])
+    near = grow_lesions(phantom.image_hu, phantom.bone_mask, phantom.spacing_mm, [(r + 0.4, c - 0.49)])
+    np.testing.assert_array_equal(exact.lesion_labels, near.lesion_labels)
+    assert (near.seeds["seed_row"][0], near.seeds["seed_col"][0]) == (r + 0.4, c - 0.49)  # kept as given
+
+
+@pytest.mark.parametrize(
+    ("seeds", "words"),
+    [([(1, "a")], ["pairs of numbers"]), ([(1, 2, 3)], ["shape (1, 3)"]), ([1, 2, 3], ["shape (3,)"])],
+)
+def test_seeds_that_are_not_row_col_pairs_are_refused(phantom, seeds, words):
+    message = _error_of(grow_lesions, phantom.image_hu, phantom.bone_mask, phantom.spacing_mm, seeds)
+    for word in words:
+        assert word in message
+
+
+# ---- atomic outputs ------------------------------------------------------------------
+
+
+def test_atomic_output_replaces_the_file_in_one_step(tmp_path):
+    out = tmp_path / "table.csv"
+    out.write_text("old\n")
+    with atomic_output(out) as temporary:
+        assert temporary.parent == tmp_path and temporary.suffix == ".csv" and temporary != out
+        temporary.write_text("new\n")
+        assert out.read_text() == "old\n"  # nothing visible until the block ends
+    assert out.read_text() == "new\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+@pytest.mark.parametrize("error", [OSError("No space left on device"), KeyboardInterrupt()])
+def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path, error):
+    out = tmp_path / "table.csv"
+    out.write_text("old\n")
+    with pytest.raises((CalcinosisError, KeyboardInterrupt)) as info:
+        with atomic_output(out) as temporary:
+            temporary.write_text("half a ta")
+            raise error
+    assert out.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+    if isinstance(error, OSError):
+        assert "table.csv: cannot be written (No space left on device)" in str(info.value)
+
+
+def test_atomic_output_can_refuse_to_overwrite(tmp_path):
+    out = tmp_path / "table.csv"
+    out.write_text("old\n")
+    message = _error_of(atomic_output(out, overwrite=False).__enter__)
+    assert "table.csv: already exists" in message and "--overwrite" in message
+    assert out.read_text() == "old\n"
+
+
+def test_a_missing_folder_is_reported_not_raised_as_oserror(tmp_path):
+    message = _error_of(write_windowed_png, tmp_path / "nowhere" / "ramp.png", _ramp_hu())
+    assert "ramp.png: cannot be written (No such file or directory)" in message and "folder exists" in message
+    assert ".partial" not in message
+
+
+@pytest.mark.parametrize("writer", ["dicom", "png"])
+def test_image_writers_are_atomic(tmp_path, monkeypatch, writer):
+    out = tmp_path / f"slice.{'dcm' if writer == 'dicom' else 'png'}"
+    out.write_bytes(b"the previous export")
+
+    def fail_halfway(self, path, *args, **kwargs):
+        open(path, "wb").write(b"\0" * 100)
+        raise OSError("disk full")
+
+    if writer == "dicom":
+        monkeypatch.setattr(pydicom.dataset.Dataset, "save_as", fail_halfway)
+        call = write_dicom
+    else:
+        monkeypatch.setattr(Image.Image, "save", fail_halfway)
+        call = write_windowed_png
+    args = (out, _ramp_hu(), 0.2) if writer == "dicom" else (out, _ramp_hu())
+    assert "disk full" in _error_of(call, *args)
+    assert out.read_bytes() == b"the previous export"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+    assert "already exists" in _error_of(call, *args, overwrite=False)
+
+
+def test_napari_csv_writer_is_atomic(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from napari_calcinosis._reader_writer import write_lesions_csv
+
+    out = tmp_path / "lesions.csv"
+    out.write_text("lesion_id,area_mm2\n1,4.2\n")
+    labels = np.zeros((20, 20), np.int32)
+    labels[5:9, 5:9] = 1
+
+    def fail_halfway(self, path, *args, **kwargs):
+        open(path, "w").write("lesion_id,ar")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fail_halfway)
+    message = _error_of(write_lesions_csv, str(out), labels, {"scale": (0.25, 0.25)})
+    assert "lesions.csv: cannot be written (disk full)" in message
+    assert out.read_text() == "lesion_id,area_mm2\n1,4.2\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["lesions.csv"]
+
+
+# ---- the command line: batches, seeds files, outputs ---------------------------------
+
+
+@pytest.fixture
+def fake_pipeline(monkeypatch):
+    """The CLI with the U-Net and the pipeline stubbed: these tests are about the batch, not the method."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from napari_calcinosis import pipeline, segment
+
+    calls = {"load_model": 0, "images": []}
+
+    def load_model(*args, **kwargs):
+        calls["load_model"] += 1
+        return "model"
+
+    def fake_quantify(image, seeds, **kwargs):
+        calls["images"].append(image.name)
+        check_measurable(image)
+        if image.name == "crash":
+            raise RuntimeError("something unforeseen")
+        seeds = seeds or [(10.0, 10.0)]
+        table = pd.DataFrame({
+            "image": image.name, "lesion_id": np.arange(1, len(seeds) + 1), "seed_row": [s[0] for s in seeds],
+            "seed_col": [s[1] for s in seeds], "area_mm2": 1.5, "status": "ok",
+        })
+        return SimpleNamespace(table=table, bone_mask=np.zeros(image.shape, bool),
+                               lesion_labels=np.ones(image.shape, np.int32))
+
+    monkeypatch.setattr(segment, "load_model", load_model)
+    monkeypatch.setattr(pipeline, "quantify", fake_quantify)
+    return calls
+
+
+def _cli(capsys, *args) -> tuple[int, str]:
+    from napari_calcinosis.cli import main
+
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def batch(tmp_path):
+    """good_1.png, a text file named bad.dcm, a 1-pixel dot.png, crash.png, good_2.png and their seeds."""
+    import pandas as pd
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("good_1", "crash", "good_2"):
+        write_windowed_png(folder / f"{name}.png", _ramp_hu((64, 64)))
+    (folder / "bad.dcm").write_text("not an image\n")
+    Image.fromarray(np.array([[128]], np.uint8)).save(folder / "dot.png")
+    seeds = tmp_path / "seeds.csv"
+    pd.DataFrame({"image": ["good_1", "good_1", "bad", "dot.png", "crash", "good_2"],
+                  "row": [12, 20.6, 3, 0, 5, 30], "col": [14, 22, 4, 0, 6, 31]}).to_csv(seeds, index=False)
+    paths = [folder / n for n in ("good_1.png", "bad.dcm", "dot.png", "crash.png", "good_2.png")]
+    return paths, seeds
+
+
+def test_a_batch_reports_each_bad_image_and_carries_on(fake_pipeline, batch, tmp_path, capsys):
+    import pandas as pd
+
+    paths, seeds = batch
+    out = tmp_path / "results" / "areas.csv"
+    code, err = _cli(capsys, "quantify", *paths, "--seeds", seeds, "--pixel-size", 0.25, "--out", out)
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3
+    assert "bad.dcm" in errors[0] and "is a text file" in errors[0]
+    assert "dot.png" in errors[1] and "1 x 1 px" in errors[1]
+    assert errors[2] == ("error: crash.png: unexpected RuntimeError: something unforeseen "
+                         "(please report this with the image)")
+    assert "3 of 5 image(s) failed" in err
+    assert fake_pipeline["images"] == ["good_1", "dot", "crash", "good_2"]  # bad.dcm failed on reading
+
+    table = pd.read_csv(out)
+    assert list(table["image"]) == ["good_1.png", "good_1.png", "bad.dcm", "dot.png", "crash.png", "good_2.png"]
+    assert list(table["status"].str.split(":").str[0]) == ["ok", "ok", "error", "error", "error", "ok"]
+    # a failed image keeps one row per seed, with the seed where the user put it
+    assert table.loc[table["image"] == "crash.png", ["seed_row", "seed_col"]].values.tolist() == [[5, 6]]
+    assert table["seed_row"].iloc[1] == 20.6
+
+
+def test_masks_of_a_failed_image_are_not_written_and_the_others_are(fake_pipeline, batch, tmp_path, capsys):
+    paths, seeds = batch
+    masks = tmp_path / "masks"
+    code, _ = _cli(capsys, "quantify", *paths, "--seeds", seeds, "--pixel-size", 0.25, "--masks", masks)
+    assert code == 1
+    assert sorted(p.name for p in masks.iterdir()) == [
+        "good_1_bone.png", "good_1_lesions.tif", "good_2_bone.png", "good_2_lesions.tif"]
+    assert tifffile.imread(masks / "good_1_lesions.tif").dtype == np.uint16
+
+
+def test_an_existing_output_is_refused_before_any_work_unless_overwrite(fake_pipeline, batch, tmp_path, capsys):
+    paths, seeds = batch
+    out = tmp_path / "areas.csv"
+    out.write_text("the previous results\n")
+    code, err = _cli(capsys, "quantify", paths[0], "--pixel-size", 0.25, "--out", out)
+    assert code == 2 and err.count("\n") == 1
+    assert f"already exist: {out}" in err and "--overwrite" in err
+    assert out.read_text() == "the previous results\n"
+    assert fake_pipeline["load_model"] == 0
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "good_1_lesions.tif").write_bytes(b"earlier masks")
+    code, err = _cli(capsys, "quantify", paths[0], "--pixel-size", 0.25, "--masks", masks)
+    assert code == 2 and "good_1_lesions.tif" in err and "--overwrite" in err
+    assert (masks / "good_1_lesions.tif").read_bytes() == b"earlier masks"
+
+    code, _ = _cli(capsys, "quantify", paths[0], "--pixel-size", 0.25, "--out", out, "--masks", masks, "--overwrite")
+    assert code == 0
+    assert out.read_text().startswith("image,lesion_id")
+    assert tifffile.imread(masks / "good_1_lesions.tif").shape == (64, 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["areas.csv", "images", "masks", "seeds.csv"]
+
+
+def test_two_images_with_one_stem_cannot_share_mask_files(fake_pipeline, batch, tmp_path, capsys):
+    paths, _ = batch
+    other = tmp_path / "good_1.dcm"
+    write_dicom(other, _ramp_hu((64, 64)), 0.25)
+    code, err = _cli(capsys, "quantify", paths[0], other, "--pixel-size", 0.25, "--masks", tmp_path / "m")
+    assert code == 2 and "share the file stem good_1" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("image,x,y\ngood_1,1,2\n", ["lacks column(s) row, col", "its header is 'image,x,y'", "image,row,col"]),
+        ("image;row;col\ngood_1;1;2\n", ["semicolon-separated"]),
+        ("image,row,col\ngood_1,1,2\ngood_2,,3\ngood_2,nan,3\n",
+         ["line 3 (image 'good_2', row '', col '3')", "2 line(s) are bad"]),
+        ("image,row,col\ngood_1,1,2\ngood_2,twelve,3\n", ["line 3", "row 'twelve'"]),
+        ("image,row,col\n,1,2\n", ["line 2 (image ''"]),
+        ("", ["is empty", "image,row,col"]),
+    ],
+)
+def test_a_bad_seeds_file_is_refused_naming_the_line_or_columns(fake_pipeline, batch, tmp_path, capsys,
+                                                                content, words):
+    paths, _ = batch
+    seeds = tmp_path / "bad_seeds.csv"
+    seeds.write_text(content)
+    code, err = _cli(capsys, "quantify", paths[0], "--seeds", seeds, "--pixel-size", 0.25)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: seeds file")
+    for word in words:
+        assert word in err
+    assert fake_pipeline["load_model"] == 0
+
+
+def test_seeds_for_images_not_given_are_listed_not_dropped_silently(fake_pipeline, batch, tmp_path, capsys):
+    paths, _ = batch
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_text("image,row,col\ngood_1.png,12,14\nfinger_07,1,2\nfinger_08,3,4\n")
+    code, err = _cli(capsys, "quantify", paths[0], paths[4], "--seeds", seeds, "--pixel-size", 0.25)
+    assert code == 0
+    assert "has seeds for 2 image(s) not given here, not measured: finger_07, finger_08" in err
+    assert "good_2.png: no seeds in" in err and "automatic mode" in err
+
+
+@pytest.mark.parametrize("bad", ["0", "-0.2", "nan", "7"])
+def test_implausible_pixel_size_on_the_command_line_is_refused_first(fake_pipeline, batch, capsys, bad):
+    paths, _ = batch
+    code, err = _cli(capsys, "quantify", *paths, "--pixel-size", bad)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: --pixel-size of") and "at most 5 mm" in err
+    assert fake_pipeline["load_model"] == 0
+
+
+def test_sample_refuses_to_overwrite_a_previous_set(tmp_path, capsys):
+    code, _ = _cli(capsys, "sample", "--out", tmp_path, "-n", "1")
+    assert code == 0
+    before = (tmp_path / "truth.csv").read_bytes()
+    code, err = _cli(capsys, "sample", "--out", tmp_path, "-n", "1", "--seed", "1")  # other phantoms, same tables
+    assert code == 2 and "truth.csv" in err and "--overwrite" in err
+    assert not (tmp_path / "phantom_000001.dcm").exists()
+    code, err = _cli(capsys, "sample", "--out", tmp_path, "-n", "1", "--overwrite")
+    assert code == 0 and (tmp_path / "truth.csv").read_bytes() == before
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporary file left anywhere
+
+
+def test_agreement_demo_and_validate_refuse_existing_outputs(tmp_path, capsys):
+    table = tmp_path / "pairs.csv"
+    table.write_text("a,b\n1,1.1\n2,2.3\n3,2.9\n4,4.2\n5,4.8\n")
+    plot = tmp_path / "plot.png"
+    plot.write_bytes(b"an earlier plot")
+    code, err = _cli(capsys, "agreement", table, "--x", "a", "--y", "b", "--plot", plot)
+    assert code == 2 and "plot.png" in err and "--overwrite" in err
+    assert plot.read_bytes() == b"an earlier plot"
+    code, _ = _cli(capsys, "agreement", table, "--x", "a", "--y", "b", "--plot", plot, "--overwrite")
+    assert code == 0 and plot.read_bytes().startswith(b"\x89PNG")
+
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "sample_finger_lesions.csv").write_text("mine\n")
+    code, err = _cli(capsys, "demo", "--out", tmp_path / "demo", "--device", "cpu")
+    assert code == 2 and "sample_finger_lesions.csv" in err
+
+    (tmp_path / "val").mkdir()
+    (tmp_path / "val" / "report.md").write_text("mine\n")
+    code, err = _cli(capsys, "validate", "--out", tmp_path / "val", "--n", "1", "--device", "cpu")
+    assert code == 2 and "report.md" in err
+    assert (tmp_path / "val" / "report.md").read_text() == "mine\n"
+
+
+def test_every_test_the_catalogue_cites_exists():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    page = (root / "docs" / "robustness.md").read_text()
+    cited = re.findall(r"`(?:(test_\w+\.py)::)?(test_\w+)`", page)
+    assert len(cited) > 40
+    for file, name in cited:
+        source = (root / "tests" / (file or "test_robustness.py")).read_text()
+        assert f"def {name}(" in source, f"docs/robustness.md cites {file or 'test_robustness.py'}::{name}"
