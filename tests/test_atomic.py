@@ -31,3 +31,15 @@ def test_the_writer_sees_the_final_suffix(tmp_path):
     seen = []
     atomic_write(tmp_path / "mask.png", lambda p: (seen.append(p), p.write_bytes(b"x")))
     assert seen[0].suffix == ".png" and seen[0].parent == tmp_path and seen[0].name.startswith(".")
+
+
+def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
+    from napari_calcinosis._atomic import remove_stale_temporaries, temporary_path
+
+    out = tmp_path / "m.checkpoint.pt"
+    left = temporary_path(out)
+    left.write_bytes(b"half")
+    other = tmp_path / ".other.tmp-1-ab.pt"
+    other.write_bytes(b"not ours")
+    assert remove_stale_temporaries(out) == [left]
+    assert not left.exists() and other.exists()

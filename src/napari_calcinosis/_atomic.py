@@ -9,12 +9,13 @@ flushed to disk, then renamed over the final path with :func:`os.replace`.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["atomic_write", "temporary_path"]
+__all__ = ["atomic_write", "remove_stale_temporaries", "temporary_path"]
 
 
 def temporary_path(path) -> Path:
@@ -24,6 +25,20 @@ def temporary_path(path) -> Path:
     """
     path = Path(path)
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+
+
+def remove_stale_temporaries(path) -> list[Path]:
+    """Delete the temporary files a killed writer left beside ``path``; returns what went.
+
+    Call it before writing ``path`` again, from the one process that writes it.
+    """
+    path = Path(path)
+    pattern = f".{glob.escape(path.stem)}.tmp-*{glob.escape(path.suffix)}"
+    stale = [p for p in path.parent.glob(pattern) if p.is_file()]
+    for p in stale:
+        with contextlib.suppress(OSError):
+            p.unlink()
+    return stale
 
 
 def atomic_write(path, write_fn: Callable[[Path], object]) -> Path:

@@ -157,7 +157,7 @@ def save_model(model: PhalanxModel, path, extra_card: dict | None = None) -> Pat
     previous model, or a card without weights (``model file not found``), never a
     ``.safetensors`` that does not load.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from ._atomic import atomic_write
 
@@ -169,7 +169,8 @@ def save_model(model: PhalanxModel, path, extra_card: dict | None = None) -> Pat
     model.card = card
     text = json.dumps(card, indent=2, default=float) + "\n"
     atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
-    atomic_write(path, lambda tmp: save_file(state, str(tmp)))
+    data = save(state)  # bytes, so the file gets the usual permissions (save_file makes it owner-only)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
 
 

@@ -2,8 +2,11 @@
 
 One function, :func:`train_segmenter`, serves the CLI, the napari widget and the console. It
 reports progress through a callback (step, epoch, loss, validation Dice, ETA), stops at the next
-step when ``should_cancel()`` says so, writes a checkpoint every epoch (``resume=True`` carries
-on from it) and keeps the weights with the best validation Dice as safetensors + JSON card.
+step when ``should_cancel()`` says so, and keeps the weights with the best validation Dice as
+safetensors + JSON card. A checkpoint is written at the end of every epoch, on cancel, and every
+``checkpoint_every_s`` seconds within an epoch; ``resume=True`` carries on from it at the step
+where it was written, so a run killed at any moment (kill -9, power cut) loses at most that
+long. Every file is written atomically (:mod:`._atomic`): the final paths never hold half a file.
 
 Augmentation goes beyond the paper's rotations (Chandrasekaran et al. 2021 rotated 30 images
 three times): any rotation, flips, scaling around the working pixel spacing, HU gain and
@@ -23,8 +26,9 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._atomic import atomic_write, remove_stale_temporaries
 from ._errors import CalcinosisError
-from .io import CalcinosisImage, read_image
+from .io import CalcinosisImage, _one_line, read_image
 from .segment import (
     PhalanxModel,
     dice,
@@ -218,6 +222,42 @@ def _checkpoint_path(out: Path) -> Path:
     return out.with_name(out.stem + ".checkpoint.pt")
 
 
+# What a resumed run must share with the run that wrote the checkpoint (the number of epochs may
+# grow), with the CLI option that sets each.
+_RESUME_SETTINGS = {
+    "data": "the training data", "architecture": "--init (the architecture)", "steps_per_epoch": "--steps-per-epoch",
+    "batch_size": "--batch-size", "crop_px": "--crop-px", "learning_rate": "--lr", "seed": "--seed",
+}
+
+
+def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> dict:
+    """The checkpoint beside the model, checked against this run's settings."""
+    import torch
+
+    try:
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if not isinstance(ckpt, dict) or not {"network", "optimizer", "rng", "epoch", "step"} <= set(ckpt):
+            raise ValueError("not a napari-calcinosis training checkpoint")
+    except Exception as exc:  # not a checkpoint of ours, or damaged outside this program
+        raise CalcinosisError(
+            f"cannot resume: the checkpoint {ckpt_path} is unreadable ({_one_line(exc)[:120]}); run without --resume to "
+            "start afresh"
+        ) from exc
+    saved = ckpt.get("settings", {})
+    differ = [k for k in _RESUME_SETTINGS if k in saved and saved[k] != settings[k]]
+    if differ:
+        detail = "; ".join(f"{_RESUME_SETTINGS[k]}: {saved[k]!r} there, {settings[k]!r} now" for k in differ)
+        raise CalcinosisError(
+            f"cannot resume: the checkpoint {ckpt_path} comes from a run with other settings ({detail}); resume with "
+            "the same settings, or run without --resume to start afresh"
+        )
+    if ckpt["epoch"] >= epochs:
+        raise CalcinosisError(
+            f"nothing to resume: the checkpoint has already done {ckpt['epoch']} of {epochs} epochs; ask for more --epochs"
+        )
+    return ckpt
+
+
 def evaluate(model: PhalanxModel, samples: Sequence[TrainingSample], tta: bool = False) -> list[float]:
     """Per-image bone Dice of ``model`` on ``samples``, through the same path users run."""
     return [
@@ -248,6 +288,7 @@ def train_segmenter(
     progress: Callable[[TrainProgress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     command: str = "",
+    checkpoint_every_s: float = 30.0,
 ) -> TrainResult:
     """Train (or fine-tune) the phalanx U-Net and save the best model.
 
@@ -271,13 +312,18 @@ def train_segmenter(
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``. On CUDA
         training runs in bfloat16 autocast with channels-last tensors.
     resume : bool
-        Carry on from the checkpoint beside ``out``.
+        Carry on from the checkpoint beside ``out``, at the step where it was written. The run
+        must have the same data and settings (more ``epochs`` are allowed).
     init_model : PhalanxModel or path, optional
         Fine-tune from these weights instead of starting from scratch (e.g. the bundled model).
     progress : callable, optional
         Called with a :class:`TrainProgress` after each step and each validation.
     should_cancel : callable, optional
-        Polled before each step; when it returns True training stops, the best checkpoint kept.
+        Polled before each step; when it returns True training stops after validating the
+        steps done so far: the best model is kept and a checkpoint written to resume from.
+    checkpoint_every_s : float
+        Within an epoch, also write the checkpoint after a step when this many seconds have
+        passed since the last one (0: after every step).
 
     Returns
     -------
@@ -292,6 +338,8 @@ def train_segmenter(
     ckpt_path = _checkpoint_path(out)
     if resume and not ckpt_path.exists():
         raise CalcinosisError(f"cannot resume: no checkpoint at {ckpt_path}; run without --resume to start afresh")
+    for written in (out, out.with_suffix(".json"), ckpt_path):
+        remove_stale_temporaries(written)  # half-written files of a run that was killed
     dev = select_device(device)
     report = progress or (lambda p: None)
     cancelled = should_cancel or (lambda: False)
@@ -354,18 +402,35 @@ def train_segmenter(
         frac = min(1.0, (step_index - warm) / max(1, total_steps - warm))
         return learning_rate * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac)))
     rng = np.random.default_rng(seed)
-    start_epoch, step, best_dice, best_epoch, history = 0, 0, -1.0, -1, []
+    settings = {
+        "data": data_desc, "architecture": model.card.get("architecture"), "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size, "crop_px": crop_px, "learning_rate": learning_rate, "seed": seed,
+    }
+    start_epoch, step, best_dice, best_epoch, history, epoch_losses = 0, 0, -1.0, -1, [], []
     if resume:
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        net.load_state_dict(ckpt["network"])
-        opt.load_state_dict(ckpt["optimizer"])
+        ckpt = _read_checkpoint(ckpt_path, dev, settings, epochs)
+        try:
+            net.load_state_dict(ckpt["network"])
+            opt.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CalcinosisError(
+                f"cannot resume: the checkpoint {ckpt_path} holds another network; run without --resume to start afresh"
+            ) from exc
         rng.bit_generator.state = ckpt["rng"]
         start_epoch, step = ckpt["epoch"], ckpt["step"]
         best_dice, best_epoch, history = ckpt["best_val_dice"], ckpt["best_epoch"], ckpt["history"]
-        if start_epoch >= epochs:
-            raise CalcinosisError(
-                f"nothing to resume: the checkpoint has already done {start_epoch} of {epochs} epochs; ask for more --epochs"
-            )
+        epoch_losses = list(ckpt.get("epoch_losses", []))
+
+    def save_checkpoint(epochs_completed: int, losses_this_epoch: list) -> None:
+        # At a step boundary: weights, optimiser, the data RNG and the losses of the unfinished
+        # epoch, so that a resumed run continues as if it had not stopped.
+        state = {
+            "network": net.state_dict(), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
+            "epoch": epochs_completed, "step": step, "epoch_losses": list(losses_this_epoch), "epochs": epochs,
+            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "best_val_dice": best_dice,
+            "best_epoch": best_epoch, "history": history, "settings": settings,
+        }
+        atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
 
     spec = model.input
     card_training = {
@@ -391,14 +456,38 @@ def train_segmenter(
         inter = (p * target).sum(dim=(1, 2, 3))
         return 1.0 - ((2 * inter + 1.0) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1.0)).mean()
 
-    t0 = time.monotonic()
+    def validate_and_keep_best(label_epoch: int, loss: float) -> float:
+        nonlocal best_dice, best_epoch
+        net.eval()
+        val_dice = float(np.mean(evaluate(model, val)))
+        if val_dice > best_dice:
+            best_dice, best_epoch = val_dice, label_epoch
+            # The model is saved before the checkpoint: a run killed in between redoes the
+            # steps since the last checkpoint and comes to the same model again.
+            save_model(
+                model, out,
+                extra_card={
+                    "training": {**card_training, "best_epoch": best_epoch},
+                    "validation": {"dice_mean": best_dice, "n_images": len(val), "epoch": best_epoch, "step": step},
+                },
+            )
+        rate = (time.monotonic() - t0) / max(steps_this_run, 1)
+        report(
+            TrainProgress(
+                "validate", step, total_steps, label_epoch, epochs, loss=loss, val_dice=val_dice,
+                best_val_dice=best_dice, eta_s=rate * (total_steps - step), device=str(dev),
+            )
+        )
+        return val_dice
+
+    t0 = last_checkpoint = time.monotonic()
     steps_this_run = 0
     was_cancelled = False
-    epoch = start_epoch
+    epochs_done = start_epoch
     for epoch in range(start_epoch, epochs):
         net.train()
-        losses = []
-        for _ in range(steps_per_epoch):
+        losses = epoch_losses if epoch == start_epoch else []
+        while len(losses) < steps_per_epoch:
             if cancelled():
                 was_cancelled = True
                 break
@@ -428,46 +517,28 @@ def train_segmenter(
                     best_val_dice=best_dice, eta_s=rate * (total_steps - step), device=str(dev),
                 )
             )
-        if was_cancelled and not losses:
-            break
-        net.eval()
-        val_dice = float(np.mean(evaluate(model, val)))
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val_dice})
-        if val_dice > best_dice:
-            best_dice, best_epoch = val_dice, epoch + 1
-            save_model(
-                model, out,
-                extra_card={
-                    "training": {**card_training, "best_epoch": best_epoch},
-                    "validation": {"dice_mean": best_dice, "n_images": len(val), "epoch": best_epoch},
-                },
-            )
-        torch.save(
-            {
-                "network": net.state_dict(), "optimizer": opt.state_dict(),
-                "rng": rng.bit_generator.state, "epoch": epoch + 1, "step": step, "epochs": epochs,
-                "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-                "best_val_dice": best_dice, "best_epoch": best_epoch, "history": history,
-            },
-            ckpt_path,
-        )
-        rate = (time.monotonic() - t0) / max(steps_this_run, 1)
-        report(
-            TrainProgress(
-                "validate", step, total_steps, epoch + 1, epochs, loss=float(np.mean(losses)), val_dice=val_dice,
-                best_val_dice=best_dice, eta_s=rate * (total_steps - step), device=str(dev),
-            )
-        )
+            if len(losses) < steps_per_epoch and time.monotonic() - last_checkpoint >= checkpoint_every_s:
+                save_checkpoint(epoch, losses)
+                last_checkpoint = time.monotonic()
         if was_cancelled:
+            if steps_this_run:
+                # Validate the unfinished epoch so that Cancel keeps the best model; the
+                # checkpoint resumes this epoch where it stopped.
+                validate_and_keep_best(epoch + 1, float(np.mean(losses)))
+                save_checkpoint(epoch, losses)
             break
-    done_epochs = history[-1]["epoch"] if history else start_epoch
+        val_dice = validate_and_keep_best(epoch + 1, float(np.mean(losses)))
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val_dice})
+        epochs_done = epoch + 1
+        save_checkpoint(epochs_done, [])
+        last_checkpoint = time.monotonic()
     report(
         TrainProgress(
-            "cancelled" if was_cancelled else "done", step, total_steps, done_epochs, epochs,
+            "cancelled" if was_cancelled else "done", step, total_steps, epochs_done, epochs,
             best_val_dice=best_dice, eta_s=0.0, device=str(dev),
         )
     )
     return TrainResult(
-        model_path=out, best_val_dice=best_dice, best_epoch=best_epoch, epochs_done=done_epochs,
+        model_path=out, best_val_dice=best_dice, best_epoch=best_epoch, epochs_done=epochs_done,
         cancelled=was_cancelled, history=history, device=str(dev),
     )
