@@ -246,7 +246,7 @@ def grow_lesions(
             # Start the second pass inside the body, so a raised level cannot strand the start.
             idx = np.flatnonzero(interior)
             start = tuple(int(v) for v in np.unravel_index(idx[np.argmax(work.ravel()[idx])], region.shape))
-        region = ndi.binary_fill_holes(region)
+        region = _fill_holes_off_bone(region, bone_mask)
         # Give back the ring next to the bone straight behind a deposit that touches it: a ring
         # pixel joins when the nearest pixel outside the ring belongs to the deposit. No level
         # test there: at the contact a pixel mixes bone and deposit, and the halo subtracted
@@ -270,6 +270,21 @@ def grow_lesions(
         next_id += 1
     table = pd.DataFrame(rows, columns=["seed_row", "seed_col", "lesion_id", "status", "peak_hu", "background_hu", "level_hu"])
     return GrowResult(lesion_labels=labels, seeds=table)
+
+
+def _fill_holes_off_bone(region: np.ndarray, bone_mask: np.ndarray) -> np.ndarray:
+    """``region`` with its holes filled, except holes that hold bone.
+
+    A hole is noise or a darker core inside the deposit; a hole around bone is the bone (a
+    deposit wrapped around a bone fragment, or a speck of the mask), which growth never enters.
+    """
+    holes, n = ndi.label(ndi.binary_fill_holes(region) & ~region)
+    if not n:
+        return region
+    keep = np.ones(n + 1, bool)
+    keep[0] = False
+    keep[np.unique(holes[bone_mask & (holes > 0)])] = False
+    return region | keep[holes]
 
 
 def _flood(mask: np.ndarray, start, structure) -> np.ndarray:
