@@ -225,7 +225,8 @@ def _checkpoint_path(out: Path) -> Path:
 # What a resumed run must share with the run that wrote the checkpoint (the number of epochs may
 # grow), with the CLI option that sets each.
 _RESUME_SETTINGS = {
-    "data": "the training data", "architecture": "--init (the architecture)", "steps_per_epoch": "--steps-per-epoch",
+    "data": "the training data", "n_val": "the validation images (--val-phantoms)",
+    "architecture": "--init (the architecture)", "steps_per_epoch": "--steps-per-epoch",
     "batch_size": "--batch-size", "crop_px": "--crop-px", "learning_rate": "--lr", "seed": "--seed",
 }
 
@@ -350,15 +351,16 @@ def train_segmenter(
     # ---- data
     if samples is not None:
         train = [_as_sample(s) for s in samples]
-        data_desc = f"{len(train)} image/mask pairs given in memory"
+        data_desc = data_key = f"{len(train)} image/mask pairs given in memory"
     elif images_dir is not None or masks_dir is not None:
         if images_dir is None or masks_dir is None:
             raise CalcinosisError("training from folders needs both an images folder and a masks folder")
         train = folder_samples(images_dir, masks_dir, pixel_size_mm)
         data_desc = f"{len(train)} image/mask pairs from {images_dir} and {masks_dir}"
+        data_key = f"{len(train)} image/mask pairs from {Path(images_dir).resolve()} and {Path(masks_dir).resolve()}"
     elif n_phantoms:
         train = phantom_samples(int(n_phantoms), TRAIN_SEED_OFFSET, progress=data_progress)
-        data_desc = (
+        data_desc = data_key = (
             f"{n_phantoms} synthetic finger phantoms (napari_calcinosis.phantom.make_phantom, "
             f"seeds {TRAIN_SEED_OFFSET}..{TRAIN_SEED_OFFSET + int(n_phantoms) - 1})"
         )
@@ -403,7 +405,8 @@ def train_segmenter(
         return learning_rate * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac)))
     rng = np.random.default_rng(seed)
     settings = {
-        "data": data_desc, "architecture": model.card.get("architecture"), "steps_per_epoch": steps_per_epoch,
+        "data": data_key, "n_val": len(val), "architecture": model.card.get("architecture"),
+        "steps_per_epoch": steps_per_epoch,
         "batch_size": batch_size, "crop_px": crop_px, "learning_rate": learning_rate, "seed": seed,
     }
     start_epoch, step, best_dice, best_epoch, history, epoch_losses = 0, 0, -1.0, -1, [], []
