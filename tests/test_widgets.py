@@ -279,7 +279,9 @@ def test_a_failing_run_notifies_and_leaves_the_viewer_usable(sample, monkeypatch
     def crash(*args, **kwargs):
         raise RuntimeError("out of memory in the middle of it")  # a bug or the machine, not the user
 
-    def check_failed(widget, before):
+    def fails_visibly(widget, action):
+        before = len(notification_manager.records)
+        assert action() is None
         assert widget.status.value.startswith("failed: RuntimeError: out of memory")
         errors = [n for n in notification_manager.records[before:] if n.severity == NotificationSeverity.ERROR]
         assert len(errors) == 1 and "out of memory" in str(errors[0].message)
@@ -288,9 +290,7 @@ def test_a_failing_run_notifies_and_leaves_the_viewer_usable(sample, monkeypatch
     seg = dock(viewer, SegmentWidget(viewer))
     seg.image.value, seg.device.value = image, "cpu"
     monkeypatch.setattr(segment, "segment_phalanges", crash)
-    before = len(notification_manager.records)
-    assert seg.run() is None
-    check_failed(seg, before)
+    fails_visibly(seg, seg.run)
     assert [layer.name for layer in viewer.layers] == names  # nothing half-made
     monkeypatch.setattr(segment, "segment_phalanges", _true_segmentation(bone))
     out = seg.run()  # the widget and the viewer carry on
@@ -299,15 +299,12 @@ def test_a_failing_run_notifies_and_leaves_the_viewer_usable(sample, monkeypatch
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value = image, "cpu"
     monkeypatch.setattr(pipeline, "quantify", crash)
-    before = len(notification_manager.records)
-    assert q.run() is None
-    check_failed(q, before)
+    fails_visibly(q, q.run)
 
     sub = with_true_bone(viewer, SubtractWidget(viewer), image, bone)
     monkeypatch.setattr("napari_calcinosis.subtract.subtract_bone", crash)
-    before = len(notification_manager.records)
-    sub.threshold_hu.value = 300.0  # the live preview fails the same way, not with an exception
-    check_failed(sub, before)
+    # The live preview fails the same way, not with an exception.
+    fails_visibly(sub, lambda: setattr(sub.threshold_hu, "value", 300.0))
 
 
 def test_layers_the_user_made_or_edited_are_never_replaced(sample, monkeypatch):
