@@ -168,3 +168,17 @@ def test_cuda_bf16_training_step(tmp_path, pairs):
     model = load_model(tmp_path / "g.safetensors", device="cuda")
     seg = segment_phalanges(pairs[0][0], model, spacing_mm=pairs[0][2], device="cuda")
     assert seg.bone_mask.shape == pairs[0][0].shape
+
+
+@pytest.mark.parametrize("setting,message", [
+    (dict(epochs=0), "epochs must be a whole number of at least 1, got 0"),
+    (dict(batch_size=0), "the batch size must be"),
+    (dict(steps_per_epoch=0), "steps per epoch must be"),
+    (dict(learning_rate=float("nan")), "learning rate must be a positive number"),
+    (dict(crop_px=70), r"crop size 70 px must be a multiple of 16, at least 32 \(e.g. 64\)"),
+    (dict(checkpoint_every_s=-1.0), "checkpoint interval"),
+])
+def test_a_schedule_that_cannot_run_is_a_clear_error(tmp_path, setting, message):
+    with pytest.raises(CalcinosisError, match=message):
+        train_segmenter(tmp_path / "x.safetensors", n_phantoms=2, device="cpu", **setting)
+    assert not any(tmp_path.iterdir())  # refused before any work or file

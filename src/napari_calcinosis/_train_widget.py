@@ -430,13 +430,12 @@ class TrainWidget(QWidget):
         """The keyword arguments ``start()`` hands to ``train_segmenter`` (without callbacks)."""
         if not self.pairs:
             raise CalcinosisError("no training pairs: choose an Image and a Labels layer and press Add pair")
+        from .train import check_schedule
+
         crop = self.crop_px.value()
-        if crop % 16:
-            raise CalcinosisError(f"crop size {crop} px must be a multiple of 16 (e.g. {max(32, crop // 16 * 16)})")
         steps_text = self.steps_per_epoch.text().strip()
         steps = int(steps_text) if steps_text else None
-        if steps is not None and steps < 1:
-            raise CalcinosisError("steps per epoch must be at least 1 (or blank for auto)")
+        check_schedule(self.epochs.value(), self.batch_size.value(), float(self.learning_rate.value()), crop, steps)
         init_model = None
         if self.finetune_checkbox.isChecked():
             from .segment import bundled_model_path

@@ -39,7 +39,9 @@ from .segment import (
     select_device,
 )
 
-__all__ = ["TrainingSample", "TrainProgress", "TrainResult", "train_segmenter", "phantom_samples", "folder_samples"]
+__all__ = [
+    "TrainingSample", "TrainProgress", "TrainResult", "train_segmenter", "check_schedule", "phantom_samples", "folder_samples",
+]
 
 # Phantom seeds used for the shipped model; the validation phantoms come from a disjoint block.
 TRAIN_SEED_OFFSET = 1_000_000
@@ -259,6 +261,20 @@ def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> di
     return ckpt
 
 
+def check_schedule(epochs, batch_size, learning_rate, crop_px, steps_per_epoch=None, checkpoint_every_s=0.0) -> None:
+    """Refuse a training schedule that cannot run, saying which setting to change."""
+    for what, value in (("epochs", epochs), ("the batch size", batch_size), ("steps per epoch", steps_per_epoch)):
+        if value is not None and (not float(value).is_integer() or value < 1):
+            raise CalcinosisError(f"{what} must be a whole number of at least 1, got {value}")
+    if not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise CalcinosisError(f"the learning rate must be a positive number, got {learning_rate}")
+    # The U-Net halves the crop four times: it must be a multiple of 16 px.
+    if crop_px < 32 or crop_px % 16:
+        raise CalcinosisError(f"crop size {crop_px} px must be a multiple of 16, at least 32 (e.g. {max(32, int(crop_px) // 16 * 16)})")
+    if not checkpoint_every_s >= 0:
+        raise CalcinosisError(f"the checkpoint interval must be 0 s or more, got {checkpoint_every_s}")
+
+
 def evaluate(model: PhalanxModel, samples: Sequence[TrainingSample], tta: bool = False) -> list[float]:
     """Per-image bone Dice of ``model`` on ``samples``, through the same path users run."""
     return [
@@ -332,6 +348,7 @@ def train_segmenter(
     """
     import torch
 
+    check_schedule(epochs, batch_size, learning_rate, crop_px, steps_per_epoch, checkpoint_every_s)
     out = Path(out)
     if out.suffix != ".safetensors":
         out = out.with_suffix(".safetensors")
