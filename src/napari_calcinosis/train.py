@@ -397,6 +397,7 @@ def train_segmenter(
         val = train  # a single pair: validate on it rather than not at all
 
     # ---- model, optimiser, schedule
+    torch.manual_seed(seed)  # before the network is built: the seed decides its initial weights too
     if init_model is not None:
         from .segment import load_model
 
@@ -404,7 +405,6 @@ def train_segmenter(
         model = PhalanxModel(model.network, dict(model.card), None)
     else:
         model = new_model()
-    torch.manual_seed(seed)
     net = model.network.to(dev)
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
