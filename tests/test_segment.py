@@ -83,12 +83,77 @@ def test_device_choice():
         select_device("tpu")
 
 
-def test_missing_model_file_is_a_clear_error(tmp_path):
+def _model_copy(folder, name="m", weights=None, card=None):
+    """A copy of the bundled model in ``folder``, with its weights or card bytes replaced if given."""
+    src = bundled_model_path()
+    path = folder / f"{name}.safetensors"
+    path.write_bytes(src.read_bytes() if weights is None else weights)
+    card_text = src.with_suffix(".json").read_text() if card is None else card
+    if card_text is not False:
+        path.with_suffix(".json").write_text(card_text)
+    return path
+
+
+def _foreign_weights():
+    """Weights of another network: an smp Unet with a ResNet-18 encoder."""
+    import segmentation_models_pytorch as smp
+    from safetensors.torch import save
+
+    net = smp.Unet("resnet18", encoder_depth=3, decoder_channels=[32, 16, 8], encoder_weights=None, in_channels=1, classes=1)
+    return save({k: v.contiguous() for k, v in net.state_dict().items()})
+
+
+BUNDLED_CARD = json.loads(bundled_model_path().with_suffix(".json").read_text())
+BAD_MODEL_FILES = {
+    # name: (weights bytes or a function of the bundled weights, card text, message pattern)
+    "truncated": (lambda w: w[: len(w) // 2], None, r"m\.safetensors is truncated .*download it again, or train one"),
+    "cut in the header": (lambda w: w[:100], None, r"is truncated"),
+    "random bytes": (lambda w: bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)), None,
+                     r"m\.safetensors is not a safetensors file"),
+    "empty": (lambda w: b"", None, r"m\.safetensors is empty"),
+    "another architecture": (lambda w: _foreign_weights(), None,
+                             r"does not hold the network its card describes .*not a phalanx model made by napari-calcinosis"),
+    "no card": (None, False, r"model card not found beside m\.safetensors: expected m\.json"),
+    "corrupt card": (None, '{"architecture": {"class": "Unet",', r"model card .*m\.json is unreadable or not JSON"),
+    "card not an object": (None, "[1, 2]", r"m\.json is not a napari-calcinosis model card"),
+    "card of another kind of network": (None, json.dumps({**BUNDLED_CARD, "architecture": {"class": "FPN"}}),
+                                        r"describes a FPN network; napari-calcinosis runs only segmentation-models-pytorch Unets"),
+    "card with an unknown encoder": (None, json.dumps({**BUNDLED_CARD, "architecture": {**BUNDLED_CARD["architecture"],
+                                                                                        "encoder_name": "nosuchnet"}}),
+                                     r"encoder 'nosuchnet'.*cannot build"),
+    "card for RGB input": (None, json.dumps({**BUNDLED_CARD, "architecture": {**BUNDLED_CARD["architecture"], "in_channels": 3}}),
+                           r"3 input channel\(s\).*the phalanx model takes one"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MODEL_FILES))
+def test_bad_model_file_is_a_clear_one_line_error(tmp_path, case):
+    weights, card, pattern = BAD_MODEL_FILES[case]
+    w = None if weights is None else weights(bundled_model_path().read_bytes())
+    path = _model_copy(tmp_path, weights=w, card=card)
+    with pytest.raises(CalcinosisError, match=pattern) as info:
+        load_model(path)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_model_file_checkpoint_or_folder_is_a_clear_error(tmp_path):
     with pytest.raises(CalcinosisError, match="model file not found"):
         load_model(tmp_path / "nope.safetensors")
-    (tmp_path / "m.safetensors").write_bytes(b"not a model")
-    with pytest.raises(CalcinosisError, match="model card not found"):
-        load_model(tmp_path / "m.safetensors")
-    (tmp_path / "m.json").write_text(json.dumps({"architecture": None}))
-    with pytest.raises(CalcinosisError, match="could not load model"):
-        load_model(tmp_path / "m.safetensors")
+    (tmp_path / "m.checkpoint.pt").write_bytes(b"torch pickle")
+    with pytest.raises(CalcinosisError, match="is a training checkpoint, not a model: give the .safetensors file"):
+        load_model(tmp_path / "m.checkpoint.pt")
+    (tmp_path / "d.safetensors").mkdir()
+    with pytest.raises(CalcinosisError, match="is a folder, not a model file"):
+        load_model(tmp_path / "d.safetensors")
+
+
+def test_save_model_round_trip_leaves_no_temporary_file(tmp_path):
+    from napari_calcinosis import save_model
+
+    model = load_model(device="cpu")  # save_model updates the card: not the shared fixture
+    out = tmp_path / "copy.safetensors"
+    save_model(model, out, extra_card={"note": "copy"})
+    save_model(model, out, extra_card={"note": "again"})  # replaces in place
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["copy.json", "copy.safetensors"]
+    again = load_model(out)
+    assert again.card["note"] == "again" and again.card["architecture"] == BUNDLED_CARD["architecture"]

@@ -65,6 +65,61 @@ def test_cancel_stops_at_next_step_and_keeps_best(tmp_path, pairs):
     assert (tmp_path / "c.checkpoint.pt").exists()
 
 
+def test_cancel_then_resume_continues_exactly_where_it_stopped(tmp_path, pairs):
+    kw = dict(samples=pairs, epochs=2, steps_per_epoch=3, batch_size=2, crop_px=64, device="cpu")
+    whole = train_segmenter(tmp_path / "whole.safetensors", **kw)
+
+    calls = {"n": 0}
+
+    def cancel_after_four_steps():
+        calls["n"] += 1
+        return calls["n"] > 4  # in the middle of the second epoch
+
+    out = tmp_path / "split.safetensors"
+    first = train_segmenter(out, **kw, should_cancel=cancel_after_four_steps)
+    assert first.cancelled and first.epochs_done == 1 and len(first.history) == 1
+    assert first.best_epoch >= 1 and out.exists()  # Cancel keeps the best model, validated on the steps done
+    events = []
+    second = train_segmenter(out, **kw, resume=True, progress=events.append)
+    assert [e.step for e in events if e.phase == "train"] == [5, 6]  # the rest of epoch 2, no step twice
+    assert not second.cancelled and second.epochs_done == 2
+    # Same data, same weights, same optimiser state: the same run as one without a stop.
+    for a, b in zip(second.history, whole.history, strict=True):
+        assert a["epoch"] == b["epoch"] and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["val_dice"] == pytest.approx(b["val_dice"], abs=1e-4)
+
+
+def test_checkpoint_within_an_epoch(tmp_path, pairs):
+    import torch
+
+    out = tmp_path / "m.safetensors"
+    seen = []
+
+    def look(p):
+        if p.phase == "train" and p.step == 3:  # the last step of the epoch: the file is from step 2
+            seen.append(torch.load(tmp_path / "m.checkpoint.pt", weights_only=True))
+
+    train_segmenter(out, samples=pairs, epochs=1, steps_per_epoch=3, batch_size=2, crop_px=64, device="cpu",
+                    checkpoint_every_s=0, progress=look)
+    ckpt = seen[0]
+    assert ckpt["epoch"] == 0 and ckpt["step"] == 2 and len(ckpt["epoch_losses"]) == 2
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["m.checkpoint.pt", "m.json", "m.safetensors"]
+
+
+def test_resume_with_other_settings_or_a_damaged_checkpoint_is_a_clear_error(tmp_path, pairs):
+    out = tmp_path / "m.safetensors"
+    kw = dict(samples=pairs, steps_per_epoch=2, crop_px=64, device="cpu")
+    train_segmenter(out, epochs=1, batch_size=2, **kw)
+    with pytest.raises(CalcinosisError, match=r"other settings \(--batch-size: 2 there, 3 now\); resume with the same"):
+        train_segmenter(out, epochs=2, batch_size=3, resume=True, **kw)
+    with pytest.raises(CalcinosisError, match="nothing to resume: the checkpoint has already done 1 of 1 epochs"):
+        train_segmenter(out, epochs=1, batch_size=2, resume=True, **kw)
+    ckpt = tmp_path / "m.checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(CalcinosisError, match="checkpoint .*m.checkpoint.pt is unreadable .*run without --resume"):
+        train_segmenter(out, epochs=2, batch_size=2, resume=True, **kw)
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, pairs):
     with pytest.raises(CalcinosisError, match="no checkpoint"):
         train_segmenter(tmp_path / "x.safetensors", samples=pairs, epochs=1, resume=True, device="cpu")
@@ -181,3 +236,17 @@ def test_device_validation_agrees_with_the_user_path():
     through_segment = evaluate(model, val)
     assert np.allclose(on_device, through_segment, atol=0.01)
     assert min(on_device) > 0.95
+
+
+@pytest.mark.parametrize("setting,message", [
+    (dict(epochs=0), "epochs must be a whole number of at least 1, got 0"),
+    (dict(batch_size=0), "the batch size must be"),
+    (dict(steps_per_epoch=0), "steps per epoch must be"),
+    (dict(learning_rate=float("nan")), "learning rate must be a positive number"),
+    (dict(crop_px=70), r"crop size 70 px must be a multiple of 16, at least 32 \(e.g. 64\)"),
+    (dict(checkpoint_every_s=-1.0), "checkpoint interval"),
+])
+def test_a_schedule_that_cannot_run_is_a_clear_error(tmp_path, setting, message):
+    with pytest.raises(CalcinosisError, match=message):
+        train_segmenter(tmp_path / "x.safetensors", n_phantoms=2, device="cpu", **setting)
+    assert not any(tmp_path.iterdir())  # refused before any work or file

@@ -158,3 +158,39 @@ def test_bad_inputs_show_in_status(make_napari_viewer, qtbot, tmp_path, phantoms
     # Removing a layer drops its pair.
     viewer.layers.remove(labels)
     assert widget.pairs_list.count() == 0 and not widget.train_button.isEnabled()
+
+
+def test_a_crashing_worker_shows_a_notification_and_leaves_the_widget_usable(make_napari_viewer, qtbot, tmp_path,
+                                                                               phantoms, monkeypatch):
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    from napari_calcinosis import TrainProgress
+    from napari_calcinosis import train as train_module
+    from napari_calcinosis._train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    _add_pairs(viewer, widget, phantoms)
+    out = tmp_path / "x.safetensors"
+    _tiny_settings(widget, out)
+    real = train_module.train_segmenter
+
+    def crash(*args, progress, **kwargs):
+        progress(TrainProgress("train", 3, 10, 1, 5, loss=0.5, device="cuda"))
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")  # not one of ours
+
+    monkeypatch.setattr(train_module, "train_segmenter", crash)
+    seen = len(notification_manager.records)
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=20000)
+    errors = [n for n in notification_manager.records[seen:] if n.severity == NotificationSeverity.ERROR]
+    assert len(errors) == 1 and "illegal memory access" in str(errors[0].message)
+    assert "training failed: RuntimeError: CUDA error" in widget.status.text()
+    assert (widget.progress_bar.minimum(), widget.progress_bar.maximum(), widget.progress_bar.value()) == (0, 1, 0)
+    assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
+    assert len(viewer.layers) == 4  # the layers are as they were
+
+    monkeypatch.setattr(train_module, "train_segmenter", real)  # the next run works
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert "done" in widget.status.text() and out.exists()

@@ -259,3 +259,97 @@ def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pef
     a = w.run()
     assert a.n == len(viewer.layers["lesions"].features)
     screenshot(viewer, "widget_agreement")
+
+
+def _true_segmentation(bone):
+    """Stands in for the U-Net (slow on CPU): returns the true bone."""
+    from napari_calcinosis import BoneSegmentation
+
+    return lambda *args, **kwargs: BoneSegmentation(bone.copy(), bone.astype(np.float32))
+
+
+def test_a_failing_run_notifies_and_leaves_the_viewer_usable(sample, monkeypatch):
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    from napari_calcinosis import pipeline, segment
+    from napari_calcinosis._widgets import QuantifyWidget, SegmentWidget, SubtractWidget
+
+    viewer, image, bone, _, _, _ = sample
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("out of memory in the middle of it")  # a bug or the machine, not the user
+
+    def fails_visibly(widget, action):
+        before = len(notification_manager.records)
+        assert action() is None
+        assert widget.status.value.startswith("failed: RuntimeError: out of memory")
+        errors = [n for n in notification_manager.records[before:] if n.severity == NotificationSeverity.ERROR]
+        assert len(errors) == 1 and "out of memory" in str(errors[0].message)
+
+    names = [layer.name for layer in viewer.layers]
+    seg = dock(viewer, SegmentWidget(viewer))
+    seg.image.value, seg.device.value = image, "cpu"
+    monkeypatch.setattr(segment, "segment_phalanges", crash)
+    fails_visibly(seg, seg.run)
+    assert [layer.name for layer in viewer.layers] == names  # nothing half-made
+    monkeypatch.setattr(segment, "segment_phalanges", _true_segmentation(bone))
+    out = seg.run()  # the widget and the viewer carry on
+    assert out.name == "bone" and np.array_equal(out.data > 0, bone) and not seg.status.value.startswith("failed")
+
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = image, "cpu"
+    monkeypatch.setattr(pipeline, "quantify", crash)
+    fails_visibly(q, q.run)
+
+    sub = with_true_bone(viewer, SubtractWidget(viewer), image, bone)
+    monkeypatch.setattr("napari_calcinosis.subtract.subtract_bone", crash)
+    # The live preview fails the same way, not with an exception.
+    fails_visibly(sub, lambda: setattr(sub.threshold_hu, "value", 300.0))
+
+
+def test_layers_the_user_made_or_edited_are_never_replaced(sample, monkeypatch):
+    from napari_calcinosis import segment
+    from napari_calcinosis._widgets import GrowWidget, QuantifyWidget, SegmentWidget, SubtractWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    monkeypatch.setattr(segment, "segment_phalanges", _true_segmentation(bone))
+    # A bone layer the user brought in (e.g. opened from a file): never overwritten.
+    users_bone = np.zeros(bone.shape, np.uint8)
+    users_bone[:, : bone.shape[1] // 2] = bone[:, : bone.shape[1] // 2]
+    mine = viewer.add_labels(users_bone.copy(), name="bone", scale=image.scale, units="mm")
+    seg = dock(viewer, SegmentWidget(viewer))
+    seg.image.value, seg.device.value = image, "cpu"
+    assert seg.run().name == "bone (new)" and np.array_equal(mine.data, users_bone)
+
+    # A result layer the user painted: the next run goes beside it.
+    sub = dock(viewer, SubtractWidget(viewer))
+    sub.image.value, sub.bone.value = image, viewer.layers["bone (new)"]
+    candidates = sub.run()
+    assert candidates.name == "calcification candidates"
+    candidates.paint((5, 5), 1)  # as the brush does
+    painted = candidates.data.copy()
+    assert sub.run().name == "calcification candidates (new)" and np.array_equal(candidates.data, painted)
+
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value, grow.bone.value = image, viewer.layers["bone (new)"]
+    points = grow.start_seeding()
+    points.add(seeds[0])
+    lesions = viewer.layers["lesions"]
+    lesions.paint((3, 3), 1)
+    painted = lesions.data.copy()
+    points.add(seeds[1])
+    assert "lesions (new)" in viewer.layers and np.array_equal(lesions.data, painted)
+    # Auto-seeding keeps the user's clicks and adds a seed on each other deposit.
+    grow.auto_seed()
+    assert np.allclose(points.data[:2], seeds[:2]) and len(points.data) >= len(seeds)
+
+    # Quantify without the user's seeds: its own seeds go to a new layer, the clicks stay.
+    clicked = points.data.copy()
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value, q.use_seeds.value = image, "cpu", False
+    result = q.run()
+    assert np.array_equal(result.bone_mask, users_bone > 0)  # the user's bone layer, as it is
+    assert np.array_equal(points.data, clicked) and "seeds (new)" in viewer.layers
+    auto = viewer.layers["seeds (new)"]
+    q.run()  # ...and updates that layer of its own next time, while the user leaves it alone
+    assert "seeds (new) (new)" not in viewer.layers and len(auto.data) == len(result.table[result.table["status"] == "ok"])

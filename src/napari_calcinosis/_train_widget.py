@@ -45,6 +45,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._errors import CalcinosisError
+from .io import _one_line
 
 __all__ = ["TRAINED_MODELS", "TrainWidget", "available_devices", "default_output_path", "trained_model_events"]
 
@@ -429,13 +430,12 @@ class TrainWidget(QWidget):
         """The keyword arguments ``start()`` hands to ``train_segmenter`` (without callbacks)."""
         if not self.pairs:
             raise CalcinosisError("no training pairs: choose an Image and a Labels layer and press Add pair")
+        from .train import check_schedule
+
         crop = self.crop_px.value()
-        if crop % 16:
-            raise CalcinosisError(f"crop size {crop} px must be a multiple of 16 (e.g. {max(32, crop // 16 * 16)})")
         steps_text = self.steps_per_epoch.text().strip()
         steps = int(steps_text) if steps_text else None
-        if steps is not None and steps < 1:
-            raise CalcinosisError("steps per epoch must be at least 1 (or blank for auto)")
+        check_schedule(self.epochs.value(), self.batch_size.value(), float(self.learning_rate.value()), crop, steps)
         init_model = None
         if self.finetune_checkbox.isChecked():
             from .segment import bundled_model_path
@@ -498,7 +498,9 @@ class TrainWidget(QWidget):
             except CalcinosisError as e:  # a user-fixable problem: shown in the status, not a traceback
                 return _Failure(str(e))  # (a returned exception would be re-raised by the worker)
 
-        worker = create_worker(job, _start_thread=False)
+        # An error is shown by _on_errored, not re-raised into the Qt event loop (where, without
+        # napari's exception hook, it would abort the application).
+        worker = create_worker(job, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
@@ -552,6 +554,7 @@ class TrainWidget(QWidget):
 
     def _on_returned(self, result):
         if isinstance(result, _Failure):
+            self._reset_progress()
             self._error(result.message)
             return
         self.last_result = result
@@ -582,16 +585,25 @@ class TrainWidget(QWidget):
                     self.output_edit.setText(self._default_output)
 
     def _on_errored(self, exc):
-        # napari also relays the traceback to its notification area.
-        self._set_status(f"training failed: {type(exc).__name__}: {exc}")
+        from ._widgets import show_exception
+
+        show_exception(exc)  # a notification, its traceback one click away
+        self._reset_progress()
+        self._set_status(
+            f"training failed: {type(exc).__name__}: {_one_line(exc)} \u2014 the best model so far, if any, is at "
+            f"{self._out_path}"
+        )
 
     def _on_finished(self):
         self._worker = None
         self._running = False
         if self.progress_bar.maximum() == 0:  # never got a step: leave the busy state
-            self.progress_bar.setRange(0, 1)
-            self.progress_bar.setValue(0)
+            self._reset_progress()
         self._update_buttons()
+
+    def _reset_progress(self):
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
 
     # ------------------------------------------------------------------------------------------
     # Helpers

@@ -2,8 +2,11 @@
 
 Every widget reads its inputs from layers (an Image in HU whose ``scale`` is the pixel spacing
 in mm, a ``bone`` Labels layer, a ``seeds`` Points layer), calls the same functions as the CLI
-and the console, and writes its result as a layer with the same ``scale``. A layer the user has
-painted is never overwritten: a re-run then adds a new layer beside it.
+and the console, and writes its result as a layer with the same ``scale``. A widget updates only
+layers it made itself and the user has not edited: a layer the user painted, moved points in, or
+brought in themselves is never overwritten; a re-run then adds a new layer beside it. A failed
+run says why in the widget's status line and a napari notification, and leaves the layers as
+they were.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from magicgui.widgets import (
 )
 
 from ._errors import CalcinosisError
+from .io import _one_line
 
 EDITED = "calcinosis_edited"  # layer.metadata key: the user painted this layer
+MADE_HERE = "calcinosis_result"  # layer.metadata key: a widget made this layer (others are the user's)
 _MODEL_CACHE: dict = {}
 TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]
 
@@ -40,14 +45,32 @@ def spacing_of(layer) -> tuple[float, float]:
     return tuple(float(s) for s in layer.scale[-2:])
 
 
-def _mark_edits(layer) -> None:
-    def edited(*_):
-        layer.metadata[EDITED] = True
+_WRITING: set = set()  # ids of layers a widget is writing right now: their events are not user edits
 
-    for name in ("paint", "labels_update"):
-        event = getattr(layer.events, name, None)
-        if event is not None:
-            event.connect(edited)
+
+def _mark_edits(layer) -> None:
+    """Record in the layer's metadata when the user paints it (Labels) or changes its points (Points)."""
+    layer.metadata[MADE_HERE] = True
+
+    def edited(*_):
+        if id(layer) not in _WRITING:
+            layer.metadata[EDITED] = True
+
+    for name in ("paint", "labels_update") if hasattr(layer.events, "paint") else ("data",):
+        getattr(layer.events, name).connect(edited)
+
+
+def _replaceable(layer, kind, shape=None) -> bool:
+    """Whether a widget may update ``layer``: one it made, unedited, of the right kind and shape."""
+    return (isinstance(layer, kind) and layer.metadata.get(MADE_HERE) and not layer.metadata.get(EDITED)
+            and (shape is None or layer.data.shape == shape))
+
+
+def _free_name(viewer, name: str, kind, shape=None) -> str:
+    """``name``, or ``name (new)`` ... past the layers of that name the widgets may not update."""
+    while name in viewer.layers and not _replaceable(viewer.layers[name], kind, shape):
+        name = f"{name} (new)"
+    return name
 
 
 # One colour per kind of layer, so bone, candidates and lesions read apart at a glance.
@@ -61,9 +84,9 @@ def put_labels(viewer, name: str, data, scale, **kwargs):
         from napari.utils.colormaps import DirectLabelColormap
 
         kwargs["colormap"] = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: colour})
-    # Skip past layers the user painted (or of another shape): the result goes beside them.
-    while name in viewer.layers and (viewer.layers[name].metadata.get(EDITED) or viewer.layers[name].data.shape != data.shape):
-        name = f"{name} (new)"
+    from napari.layers import Labels
+
+    name = _free_name(viewer, name, Labels, data.shape)
     if name in viewer.layers:
         layer = viewer.layers[name]
         layer.data = data
@@ -76,10 +99,36 @@ def put_labels(viewer, name: str, data, scale, **kwargs):
     return layer
 
 
+def put_points(viewer, name: str, data, scale, size_px: float):
+    """Show ``data`` as the Points layer ``name``: update it, unless the user edited it."""
+    from napari.layers import Points
+
+    name = _free_name(viewer, name, Points)
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        _WRITING.add(id(layer))
+        try:
+            layer.data = data
+        finally:
+            _WRITING.discard(id(layer))
+        return layer
+    layer = viewer.add_points(data, name=name, scale=scale, units="mm", size=size_px, face_color="yellow",
+                              border_color="black")
+    _mark_edits(layer)
+    return layer
+
+
 def show_error(message: str) -> None:
     from napari.utils.notifications import show_error as _show
 
     _show(message)
+
+
+def show_exception(exc: BaseException) -> None:
+    """A napari error notification for an unexpected exception, with its traceback one click away."""
+    from napari.utils.notifications import notification_manager
+
+    notification_manager.receive_error(type(exc), exc, exc.__traceback__)
 
 
 def get_model(choice: str, device: str):
@@ -162,12 +211,16 @@ class _Widget(Container):
         return self.image.value
 
     def _run_safely(self, fn):
+        """``fn()``; if it fails, the status line and a notification say why, and None is returned."""
         try:
             return fn()
         except CalcinosisError as exc:
             self.status.value = f"error: {exc}"
             show_error(str(exc))
-            return None
+        except Exception as exc:  # a bug rather than the user's doing: the viewer carries on
+            self.status.value = f"failed: {type(exc).__name__}: {_one_line(exc)}"
+            show_exception(exc)
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,7 +370,13 @@ class GrowWidget(_Widget):
                                 None, candidates=candidates, connectivity=self.connectivity.value)
             ok = auto.seeds[auto.seeds["status"] == "ok"]
             points = self.seeds_layer()
-            points.data = ok[["seed_row", "seed_col"]].to_numpy(float)
+            # The user's clicks stay; a seed is added on each deposit none of them lies on.
+            clicked = np.asarray(points.data, float)[:, -2:].reshape(-1, 2)
+            rc = np.round(clicked).astype(int)
+            inside = np.all((rc >= 0) & (rc < auto.lesion_labels.shape), axis=1)
+            taken = set(auto.lesion_labels[rc[inside, 0], rc[inside, 1]].tolist())
+            added = ok[~ok["lesion_id"].isin(taken)][["seed_row", "seed_col"]].to_numpy(float)
+            points.data = np.vstack([clicked, added])
             return points
 
         return self._run_safely(go)
@@ -428,7 +487,7 @@ class MeasureWidget(_Widget):
 
         values = request_values(path={"annotation": Path, "options": {"mode": "w", "filter": "*.csv"}, "label": "save as"})
         if values and values.get("path"):
-            self.export(values["path"])
+            self._run_safely(lambda: self.export(values["path"]))
 
 
 class QuantifyWidget(_Widget):
@@ -456,9 +515,10 @@ class QuantifyWidget(_Widget):
             seeds = None
             if self.use_seeds.value and "seeds" in v.layers and len(v.layers["seeds"].data):
                 seeds = np.asarray(v.layers["seeds"].data)[:, -2:]
-            # A bone layer the user corrected is used as it is, not segmented again.
+            # A bone layer the user corrected (or brought in) is used as it is, not segmented again.
             bone = v.layers["bone"] if "bone" in v.layers else None
-            bone_mask = np.asarray(bone.data) > 0 if bone is not None and bone.metadata.get(EDITED) else None
+            users = bone is not None and (bone.metadata.get(EDITED) or not bone.metadata.get(MADE_HERE))
+            bone_mask = np.asarray(bone.data) > 0 if users and bone.data.shape == layer.data.shape else None
             model = self._model() if bone_mask is None else None
             result = quantify(calc, seeds, model=model, bone_mask=bone_mask, device=self.device.value)
             scale = layer.scale[-2:]
@@ -467,12 +527,7 @@ class QuantifyWidget(_Widget):
             put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), scale, opacity=0.35)
             if seeds is None:
                 ok = result.table[result.table["status"] == "ok"]
-                pts = ok[["seed_row", "seed_col"]].to_numpy(float)
-                if "seeds" in v.layers:
-                    v.layers["seeds"].data = pts
-                else:
-                    v.add_points(pts, name="seeds", scale=scale, units="mm", size=1.0 / min(spacing_of(layer)), face_color="yellow",
-                                 border_color="black")
+                put_points(v, "seeds", ok[["seed_row", "seed_col"]].to_numpy(float), scale, 1.0 / min(spacing_of(layer)))
             lesions = show_lesions(v, result, layer)
             lesions.contour = 1
             self.status.value = lesions.metadata["summary"]

@@ -340,9 +340,9 @@ def cmd_train(args) -> int:
     result = train_segmenter(
         args.out, images_dir=args.images, masks_dir=args.masks, pixel_size_mm=args.pixel_size,
         n_phantoms=args.phantoms, n_val=args.val_phantoms, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, steps_per_epoch=args.steps_per_epoch, device=args.device, resume=args.resume,
-        init_model=args.init, seed=args.seed, progress=progress, command=command, crop_px=args.crop_px,
-        val_every=args.val_every, stop_at_val_dice=args.stop_at_dice,
+        learning_rate=args.lr, crop_px=args.crop_px, steps_per_epoch=args.steps_per_epoch, device=args.device,
+        resume=args.resume, init_model=args.init, seed=args.seed, progress=progress, command=command,
+        checkpoint_every_s=args.checkpoint_every, val_every=args.val_every, stop_at_val_dice=args.stop_at_dice,
     )
     print(f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}; model written to {result.model_path}")
     return 0
@@ -483,10 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps-per-epoch", type=int, default=None)
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--crop-px", type=int, default=192, help="square training crops at 0.25 mm/px (default 192 = 48 mm)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init", help="fine-tune from this .safetensors model (e.g. the bundled one)")
-    t.add_argument("--resume", action="store_true", help="carry on from the checkpoint beside --out")
-    t.add_argument("--crop-px", type=int, default=192, help="training crop side in pixels at 0.25 mm (default 192 = 48 mm)")
+    t.add_argument("--resume", action="store_true",
+                   help="carry on from the checkpoint beside --out, with the same data and settings (more --epochs allowed)")
+    t.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                   help="also checkpoint within an epoch this often (default 30 s; 0 = every step)")
     t.add_argument("--val-every", type=int, default=1, metavar="EPOCHS", help="validate every this many epochs (default 1)")
     t.add_argument("--stop-at-dice", type=float, default=None, metavar="DICE",
                    help="stop once the validation Dice reaches this value, e.g. 0.98")

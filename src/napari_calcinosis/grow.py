@@ -270,7 +270,7 @@ def grow_lesions(
             k = np.argmax(work[box][ir, ic])
             start = (int(ir[k]) + box[0].start, int(ic[k]) + box[1].start)
         box = _bbox(region)
-        region[box] = ndi.binary_fill_holes(region[box])
+        region[box] = _fill_holes_off_bone(region[box], bone_mask[box])
         # Give back the ring next to the bone straight behind a deposit that touches it: a ring
         # pixel joins when the nearest pixel outside the ring belongs to the deposit. No level
         # test there: at the contact a pixel mixes bone and deposit, and the halo subtracted
@@ -298,12 +298,27 @@ def grow_lesions(
     return GrowResult(lesion_labels=labels, seeds=table)
 
 
+def _fill_holes_off_bone(region: np.ndarray, bone_mask: np.ndarray) -> np.ndarray:
+    """``region`` with its holes filled, except holes that hold bone.
+
+    A hole is noise or a darker core inside the deposit; a hole around bone is the bone (a
+    deposit wrapped around a bone fragment, or a speck of the mask), which growth never enters.
+    """
+    holes, n = ndi.label(ndi.binary_fill_holes(region) & ~region)
+    if not n:
+        return region
+    keep = np.ones(n + 1, bool)
+    keep[0] = False
+    keep[np.unique(holes[bone_mask & (holes > 0)])] = False
+    return region | keep[holes]
+
+
 def region_grow(image, seed, lower, upper=np.inf, *, connectivity: int = 4) -> np.ndarray:
     """The pixels connected to ``seed`` whose values lie in ``[lower, upper]``.
 
     The fixed-interval region growing of ITK's ``ConnectedThreshold`` and of
     ``skimage.segmentation.flood`` on a thresholded image, with the same result; it looks only
-    at a window around the seed, doubled until the region no longer touches its edge, so a
+    at a window around the seed, widened until the region no longer touches its edge, so a
     small deposit costs microseconds whatever the size of the image.
 
     Parameters

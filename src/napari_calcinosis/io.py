@@ -20,9 +20,7 @@ import contextlib
 import datetime
 import math
 import numbers
-import os
 import re
-import secrets
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_file
 from ._errors import CalcinosisError
 
 __all__ = [
@@ -1051,24 +1050,15 @@ def atomic_output(path, *, overwrite: bool = True) -> Iterator[Path]:
             f"{path}: already exists; pass overwrite=True (CLI: --overwrite) to replace it, "
             "or choose another output"
         )
-    # A hidden name with a random part: two runs writing the same output cannot collide.
-    temporary = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}")
     try:
-        yield temporary
-        # Flushed before the rename, so a crash just after it cannot leave an empty file
-        # under the final name (file systems may write the rename before the data).
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        with atomic_file(path, make_parents=False) as temporary:
+            yield temporary
     except OSError as exc:
         # strerror alone: the full message would name the temporary file, not the output.
         raise CalcinosisError(
             f"{path}: cannot be written ({exc.strerror or _one_line(exc)}); check that the folder exists and is "
             "writable, and that the disk has room"
         ) from exc
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
 
 
 def _checked_pixels_hu(pixels_hu) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
-from .io import CalcinosisImage, hu_to_window_unit
+from .io import CalcinosisImage, _one_line, hu_to_window_unit
 
 __all__ = [
     "PhalanxModel",
@@ -151,19 +151,121 @@ def new_model(architecture: dict | None = None, input_spec: dict | None = None) 
 
 
 def save_model(model: PhalanxModel, path, extra_card: dict | None = None) -> Path:
-    """Write the weights as safetensors (float32) and the card as JSON beside them."""
-    from safetensors.torch import save_file
+    """Write the weights as safetensors (float32) and the card as JSON beside them.
+
+    Both files are written atomically, the card first: a run killed while saving leaves the
+    previous model, or a card without weights (``model file not found``), never a
+    ``.safetensors`` that does not load.
+    """
+    from safetensors.torch import save
+
+    from ._atomic import atomic_write
 
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.network.state_dict().items()}
-    save_file(state, str(path))
     card = {**model.card, **(extra_card or {})}
     model.card = card
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2, default=float) + "\n")
+    text = json.dumps(card, indent=2, default=float) + "\n"
+    atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
+    data = save(state)  # bytes, so the file gets the usual permissions (save_file makes it owner-only)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
+
+
+_RETRAIN = "download it again, or train one with 'napari-calcinosis train'"
+
+
+def _read_card(card_path: Path, weights_name: str) -> dict:
+    """The JSON model card, or a CalcinosisError saying why it is unusable."""
+    if not card_path.is_file():
+        raise CalcinosisError(
+            f"model card not found beside {weights_name}: expected {card_path.name} (written by 'napari-calcinosis "
+            "train'); copy the .json that came with the model next to it"
+        )
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CalcinosisError(f"model card {card_path} is unreadable or not JSON ({_one_line(exc)}): {_RETRAIN}") from exc
+    if not isinstance(card, dict):
+        raise CalcinosisError(f"model card {card_path} is not a napari-calcinosis model card (not a JSON object): {_RETRAIN}")
+    return card
+
+
+def _checked_architecture(card: dict, card_path: Path) -> dict:
+    """The card's architecture, if it is one this package can build and feed."""
+    arch = card.get("architecture")
+    if arch is None:
+        return dict(DEFAULT_ARCHITECTURE)
+    if not isinstance(arch, dict) or arch.get("library", "segmentation-models-pytorch") != "segmentation-models-pytorch" \
+            or arch.get("class", "Unet") != "Unet":
+        what = f"{arch.get('library', '')} {arch.get('class', '')}".strip() if isinstance(arch, dict) else repr(arch)
+        raise CalcinosisError(
+            f"model card {card_path} describes a {what} network; napari-calcinosis runs only "
+            f"segmentation-models-pytorch Unets: {_RETRAIN}"
+        )
+    missing = [k for k in ("encoder_name", "encoder_depth", "decoder_channels", "in_channels", "classes") if k not in arch]
+    if missing:
+        raise CalcinosisError(f"model card {card_path} lacks the architecture's {', '.join(missing)}: {_RETRAIN}")
+    if arch["in_channels"] != 1 or arch["classes"] != 1:
+        raise CalcinosisError(
+            f"model card {card_path} describes a Unet with {arch['in_channels']} input channel(s) and {arch['classes']} "
+            "class(es); the phalanx model takes one (HU through the bone window) and gives one (bone)"
+        )
+    return arch
+
+
+def _check_safetensors(path: Path) -> None:
+    """Refuse a file that is not a complete safetensors file, saying whether it is cut short.
+
+    The format is an 8-byte little-endian header length, a JSON header giving each tensor's
+    byte range, then the data; a copy or download cut short ends before the last range.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        n_header = int.from_bytes(head, "little") if len(head) == 8 else -1
+        plausible = 0 < n_header < 100 * 1024 * 1024
+        header = handle.read(n_header) if plausible else b""
+    truncated = f"model file {path} is truncated ({size} bytes, cut short while copying or saving): {_RETRAIN}"
+    if size == 0:
+        raise CalcinosisError(f"model file {path} is empty: {_RETRAIN}")
+    try:
+        tensors = json.loads(header.decode("utf-8")) if plausible else None
+    except (UnicodeDecodeError, ValueError):
+        tensors = None
+    if not isinstance(tensors, dict):
+        if plausible and len(header) < n_header and header.lstrip().startswith(b"{"):
+            raise CalcinosisError(truncated)
+        raise CalcinosisError(f"model file {path} is not a safetensors file (napari-calcinosis models are): {_RETRAIN}")
+    ends = [v.get("data_offsets", [0, 0])[1] for k, v in tensors.items() if k != "__metadata__" and isinstance(v, dict)]
+    if 8 + n_header + max(ends, default=0) > size:
+        raise CalcinosisError(truncated)
+
+
+def _load_weights(network, path: Path, arch: dict) -> None:
+    """Load the safetensors weights into ``network``, refusing weights of another network."""
+    from safetensors.torch import load_file
+
+    _check_safetensors(path)
+    try:
+        state = load_file(str(path))
+    except Exception as exc:  # a file that passed the header check but still does not parse
+        raise CalcinosisError(f"model file {path} could not be read ({_one_line(exc)}): {_RETRAIN}") from exc
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    reshaped = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or reshaped:
+        example = (missing or unexpected or reshaped)[0]
+        raise CalcinosisError(
+            f"model file {path} does not hold the network its card describes (Unet, {arch['encoder_name']} encoder, "
+            f"depth {arch['encoder_depth']}): {len(missing)} weight(s) missing, {len(unexpected)} unexpected, "
+            f"{len(reshaped)} of another shape (e.g. {example!r}). It is not a phalanx model made by napari-calcinosis, "
+            f"or its .json card belongs to another model: {_RETRAIN}"
+        )
+    network.load_state_dict(state)
 
 
 def load_model(path=None, device: str = "cpu") -> PhalanxModel:
@@ -175,25 +277,42 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
         A ``.safetensors`` file with a ``.json`` card beside it. Default: the shipped model.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
-    """
-    from safetensors.torch import load_file
 
+    Raises
+    ------
+    CalcinosisError
+        When the file or its card is missing, unreadable, truncated, or describes another network;
+        the message names the file and says what to do.
+    """
     path = bundled_model_path() if path is None else Path(path)
     if path.suffix != ".safetensors" and path.with_suffix(".safetensors").exists():
         path = path.with_suffix(".safetensors")
+    if path.suffix in (".pt", ".pth", ".ckpt") and path.is_file():
+        raise CalcinosisError(
+            f"{path.name} is a training checkpoint, not a model: give the .safetensors file 'napari-calcinosis train' "
+            "wrote beside it, or continue training with --resume"
+        )
     if not path.exists():
         raise CalcinosisError(f"model file not found: {path}. Give a .safetensors file made by 'napari-calcinosis train'")
+    if not path.is_file():
+        raise CalcinosisError(f"{path} is a folder, not a model file: give the .safetensors file inside it")
     card_path = path.with_suffix(".json")
-    if not card_path.exists():
-        raise CalcinosisError(f"model card not found beside {path.name}: expected {card_path.name} (written by 'napari-calcinosis train')")
+    card = _read_card(card_path, path.name)
+    arch = _checked_architecture(card, card_path)
     try:
-        card = json.loads(card_path.read_text())
-        network = build_network(card.get("architecture"))
-        network.load_state_dict(load_file(str(path)))
+        network = build_network(arch)
     except CalcinosisError:
         raise
-    except Exception as exc:  # a corrupt file or a card that does not match the weights
-        raise CalcinosisError(f"could not load model {path}: {exc}") from exc
+    except Exception as exc:  # e.g. an encoder name this segmentation-models-pytorch does not know
+        raise CalcinosisError(
+            f"model card {card_path} describes a Unet (encoder {arch['encoder_name']!r}, depth {arch['encoder_depth']!r}) "
+            f"that this installation cannot build ({type(exc).__name__}: {_one_line(exc)[:80]}): update "
+            f"segmentation-models-pytorch if the card is right, or {_RETRAIN}"
+        ) from exc
+    try:
+        _load_weights(network, path, arch)
+    except OSError as exc:
+        raise CalcinosisError(f"cannot read model file {path} ({_one_line(exc)}): check it exists and is readable") from exc
     network.eval()
     model = PhalanxModel(network=network, card=card, path=path)
     return model.to(device)

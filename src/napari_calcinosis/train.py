@@ -2,8 +2,11 @@
 
 One function, :func:`train_segmenter`, serves the CLI, the napari widget and the console. It
 reports progress through a callback (step, epoch, loss, validation Dice, ETA), stops at the next
-step when ``should_cancel()`` says so, writes a checkpoint every epoch (``resume=True`` carries
-on from it) and keeps the weights with the best validation Dice as safetensors + JSON card.
+step when ``should_cancel()`` says so, and keeps the weights with the best validation Dice as
+safetensors + JSON card. A checkpoint is written at the end of every epoch, on cancel, and every
+``checkpoint_every_s`` seconds within an epoch; ``resume=True`` carries on from it at the step
+where it was written, so a run killed at any moment (kill -9, power cut) loses at most that
+long. Every file is written atomically (:mod:`._atomic`): the final paths never hold half a file.
 
 Augmentation goes beyond the paper's rotations (Chandrasekaran et al. 2021 rotated 30 images
 three times): any rotation, flips, scaling around the working pixel spacing, HU gain and
@@ -23,8 +26,9 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._atomic import atomic_write, remove_stale_temporaries
 from ._errors import CalcinosisError
-from .io import CalcinosisImage, read_image
+from .io import CalcinosisImage, _one_line, read_image
 from .segment import (
     PhalanxModel,
     dice,
@@ -35,7 +39,9 @@ from .segment import (
     select_device,
 )
 
-__all__ = ["TrainingSample", "TrainProgress", "TrainResult", "train_segmenter", "phantom_samples", "folder_samples"]
+__all__ = [
+    "TrainingSample", "TrainProgress", "TrainResult", "train_segmenter", "check_schedule", "phantom_samples", "folder_samples",
+]
 
 # Phantom seeds used for the shipped model; the validation phantoms come from a disjoint block.
 TRAIN_SEED_OFFSET = 1_000_000
@@ -219,6 +225,57 @@ def _checkpoint_path(out: Path) -> Path:
     return out.with_name(out.stem + ".checkpoint.pt")
 
 
+# What a resumed run must share with the run that wrote the checkpoint (the number of epochs may
+# grow), with the CLI option that sets each.
+_RESUME_SETTINGS = {
+    "data": "the training data", "n_val": "the validation images (--val-phantoms)",
+    "architecture": "--init (the architecture)", "steps_per_epoch": "--steps-per-epoch",
+    "batch_size": "--batch-size", "crop_px": "--crop-px", "learning_rate": "--lr", "seed": "--seed",
+}
+
+
+def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> dict:
+    """The checkpoint beside the model, checked against this run's settings."""
+    import torch
+
+    try:
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if not isinstance(ckpt, dict) or not {"network", "optimizer", "rng", "epoch", "step"} <= set(ckpt):
+            raise ValueError("not a napari-calcinosis training checkpoint")
+    except Exception as exc:  # not a checkpoint of ours, or damaged outside this program
+        raise CalcinosisError(
+            f"cannot resume: the checkpoint {ckpt_path} is unreadable ({_one_line(exc)[:120]}); run without --resume to "
+            "start afresh"
+        ) from exc
+    saved = ckpt.get("settings", {})
+    differ = [k for k in _RESUME_SETTINGS if k in saved and saved[k] != settings[k]]
+    if differ:
+        detail = "; ".join(f"{_RESUME_SETTINGS[k]}: {saved[k]!r} there, {settings[k]!r} now" for k in differ)
+        raise CalcinosisError(
+            f"cannot resume: the checkpoint {ckpt_path} comes from a run with other settings ({detail}); resume with "
+            "the same settings, or run without --resume to start afresh"
+        )
+    if ckpt["epoch"] >= epochs:
+        raise CalcinosisError(
+            f"nothing to resume: the checkpoint has already done {ckpt['epoch']} of {epochs} epochs; ask for more --epochs"
+        )
+    return ckpt
+
+
+def check_schedule(epochs, batch_size, learning_rate, crop_px, steps_per_epoch=None, checkpoint_every_s=0.0) -> None:
+    """Refuse a training schedule that cannot run, saying which setting to change."""
+    for what, value in (("epochs", epochs), ("the batch size", batch_size), ("steps per epoch", steps_per_epoch)):
+        if value is not None and (not float(value).is_integer() or value < 1):
+            raise CalcinosisError(f"{what} must be a whole number of at least 1, got {value}")
+    if not (math.isfinite(learning_rate) and learning_rate > 0):
+        raise CalcinosisError(f"the learning rate must be a positive number, got {learning_rate}")
+    # The U-Net halves the crop four times: it must be a multiple of 16 px.
+    if crop_px < 32 or crop_px % 16:
+        raise CalcinosisError(f"crop size {crop_px} px must be a multiple of 16, at least 32 (e.g. {max(32, int(crop_px) // 16 * 16)})")
+    if not checkpoint_every_s >= 0:
+        raise CalcinosisError(f"the checkpoint interval must be 0 s or more, got {checkpoint_every_s}")
+
+
 def evaluate(model: PhalanxModel, samples: Sequence[TrainingSample], tta: bool = False) -> list[float]:
     """Per-image bone Dice of ``model`` on ``samples``, through the same path users run."""
     return [
@@ -252,6 +309,7 @@ def train_segmenter(
     progress: Callable[[TrainProgress], None] | None = None,
     should_cancel: Callable[[], bool] | None = None,
     command: str = "",
+    checkpoint_every_s: float = 30.0,
 ) -> TrainResult:
     """Train (or fine-tune) the phalanx U-Net and save the best model.
 
@@ -275,7 +333,8 @@ def train_segmenter(
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``. On CUDA
         training runs in bfloat16 autocast with channels-last tensors.
     resume : bool
-        Carry on from the checkpoint beside ``out``.
+        Carry on from the checkpoint beside ``out``, at the step where it was written. The run
+        must have the same data and settings (more ``epochs`` are allowed).
     init_model : PhalanxModel or path, optional
         Fine-tune from these weights instead of starting from scratch (e.g. the bundled model).
     val_every : int
@@ -289,7 +348,11 @@ def train_segmenter(
     progress : callable, optional
         Called with a :class:`TrainProgress` after each step and each validation.
     should_cancel : callable, optional
-        Polled before each step; when it returns True training stops, the best checkpoint kept.
+        Polled before each step; when it returns True training stops after validating the
+        steps done so far: the best model is kept and a checkpoint written to resume from.
+    checkpoint_every_s : float
+        Within an epoch, also write the checkpoint after a step when this many seconds have
+        passed since the last one (0: after every step).
 
     Returns
     -------
@@ -298,6 +361,11 @@ def train_segmenter(
     import torch
 
     t_start = time.monotonic()
+    check_schedule(epochs, batch_size, learning_rate, crop_px, steps_per_epoch, checkpoint_every_s)
+    if not float(val_every).is_integer() or val_every < 1:
+        raise CalcinosisError(f"validate every N epochs needs a whole N of at least 1, got {val_every}")
+    if augment_on not in ("auto", "device", "cpu"):
+        raise CalcinosisError(f"augment_on must be auto, device or cpu, got {augment_on!r}")
     out = Path(out)
     if out.suffix != ".safetensors":
         out = out.with_suffix(".safetensors")
@@ -305,6 +373,8 @@ def train_segmenter(
     ckpt_path = _checkpoint_path(out)
     if resume and not ckpt_path.exists():
         raise CalcinosisError(f"cannot resume: no checkpoint at {ckpt_path}; run without --resume to start afresh")
+    for written in (out, out.with_suffix(".json"), ckpt_path):
+        remove_stale_temporaries(written)  # half-written files of a run that was killed
     dev = select_device(device)
     report = progress or (lambda p: None)
     cancelled = should_cancel or (lambda: False)
@@ -315,15 +385,16 @@ def train_segmenter(
     # ---- data
     if samples is not None:
         train = [_as_sample(s) for s in samples]
-        data_desc = f"{len(train)} image/mask pairs given in memory"
+        data_desc = data_key = f"{len(train)} image/mask pairs given in memory"
     elif images_dir is not None or masks_dir is not None:
         if images_dir is None or masks_dir is None:
             raise CalcinosisError("training from folders needs both an images folder and a masks folder")
         train = folder_samples(images_dir, masks_dir, pixel_size_mm)
         data_desc = f"{len(train)} image/mask pairs from {images_dir} and {masks_dir}"
+        data_key = f"{len(train)} image/mask pairs from {Path(images_dir).resolve()} and {Path(masks_dir).resolve()}"
     elif n_phantoms:
         train = phantom_samples(int(n_phantoms), TRAIN_SEED_OFFSET, progress=data_progress)
-        data_desc = (
+        data_desc = data_key = (
             f"{n_phantoms} synthetic finger phantoms (napari_calcinosis.phantom.make_phantom, "
             f"seeds {TRAIN_SEED_OFFSET}..{TRAIN_SEED_OFFSET + int(n_phantoms) - 1})"
         )
@@ -343,6 +414,7 @@ def train_segmenter(
         val = train  # a single pair: validate on it rather than not at all
 
     # ---- model, optimiser, schedule
+    torch.manual_seed(seed)  # before the network is built: the seed decides its initial weights too
     if init_model is not None:
         from .segment import load_model
 
@@ -350,7 +422,6 @@ def train_segmenter(
         model = PhalanxModel(model.network, dict(model.card), None)
     else:
         model = new_model()
-    torch.manual_seed(seed)
     net = model.network.to(dev)
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
@@ -368,24 +439,45 @@ def train_segmenter(
         frac = min(1.0, (step_index - warm) / max(1, total_steps - warm))
         return learning_rate * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac)))
     rng = np.random.default_rng(seed)
-    start_epoch, step, best_dice, best_epoch, history = 0, 0, -1.0, -1, []
+    settings = {
+        "data": data_key, "n_val": len(val), "architecture": model.card.get("architecture"),
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": batch_size, "crop_px": crop_px, "learning_rate": learning_rate, "seed": seed,
+    }
+    start_epoch, step, best_dice, best_epoch, history, epoch_losses = 0, 0, -1.0, -1, [], []
     if resume:
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        net.load_state_dict(ckpt["network"])
-        opt.load_state_dict(ckpt["optimizer"])
+        ckpt = _read_checkpoint(ckpt_path, dev, settings, epochs)
+        try:
+            net.load_state_dict(ckpt["network"])
+            opt.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CalcinosisError(
+                f"cannot resume: the checkpoint {ckpt_path} holds another network; run without --resume to start afresh"
+            ) from exc
         rng.bit_generator.state = ckpt["rng"]
         start_epoch, step = ckpt["epoch"], ckpt["step"]
         best_dice, best_epoch, history = ckpt["best_val_dice"], ckpt["best_epoch"], ckpt["history"]
-        if start_epoch >= epochs:
-            raise CalcinosisError(
-                f"nothing to resume: the checkpoint has already done {start_epoch} of {epochs} epochs; ask for more --epochs"
-            )
+        epoch_losses = list(ckpt.get("epoch_losses", []))
+
+    def mean_loss(values) -> float:
+        return float(np.mean([float(v) for v in values])) if len(values) else float("nan")
+
+    gen = None  # the device augmentation's random generator, set below when used
+
+    def save_checkpoint(epochs_completed: int, losses_this_epoch: list) -> None:
+        # At a step boundary: weights, optimiser, the data RNG and the losses of the unfinished
+        # epoch, so that a resumed run continues as if it had not stopped.
+        state = {
+            "network": net.state_dict(), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
+            "epoch": epochs_completed, "step": step, "epoch_losses": [float(v) for v in losses_this_epoch], "epochs": epochs,
+            "torch_rng": gen.get_state() if gen is not None else None,
+            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "best_val_dice": best_dice,
+            "best_epoch": best_epoch, "history": history, "settings": settings,
+        }
+        atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
 
     spec = model.input
-    if augment_on not in ("auto", "device", "cpu"):
-        raise CalcinosisError(f"augment_on must be auto, device or cpu, got {augment_on!r}")
     on_device = augment_on == "device" or (augment_on == "auto" and dev.type == "cuda")
-    gen = None
     if on_device:
         from ._augment_torch import DeviceValidator, augment_batch, to_device_dataset
 
@@ -421,30 +513,42 @@ def train_segmenter(
         inter = (p * target).sum(dim=(1, 2, 3))
         return 1.0 - ((2 * inter + 1.0) / (p.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1.0)).mean()
 
-    def save_checkpoint(epoch_index: int) -> None:
-        nonlocal last_ckpt_t
-        torch.save(
-            {
-                "network": net.state_dict(), "optimizer": opt.state_dict(),
-                "rng": rng.bit_generator.state, "torch_rng": gen.get_state() if gen is not None else None,
-                "epoch": epoch_index + 1, "step": step, "epochs": epochs,
-                "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-                "best_val_dice": best_dice, "best_epoch": best_epoch, "history": history,
-            },
-            ckpt_path,
+    def validate_and_keep_best(label_epoch: int) -> float:
+        nonlocal best_dice, best_epoch
+        net.eval()
+        val_dice = float(np.mean(validate_on_device(net) if on_device else evaluate(model, val)))
+        if val_dice > best_dice:
+            best_dice, best_epoch = val_dice, label_epoch
+            # The model is saved before the checkpoint: a run killed in between redoes the
+            # steps since the last checkpoint and comes to the same model again.
+            save_model(
+                model, out,
+                extra_card={
+                    "training": {**card_training, "best_epoch": best_epoch},
+                    "validation": {
+                        "dice_mean": best_dice, "n_images": len(val), "epoch": best_epoch, "step": step,
+                        "measured": "at the working spacing, on the device" if on_device else "through segment_phalanges",
+                    },
+                },
+            )
+        rate = (time.monotonic() - t0) / max(steps_this_run, 1)
+        report(
+            TrainProgress(
+                "validate", step, total_steps, label_epoch, epochs, loss=mean_loss(losses), val_dice=val_dice,
+                best_val_dice=best_dice, eta_s=rate * (total_steps - step), device=str(dev),
+            )
         )
-        last_ckpt_t = time.monotonic()
+        return val_dice
 
-    t0 = time.monotonic()
-    last_ckpt_t = t0
+    t0 = last_checkpoint = time.monotonic()
     last_loss = float("nan")
     steps_this_run = 0
     was_cancelled = False
-    epoch = start_epoch
+    epochs_done = start_epoch
     for epoch in range(start_epoch, epochs):
         net.train()
-        losses = []
-        for _ in range(steps_per_epoch):
+        losses = epoch_losses if epoch == start_epoch else []
+        while len(losses) < steps_per_epoch:
             if cancelled():
                 was_cancelled = True
                 break
@@ -482,52 +586,39 @@ def train_segmenter(
                     best_val_dice=best_dice, eta_s=rate * (total_steps - step), device=str(dev),
                 )
             )
-        if was_cancelled and not losses:
+            if len(losses) < steps_per_epoch and time.monotonic() - last_checkpoint >= checkpoint_every_s:
+                save_checkpoint(epoch, losses)
+                last_checkpoint = time.monotonic()
+        if was_cancelled:
+            if steps_this_run:
+                # Validate the unfinished epoch so that Cancel keeps the best model; the
+                # checkpoint resumes this epoch where it stopped.
+                validate_and_keep_best(epoch + 1)
+                save_checkpoint(epoch, losses)
             break
-        epoch_loss = float(torch.stack(losses).float().mean().item())
-        if (epoch + 1) % max(1, int(val_every)) and epoch + 1 < epochs and not was_cancelled:
-            # Not a validation epoch; still checkpoint now and then so that little is lost.
-            if time.monotonic() - last_ckpt_t > 30.0:
-                save_checkpoint(epoch)
+        epochs_done = epoch + 1
+        if epochs_done % int(val_every) and epochs_done < epochs:
+            # Not a validation epoch: a checkpoint only when one is due, as within an epoch.
+            if time.monotonic() - last_checkpoint >= checkpoint_every_s:
+                save_checkpoint(epochs_done, [])
+                last_checkpoint = time.monotonic()
             continue
-        net.eval()
-        val_dice = float(np.mean(validate_on_device(net) if on_device else evaluate(model, val)))
+        val_dice = validate_and_keep_best(epochs_done)
         history.append(
-            {"epoch": epoch + 1, "step": step, "loss": epoch_loss, "val_dice": val_dice,
+            {"epoch": epochs_done, "step": step, "loss": mean_loss(losses), "val_dice": val_dice,
              "elapsed_s": round(time.monotonic() - t_start, 3)}
         )
-        if val_dice > best_dice:
-            best_dice, best_epoch = val_dice, epoch + 1
-            save_model(
-                model, out,
-                extra_card={
-                    "training": {**card_training, "best_epoch": best_epoch},
-                    "validation": {
-                        "dice_mean": best_dice, "n_images": len(val), "epoch": best_epoch,
-                        "measured": "at the working spacing, on the device" if on_device else "through segment_phalanges",
-                    },
-                },
-            )
-        save_checkpoint(epoch)
-        rate = (time.monotonic() - t0) / max(steps_this_run, 1)
-        report(
-            TrainProgress(
-                "validate", step, total_steps, epoch + 1, epochs, loss=epoch_loss, val_dice=val_dice,
-                best_val_dice=best_dice, eta_s=rate * (total_steps - step), device=str(dev),
-            )
-        )
-        if was_cancelled:
-            break
+        save_checkpoint(epochs_done, [])
+        last_checkpoint = time.monotonic()
         if stop_at_val_dice is not None and val_dice >= stop_at_val_dice:
             break
-    done_epochs = history[-1]["epoch"] if history else start_epoch
     report(
         TrainProgress(
-            "cancelled" if was_cancelled else "done", step, total_steps, done_epochs, epochs,
+            "cancelled" if was_cancelled else "done", step, total_steps, epochs_done, epochs,
             best_val_dice=best_dice, eta_s=0.0, device=str(dev),
         )
     )
     return TrainResult(
-        model_path=out, best_val_dice=best_dice, best_epoch=best_epoch, epochs_done=done_epochs,
+        model_path=out, best_val_dice=best_dice, best_epoch=best_epoch, epochs_done=epochs_done,
         cancelled=was_cancelled, history=history, device=str(dev), elapsed_s=time.monotonic() - t_start,
     )

@@ -1,0 +1,86 @@
+"""Write files atomically: the final path holds the old file or the whole new one, never half.
+
+A training run killed mid-write (kill -9, a power cut, a full disk) must not leave a truncated
+model or checkpoint where the next run or the user looks for it. The new content is written to
+a hidden temporary file in the same folder (a rename is atomic only within one file system),
+flushed to disk, then renamed over the final path with :func:`os.replace`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import secrets
+from pathlib import Path
+from typing import Callable, Iterator
+
+__all__ = ["atomic_file", "atomic_write", "remove_stale_temporaries", "temporary_path"]
+
+
+def temporary_path(path) -> Path:
+    """A unique hidden file name beside ``path`` that keeps its suffix.
+
+    The suffix is kept because writers such as imageio and tifffile choose the format from it.
+    """
+    path = Path(path)
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+
+
+def remove_stale_temporaries(path) -> list[Path]:
+    """Delete the temporary files a killed writer left beside ``path``; returns what went.
+
+    Call it before writing ``path`` again, from the one process that writes it.
+    """
+    path = Path(path)
+    pattern = f".{glob.escape(path.stem)}.tmp-*{glob.escape(path.suffix)}"
+    stale = [p for p in path.parent.glob(pattern) if p.is_file()]
+    for p in stale:
+        with contextlib.suppress(OSError):
+            p.unlink()
+    return stale
+
+
+@contextlib.contextmanager
+def atomic_file(path, *, make_parents: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends, flush it and rename it onto ``path``.
+
+    If the block raises (or is interrupted), ``path`` is left as it was and the temporary file
+    is removed. With ``make_parents`` the folder is created first.
+    """
+    path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        yield tmp
+        # Flushed before the rename, so that after a crash the name never points at a file
+        # whose data had not reached the disk yet.
+        with open(tmp, "r+b") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path, write_fn: Callable[[Path], object]) -> Path:
+    """Create ``path`` through ``write_fn(temporary_path)``, then rename it into place.
+
+    Parameters
+    ----------
+    path : str or Path
+        The final file; its folder is created if needed. An existing file is replaced only
+        once the new one is complete.
+    write_fn : callable
+        Writes the whole file to the path it is given (e.g. ``lambda p: p.write_text(text)``,
+        ``lambda p: torch.save(state, p)``).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    with atomic_file(path) as tmp:
+        write_fn(tmp)
+    return Path(path)

@@ -1,0 +1,80 @@
+"""Training survives kill -9: the CLI is killed at a random moment, then ``--resume`` finishes it."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import napari_calcinosis
+from napari_calcinosis import load_model
+
+EPOCHS, STEPS = 6, 4
+TRAIN = [
+    "train", "--phantoms", "3", "--val-phantoms", "1", "--epochs", str(EPOCHS), "--steps-per-epoch", str(STEPS),
+    "--batch-size", "2", "--crop-px", "64", "--device", "cpu", "--checkpoint-every", "0",
+]
+
+
+def _cli(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "napari_calcinosis", *TRAIN, "--out", str(out), *extra]
+
+
+def _env() -> dict:
+    # The subprocess imports this very copy of the package, whatever is installed.
+    src = str(Path(napari_calcinosis.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
+def test_kill_9_at_a_random_step_then_resume_finishes(tmp_path):
+    import torch
+
+    seed = random.randrange(1_000_000)
+    rnd = random.Random(seed)
+    why = f"(kill seed {seed})"
+    out = tmp_path / "m.safetensors"
+    ckpt = tmp_path / "m.checkpoint.pt"
+    # One checkpoint per step (--checkpoint-every 0); kill after one of the first half of them,
+    # at a random moment of the step that follows: in training, validation or a file write.
+    kill_after = rnd.randint(1, EPOCHS * STEPS // 2)
+    proc = subprocess.Popen(_cli(out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        writes, last_inode, deadline = 0, None, time.monotonic() + 120
+        while writes < kill_after and proc.poll() is None and time.monotonic() < deadline:
+            try:
+                inode = ckpt.stat().st_ino  # a new inode per atomic replace
+            except FileNotFoundError:
+                inode = None
+            if inode is not None and inode != last_inode:
+                writes, last_inode = writes + 1, inode
+            time.sleep(0.005)
+        time.sleep(rnd.uniform(0.0, 0.3))
+        assert proc.poll() is None, f"training ended before it was killed {why}: {proc.stderr.read().decode()[-500:]}"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    # Whatever the moment: the model file is absent or whole, and the checkpoint is whole.
+    if out.exists():
+        load_model(out)
+    stopped = torch.load(ckpt, weights_only=True)
+    assert stopped["step"] < EPOCHS * STEPS, why
+
+    done = subprocess.run(_cli(out, "--resume"), env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{why} {done.stderr[-1000:]}"
+    assert "model written to" in done.stdout
+    model = load_model(out)
+    assert 0.0 <= model.card["validation"]["dice_mean"] <= 1.0  # a few tiny steps may not find bone yet
+    final = torch.load(ckpt, weights_only=True)
+    assert final["epoch"] == EPOCHS and final["step"] == EPOCHS * STEPS, why
+    # The history carries on from the killed run: every epoch once, in order.
+    assert [h["epoch"] for h in final["history"]] == list(range(1, EPOCHS + 1)), why
+    assert final["history"][: len(stopped["history"])] == stopped["history"], why
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["m.checkpoint.pt", "m.json", "m.safetensors"], why
