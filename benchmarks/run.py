@@ -237,12 +237,13 @@ def bench_throughput(device: str, crop_px: int, batch: int, steps: int) -> dict:
 
     from napari_calcinosis._augment_torch import augment_batch, to_device_dataset
     from napari_calcinosis.segment import DEFAULT_INPUT, new_model, select_device
-    from napari_calcinosis.train import TrainingSample, augment
+    from napari_calcinosis.train import TrainingSample, _bf16_training, augment
 
     dev = select_device(device)
+    bf16 = _bf16_training(dev)
     samples = [TrainingSample(s.pixels_hu, s.bone_mask, s.spacing_mm) for s in _phantoms(range(1_000_000, 1_000_008), workers=1)]
     net = new_model().network.to(dev).train()
-    if dev.type == "cuda":
+    if bf16:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=dev.type == "cuda")
     on_device = dev.type == "cuda"
@@ -256,14 +257,15 @@ def bench_throughput(device: str, crop_px: int, batch: int, steps: int) -> dict:
         if on_device:
             with torch.no_grad():
                 x, y = augment_batch(data, batch, crop_px, DEFAULT_INPUT, gen)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = net(x)
-            logits = logits.float()
         else:
             b = [augment(samples[rng.integers(len(samples))], rng, crop_px, DEFAULT_INPUT) for _ in range(batch)]
             x = torch.from_numpy(np.stack([v[0] for v in b])[:, None])
             y = torch.from_numpy(np.stack([v[1] for v in b])[:, None])
+        if bf16:  # as train_segmenter does on this device
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
+                logits = net(x).float()
+        else:
             logits = net(x)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
         opt.zero_grad(set_to_none=True)
@@ -281,7 +283,7 @@ def bench_throughput(device: str, crop_px: int, batch: int, steps: int) -> dict:
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
     return {"crop_px": crop_px, "batch": batch, "steps": steps, "images_per_s": steps * batch / dt, "s_per_step": dt / steps,
-            "augmentation": "on device" if on_device else "NumPy/SciPy on CPU"}
+            "augmentation": "on device" if on_device else "NumPy/SciPy on CPU", "precision": "bf16" if bf16 else "fp32"}
 
 
 def _cache_phantoms(path: Path, n_train: int, n_val: int, n_test: int) -> float:
@@ -360,7 +362,7 @@ def _run_worker(args_list, timeout_s) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-CPU_TARGET = {"name": "cpu", "epochs": 60, "steps_per_epoch": 10, "batch": 8, "crop_px": 192, "lr": 3e-3}
+CPU_TARGET = {"name": "cpu", "epochs": 60, "steps_per_epoch": 10, "batch": 8, "crop_px": 192, "lr": 3e-3, "val_every": 2}
 CUDA_TARGETS = [
     {"name": "cuda-b64-c256", "epochs": 40, "steps_per_epoch": 10, "batch": 64, "crop_px": 256, "lr": 5e-3},
     {"name": "cuda-b64-c256-no-cudnn", "epochs": 40, "steps_per_epoch": 10, "batch": 64, "crop_px": 256, "lr": 5e-3,

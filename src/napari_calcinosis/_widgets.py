@@ -478,7 +478,11 @@ class MeasureWidget(_Widget):
             path = path.with_suffix(".csv")
         layer = self.lesions.value
         table = layer.metadata.get("seed_table") if layer is not None else None
-        (table if table is not None else self.frame()).to_csv(path, index=False)
+        from .io import atomic_output
+
+        # The save dialog has asked before replacing a file; the write itself is all or nothing.
+        with atomic_output(path) as temporary:
+            (table if table is not None else self.frame()).to_csv(temporary, index=False)
         self.status.value = f"wrote {path}"
         return path
 

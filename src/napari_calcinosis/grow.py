@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from skimage.segmentation import flood
 
 from ._errors import CalcinosisError
 from .subtract import (
@@ -317,9 +318,9 @@ def region_grow(image, seed, lower, upper=np.inf, *, connectivity: int = 4) -> n
     """The pixels connected to ``seed`` whose values lie in ``[lower, upper]``.
 
     The fixed-interval region growing of ITK's ``ConnectedThreshold`` and of
-    ``skimage.segmentation.flood`` on a thresholded image, with the same result; it looks only
-    at a window around the seed, widened until the region no longer touches its edge, so a
-    small deposit costs microseconds whatever the size of the image.
+    ``skimage.segmentation.flood`` on a thresholded image, with the same result. A small
+    deposit is labelled in a window around the seed, in microseconds whatever the size of the
+    image; a larger region is flooded on the whole image.
 
     Parameters
     ----------
@@ -361,34 +362,32 @@ def _bbox(mask: np.ndarray, pad: int = 1) -> tuple[slice, slice]:
     )
 
 
-def _flood_where(predicate, shape, start, structure, half_px: int = 8) -> np.ndarray:
+def _flood_where(predicate, shape, start, structure, half_px: int = 12) -> np.ndarray:
     """The connected component containing ``start`` of the pixels where ``predicate`` holds.
 
-    ``predicate(window)`` gives the bool mask of a window ``(row_slice, col_slice)``. Only a
-    window around ``start`` is examined; each side the component reaches is pushed out by twice
-    the window's size, until no side is reached (or the image border is), so a long bone costs a
-    long narrow window rather than the whole image. When ``start`` itself fails, the result
-    is ``start`` alone, so that a seed always keeps its pixel.
+    ``predicate(window)`` gives the bool mask of a window ``(row_slice, col_slice)``. A deposit
+    usually fits a small window around ``start``, labelled in microseconds; a region that
+    reaches the window's edge is flooded on the whole image instead, which visits only its own
+    pixels (labelling ever larger windows costs more than that). When ``start`` itself fails,
+    the result is ``start`` alone, so that a seed always keeps its pixel.
     """
     out = np.zeros(shape, bool)
     r0, r1 = max(start[0] - half_px, 0), min(start[0] + half_px + 1, shape[0])
     c0, c1 = max(start[1] - half_px, 0), min(start[1] + half_px + 1, shape[1])
-    while True:
-        win = (slice(r0, r1), slice(c0, c1))
-        local = predicate(win)
-        at = (start[0] - r0, start[1] - c0)
-        if not local[at]:
-            out[start] = True
-            return out
-        labels, _ = ndi.label(local, structure=structure)
-        comp = labels == labels[at]
-        h, w = r1 - r0, c1 - c0
-        grow_up, grow_down = r0 > 0 and comp[0].any(), r1 < shape[0] and comp[-1].any()
-        grow_left, grow_right = c0 > 0 and comp[:, 0].any(), c1 < shape[1] and comp[:, -1].any()
-        if not (grow_up or grow_down or grow_left or grow_right):
-            out[win] = comp
-            return out
-        r0 = max(r0 - 2 * h, 0) if grow_up else r0
-        r1 = min(r1 + 2 * h, shape[0]) if grow_down else r1
-        c0 = max(c0 - 2 * w, 0) if grow_left else c0
-        c1 = min(c1 + 2 * w, shape[1]) if grow_right else c1
+    win = (slice(r0, r1), slice(c0, c1))
+    local = predicate(win)
+    at = (start[0] - r0, start[1] - c0)
+    if not local[at]:
+        out[start] = True
+        return out
+    labels, _ = ndi.label(local, structure=structure)
+    comp = labels == labels[at]
+    reaches_edge = (
+        (r0 > 0 and comp[0].any()) or (r1 < shape[0] and comp[-1].any())
+        or (c0 > 0 and comp[:, 0].any()) or (c1 < shape[1] and comp[:, -1].any())
+    )
+    if not reaches_edge:
+        out[win] = comp
+        return out
+    whole = predicate((slice(0, shape[0]), slice(0, shape[1])))
+    return flood(whole.view(np.uint8), tuple(start), connectivity=1 if structure.sum() == 5 else 2).view(bool)
