@@ -111,6 +111,11 @@ def test_train_and_resume_from_the_cli(tmp_path):
             "--batch-size", "2", "--out", out, "--device", "cpu", "--resume")
     assert r.returncode == 0, r.stderr
     assert "epoch 2/2" in r.stderr
+    # a new run onto a trained model is refused unless asked for, before any work
+    before = out.read_bytes()
+    r = run("train", "--phantoms", "3", "--out", out, "--device", "cpu")
+    assert r.returncode == 2 and "--overwrite" in r.stderr and "--resume" in r.stderr
+    assert out.read_bytes() == before
 
 
 def test_cli_errors_are_one_line():

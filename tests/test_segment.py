@@ -157,3 +157,9 @@ def test_save_model_round_trip_leaves_no_temporary_file(tmp_path):
     assert sorted(f.name for f in tmp_path.iterdir()) == ["copy.json", "copy.safetensors"]
     again = load_model(out)
     assert again.card["note"] == "again" and again.card["architecture"] == BUNDLED_CARD["architecture"]
+
+
+def test_a_field_of_view_no_finger_has_is_refused_before_segmenting():
+    # 300 px of 2 mm: a pixel size in the wrong unit; at 0.25 mm it would be a 2400 px square
+    with pytest.raises(CalcinosisError, match=r"spans 600 x 600 mm .* check the pixel size"):
+        segment_phalanges(np.zeros((300, 300), np.float32), spacing_mm=2.0, device="cpu")

@@ -319,6 +319,13 @@ def cmd_train(args) -> int:
 
     if not args.phantoms and not (args.images and args.masks):
         raise CalcinosisError("train needs --images DIR --masks DIR, or --phantoms N")
+    model_path = Path(args.out) if Path(args.out).suffix == ".safetensors" else Path(args.out).with_suffix(".safetensors")
+    if model_path.exists() and not (args.resume or args.overwrite):
+        # A model someone fine-tuned for hours is not replaced by a new run by accident.
+        raise CalcinosisError(
+            f"{model_path} already exists: give --resume to carry on training it, --overwrite to replace it "
+            "with a new model, or choose another --out"
+        )
     bar_state = {"last": 0.0}
 
     def progress(p):
@@ -486,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--crop-px", type=int, default=192, help="square training crops at 0.25 mm/px (default 192 = 48 mm)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init", help="fine-tune from this .safetensors model (e.g. the bundled one)")
+    add_overwrite(t)
     t.add_argument("--resume", action="store_true",
                    help="carry on from the checkpoint beside --out, with the same data and settings (more --epochs allowed)")
     t.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
-from .io import CalcinosisImage, _one_line, hu_to_window_unit
+from .io import MAX_FIELD_OF_VIEW_MM, CalcinosisImage, _one_line, hu_to_window_unit
 
 __all__ = [
     "PhalanxModel",
@@ -424,6 +424,14 @@ def segment_phalanges(
     shape = x.shape
     if spacing is not None:
         spacing = np.broadcast_to(np.asarray(spacing, float), (2,))
+        span_mm = np.array(shape) * spacing
+        if span_mm.max() > MAX_FIELD_OF_VIEW_MM:
+            # Resampled to the working spacing, such an image would be tens of megapixels.
+            raise CalcinosisError(
+                f"the image spans {span_mm[0]:.0f} x {span_mm[1]:.0f} mm ({shape[0]} x {shape[1]} px of "
+                f"{spacing[0]:g} x {spacing[1]:g} mm); a finger slice spans at most {MAX_FIELD_OF_VIEW_MM:g} mm: "
+                "check the pixel size (in mm), or crop the image to the finger"
+            )
         work_shape = np.maximum(np.round(np.array(shape) * spacing / spec["working_spacing_mm"]), 8)
         x = resample(x, work_shape, order=1)
     flips = [(), (0,), (1,), (0, 1)] if tta else [()]
