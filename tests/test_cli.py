@@ -116,6 +116,10 @@ def test_train_and_resume_from_the_cli(tmp_path):
     r = run("train", "--phantoms", "3", "--out", out, "--device", "cpu")
     assert r.returncode == 2 and "--overwrite" in r.stderr and "--resume" in r.stderr
     assert out.read_bytes() == before
+    # ... and so is one onto an unfinished run that has a checkpoint but no model yet
+    out.unlink()
+    r = run("train", "--phantoms", "3", "--out", out, "--device", "cpu")
+    assert r.returncode == 2 and "checkpoint of an unfinished run" in r.stderr
 
 
 def test_cli_errors_are_one_line():

@@ -449,6 +449,9 @@ def test_region_grow_equals_skimage_flood_on_a_fixed_interval(connectivity):
     assert np.array_equal(big, flood(bright.view(np.uint8), bone_seed, connectivity=1 if connectivity == 4 else 2))
     with pytest.raises(CalcinosisError, match="outside"):
         region_grow(p.image_hu, (-1, 3), lower, upper)
+    for bad in [(np.nan, 3), (1, 2, 3), "a"]:
+        with pytest.raises(CalcinosisError, match="seed"):
+            region_grow(p.image_hu, bad, lower, upper)
 
 
 def test_region_grow_matches_simpleitk_connected_threshold():

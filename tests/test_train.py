@@ -250,3 +250,13 @@ def test_a_schedule_that_cannot_run_is_a_clear_error(tmp_path, setting, message)
     with pytest.raises(CalcinosisError, match=message):
         train_segmenter(tmp_path / "x.safetensors", n_phantoms=2, device="cpu", **setting)
     assert not any(tmp_path.iterdir())  # refused before any work or file
+
+
+def test_numpy_typed_settings_train_and_resume(tmp_path, pairs):
+    # e.g. a sweep over np.linspace: the checkpoint must still load under weights_only=True
+    out = tmp_path / "n.safetensors"
+    settings = dict(samples=pairs, steps_per_epoch=np.int64(2), batch_size=np.int64(2), crop_px=np.int64(64),
+                    learning_rate=np.float64(2e-3), seed=np.int64(3), device="cpu")
+    train_segmenter(out, epochs=np.int64(1), **settings)
+    r = train_segmenter(out, epochs=2.0, resume=True, **settings)
+    assert r.epochs_done == 2 and [h["epoch"] for h in r.history] == [1, 2]

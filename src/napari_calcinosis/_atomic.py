@@ -9,6 +9,7 @@ flushed to disk, then renamed over the final path with :func:`os.replace`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import secrets
@@ -25,6 +26,15 @@ def temporary_path(path) -> Path:
     """
     path = Path(path)
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+
+
+def _fsync(fd: int) -> None:
+    """fsync, except where the file system cannot (some network and FUSE mounts say so)."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.ENOSYS, errno.EBADF):
+            raise
 
 
 def remove_stale_temporaries(path) -> list[Path]:
@@ -57,8 +67,15 @@ def atomic_file(path, *, make_parents: bool = True) -> Iterator[Path]:
         # Flushed before the rename, so that after a crash the name never points at a file
         # whose data had not reached the disk yet.
         with open(tmp, "r+b") as handle:
-            os.fsync(handle.fileno())
+            _fsync(handle.fileno())
         os.replace(tmp, path)
+        # The rename itself reaches the disk with the folder's entry.
+        with contextlib.suppress(OSError):
+            folder = os.open(path.parent, os.O_RDONLY)
+            try:
+                _fsync(folder)
+            finally:
+                os.close(folder)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)

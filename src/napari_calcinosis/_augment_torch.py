@@ -167,7 +167,7 @@ class DeviceValidator:
     def __init__(self, samples, input_spec: dict, device, pad_multiple: int = 32, chunk: int = 8):
         import torch
 
-        from .segment import normalise, resample
+        from .segment import cuda_bf16, normalise, resample
 
         work = float(input_spec["working_spacing_mm"])
         xs, ys = [], []
@@ -188,6 +188,7 @@ class DeviceValidator:
         self.y = torch.from_numpy(y).to(self.device)
         self.valid = torch.from_numpy(valid).to(self.device)
         self.chunk = int(chunk)
+        self.bf16 = cuda_bf16(self.device)
 
     def __call__(self, network) -> list[float]:
         """Per-image Dice of ``network``'s bone (probability > 0.5) at the working spacing."""
@@ -195,7 +196,7 @@ class DeviceValidator:
 
         network.eval()
         preds = []
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
             for i in range(0, self.x.shape[0], self.chunk):
                 preds.append(network(self.x[i : i + self.chunk])[:, 0].float() > 0.0)
         pred = torch.cat(preds) & self.valid

@@ -320,12 +320,16 @@ def cmd_train(args) -> int:
     if not args.phantoms and not (args.images and args.masks):
         raise CalcinosisError("train needs --images DIR --masks DIR, or --phantoms N")
     model_path = Path(args.out) if Path(args.out).suffix == ".safetensors" else Path(args.out).with_suffix(".safetensors")
-    if model_path.exists() and not (args.resume or args.overwrite):
-        # A model someone fine-tuned for hours is not replaced by a new run by accident.
-        raise CalcinosisError(
-            f"{model_path} already exists: give --resume to carry on training it, --overwrite to replace it "
-            "with a new model, or choose another --out"
-        )
+    checkpoint = model_path.with_name(model_path.stem + ".checkpoint.pt")
+    if not (args.resume or args.overwrite):
+        # A model someone trained for hours, or a run cut short before its first model, is not
+        # replaced by a new run by accident.
+        for path, what in ((model_path, "a trained model"), (checkpoint, "the checkpoint of an unfinished run")):
+            if path.exists():
+                raise CalcinosisError(
+                    f"{path} already exists ({what}): give --resume to carry on training it, --overwrite to start "
+                    "a new model in its place, or choose another --out"
+                )
     bar_state = {"last": 0.0}
 
     def progress(p):

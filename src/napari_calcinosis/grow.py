@@ -341,7 +341,10 @@ def region_grow(image, seed, lower, upper=np.inf, *, connectivity: int = 4) -> n
         raise CalcinosisError(f"region growing needs a 2-D image, got shape {image.shape}")
     if connectivity not in (4, 8):
         raise CalcinosisError(f"connectivity must be 4 or 8, got {connectivity}")
-    r, c = (int(round(float(v))) for v in seed)
+    checked = _checked_seeds(seed)
+    if len(checked) != 1 or not np.all(np.isfinite(checked[0])):
+        raise CalcinosisError(f"region growing needs one (row, col) seed of finite numbers in pixels, got {seed!r:.80}")
+    r, c = (int(round(v)) for v in checked[0])
     if not (0 <= r < image.shape[0] and 0 <= c < image.shape[1]):
         raise CalcinosisError(f"seed ({r}, {c}) lies outside the {image.shape[0]}x{image.shape[1]} image")
     if not lower <= image[r, c] <= upper:

@@ -357,6 +357,18 @@ def resample(array: np.ndarray, shape, order: int = 1) -> np.ndarray:
     return ndi.affine_transform(array, zoom, offset=offset, output_shape=shape, order=order, mode="nearest")
 
 
+def cuda_bf16(device) -> bool:
+    """Whether ``device`` is a CUDA GPU that runs bfloat16 natively (Ampere and later)."""
+    import torch
+
+    if getattr(device, "type", str(device).split(":")[0]) != "cuda":
+        return False
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.3 has no including_emulation
+        return bool(torch.cuda.is_bf16_supported())
+
+
 def _predict_logits(network, x: np.ndarray, device, pad_multiple: int, pad_mode: str) -> np.ndarray:
     import torch
 
@@ -366,7 +378,7 @@ def _predict_logits(network, x: np.ndarray, device, pad_multiple: int, pad_mode:
     mode = pad_mode if (pad_mode != "reflect" or (h > ph and w > pw)) else "edge"
     xp = np.pad(x, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode=mode)
     t = torch.from_numpy(np.ascontiguousarray(xp))[None, None].to(device)
-    if device.type == "cuda":
+    if cuda_bf16(device):
         t = t.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = network(t)

@@ -3,8 +3,8 @@
 One function, :func:`train_segmenter`, serves the CLI, the napari widget and the console. It
 reports progress through a callback (step, epoch, loss, validation Dice, ETA), stops at the next
 step when ``should_cancel()`` says so, and keeps the weights with the best validation Dice as
-safetensors + JSON card. A checkpoint is written at the end of every epoch, on cancel, and every
-``checkpoint_every_s`` seconds within an epoch; ``resume=True`` carries on from it at the step
+safetensors + JSON card. A checkpoint is written every ``checkpoint_every_s`` seconds (at the
+next step or epoch end), on cancel and at the end; ``resume=True`` carries on from it at the step
 where it was written, so a run killed at any moment (kill -9, power cut) loses at most that
 long. Every file is written atomically (:mod:`._atomic`): the final paths never hold half a file.
 
@@ -271,7 +271,9 @@ def _bf16_training(dev) -> bool:
     import torch
 
     if dev.type == "cuda":
-        return True
+        from .segment import cuda_bf16
+
+        return cuda_bf16(dev)  # pre-Ampere GPUs (V100, T4) would emulate it, slowly or not at all
     if dev.type != "cpu":
         return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -382,6 +384,11 @@ def train_segmenter(
 
     t_start = time.monotonic()
     check_schedule(epochs, batch_size, learning_rate, crop_px, steps_per_epoch, checkpoint_every_s)
+    # Plain Python numbers from here on: NumPy scalars (a sweep over np.linspace, say) would
+    # make the checkpoint unreadable under torch.load(weights_only=True) and break range().
+    epochs, batch_size, crop_px, seed = int(epochs), int(batch_size), int(crop_px), int(seed)
+    steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
+    learning_rate, checkpoint_every_s = float(learning_rate), float(checkpoint_every_s)
     if not float(val_every).is_integer() or val_every < 1:
         raise CalcinosisError(f"validate every N epochs needs a whole N of at least 1, got {val_every}")
     if augment_on not in ("auto", "device", "cpu"):
@@ -471,6 +478,8 @@ def train_segmenter(
         try:
             net.load_state_dict(ckpt["network"])
             opt.load_state_dict(ckpt["optimizer"])
+            for group in opt.param_groups:  # the fused kernel exists on CUDA only: a checkpoint may move
+                group["fused"] = dev.type == "cuda"
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CalcinosisError(
                 f"cannot resume: the checkpoint {ckpt_path} holds another network; run without --resume to start afresh"
@@ -563,7 +572,6 @@ def train_segmenter(
         return val_dice
 
     t0 = last_checkpoint = time.monotonic()
-    last_loss = float("nan")
     steps_this_run = 0
     was_cancelled = False
     epochs_done = start_epoch
@@ -597,10 +605,9 @@ def train_segmenter(
             step += 1
             steps_this_run += 1
             losses.append(loss.detach())
-            # Reading the loss waits for the GPU; on CUDA do it every few steps so that the
-            # next steps are queued while this one runs.
-            if dev.type != "cuda" or steps_this_run % 10 == 0:
-                last_loss = losses[-1].item()
+            # Reading the loss waits for the GPU; on CUDA do it every 10th step so that the
+            # next steps are queued while this one runs (NaN in between: nothing new to plot).
+            last_loss = losses[-1].item() if dev.type != "cuda" or step % 10 == 0 else float("nan")
             rate = (time.monotonic() - t0) / steps_this_run
             report(
                 TrainProgress(
@@ -630,9 +637,13 @@ def train_segmenter(
             {"epoch": epochs_done, "step": step, "loss": mean_loss(losses), "val_dice": val_dice,
              "elapsed_s": round(time.monotonic() - t_start, 3)}
         )
-        save_checkpoint(epochs_done, [])
-        last_checkpoint = time.monotonic()
-        if stop_at_val_dice is not None and val_dice >= stop_at_val_dice:
+        stop = stop_at_val_dice is not None and val_dice >= stop_at_val_dice
+        # A checkpoint when one is due, and at the end: each is tens of MB written and flushed,
+        # which on a GPU costs more than the epoch itself.
+        if stop or epochs_done == epochs or time.monotonic() - last_checkpoint >= checkpoint_every_s:
+            save_checkpoint(epochs_done, [])
+            last_checkpoint = time.monotonic()
+        if stop:
             break
     report(
         TrainProgress(
