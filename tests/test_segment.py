@@ -163,3 +163,18 @@ def test_a_field_of_view_no_finger_has_is_refused_before_segmenting():
     # 300 px of 2 mm: a pixel size in the wrong unit; at 0.25 mm it would be a 2400 px square
     with pytest.raises(CalcinosisError, match=r"spans 600 x 600 mm .* check the pixel size"):
         segment_phalanges(np.zeros((300, 300), np.float32), spacing_mm=2.0, device="cpu")
+
+
+def test_weights_carry_their_card_so_a_save_cut_in_between_stays_consistent(tmp_path):
+    from napari_calcinosis import save_model
+
+    model = load_model(device="cpu")
+    out = tmp_path / "m.safetensors"
+    save_model(model, out, extra_card={"validation": {"dice_mean": 0.5}})
+    old_card = out.with_suffix(".json").read_text()
+    save_model(model, out, extra_card={"validation": {"dice_mean": 0.9}})
+    # killed after the weights, before the .json: the old .json is still there
+    out.with_suffix(".json").write_text(old_card)
+    assert load_model(out).card["validation"]["dice_mean"] == 0.9
+    out.with_suffix(".json").unlink()  # and the .json is not needed
+    assert load_model(out).card["validation"]["dice_mean"] == 0.9

@@ -153,9 +153,10 @@ def new_model(architecture: dict | None = None, input_spec: dict | None = None) 
 def save_model(model: PhalanxModel, path, extra_card: dict | None = None) -> Path:
     """Write the weights as safetensors (float32) and the card as JSON beside them.
 
-    Both files are written atomically, the card first: a run killed while saving leaves the
-    previous model, or a card without weights (``model file not found``), never a
-    ``.safetensors`` that does not load.
+    The safetensors file carries the card in its metadata too, and :func:`load_model` reads
+    that one: weights and card are one file, written atomically, so a run killed while saving
+    leaves the previous model or the new one, never half a file nor new weights under an old
+    card. The ``.json`` beside it, written second, is for people to read.
     """
     from safetensors.torch import save
 
@@ -168,10 +169,28 @@ def save_model(model: PhalanxModel, path, extra_card: dict | None = None) -> Pat
     card = {**model.card, **(extra_card or {})}
     model.card = card
     text = json.dumps(card, indent=2, default=float) + "\n"
-    atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
-    data = save(state)  # bytes, so the file gets the usual permissions (save_file makes it owner-only)
+    # bytes, so the file gets the usual permissions (save_file makes it owner-only)
+    data = save(state, metadata={_CARD_KEY: text})
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
     return path
+
+
+_CARD_KEY = "napari_calcinosis_card"
+
+
+def _embedded_card(path: Path) -> dict | None:
+    """The card stored in a safetensors file's metadata by :func:`save_model`, or None."""
+    try:
+        with open(path, "rb") as handle:
+            n_header = int.from_bytes(handle.read(8), "little")
+            if not 0 < n_header < 100 * 1024 * 1024:
+                return None
+            header = json.loads(handle.read(n_header).decode("utf-8"))
+        card = json.loads(header["__metadata__"][_CARD_KEY])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None  # none stored (older models, the bundled one), or a damaged file: checked later
+    return card if isinstance(card, dict) else None
 
 
 _RETRAIN = "download it again, or train one with 'napari-calcinosis train'"
@@ -297,7 +316,9 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
     if not path.is_file():
         raise CalcinosisError(f"{path} is a folder, not a model file: give the .safetensors file inside it")
     card_path = path.with_suffix(".json")
-    card = _read_card(card_path, path.name)
+    card = _embedded_card(path)
+    if card is None:
+        card = _read_card(card_path, path.name)
     arch = _checked_architecture(card, card_path)
     try:
         network = build_network(arch)

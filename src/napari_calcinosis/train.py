@@ -572,6 +572,7 @@ def train_segmenter(
         return val_dice
 
     t0 = last_checkpoint = time.monotonic()
+    validated_at_step = None  # a Cancel right after a validation need not validate the same weights again
     steps_this_run = 0
     was_cancelled = False
     epochs_done = start_epoch
@@ -619,7 +620,7 @@ def train_segmenter(
                 save_checkpoint(epoch, losses)
                 last_checkpoint = time.monotonic()
         if was_cancelled:
-            if steps_this_run:
+            if steps_this_run and step != validated_at_step:
                 # Validate the unfinished epoch so that Cancel keeps the best model; the
                 # checkpoint resumes this epoch where it stopped.
                 validate_and_keep_best(epoch + 1)
@@ -633,6 +634,7 @@ def train_segmenter(
                 last_checkpoint = time.monotonic()
             continue
         val_dice = validate_and_keep_best(epochs_done)
+        validated_at_step = step
         history.append(
             {"epoch": epochs_done, "step": step, "loss": mean_loss(losses), "val_dice": val_dice,
              "elapsed_s": round(time.monotonic() - t_start, 3)}
