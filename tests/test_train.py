@@ -203,6 +203,30 @@ def test_device_augmentation_matches_the_cpu_path(pairs):
     assert abs(on_device[1] - on_cpu[1]) < 0.1
 
 
+def test_device_crops_are_the_cpu_path_affine_transform(pairs):
+    # The same rotation, flip, scale and centre through grid_sample and through SciPy.
+    import torch
+    from scipy import ndimage as ndi
+
+    from napari_calcinosis._augment_torch import sample_crops, to_device_dataset
+
+    samples = [TrainingSample(*p) for p in pairs]
+    data = to_device_dataset(samples, "cpu")
+    crop = 48
+    for i, (theta, flip, scale) in enumerate([(0.3, 1.0, 1.1), (2.2, -1.0, 0.8), (4.0, 1.0, 1.25)]):
+        s = samples[i]
+        c, sn = np.cos(theta), np.sin(theta)
+        matrix = np.diag(1.0 / np.asarray(s.spacing_mm)) @ np.array([[c, -sn], [sn, c]]) @ np.diag([flip, 1.0]) * 0.25 * scale
+        centre = np.array(s.pixels_hu.shape, float) / 2 + [3.3, -7.6]
+        x, y = sample_crops(data, torch.tensor([i]), torch.tensor(matrix[None], dtype=torch.float32),
+                            torch.tensor(centre[None], dtype=torch.float32), crop)
+        offset = centre - matrix @ np.full(2, (crop - 1) / 2.0)
+        ref = ndi.affine_transform(s.pixels_hu.astype(np.float64), matrix, offset=offset, output_shape=(crop, crop), order=1)
+        ref_bone = ndi.affine_transform(s.bone_mask.astype(np.float64), matrix, offset=offset, output_shape=(crop, crop), order=1)
+        np.testing.assert_allclose(x[0, 0].numpy(), ref, atol=0.05)  # HU
+        np.testing.assert_allclose(y[0, 0].numpy(), ref_bone, atol=1e-4)
+
+
 def test_training_with_device_augmentation_resumes(tmp_path, pairs):
     out = tmp_path / "d.safetensors"
     r1 = train_segmenter(out, samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64, device="cpu",

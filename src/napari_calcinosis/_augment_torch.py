@@ -82,7 +82,6 @@ def augment_batch(data: DeviceDataset, batch_size: int, crop_px: int, input_spec
     distributions (see :func:`napari_calcinosis.train.augment`).
     """
     import torch
-    import torch.nn.functional as F
 
     dev = data.pixels_hu.device
     b = int(batch_size)
@@ -105,16 +104,7 @@ def augment_batch(data: DeviceDataset, batch_size: int, crop_px: int, input_spec
     centre = torch.where((torch.rand(b, generator=gen, device=dev) < 0.7)[:, None], on_bone, anywhere)
     centre = centre + 10.0 * torch.randn(b, 2, generator=gen, device=dev)
 
-    r = torch.arange(crop_px, device=dev, dtype=torch.float32) - (crop_px - 1) / 2.0
-    grid_rc = torch.stack(torch.meshgrid(r, r, indexing="ij"), -1)  # (crop, crop, 2) row, col
-    src = torch.einsum("bij,hwj->bhwi", m, grid_rc) + centre[:, None, None, :]
-    full = torch.tensor(data.pixels_hu.shape[-2:], device=dev, dtype=torch.float32)
-    # grid_sample wants (x=col, y=row) in [-1, 1] of the padded tensor, pixel centres at
-    # (2p + 1) / size - 1 (align_corners=False).
-    norm = (2.0 * src + 1.0) / full - 1.0
-    grid = norm.flip(-1)
-    x = F.grid_sample(data.pixels_hu[idx], grid, mode="bilinear", padding_mode="border", align_corners=False)
-    y = F.grid_sample(data.bone[idx], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x, y = sample_crops(data, idx, m, centre, crop_px)
 
     # Intensity, in HU before the window: gain and offset (calibration), blur, extra noise.
     gain = _uniform(gen, b, 0.85, 1.15, dev)[:, None, None, None]
@@ -133,6 +123,27 @@ def augment_batch(data: DeviceDataset, batch_size: int, crop_px: int, input_spec
     quantise = (torch.rand(b, generator=gen, device=dev) < 0.3)[:, None, None, None]
     unit = torch.where(quantise, torch.round(unit * 255.0) / 255.0, unit)  # a JPEG/PNG export
     return unit * 2.0 - 1.0, (y > 0.5).float()
+
+
+def sample_crops(data: DeviceDataset, idx, matrix, centre, crop_px: int):
+    """Bilinear crops (HU, bone fraction) of images ``idx``: output pixel offset ``o`` from the
+    crop's centre reads input pixel ``centre + matrix @ o`` (row, col), as
+    ``scipy.ndimage.affine_transform(image, matrix, offset=centre - matrix @ crop_centre, order=1)``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    dev = data.pixels_hu.device
+    r = torch.arange(crop_px, device=dev, dtype=torch.float32) - (crop_px - 1) / 2.0
+    grid_rc = torch.stack(torch.meshgrid(r, r, indexing="ij"), -1)  # (crop, crop, 2) row, col
+    src = torch.einsum("bij,hwj->bhwi", matrix, grid_rc) + centre[:, None, None, :]
+    full = torch.tensor(data.pixels_hu.shape[-2:], device=dev, dtype=torch.float32)
+    # grid_sample wants (x=col, y=row) in [-1, 1] of the padded tensor, pixel centres at
+    # (2p + 1) / size - 1 (align_corners=False).
+    grid = ((2.0 * src + 1.0) / full - 1.0).flip(-1)
+    x = F.grid_sample(data.pixels_hu[idx], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    y = F.grid_sample(data.bone[idx], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return x, y
 
 
 def _blur(x, sigma):
