@@ -82,18 +82,6 @@ def _square(p, size: int = 512):
     return np.pad(p.image_hu, pad, mode="edge"), np.pad(p.bone_mask, pad, mode="edge")
 
 
-def _phantoms(seeds, max_size_px=560, workers=None):
-    from concurrent.futures import ProcessPoolExecutor
-
-    from napari_calcinosis.train import _phantom_sample
-
-    workers = workers or max(1, min(16, os.cpu_count() or 1))
-    if workers == 1 or len(seeds) < 4:
-        return [_phantom_sample(s) for s in seeds]
-    with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(_phantom_sample, seeds, chunksize=max(1, len(seeds) // (4 * workers))))
-
-
 def _timeit(fn, repeat: int) -> float:
     """Seconds per call: the best of ``repeat`` rounds of a few calls."""
     fn()
@@ -238,11 +226,11 @@ def bench_throughput(device: str, crop_px: int, batch: int, steps: int, bf16: bo
 
     from napari_calcinosis._augment_torch import augment_batch, to_device_dataset
     from napari_calcinosis.segment import DEFAULT_INPUT, new_model, select_device
-    from napari_calcinosis.train import TrainingSample, _bf16_training, augment
+    from napari_calcinosis.train import TRAIN_SEED_OFFSET, _bf16_training, augment, phantom_samples
 
     dev = select_device(device)
     bf16 = _bf16_training(dev) if bf16 is None else bf16
-    samples = [TrainingSample(s.pixels_hu, s.bone_mask, s.spacing_mm) for s in _phantoms(range(1_000_000, 1_000_008), workers=1)]
+    samples = phantom_samples(8, TRAIN_SEED_OFFSET, workers=1)
     net = new_model().network.to(dev).train()
     if bf16:
         net = net.to(memory_format=torch.channels_last)
@@ -288,17 +276,14 @@ def bench_throughput(device: str, crop_px: int, batch: int, steps: int, bf16: bo
 
 
 def _cache_phantoms(path: Path, n_train: int, n_val: int, n_test: int) -> float:
-    from napari_calcinosis.train import TRAIN_SEED_OFFSET, VAL_SEED_OFFSET
+    from napari_calcinosis.train import TRAIN_SEED_OFFSET, VAL_SEED_OFFSET, phantom_samples
 
     t = time.perf_counter()
-    blocks = {
-        "train": range(TRAIN_SEED_OFFSET, TRAIN_SEED_OFFSET + n_train),
-        "val": range(VAL_SEED_OFFSET, VAL_SEED_OFFSET + n_val),
-        "test": range(TEST_SEED_OFFSET, TEST_SEED_OFFSET + n_test),
-    }
+    blocks = {"train": (n_train, TRAIN_SEED_OFFSET), "val": (n_val, VAL_SEED_OFFSET), "test": (n_test, TEST_SEED_OFFSET)}
+    workers = max(1, min(16, os.cpu_count() or 1))
     arrays = {}
-    for name, seeds in blocks.items():
-        for i, s in enumerate(_phantoms(list(seeds))):
+    for name, (n, offset) in blocks.items():
+        for i, s in enumerate(phantom_samples(n, offset, workers=workers)):
             arrays[f"{name}_{i}_hu"] = s.pixels_hu
             arrays[f"{name}_{i}_bone"] = s.bone_mask
             arrays[f"{name}_{i}_spacing"] = np.asarray(s.spacing_mm)

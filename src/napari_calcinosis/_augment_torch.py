@@ -178,13 +178,11 @@ class DeviceValidator:
     def __init__(self, samples, input_spec: dict, device, pad_multiple: int = 32, chunk: int = 8):
         import torch
 
-        from .segment import cuda_bf16, normalise, resample
+        from .segment import cuda_bf16, normalise, resample, working_shape
 
-        work = float(input_spec["working_spacing_mm"])
         xs, ys = [], []
         for s in samples:
-            spacing = np.broadcast_to(np.asarray(s.spacing_mm, float), (2,))
-            shape = np.maximum(np.round(np.array(s.pixels_hu.shape) * spacing / work), 8).astype(int)
+            shape = working_shape(s.pixels_hu.shape, s.spacing_mm, input_spec)
             xs.append(resample(normalise(s.pixels_hu, input_spec), shape, order=1))
             ys.append(resample(np.asarray(s.bone_mask, np.float32), shape, order=1) > 0.5)
         h = -(-max(x.shape[0] for x in xs) // pad_multiple) * pad_multiple

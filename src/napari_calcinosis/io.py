@@ -41,6 +41,7 @@ __all__ = [
     "CalcinosisImage",
     "atomic_output",
     "check_measurable",
+    "check_field_of_view",
     "hu_to_window_unit",
     "window_unit_to_hu",
     "read_image",
@@ -333,11 +334,20 @@ def check_measurable(image: CalcinosisImage) -> None:
             "not a crop or a thumbnail"
         )
     _check_pixel_count(rows, cols, where)
-    height_mm, width_mm = rows * image.spacing_mm[0], cols * image.spacing_mm[1]
+    check_field_of_view(image.shape, image.spacing_mm, where)
+
+
+def check_field_of_view(shape, spacing_mm, where: str = "") -> None:
+    """Refuse an image wider than :data:`MAX_FIELD_OF_VIEW_MM`: usually a pixel size in the wrong unit.
+
+    ``where`` prefixes the message (e.g. ``"finger.png: "``).
+    """
+    rows, cols = shape
+    height_mm, width_mm = rows * spacing_mm[0], cols * spacing_mm[1]
     if max(height_mm, width_mm) > MAX_FIELD_OF_VIEW_MM:
         raise CalcinosisError(
             f"{where}the image spans {height_mm:.0f} x {width_mm:.0f} mm ({rows} x {cols} px of "
-            f"{image.spacing_mm[0]:g} x {image.spacing_mm[1]:g} mm); a finger slice spans at most "
+            f"{spacing_mm[0]:g} x {spacing_mm[1]:g} mm); a finger slice spans at most "
             f"{MAX_FIELD_OF_VIEW_MM:g} mm: check the pixel size (in mm), or crop the image to the finger"
         )
 

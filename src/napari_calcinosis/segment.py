@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
-from .io import MAX_FIELD_OF_VIEW_MM, CalcinosisImage, _one_line, hu_to_window_unit
+from .io import CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit
 
 __all__ = [
     "PhalanxModel",
@@ -179,14 +179,24 @@ def save_model(model: PhalanxModel, path, extra_card: dict | None = None) -> Pat
 _CARD_KEY = "napari_calcinosis_card"
 
 
+def _raw_header(path: Path) -> tuple[int, bytes]:
+    """A safetensors file's declared header length (-1 if implausible) and the header bytes read.
+
+    The format is an 8-byte little-endian header length, a JSON header giving each tensor's
+    byte range (and ``__metadata__``), then the data.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        n_header = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < n_header < 100 * 1024 * 1024:
+            return -1, b""
+        return n_header, handle.read(n_header)
+
+
 def _embedded_card(path: Path) -> dict | None:
     """The card stored in a safetensors file's metadata by :func:`save_model`, or None."""
     try:
-        with open(path, "rb") as handle:
-            n_header = int.from_bytes(handle.read(8), "little")
-            if not 0 < n_header < 100 * 1024 * 1024:
-                return None
-            header = json.loads(handle.read(n_header).decode("utf-8"))
+        header = json.loads(_raw_header(path)[1].decode("utf-8"))
         card = json.loads(header["__metadata__"][_CARD_KEY])
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None  # none stored (older models, the bundled one), or a damaged file: checked later
@@ -238,15 +248,11 @@ def _checked_architecture(card: dict, card_path: Path) -> dict:
 def _check_safetensors(path: Path) -> None:
     """Refuse a file that is not a complete safetensors file, saying whether it is cut short.
 
-    The format is an 8-byte little-endian header length, a JSON header giving each tensor's
-    byte range, then the data; a copy or download cut short ends before the last range.
+    A copy or download cut short ends before the last tensor's byte range.
     """
     size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        n_header = int.from_bytes(head, "little") if len(head) == 8 else -1
-        plausible = 0 < n_header < 100 * 1024 * 1024
-        header = handle.read(n_header) if plausible else b""
+    n_header, header = _raw_header(path)
+    plausible = n_header > 0
     truncated = f"model file {path} is truncated ({size} bytes, cut short while copying or saving): {_RETRAIN}"
     if size == 0:
         raise CalcinosisError(f"model file {path} is empty: {_RETRAIN}")
@@ -368,6 +374,13 @@ def normalise(pixels_hu: np.ndarray, input_spec: dict) -> np.ndarray:
     return (unit * 2.0 - 1.0).astype(np.float32)
 
 
+def working_shape(shape, spacing_mm, input_spec: dict) -> tuple[int, int]:
+    """The shape of an image of ``shape`` pixels of ``spacing_mm`` at the model's working spacing."""
+    spacing = np.broadcast_to(np.asarray(spacing_mm, float), (2,))
+    work = np.maximum(np.round(np.array(shape) * spacing / input_spec["working_spacing_mm"]), 8)
+    return int(work[0]), int(work[1])
+
+
 def resample(array: np.ndarray, shape, order: int = 1) -> np.ndarray:
     """Resample a 2-D array onto ``shape`` with pixel centres aligned (as skimage.transform.resize)."""
     shape = tuple(int(s) for s in shape)
@@ -457,16 +470,8 @@ def segment_phalanges(
     shape = x.shape
     if spacing is not None:
         spacing = np.broadcast_to(np.asarray(spacing, float), (2,))
-        span_mm = np.array(shape) * spacing
-        if span_mm.max() > MAX_FIELD_OF_VIEW_MM:
-            # Resampled to the working spacing, such an image would be tens of megapixels.
-            raise CalcinosisError(
-                f"the image spans {span_mm[0]:.0f} x {span_mm[1]:.0f} mm ({shape[0]} x {shape[1]} px of "
-                f"{spacing[0]:g} x {spacing[1]:g} mm); a finger slice spans at most {MAX_FIELD_OF_VIEW_MM:g} mm: "
-                "check the pixel size (in mm), or crop the image to the finger"
-            )
-        work_shape = np.maximum(np.round(np.array(shape) * spacing / spec["working_spacing_mm"]), 8)
-        x = resample(x, work_shape, order=1)
+        check_field_of_view(shape, spacing)  # resampled to 0.25 mm, a wider one would be tens of megapixels
+        x = resample(x, working_shape(shape, spacing, spec), order=1)
     flips = [(), (0,), (1,), (0, 1)] if tta else [()]
     prob = np.zeros(x.shape, np.float32)
     with torch.inference_mode():

@@ -494,9 +494,13 @@ def train_segmenter(
 
     gen = None  # the device augmentation's random generator, set below when used
 
+    def checkpoint_due() -> bool:
+        return time.monotonic() - last_checkpoint >= checkpoint_every_s
+
     def save_checkpoint(epochs_completed: int, losses_this_epoch: list) -> None:
         # At a step boundary: weights, optimiser, the data RNG and the losses of the unfinished
         # epoch, so that a resumed run continues as if it had not stopped.
+        nonlocal last_checkpoint
         state = {
             "network": net.state_dict(), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
             "epoch": epochs_completed, "step": step, "epoch_losses": [float(v) for v in losses_this_epoch], "epochs": epochs,
@@ -505,6 +509,7 @@ def train_segmenter(
             "best_epoch": best_epoch, "history": history, "settings": settings,
         }
         atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
+        last_checkpoint = time.monotonic()
 
     spec = model.input
     on_device = augment_on == "device" or (augment_on == "auto" and dev.type == "cuda")
@@ -571,7 +576,7 @@ def train_segmenter(
         )
         return val_dice
 
-    t0 = last_checkpoint = time.monotonic()
+    t0 = last_checkpoint = time.monotonic()  # the clock for checkpoints starts with training
     validated_at_step = None  # a Cancel right after a validation need not validate the same weights again
     steps_this_run = 0
     was_cancelled = False
@@ -616,9 +621,8 @@ def train_segmenter(
                     best_val_dice=best_dice, eta_s=rate * (total_steps - step), device=str(dev),
                 )
             )
-            if len(losses) < steps_per_epoch and time.monotonic() - last_checkpoint >= checkpoint_every_s:
+            if len(losses) < steps_per_epoch and checkpoint_due():
                 save_checkpoint(epoch, losses)
-                last_checkpoint = time.monotonic()
         if was_cancelled:
             if steps_this_run and step != validated_at_step:
                 # Validate the unfinished epoch so that Cancel keeps the best model; the
@@ -629,9 +633,8 @@ def train_segmenter(
         epochs_done = epoch + 1
         if epochs_done % int(val_every) and epochs_done < epochs:
             # Not a validation epoch: a checkpoint only when one is due, as within an epoch.
-            if time.monotonic() - last_checkpoint >= checkpoint_every_s:
+            if checkpoint_due():
                 save_checkpoint(epochs_done, [])
-                last_checkpoint = time.monotonic()
             continue
         val_dice = validate_and_keep_best(epochs_done)
         validated_at_step = step
@@ -642,9 +645,8 @@ def train_segmenter(
         stop = stop_at_val_dice is not None and val_dice >= stop_at_val_dice
         # A checkpoint when one is due, and at the end: each is tens of MB written and flushed,
         # which on a GPU costs more than the epoch itself.
-        if stop or epochs_done == epochs or time.monotonic() - last_checkpoint >= checkpoint_every_s:
+        if stop or epochs_done == epochs or checkpoint_due():
             save_checkpoint(epochs_done, [])
-            last_checkpoint = time.monotonic()
         if stop:
             break
     report(
