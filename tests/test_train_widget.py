@@ -194,3 +194,22 @@ def test_a_crashing_worker_shows_a_notification_and_leaves_the_widget_usable(mak
     assert widget.start() is not None
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
     assert "done" in widget.status.text() and out.exists()
+
+
+def test_opening_the_widget_warms_up_the_network_library(make_napari_viewer):
+    # Pressing Train should not wait for the import of segmentation-models-pytorch nor for the
+    # GPU to start: the widget does both in the background when it opens, once per session.
+    import sys
+
+    from napari_calcinosis._train_widget import _WARM_UP, TrainWidget, start_warm_up
+    from napari_calcinosis.segment import select_device
+
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    thread = _WARM_UP["thread"]
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert "error" not in _WARM_UP, _WARM_UP.get("error")
+    assert _WARM_UP["device"] == str(select_device(widget.device_combo.currentText()))
+    assert "segmentation_models_pytorch" in sys.modules
+    assert start_warm_up() is thread  # a second widget does not start another

@@ -104,6 +104,32 @@ def _fmt_dice(x) -> str:
     return f"{x:.3f}" if _finite(x) and x >= 0 else "\u2014"
 
 
+_WARM_UP: dict = {}
+
+
+def start_warm_up(device: str = "auto") -> threading.Thread:
+    """Import the network library and start the GPU in the background, once per session.
+
+    That is seconds of work (importing segmentation-models-pytorch, creating the CUDA context)
+    that pressing Train would otherwise wait for; the widget starts it when it opens. Errors
+    are left for training to report, with its own message.
+    """
+    if "thread" not in _WARM_UP:
+
+        def work():
+            try:
+                from .segment import warm_up
+
+                _WARM_UP["device"] = warm_up(device)
+            except Exception as exc:  # reported by train_segmenter when Train is pressed
+                _WARM_UP["error"] = repr(exc)
+
+        # not a daemon: an import cut short by the interpreter's exit can crash it
+        _WARM_UP["thread"] = threading.Thread(target=work, name="napari-calcinosis warm-up")
+        _WARM_UP["thread"].start()
+    return _WARM_UP["thread"]
+
+
 class _Failure:
     """What the worker returns for a CalcinosisError (superqt re-raises returned exceptions)."""
 
@@ -254,6 +280,7 @@ class TrainWidget(QWidget):
         self._refresh_layer_combos()
         self._update_device_label(self.device_combo.currentText())
         self._update_buttons()
+        start_warm_up(self.device_combo.currentText())
 
     # ------------------------------------------------------------------------------------------
     # Plot

@@ -80,6 +80,25 @@ def select_device(device: str = "auto"):
     return torch.device(device)
 
 
+def warm_up(device: str = "auto") -> str:
+    """Import the network library and start the device, so that pressing Train does not wait.
+
+    Meant for a background thread (the Train widget calls it when it opens): importing
+    segmentation-models-pytorch takes seconds, and so does starting CUDA and cuBLAS. Returns
+    the device's name.
+    """
+    import torch
+
+    _hide_triton_under_qt()
+    import segmentation_models_pytorch  # noqa: F401
+
+    dev = select_device(device)
+    if dev.type == "cuda":
+        a = torch.ones(64, 64, device=dev)
+        (a @ a).sum().item()  # CUDA context and cuBLAS handle
+    return str(dev)
+
+
 def _hide_triton_under_qt() -> None:
     """Keep triton out of a Qt (napari) process.
 
@@ -140,7 +159,19 @@ class PhalanxModel:
         return next(self.network.parameters()).device
 
     def to(self, device):
-        self.network.to(select_device(device) if isinstance(device, str) else device)
+        """Move the network to ``device``; on CUDA its 1 x 1 and depthwise layers skip cuDNN.
+
+        cuDNN prepares kernels for every new image shape (about 1.5 s each on an H200); the
+        plan-free layers (:mod:`napari_calcinosis._cuda_convs`) make that about 0.1 s.
+        """
+        from ._cuda_convs import plan_free_convs, restore_convs
+
+        dev = select_device(device) if isinstance(device, str) else device
+        self.network.to(dev)
+        if dev.type == "cuda":
+            plan_free_convs(self.network)
+        else:
+            restore_convs(self.network)
         return self
 
 

@@ -262,6 +262,25 @@ def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> di
     return ckpt
 
 
+# On CUDA, short runs route the 1 x 1 and depthwise layers around cuDNN (see _cuda_convs):
+# cuDNN's per-shape plans cost about 10 s before the first step on an H200, while the plan-free
+# layers cost about 4.4 ns more per training pixel (benchmarks/gpu_startup.py). Below this many
+# training pixels (steps x batch x crop²) the plan-free layers win: 200 steps of 64 x 256² are
+# 0.8e9 and gain 8 s; the paper's 1,000 steps of 60 x 512² are 15.7e9 and would lose 60 s.
+PLAN_FREE_MAX_PIXELS = 2e9
+# "auto" (the rule above), True or False; benchmarks set it to compare the two.
+PLAN_FREE_CONVS = "auto"
+# The memory layout of plan-free training: "channels_last" or "nchw" (the depthwise kernel
+# works in NCHW, so channels-last costs layout copies around it).
+PLAN_FREE_LAYOUT = "channels_last"
+
+
+def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
+    if PLAN_FREE_CONVS != "auto":
+        return bool(PLAN_FREE_CONVS)
+    return total_steps * batch_size * crop_px**2 < PLAN_FREE_MAX_PIXELS
+
+
 def _bf16_training(dev) -> bool:
     """Whether to train in bfloat16 autocast on ``dev``: on CUDA, and on CPUs with bf16 instructions.
 
@@ -451,10 +470,18 @@ def train_segmenter(
         model = new_model()
     net = model.network.to(dev)
     bf16 = _bf16_training(dev)
-    if bf16:
-        net = net.to(memory_format=torch.channels_last)
     steps_per_epoch = int(steps_per_epoch or max(4, math.ceil(len(train) / batch_size)))
     total_steps = epochs * steps_per_epoch
+    plan_free = dev.type == "cuda" and _plan_free(total_steps, batch_size, crop_px)
+    channels_last = bf16 and not (plan_free and PLAN_FREE_LAYOUT == "nchw")
+    net = net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    if dev.type == "cuda":
+        from ._cuda_convs import plan_free_convs, restore_convs
+
+        if plan_free:
+            plan_free_convs(net)
+        else:
+            restore_convs(net)
     # The fused AdamW is one kernel for all weights instead of several per weight tensor.
     opt = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4, fused=dev.type == "cuda")
 
@@ -540,9 +567,14 @@ def train_segmenter(
         + (", made in batches on the device" if on_device else ""),
         "seed": seed,
         "device": str(dev),
-        "precision": "bfloat16 autocast, channels-last" if bf16 else "float32",
+        "precision": ("bfloat16 autocast, channels-last" if channels_last else "bfloat16 autocast") if bf16 else "float32",
         "command": command,
     }
+    if dev.type == "cuda":
+        card_training["cuda_convolutions"] = (
+            "1 x 1 as cuBLAS matrix products, depthwise on PyTorch's kernel, dense 3 x 3 on cuDNN (a fast start)"
+            if plan_free else "all on cuDNN (a long run: faster steps outweigh the start-up)"
+        )
 
     def dice_loss(logits, target):
         p = torch.sigmoid(logits)
@@ -596,7 +628,7 @@ def train_segmenter(
                 x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(dev)
                 y = torch.from_numpy(np.stack([b[1] for b in batch])[:, None]).to(dev)
             if bf16:
-                x = x.contiguous(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
                 with torch.autocast(dev.type, dtype=torch.bfloat16):
                     logits = net(x)
                 logits = logits.float()
@@ -649,6 +681,8 @@ def train_segmenter(
             save_checkpoint(epochs_done, [])
         if stop:
             break
+    if dev.type == "cuda" and not plan_free:
+        plan_free_convs(net)  # as PhalanxModel.to("cuda") leaves a model: new image shapes start fast
     report(
         TrainProgress(
             "cancelled" if was_cancelled else "done", step, total_steps, epochs_done, epochs,

@@ -1,0 +1,123 @@
+"""The plan-free 1 x 1 and depthwise convolutions: the same network, the same weights, the same maths."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import napari_calcinosis.train as train_module
+from napari_calcinosis import load_model, save_model
+from napari_calcinosis._cuda_convs import plan_free_convs, restore_convs
+from napari_calcinosis.segment import PhalanxModel, new_model
+
+
+def _kinds(net):
+    pointwise = depthwise = 0
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            pointwise += m.kernel_size == (1, 1)
+            depthwise += m.groups > 1 and m.groups == m.in_channels
+    return pointwise, depthwise
+
+
+def _two_networks(channels_last, device="cpu", dtype=torch.float32, train=False):
+    """The same fresh U-Net twice: as built (cuDNN's layers on a GPU) and with plan-free layers."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    ref = new_model().network.to(device, dtype).train(train).to(memory_format=fmt)
+    net = copy.deepcopy(ref)
+    assert plan_free_convs(net) == 51
+    return ref, net, fmt
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_plan_free_layers_give_the_same_outputs_and_gradients(channels_last):
+    # float64 and eval mode: the two routes must agree to rounding, weights and input alike
+    ref, net, fmt = _two_networks(channels_last, dtype=torch.float64)
+    assert sum(_kinds(ref)) == 51  # every 1 x 1 and depthwise layer, none else
+    assert plan_free_convs(net) == 0  # already done: nothing patched twice
+    x = torch.randn(2, 1, 64, 96, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().contiguous(memory_format=fmt).requires_grad_()
+    a, b = ref(x_ref), net(x.contiguous(memory_format=fmt))
+    assert float(a.detach().abs().max()) > 0.1
+    np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=0, atol=1e-10)
+    (a.square().mean() + a.mean()).backward()
+    (b.square().mean() + b.mean()).backward()
+    np.testing.assert_allclose(x.grad.numpy(), x_ref.grad.numpy(), rtol=1e-8, atol=1e-14)
+    compared = 0
+    for (name, p), q in zip(ref.named_parameters(), net.parameters()):
+        if p.grad is None:  # layers past encoder depth 4 take no part
+            assert q.grad is None, name
+            continue
+        scale = float(p.grad.abs().max()) + 1e-30
+        assert float((p.grad - q.grad).abs().max()) / scale < 1e-8, name
+        compared += 1
+    assert compared > 100
+
+
+def test_patched_model_saves_loads_and_restores(tmp_path):
+    torch.manual_seed(1)
+    model = new_model()
+    keys = list(model.network.state_dict())
+    plan_free_convs(model.network)
+    assert list(model.network.state_dict()) == keys  # the same weights under the same names
+    path = save_model(model, tmp_path / "m.safetensors")
+    loaded = load_model(path)  # on the CPU: cuDNN's layers
+    assert not any("forward" in vars(m) for m in loaded.network.modules())
+    x = torch.randn(1, 1, 48, 64)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.network.eval()(x).numpy(), model.network.eval()(x).numpy(), atol=1e-5)
+    PhalanxModel(model.network, model.card).to("cpu")
+    assert not any("forward" in vars(m) for m in model.network.modules())
+    restore_convs(model.network)  # restoring twice is harmless
+
+
+def test_plan_free_only_for_short_runs(monkeypatch):
+    # 200 steps of 64 crops of 256²: the 10-s target's run; the paper's 1,000 steps of 60 x 512²
+    assert train_module._plan_free(200, 64, 256)
+    assert not train_module._plan_free(1000, 60, 512)
+    monkeypatch.setattr(train_module, "PLAN_FREE_CONVS", True)
+    assert train_module._plan_free(1000, 60, 512)
+    monkeypatch.setattr(train_module, "PLAN_FREE_CONVS", False)
+    assert not train_module._plan_free(200, 64, 256)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_plan_free_layers_on_cuda(channels_last):
+    # On the GPU in float32 (TF32 off, eval-mode batch norm): the same maths as cuDNN's layers,
+    # outputs and every gradient, in both memory layouts.
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        ref, net, fmt = _two_networks(channels_last, device="cuda")
+        x = torch.rand(4, 1, 128, 160, device="cuda").mul(2).sub(1).contiguous(memory_format=fmt)
+        a, b = ref(x), net(x)
+        assert float((a - b).abs().max() / a.abs().max()) < 1e-4
+        a.square().mean().backward()
+        b.square().mean().backward()
+        compared = 0
+        for (name, p), q in zip(ref.named_parameters(), net.parameters()):
+            if p.grad is not None:
+                assert float((p.grad - q.grad).abs().max()) <= 1e-3 * float(p.grad.abs().max()) + 1e-12, name
+                compared += 1
+        assert compared > 100
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_plan_free_layers_on_cuda_in_bf16(channels_last):
+    # As training runs them: bf16 autocast, train-mode batch norm; the output agrees with
+    # cuDNN's layers to bf16 rounding (amplified by batch norm) and keeps its layout.
+    ref, net, fmt = _two_networks(channels_last, device="cuda", train=True)
+    x = torch.rand(8, 1, 128, 128, device="cuda").mul(2).sub(1).contiguous(memory_format=fmt)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        a, b = ref(x).float(), net(x).float()
+    assert float((a - b).norm() / a.norm()) < 0.1
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        features = net.encoder(x)[-1]  # 96 channels after plan-free layers: the layout the weights have
+    assert features.dtype == torch.bfloat16
+    assert features.is_contiguous(memory_format=fmt)
