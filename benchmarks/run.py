@@ -204,6 +204,16 @@ def bench_infer(quick: bool, device: str) -> dict:
 
     out = {"device": str(dev), "image": "phantom 7 padded to 512x512 (segment_phalanges); random input (network)"}
     repeat = 2 if quick else 5
+    # The first image after loading the model, and below one of a shape not seen before: on
+    # CUDA, cuDNN prepares kernels for each new shape (the plan-free layers of _cuda_convs
+    # keep that short).
+    def once(seed, size):
+        other = make_phantom(seed, max_size_px=size, spacing_mm=0.25)
+        t = time.perf_counter()
+        segment_phalanges(other.image_hu, model, spacing_mm=0.25, device=str(dev))
+        return 1000 * (time.perf_counter() - t)
+
+    out["segment_phalanges_ms_first_image"] = once(8, 448)
     out["segment_phalanges_ms_batch1"] = 1000 * _timeit(lambda: segment_phalanges(image, model, spacing_mm=0.25, device=str(dev)), repeat)
     one = batch_of(1)
     out["network_ms_per_image_batch1"] = 1000 * _timeit(lambda: forward(one), repeat)
@@ -211,6 +221,7 @@ def bench_infer(quick: bool, device: str) -> dict:
     many = batch_of(batch)
     out[f"network_ms_per_image_batch{batch}"] = 1000 * _timeit(lambda: forward(many), repeat) / batch
     out["batch"] = batch
+    out["segment_phalanges_ms_new_shape"] = once(9, 384)
     if dev.type == "cuda":
         out["cuda_peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -272,7 +283,8 @@ def bench_throughput(device: str, crop_px: int, batch: int, steps: int, bf16: bo
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
     return {"crop_px": crop_px, "batch": batch, "steps": steps, "images_per_s": steps * batch / dt, "s_per_step": dt / steps,
-            "augmentation": "on device" if on_device else "NumPy/SciPy on CPU", "precision": "bf16" if bf16 else "fp32"}
+            "augmentation": "on device" if on_device else "NumPy/SciPy on CPU", "precision": "bf16" if bf16 else "fp32",
+            "convolutions": "all on cuDNN" if on_device else "oneDNN"}
 
 
 def _cache_phantoms(path: Path, n_train: int, n_val: int, n_test: int) -> float:
@@ -314,7 +326,16 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
     def should_cancel():
         return time.monotonic() > deadline["t"]
 
+    import napari_calcinosis.train as train_module
+
+    train_module.PLAN_FREE_CONVS = config.get("plan_free", "auto")
+    train_module.PLAN_FREE_LAYOUT = config.get("layout", train_module.PLAN_FREE_LAYOUT)
     torch.backends.cudnn.enabled = bool(config.get("cudnn", True))
+    if config.get("warm"):
+        # what the Train widget does when it opens: the network library imported, CUDA started
+        from napari_calcinosis.segment import warm_up
+
+        warm_up(device)
     t0 = time.monotonic()
     deadline["t"] = t0 + limit_s
     result = train_segmenter(
@@ -350,17 +371,27 @@ def _run_worker(args_list, timeout_s) -> dict:
 
 CPU_TARGET = {"name": "cpu", "epochs": 60, "steps_per_epoch": 10, "batch": 8, "crop_px": 192, "lr": 3e-3, "val_every": 2}
 CUDA_TARGETS = [
-    {"name": "cuda-b64-c256", "epochs": 40, "steps_per_epoch": 10, "batch": 64, "crop_px": 256, "lr": 5e-3},
-    {"name": "cuda-b64-c256-no-cudnn", "epochs": 40, "steps_per_epoch": 10, "batch": 64, "crop_px": 256, "lr": 5e-3,
-     "cudnn": False},
-    {"name": "cuda-b32-c256", "epochs": 40, "steps_per_epoch": 10, "batch": 32, "crop_px": 256, "lr": 4e-3},
+    # every convolution on cuDNN, as before napari_calcinosis._cuda_convs: the start-up it costs
+    {"name": "cuda-b64-c256-cudnn-everywhere", "epochs": 40, "steps_per_epoch": 10, "batch": 64, "crop_px": 256,
+     "lr": 5e-3, "plan_free": False},
+    # 200 steps: train_segmenter's rule routes the 1 x 1 and depthwise layers around cuDNN
+    {"name": "cuda-b64-c256-200-steps", "epochs": 20, "steps_per_epoch": 10, "batch": 64, "crop_px": 256, "lr": 5e-3},
+    # the Train widget imports the network library and starts CUDA when it opens (segment.warm_up)
+    {"name": "cuda-b64-c256-200-steps-widget-warm", "epochs": 20, "steps_per_epoch": 10, "batch": 64, "crop_px": 256,
+     "lr": 5e-3, "warm": True},
+    # the plan-free layers in NCHW instead of channels-last
+    {"name": "cuda-b64-c256-200-steps-nchw-widget-warm", "epochs": 20, "steps_per_epoch": 10, "batch": 64,
+     "crop_px": 256, "lr": 5e-3, "warm": True, "layout": "nchw"},
+    {"name": "cuda-b64-c256-200-steps-nchw", "epochs": 20, "steps_per_epoch": 10, "batch": 64, "crop_px": 256,
+     "lr": 5e-3, "layout": "nchw"},
 ]
 # The paper: 120 images, 500 epochs = 60,000 images. At 512x512 crops, batch 60: 2 steps an epoch.
 PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2, "batch": 60, "crop_px": 512, "lr": 3e-3,
                   "val_every": 100, "stop_at": 2.0}
 
 
-def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper: bool, paper_limit_s: float = 100.0) -> dict:
+def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper: bool, paper_limit_s: float = 100.0,
+                cuda_configs=None) -> dict:
     import torch
 
     out = {}
@@ -376,7 +407,7 @@ def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper:
     n_train = 8 if quick else (120 if cuda else 40)
     out["phantom_generation_s"] = _cache_phantoms(cache, n_train, 4 if quick else 8, 4 if quick else 16)
     out["n_train_phantoms"] = n_train
-    configs = CUDA_TARGETS if cuda else [CPU_TARGET]
+    configs = [c for c in CUDA_TARGETS if not cuda_configs or c["name"] in cuda_configs] if cuda else [CPU_TARGET]
     if quick:
         configs = [{**configs[0], "epochs": 2, "steps_per_epoch": 2}]
     limit = 30.0 if cuda else limit_cpu_s
@@ -442,6 +473,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="a smoke run: few images, few steps")
     ap.add_argument("--cpu-train-limit-s", type=float, default=300.0, help="CPU time-to-Dice budget (default 5 min)")
     ap.add_argument("--paper-workload", action="store_true", help="also run 120 x 512², 500 epochs (CUDA only)")
+    ap.add_argument("--paper-limit-s", type=float, default=100.0, help="stop the paper workload after this long")
+    ap.add_argument("--cuda-configs", nargs="*", default=None, help="run only these CUDA time-to-Dice configurations")
     ap.add_argument("--json", default=None, help="where to write the results (default benchmarks/results-<host>.json)")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -483,7 +516,8 @@ def main(argv=None) -> int:
                     results["infer_cuda"] = bench_infer(args.quick, "cuda")
             elif name == "train":
                 results["train"] = bench_train(
-                    args.quick, "cuda" if cuda else "cpu", work, args.cpu_train_limit_s, args.paper_workload
+                    args.quick, "cuda" if cuda else "cpu", work, args.cpu_train_limit_s, args.paper_workload,
+                    args.paper_limit_s, args.cuda_configs,
                 )
         except Exception as exc:  # a failed section is reported, the others still run
             import traceback

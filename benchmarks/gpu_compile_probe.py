@@ -1,0 +1,63 @@
+"""How long torch.compile takes on the U-Net's training step at 512², and what it buys.
+
+    python benchmarks/gpu_compile_probe.py [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--batch", type=int, default=60)
+    ap.add_argument("--size", type=int, default=512)
+    args = ap.parse_args(argv)
+    import torch
+
+    from napari_calcinosis.segment import new_model
+
+    out = {}
+    torch.zeros(1, device="cuda")
+    net = new_model().network.to("cuda").to(memory_format=torch.channels_last).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
+    cnet = torch.compile(net)
+    b, s = args.batch, args.size
+    x = torch.rand(b, 1, s, s, device="cuda").contiguous(memory_format=torch.channels_last)
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = cnet(x).float().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def save():
+        print(json.dumps(out), flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(out, f, indent=1)
+
+    t = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    out["first_step_with_compile_s"] = round(time.perf_counter() - t, 2)
+    save()
+    step()
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(10):
+        step()
+    torch.cuda.synchronize()
+    dt = (time.perf_counter() - t) / 10
+    out[f"compiled_images_per_s_b{b}_{s}"] = round(b / dt, 1)
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
