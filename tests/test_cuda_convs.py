@@ -8,7 +8,7 @@ import torch
 
 import napari_calcinosis.train as train_module
 from napari_calcinosis import load_model, save_model
-from napari_calcinosis._cuda_convs import plan_free_convs, restore_convs
+from napari_calcinosis._cuda_convs import _PLAN_FREE_CLASSES, plan_free_convs, restore_convs
 from napari_calcinosis.segment import PhalanxModel, new_model
 
 
@@ -56,6 +56,10 @@ def test_plan_free_layers_give_the_same_outputs_and_gradients(channels_last):
     assert compared > 100
 
 
+def _routed(net):
+    return sum(type(m) in _PLAN_FREE_CLASSES for m in net.modules())
+
+
 def test_patched_model_saves_loads_and_restores(tmp_path):
     torch.manual_seed(1)
     model = new_model()
@@ -64,13 +68,73 @@ def test_patched_model_saves_loads_and_restores(tmp_path):
     assert list(model.network.state_dict()) == keys  # the same weights under the same names
     path = save_model(model, tmp_path / "m.safetensors")
     loaded = load_model(path)  # on the CPU: cuDNN's layers
-    assert not any("forward" in vars(m) for m in loaded.network.modules())
+    assert _routed(loaded.network) == 0
     x = torch.randn(1, 1, 48, 64)
     with torch.no_grad():
         np.testing.assert_allclose(loaded.network.eval()(x).numpy(), model.network.eval()(x).numpy(), atol=1e-5)
     PhalanxModel(model.network, model.card).to("cpu")
-    assert not any("forward" in vars(m) for m in model.network.modules())
+    assert _routed(model.network) == 0
     restore_convs(model.network)  # restoring twice is harmless
+
+
+def test_a_copy_of_a_patched_network_computes_with_its_own_weights(tmp_path):
+    # deepcopy and pickling (torch.save of the module) must give independent, working networks
+    ref, net, _ = _two_networks(False, dtype=torch.float64)
+    for copy_of in (copy.deepcopy, lambda n: _pickled(n, tmp_path)):
+        twin = copy_of(net)
+        assert _routed(twin) == 51
+        with torch.no_grad():
+            for p in twin.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        plain = copy.deepcopy(twin)
+        restore_convs(plain)
+        x = torch.randn(1, 1, 64, 64, dtype=torch.float64)
+        np.testing.assert_allclose(twin.eval()(x).detach().numpy(), plain.eval()(x).detach().numpy(), atol=1e-10)
+        twin(x).sum().backward()
+        assert all(p.grad is None for p in net.parameters())  # the gradients went to the copy
+
+
+def _pickled(net, tmp_path):
+    torch.save(net, tmp_path / "net.pt")
+    return torch.load(tmp_path / "net.pt", weights_only=False)
+
+
+def test_depthwise_layers_put_back_every_cudnn_setting_even_from_two_threads():
+    # cuDNN's switch is process-wide: after depthwise layers ran, in any interleaving of two
+    # threads, every setting must be as it was.
+    import threading
+
+    _, net, _ = _two_networks(True)
+    saved = (torch.backends.cudnn.enabled, torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, True
+    try:
+        x = torch.randn(2, 1, 64, 64).contiguous(memory_format=torch.channels_last)
+
+        def work():
+            for _ in range(3):
+                net(x).mean().backward()
+
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert torch.backends.cudnn.enabled
+        assert torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.enabled, torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+
+
+def test_plan_free_layers_under_cpu_bf16_autocast():
+    # The autocast branch of the depthwise layers: inputs cast to bf16 as autocast would cast them
+    ref, net, _ = _two_networks(True)
+    x = torch.rand(2, 1, 64, 64).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = ref(x), net(x)
+        layer = next(m for m in net.modules() if type(m) is _PLAN_FREE_CLASSES[1])
+        y = layer(torch.randn(1, layer.in_channels, 16, 16))
+    assert y.dtype == a.dtype == b.dtype == torch.bfloat16
+    assert float((a.float() - b.float()).norm() / a.float().norm()) < 0.05
 
 
 def test_plan_free_only_for_short_runs(monkeypatch):

@@ -475,13 +475,12 @@ def train_segmenter(
     plan_free = dev.type == "cuda" and _plan_free(total_steps, batch_size, crop_px)
     channels_last = bf16 and not (plan_free and PLAN_FREE_LAYOUT == "nchw")
     net = net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    if dev.type == "cuda":
-        from ._cuda_convs import plan_free_convs, restore_convs
+    from ._cuda_convs import plan_free_convs, restore_convs
 
-        if plan_free:
-            plan_free_convs(net)
-        else:
-            restore_convs(net)
+    if plan_free:
+        plan_free_convs(net)
+    else:  # also a model that was loaded on CUDA and is fine-tuned elsewhere
+        restore_convs(net)
     # The fused AdamW is one kernel for all weights instead of several per weight tensor.
     opt = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4, fused=dev.type == "cuda")
 
