@@ -7,7 +7,8 @@
 # on cuDNN, each with a kernel profile at 512². Results in OUTDIR.
 # SKIP_TESTS=1 leaves the tests out; BENCH_ARGS adds arguments to benchmarks/run.py;
 # STARTUP_VARIANTS picks among plan-free, nchw and cudnn-everywhere;
-# COMPILE_PROBE=1 adds benchmarks/gpu_compile_probe.py.
+# COMPILE_PROBE=1 adds benchmarks/gpu_compile_probe.py; THROUGHPUT_PROBE=1 adds
+# benchmarks/gpu_throughput_probe.py (512² throughput: autotuning, other encoders).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:-${OUT:-benchmarks/out}}
@@ -30,6 +31,10 @@ for variant in ${STARTUP_VARIANTS:-plan-free nchw cudnn-everywhere}; do
   timeout 90 $PY benchmarks/gpu_startup.py $flag --profile --json "$OUTDIR/startup-$variant.json" \
     > "$OUTDIR/startup-$variant.log" 2>&1
 done
+if [ "${THROUGHPUT_PROBE:-0}" = 1 ]; then
+  timeout 300 $PY benchmarks/gpu_throughput_probe.py --json "$OUTDIR/throughput_probe.json" \
+    > "$OUTDIR/throughput_probe.log" 2>&1
+fi
 if [ "${COMPILE_PROBE:-0}" = 1 ]; then
   timeout 75 $PY benchmarks/gpu_compile_probe.py --json "$OUTDIR/compile.json" > "$OUTDIR/compile.log" 2>&1
 fi
