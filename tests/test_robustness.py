@@ -459,6 +459,8 @@ def test_two_images_with_one_stem_cannot_share_mask_files(fake_pipeline, batch, 
         ("image,row,col\ngood_1,1,2\ngood_2,,3\ngood_2,nan,3\n",
          ["line 3 (image 'good_2', row '', col '3')", "2 line(s) are bad"]),
         ("image,row,col\ngood_1,1,2\ngood_2,twelve,3\n", ["line 3", "row 'twelve'"]),
+        # blank lines (which pandas skips) still count: the bad line is the file's 6th
+        ("image,row,col\n\ngood_1,1,2\n  \n\ngood_2,twelve,3\n", ["line 6", "row 'twelve'"]),
         ("image,row,col\n,1,2\n", ["line 2 (image ''"]),
         ("", ["is empty", "image,row,col"]),
     ],

@@ -79,10 +79,16 @@ def test_cancel_then_resume_continues_exactly_where_it_stopped(tmp_path, pairs):
     first = train_segmenter(out, **kw, should_cancel=cancel_after_four_steps)
     assert first.cancelled and first.epochs_done == 1 and len(first.history) == 1
     assert first.best_epoch >= 1 and out.exists()  # Cancel keeps the best model, validated on the steps done
+    import torch
+
+    trained_before = torch.load(out.with_suffix(".checkpoint.pt"), weights_only=True)["elapsed_s"]
+    assert trained_before >= first.history[-1]["elapsed_s"] > 0
     events = []
     second = train_segmenter(out, **kw, resume=True, progress=events.append)
     assert [e.step for e in events if e.phase == "train"] == [5, 6]  # the rest of epoch 2, no step twice
     assert not second.cancelled and second.epochs_done == 2
+    # elapsed_s counts the training time of both calls, not only the second's
+    assert second.history[-1]["elapsed_s"] > trained_before
     # Same data, same weights, same optimiser state: the same run as one without a stop.
     for a, b in zip(second.history, whole.history, strict=True):
         assert a["epoch"] == b["epoch"] and a["loss"] == pytest.approx(b["loss"], rel=1e-5)

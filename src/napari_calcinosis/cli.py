@@ -60,6 +60,16 @@ def _expand_images(paths) -> list[Path]:
     return out
 
 
+def _file_line(path, row_index: int) -> int:
+    """The line of the file that holds data row ``row_index``: pandas skips blank lines."""
+    try:
+        text_lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return row_index + 2
+    filled = [number for number, line in enumerate(text_lines, start=1) if line.strip()]
+    return filled[row_index + 1] if row_index + 1 < len(filled) else row_index + 2
+
+
 def _read_seeds(path) -> dict[str, list[tuple[float, float]]]:
     """Seeds by image name from a CSV with columns image,row,col; every bad line is refused."""
     try:
@@ -87,7 +97,7 @@ def _read_seeds(path) -> dict[str, list[tuple[float, float]]]:
         first = int(np.flatnonzero(bad)[0])
         image, row, col = table.iloc[first]
         raise CalcinosisError(
-            f"seeds file {path}, line {first + 2} (image {image!r}, row {row!r}, col {col!r}): each line needs an "
+            f"seeds file {path}, line {_file_line(path, first)} (image {image!r}, row {row!r}, col {col!r}): each line needs an "
             f"image name and row, col in pixels as numbers; {int(bad.sum())} line(s) are bad: fix or delete them"
         )
     seeds: dict[str, list] = {}

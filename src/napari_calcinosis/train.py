@@ -499,6 +499,7 @@ def train_segmenter(
         "batch_size": batch_size, "crop_px": crop_px, "learning_rate": learning_rate, "seed": seed,
     }
     start_epoch, step, best_dice, best_epoch, history, epoch_losses = 0, 0, -1.0, -1, [], []
+    elapsed_before = 0.0  # seconds of training before a resume, so that elapsed_s carries on
     if resume:
         ckpt = _read_checkpoint(ckpt_path, dev, settings, epochs)
         try:
@@ -514,6 +515,11 @@ def train_segmenter(
         start_epoch, step = ckpt["epoch"], ckpt["step"]
         best_dice, best_epoch, history = ckpt["best_val_dice"], ckpt["best_epoch"], ckpt["history"]
         epoch_losses = list(ckpt.get("epoch_losses", []))
+        elapsed_before = float(ckpt.get("elapsed_s", 0.0))
+
+    def trained_s() -> float:
+        """Seconds of training since the run began, across resumes (not the time stopped)."""
+        return elapsed_before + time.monotonic() - t_start
 
     def mean_loss(values) -> float:
         return float(np.mean([float(v) for v in values])) if len(values) else float("nan")
@@ -532,7 +538,7 @@ def train_segmenter(
             "epoch": epochs_completed, "step": step, "epoch_losses": [float(v) for v in losses_this_epoch], "epochs": epochs,
             "torch_rng": gen.get_state() if gen is not None else None,
             "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "best_val_dice": best_dice,
-            "best_epoch": best_epoch, "history": history, "settings": settings,
+            "best_epoch": best_epoch, "history": history, "settings": settings, "elapsed_s": trained_s(),
         }
         atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
         last_checkpoint = time.monotonic()
@@ -671,7 +677,7 @@ def train_segmenter(
         validated_at_step = step
         history.append(
             {"epoch": epochs_done, "step": step, "loss": mean_loss(losses), "val_dice": val_dice,
-             "elapsed_s": round(time.monotonic() - t_start, 3)}
+             "elapsed_s": round(trained_s(), 3)}
         )
         stop = stop_at_val_dice is not None and val_dice >= stop_at_val_dice
         # A checkpoint when one is due, and at the end: each is tens of MB written and flushed,
