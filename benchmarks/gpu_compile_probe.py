@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
+
+from _gpu import bf16_step, write_json
 
 
 def main(argv=None) -> int:
@@ -30,17 +31,10 @@ def main(argv=None) -> int:
     x = torch.rand(b, 1, s, s, device="cuda").contiguous(memory_format=torch.channels_last)
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = cnet(x).float().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        bf16_step(cnet, opt, x)
 
     def save():
-        print(json.dumps(out), flush=True)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(out, f, indent=1)
+        write_json(out, args.json)
 
     t = time.perf_counter()
     step()

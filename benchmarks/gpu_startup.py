@@ -12,9 +12,10 @@ without cuDNN, as ``train_segmenter`` does on CUDA (``napari_calcinosis._cuda_co
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
+
+from _gpu import bf16_step, write_json
 
 
 def main(argv=None) -> int:
@@ -60,12 +61,7 @@ def main(argv=None) -> int:
     net, opt = state["net"], state["opt"]
 
     def step(batch, size):
-        x = torch.rand(batch, 1, size, size, device="cuda").contiguous(memory_format=layout)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = net(x).float().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        bf16_step(net, opt, torch.rand(batch, 1, size, size, device="cuda").contiguous(memory_format=layout))
 
     def infer(b, h, w):
         x = torch.rand(b, 1, h, w, device="cuda").contiguous(memory_format=layout)
@@ -99,10 +95,7 @@ def main(argv=None) -> int:
         out["profile_b60_512_top25"] = rows
         out["profile_b60_512_total_ms_per_step"] = round(sum(e.self_device_time_total for e in prof.key_averages()) / 1000 / 3, 2)
     out["total_s"] = round(time.perf_counter() - t_all, 2)
-    print(json.dumps(out, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    write_json(out, args.json)
     return 0
 
 

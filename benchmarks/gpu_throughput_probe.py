@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from _gpu import bf16_step, write_json
+
 VARIANTS = {
     "shipped": {},
     "autotune": {"benchmark": True},
@@ -45,11 +47,7 @@ def run_one(name: str, batch: int, size: int, steps: int) -> dict:
     x = torch.rand(batch, 1, size, size, device="cuda").contiguous(memory_format=torch.channels_last)
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = net(x).float().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        bf16_step(net, opt, x)
 
     t = time.perf_counter()
     step()
@@ -90,11 +88,8 @@ def main(argv=None) -> int:
                 "variant": name, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
         except subprocess.TimeoutExpired:
             r = {"variant": name, "error": "over 180 s"}
-        print(json.dumps(r), flush=True)
         results.append(r)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(results, f, indent=1)
+        write_json(results, args.json)
     return 0
 
 

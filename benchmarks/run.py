@@ -329,7 +329,6 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
     import napari_calcinosis.train as train_module
 
     train_module.PLAN_FREE_CONVS = config.get("plan_free", "auto")
-    train_module.PLAN_FREE_LAYOUT = config.get("layout", train_module.PLAN_FREE_LAYOUT)
     torch.backends.cudnn.enabled = bool(config.get("cudnn", True))
     if config.get("warm"):
         # what the Train widget does when it opens: the network library imported, CUDA started
@@ -379,11 +378,6 @@ CUDA_TARGETS = [
     # the Train widget imports the network library and starts CUDA when it opens (segment.warm_up)
     {"name": "cuda-b64-c256-200-steps-widget-warm", "epochs": 20, "steps_per_epoch": 10, "batch": 64, "crop_px": 256,
      "lr": 5e-3, "warm": True},
-    # the plan-free layers in NCHW instead of channels-last
-    {"name": "cuda-b64-c256-200-steps-nchw-widget-warm", "epochs": 20, "steps_per_epoch": 10, "batch": 64,
-     "crop_px": 256, "lr": 5e-3, "warm": True, "layout": "nchw"},
-    {"name": "cuda-b64-c256-200-steps-nchw", "epochs": 20, "steps_per_epoch": 10, "batch": 64, "crop_px": 256,
-     "lr": 5e-3, "layout": "nchw"},
 ]
 # The paper: 120 images, 500 epochs = 60,000 images. At 512x512 crops, batch 60: 2 steps an epoch.
 PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2, "batch": 60, "crop_px": 512, "lr": 3e-3,

@@ -185,3 +185,25 @@ def test_plan_free_layers_on_cuda_in_bf16(channels_last):
         features = net.encoder(x)[-1]  # 96 channels after plan-free layers: the layout the weights have
     assert features.dtype == torch.bfloat16
     assert features.is_contiguous(memory_format=fmt)
+
+
+def test_a_model_routed_for_cuda_trains_on_the_cpu_with_plain_layers(tmp_path):
+    # A model loaded on CUDA carries the plan-free layers; fine-tuned on the CPU it trains with
+    # torch's own Conv2d, and the caller's model is left as PhalanxModel.to("cpu") leaves it.
+    from napari_calcinosis import make_phantom
+    from napari_calcinosis.train import train_segmenter
+
+    model = new_model()
+    plan_free_convs(model.network)  # as load_model(device="cuda") leaves it
+    p = make_phantom(11, max_size_px=160)
+    seen = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: seen.append(type(m)) if isinstance(m, torch.nn.Conv2d) else None
+    )
+    try:
+        train_segmenter(tmp_path / "m.safetensors", samples=[(p.image_hu, p.bone_mask, p.spacing_mm)] * 2,
+                        init_model=model, epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu")
+    finally:
+        hook.remove()
+    assert torch.nn.Conv2d in seen and not set(seen) & set(_PLAN_FREE_CLASSES)
+    assert _routed(model.network) == 0

@@ -89,9 +89,7 @@ def warm_up(device: str = "auto") -> str:
     """
     import torch
 
-    _hide_triton_under_qt()
-    import segmentation_models_pytorch  # noqa: F401
-
+    _import_smp()
     dev = select_device(device)
     if dev.type == "cuda":
         a = torch.ones(64, 64, device=dev)
@@ -114,11 +112,17 @@ def _hide_triton_under_qt() -> None:
         sys.modules["triton"] = None
 
 
-def build_network(architecture: dict | None = None):
-    """A fresh smp U-Net; ``encoder_weights=None`` so nothing is ever downloaded."""
+def _import_smp():
+    """segmentation-models-pytorch, imported with triton kept out of a Qt process."""
     _hide_triton_under_qt()
     import segmentation_models_pytorch as smp
 
+    return smp
+
+
+def build_network(architecture: dict | None = None):
+    """A fresh smp U-Net; ``encoder_weights=None`` so nothing is ever downloaded."""
+    smp = _import_smp()
     arch = dict(DEFAULT_ARCHITECTURE if architecture is None else architecture)
     if arch.get("class", "Unet") != "Unet":
         raise CalcinosisError(f"model architecture {arch.get('class')!r} is not supported (only Unet)")

@@ -270,9 +270,6 @@ def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> di
 PLAN_FREE_MAX_PIXELS = 2e9
 # "auto" (the rule above), True or False; benchmarks set it to compare the two.
 PLAN_FREE_CONVS = "auto"
-# The memory layout of plan-free training: "channels_last" or "nchw" (the depthwise kernel
-# works in NCHW, so channels-last costs layout copies around it).
-PLAN_FREE_LAYOUT = "channels_last"
 
 
 def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
@@ -468,19 +465,17 @@ def train_segmenter(
         model = PhalanxModel(model.network, dict(model.card), None)
     else:
         model = new_model()
-    net = model.network.to(dev)
+    net = model.to(dev).network  # on CUDA with the plan-free 1 x 1 and depthwise layers
     bf16 = _bf16_training(dev)
+    if bf16:
+        net = net.to(memory_format=torch.channels_last)
     steps_per_epoch = int(steps_per_epoch or max(4, math.ceil(len(train) / batch_size)))
     total_steps = epochs * steps_per_epoch
     plan_free = dev.type == "cuda" and _plan_free(total_steps, batch_size, crop_px)
-    channels_last = bf16 and not (plan_free and PLAN_FREE_LAYOUT == "nchw")
-    net = net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    from ._cuda_convs import plan_free_convs, restore_convs
+    if dev.type == "cuda" and not plan_free:
+        from ._cuda_convs import restore_convs
 
-    if plan_free:
-        plan_free_convs(net)
-    else:  # also a model that was loaded on CUDA and is fine-tuned elsewhere
-        restore_convs(net)
+        restore_convs(net)  # a long run: cuDNN's faster steps outweigh its start-up
     # The fused AdamW is one kernel for all weights instead of several per weight tensor.
     opt = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4, fused=dev.type == "cuda")
 
@@ -572,7 +567,7 @@ def train_segmenter(
         + (", made in batches on the device" if on_device else ""),
         "seed": seed,
         "device": str(dev),
-        "precision": ("bfloat16 autocast, channels-last" if channels_last else "bfloat16 autocast") if bf16 else "float32",
+        "precision": "bfloat16 autocast, channels-last" if bf16 else "float32",
         "command": command,
     }
     if dev.type == "cuda":
@@ -633,7 +628,7 @@ def train_segmenter(
                 x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(dev)
                 y = torch.from_numpy(np.stack([b[1] for b in batch])[:, None]).to(dev)
             if bf16:
-                x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+                x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(dev.type, dtype=torch.bfloat16):
                     logits = net(x)
                 logits = logits.float()
@@ -686,8 +681,7 @@ def train_segmenter(
             save_checkpoint(epochs_done, [])
         if stop:
             break
-    if dev.type == "cuda" and not plan_free:
-        plan_free_convs(net)  # as PhalanxModel.to("cuda") leaves a model: new image shapes start fast
+    model.to(dev)  # as load_model leaves a model: on CUDA, new image shapes start fast
     report(
         TrainProgress(
             "cancelled" if was_cancelled else "done", step, total_steps, epochs_done, epochs,
