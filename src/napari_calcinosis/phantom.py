@@ -107,6 +107,7 @@ class _Bone:
     cortex_mm: float
     flare_mm: float  # length over which base and head flare
     tuft: bool = False  # distal phalanx: tuft instead of a head
+    cup_mm: float = 0.0  # depth of a concave (cupped) articular surface at the base
 
     def local(self, u, v):
         dx, dy = u - self.origin[0], v - self.origin[1]
@@ -143,7 +144,11 @@ class _Bone:
             end_head * np.sqrt(np.clip(1.0 - ((base_r - a) / base_r) ** 2, 0, 1)) ** 0.5,
             end_head,
         )
-        return (a >= 0) & (a <= self.length_mm) & (db <= end)
+        inside = (a >= 0) & (a <= self.length_mm) & (db <= end)
+        if self.cup_mm > 0:
+            # The base is hollowed where it receives the head of the bone before it.
+            inside &= a >= self.cup_mm * np.clip(1.0 - (db / np.maximum(w, 1e-6)) ** 2, 0.0, 1.0)
+        return inside
 
 
 @dataclass
@@ -156,6 +161,7 @@ class _Finger:
     fat_mm: float
     nail_mm: float
     tendon_mm: float
+    erosions: list = field(default_factory=list)  # ((u, v) mm, radius mm): bone removed there
 
     def soft_tissue(self, u, v):
         inside = np.zeros(np.broadcast(u, v).shape, dtype=bool)
@@ -183,6 +189,8 @@ class _Finger:
         index = np.zeros(np.broadcast(u, v).shape, dtype=np.int8)
         for i, bone in enumerate(self.bones):
             index[bone.inside(u, v) & (index == 0)] = i + 1
+        for (eu, ev), r in self.erosions:
+            index[(u - eu) ** 2 + (v - ev) ** 2 <= r * r] = 0
         return index
 
     def nail(self, u, v):
@@ -250,6 +258,85 @@ def _draw_finger(rng: np.random.Generator) -> _Finger:
 
 
 # --------------------------------------------------------------------------------------------
+# The wider training distribution, ``make_phantom(varied=True)``: what finger CT in systemic
+# sclerosis shows and the basic phantom lacks, taken from the clinical picture (flexion
+# contractures, acro-osteolysis, erosions, osteopenia, neighbouring fingers, vessel
+# calcification, splints, sharp kernels and streaks), not fitted to any test set.
+
+
+def _direction(angle: float) -> np.ndarray:
+    return np.array([np.cos(angle), np.sin(angle)])
+
+
+def _bone_end(bone: _Bone) -> np.ndarray:
+    return bone.origin + bone.length_mm * _direction(bone.angle)
+
+
+def _vary_finger(finger: _Finger, rng: np.random.Generator) -> list[str]:
+    """Contracture, cupped joint bases, acro-osteolysis and erosions, in place; returns what was drawn."""
+    bones = finger.bones
+    notes = []
+    gaps = [float(np.linalg.norm(bones[i + 1].origin - _bone_end(bones[i]))) for i in range(3)]
+    extra = np.zeros(4)
+    if rng.random() < 0.3:
+        # Flexion contractures are the rule in advanced disease, worst at the PIP joint.
+        extra[1:] = np.deg2rad([rng.uniform(-5, 25), rng.uniform(25, 80), rng.uniform(0, 30)])
+        notes.append("contracture")
+    if rng.random() < 0.3:
+        # Acro-osteolysis: the distal tuft resorbed to a shorter, pencilled end; the pulp stays.
+        removed = bones[3].length_mm * rng.uniform(0.15, 0.5)
+        bones[3].length_mm -= removed
+        bones[3].head_half_mm = min(bones[3].head_half_mm, bones[3].shaft_half_mm * rng.uniform(0.9, 1.3))
+        finger.tip_mm += 0.5 * removed
+        notes.append("acro-osteolysis")
+    for i in range(1, 4):
+        bones[i].cup_mm = rng.uniform(0.0, 0.9) * bones[i].base_half_mm / 5.0
+        bones[i].angle -= extra[1 : i + 1].sum()
+        bones[i].origin = _bone_end(bones[i - 1]) + gaps[i - 1] * _direction(bones[i].angle)
+    if rng.random() < 0.3:
+        # Erosions: bites out of the bone surface near the joints.
+        for _ in range(int(rng.integers(1, 4))):
+            bone = bones[int(rng.integers(0, 4))]
+            a = bone.length_mm * (rng.uniform(0.0, 0.2) if rng.random() < 0.5 else rng.uniform(0.8, 1.0))
+            b = bone.centre_offset(a) + rng.choice([-1.0, 1.0]) * bone.half_width(a) * rng.uniform(0.8, 1.0)
+            c, sn = np.cos(bone.angle), np.sin(bone.angle)
+            centre = bone.origin + np.array([a * c - b * sn, a * sn + b * c])
+            finger.erosions.append((tuple(centre), float(rng.uniform(0.4, 1.3))))
+        notes.append("erosions")
+    return notes
+
+
+def _half_thickness_mm(finger: _Finger, side: int) -> float:
+    """How far the finger's soft tissue reaches dorsally (side +1) or palmarly (-1) of its axis."""
+    extra = finger.dorsal_mm if side > 0 else finger.palmar_mm
+    return float(max(b.head_half_mm * 0.9 + e for b, e in zip(finger.bones, extra)))
+
+
+def _neighbour_finger(finger: _Finger, rng: np.random.Generator, side: int):
+    """A second finger beside the first, cut off-centre by the slice (so narrower); returns it,
+    the map from the first finger's frame to its own, and how far the view must widen (mm)."""
+    other = _draw_finger(rng)
+    squeeze = rng.uniform(0.35, 1.0)
+    for b in other.bones:
+        b.base_half_mm *= squeeze
+        b.shaft_half_mm *= squeeze
+        b.head_half_mm *= squeeze
+    other.dorsal_mm = [d * squeeze for d in other.dorsal_mm]
+    other.palmar_mm = [d * squeeze for d in other.palmar_mm]
+    near = _half_thickness_mm(other, -side)
+    shift = np.array([rng.uniform(-25.0, 15.0), side * (_half_thickness_mm(finger, side) + near + rng.uniform(-1.0, 5.0))])
+    phi = np.deg2rad(rng.uniform(-15, 15))
+    c, s = np.cos(phi), np.sin(phi)
+
+    def to_other(u, v):
+        du, dv = u - shift[0], v - shift[1]
+        return du * c + dv * s, -du * s + dv * c
+
+    widen = rng.uniform(0.3, 1.1) * (near + _half_thickness_mm(other, side)) + max(0.0, abs(shift[1]) - _half_thickness_mm(finger, side) - near)
+    return other, to_other, float(widen)
+
+
+# --------------------------------------------------------------------------------------------
 # Deposits: analytic shapes in image-physical coordinates (x = col * spacing, y = row * spacing).
 
 
@@ -288,9 +375,9 @@ class _Deposit:
         return self.radius_mm * (1.0 + sum(p["amp"]))
 
 
-def _draw_deposit(rng: np.random.Generator, centre) -> _Deposit:
-    # Log-uniform nominal area over the paper's measured range, 0.4-50 mm^2.
-    area = float(np.exp(rng.uniform(np.log(0.4), np.log(50.0))))
+def _draw_deposit(rng: np.random.Generator, centre, area_range_mm2=(0.4, 50.0)) -> _Deposit:
+    # Log-uniform nominal area, by default over the paper's measured range, 0.4-50 mm^2.
+    area = float(np.exp(rng.uniform(np.log(area_range_mm2[0]), np.log(area_range_mm2[1]))))
     r0 = np.sqrt(area / np.pi)
     kind = rng.choice(["ellipse", "lobulated", "irregular"], p=[0.35, 0.35, 0.3])
     if kind == "ellipse":
@@ -322,6 +409,7 @@ def make_phantom(
     spacing_mm: float | None = None,
     noise_hu: float | None = None,
     max_size_px: int = 720,
+    varied: bool = False,
 ) -> Phantom:
     """Render one synthetic sagittal finger phantom with exact ground truth.
 
@@ -340,19 +428,35 @@ def make_phantom(
         Standard deviation of the image noise in HU (default: uniform in 6-35 HU).
     max_size_px : int
         The field of view is narrowed so that neither side exceeds this many pixels.
+    varied : bool
+        Draw from the wider distribution the bundled model is trained on: on top of the
+        above, flexion contractures, cupped joint bases, acro-osteolysis, erosions and
+        osteopenia, a neighbouring finger in view (its bones are bone in ``bone_mask``), vessel
+        calcification and splints (not deposits), sharp-kernel edges and streaks, noise up to
+        60 HU, and 1-8 deposits of 0.3-80 mm^2 up to 1900 HU, 45 % touching bone. Off by
+        default, so that a seed gives the same phantom as before (sample data, tests).
 
     Returns
     -------
     Phantom
     """
-    rng = np.random.default_rng(seed)
+    # The varied phantoms draw from their own stream, so the basic ones stay as they were.
+    rng = np.random.default_rng([seed, 7919] if varied else seed)
     finger = _draw_finger(rng)
+    notes: list[str] = []
+    other = to_other = None
+    if varied:
+        notes += _vary_finger(finger, rng)
+        if rng.random() < 0.35:
+            side = 1 if "contracture" in notes else int(rng.choice([-1, 1]))
+            other, to_other, widen_mm = _neighbour_finger(finger, rng, side)
+            notes.append("neighbour-finger")
     if cut_off is None:
         cut_off = bool(rng.random() < 0.3)
     if spacing_mm is None:
         spacing_mm = float(rng.uniform(0.15, 0.35))
     if noise_hu is None:
-        noise_hu = float(rng.uniform(6.0, 35.0))
+        noise_hu = float(rng.uniform(6.0, 60.0 if varied else 35.0))
     spacing = float(spacing_mm)
 
     # Field of view in the finger frame: from the metacarpal head (or, cut off, from inside the
@@ -361,6 +465,8 @@ def make_phantom(
     tip_end = p3.origin + (p3.length_mm + finger.tip_mm) * np.array([np.cos(p3.angle), np.sin(p3.angle)])
     if cut_off:
         cut_bone = p1 if rng.random() < 0.6 else p2
+        if "contracture" in notes:
+            cut_bone = p1  # a flexed middle phalanx runs across the finger's axis: cut before it
         a_cut = rng.uniform(0.2, 0.75) * cut_bone.length_mm
         u_start = cut_bone.origin[0] + a_cut * np.cos(cut_bone.angle)
     else:
@@ -369,6 +475,17 @@ def make_phantom(
     v_pad = rng.uniform(2.0, 9.0, 2)
     v_lo = min(tip_end[1], -12.0) - v_pad[0] - 4.0
     v_hi = 10.0 + v_pad[1]
+    if varied:
+        # A contracture can curl the finger back under itself: frame every joint, not the tip only.
+        joints = np.array([b.origin for b in finger.bones[1:]] + [_bone_end(b) for b in finger.bones[1:]] + [tip_end])
+        u_end = max(u_end, joints[:, 0].max() + v_pad.mean())
+        v_lo = min(v_lo, joints[:, 1].min() - _half_thickness_mm(finger, -1) - v_pad[0])
+        v_hi = max(v_hi, joints[:, 1].max() + _half_thickness_mm(finger, 1) + v_pad[1])
+    if other is not None:
+        if side > 0:
+            v_hi = max(v_hi, _half_thickness_mm(finger, 1)) + widen_mm
+        else:
+            v_lo = min(v_lo, -_half_thickness_mm(finger, -1)) - widen_mm
 
     # Orientation: mostly along an image axis, as sagittal reformats are displayed, with jitter.
     theta = rng.choice([0.0, 0.5, 1.0, 1.5]) * np.pi + np.deg2rad(rng.uniform(-25, 25))
@@ -418,7 +535,7 @@ def make_phantom(
         is_cut = phalanx_on_border(to_finger, rows, cols)
         if is_cut == want_cut:
             break
-        if want_cut and u_start < p3.origin[0]:
+        if want_cut and u_start < p3.origin[0] and (not varied or u_end - u_start > 30.0):
             u_start += 1.5  # the rotated view still shows the whole phalanx: cut deeper
         elif not want_cut and u_start > p1.origin[0] - 40.0:
             u_start -= 1.5  # show more of the hand
@@ -436,6 +553,19 @@ def make_phantom(
     bone_index = finger.bone_index(U, V)
     bone = bone_index > 0
     tissue = finger.soft_tissue(U, V) | bone
+    other_index = None
+    if other is not None:
+        Uo, Vo = to_other(U, V)
+        other_index = other.bone_index(Uo, Vo)
+        bone = bone | (other_index > 0)
+        tissue |= other.soft_tissue(Uo, Vo) | bone
+
+    def bone_at(x, y):
+        u, v = to_finger(x, y)
+        inside = finger.bone_index(u, v) > 0
+        if other is not None:
+            inside |= other.bone_index(*to_other(u, v)) > 0
+        return inside
     step = spacing / k
 
     def block_mean(a):
@@ -452,7 +582,7 @@ def make_phantom(
 
     # Deposits: placed in soft tissue, at least 1 mm from each other and 1.5 mm from the border.
     if n_lesions is None:
-        n_lesions = int(rng.integers(1, 7))
+        n_lesions = int(rng.integers(1, 9 if varied else 7))
     dist_bone = ndi.distance_transform_edt(~bone) * step
     dist_air = ndi.distance_transform_edt(tissue) * step
     finger_u = U
@@ -467,8 +597,8 @@ def make_phantom(
     attempts = 0
     while len(deposits) < n_lesions and attempts < 60 * max(1, n_lesions):
         attempts += 1
-        site = str(rng.choice(LESION_SITES, p=[0.25, 0.25, 0.2, 0.3]))
-        deposit = _draw_deposit(rng, (0.0, 0.0))
+        site = str(rng.choice(LESION_SITES, p=[0.2, 0.2, 0.15, 0.45] if varied else [0.25, 0.25, 0.2, 0.3]))
+        deposit = _draw_deposit(rng, (0.0, 0.0), (0.3, 80.0) if varied else (0.4, 50.0))
         r = deposit.radius_mm
         if site == "touching_bone":
             allowed = (dist_bone > 0.25 * r) & (dist_bone < 0.75 * r) & (dist_air > r + 0.3)
@@ -526,6 +656,12 @@ def make_phantom(
     tendon_hu = soft_hu + rng.uniform(15.0, 45.0)
     cortex_hu = rng.uniform(900.0, 1800.0)
     medulla_hu = rng.uniform(150.0, 450.0)
+    if varied and rng.random() < 0.25:
+        # Osteopenia: thin, less dense cortex, fatty marrow.
+        cortex_hu, medulla_hu = rng.uniform(550.0, 950.0), rng.uniform(30.0, 180.0)
+        for b in finger.bones + (other.bones if other is not None else []):
+            b.cortex_mm *= rng.uniform(0.4, 0.7)
+        notes.append("osteopenia")
 
     img = np.full(bone.shape, air_hu, dtype=np.float32)
     img[tissue] = soft_hu + texture(1.5, 8.0)[tissue]
@@ -540,15 +676,20 @@ def make_phantom(
     cortex_mm = np.zeros_like(depth)
     for i, b in enumerate(finger.bones):
         cortex_mm[bone_index == i + 1] = b.cortex_mm
+    if other_index is not None:
+        for i, b in enumerate(other.bones):
+            cortex_mm[(other_index == i + 1) & (bone_index == 0)] = b.cortex_mm
     medulla = bone & (depth > cortex_mm)
     img[bone] = cortex_hu + texture(0.8, 60.0)[bone]
     img[medulla] = medulla_hu + texture(1.0, 70.0)[medulla]
+    if varied:
+        notes += _draw_extras(img, rng, finger, U, V, tissue, bone, soft_hu)
 
     peaks = []
     for d, shape in zip(deposits, shapes):
         # Deposits range from faint, chalky ones to dense plaques; some are denser at the core.
-        peak = float(np.exp(rng.uniform(np.log(300.0), np.log(1700.0))))
-        core = rng.uniform(0.0, 0.25)
+        peak = float(np.exp(rng.uniform(np.log(300.0), np.log(1900.0 if varied else 1700.0))))
+        core = rng.uniform(0.0, 0.6 if varied else 0.25)
         dd = ndi.distance_transform_edt(shape) * step
         rel = np.clip(dd / max(d.radius_mm, step), 0, 1)
         img[shape] = peak * (1.0 - core + core * rel[shape]) + texture(0.6, 0.06 * peak)[shape]
@@ -559,8 +700,10 @@ def make_phantom(
     image = block_mean(img)
     psf_mm = rng.uniform(0.15, 0.4)
     image = ndi.gaussian_filter(image, psf_mm / spacing)
+    if varied:
+        notes += _scanner_effects(image, rng, block_mean(bone.astype(np.float32)) > 0.5)
     noise = rng.standard_normal(image.shape).astype(np.float32)
-    noise_corr = rng.uniform(0.0, 0.8)
+    noise_corr = rng.uniform(0.0, 1.5 if varied else 0.8)
     if noise_corr > 0:
         noise = ndi.gaussian_filter(noise, noise_corr)
         noise /= noise.std() + 1e-6
@@ -575,7 +718,7 @@ def make_phantom(
         win = (cover > 0.5) & (cover > best)
         lesion_labels[win] = i + 1
         best = np.maximum(best, cover)
-        areas.append(_fine_area_mm2(d, finger, to_finger, spacing))
+        areas.append(_fine_area_mm2(d, bone_at, spacing))
     for i in range(len(deposits)):
         region = lesion_labels == i + 1
         if region.any():
@@ -604,11 +747,12 @@ def make_phantom(
             medulla_hu=float(medulla_hu),
             soft_tissue_hu=float(soft_hu),
             shapes=[d.kind for d in deposits],
+            **({"varied": notes} if varied else {}),
         ),
     )
 
 
-def _fine_area_mm2(deposit: _Deposit, finger: _Finger, to_finger, spacing: float) -> float:
+def _fine_area_mm2(deposit: _Deposit, bone_at, spacing: float) -> float:
     """Area of a deposit outside bone, integrated on a grid much finer than the pixels."""
     ext = deposit.extent_mm() + spacing
     step = spacing / _AREA_SUPERSAMPLE
@@ -616,6 +760,52 @@ def _fine_area_mm2(deposit: _Deposit, finger: _Finger, to_finger, spacing: float
     X, Y = np.meshgrid(deposit.centre[0] + g, deposit.centre[1] + g)
     shape = deposit.inside(X, Y)
     if shape.any():
-        U, V = to_finger(X, Y)
-        shape &= finger.bone_index(U, V) == 0
+        shape &= ~bone_at(X, Y)
     return float(shape.sum() * step * step)
+
+
+def _draw_extras(img, rng, finger: _Finger, U, V, tissue, bone, soft_hu: float) -> list[str]:
+    """Bright things that are neither bone nor deposit, drawn into ``img`` (HU) in place."""
+    notes = []
+    if rng.random() < 0.2:
+        # Calcified digital artery: a thin track in the palmar soft tissue, often broken.
+        width = rng.uniform(0.25, 0.7)
+        hu = rng.uniform(250.0, 900.0)
+        broken = rng.random() < 0.5
+        for phalanx in finger.bones[1:3]:
+            a, b = phalanx.local(U, V)
+            b0 = -(phalanx.shaft_half_mm + rng.uniform(1.0, 3.0))
+            wave = rng.uniform(0.0, 0.8) * np.sin(a * rng.uniform(0.1, 0.5) + rng.uniform(0, 6.3))
+            track = (np.abs(b - b0 - wave) < width / 2) & (a > 0) & (a < phalanx.length_mm) & tissue & ~bone
+            if broken:
+                track &= np.sin(a * rng.uniform(0.8, 2.0)) > -0.2
+            img[track] = hu
+        notes.append("vessel-calcification")
+    if rng.random() < 0.25:
+        # A splint, cushion or the table: a band beside the finger, not touching it.
+        side = rng.choice([-1.0, 1.0])
+        edge = _half_thickness_mm(finger, int(side)) + rng.uniform(0.5, 6.0)
+        band = (side * V > edge) & (side * V < edge + rng.uniform(1.0, 5.0)) & ~tissue
+        img[band] = rng.uniform(-150.0, 400.0)
+        notes.append("support")
+    return notes
+
+
+def _scanner_effects(image, rng, bone_px) -> list[str]:
+    """Sharp reconstruction kernel (edge overshoot) and beam-hardening streaks, in place."""
+    notes = []
+    if rng.random() < 0.4:
+        sharp = rng.uniform(0.3, 1.0)
+        image += sharp * (image - ndi.gaussian_filter(image, rng.uniform(0.7, 2.0)))
+        notes.append("sharp-kernel")
+    if rng.random() < 0.3 and bone_px.any():
+        # Dark streaks along lines through dense bone.
+        rows, cols = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+        idx = np.flatnonzero(bone_px)
+        for _ in range(int(rng.integers(1, 4))):
+            r0, c0 = np.unravel_index(idx[rng.integers(idx.size)], image.shape)
+            t = rng.uniform(0, np.pi)
+            dist = np.abs((rows - r0) * np.cos(t) - (cols - c0) * np.sin(t))
+            image -= rng.uniform(40.0, 160.0) * np.exp(-((dist / rng.uniform(0.7, 2.5)) ** 2))
+        notes.append("streaks")
+    return notes

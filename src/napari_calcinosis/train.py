@@ -94,7 +94,7 @@ class TrainResult:
 def _phantom_sample(seed: int) -> TrainingSample:
     from .phantom import make_phantom
 
-    p = make_phantom(seed, max_size_px=560)
+    p = make_phantom(seed, max_size_px=560, varied=True)
     return TrainingSample(p.image_hu, p.bone_mask, p.spacing_mm, f"phantom-{seed}")
 
 
@@ -438,7 +438,7 @@ def train_segmenter(
     elif n_phantoms:
         train = phantom_samples(int(n_phantoms), TRAIN_SEED_OFFSET, progress=data_progress)
         data_desc = data_key = (
-            f"{n_phantoms} synthetic finger phantoms (napari_calcinosis.phantom.make_phantom, "
+            f"{n_phantoms} synthetic finger phantoms (napari_calcinosis.phantom.make_phantom(varied=True), "
             f"seeds {TRAIN_SEED_OFFSET}..{TRAIN_SEED_OFFSET + int(n_phantoms) - 1})"
         )
     else:
