@@ -258,3 +258,74 @@ def test_drawn_cut_off_flag_matches_the_image(seed):
         assert whole <= 2
     else:
         assert whole >= 3
+
+
+# ---- the wider training distribution (varied=True) ------------------------------------------
+
+VARIED_SEEDS = tuple(range(12))
+VARIETIES = {
+    "contracture", "acro-osteolysis", "erosions", "neighbour-finger", "osteopenia",
+    "vessel-calcification", "support", "sharp-kernel", "streaks",
+}
+
+
+@pytest.fixture(scope="module")
+def varied() -> dict[int, Phantom]:
+    return {s: make_phantom(s, varied=True, **FAST) for s in VARIED_SEEDS}
+
+
+def test_varied_phantoms_draw_every_variety(varied):
+    drawn = [set(p.params["varied"]) for p in varied.values()]
+    assert set().union(*drawn) == VARIETIES
+    # Each variety is drawn on a minority of phantoms: most still look like plain fingers.
+    for name in VARIETIES:
+        assert sum(name in d for d in drawn) <= 8, name
+
+
+def test_varied_option_leaves_basic_phantoms_alone(varied):
+    basic = make_phantom(3, **FAST)
+    assert not np.array_equal(basic.image_hu.shape, varied[3].image_hu.shape) or not np.array_equal(
+        basic.image_hu, varied[3].image_hu
+    )
+    assert "varied" not in basic.params
+
+
+@pytest.mark.parametrize("seed", VARIED_SEEDS)
+def test_varied_truth_is_consistent(varied, seed):
+    """The same exact-truth guarantees as the basic phantoms, with a neighbouring finger's
+    bones, erosions and contractures in play."""
+    p = varied[seed]
+    labels = p.lesion_labels
+    assert set(np.unique(labels).tolist()) - {0} == set(range(1, p.n_lesions + 1))
+    assert not (labels > 0)[p.bone_mask].any()
+    sp = p.spacing_mm[0]
+    for i, (r, c) in enumerate(p.seeds):
+        assert labels[r, c] == i + 1 and not p.bone_mask[r, c]
+        region = labels == i + 1
+        tolerance = 0.5 * (perimeter(region) + 4.0) * sp * sp
+        assert abs(region.sum() * sp * sp - p.lesion_areas_mm2[i]) <= tolerance
+    assert np.all(p.lesion_areas_mm2 <= 90.0)
+
+
+@pytest.mark.parametrize("seed", VARIED_SEEDS)
+def test_varied_bright_structures_are_bone_or_deposit(varied, seed):
+    """Everything as dense as cortex is in the bone mask or a deposit: a neighbouring finger's
+    bones are bone. Calcified arteries are the one dense thing that is neither, so phantoms
+    that drew one are left out."""
+    p = varied[seed]
+    if "vessel-calcification" in p.params["varied"]:
+        pytest.skip("has a calcified artery, dense and deliberately neither bone nor deposit")
+    smooth = ndi.gaussian_filter(p.image_hu, 1.0)
+    known = ndi.binary_dilation(p.bone_mask | (p.lesion_labels > 0), iterations=3)
+    stray = (smooth > 900.0) & ~known
+    assert stray.sum() <= 3, f"{stray.sum()} dense pixels outside bone and deposits"
+
+
+def test_varied_contracture_keeps_the_finger_in_view(varied):
+    """A flexed finger curls back on itself; the view still frames every phalanx."""
+    flexed = [p for p in varied.values() if "contracture" in p.params["varied"] and not p.cut_off]
+    assert flexed
+    for p in flexed:
+        whole, _ = _bone_components(p.bone_mask)
+        assert whole >= 3
+        assert min(p.image_hu.shape) * p.spacing_mm[0] >= 20.0

@@ -292,7 +292,12 @@ def _vary_finger(finger: _Finger, rng: np.random.Generator) -> list[str]:
     for i in range(1, 4):
         bones[i].cup_mm = rng.uniform(0.0, 0.9) * bones[i].base_half_mm / 5.0
         bones[i].angle -= extra[1 : i + 1].sum()
-        bones[i].origin = _bone_end(bones[i - 1]) + gaps[i - 1] * _direction(bones[i].angle)
+        # A joint turns about the centre of the head's curvature, so the joint space stays
+        # open however far it flexes (turning about the head's tip would close it).
+        prev = bones[i - 1]
+        head_r = prev.head_half_mm * 0.9
+        pivot = prev.origin + (prev.length_mm - head_r) * _direction(prev.angle)
+        bones[i].origin = pivot + (head_r + gaps[i - 1]) * _direction(bones[i].angle)
     if rng.random() < 0.3:
         # Erosions: bites out of the bone surface near the joints.
         for _ in range(int(rng.integers(1, 4))):
