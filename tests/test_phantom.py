@@ -277,17 +277,9 @@ def varied() -> dict[int, Phantom]:
 def test_varied_phantoms_draw_every_variety(varied):
     drawn = [set(p.params["varied"]) for p in varied.values()]
     assert set().union(*drawn) == VARIETIES
-    # Each variety is drawn on a minority of phantoms: most still look like plain fingers.
+    # Each is drawn by chance (at most 40 %), never on every phantom.
     for name in VARIETIES:
-        assert sum(name in d for d in drawn) <= 8, name
-
-
-def test_varied_option_leaves_basic_phantoms_alone(varied):
-    basic = make_phantom(3, **FAST)
-    assert not np.array_equal(basic.image_hu.shape, varied[3].image_hu.shape) or not np.array_equal(
-        basic.image_hu, varied[3].image_hu
-    )
-    assert "varied" not in basic.params
+        assert sum(name in d for d in drawn) <= 10, name
 
 
 @pytest.mark.parametrize("seed", VARIED_SEEDS)
