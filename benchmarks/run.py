@@ -241,7 +241,7 @@ def bench_throughput(device: str, crop_px: int, batch: int, steps: int, bf16: bo
 
     dev = select_device(device)
     bf16 = _bf16_training(dev) if bf16 is None else bf16
-    samples = phantom_samples(8, TRAIN_SEED_OFFSET, workers=1)
+    samples = phantom_samples(8, TRAIN_SEED_OFFSET, workers=1, varied=False)
     net = new_model().network.to(dev).train()
     if bf16:
         net = net.to(memory_format=torch.channels_last)
@@ -287,7 +287,7 @@ def bench_throughput(device: str, crop_px: int, batch: int, steps: int, bf16: bo
             "convolutions": "all on cuDNN" if on_device else "oneDNN"}
 
 
-def _cache_phantoms(path: Path, n_train: int, n_val: int, n_test: int) -> float:
+def _cache_phantoms(path: Path, n_train: int, n_val: int, n_test: int, varied: bool = False) -> float:
     from napari_calcinosis.train import TRAIN_SEED_OFFSET, VAL_SEED_OFFSET, phantom_samples
 
     t = time.perf_counter()
@@ -295,7 +295,7 @@ def _cache_phantoms(path: Path, n_train: int, n_val: int, n_test: int) -> float:
     workers = max(1, min(16, os.cpu_count() or 1))
     arrays = {}
     for name, (n, offset) in blocks.items():
-        for i, s in enumerate(phantom_samples(n, offset, workers=workers)):
+        for i, s in enumerate(phantom_samples(n, offset, workers=workers, varied=varied)):
             arrays[f"{name}_{i}_hu"] = s.pixels_hu
             arrays[f"{name}_{i}_bone"] = s.bone_mask
             arrays[f"{name}_{i}_spacing"] = np.asarray(s.spacing_mm)
@@ -385,7 +385,7 @@ PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2,
 
 
 def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper: bool, paper_limit_s: float = 100.0,
-                cuda_configs=None) -> dict:
+                cuda_configs=None, varied: bool = False) -> dict:
     import torch
 
     out = {}
@@ -399,8 +399,9 @@ def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper:
         out["throughput"].append(bench_throughput(dev, 256, 8, 3 if quick else 10, bf16=False))
     cache = work / "phantoms.npz"
     n_train = 8 if quick else (120 if cuda else 40)
-    out["phantom_generation_s"] = _cache_phantoms(cache, n_train, 4 if quick else 8, 4 if quick else 16)
+    out["phantom_generation_s"] = _cache_phantoms(cache, n_train, 4 if quick else 8, 4 if quick else 16, varied)
     out["n_train_phantoms"] = n_train
+    out["phantoms"] = "varied" if varied else "basic"
     configs = [c for c in CUDA_TARGETS if not cuda_configs or c["name"] in cuda_configs] if cuda else [CPU_TARGET]
     if quick:
         configs = [{**configs[0], "epochs": 2, "steps_per_epoch": 2}]
@@ -450,7 +451,7 @@ def _table(results: dict) -> str:
                 continue
             ttt = r["time_to_target_s"]
             row(
-                f"time to val Dice ≥ 0.98 ({r['config']['name']}, {r['device']})",
+                f"time to val Dice ≥ 0.98 ({r['config']['name']}, {r['device']}, {t.get('phantoms', 'basic')} phantoms)",
                 (f"{ttt:.1f} s (step {r['step_at_target']})" if ttt is not None else f"not reached in {r['wall_s']:.0f} s")
                 + f"; test Dice {r['test_dice_mean']:.3f} (min {r['test_dice_min']:.3f}, {r['n_test']} unseen)",
             )
@@ -469,6 +470,11 @@ def main(argv=None) -> int:
     ap.add_argument("--paper-workload", action="store_true", help="also run 120 x 512², 500 epochs (CUDA only)")
     ap.add_argument("--paper-limit-s", type=float, default=100.0, help="stop the paper workload after this long")
     ap.add_argument("--cuda-configs", nargs="*", default=None, help="run only these CUDA time-to-Dice configurations")
+    ap.add_argument(
+        "--phantoms", choices=["basic", "varied"], default="basic",
+        help="time-to-Dice task: basic phantoms (default; every figure in docs/performance.md before the varied "
+        "phantoms was measured on them) or the varied ones the bundled model now trains on",
+    )
     ap.add_argument("--json", default=None, help="where to write the results (default benchmarks/results-<host>.json)")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -511,7 +517,7 @@ def main(argv=None) -> int:
             elif name == "train":
                 results["train"] = bench_train(
                     args.quick, "cuda" if cuda else "cpu", work, args.cpu_train_limit_s, args.paper_workload,
-                    args.paper_limit_s, args.cuda_configs,
+                    args.paper_limit_s, args.cuda_configs, args.phantoms == "varied",
                 )
         except Exception as exc:  # a failed section is reported, the others still run
             import traceback

@@ -91,27 +91,31 @@ class TrainResult:
 # Data
 
 
-def _phantom_sample(seed: int) -> TrainingSample:
+def _phantom_sample(seed: int, varied: bool = True) -> TrainingSample:
     from .phantom import make_phantom
 
-    p = make_phantom(seed, max_size_px=560, varied=True)
+    p = make_phantom(seed, max_size_px=560, varied=varied)
     return TrainingSample(p.image_hu, p.bone_mask, p.spacing_mm, f"phantom-{seed}")
 
 
-def phantom_samples(n: int, seed_offset: int = TRAIN_SEED_OFFSET, workers: int | None = None, progress=None):
-    """``n`` phantoms with seeds ``seed_offset .. seed_offset + n - 1``, made in parallel."""
+def phantom_samples(
+    n: int, seed_offset: int = TRAIN_SEED_OFFSET, workers: int | None = None, progress=None, varied: bool = True
+):
+    """``n`` phantoms with seeds ``seed_offset .. seed_offset + n - 1``, made in parallel;
+    ``varied``: from the wider distribution the bundled model is trained on (see
+    :func:`~napari_calcinosis.phantom.make_phantom`)."""
     seeds = list(range(seed_offset, seed_offset + n))
     workers = workers or min(4, max(1, (__import__("os").cpu_count() or 1)))
     out = []
     if n >= 8 and workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            for i, s in enumerate(pool.map(_phantom_sample, seeds, chunksize=4)):
+            for i, s in enumerate(pool.map(_phantom_sample, seeds, [varied] * n, chunksize=4)):
                 out.append(s)
                 if progress:
                     progress(i + 1, n)
     else:
         for i, seed in enumerate(seeds):
-            out.append(_phantom_sample(seed))
+            out.append(_phantom_sample(seed, varied))
             if progress:
                 progress(i + 1, n)
     return out
