@@ -264,7 +264,7 @@ def test_drawn_cut_off_flag_matches_the_image(seed):
 
 VARIED_SEEDS = tuple(range(12))
 VARIETIES = {
-    "contracture", "acro-osteolysis", "erosions", "neighbour-finger", "osteopenia",
+    "contracture", "acro-osteolysis", "erosions", "neighbour-finger", "neighbour-section", "osteopenia",
     "vessel-calcification", "support", "sharp-kernel", "streaks",
 }
 

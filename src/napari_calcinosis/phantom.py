@@ -317,28 +317,59 @@ def _half_thickness_mm(finger: _Finger, side: int) -> float:
     return float(max(b.head_half_mm * 0.9 + e for b, e in zip(finger.bones, extra)))
 
 
+@dataclass
+class _Section:
+    """A neighbouring finger crossed obliquely by the slice: an oval of bone (cortex round
+    marrow) in an oval of soft tissue, centred on its own origin."""
+
+    bone_a_mm: float
+    bone_b_mm: float
+    tissue_a_mm: float
+    tissue_b_mm: float
+    cortex_mm: float
+
+    @property
+    def bones(self) -> list:
+        return [self]
+
+    def bone_index(self, u, v):
+        return ((u / self.bone_a_mm) ** 2 + (v / self.bone_b_mm) ** 2 <= 1.0).astype(np.int8)
+
+    def soft_tissue(self, u, v):
+        return (u / self.tissue_a_mm) ** 2 + (v / self.tissue_b_mm) ** 2 <= 1.0
+
+
 def _neighbour_finger(finger: _Finger, rng: np.random.Generator, side: int):
-    """A second finger beside the first, cut off-centre by the slice (so narrower); returns it,
-    the map from the first finger's frame to its own, and how far the view must widen (mm)."""
-    other = _draw_finger(rng)
-    squeeze = rng.uniform(0.35, 1.0)
-    for b in other.bones:
-        b.base_half_mm *= squeeze
-        b.shaft_half_mm *= squeeze
-        b.head_half_mm *= squeeze
-    other.dorsal_mm = [d * squeeze for d in other.dorsal_mm]
-    other.palmar_mm = [d * squeeze for d in other.palmar_mm]
-    near = _half_thickness_mm(other, -side)
+    """A second finger beside the first: cut along its length off-centre (so narrower), or
+    crossed obliquely (an oval section). Returns it, the map from the first finger's frame to
+    its own, how far the view must widen (mm), and which kind it is."""
+    if rng.random() < 0.35:
+        bone_b = rng.uniform(1.5, 4.0)
+        bone_a = bone_b * rng.uniform(1.0, 2.5)
+        pad = rng.uniform(2.0, 6.0)
+        other = _Section(bone_a, bone_b, bone_a + pad * rng.uniform(0.8, 1.3), bone_b + pad, rng.uniform(0.5, 1.3))
+        near = far = max(other.tissue_a_mm, other.tissue_b_mm)
+        kind, phi = "neighbour-section", rng.uniform(0, np.pi)
+    else:
+        other = _draw_finger(rng)
+        squeeze = rng.uniform(0.35, 1.0)
+        for b in other.bones:
+            b.base_half_mm *= squeeze
+            b.shaft_half_mm *= squeeze
+            b.head_half_mm *= squeeze
+        other.dorsal_mm = [d * squeeze for d in other.dorsal_mm]
+        other.palmar_mm = [d * squeeze for d in other.palmar_mm]
+        near, far = _half_thickness_mm(other, -side), _half_thickness_mm(other, side)
+        kind, phi = "neighbour-finger", np.deg2rad(rng.uniform(-15, 15))
     shift = np.array([rng.uniform(-25.0, 15.0), side * (_half_thickness_mm(finger, side) + near + rng.uniform(-1.0, 5.0))])
-    phi = np.deg2rad(rng.uniform(-15, 15))
     c, s = np.cos(phi), np.sin(phi)
 
     def to_other(u, v):
         du, dv = u - shift[0], v - shift[1]
         return du * c + dv * s, -du * s + dv * c
 
-    widen = rng.uniform(0.3, 1.1) * (near + _half_thickness_mm(other, side)) + max(0.0, abs(shift[1]) - _half_thickness_mm(finger, side) - near)
-    return other, to_other, float(widen)
+    widen = rng.uniform(0.3, 1.1) * (near + far) + max(0.0, abs(shift[1]) - _half_thickness_mm(finger, side) - near)
+    return other, to_other, float(widen), kind
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,7 +378,7 @@ def _neighbour_finger(finger: _Finger, rng: np.random.Generator, side: int):
 
 @dataclass
 class _Deposit:
-    kind: str  # shape: ellipse | lobulated | irregular
+    kind: str  # shape: ellipse | lobulated | irregular | sheet
     centre: np.ndarray  # (x, y) mm
     radius_mm: float
     params: dict
@@ -364,6 +395,12 @@ class _Deposit:
             for (ox, oy), r in zip(p["offsets"], p["radii"]):
                 out |= (dx - ox) ** 2 + (dy - oy) ** 2 <= r * r
             return out
+        if self.kind == "sheet":
+            # A curved plaque with tapered ends, as calcinosis spreads along tissue planes.
+            c, s = np.cos(p["angle"]), np.sin(p["angle"])
+            a, b = dx * c + dy * s, -dx * s + dy * c
+            half = 0.5 * p["width"] * np.sqrt(np.clip(1.0 - (2.0 * a / p["length"]) ** 4, 0.0, 1.0))
+            return (np.abs(a) <= p["length"] / 2) & (np.abs(b - p["bend"] * a * a) <= half)
         theta = np.arctan2(dy, dx)
         r = self.radius_mm * np.ones_like(theta)
         for k, amp, phase in zip(p["k"], p["amp"], p["phase"]):
@@ -377,14 +414,23 @@ class _Deposit:
             return max(p["ra"], p["rb"])
         if self.kind == "lobulated":
             return max(np.hypot(ox, oy) + r for (ox, oy), r in zip(p["offsets"], p["radii"]))
+        if self.kind == "sheet":
+            return p["length"] / 2 + p["width"] + abs(p["bend"]) * (p["length"] / 2) ** 2
         return self.radius_mm * (1.0 + sum(p["amp"]))
 
 
-def _draw_deposit(rng: np.random.Generator, centre, area_range_mm2=(0.4, 50.0)) -> _Deposit:
+def _draw_deposit(rng: np.random.Generator, centre, area_range_mm2=(0.4, 50.0), kinds=None) -> _Deposit:
     # Log-uniform nominal area, by default over the paper's measured range, 0.4-50 mm^2.
     area = float(np.exp(rng.uniform(np.log(area_range_mm2[0]), np.log(area_range_mm2[1]))))
     r0 = np.sqrt(area / np.pi)
-    kind = rng.choice(["ellipse", "lobulated", "irregular"], p=[0.35, 0.35, 0.3])
+    kinds = kinds or {"ellipse": 0.35, "lobulated": 0.35, "irregular": 0.3}
+    kind = rng.choice(list(kinds), p=list(kinds.values()))
+    if kind == "sheet":
+        width = min(rng.uniform(0.5, 2.2), 1.2 * r0)
+        length = min(area / (0.85 * width), 25.0)  # the tapered ends hold about 85 % of a band
+        sagitta = rng.uniform(-0.25, 0.25) * length
+        params = dict(length=length, width=width, bend=sagitta / (length / 2) ** 2, angle=rng.uniform(0, np.pi))
+        return _Deposit(kind="sheet", centre=np.asarray(centre, float), radius_mm=width / 2, params=params)
     if kind == "ellipse":
         aspect = rng.uniform(1.0, 2.5)
         params = dict(ra=r0 * np.sqrt(aspect), rb=r0 / np.sqrt(aspect), angle=rng.uniform(0, np.pi))
@@ -436,10 +482,12 @@ def make_phantom(
     varied : bool
         Draw from the wider distribution the bundled model is trained on: on top of the
         above, flexion contractures, cupped joint bases, acro-osteolysis, erosions and
-        osteopenia, a neighbouring finger in view (its bones are bone in ``bone_mask``), vessel
-        calcification and splints (not deposits), sharp-kernel edges and streaks, noise up to
-        60 HU, and 1-8 deposits of 0.3-80 mm^2 up to 1900 HU, 45 % touching bone. Off by
-        default, so that a seed gives the same phantom as before (sample data, tests).
+        osteopenia, a neighbouring finger in view, cut along its length or crossed obliquely
+        (its bones are bone in ``bone_mask``), vessel calcification and splints (not
+        deposits), sharp-kernel edges and streaks, noise up to 60 HU, and 1-8 deposits of
+        0.3-80 mm^2 up to 1900 HU, 45 % touching bone, including curved sheets and deposits
+        with a dense rim round a fainter centre. Off by default, so that a seed gives the same
+        phantom as before (sample data, tests).
 
     Returns
     -------
@@ -454,8 +502,8 @@ def make_phantom(
         notes += _vary_finger(finger, rng)
         if rng.random() < 0.35:
             side = 1 if "contracture" in notes else int(rng.choice([-1, 1]))
-            other, to_other, widen_mm = _neighbour_finger(finger, rng, side)
-            notes.append("neighbour-finger")
+            other, to_other, widen_mm, kind = _neighbour_finger(finger, rng, side)
+            notes.append(kind)
     if cut_off is None:
         cut_off = bool(rng.random() < 0.3)
     if spacing_mm is None:
@@ -603,7 +651,11 @@ def make_phantom(
     while len(deposits) < n_lesions and attempts < 60 * max(1, n_lesions):
         attempts += 1
         site = str(rng.choice(LESION_SITES, p=[0.2, 0.2, 0.15, 0.45] if varied else [0.25, 0.25, 0.2, 0.3]))
-        deposit = _draw_deposit(rng, (0.0, 0.0), (0.3, 80.0) if varied else (0.4, 50.0))
+        deposit = (
+            _draw_deposit(rng, (0.0, 0.0), (0.3, 80.0), {"ellipse": 0.25, "lobulated": 0.25, "irregular": 0.2, "sheet": 0.3})
+            if varied
+            else _draw_deposit(rng, (0.0, 0.0))
+        )
         r = deposit.radius_mm
         if site == "touching_bone":
             allowed = (dist_bone > 0.25 * r) & (dist_bone < 0.75 * r) & (dist_air > r + 0.3)
@@ -691,13 +743,20 @@ def make_phantom(
         notes += _draw_extras(img, rng, finger, U, V, tissue, bone, soft_hu)
 
     peaks = []
+    rims: set[int] = set()
     for d, shape in zip(deposits, shapes):
         # Deposits range from faint, chalky ones to dense plaques; some are denser at the core.
         peak = float(np.exp(rng.uniform(np.log(300.0), np.log(1900.0 if varied else 1700.0))))
         core = rng.uniform(0.0, 0.6 if varied else 0.25)
         dd = ndi.distance_transform_edt(shape) * step
         rel = np.clip(dd / max(d.radius_mm, step), 0, 1)
-        img[shape] = peak * (1.0 - core + core * rel[shape]) + texture(0.6, 0.06 * peak)[shape]
+        profile = 1.0 - core + core * rel[shape]
+        if varied and d.radius_mm > 0.8 and rng.random() < 0.2:
+            # A dense rim round a fainter centre (a calcified wall round softer matter): looks
+            # like a bone's cortex and marrow in cross-section, and is not bone.
+            profile = 1.0 - rng.uniform(0.3, 0.7) * rel[shape]
+            rims.add(len(peaks))
+        img[shape] = peak * profile + texture(0.6, 0.06 * peak)[shape]
         peaks.append(peak)
 
     # ---- down to pixels: partial volume, point-spread blur, noise
@@ -751,7 +810,7 @@ def make_phantom(
             cortex_hu=float(cortex_hu),
             medulla_hu=float(medulla_hu),
             soft_tissue_hu=float(soft_hu),
-            shapes=[d.kind for d in deposits],
+            shapes=[d.kind + ("+rim" if i in rims else "") for i, d in enumerate(deposits)],
             **({"varied": notes} if varied else {}),
         ),
     )
