@@ -98,24 +98,38 @@ def _phantom_sample(seed: int, varied: bool = True) -> TrainingSample:
     return TrainingSample(p.image_hu, p.bone_mask, p.spacing_mm, f"phantom-{seed}")
 
 
+# Half of the training phantoms are basic, half varied: the varied ones alone taught the
+# network to take some dense deposits touching bone for bone, which the basic ones do not.
+VARIED_FRACTION = 0.5
+
+
+def _is_varied(index: int, fraction: float) -> bool:
+    # Spread evenly through the seed block (golden-ratio sequence), for any fraction.
+    return (index * 0.6180339887498949) % 1.0 < fraction
+
+
 def phantom_samples(
-    n: int, seed_offset: int = TRAIN_SEED_OFFSET, workers: int | None = None, progress=None, varied: bool = True
+    n: int, seed_offset: int = TRAIN_SEED_OFFSET, workers: int | None = None, progress=None,
+    varied: float = VARIED_FRACTION,
 ):
-    """``n`` phantoms with seeds ``seed_offset .. seed_offset + n - 1``, made in parallel;
-    ``varied``: from the wider distribution the bundled model is trained on (see
-    :func:`~napari_calcinosis.phantom.make_phantom`)."""
+    """``n`` phantoms with seeds ``seed_offset .. seed_offset + n - 1``, made in parallel.
+
+    ``varied`` is the share drawn from the wider distribution (``make_phantom(varied=True)``):
+    True or 1 for all, False or 0 for none; the rest are basic phantoms.
+    """
     seeds = list(range(seed_offset, seed_offset + n))
+    kinds = [_is_varied(i, float(varied)) for i in range(n)]
     workers = workers or min(4, max(1, (__import__("os").cpu_count() or 1)))
     out = []
     if n >= 8 and workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            for i, s in enumerate(pool.map(_phantom_sample, seeds, [varied] * n, chunksize=4)):
+            for i, s in enumerate(pool.map(_phantom_sample, seeds, kinds, chunksize=4)):
                 out.append(s)
                 if progress:
                     progress(i + 1, n)
     else:
         for i, seed in enumerate(seeds):
-            out.append(_phantom_sample(seed, varied))
+            out.append(_phantom_sample(seed, kinds[i]))
             if progress:
                 progress(i + 1, n)
     return out
@@ -442,8 +456,8 @@ def train_segmenter(
     elif n_phantoms:
         train = phantom_samples(int(n_phantoms), TRAIN_SEED_OFFSET, progress=data_progress)
         data_desc = data_key = (
-            f"{n_phantoms} synthetic finger phantoms (napari_calcinosis.phantom.make_phantom(varied=True), "
-            f"seeds {TRAIN_SEED_OFFSET}..{TRAIN_SEED_OFFSET + int(n_phantoms) - 1})"
+            f"{n_phantoms} synthetic finger phantoms (napari_calcinosis.phantom.make_phantom, "
+            f"{VARIED_FRACTION:.0%} of them varied=True; seeds {TRAIN_SEED_OFFSET}..{TRAIN_SEED_OFFSET + int(n_phantoms) - 1})"
         )
     else:
         raise CalcinosisError("no training data: give image/mask folders, layers, or a number of phantoms")
