@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="model .safetensors (default: the bundled one)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--csv", type=Path, default=None, help="per-case table")
+    ap.add_argument("--areas-csv", type=Path, default=None, help="per-deposit table: true and measured area, status")
     ap.add_argument("--montage", type=Path, default=None, help="PNG of the worst cases")
     args = ap.parse_args(argv)
 
@@ -141,13 +142,16 @@ def main(argv=None) -> int:
         print(f"{seed:4d} {row['shape']:>9} {row['spacing_mm']:.3f} mm  Dice {row['bone_dice']:.3f}  "
               f"deposit-as-bone {row['deposit_px_taken_as_bone']:.2f}  {row['notes'][:70]}", flush=True)
     cases = pd.DataFrame(rows)
+    areas = pd.concat(area_frames, ignore_index=True)
     report = {"generator": args.generator.name, "model": args.model or "bundled", "seeds": [args.seed, args.seed + args.n - 1],
-              "seconds": time.perf_counter() - t0, **summary(cases, pd.concat(area_frames, ignore_index=True))}
+              "seconds": time.perf_counter() - t0, **summary(cases, areas)}
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.csv:
         cases.to_csv(args.csv, index=False)
+    if args.areas_csv:
+        areas.to_csv(args.areas_csv, index=False)
     if args.montage:
         save_montage(args.montage, shown)
     return 0
