@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_calcinosis import CalcinosisImage, load_model, quantify
+from napari_calcinosis import CalcinosisImage, dice, load_model, quantify
 from napari_calcinosis.stats import lins_ccc
 
 
@@ -45,12 +45,11 @@ def evaluate_case(case: dict, model, seed: int) -> tuple[dict, pd.DataFrame, np.
     pred = result.bone_mask
     deposits = np.asarray(case["deposits"]) > 0
     inter = float((pred & truth_bone).sum())
-    denom = float(pred.sum() + truth_bone.sum())
     row = {
         "seed": seed,
         "shape": "x".join(map(str, truth_bone.shape)),
         "spacing_mm": spacing,
-        "bone_dice": 2 * inter / denom if denom else 1.0,
+        "bone_dice": dice(pred, truth_bone),
         "bone_recall": inter / truth_bone.sum() if truth_bone.any() else 1.0,
         "bone_precision": inter / pred.sum() if pred.any() else 1.0,
         "deposit_px_taken_as_bone": float((pred & deposits).sum() / max(deposits.sum(), 1)),

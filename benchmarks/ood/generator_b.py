@@ -42,6 +42,16 @@ def _coords(a, b, step):
     return (np.arange(a, b) + 0.5) * step
 
 
+def _window(box, step, n_rows, n_cols):
+    """Rows and columns (slices) of a grid of ``step`` mm covering ``box`` (x0, x1, y0, y1),
+    and its pixel-centre coordinates X (1, w) and Y (h, 1) in mm; None when it is empty."""
+    ca, cb = _span(box[0], box[1], step, n_cols)
+    ra, rb = _span(box[2], box[3], step, n_rows)
+    if ca >= cb or ra >= rb:
+        return None
+    return slice(ra, rb), slice(ca, cb), _coords(ca, cb, step)[None, :], _coords(ra, rb, step)[:, None]
+
+
 # --------------------------------------------------------------------------- bones
 class _Bone:
     def __init__(self, **kw):
@@ -412,13 +422,11 @@ def make_case(seed: int) -> dict:
     Hc_, Wc_ = int(np.ceil(Hmm / hc)) + 1, int(np.ceil(Wmm / hc)) + 1
     ind = np.zeros((Hc_, Wc_), np.float32)
     for b in bones:
-        x0, x1, y0, y1 = b.env_bbox()
-        ca, cb = _span(x0, x1, hc, Wc_)
-        ra, rb = _span(y0, y1, hc, Hc_)
-        if ca >= cb or ra >= rb:
+        win = _window(b.env_bbox(), hc, Hc_, Wc_)
+        if win is None:
             continue
-        m = b.env(_coords(ca, cb, hc)[None, :], _coords(ra, rb, hc)[:, None])
-        ind[ra:rb, ca:cb] = np.maximum(ind[ra:rb, ca:cb], m)
+        rs, cs, X, Y = win
+        ind[rs, cs] = np.maximum(ind[rs, cs], b.env(X, Y))
     sig_env = 1.7
     genv = ndi.gaussian_filter(ind, sig_env / hc, mode="nearest")
 
@@ -435,17 +443,16 @@ def make_case(seed: int) -> dict:
     trab = np.zeros((Hf, Wf), bool)
     huf = np.zeros((Hf, Wf), np.float32)
     for b in bones:
-        x0, x1, y0, y1 = b.bbox()
-        ca, cb = _span(x0, x1, fs, Wf)
-        ra, rb = _span(y0, y1, fs, Hf)
-        if ca >= cb or ra >= rb:
+        win = _window(b.bbox(), fs, Hf, Wf)
+        if win is None:
             continue
-        outer, inn, tau = b.shape(_coords(ca, cb, fs)[None, :], _coords(ra, rb, fs)[:, None])
+        rs, cs, X, Y = win
+        outer, inn, tau = b.shape(X, Y)
         hv = np.where(inn, b.hu_trab(tau), b.hu_cort(tau)).astype(np.float32)
-        sub = huf[ra:rb, ca:cb]
+        sub = huf[rs, cs]
         sub[outer] = hv[outer]
-        occ[ra:rb, ca:cb] |= outer
-        tsub = trab[ra:rb, ca:cb]
+        occ[rs, cs] |= outer
+        tsub = trab[rs, cs]
         tsub[outer] = inn[outer]
     bone_occ = occ.copy()
 

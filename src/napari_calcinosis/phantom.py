@@ -214,6 +214,10 @@ class _Finger:
         return out
 
 
+def _direction(angle: float) -> np.ndarray:
+    return np.array([np.cos(angle), np.sin(angle)])
+
+
 def _draw_finger(rng: np.random.Generator) -> _Finger:
     f = rng.uniform(0.72, 1.1)  # little finger to a large index finger
     lengths = np.array([55.0, 40.0, 24.0, 17.0]) * f * rng.uniform(0.9, 1.1, 4)
@@ -242,9 +246,9 @@ def _draw_finger(rng: np.random.Generator) -> _Finger:
         )
         bones.append(bone)
         if i < 3:
-            end = origin + lengths[i] * np.array([np.cos(angle), np.sin(angle)])
+            end = origin + lengths[i] * _direction(angle)
             next_angle = angle - flexion[i + 1]
-            origin = end + gaps[i] * np.array([np.cos(next_angle), np.sin(next_angle)])
+            origin = end + gaps[i] * _direction(next_angle)
     return _Finger(
         bones=bones,
         dorsal_mm=list(rng.uniform(1.8, 3.5, 4) * f),
@@ -262,10 +266,6 @@ def _draw_finger(rng: np.random.Generator) -> _Finger:
 # sclerosis shows and the basic phantom lacks, taken from the clinical picture (flexion
 # contractures, acro-osteolysis, erosions, osteopenia, neighbouring fingers, vessel
 # calcification, splints, sharp kernels and streaks), not fitted to any test set.
-
-
-def _direction(angle: float) -> np.ndarray:
-    return np.array([np.cos(angle), np.sin(angle)])
 
 
 def _bone_end(bone: _Bone) -> np.ndarray:
@@ -361,14 +361,16 @@ def _neighbour_finger(finger: _Finger, rng: np.random.Generator, side: int):
         other.palmar_mm = [d * squeeze for d in other.palmar_mm]
         near, far = _half_thickness_mm(other, -side), _half_thickness_mm(other, side)
         kind, phi = "neighbour-finger", np.deg2rad(rng.uniform(-15, 15))
-    shift = np.array([rng.uniform(-25.0, 15.0), side * (_half_thickness_mm(finger, side) + near + rng.uniform(-1.0, 5.0))])
+    along = rng.uniform(-25.0, 15.0)
+    gap = rng.uniform(-1.0, 5.0)  # between the two fingers' soft tissue; below 0 they press together
+    shift = np.array([along, side * (_half_thickness_mm(finger, side) + near + gap)])
     c, s = np.cos(phi), np.sin(phi)
 
     def to_other(u, v):
         du, dv = u - shift[0], v - shift[1]
         return du * c + dv * s, -du * s + dv * c
 
-    widen = rng.uniform(0.3, 1.1) * (near + far) + max(0.0, abs(shift[1]) - _half_thickness_mm(finger, side) - near)
+    widen = rng.uniform(0.3, 1.1) * (near + far) + max(0.0, gap)
     return other, to_other, float(widen), kind
 
 
@@ -515,7 +517,7 @@ def make_phantom(
     # Field of view in the finger frame: from the metacarpal head (or, cut off, from inside the
     # proximal or middle phalanx) to just beyond the fingertip.
     p1, p2, p3 = finger.bones[1], finger.bones[2], finger.bones[3]
-    tip_end = p3.origin + (p3.length_mm + finger.tip_mm) * np.array([np.cos(p3.angle), np.sin(p3.angle)])
+    tip_end = p3.origin + (p3.length_mm + finger.tip_mm) * _direction(p3.angle)
     if cut_off:
         cut_bone = p1 if rng.random() < 0.6 else p2
         if "contracture" in notes:

@@ -91,7 +91,7 @@ class TrainResult:
 # Data
 
 
-def _phantom_sample(seed: int, varied: bool = True) -> TrainingSample:
+def _phantom_sample(seed: int, varied: bool) -> TrainingSample:
     from .phantom import make_phantom
 
     p = make_phantom(seed, max_size_px=560, varied=varied)
