@@ -11,7 +11,7 @@ from napari_calcinosis._errors import CalcinosisError
 from napari_calcinosis.grow import SEED_STATUSES, GrowResult, grow_lesions
 from napari_calcinosis.phantom import make_phantom
 
-TABLE_COLUMNS = ["seed_row", "seed_col", "lesion_id", "status", "peak_hu", "background_hu", "level_hu"]
+TABLE_COLUMNS = ["seed_row", "seed_col", "lesion_id", "status", "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2"]
 FAST = dict(max_size_px=400)
 
 # The first eight phantoms: 27 deposits of 0.3-31 mm^2 at every site, 11 of them touching bone.
@@ -352,6 +352,122 @@ def test_eight_connected_growth_crosses_a_diagonal_gap():
     assert list(r8.seeds["status"]) == ["ok", "duplicate_seed"]
     assert list(r8.seeds["lesion_id"]) == [1, 1]
     assert (r8.lesion_labels == 1).sum() == 200
+
+
+# ---- seeds that correct the bone mask, and seeds on touching deposits ----------------------
+
+
+def _deposit_taken_for_bone(p, deposit: int = 1):
+    """The phantom's true bone mask plus one of its free-lying deposits (a pixel wider), as the
+    U-Net sometimes gives it; asserts the deposit is a separate piece of that mask."""
+    piece = ndi.binary_dilation(p.lesion_labels == deposit)
+    wrong = p.bone_mask | piece
+    pieces, n = ndi.label(wrong)
+    assert n == ndi.label(p.bone_mask)[1] + 1 and not (piece & ndi.binary_dilation(p.bone_mask)).any()
+    return wrong, piece
+
+
+def test_seed_on_a_small_separate_bone_piece_takes_it_back_as_a_deposit():
+    p = make_phantom(15, **FAST)  # three deposits of 3.8-13.4 mm^2, none touching bone
+    wrong, piece = _deposit_taken_for_bone(p)
+    clean = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, p.seeds)
+    freed = grow_lesions(p.image_hu, wrong, p.spacing_mm, p.seeds)
+    assert list(freed.seeds["status"]) == ["ok"] * 3
+    # The piece left the mask, and every deposit grew exactly as with the true bone mask.
+    np.testing.assert_array_equal(freed.bone_mask, p.bone_mask)
+    np.testing.assert_array_equal(freed.lesion_labels, clean.lesion_labels)
+    px_mm2 = p.spacing_mm[0] * p.spacing_mm[1]
+    np.testing.assert_allclose(freed.seeds["freed_from_bone_mm2"], [piece.sum() * px_mm2, 0.0, 0.0])
+    # Without the option the seed is on bone, as before.
+    kept = grow_lesions(p.image_hu, wrong, p.spacing_mm, p.seeds, free_bone_pieces=False)
+    assert list(kept.seeds["status"]) == ["on_bone", "ok", "ok"]
+    np.testing.assert_array_equal(kept.bone_mask, wrong)
+
+
+def test_seed_on_the_bone_itself_frees_nothing():
+    p = make_phantom(15, **FAST)
+    wrong, _ = _deposit_taken_for_bone(p)
+    depth = ndi.distance_transform_edt(p.bone_mask)
+    inside = tuple(int(v) for v in np.unravel_index(np.argmax(depth), depth.shape))
+    res = grow_lesions(p.image_hu, wrong, p.spacing_mm, [inside])
+    assert list(res.seeds["status"]) == ["on_bone"] and res.seeds["freed_from_bone_mm2"][0] == 0.0
+    np.testing.assert_array_equal(res.bone_mask, wrong)
+    assert not res.lesion_labels.any()
+
+
+def test_separate_bone_piece_larger_than_a_deposit_is_kept():
+    """A 48 mm^2 bright piece apart from the bone (a phalanx stump, say) stays bone."""
+    img = np.full((120, 120), 40.0, np.float32)
+    bone = np.zeros(img.shape, bool)
+    bone[5:115, 5:40] = True  # the main bone
+    bone[40:80, 70:100] = True  # 40 x 30 px at 0.2 mm: 48 mm^2
+    img[bone] = 1200.0
+    res = grow_lesions(img, bone, 0.2, [(60, 85)])
+    assert list(res.seeds["status"]) == ["on_bone"]
+    np.testing.assert_array_equal(res.bone_mask, bone)
+    bone[40:60, 70:100] = False  # 24 mm^2 now: taken back
+    img[40:60, 70:100] = 40.0
+    res = grow_lesions(img, bone, 0.2, [(70, 85)])
+    assert list(res.seeds["status"]) == ["ok"]
+    assert res.seeds["freed_from_bone_mm2"][0] == pytest.approx(20 * 30 * 0.04)
+    assert (res.lesion_labels == 1).sum() == 20 * 30
+
+
+def _two_blurred_disks(gap_px: int, big_hu: float = 900.0, small_hu: float = 900.0):
+    """Disks of 8 and 5 px radius (7.9 and 3.2 mm^2 at 0.2 mm), ``gap_px`` apart, blurred."""
+    r, c = np.mgrid[:80, :90]
+    big = (r - 40) ** 2 + (c - 30) ** 2 <= 64
+    small = (r - 40) ** 2 + (c - 43 - gap_px) ** 2 <= 25
+    img = ndi.gaussian_filter(np.where(big, big_hu, np.where(small, small_hu, 40.0)), 1.2).astype(np.float32)
+    return img, big, small, (40, 43 + gap_px)
+
+
+@pytest.mark.parametrize("first", ["faint", "dense"])
+def test_faint_deposit_beside_a_dense_one_each_at_its_own_level(first):
+    """400 HU beside 1,500 HU, two pixels apart: the faint one's half-maximum (220 HU) takes in
+    the dense one's blur. Whichever is clicked first, each is measured on its own, and a lone
+    click on the faint one measures the faint one rather than moving onto its neighbour."""
+    img, big, small, small_centre = _two_blurred_disks(gap_px=2, big_hu=1500.0, small_hu=400.0)
+    bone = np.zeros(img.shape, bool)
+    seeds = [small_centre, (40, 30)] if first == "faint" else [(40, 30), small_centre]
+    res = grow_lesions(img, bone, 0.2, seeds)
+    assert list(res.seeds["status"]) == ["ok", "ok"]
+    grown_small = res.lesion_labels == res.seeds["lesion_id"][seeds.index(small_centre)]
+    grown_big = res.lesion_labels == res.seeds["lesion_id"][seeds.index((40, 30))]
+    assert abs(int(grown_small.sum()) - int(small.sum())) <= 5 and (grown_small & small).sum() >= 0.9 * small.sum()
+    assert abs(int(grown_big.sum()) - int(big.sum())) <= 5 and (grown_big & big).sum() >= 0.95 * big.sum()
+    alone = grow_lesions(img, bone, 0.2, [small_centre])
+    np.testing.assert_array_equal(alone.lesion_labels > 0, grown_small)
+
+
+def test_two_seeds_on_deposits_merged_by_blur_give_two_deposits():
+    """One pixel apart, the blur joins the disks above their half-maximum: one region from the
+    first seed. The second seed sits on its own peak beyond a dip, so the region is cut."""
+    img, big, small, small_centre = _two_blurred_disks(gap_px=1)
+    bone = np.zeros(img.shape, bool)
+    for seeds, (id_big, id_small) in (([(40, 30), small_centre], (1, 2)), ([small_centre, (40, 30)], (2, 1))):
+        res = grow_lesions(img, bone, 0.2, seeds)
+        assert list(res.seeds["status"]) == ["ok", "ok"]
+        grown_big, grown_small = res.lesion_labels == id_big, res.lesion_labels == id_small
+        assert (grown_big & grown_small).sum() == 0
+        assert abs(int(grown_big.sum()) - int(big.sum())) <= 3
+        assert abs(int(grown_small.sum()) - int(small.sum())) <= 3
+        assert (grown_big & big).sum() / big.sum() > 0.95 and (grown_small & small).sum() / small.sum() > 0.95
+
+
+def test_second_click_on_one_deposit_stays_a_duplicate():
+    img, big, small, small_centre = _two_blurred_disks(gap_px=1)
+    res = grow_lesions(img, np.zeros(img.shape, bool), 0.2, [(40, 30), small_centre, (37, 27)])
+    assert list(res.seeds["status"]) == ["ok", "ok", "duplicate_seed"]
+    assert list(res.seeds["lesion_id"]) == [1, 2, 1]
+
+
+def test_touching_deposits_without_a_dip_stay_one():
+    """Overlapping disks of one density make one plateau: nothing to cut along."""
+    img, big, small, small_centre = _two_blurred_disks(gap_px=-1)
+    res = grow_lesions(img, np.zeros(img.shape, bool), 0.2, [(40, 30), small_centre])
+    assert list(res.seeds["status"]) == ["ok", "duplicate_seed"]
+    assert abs(int((res.lesion_labels == 1).sum()) - int((big | small).sum())) <= 4
 
 
 # ---- the half-maximum criterion on synthetic disks ---------------------------------------

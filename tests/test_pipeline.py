@@ -32,7 +32,7 @@ def test_table_columns(result):
     cols = list(result.table.columns)
     for c in REQUIRED_COLUMNS:
         assert c in cols, c
-    for c in LESION_COLUMNS + ["peak_hu", "background_hu", "level_hu"]:
+    for c in LESION_COLUMNS + ["peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2"]:
         assert c in cols, c
     assert cols[0] == "image"
 
@@ -116,6 +116,22 @@ def test_automatic_mode_with_given_bone(phantom, result):
     assert len(t) == phantom.n_lesions
     assert (t["status"] == "ok").all()
     assert res.total_area_mm2 == pytest.approx(result.total_area_mm2, rel=0.05)
+
+
+def test_deposit_in_the_bone_mask_is_measured_and_the_mask_reported_corrected(phantom, result):
+    """A seed on a free-lying deposit the bone mask swallowed: quantify measures it, and its
+    result's bone mask and candidates are the corrected ones."""
+    from scipy import ndimage as ndi
+
+    piece = ndi.binary_dilation(phantom.lesion_labels == 2)
+    res = quantify(phantom.to_image(), phantom.seeds, bone_mask=phantom.bone_mask | piece)
+    np.testing.assert_array_equal(res.bone_mask, phantom.bone_mask)
+    np.testing.assert_array_equal(res.candidates, result.candidates)
+    np.testing.assert_array_equal(res.lesion_labels, result.lesion_labels)
+    t = res.table
+    assert list(t["status"]) == ["ok"] * phantom.n_lesions
+    spacing = phantom.spacing_mm
+    np.testing.assert_allclose(t["freed_from_bone_mm2"], [0.0, piece.sum() * spacing[0] * spacing[1], 0.0])
 
 
 def test_bone_mask_of_wrong_shape_is_refused(phantom):

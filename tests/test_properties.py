@@ -26,7 +26,7 @@ from napari_calcinosis import (
     subtract_bone,
     summarize,
 )
-from napari_calcinosis.grow import SEED_STATUSES
+from napari_calcinosis.grow import MAX_FREED_PIECE_MM2, SEED_STATUSES
 
 
 def _runs(n: int):
@@ -119,6 +119,11 @@ def _bone_speck_inside_a_deposit():
     return image, bone
 
 
+def table_freed_matches(table, freed, spacing) -> bool:
+    """The seeds' ``freed_from_bone_mm2`` add up to the area that left the mask."""
+    return table["freed_from_bone_mm2"].sum() == pytest.approx(freed.sum() * spacing[0] * spacing[1], rel=1e-9)
+
+
 def _check_table(table, labels, spacing):
     """Areas are never negative, and each is its pixel count times the pixel area."""
     assert (table["area_px"] >= 0).all() and (table["area_mm2"] >= 0).all()
@@ -151,7 +156,19 @@ def test_growing_never_enters_bone(case, spacing, connectivity, fraction, min_co
         return
     labels = result.lesion_labels
     assert labels.shape == image.shape and labels.dtype == np.int32 and labels.min() >= 0
-    assert not (labels > 0)[bone_px].any()
+    assert not (labels > 0)[result.bone_mask].any()
+    # The mask kept out of is the given one less whole pieces that seeds took back: each no larger
+    # than MAX_FREED_PIECE_MM2, never the largest piece, and only ever with seeds.
+    freed = bone_px & ~result.bone_mask
+    assert not (result.bone_mask & ~bone_px).any()
+    if freed.any():
+        assert seeds is not None
+        pieces, _ = ndi.label(bone_px)
+        sizes = np.bincount(pieces.ravel())
+        for k in np.unique(pieces[freed]):
+            assert freed[pieces == k].all()
+            assert sizes[k] * spacing[0] * spacing[1] <= MAX_FREED_PIECE_MM2 and sizes[k] < sizes[1:].max()
+        assert table_freed_matches(result.seeds, freed, spacing)
     table = result.seeds
     if seeds is not None:
         assert len(table) == len(seeds)
@@ -213,8 +230,12 @@ def test_quantify_with_a_given_bone_mask(case, spacing, connectivity, margin_mm,
         # the one refusal these inputs can meet: an image too small to hold a finger
         assert min(np.shape(image_hu)) < 32 and "at least 32 x 32 px" in str(exc), exc
         return
-    assert not (result.lesion_labels > 0)[bone_px].any()
-    assert not result.candidates[bone_px].any()
+    # Measured with the given mask less the pieces seeds took back (see test_growing_never_enters_bone).
+    assert not (result.bone_mask & ~bone_px).any()
+    assert seeds is not None or (result.bone_mask == bone_px).all()
+    assert table_freed_matches(result.table, bone_px & ~result.bone_mask, image.spacing_mm)
+    assert not (result.lesion_labels > 0)[result.bone_mask].any()
+    assert not result.candidates[result.bone_mask].any()
     _check_table(result.table, result.lesion_labels, image.spacing_mm)
     assert result.total_area_mm2 >= 0
     if seeds is not None:

@@ -124,6 +124,29 @@ def test_grow_widget_regrows_as_seeds_are_added(sample):
     screenshot(viewer, "widget_grow")
 
 
+def test_grow_widget_measures_a_deposit_the_bone_layer_had_taken(sample):
+    """A seed on a free-lying deposit that the bone layer covers: it is measured as with the true
+    bone, and the status line says the bone layer needs a look there."""
+    from scipy import ndimage as ndi
+
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, lesions, seeds, areas = sample
+    near_bone = ndi.binary_dilation(bone, iterations=3)
+    free = [k for k in range(1, len(seeds) + 1) if not (near_bone & (lesions == k)).any()]
+    assert free, "the sample finger has a deposit apart from the bone"
+    k = free[0]
+    w = with_true_bone(viewer, GrowWidget(viewer), image, bone | ndi.binary_dilation(lesions == k))
+    w.seeds_layer().add(seeds[k - 1])
+    grown = viewer.layers["lesions"]
+    assert list(grown.features["status"]) == ["ok"]
+    assert grown.features["area_mm2"][0] == pytest.approx(areas[k - 1], rel=0.25)
+    assert grown.features["freed_from_bone_mm2"][0] > 0
+    assert "bone mask had taken" in w.status.value
+    w.seeds_layer().add([5.0, 5.0])  # a click on air: the status line says why it failed
+    assert "1 seed(s) failed: no_deposit" in w.status.value
+
+
 def test_auto_seed_fills_points_from_candidates(sample):
     from napari_calcinosis._widgets import GrowWidget
 

@@ -394,7 +394,9 @@ class GrowWidget(_Widget):
             calc = CalcinosisImage(pixels_hu=pixels, spacing_mm=spacing_of(image), source=image.name)
             seeds = np.asarray(self.points.data)[:, -2:] if len(self.points.data) else np.zeros((0, 2))
             result = quantify(calc, seeds, bone_mask=np.asarray(bone.data) > 0, connectivity=self.connectivity.value)
-            return show_lesions(self.viewer, result, image)
+            lesions = show_lesions(self.viewer, result, image)
+            self.status.value = lesions.metadata["summary"]  # failed seeds say why here
+            return lesions
 
         return self._run_safely(go)
 
@@ -413,6 +415,9 @@ def show_lesions(viewer, result, image_layer):
     widget_status = f"{len(features)} lesion(s), {total:.2f} mm² in all"
     if n_fail:
         widget_status += f"; {n_fail} seed(s) failed: " + ", ".join(table.loc[table["lesion_id"] == 0, "status"])
+    n_freed = int((table.get("freed_from_bone_mm2", pd.Series(dtype=float)) > 0).sum())
+    if n_freed:
+        widget_status += f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there"
     layer.metadata["summary"] = widget_status
     return layer
 

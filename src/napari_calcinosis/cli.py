@@ -16,7 +16,7 @@ from .io import _one_line, atomic_output
 OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
     "ellipse_area_mm2", "mean_value", "max_value", "value_unit", "centroid_row", "centroid_col",
-    "peak_hu", "background_hu", "level_hu", "bone_margin_mm", "status",
+    "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2", "bone_margin_mm", "status",
 ]
 _IMAGE_SUFFIXES = {".dcm", ".dicom", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 

@@ -25,6 +25,8 @@ class QuantifyResult:
     ----------
     image : CalcinosisImage
     bone_mask : ndarray of bool
+        The bone mask the deposits were measured with: the segmented (or given) one, less any
+        piece a seed took back as a deposit (see :func:`~napari_calcinosis.grow.grow_lesions`).
     bone_probability : ndarray of float32 or None
         None when the bone mask was given rather than segmented.
     candidates : ndarray of bool
@@ -35,7 +37,7 @@ class QuantifyResult:
     table : DataFrame
         One row per lesion (automatic mode) or per seed, in seed order; see
         :data:`napari_calcinosis.measure.LESION_COLUMNS`, plus ``peak_hu``,
-        ``background_hu`` and ``level_hu`` from growing.
+        ``background_hu``, ``level_hu`` and ``freed_from_bone_mm2`` from growing.
     """
 
     image: CalcinosisImage
@@ -114,12 +116,17 @@ def quantify(
         candidates=candidates, threshold_hu=threshold_hu, margin_mm=margin_mm,
         connectivity=connectivity, min_area_mm2=min_area_mm2,
     )
+    if grown.bone_mask is not bone_mask:
+        # A seed took a piece of the mask back as a deposit (see grow_lesions): the mask and the
+        # candidates reported are the ones it was measured with.
+        bone_mask = grown.bone_mask
+        candidates = subtract_bone(image.pixels_hu, bone_mask, spacing, threshold_hu=threshold_hu, margin_mm=margin_mm)
     s = grown.seeds
     table = measure_lesions(
         grown.lesion_labels, spacing, image.pixels_hu, value_unit="HU",
         seeds=list(zip(s["seed_row"], s["seed_col"])), statuses=list(s["status"]), lesion_ids=list(s["lesion_id"]),
     )
-    for col in ("peak_hu", "background_hu", "level_hu"):
+    for col in ("peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2"):
         table[col] = s[col].to_numpy()
     table["bone_margin_mm"] = margin_mm
     table.insert(0, "image", image.name)
