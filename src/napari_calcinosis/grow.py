@@ -380,14 +380,8 @@ def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, struc
             peak = _peak_in(region, local, search, rows[i], offset)
             if peak is None:
                 continue
-            height = local[peak]
             background = _finite_or(rows[i]["background_hu"], rows[first]["background_hu"])
-            apart = all(
-                min(height, local[q]) - _saddle(region, local, peak, q, structure)
-                >= max(min_contrast_hu, 0.2 * (min(height, local[q]) - background))
-                for q in peaks.values()
-            )
-            if apart:
+            if all(_apart(region, local, peak, q, structure, min_contrast_hu, background) for q in peaks.values()):
                 peaks[i] = peak
         if len(peaks) < 2:
             continue
@@ -403,7 +397,6 @@ def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, struc
                 background = _finite_or(rows[i]["background_hu"], rows[first]["background_hu"])
                 interior = ndi.binary_erosion(part, structure=np.ones((3, 3), bool))
                 plateau = float(np.median(local[interior])) if interior.sum() >= 9 else float(local[peaks[i]])
-                plateau = max(plateau, float(local[peaks[i]])) if interior.sum() < 9 else plateau
                 level = background + fraction * (plateau - background)
                 rows[i].update(status="ok", lesion_id=next_id, peak_hu=plateau, background_hu=background, level_hu=level)
                 next_id += 1
@@ -421,18 +414,15 @@ def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, struc
 def _own_side(region, local, at, structure, min_contrast_hu, background):
     """``region``'s side of the valley around the peak climbed to from ``at``, or None.
 
-    None when ``at`` climbs to the region's top, or to a peak no deeper dip parts from the top
-    than :func:`_split_shared_lesions` asks for two deposits.
+    None when ``at`` climbs to the region's top, or to a peak that no dip deep enough for two
+    deposits (:func:`_apart`) parts from the top.
     """
     if not (0 <= at[0] < region.shape[0] and 0 <= at[1] < region.shape[1] and region[at]):
         return None
     mine = _climb(region, local, at)
     flat = np.where(region, local, -np.inf)
     top = np.unravel_index(np.argmax(flat), flat.shape)
-    height = min(local[mine], local[top])
-    if mine == top or height - _saddle(region, local, mine, top, structure) < max(
-        min_contrast_hu, 0.2 * (height - background)
-    ):
+    if mine == top or not _apart(region, local, mine, top, structure, min_contrast_hu, background):
         return None
     markers = np.zeros(region.shape, np.int32)
     markers[mine], markers[top] = 1, 2
@@ -471,6 +461,14 @@ def _peak_in(region, local, search, row, offset):
     return _climb(region, local, tuple(int(v) for v in pts[np.argmax(local[pts[:, 0], pts[:, 1]])]))
 
 
+def _apart(region, local, a, b, structure, min_contrast_hu, background) -> bool:
+    """Whether peaks ``a`` and ``b`` of ``region`` are two deposits: the dip between them is at
+    least a fifth of the lower one's contrast above ``background``, and ``min_contrast_hu``
+    (noise makes shallower dips on one deposit's plateau)."""
+    height = min(float(local[a]), float(local[b]))
+    return height - _saddle(region, local, a, b, structure) >= max(min_contrast_hu, 0.2 * (height - background))
+
+
 def _saddle(region, local, a, b, structure, steps: int = 12) -> float:
     """The highest level at which ``a`` and ``b`` stay connected within ``region`` (bisection)."""
     low, high = float(local[region].min()), float(min(local[a], local[b]))
@@ -507,7 +505,7 @@ def _bone_pieces_under(bone_mask, spacing, table, search) -> tuple[np.ndarray, n
         pts = pts[bone_mask[pts[:, 0], pts[:, 1]]]
         if not len(pts):
             continue
-        nearest = pts[np.argmin(((pts - (r, c)) * spacing) ** 2 @ np.ones(2))]
+        nearest = pts[np.argmin((((pts - (r, c)) * spacing) ** 2).sum(axis=1))]
         k = int(piece_of[nearest[0], nearest[1]])
         if k == largest or sizes_mm2[k - 1] > MAX_FREED_PIECE_MM2:
             continue
