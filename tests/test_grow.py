@@ -395,6 +395,20 @@ def test_seed_on_the_bone_itself_frees_nothing():
     assert not res.lesion_labels.any()
 
 
+def test_bone_piece_over_plain_soft_tissue_is_kept_when_clicked():
+    """Freeing a piece is undone when the seed then grows nothing: a click on a speck of the mask
+    over soft tissue must not lose the speck."""
+    p = make_phantom(15, **FAST)
+    r, c = _soft_tissue_pixel(p)
+    speck = np.zeros(p.bone_mask.shape, bool)
+    speck[r - 2 : r + 3, c - 2 : c + 3] = True
+    bone = p.bone_mask | speck
+    res = grow_lesions(p.image_hu, bone, p.spacing_mm, [(r, c), tuple(p.seeds[0])])
+    assert list(res.seeds["status"]) == ["on_bone", "ok"]
+    assert list(res.seeds["freed_from_bone_mm2"]) == [0.0, 0.0]
+    np.testing.assert_array_equal(res.bone_mask, bone)
+
+
 def test_separate_bone_piece_larger_than_a_deposit_is_kept():
     """A 48 mm^2 bright piece apart from the bone (a phalanx stump, say) stays bone."""
     img = np.full((120, 120), 40.0, np.float32)
@@ -455,11 +469,23 @@ def test_two_seeds_on_deposits_merged_by_blur_give_two_deposits():
         assert (grown_big & big).sum() / big.sum() > 0.95 and (grown_small & small).sum() / small.sum() > 0.95
 
 
+def test_automatic_mode_keeps_a_faint_deposit_beside_a_dense_one():
+    """Three pixels apart, 250 HU beside 1,800 HU: two candidates, two seeds at their brightest
+    pixels. The faint one's half-maximum takes in the dense one's blur; it is still measured on
+    its own, not moved onto the dense one."""
+    img, big, small, _ = _two_blurred_disks(gap_px=3, big_hu=1800.0, small_hu=250.0)
+    res = grow_lesions(img, np.zeros(img.shape, bool), 0.2)
+    assert list(res.seeds["status"]) == ["ok", "ok"]
+    sizes = sorted(int((res.lesion_labels == k).sum()) for k in (1, 2))
+    assert abs(sizes[0] - int(small.sum())) <= 5 and abs(sizes[1] - int(big.sum())) <= 5
+
+
 def test_second_click_on_one_deposit_stays_a_duplicate():
     img, big, small, small_centre = _two_blurred_disks(gap_px=1)
-    res = grow_lesions(img, np.zeros(img.shape, bool), 0.2, [(40, 30), small_centre, (37, 27)])
-    assert list(res.seeds["status"]) == ["ok", "ok", "duplicate_seed"]
-    assert list(res.seeds["lesion_id"]) == [1, 2, 1]
+    res = grow_lesions(img, np.zeros(img.shape, bool), 0.2, [(40, 30), small_centre, (37, 27), (40, 49)])
+    assert list(res.seeds["status"]) == ["ok", "ok", "duplicate_seed", "duplicate_seed"]
+    # each second click belongs to the deposit it is on, even on the small one's edge
+    assert list(res.seeds["lesion_id"]) == [1, 2, 1, 2]
 
 
 def test_touching_deposits_without_a_dip_stay_one():

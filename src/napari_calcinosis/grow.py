@@ -189,6 +189,11 @@ def grow_lesions(
         raise CalcinosisError(f"connectivity must be 4 or 8, got {connectivity}")
     if not 0.0 < fraction < 1.0:
         raise CalcinosisError(f"fraction must lie between 0 and 1, got {fraction}")
+    if not np.isfinite(image_hu).all():
+        raise CalcinosisError(
+            "the image has NaN or infinite pixels: give every pixel a number (e.g. -1000 HU, air, "
+            "outside the field of view), as CalcinosisImage does"
+        )
     given_seeds = None if seeds is None else _checked_seeds(seeds)
     spacing = _spacing_pair(spacing_mm)
     structure = ndi.generate_binary_structure(2, 1 if connectivity == 4 else 2)
@@ -203,11 +208,7 @@ def grow_lesions(
     # without moving edges.
     smooth = ndi.median_filter(work, size=3)
     pixel_area_mm2 = spacing[0] * spacing[1]
-    # Each ring pixel and the nearest pixel outside the ring, for giving the ring back below.
-    ring_r, ring_c = np.nonzero(edge_ring)
-    if ring_r.size:
-        nearest = ndi.distance_transform_edt(forbidden, sampling=spacing, return_indices=True)[1]
-        ring_nearest_r, ring_nearest_c = nearest[0][ring_r, ring_c], nearest[1][ring_r, ring_c]
+    finish = _Finish(bone_mask, forbidden, edge_ring, spacing, structure)
 
     auto = seeds is None
     if auto:
@@ -271,6 +272,7 @@ def grow_lesions(
         # than by one bright pixel.
         start = tuple(best)
         for _ in range(2):
+            level_peak = peak  # the peak this pass's level is drawn from, reported with it
             level = background + fraction * (peak - background)
             if work[start] < level:  # a noisy start pixel: take the brightest one in reach
                 start = tuple(int(v) for v in pts[np.argmax(work[pts[:, 0], pts[:, 1]])])
@@ -300,22 +302,7 @@ def grow_lesions(
             ir, ic = np.nonzero(interior)
             k = np.argmax(work[box][ir, ic])
             start = (int(ir[k]) + box[0].start, int(ic[k]) + box[1].start)
-        box = _bbox(region)
-        region[box] = _fill_holes_off_bone(region[box], bone_mask[box])
-        # Give back the ring next to the bone straight behind a deposit that touches it: a ring
-        # pixel joins when the nearest pixel outside the ring belongs to the deposit. No level
-        # test there: at the contact a pixel mixes bone and deposit, and the halo subtracted
-        # for it assumes bone and soft tissue, so its value says little.
-        if ring_r.size:
-            joins = region[ring_nearest_r, ring_nearest_c]
-            if joins.any():
-                extra = np.zeros_like(region)
-                extra[ring_r[joins], ring_c[joins]] = True
-                grown = region | extra
-                region = _flood_where(lambda win: grown[win], grown.shape, start, structure)
-        # The clicked pixel itself belongs to the deposit when it sits in the ring beside it.
-        if not region[r, c] and edge_ring[r, c] and region[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].any():
-            region[r, c] = True
+        region = finish(region, start, (r, c))
         box = _bbox(region)
         overlap = labels[box][region[box]]
         overlap = overlap[overlap > 0]
@@ -324,44 +311,85 @@ def grow_lesions(
             own_regions[len(rows) - 1] = (box, region[box].copy())
             continue
         labels[box][region[box]] = next_id
-        row.update(status="ok", lesion_id=next_id, peak_hu=peak, level_hu=level)
+        row.update(status="ok", lesion_id=next_id, peak_hu=level_peak, level_hu=level)
         next_id += 1
-    if not auto:
-        next_id = _split_shared_lesions(rows, labels, own_regions, work, smooth, search, structure, min_contrast_hu,
-                                        fraction, next_id)
+    if not auto and any(row["status"] == "duplicate_seed" for row in rows):
+        _split_shared_lesions(rows, labels, own_regions, work, smooth, search, finish, min_contrast_hu, fraction)
+        _number_in_click_order(rows, labels)
     table = pd.DataFrame(rows, columns=["seed_row", "seed_col", "lesion_id", "status", "peak_hu", "background_hu", "level_hu"])
     table["freed_from_bone_mm2"] = 0.0
     if not auto and free_bone_pieces:
         pieces, freed_mm2 = _bone_pieces_under(bone_mask, spacing, table, search)
-        if pieces.any():
+        while pieces.any():
             again = grow_lesions(
                 image_hu, bone_mask & ~pieces, spacing, seeds, threshold_hu=threshold_hu, margin_mm=margin_mm,
                 fraction=fraction, connectivity=connectivity, min_area_mm2=min_area_mm2,
                 min_contrast_hu=min_contrast_hu, free_bone_pieces=False,
             )
-            again.seeds["freed_from_bone_mm2"] = freed_mm2
-            return again
+            # A piece stays freed only if its seed then grew a deposit: a click on a speck of the
+            # mask over plain soft tissue must not lose the speck.
+            failed = (freed_mm2 > 0) & (again.seeds["status"].to_numpy() != "ok")
+            if not failed.any():
+                again.seeds["freed_from_bone_mm2"] = freed_mm2
+                return again
+            piece_of, _ = ndi.label(bone_mask, structure=_PIECES)
+            for i in np.flatnonzero(failed):
+                r, c = int(round(table.at[i, "seed_row"])), int(round(table.at[i, "seed_col"]))
+                pieces &= piece_of != _piece_at(bone_mask, piece_of, r, c, spacing, search)
+                freed_mm2[i] = 0.0
     return GrowResult(lesion_labels=labels, seeds=table, bone_mask=bone_mask)
 
 
-def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, structure, min_contrast_hu, fraction,
-                          next_id) -> int:
+class _Finish:
+    """The last steps of growing a deposit, for a region grown from ``start`` and clicked at ``click``.
+
+    Holes are filled (except around bone); the ring next to the bone is given back straight
+    behind a deposit that touches it: a ring pixel joins when the nearest pixel outside the
+    ring belongs to the deposit. No level test there: at the contact a pixel mixes bone and
+    deposit, and the halo subtracted for it assumes bone and soft tissue, so its value says
+    little. The clicked pixel itself joins when it sits in the ring beside the deposit.
+    """
+
+    def __init__(self, bone_mask, forbidden, edge_ring, spacing, structure):
+        self.bone_mask, self.edge_ring, self.structure = bone_mask, edge_ring, structure
+        self.ring_r, self.ring_c = np.nonzero(edge_ring)
+        if self.ring_r.size:
+            nearest = ndi.distance_transform_edt(forbidden, sampling=spacing, return_indices=True)[1]
+            self.near_r, self.near_c = nearest[0][self.ring_r, self.ring_c], nearest[1][self.ring_r, self.ring_c]
+
+    def __call__(self, region, start, click):
+        box = _bbox(region)
+        region[box] = _fill_holes_off_bone(region[box], self.bone_mask[box])
+        if self.ring_r.size:
+            joins = region[self.near_r, self.near_c]
+            if joins.any():
+                grown = region.copy()
+                grown[self.ring_r[joins], self.ring_c[joins]] = True
+                region = _flood_where(lambda win: grown[win], grown.shape, start, self.structure)
+        r, c = click
+        if not region[r, c] and self.edge_ring[r, c] and region[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].any():
+            region[r, c] = True
+        return region
+
+
+def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, finish, min_contrast_hu, fraction) -> None:
     """Give each seed its own deposit where several seeds landed on one grown region.
 
     Two deposits that touch, or whose blur overlaps above a half-maximum level, grow into one
-    another: the later seed's region (``own_regions``: row -> (box, mask)) runs into the
-    earlier seed's lesion. A later seed is a second deposit when it sits on its own intensity
-    peak, parted from every earlier seed's peak by a dip of at least a fifth of its contrast
-    (and ``min_contrast_hu``). The seeds' regions together are then cut along the valleys
-    between the peaks (watershed), and each part is trimmed to its own seed's half-maximum, so a
-    faint deposit beside a dense one is not grown at the dense one's level nor the reverse. A
-    seed on the same peak, a second click on one deposit, stays a ``duplicate_seed``. Returns
-    the next free lesion id.
+    another: a later seed's region (``own_regions``: row -> (box, mask)) runs into an earlier
+    seed's lesion. A later seed is a deposit of its own when it sits on its own intensity peak,
+    parted by a dip (:func:`_apart`) from the peak of every seed already given one. The seeds'
+    regions together are then cut along the valleys between the peaks (watershed), and each
+    part is grown again within its side at its own half-maximum (two passes, as in
+    :func:`grow_lesions`) and finished like any deposit. A seed on the same peak as another, a
+    second click on one deposit, stays a ``duplicate_seed`` of that deposit. Lesion ids are
+    renumbered afterwards (:func:`_number_in_click_order`).
     """
     shared: dict[int, list[int]] = {}
     for i, row in enumerate(rows):
         if row["status"] == "duplicate_seed":
             shared.setdefault(row["lesion_id"], []).append(i)
+    next_id = int(labels.max()) + 1
     for lesion_id, later in shared.items():
         first = next(i for i, row in enumerate(rows) if row["status"] == "ok" and row["lesion_id"] == lesion_id)
         union = labels == lesion_id
@@ -378,37 +406,77 @@ def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, struc
             continue
         for i in later:
             peak = _peak_in(region, local, search, rows[i], offset)
-            if peak is None:
-                continue
             background = _finite_or(rows[i]["background_hu"], rows[first]["background_hu"])
-            if all(_apart(region, local, peak, q, structure, min_contrast_hu, background) for q in peaks.values()):
+            if peak is not None and all(
+                _apart(region, local, peak, q, finish.structure, min_contrast_hu, background) for q in peaks.values()
+            ):
                 peaks[i] = peak
         if len(peaks) < 2:
             continue
         markers = np.zeros(region.shape, np.int32)
         for k, q in enumerate(peaks.values(), start=1):
             markers[q] = k
-        parts = watershed(-local, markers, mask=region, connectivity=structure)
-        view = labels[box]
-        view[region] = 0
+        sides = watershed(-local, markers, mask=region, connectivity=finish.structure)
+        labels[labels == lesion_id] = 0
+        grown = {}
         for k, i in enumerate(peaks, start=1):
-            part = parts == k
+            side = np.zeros(labels.shape, bool)
+            side[box] = sides == k
+            row = rows[i]
+            background = _finite_or(row["background_hu"], rows[first]["background_hu"])
+            peak_hu = float(local[peaks[i]])
+            start = (int(peaks[i][0] + offset[0]), int(peaks[i][1] + offset[1]))
+            near = [(start[0] + dr, start[1] + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
+            near = [q for q in near if 0 <= q[0] < side.shape[0] and 0 <= q[1] < side.shape[1] and side[q]]
+            start = max(near, key=lambda q: work[q])  # the median's peak; its brightest raw neighbour starts the flood
+            for _ in range(2):
+                level = background + fraction * (peak_hu - background)
+                part = _flood_where(lambda win, lv=level: side[win] & (work[win] >= lv), work.shape, start,
+                                    finish.structure)
+                pbox = _bbox(part)
+                interior = ndi.binary_erosion(part[pbox], structure=np.ones((3, 3), bool))
+                if interior.sum() < 9:
+                    break
+                plateau = max(float(np.median(smooth[pbox][interior])), background + min_contrast_hu)
+                if abs(plateau - peak_hu) < 0.02 * (peak_hu - background) or work[start] < background + fraction * (
+                    plateau - background
+                ):
+                    break
+                peak_hu = plateau
             if k > 1:
-                background = _finite_or(rows[i]["background_hu"], rows[first]["background_hu"])
-                interior = ndi.binary_erosion(part, structure=np.ones((3, 3), bool))
-                plateau = float(np.median(local[interior])) if interior.sum() >= 9 else float(local[peaks[i]])
-                level = background + fraction * (plateau - background)
-                rows[i].update(status="ok", lesion_id=next_id, peak_hu=plateau, background_hu=background, level_hu=level)
+                row["lesion_id"] = next_id
                 next_id += 1
-            kept, _ = ndi.label(part & (work[box] >= rows[i]["level_hu"]), structure=structure)
-            if kept[peaks[i]]:
-                part = kept == kept[peaks[i]]
-            view[part] = rows[i]["lesion_id"]
+            row.update(status="ok", peak_hu=peak_hu, background_hu=background, level_hu=level)
+            click = (int(round(row["seed_row"])), int(round(row["seed_col"])))
+            grown[i] = (finish(part, start, click) & (labels == 0)) | part
+        for i, part in grown.items():
+            others = np.zeros(labels.shape, bool)
+            for j, other in grown.items():
+                if j != i:
+                    others |= other
+            labels[part & ~others & (labels == 0)] = rows[i]["lesion_id"]
+        # A second click on one of the deposits belongs to the deposit its peak lies in.
+        owner = {k: rows[i]["lesion_id"] for k, i in enumerate(peaks, start=1)}
         for i in later:
             if i not in peaks:
-                r, c = (int(round(rows[i][key])) for key in ("seed_row", "seed_col"))
-                rows[i]["lesion_id"] = int(labels[r, c]) or rows[i]["lesion_id"]
-    return next_id
+                peak = _peak_in(region, local, search, rows[i], offset)
+                if peak is not None:
+                    rows[i]["lesion_id"] = owner[int(sides[peak])]
+
+
+def _number_in_click_order(rows, labels) -> None:
+    """Renumber lesions 1, 2, ... in the order of the seeds that grew them."""
+    order = []
+    for row in rows:
+        if row["status"] == "ok" and row["lesion_id"] not in order:
+            order.append(row["lesion_id"])
+    lookup = np.zeros(int(labels.max()) + 1, np.int32)
+    for new, old in enumerate(order, start=1):
+        lookup[old] = new
+    labels[...] = lookup[labels]
+    for row in rows:
+        if row["lesion_id"]:
+            row["lesion_id"] = int(lookup[row["lesion_id"]])
 
 
 def _own_side(region, local, at, structure, min_contrast_hu, background):
@@ -462,24 +530,30 @@ def _peak_in(region, local, search, row, offset):
 
 
 def _apart(region, local, a, b, structure, min_contrast_hu, background) -> bool:
-    """Whether peaks ``a`` and ``b`` of ``region`` are two deposits: the dip between them is at
-    least a fifth of the lower one's contrast above ``background``, and ``min_contrast_hu``
-    (noise makes shallower dips on one deposit's plateau)."""
+    """Whether peaks ``a`` and ``b`` of ``region`` are two deposits: every path between them
+    within ``region`` dips at least a fifth of the lower one's contrast above ``background``,
+    and ``min_contrast_hu`` (noise makes shallower dips on one deposit's plateau)."""
     height = min(float(local[a]), float(local[b]))
-    return height - _saddle(region, local, a, b, structure) >= max(min_contrast_hu, 0.2 * (height - background))
+    dip = max(min_contrast_hu, 0.2 * (height - background))
+    comp, _ = ndi.label(region & (local > height - dip), structure=structure)
+    return not (comp[a] and comp[a] == comp[b])
 
 
-def _saddle(region, local, a, b, structure, steps: int = 12) -> float:
-    """The highest level at which ``a`` and ``b`` stay connected within ``region`` (bisection)."""
-    low, high = float(local[region].min()), float(min(local[a], local[b]))
-    for _ in range(steps):
-        mid = 0.5 * (low + high)
-        comp, _ = ndi.label(region & (local >= mid), structure=structure)
-        if comp[a] and comp[a] == comp[b]:
-            low = mid
-        else:
-            high = mid
-    return low
+# Bone-mask pieces are told apart with 8-connectivity: a piece touching the bone only at a
+# corner is part of it, so a seed there does not free it.
+_PIECES = np.ones((3, 3), bool)
+
+
+def _piece_at(bone_mask, piece_of, r, c, spacing, search) -> int:
+    """The label in ``piece_of`` of the bone pixel nearest to (r, c) within reach, or 0."""
+    pts = search + (r, c)
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] < bone_mask.shape[0]) & (pts[:, 1] >= 0) & (pts[:, 1] < bone_mask.shape[1])
+    pts = pts[inside]
+    pts = pts[bone_mask[pts[:, 0], pts[:, 1]]]
+    if not len(pts):
+        return 0
+    nearest = pts[np.argmin((((pts - (r, c)) * spacing) ** 2).sum(axis=1))]
+    return int(piece_of[nearest[0], nearest[1]])
 
 
 def _bone_pieces_under(bone_mask, spacing, table, search) -> tuple[np.ndarray, np.ndarray]:
@@ -494,20 +568,13 @@ def _bone_pieces_under(bone_mask, spacing, table, search) -> tuple[np.ndarray, n
     on_bone = np.flatnonzero(table["status"].to_numpy() == "on_bone")
     if not on_bone.size:
         return pieces, freed_mm2
-    piece_of, _ = ndi.label(bone_mask)
+    piece_of, _ = ndi.label(bone_mask, structure=_PIECES)
     sizes_mm2 = np.bincount(piece_of.ravel())[1:] * spacing[0] * spacing[1]
     largest = int(np.argmax(sizes_mm2)) + 1
     for i in on_bone:
-        r, c = int(round(table.at[i, "seed_row"])), int(round(table.at[i, "seed_col"]))
-        pts = search + (r, c)
-        inside = (pts[:, 0] >= 0) & (pts[:, 0] < bone_mask.shape[0]) & (pts[:, 1] >= 0) & (pts[:, 1] < bone_mask.shape[1])
-        pts = pts[inside]
-        pts = pts[bone_mask[pts[:, 0], pts[:, 1]]]
-        if not len(pts):
-            continue
-        nearest = pts[np.argmin((((pts - (r, c)) * spacing) ** 2).sum(axis=1))]
-        k = int(piece_of[nearest[0], nearest[1]])
-        if k == largest or sizes_mm2[k - 1] > MAX_FREED_PIECE_MM2:
+        k = _piece_at(bone_mask, piece_of, int(round(table.at[i, "seed_row"])), int(round(table.at[i, "seed_col"])),
+                      spacing, search)
+        if k == 0 or k == largest or sizes_mm2[k - 1] > MAX_FREED_PIECE_MM2:
             continue
         piece = piece_of == k
         if not (pieces & piece).any():

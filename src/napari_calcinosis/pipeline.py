@@ -116,7 +116,7 @@ def quantify(
         candidates=candidates, threshold_hu=threshold_hu, margin_mm=margin_mm,
         connectivity=connectivity, min_area_mm2=min_area_mm2,
     )
-    if grown.bone_mask is not bone_mask:
+    if (grown.seeds["freed_from_bone_mm2"] > 0).any():
         # A seed took a piece of the mask back as a deposit (see grow_lesions): the mask and the
         # candidates reported are the ones it was measured with.
         bone_mask = grown.bone_mask
