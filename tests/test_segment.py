@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from napari_calcinosis import CalcinosisError, dice, load_model, make_phantom, segment_phalanges
-from napari_calcinosis.segment import bundled_model_path, resample, select_device
+from napari_calcinosis.segment import (
+    MIN_BONE_PIECE_HU,
+    bundled_model_path,
+    drop_pieces_without_calcium,
+    resample,
+    select_device,
+)
+from napari_calcinosis.subtract import DEFAULT_THRESHOLD_HU
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +57,32 @@ def test_deposits_touching_bone_are_not_bone(model):
             assert seg.bone_mask[lesion].mean() < 0.2, (seed, lesion_id)
             checked += 1
     assert checked >= 3
+
+
+def test_mask_pieces_without_calcium_are_dropped():
+    """A piece of mask over soft tissue (one noisy 400 HU pixel in it) is not bone; a piece with
+    cortex is, however faint its medulla; a piece touching it at a corner is part of it."""
+    image = np.full((60, 60), 40.0, np.float32)
+    mask = np.zeros(image.shape, bool)
+    mask[5:25, 5:25] = True  # bone: 300 HU medulla in a 900 HU cortex
+    image[5:25, 5:25] = 900.0
+    image[8:22, 8:22] = 300.0
+    mask[25:28, 25:28] = True  # touches the bone at a corner only
+    mask[35:55, 35:55] = True  # soft tissue taken for bone
+    image[45, 45] = 400.0
+    kept = drop_pieces_without_calcium(mask, image)
+    np.testing.assert_array_equal(kept, mask & (np.arange(60)[:, None] < 30))
+    assert MIN_BONE_PIECE_HU == DEFAULT_THRESHOLD_HU  # the calcium threshold of subtract_bone
+    np.testing.assert_array_equal(drop_pieces_without_calcium(mask, image, min_hu=-1000.0), mask)
+
+
+def test_segmentation_drops_only_pieces_without_calcium(model):
+    p = make_phantom(14, max_size_px=300)
+    raw = segment_phalanges(p.to_image(), model, device="cpu", min_piece_hu=None)
+    np.testing.assert_array_equal(raw.bone_mask, raw.probability > 0.5)
+    seg = segment_phalanges(p.to_image(), model, device="cpu")
+    np.testing.assert_array_equal(seg.bone_mask, drop_pieces_without_calcium(raw.bone_mask, p.image_hu))
+    np.testing.assert_array_equal(seg.probability, raw.probability)
 
 
 def test_any_image_size_and_flip_tta(model):
