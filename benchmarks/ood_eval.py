@@ -12,7 +12,9 @@ For each case ``quantify`` runs with the true seeds, as a reader would click the
 Dice of the U-Net's mask against the true bone; how much of the deposits the U-Net took for
 bone, and how much is still in the final bone mask once the seeds took back what they could;
 area agreement (Lin's CCC, Bland-Altman bias and 95 % limits, median relative error) and seeds
-not measured.
+not measured. Then automatic mode (no seeds) on the same mask: the calcinosis burden per image
+(total area) against the truth, the share of deposits it finds (all, and those of 1 mm² or
+more), and the lesions it adds where there is no deposit.
 """
 
 from __future__ import annotations
@@ -62,6 +64,25 @@ def evaluate_case(case: dict, model, seed: int) -> tuple[dict, pd.DataFrame, np.
         "n_deposits": len(seeds),
         "notes": str(case.get("notes", "")),
     }
+    # Automatic mode (no clicks) on the segmented mask: the burden per image, what it finds and
+    # what it adds (vessels, splints, bone edges are bright too).
+    auto = quantify(image, None, bone_mask=pred, device="cpu")
+    labels = np.asarray(case["deposits"])
+    found = auto.lesion_labels > 0
+    true_ids = np.arange(1, len(seeds) + 1)
+    detected = np.array([bool(found[labels == k].any()) for k in true_ids], bool)
+    lesion_ids = np.unique(auto.lesion_labels[found])
+    false_ids = [k for k in lesion_ids if not deposits[auto.lesion_labels == k].any()]
+    px_mm2 = spacing * spacing
+    row.update({
+        "true_total_mm2": float(np.sum(case["areas_mm2"])),
+        "auto_total_mm2": auto.total_area_mm2,
+        "auto_detected": int(detected.sum()),
+        "auto_detected_1mm2": int(detected[np.asarray(case["areas_mm2"], float)[: len(seeds)] >= 1.0].sum()),
+        "n_deposits_1mm2": int((np.asarray(case["areas_mm2"], float)[: len(seeds)] >= 1.0).sum()),
+        "auto_false_lesions": len(false_ids),
+        "auto_false_mm2": float(sum((auto.lesion_labels == k).sum() for k in false_ids) * px_mm2),
+    })
     areas = pd.DataFrame({
         "seed": seed,
         "deposit": np.arange(1, len(seeds) + 1),
@@ -93,10 +114,21 @@ def summary(cases: pd.DataFrame, areas: pd.DataFrame) -> dict:
         "statuses": {str(k): int(v) for k, v in areas["status"].value_counts().items()},
         "area_lins_ccc": float(lins_ccc(ok["true_area_mm2"], ok["area_mm2"])[0]) if len(ok) > 2 else float("nan"),
         "area_bias_mm2": float(diff.mean()) if len(ok) else float("nan"),
-        "area_loa_mm2": [float(diff.mean() - 1.96 * diff.std(ddof=1)), float(diff.mean() + 1.96 * diff.std(ddof=1))]
-        if len(ok) > 2 else [float("nan")] * 2,
+        "area_loa_mm2": [float(v) for v in _loa(diff)] if len(ok) > 2 else [float("nan")] * 2,
         "area_median_relative_error": float(np.median(rel)) if len(ok) else float("nan"),
+        "auto_burden_lins_ccc": float(lins_ccc(cases["true_total_mm2"], cases["auto_total_mm2"])[0]),
+        "auto_burden_bias_mm2": float((cases["auto_total_mm2"] - cases["true_total_mm2"]).mean()),
+        "auto_burden_loa_mm2": [float(v) for v in _loa(cases["auto_total_mm2"] - cases["true_total_mm2"])],
+        "auto_sensitivity": float(cases["auto_detected"].sum() / max(cases["n_deposits"].sum(), 1)),
+        "auto_sensitivity_1mm2": float(cases["auto_detected_1mm2"].sum() / max(cases["n_deposits_1mm2"].sum(), 1)),
+        "auto_false_lesions_per_image": float(cases["auto_false_lesions"].mean()),
+        "auto_false_mm2_per_image": float(cases["auto_false_mm2"].mean()),
     }
+
+
+def _loa(diff) -> tuple[float, float]:
+    diff = np.asarray(diff, float)
+    return diff.mean() - 1.96 * diff.std(ddof=1), diff.mean() + 1.96 * diff.std(ddof=1)
 
 
 def save_montage(path: Path, shown: list) -> None:
