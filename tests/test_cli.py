@@ -81,6 +81,7 @@ def test_quantify_png_needs_pixel_size_and_a_bad_file_does_not_stop_the_batch(sa
     r = run("quantify", png, "--out", tmp_path / "r2.csv", "--device", "cpu")
     assert r.returncode == 1
     assert "pixel_size_mm" in r.stderr or "--pixel-size" in r.stderr
+    assert "without --seeds" not in r.stderr  # nothing was measured, so no note about how
 
 
 def test_quantify_automatic_mode_to_stdout(samples):
@@ -89,6 +90,7 @@ def test_quantify_automatic_mode_to_stdout(samples):
     lines = r.stdout.strip().splitlines()
     assert lines[0].startswith("image,lesion_id")
     assert len(lines) >= 2
+    assert "without --seeds every candidate deposit was measured" in r.stderr  # a first look, said so
 
 
 def test_demo(tmp_path):

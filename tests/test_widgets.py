@@ -374,6 +374,7 @@ def test_layers_the_user_made_or_edited_are_never_replaced(sample, monkeypatch):
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value, q.use_seeds.value = image, "cpu", False
     result = q.run()
+    assert "seeds proposed automatically: check them" in q.status.value
     assert np.array_equal(result.bone_mask, users_bone > 0)  # the user's bone layer, as it is
     assert np.array_equal(points.data, clicked) and "seeds (new)" in viewer.layers
     auto = viewer.layers["seeds (new)"]

@@ -541,6 +541,10 @@ class QuantifyWidget(_Widget):
             lesions = show_lesions(v, result, layer)
             lesions.contour = 1
             self.status.value = lesions.metadata["summary"]
+            if seeds is None:
+                # On images from unknown sources automatic mode also takes arteries, splints and
+                # the nail, and misses deposits (docs/validation.md): a proposal to check.
+                self.status.value += "; seeds proposed automatically: check them, then Quantify again"
             v.scale_bar.visible = True
             v.layers.selection.active = lesions
             return result

@@ -251,6 +251,10 @@ def cmd_quantify(args) -> int:
         print(f"wrote {len(out)} rows ({n_ok} lesions measured) for {len(images)} image(s) to {args.out}", file=sys.stderr)
     else:
         out.to_csv(sys.stdout, index=False)
+    if not args.seeds and failed < len(images):
+        print("note: without --seeds every candidate deposit was measured (automatic mode), a first look: on images "
+              "from unknown sources it also measures arteries, splints and the nail and misses some deposits; give "
+              "--seeds for numbers you report", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(images)} image(s) failed; see the rows whose status starts with 'error'", file=sys.stderr)
     return 1 if failed else 0
