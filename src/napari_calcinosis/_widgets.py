@@ -415,8 +415,7 @@ def show_lesions(viewer, result, image_layer):
     widget_status = f"{len(features)} lesion(s), {total:.2f} mm² in all"
     if n_fail:
         widget_status += f"; {n_fail} seed(s) failed: " + ", ".join(table.loc[table["lesion_id"] == 0, "status"])
-    freed = table.get("freed_from_bone_mm2", pd.Series(0.0, index=table.index))
-    n_freed = int(((freed > 0) & (table["status"] == "ok")).sum())
+    n_freed = int(((table["freed_from_bone_mm2"] > 0) & (table["status"] == "ok")).sum())
     if n_freed:
         widget_status += f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there"
     layer.metadata["summary"] = widget_status

@@ -95,6 +95,14 @@ def _disk_offsets(radius_mm: float, spacing) -> np.ndarray:
     return np.stack([r[keep], c[keep]], axis=1)
 
 
+def _within_reach(search, centre, mask) -> np.ndarray:
+    """The pixels ``centre + search`` that lie inside ``mask``'s array and where it is True."""
+    pts = search + centre
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] < mask.shape[0]) & (pts[:, 1] >= 0) & (pts[:, 1] < mask.shape[1])
+    pts = pts[inside]
+    return pts[mask[pts[:, 0], pts[:, 1]]]
+
+
 def _window(shape, centre, radius_px):
     r0 = max(0, centre[0] - radius_px[0])
     c0 = max(0, centre[1] - radius_px[1])
@@ -246,10 +254,7 @@ def grow_lesions(
             row.update(status="duplicate_seed", lesion_id=int(labels[r, c]))
             continue
         # Peak: the brightest allowed pixel within reach of the click.
-        pts = search + (r, c)
-        inside = (pts[:, 0] >= 0) & (pts[:, 0] < image_hu.shape[0]) & (pts[:, 1] >= 0) & (pts[:, 1] < image_hu.shape[1])
-        pts = pts[inside]
-        pts = pts[allowed[pts[:, 0], pts[:, 1]]]
+        pts = _within_reach(search, (r, c), allowed)
         if len(pts) == 0:
             row["status"] = "on_bone"
             continue
@@ -319,8 +324,9 @@ def grow_lesions(
     table = pd.DataFrame(rows, columns=["seed_row", "seed_col", "lesion_id", "status", "peak_hu", "background_hu", "level_hu"])
     table["freed_from_bone_mm2"] = 0.0
     if not auto and free_bone_pieces:
-        pieces, freed_mm2 = _bone_pieces_under(bone_mask, spacing, table, search)
-        while pieces.any():
+        piece_of, piece_of_seed, freed_mm2 = _bone_pieces_under(bone_mask, spacing, table, search)
+        while freed_mm2.any():
+            pieces = np.isin(piece_of, piece_of_seed[piece_of_seed > 0])
             again = grow_lesions(
                 image_hu, bone_mask & ~pieces, spacing, seeds, threshold_hu=threshold_hu, margin_mm=margin_mm,
                 fraction=fraction, connectivity=connectivity, min_area_mm2=min_area_mm2,
@@ -332,11 +338,8 @@ def grow_lesions(
             if not failed.any():
                 again.seeds["freed_from_bone_mm2"] = freed_mm2
                 return again
-            piece_of, _ = ndi.label(bone_mask, structure=_PIECES)
-            for i in np.flatnonzero(failed):
-                r, c = int(round(table.at[i, "seed_row"])), int(round(table.at[i, "seed_col"]))
-                pieces &= piece_of != _piece_at(bone_mask, piece_of, r, c, spacing, search)
-                freed_mm2[i] = 0.0
+            piece_of_seed[np.isin(piece_of_seed, piece_of_seed[failed])] = 0
+            freed_mm2[failed] = 0.0
     return GrowResult(lesion_labels=labels, seeds=table, bone_mask=bone_mask)
 
 
@@ -404,8 +407,8 @@ def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, finis
         peaks = {first: _peak_in(region, local, search, rows[first], offset)}
         if peaks[first] is None:
             continue
-        for i in later:
-            peak = _peak_in(region, local, search, rows[i], offset)
+        later_peaks = {i: _peak_in(region, local, search, rows[i], offset) for i in later}
+        for i, peak in later_peaks.items():
             background = _finite_or(rows[i]["background_hu"], rows[first]["background_hu"])
             if peak is not None and all(
                 _apart(region, local, peak, q, finish.structure, min_contrast_hu, background) for q in peaks.values()
@@ -449,19 +452,14 @@ def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, finis
             row.update(status="ok", peak_hu=peak_hu, background_hu=background, level_hu=level)
             click = (int(round(row["seed_row"])), int(round(row["seed_col"])))
             grown[i] = (finish(part, start, click) & (labels == 0)) | part
+        contested = np.sum(list(grown.values()), axis=0) > 1  # reached by two finished parts: neither's
         for i, part in grown.items():
-            others = np.zeros(labels.shape, bool)
-            for j, other in grown.items():
-                if j != i:
-                    others |= other
-            labels[part & ~others & (labels == 0)] = rows[i]["lesion_id"]
+            labels[part & ~contested & (labels == 0)] = rows[i]["lesion_id"]
         # A second click on one of the deposits belongs to the deposit its peak lies in.
         owner = {k: rows[i]["lesion_id"] for k, i in enumerate(peaks, start=1)}
-        for i in later:
-            if i not in peaks:
-                peak = _peak_in(region, local, search, rows[i], offset)
-                if peak is not None:
-                    rows[i]["lesion_id"] = owner[int(sides[peak])]
+        for i, peak in later_peaks.items():
+            if i not in peaks and peak is not None:
+                rows[i]["lesion_id"] = owner[int(sides[peak])]
 
 
 def _number_in_click_order(rows, labels) -> None:
@@ -520,10 +518,7 @@ def _peak_in(region, local, search, row, offset):
     neighbours until none is brighter: the top of the deposit under the click, not the flank
     of a brighter neighbour that happens to be within reach.
     """
-    pts = search + (int(round(row["seed_row"])), int(round(row["seed_col"]))) - offset
-    inside = (pts[:, 0] >= 0) & (pts[:, 0] < region.shape[0]) & (pts[:, 1] >= 0) & (pts[:, 1] < region.shape[1])
-    pts = pts[inside]
-    pts = pts[region[pts[:, 0], pts[:, 1]]]
+    pts = _within_reach(search, (int(round(row["seed_row"])), int(round(row["seed_col"]))) - offset, region)
     if not len(pts):
         return None
     return _climb(region, local, tuple(int(v) for v in pts[np.argmax(local[pts[:, 0], pts[:, 1]])]))
@@ -546,28 +541,26 @@ _PIECES = np.ones((3, 3), bool)
 
 def _piece_at(bone_mask, piece_of, r, c, spacing, search) -> int:
     """The label in ``piece_of`` of the bone pixel nearest to (r, c) within reach, or 0."""
-    pts = search + (r, c)
-    inside = (pts[:, 0] >= 0) & (pts[:, 0] < bone_mask.shape[0]) & (pts[:, 1] >= 0) & (pts[:, 1] < bone_mask.shape[1])
-    pts = pts[inside]
-    pts = pts[bone_mask[pts[:, 0], pts[:, 1]]]
+    pts = _within_reach(search, (r, c), bone_mask)
     if not len(pts):
         return 0
     nearest = pts[np.argmin((((pts - (r, c)) * spacing) ** 2).sum(axis=1))]
     return int(piece_of[nearest[0], nearest[1]])
 
 
-def _bone_pieces_under(bone_mask, spacing, table, search) -> tuple[np.ndarray, np.ndarray]:
-    """The small separate bone-mask pieces that ``on_bone`` seeds lie on, and each seed's share.
+def _bone_pieces_under(bone_mask, spacing, table, search):
+    """The small separate bone-mask pieces that ``on_bone`` seeds lie on.
 
     A seed's piece is the one holding the bone pixel nearest to it within reach of the click.
-    Returns the union of the pieces to free and, per seed, the area freed (mm²; a piece is
-    counted for the first seed on it).
+    Returns the pieces' labels (8-connected; None when no seed is ``on_bone``), each seed's piece
+    to free (0: none), and the area freed per seed (mm²; a piece is counted for the first seed on
+    it).
     """
-    pieces = np.zeros(bone_mask.shape, bool)
+    piece_of_seed = np.zeros(len(table), np.int64)
     freed_mm2 = np.zeros(len(table))
     on_bone = np.flatnonzero(table["status"].to_numpy() == "on_bone")
-    if not on_bone.size:
-        return pieces, freed_mm2
+    if not on_bone.size:  # the usual case: no labelling on every regrow
+        return None, piece_of_seed, freed_mm2
     piece_of, _ = ndi.label(bone_mask, structure=_PIECES)
     sizes_mm2 = np.bincount(piece_of.ravel())[1:] * spacing[0] * spacing[1]
     largest = int(np.argmax(sizes_mm2)) + 1
@@ -576,11 +569,10 @@ def _bone_pieces_under(bone_mask, spacing, table, search) -> tuple[np.ndarray, n
                       spacing, search)
         if k == 0 or k == largest or sizes_mm2[k - 1] > MAX_FREED_PIECE_MM2:
             continue
-        piece = piece_of == k
-        if not (pieces & piece).any():
+        if k not in piece_of_seed:
             freed_mm2[i] = sizes_mm2[k - 1]
-        pieces |= piece
-    return pieces, freed_mm2
+        piece_of_seed[i] = k
+    return piece_of, piece_of_seed, freed_mm2
 
 
 def _fill_holes_off_bone(region: np.ndarray, bone_mask: np.ndarray) -> np.ndarray:
