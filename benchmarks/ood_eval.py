@@ -12,7 +12,8 @@ For each case ``quantify`` runs with the true seeds, as a reader would click the
 Dice of the U-Net's mask against the true bone; how much of the deposits the U-Net took for
 bone, and how much is still in the final bone mask once the seeds took back what they could;
 area agreement (Lin's CCC, Bland-Altman bias and 95 % limits, median relative error) and seeds
-not measured. Then automatic mode (no seeds) on the same mask: the calcinosis burden per image
+not measured. ``benchmarks/ood/ours_basic.py`` wraps our own basic phantoms the same way (the
+"ours, basic" rows of docs/validation.md). Then automatic mode (no seeds) on the same mask: the calcinosis burden per image
 (total area) against the truth, the share of deposits it finds (all, and those of 1 mm² or
 more), and the lesions it adds where there is no deposit.
 """
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from napari_calcinosis import CalcinosisImage, dice, load_model, quantify
-from napari_calcinosis.segment import drop_pieces_without_calcium
+from napari_calcinosis.segment import drop_pieces_in_air, drop_pieces_without_calcium
 from napari_calcinosis.stats import lins_ccc
 
 
@@ -49,7 +50,8 @@ def evaluate_case(case: dict, model, seed: int) -> tuple[dict, pd.DataFrame, np.
     truth_bone = np.asarray(case["bone"], bool)
     # The U-Net's own mask for the segmentation figures: result.bone_mask is that mask less the
     # pieces the (true) seeds took back as deposits, reported on its own below.
-    pred = drop_pieces_without_calcium(result.bone_probability > 0.5, image.pixels_hu)
+    pred = drop_pieces_in_air(drop_pieces_without_calcium(result.bone_probability > 0.5, image.pixels_hu),
+                              image.pixels_hu, spacing)
     deposits = np.asarray(case["deposits"]) > 0
     inter = float((pred & truth_bone).sum())
     row = {

@@ -9,6 +9,7 @@ from napari_calcinosis import CalcinosisError, dice, load_model, make_phantom, s
 from napari_calcinosis.segment import (
     MIN_BONE_PIECE_HU,
     bundled_model_path,
+    drop_pieces_in_air,
     drop_pieces_without_calcium,
     resample,
     select_device,
@@ -81,8 +82,29 @@ def test_segmentation_drops_only_pieces_without_calcium(model):
     raw = segment_phalanges(p.to_image(), model, device="cpu", min_piece_hu=None)
     np.testing.assert_array_equal(raw.bone_mask, raw.probability > 0.5)
     seg = segment_phalanges(p.to_image(), model, device="cpu")
-    np.testing.assert_array_equal(seg.bone_mask, drop_pieces_without_calcium(raw.bone_mask, p.image_hu))
+    np.testing.assert_array_equal(
+        seg.bone_mask, drop_pieces_in_air(drop_pieces_without_calcium(raw.bone_mask, p.image_hu), p.image_hu, p.spacing_mm))
     np.testing.assert_array_equal(seg.probability, raw.probability)
+
+
+def test_mask_pieces_that_air_surrounds_are_dropped():
+    """A metal bar lying in air beside the finger (a splint) is not bone; a bone inside the soft
+    tissue is, also where the image border cuts it, and so is a bone near the skin."""
+    spacing = 0.2
+    image = np.full((100, 120), -1000.0, np.float32)  # air
+    image[20:80, :100] = 40.0  # the finger, running off the left border
+    mask = np.zeros(image.shape, bool)
+    mask[35:65, 0:60] = True  # bone cut by the border, 3 mm of tissue above and below
+    image[mask] = 1000.0
+    mask[23:31, 70:90] = True  # a bone 0.6 mm under the skin: 14 % of its 1 mm ring is air
+    image[23:31, 70:90] = 1000.0
+    mask[88:94, 20:90] = True  # a splint in air, 1.6 mm off the skin
+    image[88:94, 20:90] = 3000.0
+    kept = drop_pieces_in_air(mask, image, spacing)
+    np.testing.assert_array_equal(kept, mask & (np.arange(100)[:, None] < 80))
+    # All of it kept without air around (the finger in a water bath, or the rule off).
+    np.testing.assert_array_equal(drop_pieces_in_air(mask, np.where(image < -500, 0.0, image), spacing), mask)
+    np.testing.assert_array_equal(drop_pieces_in_air(mask, image, spacing, max_air_fraction=1.0), mask)
 
 
 def test_any_image_size_and_flip_tta(model):
