@@ -17,6 +17,7 @@ from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
 from .io import CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit
+from .subtract import air_around
 
 __all__ = [
     "PhalanxModel",
@@ -491,31 +492,22 @@ def drop_pieces_without_calcium(bone_mask: np.ndarray, pixels_hu: np.ndarray,
 # generators (ours and four written independently) none had more than 8 % air within 1 mm
 # around it, while splints taken for bone had 23-63 % (docs/validation.md).
 MAX_AIR_AROUND_BONE = 0.2
-AIR_RING_MM = 1.0
-AIR_HU = -250.0  # air, also in 8-bit exports at window 1500 / level 450 (which floor at -300 HU)
 
 
 def drop_pieces_in_air(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm,
                        max_air_fraction: float = MAX_AIR_AROUND_BONE) -> np.ndarray:
     """``bone_mask`` without its pieces (8-connected) that air surrounds.
 
-    A piece is dropped when more than ``max_air_fraction`` of the pixels within ``AIR_RING_MM``
-    (1 mm) outside it, and nearer to it than to any other piece, are air (below ``AIR_HU``
-    after a 3x3 median). Only the ring inside the image counts, so a bone cut by the border is
-    judged by the tissue around the rest of it.
+    A piece is dropped when more than ``max_air_fraction`` of the pixels within 1 mm outside
+    it, and nearer to it than to any other piece, are air (below -250 HU after a 3x3 median;
+    :func:`~napari_calcinosis.subtract.air_around`). Only the ring inside the image counts, so
+    a bone cut by the border is judged by the tissue around the rest of it.
     """
     bone_mask = np.asarray(bone_mask, bool)
     pieces, n = ndi.label(bone_mask, structure=np.ones((3, 3), bool))
     if not n:
         return bone_mask
-    spacing = np.broadcast_to(np.asarray(spacing_mm, float), (2,))
-    dist, (ir, ic) = ndi.distance_transform_edt(~bone_mask, sampling=spacing, return_indices=True)
-    ring = (dist > 0) & (dist <= AIR_RING_MM)
-    owner = pieces[ir[ring], ic[ring]]
-    air = ndi.median_filter(np.asarray(pixels_hu, np.float32), size=3)[ring] < AIR_HU
-    around = np.bincount(owner, minlength=n + 1)
-    in_air = np.bincount(owner, weights=air, minlength=n + 1)
-    keep = in_air <= max_air_fraction * np.maximum(around, 1)
+    keep = air_around(pieces, n, pixels_hu, spacing_mm) <= max_air_fraction
     keep[0] = False
     return keep[pieces]
 
