@@ -607,3 +607,30 @@ def test_region_grow_matches_simpleitk_connected_threshold():
             sitk.ConnectedThreshold(image, seedList=[(int(seed[1]), int(seed[0]))], lower=150.0, upper=3000.0)
         ).astype(bool)
         assert np.array_equal(region_grow(p.image_hu, seed, 150.0, 3000.0), ref)
+
+
+def test_automatic_mode_leaves_out_bright_things_in_air():
+    """A deposit in the finger's soft tissue is proposed; a splint lying in the air beside the
+    finger, and a ring on the skin's surface, are not. A seed on the splint still measures it:
+    a click is the reader's word."""
+    spacing = 0.2
+    img = np.full((120, 160), -1000.0, np.float32)  # air
+    img[20:90, :] = 40.0  # the finger
+    bone = np.zeros(img.shape, bool)
+    bone[45:65, :] = True
+    img[bone] = 1000.0
+    img = ndi.gaussian_filter(img, 0.8)
+    deposit = (np.arange(120)[:, None] - 32) ** 2 + (np.arange(160)[None, :] - 80) ** 2 <= 5**2  # 3 mm from the skin
+    splint = np.zeros(img.shape, bool)
+    splint[100:106, 20:140] = True  # 2 mm off the skin, in air
+    ring = (np.arange(120)[:, None] - 17) ** 2 + (np.arange(160)[None, :] - 40) ** 2 <= 3**2  # on the skin
+    for mask, hu in ((deposit, 900.0), (splint, 2500.0), (ring, 2500.0)):
+        img[ndi.gaussian_filter(mask.astype(np.float32), 0.8) > 0.5] = hu
+    auto = grow_lesions(img, bone, spacing)
+    assert list(auto.seeds["status"]) == ["ok"] and list(auto.seeds["lesion_id"]) == [1]
+    assert set(np.unique(auto.lesion_labels)) == {0, 1}
+    found = auto.lesion_labels == 1
+    assert found[32, 80] and (found & deposit).sum() >= 0.9 * deposit.sum()
+    clicked = grow_lesions(img, bone, spacing, [(103, 80)])
+    assert list(clicked.seeds["status"]) == ["ok"]
+    assert (clicked.lesion_labels == 1)[splint].mean() > 0.9
