@@ -102,8 +102,10 @@ def test_mask_pieces_that_air_surrounds_are_dropped():
     image[88:94, 20:90] = 3000.0
     kept = drop_pieces_in_air(mask, image, spacing)
     np.testing.assert_array_equal(kept, mask & (np.arange(100)[:, None] < 80))
-    # All of it kept without air around (the finger in a water bath, or the rule off).
+    # All of it kept without air around (the finger in a water bath, or the rule off), and where
+    # the "air" is a scanner's padding outside its field of view (-3024 HU): no data, not air.
     np.testing.assert_array_equal(drop_pieces_in_air(mask, np.where(image < -500, 0.0, image), spacing), mask)
+    np.testing.assert_array_equal(drop_pieces_in_air(mask, np.where(image < -500, -3024.0, image), spacing), mask)
     np.testing.assert_array_equal(drop_pieces_in_air(mask, image, spacing, max_air_fraction=1.0), mask)
 
 

@@ -51,21 +51,26 @@ def dilate_mm(mask: np.ndarray, margin_mm: float, spacing_mm) -> np.ndarray:
     return distance_mm <= margin_mm
 
 
-# Air, also in 8-bit exports at window 1500 / level 450 (which floor at -300 HU).
+# Air, also in 8-bit exports at window 1500 / level 450 (which floor at -300 HU). Below
+# NO_DATA_HU a pixel is a scanner's padding outside the reconstructed field of view (-2048,
+# -3024 HU, ...): neither air nor tissue, it is left out of the count.
 AIR_HU = -250.0
+NO_DATA_HU = -1150.0
 AIR_RING_MM = 1.0
 
 
 def air_around(labels: np.ndarray, n: int, image_hu: np.ndarray, spacing_mm, ring_mm: float = AIR_RING_MM) -> np.ndarray:
     """The share of air around each labelled object: of the pixels within ``ring_mm`` outside
     the objects and nearer to object k than to any other, those below ``AIR_HU`` after a 3x3
-    median. Only the image counts (a border cuts the ring). Index k holds object k's share
-    (index 0 is unused, 0.0)."""
+    median. Only the image counts (a border cuts the ring), and padding outside the scanner's
+    field of view (below ``NO_DATA_HU``) does not count. Index k holds object k's share (index
+    0 is unused, 0.0)."""
     spacing = _spacing_pair(spacing_mm)
+    smooth = ndi.median_filter(np.asarray(image_hu, np.float32), size=3)
     dist, (ir, ic) = ndi.distance_transform_edt(labels == 0, sampling=spacing, return_indices=True)
-    ring = (dist > 0) & (dist <= ring_mm)
+    ring = (dist > 0) & (dist <= ring_mm) & (smooth >= NO_DATA_HU)
     owner = labels[ir[ring], ic[ring]]
-    air = ndi.median_filter(np.asarray(image_hu, np.float32), size=3)[ring] < AIR_HU
+    air = smooth[ring] < AIR_HU
     around = np.bincount(owner, minlength=n + 1)
     share = np.bincount(owner, weights=air, minlength=n + 1) / np.maximum(around, 1)
     share[0] = 0.0
