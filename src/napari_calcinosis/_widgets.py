@@ -188,6 +188,9 @@ class _Widget(Container):
         super().__init__(**kwargs)
         self.viewer = viewer
         self.status = Label(value="")
+        # A long status (failed seeds, what was left out) wraps instead of widening the dock
+        # until the canvas is squeezed out of the window.
+        self.status.native.setWordWrap(True)
         # Layers carry scale = pixel spacing and units = mm, so the scale bar reads mm.
         viewer.scale_bar.visible = True
 
