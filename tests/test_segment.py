@@ -77,7 +77,7 @@ def test_mask_pieces_without_calcium_are_dropped():
     np.testing.assert_array_equal(drop_pieces_without_calcium(mask, image, min_hu=-1000.0), mask)
 
 
-def test_segmentation_drops_only_pieces_without_calcium(model):
+def test_segmentation_drops_only_pieces_without_calcium_or_in_air(model):
     p = make_phantom(14, max_size_px=300)
     raw = segment_phalanges(p.to_image(), model, device="cpu", min_piece_hu=None)
     np.testing.assert_array_equal(raw.bone_mask, raw.probability > 0.5)

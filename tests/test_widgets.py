@@ -380,3 +380,26 @@ def test_layers_the_user_made_or_edited_are_never_replaced(sample, monkeypatch):
     auto = viewer.layers["seeds (new)"]
     q.run()  # ...and updates that layer of its own next time, while the user leaves it alone
     assert "seeds (new) (new)" not in viewer.layers and len(auto.data) == len(result.table[result.table["status"] == "ok"])
+
+
+def test_auto_seed_leaves_out_a_splint_lying_in_air_and_says_so(sample):
+    from scipy import ndimage as ndi
+
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, lesions, seeds, _ = sample
+    data = np.asarray(image.data, np.float32)
+    tissue = ndi.binary_fill_holes(data > -500)
+    air_rows = np.flatnonzero(~ndi.binary_dilation(tissue, iterations=12).any(axis=1))
+    assert air_rows.size >= 6, "the sample has a band of air along the finger"
+    splint = np.zeros(data.shape, bool)
+    splint[air_rows[:4], 20:-20] = True  # 1 mm thick, 3 mm or more off the skin
+    image.data = np.where(splint, 2500.0, data)
+    w = with_true_bone(viewer, GrowWidget(viewer), image, bone)
+    points = w.auto_seed()
+    rc = np.round(np.asarray(points.data)).astype(int)
+    assert not splint[rc[:, 0], rc[:, 1]].any()  # no seed proposed on the splint
+    assert "1 bright thing(s) lying against the air not proposed" in w.status.value
+    grown = viewer.layers["lesions"].data
+    for lesion_id in range(1, len(seeds) + 1):  # the deposits are still all found
+        assert (grown[lesions == lesion_id] > 0).any()

@@ -379,7 +379,11 @@ class GrowWidget(_Widget):
             inside = np.all((rc >= 0) & (rc < auto.lesion_labels.shape), axis=1)
             taken = set(auto.lesion_labels[rc[inside, 0], rc[inside, 1]].tolist())
             added = ok[~ok["lesion_id"].isin(taken)][["seed_row", "seed_col"]].to_numpy(float)
-            points.data = np.vstack([clicked, added])
+            points.data = np.vstack([clicked, added])  # regrows, and the status line says so
+            n_out = int((auto.seeds["status"] == "outside_finger").sum())
+            if n_out:
+                self.status.value += (f"; {n_out} bright thing(s) lying against the air not proposed (splints, "
+                                      "rings, the skin's edge): click any that is a deposit")
             return points
 
         return self._run_safely(go)
@@ -413,11 +417,15 @@ def show_lesions(viewer, result, image_layer):
     layer.features = features
     layer.metadata["seed_table"] = table
     layer.metadata["source_image"] = image_layer.name
-    n_fail = int((table["lesion_id"] == 0).sum())
+    outside = table["status"] == "outside_finger"  # automatic mode's rows for what it left out
+    failed = (table["lesion_id"] == 0) & ~outside
     total = float(features["area_mm2"].sum()) if len(features) else 0.0
     widget_status = f"{len(features)} lesion(s), {total:.2f} mm² in all"
-    if n_fail:
-        widget_status += f"; {n_fail} seed(s) failed: " + ", ".join(table.loc[table["lesion_id"] == 0, "status"])
+    if failed.any():
+        widget_status += f"; {int(failed.sum())} seed(s) failed: " + ", ".join(table.loc[failed, "status"])
+    if outside.any():
+        widget_status += (f"; {int(outside.sum())} bright thing(s) lying against the air left out (splints, rings, "
+                          "the skin's edge)")
     n_freed = int(((table["freed_from_bone_mm2"] > 0) & (table["status"] == "ok")).sum())
     if n_freed:
         widget_status += f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there"

@@ -28,6 +28,7 @@ from ._errors import CalcinosisError
 from .subtract import (
     DEFAULT_MARGIN_MM,
     DEFAULT_THRESHOLD_HU,
+    OUTSIDE_FINGER_AIR,
     _spacing_pair,
     air_around,
     dilate_mm,
@@ -44,6 +45,8 @@ SEED_STATUSES = {
     "on_bone": "the seed is on bone with no deposit beside it: move it onto the deposit, or erase the bone mask over it",
     "no_deposit": "nothing brighter than the surrounding soft tissue at the seed: move it onto the deposit",
     "outside_image": "the seed lies outside the image",
+    "outside_finger": "automatic mode: a bright thing with air around it (a splint, a ring, the skin's edge) was "
+    "left out; click it if it is a deposit breaking through the skin",
 }
 
 # The smallest deposits radiologists measured in the paper were 0.4-0.5 mm^2; automatic mode
@@ -63,12 +66,9 @@ SEARCH_RADIUS_MM = 0.5  # a click lands within half a millimetre (and two pixels
 # phalanx is larger (only a cut-off stump is as small, and one would have to click on it).
 MAX_FREED_PIECE_MM2 = 40.0
 BACKGROUND_RADIUS_MM = 5.0
-# Calcinosis cutis lies in the skin and under it, with tissue around it. Automatic mode leaves
-# out a lesion with more than this share of air within 1 mm around it: a splint, a ring, the
-# bright rim a sharp kernel draws along the skin. On five generators (ours and four written
-# independently) no true deposit had more than about 30 % air around it, while such things took
-# 49-215 mm2 of false lesions per 40 images on four of them (docs/validation.md).
-MAX_AIR_AROUND_DEPOSIT = 0.4
+# Calcinosis cutis lies in the skin and under it, with tissue around it: automatic mode leaves
+# out a lesion with more than this share of air within 1 mm around it (subtract.OUTSIDE_FINGER_AIR).
+MAX_AIR_AROUND_DEPOSIT = OUTSIDE_FINGER_AIR
 
 
 @dataclass
@@ -165,8 +165,9 @@ def grow_lesions(
         One point on each deposit, in pixels: a non-integer one is rounded to the nearest pixel
         (halves to even), and one outside the image or NaN gets the status ``outside_image``.
         Without seeds (automatic mode) every candidate component of at least ``min_area_mm2``
-        is grown from its brightest pixel, and a lesion with more than 40 % air within 1 mm
-        around it (a splint, a ring, the skin's edge: ``MAX_AIR_AROUND_DEPOSIT``) is left out.
+        is grown from its brightest pixel; a lesion with more than 40 % air within 1 mm around
+        it (a splint, a ring, the skin's edge: ``MAX_AIR_AROUND_DEPOSIT``) is left out, its row
+        kept with the status ``outside_finger``.
     candidates : ndarray of bool, optional
         For automatic mode: the residual mask from :func:`subtract_bone` (default: computed
         with ``threshold_hu`` and ``margin_mm``), e.g. after the user edited it.
@@ -330,7 +331,9 @@ def grow_lesions(
         outside = air_around(labels, next_id - 1, image_hu, spacing) > MAX_AIR_AROUND_DEPOSIT
         if outside.any():
             labels[outside[labels]] = 0
-            rows = [row for row in rows if not outside[row["lesion_id"]]]
+            for row in rows:
+                if outside[row["lesion_id"]]:
+                    row.update(status="outside_finger", lesion_id=0)
             _number_in_click_order(rows, labels)
     if not auto and any(row["status"] == "duplicate_seed" for row in rows):
         _split_shared_lesions(rows, labels, own_regions, work, smooth, search, finish, min_contrast_hu, fraction)

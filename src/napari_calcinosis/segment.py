@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
 from .io import CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit
-from .subtract import air_around
+from .subtract import OUTSIDE_FINGER_AIR, air_around
 
 __all__ = [
     "PhalanxModel",
@@ -487,18 +487,16 @@ def drop_pieces_without_calcium(bone_mask: np.ndarray, pixels_hu: np.ndarray,
     return keep[pieces]
 
 
-# Bone lies inside the finger. A piece of the mask that air surrounds is a splint, a ring or
-# other metal outside it: of 636 true bone pieces in the U-Net's masks on images from five
-# generators (ours and four written independently) none had more than 8 % air within 1 mm
-# around it, while splints taken for bone had 23-63 % (docs/validation.md).
-MAX_AIR_AROUND_BONE = 0.2
+# Bone lies inside the finger: a piece of the mask that air surrounds is a splint, a ring or
+# other metal outside it (subtract.OUTSIDE_FINGER_AIR).
+MAX_AIR_AROUND_BONE = OUTSIDE_FINGER_AIR
 
 
 def drop_pieces_in_air(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm,
                        max_air_fraction: float = MAX_AIR_AROUND_BONE) -> np.ndarray:
     """``bone_mask`` without its pieces (8-connected) that air surrounds.
 
-    A piece is dropped when more than ``max_air_fraction`` of the pixels within 1 mm outside
+    A piece is dropped when more than ``max_air_fraction`` (40 %) of the pixels within 1 mm outside
     it, and nearer to it than to any other piece, are air (below -250 HU after a 3x3 median;
     :func:`~napari_calcinosis.subtract.air_around`). Only the ring inside the image counts, so
     a bone cut by the border is judged by the tissue around the rest of it.
@@ -545,7 +543,7 @@ def segment_phalanges(
         bone is calcium, and such a piece is soft tissue the U-Net took for bone. None keeps
         every piece. ``probability`` is the network's, unchanged.
     max_air_fraction : float or None
-        A piece of the mask with more than this share of air around it (within 1 mm) is
+        A piece of the mask with more than this share of air around it (within 1 mm; 40 %) is
         dropped: bone lies inside the finger, and such a piece is a splint or other metal
         outside it (:func:`drop_pieces_in_air`). None keeps every piece.
 
