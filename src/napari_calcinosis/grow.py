@@ -32,6 +32,7 @@ from .subtract import (
     _spacing_pair,
     air_around,
     dilate_mm,
+    label_bone_pieces,
     remove_bone_halo,
     resolve_margin_mm,
     subtract_bone,
@@ -551,11 +552,6 @@ def _apart(region, local, a, b, structure, min_contrast_hu, background) -> bool:
     return not (comp[a] and comp[a] == comp[b])
 
 
-# Bone-mask pieces are told apart with 8-connectivity: a piece touching the bone only at a
-# corner is part of it, so a seed there does not free it.
-_PIECES = np.ones((3, 3), bool)
-
-
 def _piece_at(bone_mask, piece_of, r, c, spacing, search) -> int:
     """The label in ``piece_of`` of the bone pixel nearest to (r, c) within reach, or 0."""
     pts = _within_reach(search, (r, c), bone_mask)
@@ -578,7 +574,7 @@ def _bone_pieces_under(bone_mask, spacing, table, search):
     on_bone = np.flatnonzero(table["status"].to_numpy() == "on_bone")
     if not on_bone.size:  # the usual case: no labelling on every regrow
         return None, piece_of_seed, freed_mm2
-    piece_of, _ = ndi.label(bone_mask, structure=_PIECES)
+    piece_of, _ = label_bone_pieces(bone_mask)  # a piece touching the bone at a corner is not freed
     sizes_mm2 = np.bincount(piece_of.ravel())[1:] * spacing[0] * spacing[1]
     largest = int(np.argmax(sizes_mm2)) + 1
     for i in on_bone:

@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
 from .io import CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit
-from .subtract import OUTSIDE_FINGER_AIR, air_around
+from .subtract import OUTSIDE_FINGER_AIR, air_around, label_bone_pieces
 
 __all__ = [
     "PhalanxModel",
@@ -473,7 +473,7 @@ def drop_pieces_without_calcium(bone_mask: np.ndarray, pixels_hu: np.ndarray,
     they are judged after a 3x3 median (a piece with nine or more has calcium whatever the noise).
     """
     bone_mask = np.asarray(bone_mask, bool)
-    pieces, n = ndi.label(bone_mask, structure=np.ones((3, 3), bool))
+    pieces, n = label_bone_pieces(bone_mask)
     if not n:
         return bone_mask
     pixels_hu = np.asarray(pixels_hu, np.float32)
@@ -502,7 +502,7 @@ def drop_pieces_in_air(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm,
     a bone cut by the border is judged by the tissue around the rest of it.
     """
     bone_mask = np.asarray(bone_mask, bool)
-    pieces, n = ndi.label(bone_mask, structure=np.ones((3, 3), bool))
+    pieces, n = label_bone_pieces(bone_mask)
     if not n:
         return bone_mask
     keep = air_around(pieces, n, pixels_hu, spacing_mm) <= max_air_fraction

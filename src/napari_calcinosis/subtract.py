@@ -51,6 +51,15 @@ def dilate_mm(mask: np.ndarray, margin_mm: float, spacing_mm) -> np.ndarray:
     return distance_mm <= margin_mm
 
 
+def label_bone_pieces(bone_mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The separate pieces of a bone mask, labelled 1..n: ``(labels, n)``.
+
+    8-connected: a piece touching the bone only at a corner is part of it. The segmentation's
+    piece rules and a seed freeing a piece of the mask (``grow_lesions``) tell pieces apart alike.
+    """
+    return ndi.label(np.asarray(bone_mask, bool), structure=np.ones((3, 3), bool))
+
+
 # Air, also in 8-bit exports at window 1500 / level 450 (which floor at -300 HU). Below
 # NO_DATA_HU a pixel is a scanner's padding outside the reconstructed field of view (-2048,
 # -3024 HU, ...): neither air nor tissue, it is left out of the count.
