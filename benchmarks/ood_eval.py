@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from napari_calcinosis import CalcinosisImage, dice, load_model, quantify
-from napari_calcinosis.segment import drop_pieces_in_air, drop_pieces_without_calcium
+from napari_calcinosis.segment import drop_pieces_not_bone
 from napari_calcinosis.stats import lins_ccc
 
 
@@ -50,8 +50,7 @@ def evaluate_case(case: dict, model, seed: int) -> tuple[dict, pd.DataFrame, np.
     truth_bone = np.asarray(case["bone"], bool)
     # The U-Net's own mask for the segmentation figures: result.bone_mask is that mask less the
     # pieces the (true) seeds took back as deposits, reported on its own below.
-    pred = drop_pieces_in_air(drop_pieces_without_calcium(result.bone_probability > 0.5, image.pixels_hu),
-                              image.pixels_hu, spacing)
+    pred = drop_pieces_not_bone(result.bone_probability > 0.5, image.pixels_hu, spacing)
     deposits = np.asarray(case["deposits"]) > 0
     inter = float((pred & truth_bone).sum())
     row = {

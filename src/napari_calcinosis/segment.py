@@ -510,6 +510,20 @@ def drop_pieces_in_air(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm,
     return keep[pieces]
 
 
+def drop_pieces_not_bone(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm,
+                         min_piece_hu: float | None = MIN_BONE_PIECE_HU,
+                         max_air_fraction: float | None = MAX_AIR_AROUND_BONE) -> np.ndarray:
+    """``bone_mask`` less the pieces that are not bone, as :func:`segment_phalanges` gives it:
+    those without calcium (:func:`drop_pieces_without_calcium`), then those that air surrounds
+    (:func:`drop_pieces_in_air`). None leaves a rule out."""
+    bone_mask = np.asarray(bone_mask, bool)
+    if min_piece_hu is not None:
+        bone_mask = drop_pieces_without_calcium(bone_mask, pixels_hu, min_piece_hu)
+    if max_air_fraction is not None:
+        bone_mask = drop_pieces_in_air(bone_mask, pixels_hu, spacing_mm, max_air_fraction)
+    return bone_mask
+
+
 def segment_phalanges(
     image,
     model: PhalanxModel | str | Path | None = None,
@@ -580,12 +594,9 @@ def segment_phalanges(
             prob += np.flip(p, axes) if axes else p
     prob /= len(flips)
     prob = np.clip(resample(prob, shape, order=1), 0.0, 1.0).astype(np.float32)
-    bone_mask = prob > threshold
-    if min_piece_hu is not None:
-        bone_mask = drop_pieces_without_calcium(bone_mask, pixels_hu, min_piece_hu)
-    if max_air_fraction is not None:
-        bone_mask = drop_pieces_in_air(bone_mask, pixels_hu, spec["working_spacing_mm"] if spacing is None else spacing,
-                                       max_air_fraction)
+    bone_mask = drop_pieces_not_bone(prob > threshold, pixels_hu,
+                                     spec["working_spacing_mm"] if spacing is None else spacing,
+                                     min_piece_hu, max_air_fraction)
     return BoneSegmentation(bone_mask=bone_mask, probability=prob)
 
 
