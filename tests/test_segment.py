@@ -9,7 +9,9 @@ from napari_calcinosis import CalcinosisError, dice, load_model, make_phantom, s
 from napari_calcinosis.segment import (
     MIN_BONE_PIECE_HU,
     bundled_model_path,
+    cut_parts_far_from_calcium,
     drop_pieces_in_air,
+    drop_pieces_not_bone,
     drop_pieces_without_calcium,
     resample,
     select_device,
@@ -75,6 +77,49 @@ def test_mask_pieces_without_calcium_are_dropped():
     np.testing.assert_array_equal(kept, mask & (np.arange(60)[:, None] < 30))
     assert MIN_BONE_PIECE_HU == DEFAULT_THRESHOLD_HU  # the calcium threshold of subtract_bone
     np.testing.assert_array_equal(drop_pieces_without_calcium(mask, image, min_hu=-1000.0), mask)
+
+
+def test_noisy_soft_tissue_is_not_bone_however_many_noise_spikes():
+    """A wide piece of noisy tissue (40 HU, noise 80 HU: over a hundred pixels above 200 HU) is
+    dropped; a bone with a one-pixel cortex (19 % calcium) and a small dense bone fragment stay."""
+    rng = np.random.default_rng(3)
+    image = (40.0 + 80.0 * rng.standard_normal((120, 120))).astype(np.float32)
+    mask = np.zeros(image.shape, bool)
+    mask[60:115, 5:115] = True  # palm taken for bone
+    assert (image[mask] >= 200).sum() > 100
+    mask[5:25, 5:25] = True  # bone: 1-px cortex around fatty marrow
+    image[5:25, 5:25] = 1000.0
+    image[6:24, 6:24] = -50.0
+    mask[10:13, 40:43] = True  # a 3x3 fragment of bone
+    image[10:13, 40:43] = 600.0
+    kept = drop_pieces_without_calcium(mask, image)
+    np.testing.assert_array_equal(kept, mask & (np.arange(120)[:, None] < 50))
+
+
+def test_parts_of_the_mask_far_from_calcium_are_cut_off_the_bone():
+    """Soft tissue taken for bone and joined to a bone is cut along it; the fatty marrow of a
+    bone 15 mm across (7.5 mm from its cortex at most) is kept, and so is a thin bone."""
+    spacing = 0.25
+    image = np.full((240, 200), 40.0, np.float32)
+    mask = np.zeros(image.shape, bool)
+    # a wide bone: 15 x 15 mm, 0.5 mm cortex, fatty marrow
+    mask[10:70, 10:70] = True
+    image[10:70, 10:70] = 900.0
+    image[12:68, 12:68] = -60.0
+    # a phalanx, 6 mm across, with 30 x 40 mm of soft tissue taken for bone joined to its side
+    mask[100:124, 10:190] = True
+    image[100:124, 10:190] = 900.0
+    image[102:122, 12:188] = 100.0
+    mask[124:240, 30:170] = True
+    kept = cut_parts_far_from_calcium(mask, image, spacing)
+    np.testing.assert_array_equal(kept[:124], mask[:124])  # both bones whole
+    cut = mask & ~kept
+    assert not cut[124:129].any()  # up to 1.25 mm below the cortex: kept
+    np.testing.assert_array_equal(cut[131:], mask[131:])  # from 2 mm on: cut
+    # With the piece rules after it (segment_phalanges), the band left alone goes with the bone,
+    # and without the calcium rules (min_piece_hu=None) all of the mask is kept.
+    np.testing.assert_array_equal(drop_pieces_not_bone(mask, image, spacing, max_air_fraction=None), kept)
+    np.testing.assert_array_equal(drop_pieces_not_bone(mask, image, spacing, min_piece_hu=None), mask)
 
 
 def test_segmentation_drops_only_pieces_without_calcium_or_in_air(model):
