@@ -6,6 +6,7 @@
    which used phantom seeds 1,000,000+ and validation 2,000,000+);
 2. ``napari-calcinosis quantify S/*.dcm --seeds S/seeds.csv --out r.csv --masks M``, timed;
 3. the same through the 8-bit PNG exports, each with its ``--pixel-size``;
+   (``--model M`` runs both with another model than the bundled one);
 4. Lin's CCC, Bland-Altman bias and 95 % limits of agreement of area_mm2 against the truth,
    and bone Dice against the true masks, overall and on images with cut-off phalanges.
 """
@@ -56,13 +57,15 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=40)
     ap.add_argument("--work", default="acceptance-run")
     ap.add_argument("--skip-png", action="store_true")
+    ap.add_argument("--model", default=None, help="model .safetensors (default: the bundled one)")
     args = ap.parse_args()
+    model = ("--model", args.model) if args.model else ()
     work = Path(args.work)
     S, M = work / "S", work / "M"
     cli("sample", "--out", S, "-n", args.n, "--seed", args.seed)
     truth = pd.read_csv(S / "truth.csv")
     dcms = sorted(S.glob("*.dcm"))
-    seconds = cli("quantify", *dcms, "--seeds", S / "seeds.csv", "--out", work / "r.csv", "--masks", M, "--device", "cpu")
+    seconds = cli("quantify", *dcms, "--seeds", S / "seeds.csv", "--out", work / "r.csv", "--masks", M, "--device", "cpu", *model)
     report = {"dicom": agreement(truth, pd.read_csv(work / "r.csv")), "quantify_seconds_total": seconds,
               "quantify_seconds_per_image": seconds / len(dcms)}
 
@@ -86,7 +89,7 @@ def main() -> int:
         for stem, mm in spacing.items():
             out = work / "png" / f"{stem}.csv"
             cli("quantify", S / f"{stem}.png", "--seeds", S / "seeds.csv", "--pixel-size", repr(float(mm)),
-                "--out", out, "--device", "cpu")
+                "--out", out, "--device", "cpu", *model)
             frames.append(pd.read_csv(out))
         report["png"] = agreement(truth, pd.concat(frames, ignore_index=True))
     print(json.dumps(report, indent=2))
