@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from napari_calcinosis._errors import CalcinosisError
 from napari_calcinosis.phantom import make_phantom
@@ -12,6 +13,7 @@ from napari_calcinosis.subtract import (
     DEFAULT_THRESHOLD_HU,
     dilate_mm,
     estimate_bone_margin_mm,
+    median3_at_least,
     subtract_bone,
 )
 
@@ -249,3 +251,18 @@ def test_candidates_are_mostly_deposits(phantoms, index):
         f"phantom {p.seed}: only {n_near} of {n_cand} candidate pixels are near a deposit "
         f"(PSF sigma {p.params['psf_sigma_mm']:.2f} mm)"
     )
+
+
+def test_median3_at_least_is_the_thresholded_3x3_median():
+    """The counting shortcut the air and calcium rules use gives the 3x3 median's answer, at the
+    borders too, on noise and on a CT-like image with air, tissue, bone and padding."""
+    rng = np.random.default_rng(5)
+    noise = rng.normal(0.0, 100.0, (57, 43)).astype(np.float32)
+    ct = np.full((80, 90), -1000.0, np.float32)
+    ct[10:70, 5:85] = 40.0
+    ct[30:50, 20:70] = 900.0
+    ct[:, :4] = -3024.0
+    ct += rng.normal(0.0, 30.0, ct.shape).astype(np.float32)
+    for image, thresholds in ((noise, (-50.0, 0.0, 120.0)), (ct, (-1150.0, -250.0, 200.0))):
+        for t in thresholds:
+            np.testing.assert_array_equal(median3_at_least(image, t), ndi.median_filter(image, size=3) >= t)

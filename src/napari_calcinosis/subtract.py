@@ -76,6 +76,13 @@ AIR_RING_MM = 1.0
 OUTSIDE_FINGER_AIR = 0.4
 
 
+def median3_at_least(image: np.ndarray, threshold: float) -> np.ndarray:
+    """``median_filter(image, size=3) >= threshold``, without sorting: the median of nine values
+    is at least ``threshold`` exactly when five of them are (borders reflected, as the median's)."""
+    dense = (np.asarray(image) >= threshold).astype(np.uint8)
+    return ndi.convolve(dense, np.ones((3, 3), np.uint8), mode="reflect") >= 5
+
+
 def air_around(labels: np.ndarray, n: int, image_hu: np.ndarray, spacing_mm, ring_mm: float = AIR_RING_MM) -> np.ndarray:
     """The share of air around each labelled object: of the pixels within ``ring_mm`` outside
     the objects and nearer to object k than to any other, those below ``AIR_HU`` after a 3x3
@@ -83,11 +90,10 @@ def air_around(labels: np.ndarray, n: int, image_hu: np.ndarray, spacing_mm, rin
     field of view (below ``NO_DATA_HU``) does not count. Index k holds object k's share (index
     0 is unused, 0.0)."""
     spacing = _spacing_pair(spacing_mm)
-    smooth = ndi.median_filter(np.asarray(image_hu, np.float32), size=3)
     dist, (ir, ic) = ndi.distance_transform_edt(labels == 0, sampling=spacing, return_indices=True)
-    ring = (dist > 0) & (dist <= ring_mm) & (smooth >= NO_DATA_HU)
+    ring = (dist > 0) & (dist <= ring_mm) & median3_at_least(image_hu, NO_DATA_HU)
     owner = labels[ir[ring], ic[ring]]
-    air = smooth[ring] < AIR_HU
+    air = ~median3_at_least(image_hu, AIR_HU)[ring]
     around = np.bincount(owner, minlength=n + 1)
     share = np.bincount(owner, weights=air, minlength=n + 1) / np.maximum(around, 1)
     share[0] = 0.0
