@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
 from .io import CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit
-from .subtract import OUTSIDE_FINGER_AIR, _spacing_pair, air_around, label_bone_pieces
+from .subtract import OUTSIDE_FINGER_AIR, _spacing_pair, air_around, label_bone_pieces, median3_at_least
 
 __all__ = [
     "PhalanxModel",
@@ -475,16 +475,28 @@ MAX_BONE_DISTANCE_FROM_CALCIUM_MM = 8.0
 BONE_EDGE_BAND_MM = 1.5
 
 
-def _calcium(pixels_hu: np.ndarray, min_hu: float) -> tuple[np.ndarray, np.ndarray]:
-    """(dense after a 3x3 median, calcium): pixels of ``min_hu`` or more after a 3x3 median,
-    which a noise spike does not survive; calcium adds those with at least two of their eight
-    neighbours as dense, a cortex one pixel thin, which the median takes away. Strong noise
-    (100 HU) makes such neighbours in soft tissue too, so distances from bone are measured
-    from the first."""
+def _calcium(pixels_hu: np.ndarray, min_hu: float) -> np.ndarray:
+    """Pixels of ``min_hu`` or more after a 3x3 median, which a noise spike does not survive, or
+    with at least two of their eight neighbours as dense: a cortex one pixel thin, which the
+    median would take away."""
     dense = np.asarray(pixels_hu) >= min_hu
-    in_3x3 = ndi.convolve(dense.astype(np.uint8), np.ones((3, 3), np.uint8), mode="reflect")
-    smooth_dense = in_3x3 >= 5  # the 3x3 median is dense (subtract.median3_at_least)
-    return smooth_dense, smooth_dense | (dense & (in_3x3 >= 3))  # itself and two neighbours
+    neighbours = ndi.convolve(dense.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - dense
+    return median3_at_least(pixels_hu, min_hu) | (dense & (neighbours >= 2))
+
+
+# Distances from bone are measured from calcium in stretches of at least 9 pixels and 0.5 mm2:
+# strong noise (100 HU) draws small clusters of dense pixels in soft tissue too.
+MIN_CALCIUM_STRETCH_MM2 = 0.5
+
+
+def _calcium_stretches(calcium: np.ndarray, spacing) -> np.ndarray:
+    stretches, n = ndi.label(calcium, structure=np.ones((3, 3), bool))
+    if not n:
+        return calcium
+    size = np.bincount(stretches.ravel())
+    big = size >= max(9, int(np.ceil(MIN_CALCIUM_STRETCH_MM2 / (spacing[0] * spacing[1]))))
+    big[0] = False
+    return big[stretches]
 
 
 def _keep_pieces_with_calcium(bone_mask: np.ndarray, calcium: np.ndarray, min_fraction: float) -> np.ndarray:
@@ -498,16 +510,36 @@ def _keep_pieces_with_calcium(bone_mask: np.ndarray, calcium: np.ndarray, min_fr
     return keep[pieces]
 
 
+# A piece the cut leaves with more than half of the mask within 1 mm around it cut away is a
+# remnant of the soft tissue, such as the ring it leaves around a deposit lying in it; a bone
+# with soft tissue joined to one side had at most 15 % (docs/validation.md).
+MAX_CUT_AROUND_PIECE = 0.5
+
+
 def _cut_parts_far_from_calcium(bone_mask: np.ndarray, calcium: np.ndarray, spacing, max_distance_mm: float,
                                 band_mm: float = BONE_EDGE_BAND_MM) -> np.ndarray:
-    if not calcium.any() or not bone_mask.any():
+    anchors = _calcium_stretches(calcium, spacing)
+    if not anchors.any() or not bone_mask.any():
         return bone_mask
-    distance_mm = ndi.distance_transform_edt(~calcium, sampling=spacing)
+    distance_mm = ndi.distance_transform_edt(~anchors, sampling=spacing)
     cores, n = ndi.label(bone_mask & (distance_mm > band_mm), structure=np.ones((3, 3), bool))
     if not n:
         return bone_mask
     too_far = np.concatenate([[False], ndi.maximum(distance_mm, cores, np.arange(1, n + 1)) > max_distance_mm])
-    return bone_mask & ~too_far[cores]
+    if not too_far.any():
+        return bone_mask
+    cut = too_far[cores]
+    kept = bone_mask & ~cut
+    pieces, n = label_bone_pieces(kept)
+    if not n:
+        return kept
+    outside, (ir, ic) = ndi.distance_transform_edt(pieces == 0, sampling=spacing, return_indices=True)
+    ring = (outside > 0) & (outside <= 1.0)
+    owner = pieces[ir[ring], ic[ring]]
+    share = np.bincount(owner, weights=cut[ring], minlength=n + 1) / np.maximum(np.bincount(owner, minlength=n + 1), 1)
+    keep = share <= MAX_CUT_AROUND_PIECE
+    keep[0] = False
+    return keep[pieces]
 
 
 def drop_pieces_without_calcium(bone_mask: np.ndarray, pixels_hu: np.ndarray, min_hu: float = MIN_BONE_PIECE_HU,
@@ -519,7 +551,7 @@ def drop_pieces_without_calcium(bone_mask: np.ndarray, pixels_hu: np.ndarray, mi
     noisy pixel is neither; a cortex one pixel thin is).
     """
     bone_mask = np.asarray(bone_mask, bool)
-    return _keep_pieces_with_calcium(bone_mask, _calcium(pixels_hu, min_hu)[1], min_fraction)
+    return _keep_pieces_with_calcium(bone_mask, _calcium(pixels_hu, min_hu), min_fraction)
 
 
 def cut_parts_far_from_calcium(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm,
@@ -527,14 +559,16 @@ def cut_parts_far_from_calcium(bone_mask: np.ndarray, pixels_hu: np.ndarray, spa
                                max_distance_mm: float = MAX_BONE_DISTANCE_FROM_CALCIUM_MM) -> np.ndarray:
     """``bone_mask`` without the parts that reach more than ``max_distance_mm`` (8 mm) from calcium.
 
-    Calcium here is ``min_hu`` or more after a 3x3 median. A part is a connected stretch of the mask
-    lying more than 1.5 mm from calcium: marrow inside a cortex, or soft tissue taken for bone
-    beside it. The whole of a part that reaches further than ``max_distance_mm`` goes; the
-    1.5 mm along the bone's edge stays.
+    Calcium is as in :func:`drop_pieces_without_calcium`, in stretches of at least 9 pixels and
+    0.5 mm² (noise makes smaller clusters). A part is a connected stretch of the mask lying more
+    than 1.5 mm from calcium: marrow inside a cortex, or soft tissue taken for bone beside it.
+    The whole of a part that reaches further than ``max_distance_mm`` goes; the 1.5 mm along
+    the bone's edge stays, unless more than half of the mask within 1 mm around what is left was
+    cut away: then that is a remnant of the soft tissue too (a ring around a deposit in it).
     """
     bone_mask = np.asarray(bone_mask, bool)
     spacing = _spacing_pair(spacing_mm)
-    return _cut_parts_far_from_calcium(bone_mask, _calcium(pixels_hu, min_hu)[0], spacing, max_distance_mm)
+    return _cut_parts_far_from_calcium(bone_mask, _calcium(pixels_hu, min_hu), spacing, max_distance_mm)
 
 
 # Bone lies inside the finger: a piece of the mask that air surrounds is a splint, a ring or
@@ -571,8 +605,8 @@ def drop_pieces_not_bone(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_m
     bone_mask = np.asarray(bone_mask, bool)
     if min_piece_hu is not None and bone_mask.any():
         spacing = _spacing_pair(spacing_mm)
-        smooth_dense, calcium = _calcium(pixels_hu, min_piece_hu)
-        bone_mask = _cut_parts_far_from_calcium(bone_mask, smooth_dense, spacing, MAX_BONE_DISTANCE_FROM_CALCIUM_MM)
+        calcium = _calcium(pixels_hu, min_piece_hu)
+        bone_mask = _cut_parts_far_from_calcium(bone_mask, calcium, spacing, MAX_BONE_DISTANCE_FROM_CALCIUM_MM)
         bone_mask = _keep_pieces_with_calcium(bone_mask, calcium, MIN_BONE_CALCIUM_FRACTION)
     if max_air_fraction is not None:
         bone_mask = drop_pieces_in_air(bone_mask, pixels_hu, spacing_mm, max_air_fraction)
@@ -608,7 +642,8 @@ def segment_phalanges(
     threshold : float
         Probability above which a pixel is bone.
     min_piece_hu : float or None
-        Calcium density (HU, after a 3x3 median). Bone is calcium: a piece of the mask under
+        Calcium density (HU, after a 3x3 median, or with two neighbours as dense: a cortex one
+        pixel thin). Bone is calcium: a piece of the mask under
         5 % calcium is dropped, and so is a part of it reaching more than 8 mm from calcium
         (:func:`drop_pieces_without_calcium`, :func:`cut_parts_far_from_calcium`): soft tissue
         the U-Net took for bone. None keeps all of the mask. ``probability`` is the network's,

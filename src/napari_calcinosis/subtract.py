@@ -78,7 +78,8 @@ OUTSIDE_FINGER_AIR = 0.4
 
 def median3_at_least(image: np.ndarray, threshold: float) -> np.ndarray:
     """``median_filter(image, size=3) >= threshold``, without sorting: the median of nine values
-    is at least ``threshold`` exactly when five of them are (borders reflected, as the median's)."""
+    is at least ``threshold`` exactly when five of them are (borders reflected, as the median's).
+    Exact for finite values; a NaN counts as below ``threshold``."""
     dense = (np.asarray(image) >= threshold).astype(np.uint8)
     return ndi.convolve(dense, np.ones((3, 3), np.uint8), mode="reflect") >= 5
 
