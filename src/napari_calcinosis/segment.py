@@ -17,7 +17,8 @@ from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
 from .io import CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit
-from .subtract import OUTSIDE_FINGER_AIR, _spacing_pair, air_around, label_bone_pieces, median3_at_least
+from .subtract import (OUTSIDE_FINGER_AIR, _spacing_pair, air_around, label_bone_pieces, median3_at_least,
+                       share_around)
 
 __all__ = [
     "PhalanxModel",
@@ -533,11 +534,7 @@ def _cut_parts_far_from_calcium(bone_mask: np.ndarray, calcium: np.ndarray, spac
     pieces, n = label_bone_pieces(kept)
     if not n:
         return kept
-    outside, (ir, ic) = ndi.distance_transform_edt(pieces == 0, sampling=spacing, return_indices=True)
-    ring = (outside > 0) & (outside <= 1.0)
-    owner = pieces[ir[ring], ic[ring]]
-    share = np.bincount(owner, weights=cut[ring], minlength=n + 1) / np.maximum(np.bincount(owner, minlength=n + 1), 1)
-    keep = share <= MAX_CUT_AROUND_PIECE
+    keep = share_around(pieces, n, cut, spacing, 1.0) <= MAX_CUT_AROUND_PIECE
     keep[0] = False
     return keep[pieces]
 

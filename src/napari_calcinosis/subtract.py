@@ -84,21 +84,29 @@ def median3_at_least(image: np.ndarray, threshold: float) -> np.ndarray:
     return ndi.convolve(dense, np.ones((3, 3), np.uint8), mode="reflect") >= 5
 
 
-def air_around(labels: np.ndarray, n: int, image_hu: np.ndarray, spacing_mm, ring_mm: float = AIR_RING_MM) -> np.ndarray:
-    """The share of air around each labelled object: of the pixels within ``ring_mm`` outside
-    the objects and nearer to object k than to any other, those below ``AIR_HU`` after a 3x3
-    median. Only the image counts (a border cuts the ring), and padding outside the scanner's
-    field of view (below ``NO_DATA_HU``) does not count. Index k holds object k's share (index
-    0 is unused, 0.0)."""
-    spacing = _spacing_pair(spacing_mm)
-    dist, (ir, ic) = ndi.distance_transform_edt(labels == 0, sampling=spacing, return_indices=True)
-    ring = (dist > 0) & (dist <= ring_mm) & median3_at_least(image_hu, NO_DATA_HU)
+def share_around(labels: np.ndarray, n: int, flagged: np.ndarray, spacing_mm, ring_mm: float,
+                 counted: np.ndarray | None = None) -> np.ndarray:
+    """For each labelled object, the share of ``flagged`` pixels among those within ``ring_mm``
+    outside the objects, nearer to it than to any other, and ``counted`` (all, if None). Only
+    the image counts (a border cuts the ring). Index k holds object k's share (index 0 is
+    unused, 0.0)."""
+    dist, (ir, ic) = ndi.distance_transform_edt(labels == 0, sampling=_spacing_pair(spacing_mm), return_indices=True)
+    ring = (dist > 0) & (dist <= ring_mm)
+    if counted is not None:
+        ring &= counted
     owner = labels[ir[ring], ic[ring]]
-    air = ~median3_at_least(image_hu, AIR_HU)[ring]
     around = np.bincount(owner, minlength=n + 1)
-    share = np.bincount(owner, weights=air, minlength=n + 1) / np.maximum(around, 1)
+    share = np.bincount(owner, weights=flagged[ring], minlength=n + 1) / np.maximum(around, 1)
     share[0] = 0.0
     return share
+
+
+def air_around(labels: np.ndarray, n: int, image_hu: np.ndarray, spacing_mm, ring_mm: float = AIR_RING_MM) -> np.ndarray:
+    """The share of air around each labelled object (:func:`share_around`): pixels below
+    ``AIR_HU`` after a 3x3 median, of those within ``ring_mm``; padding outside the scanner's
+    field of view (below ``NO_DATA_HU``) does not count."""
+    return share_around(labels, n, ~median3_at_least(image_hu, AIR_HU), spacing_mm, ring_mm,
+                        counted=median3_at_least(image_hu, NO_DATA_HU))
 
 
 def _check_same_shape(image_hu: np.ndarray, bone_mask: np.ndarray) -> None:
