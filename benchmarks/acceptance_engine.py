@@ -5,8 +5,8 @@
 1. ``napari-calcinosis sample --out S -n 40 --seed 7`` (seeds 7..46: never used in training,
    which used phantom seeds 1,000,000+ and validation 2,000,000+);
 2. ``napari-calcinosis quantify S/*.dcm --seeds S/seeds.csv --out r.csv --masks M``, timed;
-3. the same through the 8-bit PNG exports, each with its ``--pixel-size``;
-   (``--model M`` runs both with another model than the bundled one);
+3. the same through the 8-bit PNG exports, each with its ``--pixel-size``
+   (``--model M`` runs steps 2 and 3 with another model than the bundled one);
 4. Lin's CCC, Bland-Altman bias and 95 % limits of agreement of area_mm2 against the truth,
    and bone Dice against the true masks, overall and on images with cut-off phalanges.
 """

@@ -16,7 +16,7 @@ Generators D, E and F are not used: they stay held out to judge the result
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import functools
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -25,18 +25,17 @@ from pathlib import Path
 from napari_calcinosis.train import (TRAIN_SEED_OFFSET, VAL_SEED_OFFSET, TrainingSample, phantom_samples,
                                      train_segmenter)
 
+from ood_eval import load_generator  # benchmarks/ is the script's folder, so first on sys.path
+
 OOD = Path(__file__).resolve().parent / "ood"
 GENERATORS = ("a", "b", "c")
 N_PHANTOMS, N_PER_GENERATOR = 400, 100
 TRAIN_SEEDS, VAL_SEEDS, N_VAL_PER_GENERATOR = 10_000, 20_000, 4
 
 
+@functools.lru_cache(maxsize=None)
 def _generator(letter: str):
-    path = OOD / f"generator_{letter}.py"
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_generator(OOD / f"generator_{letter}.py")  # once per process, not per image
 
 
 def _case_sample(letter: str, seed: int) -> TrainingSample:
