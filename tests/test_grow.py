@@ -636,3 +636,58 @@ def test_automatic_mode_leaves_out_bright_things_in_air():
     clicked = grow_lesions(img, bone, spacing, [(103, 80)])
     assert list(clicked.seeds["status"]) == ["ok"]
     assert (clicked.lesion_labels == 1)[splint].mean() > 0.9
+
+
+# ---- deposits the segmentation took for bone, where it was unsure ---------------------------
+
+
+def _deposit_inside_the_mask():
+    """A 900 HU deposit pressed against a 1200 HU bone block at 0.25 mm, a second one below it
+    nobody clicks; the mask holds the bone and the bone-side part of both deposits (9 of their
+    16 columns), which the network gave 0.7, the bone 0.99 and its edge 0.6."""
+    img = np.full((64, 60), 40.0, np.float32)
+    bone = np.zeros(img.shape, bool)
+    bone[:, 35:] = True
+    img[bone] = 1200.0
+    img[14:30, 20:36] = 900.0  # touches the bone at column 35
+    img[42:54, 23:36] = 900.0  # the second deposit, no seed on it
+    img = ndi.gaussian_filter(img, 1.0)
+    mask = bone.copy()
+    mask[14:30, 26:35] = True
+    mask[42:54, 26:35] = True
+    probability = np.where(bone, 0.99, 0.0).astype(np.float32)
+    probability[mask & ~bone] = 0.7
+    probability[:, 35] = 0.6
+    return img, bone, mask, probability
+
+
+def test_seed_takes_the_unsure_part_of_the_mask_its_deposit_runs_into():
+    img, bone, mask, probability = _deposit_inside_the_mask()
+    unsure = mask & (probability >= 0.5) & (probability < 0.8)
+    plain = grow_lesions(img, mask, 0.25, [(22, 23)])
+    taken = grow_lesions(img, mask, 0.25, [(22, 23)], unsure_bone=unsure)
+    assert list(taken.seeds["status"]) == ["ok"]
+    before, region = plain.lesion_labels == 1, taken.lesion_labels == 1
+    assert before.sum() < 0.5 * 16 * 16  # only the part outside the mask
+    assert region[14:30, 20:35].mean() > 0.9 and region.sum() < 16 * 16 * 1.2
+    # The deposit's part of the mask left it, and is counted; the bone and the deposit no seed
+    # was on stay in the mask, as does the bone's edge beyond the contact.
+    assert not (taken.bone_mask & ~mask).any()
+    assert not taken.bone_mask[14:30, 20:35].any()
+    assert taken.bone_mask[42:54, 26:35].all() and taken.bone_mask[:, 36:].all()
+    assert taken.bone_mask[:12, 35].all() and taken.bone_mask[32:, 35].all()
+    assert not region[:13].any() and not region[31:].any()
+    assert taken.seeds["freed_from_bone_mm2"][0] == pytest.approx(
+        (mask & ~taken.bone_mask).sum() * 0.0625) and taken.seeds["freed_from_bone_mm2"][0] >= 16 * 9 * 0.0625
+
+
+def test_unsure_bone_changes_nothing_without_seeds_or_where_no_deposit_reaches():
+    img, bone, mask, probability = _deposit_inside_the_mask()
+    unsure = mask & (probability >= 0.5) & (probability < 0.8)
+    for seeds in ([(2, 5)], None):  # a seed on plain soft tissue far from both; automatic mode
+        with_unsure = grow_lesions(img, mask, 0.25, seeds, unsure_bone=unsure)
+        plain = grow_lesions(img, mask, 0.25, seeds)
+        np.testing.assert_array_equal(with_unsure.lesion_labels, plain.lesion_labels)
+        np.testing.assert_array_equal(with_unsure.bone_mask, mask)
+    with pytest.raises(CalcinosisError, match="unsure_bone"):
+        grow_lesions(img, mask, 0.25, [(22, 23)], unsure_bone=unsure[:10])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_calcinosis import CalcinosisImage
+from napari_calcinosis._errors import CalcinosisError
 from napari_calcinosis.grow import grow_lesions
 from napari_calcinosis.measure import LESION_COLUMNS
 from napari_calcinosis.phantom import make_phantom
@@ -158,3 +160,31 @@ def test_dense_deposit_in_a_joint_against_the_bone_is_measured_whole():
     table = quantify(read_image(DATA_DIR / "sample_finger.dcm"), seeds, device="cpu").table
     joint = 3  # lesion 4: touching bone, in the PIP joint
     assert table["area_mm2"][joint] == pytest.approx(truth["area_mm2"][joint], rel=0.25)
+
+
+def test_quantify_lets_a_seed_take_only_mask_the_network_was_unsure_of():
+    """A deposit the mask covers where the network gave 0.5-0.8 is measured whole; where the
+    mask covers it against the network (painted by the user: under 0.5), it stays bone."""
+    from scipy import ndimage as ndi
+
+    img = np.full((64, 60), 40.0, np.float32)
+    bone = np.zeros(img.shape, bool)
+    bone[:, 35:] = True
+    img[bone] = 1200.0
+    img[14:30, 20:36] = 900.0
+    img = ndi.gaussian_filter(img, 1.0)
+    mask = bone.copy()
+    mask[14:30, 26:35] = True
+    image = CalcinosisImage(img, (0.25, 0.25))
+    probability = np.where(bone, 0.99, 0.0).astype(np.float32)
+    probability[mask & ~bone] = 0.7
+    unsure = quantify(image, [(22, 23)], bone_mask=mask, bone_probability=probability)
+    plain = quantify(image, [(22, 23)], bone_mask=mask)
+    assert unsure.table["area_mm2"][0] > 0.9 * 16 * 15 * 0.0625 > 2 * plain.table["area_mm2"][0]
+    assert not unsure.bone_mask[14:30, 20:35].any() and unsure.bone_mask[bone].all()
+    probability[mask & ~bone] = 0.3  # the user painted it
+    painted = quantify(image, [(22, 23)], bone_mask=mask, bone_probability=probability)
+    assert painted.table["area_mm2"][0] == plain.table["area_mm2"][0]
+    np.testing.assert_array_equal(painted.bone_mask, mask)
+    with pytest.raises(CalcinosisError, match="same shape"):
+        quantify(image, [(22, 23)], bone_mask=mask, bone_probability=probability[:10])

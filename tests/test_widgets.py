@@ -147,6 +147,33 @@ def test_grow_widget_measures_a_deposit_the_bone_layer_had_taken(sample):
     assert "1 seed(s) failed: no_deposit" in w.status.value
 
 
+def test_grow_widget_uses_the_networks_probability_kept_on_the_bone_layer(sample):
+    """A deposit against the bone that the bone layer covers as part of the bone: with the
+    probability Segment phalanges keeps on the layer (unsure over the deposit), a seed measures it
+    whole; without it, only its part outside the layer."""
+    from scipy import ndimage as ndi
+
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, lesions, seeds, areas = sample
+    touching = [k for k in range(1, len(seeds) + 1) if (ndi.binary_dilation(bone, iterations=2) & (lesions == k)).any()]
+    assert touching, "the sample finger has a deposit against the bone"
+    k = max(touching, key=lambda j: areas[j - 1])
+    covered = ndi.binary_dilation(lesions == k) & ndi.binary_dilation(bone, iterations=6)
+    w = with_true_bone(viewer, GrowWidget(viewer), image, bone | covered)
+    w.seeds_layer().add(seeds[k - 1])
+    without = viewer.layers["lesions"].features["area_mm2"].sum()  # none when the seed is on_bone
+    probability = np.where(bone, 0.99, 0.0).astype(np.float32)
+    probability[covered & ~bone] = 0.7
+    w.bone.value.metadata["bone_probability"] = probability
+    w.regrow()
+    grown = viewer.layers["lesions"].features
+    assert list(grown["status"]) == ["ok"] and grown["freed_from_bone_mm2"][0] > 0
+    assert grown["area_mm2"][0] == pytest.approx(areas[k - 1], rel=0.25)
+    assert grown["area_mm2"][0] > without + 0.5 * covered.sum() * np.prod(image.scale[-2:])
+    assert "bone mask had taken" in w.status.value
+
+
 def test_auto_seed_fills_points_from_candidates(sample):
     from napari_calcinosis._widgets import GrowWidget
 

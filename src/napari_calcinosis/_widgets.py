@@ -400,7 +400,14 @@ class GrowWidget(_Widget):
             pixels = np.asarray(image.data, np.float32)
             calc = CalcinosisImage(pixels_hu=pixels, spacing_mm=spacing_of(image), source=image.name)
             seeds = np.asarray(self.points.data)[:, -2:] if len(self.points.data) else np.zeros((0, 2))
-            result = quantify(calc, seeds, bone_mask=np.asarray(bone.data) > 0, connectivity=self.connectivity.value)
+            mask = np.asarray(bone.data) > 0
+            # The network's probability, kept by Segment phalanges: a seed may take a blob of the
+            # mask it was unsure of (a deposit against the bone); painted pixels stay bone.
+            probability = bone.metadata.get("bone_probability")
+            if probability is not None and np.shape(probability) != mask.shape:
+                probability = None
+            result = quantify(calc, seeds, bone_mask=mask, bone_probability=probability,
+                              connectivity=self.connectivity.value)
             lesions = show_lesions(self.viewer, result, image)
             self.status.value = lesions.metadata["summary"]  # failed seeds say why here
             return lesions

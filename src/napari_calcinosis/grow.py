@@ -67,6 +67,16 @@ SEARCH_RADIUS_MM = 0.5  # a click lands within half a millimetre (and two pixels
 # phalanx is larger (only a cut-off stump is as small, and one would have to click on it).
 MAX_FREED_PIECE_MM2 = 40.0
 BACKGROUND_RADIUS_MM = 5.0
+# Where the U-Net was unsure: a deposit against the bone is often inside the bone mask, at a
+# probability of 0.5-0.8, while the bone's own pixels are above it (on 60 images from the
+# eight image sets of docs/validation.md, 36 % of the deposit pixels inside the mask were under
+# 0.8, against 2.6 % of the bone's pixels, most of them a thin rim along the bone's edge). A
+# seed's deposit may take a blob of such pixels; the blob must be wider than UNSURE_BLOB_MM
+# (and 3 pixels), so that the rim along a bone's edge is not one, and the specks of mask it
+# leaves behind under UNSURE_REMNANT_MM2 go with it.
+UNSURE_BONE_PROBABILITY = 0.8
+UNSURE_BLOB_MM = 0.4
+UNSURE_REMNANT_MM2 = 2.0
 # Calcinosis cutis lies in the skin and under it, with tissue around it: automatic mode leaves
 # out a lesion with more than this share of air within 1 mm around it (subtract.OUTSIDE_FINGER_AIR).
 MAX_AIR_AROUND_DEPOSIT = OUTSIDE_FINGER_AIR
@@ -151,6 +161,7 @@ def grow_lesions(
     min_area_mm2: float = DEFAULT_MIN_AREA_MM2,
     min_contrast_hu: float = DEFAULT_MIN_CONTRAST_HU,
     free_bone_pieces: bool = True,
+    unsure_bone: np.ndarray | None = None,
 ) -> GrowResult:
     """Grow each deposit from a seed at its own half-maximum level.
 
@@ -192,6 +203,13 @@ def grow_lesions(
         mask and is grown as a deposit there (``freed_from_bone_mm2`` says how much). The
         U-Net sometimes takes a dense deposit lying apart from the bone for bone; the click
         says otherwise. A seed on a larger piece, or on the bone itself, stays ``on_bone``.
+    unsure_bone : ndarray of bool, optional
+        With seeds: the pixels of ``bone_mask`` the segmentation was unsure of (``quantify``
+        passes those with a U-Net probability of 0.5 to ``UNSURE_BONE_PROBABILITY``, 0.8). A
+        blob of them wider than ``UNSURE_BLOB_MM`` that a seed's deposit runs into is taken
+        out of the mask and measured with the deposit (``freed_from_bone_mm2`` counts it):
+        deposits against the bone are often partly inside the mask. A blob no deposit reaches
+        stays bone.
 
     Returns
     -------
@@ -214,6 +232,10 @@ def grow_lesions(
         )
     given_seeds = None if seeds is None else _checked_seeds(seeds)
     spacing = _spacing_pair(spacing_mm)
+    if given_seeds and unsure_bone is not None:
+        return _grow_taking_unsure_bone(image_hu, bone_mask, spacing, seeds, unsure_bone, dict(
+            threshold_hu=threshold_hu, margin_mm=margin_mm, fraction=fraction, connectivity=connectivity,
+            min_area_mm2=min_area_mm2, min_contrast_hu=min_contrast_hu, free_bone_pieces=free_bone_pieces))
     structure = ndi.generate_binary_structure(2, 1 if connectivity == 4 else 2)
     # Growth runs on the image with the bone's blur halo removed, and is kept one pixel off
     # the bone mask (the segmentation's boundary uncertainty); the wider margin of
@@ -359,6 +381,59 @@ def grow_lesions(
             piece_of_seed[np.isin(piece_of_seed, piece_of_seed[failed])] = 0
             freed_mm2[failed] = 0.0
     return GrowResult(lesion_labels=labels, seeds=table, bone_mask=bone_mask)
+
+
+def _unsure_blobs(bone_mask, unsure_bone, spacing):
+    """The blobs of ``unsure_bone`` inside ``bone_mask`` wider than ``UNSURE_BLOB_MM`` and 3 px (labelled,
+    8-connected), each with the specks of mask under ``UNSURE_REMNANT_MM2`` it would leave
+    behind, and the number of blobs."""
+    unsure = np.asarray(unsure_bone, bool)
+    if unsure.shape != bone_mask.shape:
+        raise CalcinosisError(f"unsure_bone {unsure.shape} must have the bone mask's shape {bone_mask.shape}")
+    unsure = unsure & bone_mask
+    radius = [max(1, int(UNSURE_BLOB_MM / 2 / s)) for s in spacing]
+    r, c = np.ogrid[-radius[0] : radius[0] + 1, -radius[1] : radius[1] + 1]
+    disk = (r / (radius[0] + 0.5)) ** 2 + (c / (radius[1] + 0.5)) ** 2 <= 1.0
+    blobs, n = label_bone_pieces(ndi.binary_opening(unsure, structure=disk))
+    if not n:
+        return blobs, 0
+    rest = bone_mask & (blobs == 0)
+    specks, m = label_bone_pieces(rest)
+    if m:
+        small = np.bincount(specks.ravel(), minlength=m + 1) * spacing[0] * spacing[1] < UNSURE_REMNANT_MM2
+        small[0] = False
+        # A speck left beside a blob goes with it (with the lowest-numbered blob it touches).
+        near = ndi.grey_erosion(np.where(blobs > 0, blobs, n + 1), footprint=np.ones((3, 3), bool))
+        owner = np.asarray(ndi.minimum(near, specks, index=np.arange(m + 1)), np.int64)
+        owner[(owner > n) | ~small] = 0
+        blobs = np.where(rest, owner[specks], blobs)
+    return blobs, n
+
+
+def _grow_taking_unsure_bone(image_hu, bone_mask, spacing, seeds, unsure_bone, options) -> GrowResult:
+    """grow_lesions with seeds, where a seed's deposit may take a blob of unsure bone-mask pixels
+    it runs into (see its ``unsure_bone``)."""
+    blobs, n = _unsure_blobs(bone_mask, unsure_bone, spacing)
+    if not n:
+        return grow_lesions(image_hu, bone_mask, spacing, seeds, **options)
+    trial = grow_lesions(image_hu, bone_mask & (blobs == 0), spacing, seeds, **options)
+    # The blobs a grown deposit reaches, and by which seed (the first to reach it).
+    taken_by = np.zeros(n + 1, np.int64)
+    for i, row in enumerate(trial.seeds.itertuples()):
+        if row.status == "ok":
+            for k in np.unique(blobs[trial.lesion_labels == row.lesion_id]):
+                if k and not taken_by[k]:
+                    taken_by[k] = i + 1
+    if not taken_by.any():
+        return grow_lesions(image_hu, bone_mask, spacing, seeds, **options)
+    taken = taken_by[blobs] > 0
+    result = trial if np.array_equal(taken, blobs > 0) else grow_lesions(image_hu, bone_mask & ~taken, spacing, seeds, **options)
+    area = np.bincount(blobs[taken], minlength=n + 1) * spacing[0] * spacing[1]
+    freed = result.seeds["freed_from_bone_mm2"].to_numpy(float).copy()
+    for k in np.flatnonzero(taken_by):
+        freed[taken_by[k] - 1] += area[k]
+    result.seeds["freed_from_bone_mm2"] = freed
+    return result
 
 
 class _Finish:
