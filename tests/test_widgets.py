@@ -172,6 +172,9 @@ def test_grow_widget_uses_the_networks_probability_kept_on_the_bone_layer(sample
     assert grown["area_mm2"][0] == pytest.approx(areas[k - 1], rel=0.25)
     assert grown["area_mm2"][0] > without + 0.5 * covered.sum() * np.prod(image.scale[-2:])
     assert "bone mask had taken" in w.status.value
+    screenshot(viewer, "widget_grow_unsure_bone")
+    w.take_unsure.value = False  # the user's veto: the bone layer is taken as it is
+    assert viewer.layers["lesions"].features["area_mm2"].sum() == pytest.approx(without)
 
 
 def test_auto_seed_fills_points_from_candidates(sample):

@@ -323,13 +323,18 @@ class GrowWidget(_Widget):
         self.image = create_widget(annotation=napari.layers.Image, label="image")
         self.bone = create_widget(annotation=napari.layers.Labels, label="bone")
         self.connectivity = ComboBox(label="connectivity", choices=[4, 8], value=4)
+        self.take_unsure = CheckBox(label="a seed may take bone the model was unsure of", value=True,
+                                    tooltip="a deposit against the bone is often partly in the bone layer, where the "
+                                    "model was unsure (probability 0.5-0.8): the seed's deposit takes that part")
         self.add_seeds_button = PushButton(text="Add seeds (click on each deposit)")
         self.auto_button = PushButton(text="Auto-seed every candidate deposit")
         self.add_seeds_button.changed.connect(self.start_seeding)
         self.auto_button.changed.connect(self.auto_seed)
         self.connectivity.changed.connect(self.regrow)
+        self.take_unsure.changed.connect(self.regrow)
         self.points = None
-        self.extend([self.image, self.bone, self.connectivity, self.add_seeds_button, self.auto_button, self.status])
+        self.extend([self.image, self.bone, self.connectivity, self.take_unsure, self.add_seeds_button,
+                     self.auto_button, self.status])
 
     def seeds_layer(self):
         image = self.image.value
@@ -404,7 +409,8 @@ class GrowWidget(_Widget):
             # The network's probability, kept by Segment phalanges: a seed may take a blob of the
             # mask it was unsure of (a deposit against the bone); painted pixels stay bone.
             probability = bone.metadata.get("bone_probability")
-            if probability is not None and np.shape(probability) != mask.shape:
+            if (not self.take_unsure.value or probability is None or np.shape(probability) != mask.shape
+                    or bone.metadata.get("source_image", image.name) != image.name):
                 probability = None
             result = quantify(calc, seeds, bone_mask=mask, bone_probability=probability,
                               connectivity=self.connectivity.value)

@@ -161,7 +161,7 @@ def grow_lesions(
     min_area_mm2: float = DEFAULT_MIN_AREA_MM2,
     min_contrast_hu: float = DEFAULT_MIN_CONTRAST_HU,
     free_bone_pieces: bool = True,
-    unsure_bone: np.ndarray | None = None,
+    bone_probability: np.ndarray | None = None,
 ) -> GrowResult:
     """Grow each deposit from a seed at its own half-maximum level.
 
@@ -203,13 +203,14 @@ def grow_lesions(
         mask and is grown as a deposit there (``freed_from_bone_mm2`` says how much). The
         U-Net sometimes takes a dense deposit lying apart from the bone for bone; the click
         says otherwise. A seed on a larger piece, or on the bone itself, stays ``on_bone``.
-    unsure_bone : ndarray of bool, optional
-        With seeds: the pixels of ``bone_mask`` the segmentation was unsure of (``quantify``
-        passes those with a U-Net probability of 0.5 to ``UNSURE_BONE_PROBABILITY``, 0.8). A
-        blob of them wider than ``UNSURE_BLOB_MM`` that a seed's deposit runs into is taken
-        out of the mask and measured with the deposit (``freed_from_bone_mm2`` counts it):
-        deposits against the bone are often partly inside the mask. A blob no deposit reaches
-        stays bone.
+    bone_probability : ndarray of float, optional
+        With seeds: the U-Net's probability the mask came from. A blob of mask the network was
+        unsure of (0.5 to ``UNSURE_BONE_PROBABILITY``, 0.8), wider than ``UNSURE_BLOB_MM`` (and
+        3 px), bordering what lies outside the bone and at most ``MAX_FREED_PIECE_MM2``, that a
+        seed's deposit runs into is taken out of the mask and measured with the deposit
+        (``freed_from_bone_mm2`` counts it): deposits against the bone are often partly inside
+        the mask. A blob no deposit reaches stays bone, and so does every pixel under 0.5
+        (painted by the user where the network saw no bone).
 
     Returns
     -------
@@ -232,8 +233,8 @@ def grow_lesions(
         )
     given_seeds = None if seeds is None else _checked_seeds(seeds)
     spacing = _spacing_pair(spacing_mm)
-    if given_seeds and unsure_bone is not None:
-        return _grow_taking_unsure_bone(image_hu, bone_mask, spacing, seeds, unsure_bone, dict(
+    if given_seeds and bone_probability is not None:
+        return _grow_taking_unsure_bone(image_hu, bone_mask, spacing, seeds, bone_probability, dict(
             threshold_hu=threshold_hu, margin_mm=margin_mm, fraction=fraction, connectivity=connectivity,
             min_area_mm2=min_area_mm2, min_contrast_hu=min_contrast_hu, free_bone_pieces=free_bone_pieces))
     structure = ndi.generate_binary_structure(2, 1 if connectivity == 4 else 2)
@@ -383,15 +384,21 @@ def grow_lesions(
     return GrowResult(lesion_labels=labels, seeds=table, bone_mask=bone_mask)
 
 
-def _unsure_blobs(bone_mask, unsure_bone, spacing):
-    """The blobs of ``unsure_bone`` inside ``bone_mask`` wider than ``UNSURE_BLOB_MM`` and 3 px (labelled,
-    8-connected), each with the specks of mask under ``UNSURE_REMNANT_MM2`` it would leave
-    behind, and the number of blobs."""
-    unsure = np.asarray(unsure_bone, bool)
-    if unsure.shape != bone_mask.shape:
-        raise CalcinosisError(f"unsure_bone {unsure.shape} must have the bone mask's shape {bone_mask.shape}")
-    unsure = unsure & bone_mask
-    radius = [max(1, int(UNSURE_BLOB_MM / 2 / s)) for s in spacing]
+def _unsure_blobs(bone_mask, bone_probability, spacing):
+    """The blobs of the mask a seed's deposit may take (labelled 1..n, 8-connected) and n.
+
+    A blob is mask the network was unsure of (probability 0.5 to ``UNSURE_BONE_PROBABILITY``)
+    and wider than ``UNSURE_BLOB_MM`` and 3 px, with the specks of the network's own mask under
+    ``UNSURE_REMNANT_MM2`` it would leave behind. It must border what lies outside the bone (a
+    deposit does; marrow does not) and be at most ``MAX_FREED_PIECE_MM2``, as a separate piece
+    must. Pixels under 0.5, painted by the user against the network, are never in one.
+    """
+    probability = np.asarray(bone_probability, np.float32)
+    if probability.shape != bone_mask.shape:
+        raise CalcinosisError(f"bone probability {probability.shape} must have the bone mask's shape {bone_mask.shape}")
+    networks = bone_mask & (probability >= 0.5)
+    unsure = networks & (probability < UNSURE_BONE_PROBABILITY)
+    radius = [max(1, int(np.ceil(UNSURE_BLOB_MM / 2 / s - 0.5))) for s in spacing]
     r, c = np.ogrid[-radius[0] : radius[0] + 1, -radius[1] : radius[1] + 1]
     disk = (r / (radius[0] + 0.5)) ** 2 + (c / (radius[1] + 0.5)) ** 2 <= 1.0
     blobs, n = label_bone_pieces(ndi.binary_opening(unsure, structure=disk))
@@ -400,38 +407,56 @@ def _unsure_blobs(bone_mask, unsure_bone, spacing):
     rest = bone_mask & (blobs == 0)
     specks, m = label_bone_pieces(rest)
     if m:
-        small = np.bincount(specks.ravel(), minlength=m + 1) * spacing[0] * spacing[1] < UNSURE_REMNANT_MM2
+        counts = np.bincount(specks.ravel(), minlength=m + 1)
+        small = counts * spacing[0] * spacing[1] < UNSURE_REMNANT_MM2
+        small &= np.bincount(specks[networks], minlength=m + 1) == counts  # none painted by the user
         small[0] = False
         # A speck left beside a blob goes with it (with the lowest-numbered blob it touches).
         near = ndi.grey_erosion(np.where(blobs > 0, blobs, n + 1), footprint=np.ones((3, 3), bool))
         owner = np.asarray(ndi.minimum(near, specks, index=np.arange(m + 1)), np.int64)
         owner[(owner > n) | ~small] = 0
         blobs = np.where(rest, owner[specks], blobs)
+    outside = ~ndi.binary_fill_holes(bone_mask)
+    ring = np.zeros(n + 1, bool)
+    for grown in (ndi.grey_dilation(blobs, footprint=np.ones((3, 3), bool)),
+                  ndi.grey_erosion(np.where(blobs > 0, blobs, n + 1), footprint=np.ones((3, 3), bool))):
+        ring[np.unique(grown[outside & (grown <= n)])] = True
+    small_enough = np.bincount(blobs.ravel(), minlength=n + 1) * spacing[0] * spacing[1] <= MAX_FREED_PIECE_MM2
+    keep = ring & small_enough
+    keep[0] = False
+    blobs, n = label_bone_pieces(keep[blobs])
     return blobs, n
 
 
-def _grow_taking_unsure_bone(image_hu, bone_mask, spacing, seeds, unsure_bone, options) -> GrowResult:
-    """grow_lesions with seeds, where a seed's deposit may take a blob of unsure bone-mask pixels
-    it runs into (see its ``unsure_bone``)."""
-    blobs, n = _unsure_blobs(bone_mask, unsure_bone, spacing)
-    if not n:
-        return grow_lesions(image_hu, bone_mask, spacing, seeds, **options)
-    trial = grow_lesions(image_hu, bone_mask & (blobs == 0), spacing, seeds, **options)
-    # The blobs a grown deposit reaches, and by which seed (the first to reach it).
-    taken_by = np.zeros(n + 1, np.int64)
-    for i, row in enumerate(trial.seeds.itertuples()):
-        if row.status == "ok":
-            for k in np.unique(blobs[trial.lesion_labels == row.lesion_id]):
-                if k and not taken_by[k]:
-                    taken_by[k] = i + 1
-    if not taken_by.any():
-        return grow_lesions(image_hu, bone_mask, spacing, seeds, **options)
-    taken = taken_by[blobs] > 0
-    result = trial if np.array_equal(taken, blobs > 0) else grow_lesions(image_hu, bone_mask & ~taken, spacing, seeds, **options)
-    area = np.bincount(blobs[taken], minlength=n + 1) * spacing[0] * spacing[1]
+def _grow_taking_unsure_bone(image_hu, bone_mask, spacing, seeds, bone_probability, options) -> GrowResult:
+    """grow_lesions with seeds, where a seed's deposit may take a blob of the mask the network
+    was unsure of (see its ``bone_probability``): the blobs are taken out, the deposits grown,
+    and the blobs no deposit then reaches put back, until every blob left out is in a deposit."""
+    blobs, n = _unsure_blobs(bone_mask, bone_probability, spacing)
+    out = np.ones(n + 1, bool)
+    out[0] = False
+    for _ in range(n + 1):
+        result = grow_lesions(image_hu, bone_mask & ~out[blobs], spacing, seeds, **options)
+        reached = np.zeros(n + 1, bool)
+        reached[np.unique(blobs[(result.lesion_labels > 0) & (blobs > 0)])] = True
+        if not (out & ~reached).any():
+            break
+        out &= reached
+    if not out.any():
+        return result
+    # Each seed is credited with the pixels of the blobs its deposit holds, and a blob's pixels
+    # outside every deposit (below the deposit's level) go to the deposit holding most of it.
+    taken = out[blobs]
+    lesion = np.where(taken, result.lesion_labels, 0)
+    held = np.zeros((n + 1, int(result.lesion_labels.max()) + 1))
+    np.add.at(held, (blobs[taken], lesion[taken]), 1)
+    owner = np.argmax(held[:, 1:], axis=1) + 1
+    per_lesion = held[:, 1:].sum(axis=0)
+    np.add.at(per_lesion, owner - 1, held[:, 0])
     freed = result.seeds["freed_from_bone_mm2"].to_numpy(float).copy()
-    for k in np.flatnonzero(taken_by):
-        freed[taken_by[k] - 1] += area[k]
+    first = ~result.seeds["lesion_id"].duplicated() & (result.seeds["status"] == "ok")
+    for i in np.flatnonzero(first.to_numpy()):
+        freed[i] += per_lesion[int(result.seeds["lesion_id"].iat[i]) - 1] * spacing[0] * spacing[1]
     result.seeds["freed_from_bone_mm2"] = freed
     return result
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .grow import DEFAULT_MIN_AREA_MM2, UNSURE_BONE_PROBABILITY, grow_lesions
+from .grow import DEFAULT_MIN_AREA_MM2, grow_lesions
 from ._errors import CalcinosisError
 from .io import CalcinosisImage, check_measurable, read_image
 from .measure import measure_lesions
@@ -90,8 +90,8 @@ def quantify(
     bone_probability : ndarray of float, optional
         With ``bone_mask``: the U-Net's probability it came from (``segment_phalanges``). Where
         the mask holds pixels the network was unsure of (probability 0.5 to 0.8), a seed's
-        deposit may take a blob of them (see ``grow_lesions``'s ``unsure_bone``); pixels the
-        user painted where the network saw no bone (under 0.5) always stay bone. When this
+        deposit may take a blob of them (see ``grow_lesions``'s ``bone_probability``); pixels
+        the user painted where the network saw no bone (under 0.5) always stay bone. When this
         function segments, it uses the network's own probability.
     device, tta : segmentation device and flip test-time augmentation.
     threshold_hu, margin_mm, connectivity, min_area_mm2 : see :func:`subtract_bone` and
@@ -119,19 +119,16 @@ def quantify(
     elif bone_probability is not None:
         probability = np.asarray(bone_probability, np.float32)
     bone_mask = np.asarray(bone_mask, bool)
-    unsure = None
-    if probability is not None and seeds is not None:
-        if probability.shape != bone_mask.shape:
-            raise CalcinosisError(f"bone_probability {probability.shape} and bone mask {bone_mask.shape} must be the "
-                                  "same shape: segment this image again")
-        unsure = bone_mask & (probability >= 0.5) & (probability < UNSURE_BONE_PROBABILITY)
+    if probability is not None and np.shape(probability) != bone_mask.shape:
+        raise CalcinosisError(f"bone_probability {np.shape(probability)} and bone mask {bone_mask.shape} must be the "
+                              "same shape: segment this image again")
     spacing = image.spacing_mm
     margin_mm = resolve_margin_mm(margin_mm, image.pixels_hu, bone_mask, spacing, threshold_hu)
     candidates = subtract_bone(image.pixels_hu, bone_mask, spacing, threshold_hu=threshold_hu, margin_mm=margin_mm)
     grown = grow_lesions(
         image.pixels_hu, bone_mask, spacing, seeds,
         candidates=candidates, threshold_hu=threshold_hu, margin_mm=margin_mm,
-        connectivity=connectivity, min_area_mm2=min_area_mm2, unsure_bone=unsure,
+        connectivity=connectivity, min_area_mm2=min_area_mm2, bone_probability=probability,
     )
     if (grown.seeds["freed_from_bone_mm2"] > 0).any():
         # A seed took a piece of the mask back as a deposit (see grow_lesions): the mask and the
