@@ -319,3 +319,26 @@ def test_weights_carry_their_card_so_a_save_cut_in_between_stays_consistent(tmp_
     assert load_model(out).card["validation"]["dice_mean"] == 0.9
     out.with_suffix(".json").unlink()  # and the .json is not needed
     assert load_model(out).card["validation"]["dice_mean"] == 0.9
+
+
+def test_marrow_holes_are_filled_and_a_ringed_deposit_is_not():
+    """A mask with a hole in a bone's fatty marrow (a few trabeculae) and a hole around a dense
+    deposit the mask rings: the marrow becomes bone, the deposit stays out."""
+    from napari_calcinosis.segment import fill_marrow_holes
+
+    image = np.full((80, 80), 40.0, np.float32)
+    mask = np.zeros(image.shape, bool)
+    mask[10:70, 10:30] = True  # a bone ...
+    image[10:70, 10:30] = 1200.0
+    image[14:66, 14:26] = -60.0  # ... with fatty marrow,
+    image[30:32, 14:26] = 400.0  # one trabecula across it
+    mask[14:66, 14:26] = False  # which the network left out
+    mask[20:40, 45:65] = True  # a ring of mask around a deposit
+    image[26:34, 51:59] = 900.0
+    mask[25:35, 50:60] = False
+    filled = fill_marrow_holes(mask, image)
+    assert filled[14:66, 14:26].all()
+    assert not filled[25:35, 50:60].any() and filled[20:25, 45:65].all()
+    np.testing.assert_array_equal(filled & ~mask, np.pad(np.ones((52, 12), bool), ((14, 14), (14, 54))))
+    np.testing.assert_array_equal(drop_pieces_not_bone(mask, image, 0.25, None, None, fill_marrow=False), mask)
+    np.testing.assert_array_equal(drop_pieces_not_bone(mask, image, 0.25, None, None), filled)

@@ -591,14 +591,40 @@ def drop_pieces_in_air(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm,
     return keep[pieces]
 
 
+# A hole in the mask inside a bone is marrow (fat and sparse trabeculae) the network left out;
+# a hole mostly at calcium density is a deposit the mask has ringed. On the network's masks of
+# nine image sets (460 holes), the holes in true bone were per set a median 7-80 % calcium (3x3
+# median >= 200 HU; fatty marrow, generators F and G, at the low end), the 21 holes holding a
+# deposit 38-100 %.
+MAX_MARROW_CALCIUM_SHARE = 0.25
+
+
+def fill_marrow_holes(bone_mask: np.ndarray, pixels_hu: np.ndarray, min_hu: float = MIN_BONE_PIECE_HU,
+                      max_calcium_share: float = MAX_MARROW_CALCIUM_SHARE) -> np.ndarray:
+    """``bone_mask`` with its holes filled, except the holes of which more than
+    ``max_calcium_share`` (a quarter) is calcium (``min_hu`` or more after a 3x3 median): a
+    deposit the mask rings stays out of it."""
+    bone_mask = np.asarray(bone_mask, bool)
+    holes, n = ndi.label(ndi.binary_fill_holes(bone_mask) & ~bone_mask)
+    if not n:
+        return bone_mask
+    size = np.bincount(holes.ravel(), minlength=n + 1)
+    calcium = np.bincount(holes[median3_at_least(pixels_hu, min_hu)], minlength=n + 1)
+    fill = calcium <= max_calcium_share * size
+    fill[0] = False
+    return bone_mask | fill[holes]
+
+
 def drop_pieces_not_bone(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm,
                          min_piece_hu: float | None = MIN_BONE_PIECE_HU,
-                         max_air_fraction: float | None = MAX_AIR_AROUND_BONE) -> np.ndarray:
+                         max_air_fraction: float | None = MAX_AIR_AROUND_BONE,
+                         fill_marrow: bool = True) -> np.ndarray:
     """``bone_mask`` less what is not bone, as :func:`segment_phalanges` gives it: the parts that
     reach too far from calcium (:func:`cut_parts_far_from_calcium`), the pieces with too little
     calcium (:func:`drop_pieces_without_calcium`), then the pieces that air surrounds
-    (:func:`drop_pieces_in_air`). ``min_piece_hu=None`` leaves out the two calcium rules,
-    ``max_air_fraction=None`` the air rule."""
+    (:func:`drop_pieces_in_air`); last, the marrow holes left in what remains are filled
+    (:func:`fill_marrow_holes`). ``min_piece_hu=None`` leaves out the two calcium rules,
+    ``max_air_fraction=None`` the air rule, ``fill_marrow=False`` the filling."""
     bone_mask = np.asarray(bone_mask, bool)
     if min_piece_hu is not None and bone_mask.any():
         spacing = _spacing_pair(spacing_mm)
@@ -607,6 +633,8 @@ def drop_pieces_not_bone(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_m
         bone_mask = _keep_pieces_with_calcium(bone_mask, calcium, MIN_BONE_CALCIUM_FRACTION)
     if max_air_fraction is not None:
         bone_mask = drop_pieces_in_air(bone_mask, pixels_hu, spacing_mm, max_air_fraction)
+    if fill_marrow:
+        bone_mask = fill_marrow_holes(bone_mask, pixels_hu)
     return bone_mask
 
 
