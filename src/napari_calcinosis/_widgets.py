@@ -389,6 +389,10 @@ class GrowWidget(_Widget):
             if n_out:
                 self.status.value += (f"; {n_out} bright thing(s) lying against the air not proposed (splints, "
                                       "rings, the skin's edge): click any that is a deposit")
+            n_noise = int((auto.seeds["status"] == "below_noise").sum())
+            if n_noise:
+                self.status.value += (f"; {n_noise} speck(s) no brighter than the image's noise not proposed: "
+                                      "click any that is a deposit")
             return points
 
         return self._run_safely(go)
@@ -431,7 +435,8 @@ def show_lesions(viewer, result, image_layer):
     layer.metadata["seed_table"] = table
     layer.metadata["source_image"] = image_layer.name
     outside = table["status"] == "outside_finger"  # automatic mode's rows for what it left out
-    failed = (table["lesion_id"] == 0) & ~outside
+    noise = table["status"] == "below_noise"
+    failed = (table["lesion_id"] == 0) & ~outside & ~noise
     total = float(features["area_mm2"].sum()) if len(features) else 0.0
     widget_status = f"{len(features)} lesion(s), {total:.2f} mm² in all"
     if failed.any():
@@ -439,6 +444,8 @@ def show_lesions(viewer, result, image_layer):
     if outside.any():
         widget_status += (f"; {int(outside.sum())} bright thing(s) lying against the air left out (splints, rings, "
                           "the skin's edge)")
+    if noise.any():
+        widget_status += f"; {int(noise.sum())} speck(s) no brighter than the image's noise left out"
     n_freed = int(((table["freed_from_bone_mm2"] > 0) & (table["status"] == "ok")).sum())
     if n_freed:
         widget_status += f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there"

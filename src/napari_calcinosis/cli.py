@@ -254,7 +254,8 @@ def cmd_quantify(args) -> int:
     if not args.seeds and failed < len(images):
         print("note: without --seeds every candidate deposit was measured (automatic mode), a first look: on images "
               "from unknown sources it also measures arteries and the nail and misses some deposits (bright things "
-              "lying against the air, such as splints and rings, are left out: status outside_finger); give "
+              "lying against the air, such as splints and rings, are left out: status outside_finger, and so are "
+              "specks no brighter than the image's noise: below_noise); give "
               "--seeds for numbers you report", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(images)} image(s) failed; see the rows whose status starts with 'error'", file=sys.stderr)
