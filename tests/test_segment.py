@@ -336,9 +336,51 @@ def test_marrow_holes_are_filled_and_a_ringed_deposit_is_not():
     mask[20:40, 45:65] = True  # a ring of mask around a deposit
     image[26:34, 51:59] = 900.0
     mask[25:35, 50:60] = False
-    filled = fill_marrow_holes(mask, image)
+    filled = fill_marrow_holes(mask, image, 0.25)
     assert filled[14:66, 14:26].all()
     assert not filled[25:35, 50:60].any() and filled[20:25, 45:65].all()
     np.testing.assert_array_equal(filled & ~mask, np.pad(np.ones((52, 12), bool), ((14, 14), (14, 54))))
     np.testing.assert_array_equal(drop_pieces_not_bone(mask, image, 0.25, None, None, fill_marrow=False), mask)
     np.testing.assert_array_equal(drop_pieces_not_bone(mask, image, 0.25, None, None), filled)
+
+
+def test_a_deposit_in_a_hole_of_soft_tissue_stays_out_of_the_mask_and_is_measured():
+    """A ring of mask around 28 mm² of soft tissue holding a 2.3 mm² deposit (an 11 % calcium
+    hole): the tissue is filled, the deposit and a pixel around it are not, so a seed on it and
+    automatic mode both measure it as they would without the ring."""
+    from scipy import ndimage as ndi
+
+    from napari_calcinosis.grow import grow_lesions
+    from napari_calcinosis.segment import fill_marrow_holes
+
+    image = np.full((90, 90), 40.0)
+    mask = np.zeros(image.shape, bool)
+    mask[15:75, 15:75] = True
+    image[mask] = 1200.0
+    mask[24:66, 24:66] = False
+    image[24:66, 24:66] = 40.0
+    rr, cc = np.mgrid[:90, :90]
+    deposit = (rr - 45) ** 2 + (cc - 45) ** 2 <= 3.5**2  # 2.3 mm² at 0.25 mm
+    image[deposit] = 700.0
+    image = ndi.gaussian_filter(image, 0.8).astype(np.float32)
+    filled = fill_marrow_holes(mask, image, 0.25)
+    assert not (filled & deposit).any() and filled[26:34, 26:34].all()
+    seeded = grow_lesions(image, filled, 0.25, [(45, 45)])
+    assert seeded.seeds["status"][0] == "ok"
+    assert abs((seeded.lesion_labels == 1).sum() - deposit.sum()) <= 0.2 * deposit.sum()
+    auto = grow_lesions(image, filled, 0.25, None)
+    assert auto.lesion_labels[45, 45] > 0
+
+
+def test_filling_does_not_put_back_what_the_calcium_cut_took():
+    """A mask ring whose middle the network had filled, reaching far from calcium: the cut takes
+    the middle out, and the filling leaves it out (it was never the network's hole)."""
+    image = np.full((200, 200), 40.0, np.float32)
+    mask = np.zeros(image.shape, bool)
+    mask[20:180, 20:180] = True  # 40 x 40 mm at 0.25 mm, calcium only round its edge
+    image[20:180, 20:180] = 40.0
+    image[20:24, 20:180] = image[176:180, 20:180] = 1200.0
+    image[20:180, 20:24] = image[20:180, 176:180] = 1200.0
+    cut = drop_pieces_not_bone(mask, image, 0.25, max_air_fraction=None, fill_marrow=False)
+    assert not cut[100, 100]  # the middle was cut
+    np.testing.assert_array_equal(drop_pieces_not_bone(mask, image, 0.25, max_air_fraction=None), cut)

@@ -79,7 +79,8 @@ def quantify(
     seeds : sequence of (row, col), optional
         A point on each deposit, in pixels. Without seeds every candidate deposit of at least
         ``min_area_mm2`` is measured (automatic mode), except bright things lying against the
-        air (splints, rings, the skin's edge), listed with the status ``outside_finger``.
+        air (splints, rings, the skin's edge), listed with the status ``outside_finger``, and
+        specks no brighter than the image's noise (``below_noise``).
     model : PhalanxModel or path, optional
         Phalanx U-Net (default: the bundled model). Load it once with :func:`load_model` when
         measuring many images.

@@ -599,20 +599,40 @@ def drop_pieces_in_air(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm,
 MAX_MARROW_CALCIUM_SHARE = 0.25
 
 
-def fill_marrow_holes(bone_mask: np.ndarray, pixels_hu: np.ndarray, min_hu: float = MIN_BONE_PIECE_HU,
-                      max_calcium_share: float = MAX_MARROW_CALCIUM_SHARE) -> np.ndarray:
+def fill_marrow_holes(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm, min_hu: float = MIN_BONE_PIECE_HU,
+                      max_calcium_share: float = MAX_MARROW_CALCIUM_SHARE, within: np.ndarray | None = None) -> np.ndarray:
     """``bone_mask`` with its holes filled, except the holes of which more than
     ``max_calcium_share`` (a quarter) is calcium (``min_hu`` or more after a 3x3 median): a
-    deposit the mask rings stays out of it."""
+    deposit the mask rings stays out of it. In the holes it fills, a clump of calcium of
+    ``DEFAULT_MIN_AREA_MM2`` (0.3 mm²) or more not touching the mask (a trabecula, the cortex's
+    blur do) stays out too, with two pixels around it: a deposit lying in a hole of soft tissue is
+    still proposed and grown. ``within``: fill only there
+    (the holes the network's own mask had)."""
+    from .grow import DEFAULT_MIN_AREA_MM2
+
     bone_mask = np.asarray(bone_mask, bool)
-    holes, n = ndi.label(ndi.binary_fill_holes(bone_mask) & ~bone_mask)
+    hole = ndi.binary_fill_holes(bone_mask) & ~bone_mask
+    if within is not None:
+        hole &= within
+    holes, n = ndi.label(hole)
     if not n:
         return bone_mask
+    spacing = _spacing_pair(spacing_mm)
+    calcium = median3_at_least(pixels_hu, min_hu) & (holes > 0)
     size = np.bincount(holes.ravel(), minlength=n + 1)
-    calcium = np.bincount(holes[median3_at_least(pixels_hu, min_hu)], minlength=n + 1)
-    fill = calcium <= max_calcium_share * size
+    share = np.bincount(holes[calcium], minlength=n + 1)
+    fill = share <= max_calcium_share * size
     fill[0] = False
-    return bone_mask | fill[holes]
+    clumps, m = ndi.label(calcium, structure=np.ones((3, 3), bool))
+    if m:
+        big = np.bincount(clumps.ravel(), minlength=m + 1) * spacing[0] * spacing[1] >= DEFAULT_MIN_AREA_MM2
+        # Calcium touching the mask is the bone's own: a trabecula, the cortex's blur.
+        big[np.unique(clumps[ndi.binary_dilation(bone_mask, structure=np.ones((3, 3), bool))])] = False
+        big[0] = False
+        keep_out = ndi.binary_dilation(big[clumps], structure=np.ones((3, 3), bool), iterations=2)
+    else:
+        keep_out = np.zeros_like(bone_mask)
+    return bone_mask | (fill[holes] & ~keep_out)
 
 
 def drop_pieces_not_bone(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm,
@@ -623,9 +643,13 @@ def drop_pieces_not_bone(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_m
     reach too far from calcium (:func:`cut_parts_far_from_calcium`), the pieces with too little
     calcium (:func:`drop_pieces_without_calcium`), then the pieces that air surrounds
     (:func:`drop_pieces_in_air`); last, the marrow holes left in what remains are filled
-    (:func:`fill_marrow_holes`). ``min_piece_hu=None`` leaves out the two calcium rules,
-    ``max_air_fraction=None`` the air rule, ``fill_marrow=False`` the filling."""
+    (:func:`fill_marrow_holes`; only holes the mask given had). ``min_piece_hu=None`` leaves
+    out the two calcium rules, ``max_air_fraction=None`` the air rule, ``fill_marrow=False``
+    the filling."""
     bone_mask = np.asarray(bone_mask, bool)
+    # Only the network's own holes are marrow: what the rules below cut out of a bone's middle
+    # must not be filled back.
+    network_holes = ndi.binary_fill_holes(bone_mask) & ~bone_mask if fill_marrow else None
     if min_piece_hu is not None and bone_mask.any():
         spacing = _spacing_pair(spacing_mm)
         calcium = _calcium(pixels_hu, min_piece_hu)
@@ -633,8 +657,8 @@ def drop_pieces_not_bone(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_m
         bone_mask = _keep_pieces_with_calcium(bone_mask, calcium, MIN_BONE_CALCIUM_FRACTION)
     if max_air_fraction is not None:
         bone_mask = drop_pieces_in_air(bone_mask, pixels_hu, spacing_mm, max_air_fraction)
-    if fill_marrow:
-        bone_mask = fill_marrow_holes(bone_mask, pixels_hu)
+    if fill_marrow and network_holes.any():
+        bone_mask = fill_marrow_holes(bone_mask, pixels_hu, spacing_mm, within=network_holes)
     return bone_mask
 
 
@@ -648,6 +672,7 @@ def segment_phalanges(
     threshold: float = 0.5,
     min_piece_hu: float | None = MIN_BONE_PIECE_HU,
     max_air_fraction: float | None = MAX_AIR_AROUND_BONE,
+    fill_marrow: bool = True,
 ) -> BoneSegmentation:
     """Segment the phalanges (bone) of a sagittal finger image.
 
@@ -671,12 +696,15 @@ def segment_phalanges(
         pixel thin). Bone is calcium: a piece of the mask under
         5 % calcium is dropped, and so is a part of it reaching more than 8 mm from calcium
         (:func:`drop_pieces_without_calcium`, :func:`cut_parts_far_from_calcium`): soft tissue
-        the U-Net took for bone. None keeps all of the mask. ``probability`` is the network's,
-        unchanged.
+        the U-Net took for bone. None leaves out these two rules. ``probability`` is the
+        network's, unchanged.
     max_air_fraction : float or None
         A piece of the mask with more than this share of air around it (within 1 mm; 40 %) is
         dropped: bone lies inside the finger, and such a piece is a splint or other metal
         outside it (:func:`drop_pieces_in_air`). None keeps every piece.
+    fill_marrow : bool
+        Fill the holes the network left in the mask (marrow), except holes mostly calcium and
+        clumps of calcium in them: a deposit (:func:`fill_marrow_holes`). False keeps them.
 
     Returns
     -------
@@ -713,7 +741,7 @@ def segment_phalanges(
     prob = np.clip(resample(prob, shape, order=1), 0.0, 1.0).astype(np.float32)
     bone_mask = drop_pieces_not_bone(prob > threshold, pixels_hu,
                                      spec["working_spacing_mm"] if spacing is None else spacing,
-                                     min_piece_hu, max_air_fraction)
+                                     min_piece_hu, max_air_fraction, fill_marrow)
     return BoneSegmentation(bone_mask=bone_mask, probability=prob)
 
 
