@@ -381,13 +381,8 @@ def grow_lesions(
         row.update(status="ok", lesion_id=next_id, peak_hu=level_peak, level_hu=level)
         next_id += 1
     if auto and next_id > 1:
-        outside = air_around(labels, next_id - 1, image_hu, spacing) > MAX_AIR_AROUND_DEPOSIT
-        if outside.any():
-            labels[outside[labels]] = 0
-            for row in rows:
-                if outside[row["lesion_id"]]:
-                    row.update(status="outside_finger", lesion_id=0)
-            _number_in_click_order(rows, labels)
+        _leave_out(rows, labels, air_around(labels, next_id - 1, image_hu, spacing) > MAX_AIR_AROUND_DEPOSIT,
+                   "outside_finger")
         # On the image growth runs on (the bone's blur halo removed): the halo is no noise.
         noise = image_noise_hu(work, smooth, allowed)
         areas = np.bincount(labels.ravel(), minlength=next_id) * pixel_area_mm2
@@ -396,14 +391,9 @@ def grow_lesions(
         specks = [row for row in rows if row["status"] == "ok" and areas[row["lesion_id"]] < MAX_NOISE_SPECK_MM2
                   and row["lesion_id"] not in joined
                   and row["peak_hu"] - row["background_hu"] < NOISE_CONTRAST_RATIO * noise]
-        if specks:
-            drop = np.zeros(next_id, bool)
-            drop[[row["lesion_id"] for row in specks]] = True
-            labels[drop[labels]] = 0
-            for row in rows:  # the speck's row, and any later candidate that fell on it
-                if drop[row["lesion_id"]]:
-                    row.update(status="below_noise", lesion_id=0)
-            _number_in_click_order(rows, labels)
+        drop = np.zeros(next_id, bool)
+        drop[[row["lesion_id"] for row in specks]] = True
+        _leave_out(rows, labels, drop, "below_noise")
     if not auto and any(row["status"] == "duplicate_seed" for row in rows):
         _split_shared_lesions(rows, labels, own_regions, work, smooth, search, finish, min_contrast_hu, fraction)
         _number_in_click_order(rows, labels)
@@ -461,11 +451,9 @@ def _unsure_blobs(bone_mask, bone_probability, spacing):
         owner = np.asarray(ndi.minimum(near, specks, index=np.arange(m + 1)), np.int64)
         owner[(owner > n) | ~small] = 0
         blobs = np.where(rest, owner[specks], blobs)
-    outside = ~ndi.binary_fill_holes(bone_mask)
+    beside_outside = ndi.binary_dilation(~ndi.binary_fill_holes(bone_mask), structure=np.ones((3, 3), bool))
     ring = np.zeros(n + 1, bool)
-    for grown in (ndi.grey_dilation(blobs, footprint=np.ones((3, 3), bool)),
-                  ndi.grey_erosion(np.where(blobs > 0, blobs, n + 1), footprint=np.ones((3, 3), bool))):
-        ring[np.unique(grown[outside & (grown <= n)])] = True
+    ring[np.unique(blobs[beside_outside])] = True
     small_enough = np.bincount(blobs.ravel(), minlength=n + 1) * spacing[0] * spacing[1] <= MAX_FREED_PIECE_MM2
     keep = ring & small_enough
     keep[0] = False
@@ -623,6 +611,18 @@ def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, finis
         for i, peak in later_peaks.items():
             if i not in peaks and peak is not None:
                 rows[i]["lesion_id"] = owner[int(sides[peak])]
+
+
+def _leave_out(rows, labels, drop, status: str) -> None:
+    """Take the lesions flagged in ``drop`` (indexed by lesion id) out of ``labels``: their rows,
+    and those of any later candidate that fell on them, get ``status``; the rest are renumbered."""
+    if not drop.any():
+        return
+    labels[drop[labels]] = 0
+    for row in rows:
+        if drop[row["lesion_id"]]:
+            row.update(status=status, lesion_id=0)
+    _number_in_click_order(rows, labels)
 
 
 def _number_in_click_order(rows, labels) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
+from .grow import DEFAULT_MIN_AREA_MM2
 from .io import CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit
 from .subtract import (OUTSIDE_FINGER_AIR, _spacing_pair, air_around, label_bone_pieces, median3_at_least,
                        share_around)
@@ -608,8 +609,6 @@ def fill_marrow_holes(bone_mask: np.ndarray, pixels_hu: np.ndarray, spacing_mm, 
     blur do) stays out too, with two pixels around it: a deposit lying in a hole of soft tissue is
     still proposed and grown. ``within``: fill only there
     (the holes the network's own mask had)."""
-    from .grow import DEFAULT_MIN_AREA_MM2
-
     bone_mask = np.asarray(bone_mask, bool)
     hole = ndi.binary_fill_holes(bone_mask) & ~bone_mask
     if within is not None:
