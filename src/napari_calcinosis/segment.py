@@ -169,16 +169,21 @@ class PhalanxModel:
         """Move the network to ``device``; on CUDA its 1 x 1 and depthwise layers skip cuDNN.
 
         cuDNN prepares kernels for every new image shape (about 1.5 s each on an H200); the
-        plan-free layers (:mod:`napari_calcinosis._cuda_convs`) make that about 0.1 s.
+        plan-free layers (:mod:`napari_calcinosis._cuda_convs`) make that about 0.1 s. On CUDA
+        the decoder also upsamples in autocast's dtype, not float32
+        (:mod:`napari_calcinosis._cuda_decoder`): the same numbers, less memory traffic.
         """
         from ._cuda_convs import plan_free_convs, restore_convs
+        from ._cuda_decoder import restore_decoder, upsample_in_input_dtype
 
         dev = select_device(device) if isinstance(device, str) else device
         self.network.to(dev)
         if dev.type == "cuda":
             plan_free_convs(self.network)
+            upsample_in_input_dtype(self.network)
         else:
             restore_convs(self.network)
+            restore_decoder(self.network)
         return self
 
 
