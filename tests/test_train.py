@@ -95,6 +95,36 @@ def test_cancel_then_resume_continues_exactly_where_it_stopped(tmp_path, pairs):
         assert a["val_dice"] == pytest.approx(b["val_dice"], abs=1e-4)
 
 
+def test_float16_training_with_gradient_scaling_resumes_exactly(tmp_path, pairs, monkeypatch):
+    # CUDA's float16 path (autocast + gradient scaler), run on the CPU. The scaler grows its
+    # scale every step here, so it overflows and skips steps: a resumed run that did not carry
+    # the scaler's state would scale and skip differently from the run without a stop.
+    import torch
+
+    import napari_calcinosis.train as train_module
+
+    monkeypatch.setattr(train_module, "_training_dtype", lambda dev: torch.float16)
+    monkeypatch.setattr(train_module, "_grad_scaler",
+                        lambda dev, dtype: torch.amp.GradScaler("cpu", init_scale=2.0**14, growth_interval=1))
+    kw = dict(samples=pairs, epochs=2, steps_per_epoch=4, batch_size=2, crop_px=64, device="cpu")
+    whole = train_segmenter(tmp_path / "whole.safetensors", **kw)
+    assert json.loads((tmp_path / "whole.json").read_text())["training"]["precision"].startswith("float16 autocast")
+    scale_whole = torch.load(tmp_path / "whole.checkpoint.pt", weights_only=True)["grad_scaler"]["scale"]
+    assert scale_whole < 2.0**14 * 2**8  # grown every step but halved on overflow: steps were skipped
+    calls = {"n": 0}
+
+    def cancel_after_five_steps():
+        calls["n"] += 1
+        return calls["n"] > 5
+
+    out = tmp_path / "split.safetensors"
+    assert train_segmenter(out, **kw, should_cancel=cancel_after_five_steps).cancelled
+    second = train_segmenter(out, **kw, resume=True)
+    assert torch.load(tmp_path / "split.checkpoint.pt", weights_only=True)["grad_scaler"]["scale"] == scale_whole
+    for a, b in zip(second.history, whole.history, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
 def test_checkpoint_within_an_epoch(tmp_path, pairs):
     import torch
 
@@ -166,13 +196,17 @@ def test_folder_pairs(tmp_path):
 
 
 @pytest.mark.gpu
-def test_cuda_bf16_training_step(tmp_path, pairs):
-    # Runs only where CUDA exists: the bf16 autocast + channels_last path end to end.
+def test_cuda_mixed_precision_training_step(tmp_path, pairs):
+    # Runs only where CUDA exists: the float16 autocast + gradient scaler + channels_last path end to end.
+    import torch
+
     r = train_segmenter(tmp_path / "g.safetensors", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2,
                         crop_px=64, device="cuda")
     assert r.device.startswith("cuda") and np.isfinite(r.history[0]["loss"])
     card = json.loads((tmp_path / "g.json").read_text())
     assert "on the device" in card["training"]["augmentation"]  # crops made on the GPU
+    assert card["training"]["precision"] == "float16 autocast with gradient scaling, channels-last"
+    assert torch.load(tmp_path / "g.checkpoint.pt", weights_only=True)["grad_scaler"]["scale"] > 0
     r2 = train_segmenter(tmp_path / "g.safetensors", samples=pairs, epochs=2, steps_per_epoch=2, batch_size=2,
                          crop_px=64, device="cuda", resume=True)
     assert r2.epochs_done == 2 and r2.history[0] == r.history[0]

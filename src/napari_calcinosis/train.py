@@ -283,9 +283,10 @@ def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> di
 
 # On CUDA, short runs route the 1 x 1 and depthwise layers around cuDNN (see _cuda_convs):
 # cuDNN's per-shape plans cost about 10 s before the first step on an H200, while the plan-free
-# layers cost about 4.4 ns more per training pixel (benchmarks/gpu_startup.py). Below this many
-# training pixels (steps x batch x crop²) the plan-free layers win: 200 steps of 64 x 256² are
-# 0.8e9 and gain 8 s; the paper's 1,000 steps of 60 x 512² are 15.7e9 and would lose 60 s.
+# layers cost about 4.4 ns more per training pixel in bfloat16 and 3.9 ns in float16
+# (benchmarks/gpu_startup.py, gpu_throughput_probe.py). Below this many training pixels
+# (steps x batch x crop²) the plan-free layers win: 200 steps of 64 x 256² are 0.8e9 and gain
+# about 7 s; the paper's 1,000 steps of 60 x 512² are 15.7e9 and would lose about 60 s.
 PLAN_FREE_MAX_PIXELS = 2e9
 # "auto" (the rule above), True or False; benchmarks set it to compare the two.
 PLAN_FREE_CONVS = "auto"
@@ -297,25 +298,75 @@ def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
     return total_steps * batch_size * crop_px**2 < PLAN_FREE_MAX_PIXELS
 
 
-def _bf16_training(dev) -> bool:
-    """Whether to train in bfloat16 autocast on ``dev``: on CUDA, and on CPUs with bf16 instructions.
+# CUDA training's mixed precision: float16 with a gradient scaler rather than bfloat16. PyTorch
+# runs float16 batch norm on cuDNN's channels-last kernels but bfloat16 batch norm on its own,
+# slower ones, and batch norm was about a third of a 512² training step's GPU time in bfloat16
+# (benchmarks/results-h200-startup.json). "bfloat16" is the other choice; benchmarks set it.
+CUDA_TRAINING_DTYPE = "float16"
+_PRECISION = {
+    "float16": "float16 autocast with gradient scaling, channels-last",
+    "bfloat16": "bfloat16 autocast, channels-last",
+    None: "float32",
+}
 
-    On such a CPU (AVX512-BF16 or AMX) a training step of the U-Net takes less than half the
-    time of float32; without them bfloat16 is emulated and slower, so float32 stays.
+
+def _training_dtype(dev):
+    """The autocast dtype of training on ``dev`` (a ``torch.dtype``), or None for float32.
+
+    On CUDA GPUs of Ampere and later, :data:`CUDA_TRAINING_DTYPE`; older ones (V100, T4) stay
+    in float32, as they always have here (untested in mixed precision). On CPUs with bfloat16
+    instructions (AVX512-BF16, AMX), bfloat16: a training step of the U-Net takes less than half
+    the time of float32; without them bfloat16 is emulated and slower, so float32 stays.
     """
     import torch
 
     if dev.type == "cuda":
         from .segment import cuda_bf16
 
-        return cuda_bf16(dev)  # pre-Ampere GPUs (V100, T4) would emulate it, slowly or not at all
+        if not cuda_bf16(dev):
+            return None
+        return {"float16": torch.float16, "bfloat16": torch.bfloat16}[CUDA_TRAINING_DTYPE]
     if dev.type != "cpu":
-        return False
+        return None
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     try:
-        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+        return torch.bfloat16 if any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes) else None
     except Exception:  # a private probe changed: float32 is always right
-        return False
+        return None
+
+
+def _precision_name(dtype) -> str | None:
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def _grad_scaler(dev, dtype):
+    """A gradient scaler for float16 training (its small gradients would round to zero), else None."""
+    import torch
+
+    return torch.amp.GradScaler(dev.type) if dtype == torch.float16 else None
+
+
+def _training_step(net, opt, scaler, x, loss_fn, dtype):
+    """Forward, loss, backward and optimiser step; returns the loss (a tensor, not read)."""
+    import torch
+
+    if dtype is not None:
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=dtype):
+            logits = net(x)
+        logits = logits.float()
+    else:
+        logits = net(x)
+    loss = loss_fn(logits)
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:  # a step whose gradients overflowed is skipped and the scale halved
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    return loss
 
 
 def check_schedule(epochs, batch_size, learning_rate, crop_px, steps_per_epoch=None, checkpoint_every_s=0.0) -> None:
@@ -386,9 +437,10 @@ def train_segmenter(
     steps_per_epoch : int, optional
         Default: one pass over the training images (at least 4 steps).
     device : str
-        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``. On CUDA, and
-        on CPUs with bfloat16 instructions (AVX512-BF16, AMX), training runs in bfloat16
-        autocast with channels-last tensors.
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``. On CUDA GPUs
+        of Ampere and later training runs in float16 autocast with gradient scaling, and on
+        CPUs with bfloat16 instructions (AVX512-BF16, AMX) in bfloat16 autocast, both with
+        channels-last tensors.
     resume : bool
         Carry on from the checkpoint beside ``out``, at the step where it was written. The run
         must have the same data and settings (more ``epochs`` are allowed).
@@ -485,8 +537,8 @@ def train_segmenter(
     else:
         model = new_model()
     net = model.to(dev).network  # on CUDA with the plan-free 1 x 1 and depthwise layers
-    bf16 = _bf16_training(dev)
-    if bf16:
+    amp_dtype = _training_dtype(dev)
+    if amp_dtype is not None:
         net = net.to(memory_format=torch.channels_last)
     steps_per_epoch = int(steps_per_epoch or max(4, math.ceil(len(train) / batch_size)))
     total_steps = epochs * steps_per_epoch
@@ -497,6 +549,7 @@ def train_segmenter(
         restore_convs(net)  # a long run: cuDNN's faster steps outweigh its start-up
     # The fused AdamW is one kernel for all weights instead of several per weight tensor.
     opt = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4, fused=dev.type == "cuda")
+    scaler = _grad_scaler(dev, amp_dtype)
 
     def lr_at(step_index: int) -> float:
         # Warm-up then cosine decay, a pure function of the step so that a resumed run with
@@ -525,6 +578,8 @@ def train_segmenter(
             raise CalcinosisError(
                 f"cannot resume: the checkpoint {ckpt_path} holds another network; run without --resume to start afresh"
             ) from exc
+        if scaler is not None and ckpt.get("grad_scaler"):
+            scaler.load_state_dict(ckpt["grad_scaler"])
         rng.bit_generator.state = ckpt["rng"]
         start_epoch, step = ckpt["epoch"], ckpt["step"]
         best_dice, best_epoch, history = ckpt["best_val_dice"], ckpt["best_epoch"], ckpt["history"]
@@ -551,6 +606,7 @@ def train_segmenter(
             "network": net.state_dict(), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
             "epoch": epochs_completed, "step": step, "epoch_losses": [float(v) for v in losses_this_epoch], "epochs": epochs,
             "torch_rng": gen.get_state() if gen is not None else None,
+            "grad_scaler": scaler.state_dict() if scaler is not None else None,
             "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "best_val_dice": best_dice,
             "best_epoch": best_epoch, "history": history, "settings": settings, "elapsed_s": trained_s(),
         }
@@ -586,7 +642,7 @@ def train_segmenter(
         + (", made in batches on the device" if on_device else ""),
         "seed": seed,
         "device": str(dev),
-        "precision": "bfloat16 autocast, channels-last" if bf16 else "float32",
+        "precision": _PRECISION[_precision_name(amp_dtype)],
         "command": command,
     }
     if dev.type == "cuda":
@@ -646,19 +702,13 @@ def train_segmenter(
                 batch = [augment(train[rng.integers(len(train))], rng, crop_px, spec) for _ in range(batch_size)]
                 x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(dev)
                 y = torch.from_numpy(np.stack([b[1] for b in batch])[:, None]).to(dev)
-            if bf16:
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=torch.bfloat16):
-                    logits = net(x)
-                logits = logits.float()
-            else:
-                logits = net(x)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + dice_loss(logits, y)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss = _training_step(
+                net, opt, scaler, x,
+                lambda logits: torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + dice_loss(logits, y),
+                amp_dtype,
+            )
             step += 1
             steps_this_run += 1
             losses.append(loss.detach())
