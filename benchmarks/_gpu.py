@@ -1,19 +1,25 @@
-"""What the GPU probes share: one bf16 training step, and writing their results."""
+"""What the GPU probes share: train_segmenter's training step, and writing their results."""
 
 from __future__ import annotations
 
 import json
 
 
-def bf16_step(net, opt, x) -> None:
-    """One training step in bf16 autocast on a made-up loss (the mean output): timing only."""
+def training_step(net, opt):
+    """A function ``step(x)``: one of train_segmenter's steps on CUDA (its precision, its
+    gradient scaler) on a made-up loss, the mean output: for timing only."""
     import torch
 
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = net(x).float().mean()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    from napari_calcinosis.train import _grad_scaler, _training_dtype, _training_step
+
+    dev = torch.device("cuda")
+    dtype = _training_dtype(dev)
+    scaler = _grad_scaler(dev, dtype)
+
+    def step(x):
+        _training_step(net, opt, scaler, x, lambda logits: logits.mean(), dtype)
+
+    return step
 
 
 def write_json(results, path) -> None:

@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from _gpu import bf16_step, write_json
+from _gpu import training_step, write_json
 
 
 def main(argv=None) -> int:
@@ -30,8 +30,10 @@ def main(argv=None) -> int:
     b, s = args.batch, args.size
     x = torch.rand(b, 1, s, s, device="cuda").contiguous(memory_format=torch.channels_last)
 
+    train_step = training_step(cnet, opt)
+
     def step():
-        bf16_step(cnet, opt, x)
+        train_step(x)
 
     def save():
         write_json(out, args.json)

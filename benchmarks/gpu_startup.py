@@ -6,7 +6,9 @@ Each phase is timed after ``torch.cuda.synchronize()``. Run it in a fresh proces
 what a user waits for after pressing Train. By default the 1 x 1 and depthwise convolutions run
 without cuDNN, as ``train_segmenter`` does on CUDA (``napari_calcinosis._cuda_convs``);
 ``--cudnn-everywhere`` gives every convolution to cuDNN, for comparison. ``--profile`` adds the
-25 costliest GPU kernels of a 512² training step.
+25 costliest GPU kernels of a 512² training step. The step is train_segmenter's, in its
+precision (float16 with a gradient scaler since 2026-11-27; ``results-h200-startup.json`` was
+measured in bfloat16).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import argparse
 import sys
 import time
 
-from _gpu import bf16_step, write_json
+from _gpu import training_step, write_json
 
 
 def main(argv=None) -> int:
@@ -43,6 +45,7 @@ def main(argv=None) -> int:
 
     timed("import_smp_and_package_s", lambda: __import__("napari_calcinosis.segment") and __import__("segmentation_models_pytorch"))
     from napari_calcinosis._cuda_convs import plan_free_convs
+    from napari_calcinosis._cuda_decoder import upsample_in_input_dtype
     from napari_calcinosis.segment import new_model
 
     timed("cuda_init_s", lambda: torch.zeros(1, device="cuda"))
@@ -54,14 +57,17 @@ def main(argv=None) -> int:
         net = state["net"].to("cuda").to(memory_format=layout).train()
         if not args.cudnn_everywhere:
             out["n_plan_free"] = plan_free_convs(net)
+        upsample_in_input_dtype(net)  # as PhalanxModel.to does on CUDA
         state["net"] = net
         state["opt"] = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
 
     timed("model_to_gpu_s", to_gpu)
     net, opt = state["net"], state["opt"]
 
+    train_step = training_step(net, opt)
+
     def step(batch, size):
-        bf16_step(net, opt, torch.rand(batch, 1, size, size, device="cuda").contiguous(memory_format=layout))
+        train_step(torch.rand(batch, 1, size, size, device="cuda").contiguous(memory_format=layout))
 
     def infer(b, h, w):
         x = torch.rand(b, 1, h, w, device="cuda").contiguous(memory_format=layout)

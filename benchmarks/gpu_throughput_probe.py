@@ -1,16 +1,20 @@
-"""Ways to the paper's workload in 60 s, measured: steady 512² training throughput per variant.
+"""Ways to the paper's workload in 60 s, measured: steady training throughput per variant.
 
-    python benchmarks/gpu_throughput_probe.py [--json PATH] [--variants NAME ...]
+    python benchmarks/gpu_throughput_probe.py [--json PATH] [--variants NAME ...] [--profile NAME]
 
-The paper's workload (120 images of 512², 500 epochs = 60,000 crops) takes about 118 s on an
-H200 with the shipped network (583 images/s, all on cuDNN); 60 s needs about 1,100 images/s
-with the start-up. Each variant runs in a fresh process: its first step (cuDNN's plans, or
-its autotuning) and its steady images/s at batch 60, bf16 autocast, channels-last.
+The paper's workload (120 images of 512², 500 epochs = 60,000 crops) took about 118 s on an
+H200 with the shipped network in bfloat16 (583 images/s, all on cuDNN); 60 s needs about
+1,100 images/s with the start-up. Each variant runs train_segmenter's step
+(``train._training_step``: autocast, channels-last, fused AdamW, a gradient scaler in float16)
+on random crops already on the GPU, in a fresh process: its first step (cuDNN's plans) and
+its steady images/s. The variants differ in
 
-Variants: ``shipped`` (mobilenet_v2 U-Net, as trained), ``autotune`` (the same with
-``cudnn.benchmark``), and lighter or other smp encoders at the same decoder (``resnet18``,
-``efficientnet-b0``, ``mobileone_s0``, ``timm-mobilenetv3_small_100``) for comparison only:
-the shipped model's architecture is what users fine-tune.
+- ``dtype``: bfloat16 (PyTorch's own batch-norm kernels) or float16 (cuDNN's batch norm);
+- ``upsample``: the decoder's nearest upsampling in autocast's dtype (``_cuda_decoder``) or,
+  as CUDA autocast does by itself, in float32;
+- ``convs``: all on cuDNN, plan-free 1 x 1 and depthwise layers (``_cuda_convs``), or only the
+  1 x 1 layers on cuBLAS;
+- batch and crop size, and cuDNN's autotuner.
 """
 
 from __future__ import annotations
@@ -21,75 +25,134 @@ import subprocess
 import sys
 import time
 
-from _gpu import bf16_step, write_json
+from _gpu import write_json
 
+BASE = {"dtype": "float16", "upsample": True, "convs": "cudnn", "batch": 60, "size": 512, "benchmark": False}
 VARIANTS = {
-    "shipped": {},
-    "autotune": {"benchmark": True},
-    "resnet18": {"encoder_name": "resnet18"},
-    "efficientnet-b0": {"encoder_name": "efficientnet-b0"},
-    "mobileone_s0": {"encoder_name": "mobileone_s0"},
-    "timm-mobilenetv3_small_100": {"encoder_name": "timm-mobilenetv3_small_100"},
+    "bf16": {"dtype": "bfloat16", "upsample": False},  # the step before this probe: 583-595 images/s
+    "bf16-upsample": {"dtype": "bfloat16"},
+    "fp16": {"upsample": False},
+    "fp16-upsample": {},  # train_segmenter's long runs now
+    "fp16-upsample-pointwise-cublas": {"convs": "pointwise"},
+    "fp16-upsample-b120": {"batch": 120},
+    "fp16-upsample-plan-free": {"convs": "plan-free"},
+    "256-bf16-plan-free": {"dtype": "bfloat16", "upsample": False, "convs": "plan-free", "batch": 64, "size": 256},
+    "256-fp16-upsample-plan-free": {"convs": "plan-free", "batch": 64, "size": 256},  # short runs now
+    # not run on 2026-11-27: cuDNN's autotuner (its first step is the autotuning) for long runs
+    "fp16-upsample-autotune": {"benchmark": True},
 }
 
 
-def run_one(name: str, batch: int, size: int, steps: int) -> dict:
+def _profile(step, steps: int = 3) -> list:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    rows = []
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+        if t:
+            rows.append({"kernel": e.key[:140], "calls": e.count // steps, "ms_per_step": round(t / 1000 / steps, 3)})
+    rows.sort(key=lambda r: -r["ms_per_step"])
+    return rows[:25] + [{"kernel": "total", "ms_per_step": round(sum(r["ms_per_step"] for r in rows), 2)}]
+
+
+def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
     import torch
 
-    from napari_calcinosis.segment import DEFAULT_ARCHITECTURE, build_network
+    from napari_calcinosis._cuda_convs import _DepthwiseConv2d, plan_free_convs, restore_convs
+    from napari_calcinosis._cuda_decoder import restore_decoder, upsample_in_input_dtype
+    from napari_calcinosis.segment import new_model
+    from napari_calcinosis.train import _grad_scaler, _training_step
 
-    v = VARIANTS[name]
-    torch.backends.cudnn.benchmark = bool(v.get("benchmark", False))
-    arch = {**DEFAULT_ARCHITECTURE, **{k: val for k, val in v.items() if k != "benchmark"}}
-    torch.zeros(1, device="cuda")
-    net = build_network(arch).cuda().to(memory_format=torch.channels_last).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
-    x = torch.rand(batch, 1, size, size, device="cuda").contiguous(memory_format=torch.channels_last)
+    v = {**BASE, **VARIANTS[name]}
+    torch.backends.cudnn.benchmark = v["benchmark"]
+    dtype = getattr(torch, v["dtype"])
+    dev = torch.device(device)  # "cpu" only to smoke-test this script
+    torch.zeros(1, device=dev)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    net = new_model().network.to(dev).to(memory_format=torch.channels_last).train()
+    restore_convs(net)
+    if v["convs"] in ("plan-free", "pointwise"):
+        plan_free_convs(net)
+    if v["convs"] == "pointwise":
+        for m in net.modules():
+            if type(m) is _DepthwiseConv2d:
+                m.__class__ = torch.nn.Conv2d
+    (upsample_in_input_dtype if v["upsample"] else restore_decoder)(net)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4, fused=dev.type == "cuda")
+    scaler = _grad_scaler(dev, dtype)
+    b, s = v["batch"], v["size"]
+    x = torch.rand(b, 1, s, s, device=dev) * 2 - 1
+    y = (torch.rand(b, 1, s, s, device=dev) > 0.7).float()
 
     def step():
-        bf16_step(net, opt, x)
+        _training_step(net, opt, scaler, x, lambda logits: torch.nn.functional.binary_cross_entropy_with_logits(logits, y),
+                       dtype)
 
     t = time.perf_counter()
     step()
-    torch.cuda.synchronize()
+    sync()
     first = time.perf_counter() - t
     for _ in range(3):
         step()
-    torch.cuda.synchronize()
+    sync()
     t = time.perf_counter()
     for _ in range(steps):
         step()
-    torch.cuda.synchronize()
+    sync()
     dt = (time.perf_counter() - t) / steps
-    return {"variant": name, "architecture": arch, "cudnn_benchmark": torch.backends.cudnn.benchmark,
-            "parameters": sum(p.numel() for p in net.parameters()), "first_step_s": round(first, 3),
-            "images_per_s": round(batch / dt, 1), "paper_workload_steady_s": round(60_000 / (batch / dt), 1)}
+    bn = None
+    try:  # which batch norm backend PyTorch picks for this dtype (cuDNN or its own)
+        bn_layer = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        probe = torch.zeros(2, bn_layer.num_features, 8, 8, device=dev, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        bn = str(torch._C._select_batch_norm_backend(probe, bn_layer.weight, bn_layer.bias, bn_layer.running_mean,
+                                                      bn_layer.running_var, True, bn_layer.eps))
+    except Exception as exc:  # a private function: report, do not fail
+        bn = f"unknown ({type(exc).__name__})"
+    out = {"variant": name, **v, "batch_norm_backend": bn, "first_step_s": round(first, 3),
+           "steady_step_s": round(dt, 5), "images_per_s": round(b / dt, 1),
+           "paper_workload_steady_s": round(60_000 / (b / dt), 1),
+           "grad_scale": float(scaler.get_scale()) if scaler is not None else None,
+           "cuda_peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if dev.type == "cuda" else None}
+    if profile and dev.type == "cuda":
+        out["profile_top25"] = _profile(step)
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
-    ap.add_argument("--batch", type=int, default=60)
-    ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--profile", nargs="*", default=["bf16", "fp16-upsample"], help="variants to profile")
+    ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # cpu: a smoke test of this script
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(args.one, args.batch, args.size, args.steps)))
+        print(json.dumps(run_one(args.one, args.steps, args.one in args.profile, args.device)))
         return 0
     results = []
     for name in args.variants:
-        cmd = [sys.executable, __file__, "--one", name, "--batch", str(args.batch), "--size", str(args.size),
-               "--steps", str(args.steps)]
+        cmd = [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--device", args.device,
+               "--profile", *args.profile]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             r = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {
-                "variant": name, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+                "variant": name, "error": proc.stderr.strip()[-1500:] if proc.stderr.strip() else "failed"}
         except subprocess.TimeoutExpired:
-            r = {"variant": name, "error": "over 180 s"}
+            r = {"variant": name, "error": "over 120 s"}
         results.append(r)
         write_json(results, args.json)
+        print(f"{name:34s} {r.get('images_per_s', r.get('error', '?'))!s:>10} images/s  first step "
+              f"{r.get('first_step_s', '-')} s  bn {r.get('batch_norm_backend', '-')}", file=sys.stderr, flush=True)
     return 0
 
 

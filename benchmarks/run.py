@@ -231,21 +231,31 @@ def bench_infer(quick: bool, device: str) -> dict:
 # train
 
 
-def bench_throughput(device: str, crop_px: int, batch: int, steps: int, bf16: bool | None = None) -> dict:
-    """Training images/s in steady state (after a few warm-up steps), on device-made crops."""
+def bench_throughput(device: str, crop_px: int, batch: int, steps: int, mixed_precision: bool = True) -> dict:
+    """Training images/s in steady state (after a few warm-up steps), on device-made crops.
+
+    The step is train_segmenter's, in its precision on this device; ``mixed_precision=False``: float32.
+    """
     import torch
 
     from napari_calcinosis._augment_torch import augment_batch, to_device_dataset
     from napari_calcinosis.segment import DEFAULT_INPUT, new_model, select_device
-    from napari_calcinosis.train import TRAIN_SEED_OFFSET, _bf16_training, augment, phantom_samples
+    from napari_calcinosis.train import (TRAIN_SEED_OFFSET, _grad_scaler, _precision_name, _training_dtype,
+                                         _training_step, augment, phantom_samples)
 
     dev = select_device(device)
-    bf16 = _bf16_training(dev) if bf16 is None else bf16
+    dtype = _training_dtype(dev) if mixed_precision else None
     samples = phantom_samples(8, TRAIN_SEED_OFFSET, workers=1, varied=False)
-    net = new_model().network.to(dev).train()
-    if bf16:
+    model = new_model()
+    net = model.to(dev).network.train()  # on CUDA: the layers train_segmenter starts from
+    if dev.type == "cuda":
+        from napari_calcinosis._cuda_convs import restore_convs
+
+        restore_convs(net)  # as a long run: all on cuDNN
+    if dtype is not None:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=dev.type == "cuda")
+    scaler = _grad_scaler(dev, dtype)
     on_device = dev.type == "cuda"
     if on_device:
         data = to_device_dataset(samples, dev)
@@ -261,16 +271,8 @@ def bench_throughput(device: str, crop_px: int, batch: int, steps: int, bf16: bo
             b = [augment(samples[rng.integers(len(samples))], rng, crop_px, DEFAULT_INPUT) for _ in range(batch)]
             x = torch.from_numpy(np.stack([v[0] for v in b])[:, None])
             y = torch.from_numpy(np.stack([v[1] for v in b])[:, None])
-        if bf16:  # as train_segmenter does on this device
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=torch.bfloat16):
-                logits = net(x).float()
-        else:
-            logits = net(x)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _training_step(net, opt, scaler, x, lambda logits: torch.nn.functional.binary_cross_entropy_with_logits(logits, y),
+                       dtype)
 
     for _ in range(3):
         step()
@@ -283,7 +285,7 @@ def bench_throughput(device: str, crop_px: int, batch: int, steps: int, bf16: bo
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
     return {"crop_px": crop_px, "batch": batch, "steps": steps, "images_per_s": steps * batch / dt, "s_per_step": dt / steps,
-            "augmentation": "on device" if on_device else "NumPy/SciPy on CPU", "precision": "bf16" if bf16 else "fp32",
+            "augmentation": "on device" if on_device else "NumPy/SciPy on CPU", "precision": _precision_name(dtype) or "float32",
             "convolutions": "all on cuDNN" if on_device else "oneDNN"}
 
 
@@ -329,6 +331,7 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
     import napari_calcinosis.train as train_module
 
     train_module.PLAN_FREE_CONVS = config.get("plan_free", "auto")
+    train_module.CUDA_TRAINING_DTYPE = config.get("cuda_dtype") or train_module.CUDA_TRAINING_DTYPE
     torch.backends.cudnn.enabled = bool(config.get("cudnn", True))
     if config.get("warm"):
         # what the Train widget does when it opens: the network library imported, CUDA started
@@ -337,11 +340,20 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
         warm_up(device)
     t0 = time.monotonic()
     deadline["t"] = t0 + limit_s
+    seen = {"steps": 0}
+
+    def progress(p):
+        if p.phase == "train":
+            seen["steps"] = p.step
+            if p.step in (10, 110):  # the loss is read (the GPU waited for) every 10th step
+                seen[f"step{p.step}_s"] = time.monotonic() - t0
+
     result = train_segmenter(
         Path(out_dir) / f"bench-{config['name']}.safetensors", samples=train, val_samples=val, device=device,
         epochs=config["epochs"], steps_per_epoch=config["steps_per_epoch"], batch_size=config["batch"],
         crop_px=config["crop_px"], learning_rate=config["lr"], val_every=config.get("val_every", 1),
         stop_at_val_dice=config.get("stop_at", TARGET_DICE), should_cancel=should_cancel, seed=config.get("seed", 0),
+        progress=progress,
     )
     wall = time.monotonic() - t0
     reached = [h for h in result.history if h["val_dice"] >= config.get("stop_at", TARGET_DICE)]
@@ -351,7 +363,10 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
     test_dice = evaluate(model, test)
     return {
         "config": config, "device": result.device, "n_train_images": len(train), "n_val": len(val), "n_test": len(test),
-        "wall_s": wall, "process_s": time.monotonic() - t_process,
+        "wall_s": wall, "process_s": time.monotonic() - t_process, "steps_done": seen["steps"],
+        # the seconds to step 10 (start-up and 10 steps) and from step 10 to 110 (100 steady steps, one validation at most)
+        "step10_s": seen.get("step10_s"),
+        "steps_10_to_110_s": seen["step110_s"] - seen["step10_s"] if "step110_s" in seen else None,
         "time_to_target_s": reached[0]["elapsed_s"] if reached else None,
         "step_at_target": reached[0]["step"] if reached else None,
         "best_val_dice": result.best_val_dice, "test_dice_mean": float(np.mean(test_dice)),
@@ -385,24 +400,31 @@ PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2,
 
 
 def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper: bool, paper_limit_s: float = 100.0,
-                cuda_configs=None, varied: bool = False) -> dict:
+                cuda_configs=None, varied: bool = False, cuda_dtype: str | None = None, paper_warm: bool = False,
+                paper_batches=(60,)) -> dict:
     import torch
 
+    import napari_calcinosis.train as train_module
+
     out = {}
+    if cuda_dtype:
+        train_module.CUDA_TRAINING_DTYPE = cuda_dtype
     cuda = device != "cpu" and torch.cuda.is_available()
     dev = "cuda" if cuda else "cpu"
     out["throughput"] = [bench_throughput(dev, 256, 64 if cuda else 8, 30 if cuda else (3 if quick else 10))]
     if cuda:
         out["throughput"].append(bench_throughput(dev, 512, 60, 20))
-    elif out["throughput"][0]["precision"] == "bf16":
+    elif out["throughput"][0]["precision"] == "bfloat16":
         # what bf16 buys on this CPU: the same steps in float32
-        out["throughput"].append(bench_throughput(dev, 256, 8, 3 if quick else 10, bf16=False))
+        out["throughput"].append(bench_throughput(dev, 256, 8, 3 if quick else 10, mixed_precision=False))
     cache = work / "phantoms.npz"
     n_train = 8 if quick else (120 if cuda else 40)
     out["phantom_generation_s"] = _cache_phantoms(cache, n_train, 4 if quick else 8, 4 if quick else 16, varied)
     out["n_train_phantoms"] = n_train
     out["phantoms"] = "varied" if varied else "basic"
     configs = [c for c in CUDA_TARGETS if not cuda_configs or c["name"] in cuda_configs] if cuda else [CPU_TARGET]
+    if cuda_dtype:
+        configs = [{**c, "cuda_dtype": cuda_dtype} for c in configs]
     if quick:
         configs = [{**configs[0], "epochs": 2, "steps_per_epoch": 2}]
     limit = 30.0 if cuda else limit_cpu_s
@@ -410,7 +432,18 @@ def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper:
         _run_worker(["target", str(cache), dev, c, str(work), limit], timeout_s=limit + 180) for c in configs
     ]
     if cuda and paper:
-        out["paper_workload"] = _run_worker(["target", str(cache), dev, PAPER_WORKLOAD, str(work), paper_limit_s], timeout_s=paper_limit_s + 180)
+        runs = []
+        for batch in paper_batches:
+            if 120 % batch:
+                raise ValueError(f"the paper workload's batch must divide its 120 images, got {batch}")
+            paper_config = {**PAPER_WORKLOAD, "cuda_dtype": cuda_dtype, "batch": batch, "steps_per_epoch": 120 // batch}
+            if batch != PAPER_WORKLOAD["batch"]:
+                paper_config["name"] += f"-b{batch}"
+            if paper_warm:  # as from the Train widget, which imports the library and starts CUDA when it opens
+                paper_config.update(name=paper_config["name"] + "-widget-warm", warm=True)
+            runs.append(_run_worker(["target", str(cache), dev, paper_config, str(work), paper_limit_s],
+                                    timeout_s=paper_limit_s + 180))
+        out["paper_workload"], out["paper_workload_variants"] = runs[0], runs[1:]
     return out
 
 
@@ -455,9 +488,17 @@ def _table(results: dict) -> str:
                 (f"{ttt:.1f} s (step {r['step_at_target']})" if ttt is not None else f"not reached in {r['wall_s']:.0f} s")
                 + f"; test Dice {r['test_dice_mean']:.3f} (min {r['test_dice_min']:.3f}, {r['n_test']} unseen)",
             )
-        p = t.get("paper_workload")
-        if p and "error" not in p:
-            row("paper workload 120 × 512², 500 epochs (s)", f"{p['wall_s']:.1f}; test Dice {p['test_dice_mean']:.3f}")
+        for p in [t.get("paper_workload")] + list(t.get("paper_workload_variants", [])):
+            if not p:
+                continue
+            if "error" in p:
+                row("paper workload", "error: " + p["error"].strip().splitlines()[-1])
+                continue
+            done = p.get("steps_done", p["history"][-1]["step"] if p.get("history") else 0)
+            row(f"paper workload 120 × 512², 500 epochs ({p['config']['name']}, s)",
+                f"{p['wall_s']:.1f}" + (f" (stopped at the limit after step {done} of {500 * p['config']['steps_per_epoch']})"
+                                   if p["cancelled_at_limit"] else "")
+                + f"; test Dice {p['test_dice_mean']:.3f}")
     return "\n".join(lines)
 
 
@@ -470,6 +511,12 @@ def main(argv=None) -> int:
     ap.add_argument("--paper-workload", action="store_true", help="also run 120 x 512², 500 epochs (CUDA only)")
     ap.add_argument("--paper-limit-s", type=float, default=100.0, help="stop the paper workload after this long")
     ap.add_argument("--cuda-configs", nargs="*", default=None, help="run only these CUDA time-to-Dice configurations")
+    ap.add_argument("--cuda-dtype", choices=["float16", "bfloat16"], default=None,
+                    help="CUDA training's mixed precision (default: train.CUDA_TRAINING_DTYPE)")
+    ap.add_argument("--paper-batches", nargs="+", type=int, default=[60],
+                    help="batch sizes of the paper workload (each divides its 120 images; one run each)")
+    ap.add_argument("--paper-warm", action="store_true",
+                    help="time the paper workload as from the Train widget (library imported, CUDA started)")
     ap.add_argument(
         "--phantoms", choices=["basic", "varied"], default="basic",
         help="time-to-Dice task: basic phantoms (default; every figure in docs/performance.md before the varied "
@@ -517,7 +564,8 @@ def main(argv=None) -> int:
             elif name == "train":
                 results["train"] = bench_train(
                     args.quick, "cuda" if cuda else "cpu", work, args.cpu_train_limit_s, args.paper_workload,
-                    args.paper_limit_s, args.cuda_configs, args.phantoms == "varied",
+                    args.paper_limit_s, args.cuda_configs, args.phantoms == "varied", args.cuda_dtype, args.paper_warm,
+                    args.paper_batches,
                 )
         except Exception as exc:  # a failed section is reported, the others still run
             import traceback
