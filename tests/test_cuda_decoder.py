@@ -48,6 +48,38 @@ def test_changed_blocks_give_the_same_outputs_and_gradients(autocast):
     assert compared > 100
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_the_same_numbers_as_upsampling_in_float32(dtype):
+    # What CUDA autocast does by itself (upsampling in float32, the skip joined in float32, the
+    # next convolution casting back down), written out so that the CPU runs it: outputs and
+    # gradients are bit-identical to the changed blocks', which upsample in the autocast dtype.
+    import torch.nn.functional as F
+
+    from napari_calcinosis._cuda_decoder import _BLOCK
+
+    class AsCudaAutocast(_BLOCK):
+        def forward(self, feature_map, target_height, target_width, skip_connection=None):
+            feature_map = F.interpolate(feature_map.float(), size=(target_height, target_width), mode="nearest")
+            if skip_connection is not None:
+                feature_map = self.attention1(torch.cat([feature_map, skip_connection], dim=1))
+            return self.attention2(self.conv2(self.conv1(feature_map)))
+
+    ref, net = _pair()
+    for m in ref.modules():
+        if type(m) is _BLOCK:
+            m.__class__ = AsCudaAutocast
+    x = torch.randn(2, 1, 64, 96)
+    outs = []
+    for n in (ref, net):
+        with torch.autocast("cpu", dtype=dtype):
+            out = n(x)
+        out.float().square().mean().backward()
+        outs.append(out)
+    assert torch.equal(outs[0], outs[1])
+    grads = [(p.grad, q.grad) for p, q in zip(ref.parameters(), net.parameters()) if p.grad is not None]
+    assert len(grads) > 100 and all(torch.equal(a, b) for a, b in grads)
+
+
 def test_changed_network_saves_copies_pickles_and_restores(tmp_path):
     ref, net = _pair()
     assert list(net.state_dict()) == list(ref.state_dict())  # the same weights under the same names

@@ -16,6 +16,9 @@ import torch.nn.functional as F
 
 
 def _block_class():
+    from .segment import _import_smp
+
+    _import_smp()  # with triton kept out of a Qt process
     try:
         from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoderBlock
     except ImportError:  # another layout of the library: nothing to route

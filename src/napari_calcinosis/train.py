@@ -343,7 +343,11 @@ def _grad_scaler(dev, dtype):
     """A gradient scaler for float16 training (its small gradients would round to zero), else None."""
     import torch
 
-    return torch.amp.GradScaler(dev.type) if dtype == torch.float16 else None
+    if dtype != torch.float16:
+        return None
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(dev.type)
+    return torch.cuda.amp.GradScaler()  # torch < 2.3, where float16 means CUDA
 
 
 def _training_step(net, opt, scaler, x, loss_fn, dtype):
@@ -714,7 +718,16 @@ def train_segmenter(
             losses.append(loss.detach())
             # Reading the loss waits for the GPU; on CUDA do it every 10th step so that the
             # next steps are queued while this one runs (NaN in between: nothing new to plot).
-            last_loss = losses[-1].item() if dev.type != "cuda" or step % 10 == 0 else float("nan")
+            loss_read = dev.type != "cuda" or step % 10 == 0
+            last_loss = losses[-1].item() if loss_read else float("nan")
+            if loss_read and not math.isfinite(last_loss):
+                # Diverged (or, in float16, an activation overflowed): no later step can mend it.
+                kept = (f"the best model so far (validation Dice {best_dice:.3f}) is kept in {out}"
+                        if best_dice >= 0 else "no model was saved")
+                raise CalcinosisError(
+                    f"training stopped at step {step}: the loss is {last_loss} ({_PRECISION[_precision_name(amp_dtype)]}); "
+                    f"{kept}. Train afresh with a lower learning rate."
+                )
             rate = (time.monotonic() - t0) / steps_this_run
             report(
                 TrainProgress(
