@@ -23,8 +23,13 @@ def training_step(net, opt):
 
 
 def write_json(results, path) -> None:
-    """Print ``results`` as JSON and, given a ``path``, write them there too."""
+    """Print ``results`` as JSON and, given a ``path``, write them there too (whole or not at all:
+    a probe killed at its time limit leaves the last complete file)."""
+    import os
+
     print(json.dumps(results, indent=1), flush=True)
     if path:
-        with open(path, "w") as f:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
             json.dump(results, f, indent=1)
+        os.replace(tmp, path)

@@ -47,7 +47,7 @@ if [ "${COMPILE_PROBE:-0}" = 1 ]; then
   # twice: the second process finds the first one's kernels in inductor's on-disk cache
   for run in cold warm-cache; do
     timeout "${COMPILE_TIMEOUT:-150}" $PY benchmarks/gpu_compile_probe.py --json "$OUTDIR/compile-$run.json" \
-      >> /tmp/compile.log 2>&1
+      >> "$OUTDIR/compile.log" 2>&1
   done
 fi
 if [ "${SKIP_TESTS:-0}" != 1 ]; then

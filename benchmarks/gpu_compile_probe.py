@@ -24,7 +24,10 @@ def main(argv=None) -> int:
 
     out = {}
     torch.zeros(1, device="cuda")
+    from napari_calcinosis._cuda_decoder import upsample_in_input_dtype
+
     net = new_model().network.to("cuda").to(memory_format=torch.channels_last).train()
+    upsample_in_input_dtype(net)  # as PhalanxModel.to does on CUDA
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
     cnet = torch.compile(net)
     b, s = args.batch, args.size

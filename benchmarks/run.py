@@ -377,10 +377,18 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
 
 def _run_worker(args_list, timeout_s) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(args_list)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"the worker ran over {timeout_s:.0f} s"}
     if proc.returncode != 0:
-        return {"error": proc.stderr[-2000:]}
+        return {"error": proc.stderr[-2000:] or f"the worker died (exit status {proc.returncode})"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "(no message)"
 
 
 CPU_TARGET = {"name": "cpu", "epochs": 60, "steps_per_epoch": 10, "batch": 8, "crop_px": 192, "lr": 3e-3, "val_every": 2}
@@ -401,7 +409,9 @@ PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2,
 
 def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper: bool, paper_limit_s: float = 100.0,
                 cuda_configs=None, varied: bool = False, cuda_dtype: str | None = None, paper_warm: bool = False,
-                paper_batches=(60,)) -> dict:
+                paper_batches=(60,), save_partial=None) -> dict:
+    """Training benchmarks; ``save_partial(out)`` is called after each run, so that a run killed
+    at a time limit keeps the runs before it."""
     import torch
 
     import napari_calcinosis.train as train_module
@@ -428,9 +438,12 @@ def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper:
     if quick:
         configs = [{**configs[0], "epochs": 2, "steps_per_epoch": 2}]
     limit = 30.0 if cuda else limit_cpu_s
-    out["time_to_dice"] = [
-        _run_worker(["target", str(cache), dev, c, str(work), limit], timeout_s=limit + 180) for c in configs
-    ]
+    keep = save_partial or (lambda partial: None)
+    keep(out)
+    out["time_to_dice"] = []
+    for c in configs:
+        out["time_to_dice"].append(_run_worker(["target", str(cache), dev, c, str(work), limit], timeout_s=limit + 180))
+        keep(out)
     if cuda and paper:
         runs = []
         for batch in paper_batches:
@@ -443,7 +456,8 @@ def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper:
                 paper_config.update(name=paper_config["name"] + "-widget-warm", warm=True)
             runs.append(_run_worker(["target", str(cache), dev, paper_config, str(work), paper_limit_s],
                                     timeout_s=paper_limit_s + 180))
-        out["paper_workload"], out["paper_workload_variants"] = runs[0], runs[1:]
+            out["paper_workload"], out["paper_workload_variants"] = runs[0], runs[1:]
+            keep(out)
     return out
 
 
@@ -480,7 +494,7 @@ def _table(results: dict) -> str:
             row(f"training images/s, {th['crop_px']}² crops, batch {th['batch']}, {th['precision']}", f"{th['images_per_s']:.1f}")
         for r in t["time_to_dice"]:
             if "error" in r:
-                row("time to Dice ≥ 0.98", "error: " + r["error"].strip().splitlines()[-1])
+                row("time to Dice ≥ 0.98", "error: " + _last_line(r["error"]))
                 continue
             ttt = r["time_to_target_s"]
             row(
@@ -492,7 +506,7 @@ def _table(results: dict) -> str:
             if not p:
                 continue
             if "error" in p:
-                row("paper workload", "error: " + p["error"].strip().splitlines()[-1])
+                row("paper workload", "error: " + _last_line(p["error"]))
                 continue
             done = p.get("steps_done", p["history"][-1]["step"] if p.get("history") else 0)
             row(f"paper workload 120 × 512², 500 epochs ({p['config']['name']}, s)",
@@ -526,6 +540,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if any(b < 1 or 120 % b for b in args.paper_batches):
+        ap.error(f"--paper-batches: each batch must divide the paper's 120 images, got {args.paper_batches}")
     if args.worker:
         kind, *rest = json.loads(args.worker)
         work = {"target": train_to_target, "quantify": bench_quantify}[kind]
@@ -565,7 +581,7 @@ def main(argv=None) -> int:
                 results["train"] = bench_train(
                     args.quick, "cuda" if cuda else "cpu", work, args.cpu_train_limit_s, args.paper_workload,
                     args.paper_limit_s, args.cuda_configs, args.phantoms == "varied", args.cuda_dtype, args.paper_warm,
-                    args.paper_batches,
+                    args.paper_batches, save_partial=lambda partial: (results.__setitem__("train", partial), save()),
                 )
         except Exception as exc:  # a failed section is reported, the others still run
             import traceback
