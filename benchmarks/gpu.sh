@@ -8,8 +8,10 @@
 # cudnn-everywhere; empty for none), each with a kernel profile at 512²; COMPILE_PROBE=1 adds
 # benchmarks/gpu_compile_probe.py, twice (cold, then with inductor's cache); last the
 # gpu-marked tests (SKIP_TESTS=1 leaves them out).
-# BENCH_ARGS adds arguments to benchmarks/run.py. If the probe's float16 step failed, the
-# training benchmarks fall back to bfloat16 (--cuda-dtype). Results in OUTDIR.
+# PROBE_VARIANTS picks the probe's variants; BENCH_ARGS adds arguments to benchmarks/run.py.
+# From the probe: if its float16 step failed, the training benchmarks fall back to bfloat16
+# (--cuda-dtype); batch 120 and cuDNN's autotuner get a paper-workload run of their own when
+# the probe found them faster. Results in OUTDIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:-${OUT:-benchmarks/out}}
@@ -21,8 +23,9 @@ export PYTHONUNBUFFERED=1
   > "$OUTDIR/gpu.txt" 2>&1
 EXTRA=""
 if [ "${THROUGHPUT_PROBE:-0}" = 1 ]; then
+  # shellcheck disable=SC2086
   timeout "${PROBE_TIMEOUT:-200}" $PY benchmarks/gpu_throughput_probe.py --json "$OUTDIR/throughput_probe.json" \
-    > "$OUTDIR/throughput_probe.log" 2>&1
+    ${PROBE_VARIANTS:+--variants $PROBE_VARIANTS} > "$OUTDIR/throughput_probe.log" 2>&1
   if ! $PY -c "import json,sys; r=[v for v in json.load(open(sys.argv[1])) if v.get('variant')=='fp16-upsample']; sys.exit(0 if r and 'images_per_s' in r[0] else 1)" \
       "$OUTDIR/throughput_probe.json" 2>/dev/null; then
     EXTRA="--cuda-dtype bfloat16"
@@ -32,6 +35,11 @@ if [ "${THROUGHPUT_PROBE:-0}" = 1 ]; then
   if $PY -c "import json,sys; r={v['variant']: v.get('images_per_s', 0) for v in json.load(open(sys.argv[1]))}; \
 sys.exit(0 if r.get('fp16-upsample-b120', 0) > 1.03 * r.get('fp16-upsample', 1e9) else 1)" "$OUTDIR/throughput_probe.json" 2>/dev/null; then
     EXTRA="$EXTRA --paper-batches 60 120"
+  fi
+  # and a run with cuDNN's autotuner, when its steady rate (if probed) is 5 % higher
+  if $PY -c "import json,sys; r={v['variant']: v.get('images_per_s', 0) for v in json.load(open(sys.argv[1]))}; \
+sys.exit(0 if r.get('fp16-upsample-autotune', 0) > 1.05 * r.get('fp16-upsample', 1e9) else 1)" "$OUTDIR/throughput_probe.json" 2>/dev/null; then
+    EXTRA="$EXTRA --paper-autotune both"
   fi
 fi
 # shellcheck disable=SC2086

@@ -332,6 +332,8 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
 
     train_module.PLAN_FREE_CONVS = config.get("plan_free", "auto")
     train_module.CUDA_TRAINING_DTYPE = config.get("cuda_dtype") or train_module.CUDA_TRAINING_DTYPE
+    if config.get("autotune"):
+        train_module.CUDNN_AUTOTUNE_MIN_PIXELS = 0
     torch.backends.cudnn.enabled = bool(config.get("cudnn", True))
     if config.get("warm"):
         # what the Train widget does when it opens: the network library imported, CUDA started
@@ -409,7 +411,7 @@ PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2,
 
 def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper: bool, paper_limit_s: float = 100.0,
                 cuda_configs=None, varied: bool = False, cuda_dtype: str | None = None, paper_warm: bool = False,
-                paper_batches=(60,), save_partial=None) -> dict:
+                paper_batches=(60,), save_partial=None, paper_autotune: str = "off") -> dict:
     """Training benchmarks; ``save_partial(out)`` is called after each run, so that a run killed
     at a time limit keeps the runs before it."""
     import torch
@@ -446,10 +448,13 @@ def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper:
         keep(out)
     if cuda and paper:
         runs = []
-        for batch in paper_batches:
+        autotune_flags = {"off": [False], "on": [True], "both": [False, True]}[paper_autotune]
+        for batch, autotune in [(b, a) for b in paper_batches for a in autotune_flags]:
             if 120 % batch:
                 raise ValueError(f"the paper workload's batch must divide its 120 images, got {batch}")
             paper_config = {**PAPER_WORKLOAD, "cuda_dtype": cuda_dtype, "batch": batch, "steps_per_epoch": 120 // batch}
+            if autotune:  # cuDNN's autotuner on (train.CUDNN_AUTOTUNE_MIN_PIXELS)
+                paper_config.update(name=paper_config["name"] + "-autotune", autotune=True)
             if batch != PAPER_WORKLOAD["batch"]:
                 paper_config["name"] += f"-b{batch}"
             if paper_warm:  # as from the Train widget, which imports the library and starts CUDA when it opens
@@ -529,6 +534,8 @@ def main(argv=None) -> int:
                     help="CUDA training's mixed precision (default: train.CUDA_TRAINING_DTYPE)")
     ap.add_argument("--paper-batches", nargs="+", type=int, default=[60],
                     help="batch sizes of the paper workload (each divides its 120 images; one run each)")
+    ap.add_argument("--paper-autotune", choices=["off", "on", "both"], default="off",
+                    help="the paper workload with cuDNN's autotuner off, on, or one run each")
     ap.add_argument("--paper-warm", action="store_true",
                     help="time the paper workload as from the Train widget (library imported, CUDA started)")
     ap.add_argument(
@@ -582,6 +589,7 @@ def main(argv=None) -> int:
                     args.quick, "cuda" if cuda else "cpu", work, args.cpu_train_limit_s, args.paper_workload,
                     args.paper_limit_s, args.cuda_configs, args.phantoms == "varied", args.cuda_dtype, args.paper_warm,
                     args.paper_batches, save_partial=lambda partial: (results.__setitem__("train", partial), save()),
+                    paper_autotune=args.paper_autotune,
                 )
         except Exception as exc:  # a failed section is reported, the others still run
             import traceback

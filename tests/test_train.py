@@ -240,6 +240,22 @@ def test_cuda_mixed_precision_training_step(tmp_path, pairs):
     assert seg.bone_mask.shape == pairs[0][0].shape
 
 
+@pytest.mark.gpu
+def test_cuda_autotuner_switch(tmp_path, pairs, monkeypatch):
+    # Off by default; CUDNN_AUTOTUNE_MIN_PIXELS turns it on for long all-on-cuDNN runs, the card
+    # says so, and it is off again afterwards (inference meets a new shape with every image).
+    import torch
+
+    import napari_calcinosis.train as train_module
+
+    monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_MIN_PIXELS", 0)
+    monkeypatch.setattr(train_module, "PLAN_FREE_CONVS", False)
+    train_segmenter(tmp_path / "a.safetensors", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64,
+                    device="cuda")
+    assert json.loads((tmp_path / "a.json").read_text())["training"]["cuda_convolutions"].endswith("autotuner on")
+    assert torch.backends.cudnn.benchmark is False
+
+
 def _bone_agreement(x, y, spec):
     """Of the target's bone pixels, the fraction the (augmented) image shows brighter than 150 HU."""
     level = (150.0 - (spec["window_level_hu"] - spec["window_width_hu"] / 2)) / spec["window_width_hu"] * 2 - 1

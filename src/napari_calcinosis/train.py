@@ -290,6 +290,11 @@ def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> di
 PLAN_FREE_MAX_PIXELS = 2e9
 # "auto" (the rule above), True or False; benchmarks set it to compare the two.
 PLAN_FREE_CONVS = "auto"
+# cuDNN's autotuner times every algorithm for each new convolution shape: a stall of seconds at
+# the start (which the 10 s target rules out), perhaps faster steps after. Off (None) until it is
+# measured to pay off; a number turns it on for CUDA runs of at least that many training pixels
+# (steps x batch x crop²), as for PLAN_FREE_MAX_PIXELS. Benchmarks set it.
+CUDNN_AUTOTUNE_MIN_PIXELS = None
 
 
 def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
@@ -629,7 +634,11 @@ def train_segmenter(
         if resume and ckpt.get("torch_rng") is not None:
             gen.set_state(ckpt["torch_rng"].cpu())
     # cuDNN's autotuner would stall the first steps of every new crop size for seconds.
-    torch.backends.cudnn.benchmark = False
+    autotune = (
+        dev.type == "cuda" and not plan_free and CUDNN_AUTOTUNE_MIN_PIXELS is not None
+        and total_steps * batch_size * crop_px**2 >= CUDNN_AUTOTUNE_MIN_PIXELS
+    )
+    torch.backends.cudnn.benchmark = autotune
     card_training = {
         "data": data_desc,
         "n_train": len(train),
@@ -653,7 +662,7 @@ def train_segmenter(
         card_training["cuda_convolutions"] = (
             "1 x 1 as cuBLAS matrix products, depthwise on PyTorch's kernel, dense 3 x 3 on cuDNN (a fast start)"
             if plan_free else "all on cuDNN (a long run: faster steps outweigh the start-up)"
-        )
+        ) + ("; cuDNN's autotuner on" if autotune else "")
 
     def dice_loss(logits, target):
         p = torch.sigmoid(logits)
@@ -721,6 +730,7 @@ def train_segmenter(
             loss_read = dev.type != "cuda" or step % 10 == 0
             last_loss = losses[-1].item() if loss_read else float("nan")
             if loss_read and not math.isfinite(last_loss):
+                torch.backends.cudnn.benchmark = False
                 # Diverged (or, in float16, an activation overflowed): no later step can mend it.
                 kept = (f"the best model so far (validation Dice {best_dice:.3f}) is kept in {out}"
                         if best_dice >= 0 else "no model was saved")
@@ -763,6 +773,7 @@ def train_segmenter(
             save_checkpoint(epochs_done, [])
         if stop:
             break
+    torch.backends.cudnn.benchmark = False  # inference meets a new shape with every image
     model.to(dev)  # as load_model leaves a model: on CUDA, new image shapes start fast
     report(
         TrainProgress(
