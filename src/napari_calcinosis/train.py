@@ -701,79 +701,80 @@ def train_segmenter(
     steps_this_run = 0
     was_cancelled = False
     epochs_done = start_epoch
-    for epoch in range(start_epoch, epochs):
-        net.train()
-        losses = epoch_losses if epoch == start_epoch else []
-        while len(losses) < steps_per_epoch:
-            if cancelled():
-                was_cancelled = True
+    try:
+        for epoch in range(start_epoch, epochs):
+            net.train()
+            losses = epoch_losses if epoch == start_epoch else []
+            while len(losses) < steps_per_epoch:
+                if cancelled():
+                    was_cancelled = True
+                    break
+                if on_device:
+                    with torch.no_grad():
+                        x, y = augment_batch(device_data, batch_size, crop_px, spec, gen)
+                else:
+                    batch = [augment(train[rng.integers(len(train))], rng, crop_px, spec) for _ in range(batch_size)]
+                    x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(dev)
+                    y = torch.from_numpy(np.stack([b[1] for b in batch])[:, None]).to(dev)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step)
+                loss = _training_step(
+                    net, opt, scaler, x,
+                    lambda logits: torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + dice_loss(logits, y),
+                    amp_dtype,
+                )
+                step += 1
+                steps_this_run += 1
+                losses.append(loss.detach())
+                # Reading the loss waits for the GPU; on CUDA do it every 10th step so that the
+                # next steps are queued while this one runs (NaN in between: nothing new to plot).
+                loss_read = dev.type != "cuda" or step % 10 == 0
+                last_loss = losses[-1].item() if loss_read else float("nan")
+                if loss_read and not math.isfinite(last_loss):
+                    # Diverged (or, in float16, an activation overflowed): no later step can mend it.
+                    kept = (f"the best model so far (validation Dice {best_dice:.3f}) is kept in {out}"
+                            if best_dice >= 0 else "no model was saved")
+                    raise CalcinosisError(
+                        f"training stopped at step {step}: the loss is {last_loss} ({card_training['precision']}); "
+                        f"{kept}. Train afresh with a lower learning rate."
+                    )
+                rate = (time.monotonic() - t0) / steps_this_run
+                report(
+                    TrainProgress(
+                        "train", step, total_steps, epoch + 1, epochs, loss=last_loss,
+                        best_val_dice=best_dice, eta_s=rate * (total_steps - step), device=str(dev),
+                    )
+                )
+                if len(losses) < steps_per_epoch and checkpoint_due():
+                    save_checkpoint(epoch, losses)
+            if was_cancelled:
+                if steps_this_run and step != validated_at_step:
+                    # Validate the unfinished epoch so that Cancel keeps the best model; the
+                    # checkpoint resumes this epoch where it stopped.
+                    validate_and_keep_best(epoch + 1)
+                    save_checkpoint(epoch, losses)
                 break
-            if on_device:
-                with torch.no_grad():
-                    x, y = augment_batch(device_data, batch_size, crop_px, spec, gen)
-            else:
-                batch = [augment(train[rng.integers(len(train))], rng, crop_px, spec) for _ in range(batch_size)]
-                x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(dev)
-                y = torch.from_numpy(np.stack([b[1] for b in batch])[:, None]).to(dev)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step)
-            loss = _training_step(
-                net, opt, scaler, x,
-                lambda logits: torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + dice_loss(logits, y),
-                amp_dtype,
+            epochs_done = epoch + 1
+            if epochs_done % int(val_every) and epochs_done < epochs:
+                # Not a validation epoch: a checkpoint only when one is due, as within an epoch.
+                if checkpoint_due():
+                    save_checkpoint(epochs_done, [])
+                continue
+            val_dice = validate_and_keep_best(epochs_done)
+            validated_at_step = step
+            history.append(
+                {"epoch": epochs_done, "step": step, "loss": mean_loss(losses), "val_dice": val_dice,
+                 "elapsed_s": round(trained_s(), 3)}
             )
-            step += 1
-            steps_this_run += 1
-            losses.append(loss.detach())
-            # Reading the loss waits for the GPU; on CUDA do it every 10th step so that the
-            # next steps are queued while this one runs (NaN in between: nothing new to plot).
-            loss_read = dev.type != "cuda" or step % 10 == 0
-            last_loss = losses[-1].item() if loss_read else float("nan")
-            if loss_read and not math.isfinite(last_loss):
-                torch.backends.cudnn.benchmark = False
-                # Diverged (or, in float16, an activation overflowed): no later step can mend it.
-                kept = (f"the best model so far (validation Dice {best_dice:.3f}) is kept in {out}"
-                        if best_dice >= 0 else "no model was saved")
-                raise CalcinosisError(
-                    f"training stopped at step {step}: the loss is {last_loss} ({_PRECISION[_precision_name(amp_dtype)]}); "
-                    f"{kept}. Train afresh with a lower learning rate."
-                )
-            rate = (time.monotonic() - t0) / steps_this_run
-            report(
-                TrainProgress(
-                    "train", step, total_steps, epoch + 1, epochs, loss=last_loss,
-                    best_val_dice=best_dice, eta_s=rate * (total_steps - step), device=str(dev),
-                )
-            )
-            if len(losses) < steps_per_epoch and checkpoint_due():
-                save_checkpoint(epoch, losses)
-        if was_cancelled:
-            if steps_this_run and step != validated_at_step:
-                # Validate the unfinished epoch so that Cancel keeps the best model; the
-                # checkpoint resumes this epoch where it stopped.
-                validate_and_keep_best(epoch + 1)
-                save_checkpoint(epoch, losses)
-            break
-        epochs_done = epoch + 1
-        if epochs_done % int(val_every) and epochs_done < epochs:
-            # Not a validation epoch: a checkpoint only when one is due, as within an epoch.
-            if checkpoint_due():
+            stop = stop_at_val_dice is not None and val_dice >= stop_at_val_dice
+            # A checkpoint when one is due, and at the end: each is tens of MB written and flushed,
+            # which on a GPU costs more than the epoch itself.
+            if stop or epochs_done == epochs or checkpoint_due():
                 save_checkpoint(epochs_done, [])
-            continue
-        val_dice = validate_and_keep_best(epochs_done)
-        validated_at_step = step
-        history.append(
-            {"epoch": epochs_done, "step": step, "loss": mean_loss(losses), "val_dice": val_dice,
-             "elapsed_s": round(trained_s(), 3)}
-        )
-        stop = stop_at_val_dice is not None and val_dice >= stop_at_val_dice
-        # A checkpoint when one is due, and at the end: each is tens of MB written and flushed,
-        # which on a GPU costs more than the epoch itself.
-        if stop or epochs_done == epochs or checkpoint_due():
-            save_checkpoint(epochs_done, [])
-        if stop:
-            break
-    torch.backends.cudnn.benchmark = False  # inference meets a new shape with every image
+            if stop:
+                break
+    finally:
+        torch.backends.cudnn.benchmark = False  # inference meets a new shape with every image
     model.to(dev)  # as load_model leaves a model: on CUDA, new image shapes start fast
     report(
         TrainProgress(
