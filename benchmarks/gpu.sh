@@ -26,19 +26,26 @@ if [ "${THROUGHPUT_PROBE:-0}" = 1 ]; then
   # shellcheck disable=SC2086
   timeout "${PROBE_TIMEOUT:-200}" $PY benchmarks/gpu_throughput_probe.py --json "$OUTDIR/throughput_probe.json" \
     ${PROBE_VARIANTS:+--variants $PROBE_VARIANTS} > "$OUTDIR/throughput_probe.log" 2>&1
-  if ! $PY -c "import json,sys; r=[v for v in json.load(open(sys.argv[1])) if v.get('variant')=='fp16-upsample']; sys.exit(0 if r and 'images_per_s' in r[0] else 1)" \
-      "$OUTDIR/throughput_probe.json" 2>/dev/null; then
+  # images/s of a probe variant (0 when it did not run or failed); and whether VARIANT ran more
+  # than FACTOR times as fast as float16 with upsampling in float16, train_segmenter's step
+  probe_rate() {
+    $PY -c "import json,sys; r={v['variant']: v.get('images_per_s', 0) for v in json.load(open(sys.argv[1]))}; \
+print(r.get(sys.argv[2], 0))" "$OUTDIR/throughput_probe.json" "$1" 2>/dev/null || echo 0
+  }
+  faster() {
+    $PY -c "import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[3]) * float(sys.argv[2]) > 0 else 1)" \
+      "$(probe_rate "$1")" "$(probe_rate fp16-upsample)" "$2"
+  }
+  if [ "$(probe_rate fp16-upsample)" = 0 ]; then
     EXTRA="--cuda-dtype bfloat16"
     echo "the float16 probe failed: training benchmarks in bfloat16" | tee -a "$OUTDIR/gpu.txt"
   fi
   # batch 120 (one step an epoch) too, when the probe found it faster per image
-  if $PY -c "import json,sys; r={v['variant']: v.get('images_per_s', 0) for v in json.load(open(sys.argv[1]))}; \
-sys.exit(0 if r.get('fp16-upsample-b120', 0) > 1.03 * r.get('fp16-upsample', 1e9) else 1)" "$OUTDIR/throughput_probe.json" 2>/dev/null; then
+  if faster fp16-upsample-b120 1.03; then
     EXTRA="$EXTRA --paper-batches 60 120"
   fi
   # and a run with cuDNN's autotuner, when its steady rate (if probed) is 5 % higher
-  if $PY -c "import json,sys; r={v['variant']: v.get('images_per_s', 0) for v in json.load(open(sys.argv[1]))}; \
-sys.exit(0 if r.get('fp16-upsample-autotune', 0) > 1.05 * r.get('fp16-upsample', 1e9) else 1)" "$OUTDIR/throughput_probe.json" 2>/dev/null; then
+  if faster fp16-upsample-autotune 1.05; then
     EXTRA="$EXTRA --paper-autotune both"
   fi
 fi
