@@ -241,19 +241,25 @@ def test_cuda_mixed_precision_training_step(tmp_path, pairs):
 
 
 @pytest.mark.gpu
-def test_cuda_autotuner_switch(tmp_path, pairs, monkeypatch):
-    # Off by default; CUDNN_AUTOTUNE_MIN_PIXELS turns it on for long all-on-cuDNN runs, the card
-    # says so, and it is off again afterwards (inference meets a new shape with every image).
+@pytest.mark.parametrize("limit", [None, 3])
+def test_cuda_autotuner_switch(tmp_path, pairs, monkeypatch, limit):
+    # Off by default; CUDNN_AUTOTUNE_MIN_PIXELS turns it on for long all-on-cuDNN runs (timing
+    # only the best CUDNN_AUTOTUNE_LIMIT candidates when set), the card says so, and it is off
+    # again afterwards (inference meets a new shape with every image), PyTorch's limit restored.
     import torch
 
     import napari_calcinosis.train as train_module
 
     monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_MIN_PIXELS", 0)
+    monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_LIMIT", limit)
     monkeypatch.setattr(train_module, "PLAN_FREE_CONVS", False)
+    before = torch.backends.cudnn.benchmark_limit
     train_segmenter(tmp_path / "a.safetensors", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64,
                     device="cuda")
-    assert json.loads((tmp_path / "a.json").read_text())["training"]["cuda_convolutions"].endswith("autotuner on")
+    said = json.loads((tmp_path / "a.json").read_text())["training"]["cuda_convolutions"]
+    assert said.endswith("autotuner on" if limit is None else f"autotuner on, timing its best {limit} candidates")
     assert torch.backends.cudnn.benchmark is False
+    assert torch.backends.cudnn.benchmark_limit == before
 
 
 def _bone_agreement(x, y, spec):

@@ -295,6 +295,9 @@ PLAN_FREE_CONVS = "auto"
 # measured to pay off; a number turns it on for CUDA runs of at least that many training pixels
 # (steps x batch x crop²), as for PLAN_FREE_MAX_PIXELS. Benchmarks set it.
 CUDNN_AUTOTUNE_MIN_PIXELS = None
+# With the autotuner on, how many of cuDNN's candidate kernels it times per convolution (its
+# heuristics' best first); None keeps PyTorch's own limit. Fewer candidates, a shorter stall.
+CUDNN_AUTOTUNE_LIMIT = None
 
 
 def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
@@ -639,6 +642,9 @@ def train_segmenter(
         and total_steps * batch_size * crop_px**2 >= CUDNN_AUTOTUNE_MIN_PIXELS
     )
     torch.backends.cudnn.benchmark = autotune
+    benchmark_limit = getattr(torch.backends.cudnn, "benchmark_limit", None)
+    if autotune and CUDNN_AUTOTUNE_LIMIT is not None and benchmark_limit is not None:
+        torch.backends.cudnn.benchmark_limit = int(CUDNN_AUTOTUNE_LIMIT)
     card_training = {
         "data": data_desc,
         "n_train": len(train),
@@ -662,7 +668,9 @@ def train_segmenter(
         card_training["cuda_convolutions"] = (
             "1 x 1 as cuBLAS matrix products, depthwise on PyTorch's kernel, dense 3 x 3 on cuDNN (a fast start)"
             if plan_free else "all on cuDNN (a long run: faster steps outweigh the start-up)"
-        ) + ("; cuDNN's autotuner on" if autotune else "")
+        ) + ("; cuDNN's autotuner on" if autotune else "") + (
+            f", timing its best {int(CUDNN_AUTOTUNE_LIMIT)} candidates"
+            if autotune and CUDNN_AUTOTUNE_LIMIT is not None and benchmark_limit is not None else "")
 
     def dice_loss(logits, target):
         p = torch.sigmoid(logits)
@@ -775,6 +783,8 @@ def train_segmenter(
                 break
     finally:
         torch.backends.cudnn.benchmark = False  # inference meets a new shape with every image
+        if benchmark_limit is not None:
+            torch.backends.cudnn.benchmark_limit = benchmark_limit
     model.to(dev)  # as load_model leaves a model: on CUDA, new image shapes start fast
     report(
         TrainProgress(
