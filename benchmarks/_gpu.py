@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def training_step(net, opt):
@@ -33,3 +34,32 @@ def write_json(results, path) -> None:
         with open(tmp, "w") as f:
             json.dump(results, f, indent=1)
         os.replace(tmp, path)
+
+
+def best_paper_runs(probe: list, gain: float = 1.03) -> list:
+    """The paper-workload runs for ``gpu.sh`` from the throughput probe's results: the probed
+    float16, all-on-cuDNN 512² variant whose first step plus 60,000 images at its steady rate
+    is shortest, when that beats train_segmenter's own step (``fp16-upsample``, run ``b60``)
+    by ``gain``; then ``b60``."""
+    def projected_s(r):
+        return r["first_step_s"] + 60_000 / r["images_per_s"]
+
+    usable = {r["variant"]: r for r in probe if r.get("images_per_s") and r.get("dtype") == "float16"
+              and r.get("upsample") and r.get("convs") == "cudnn" and r.get("size") == 512
+              and 120 % r.get("batch", 7) == 0}
+    if "fp16-upsample" not in usable:
+        return ["b60"]
+    best = min(usable.values(), key=projected_s)
+    spec = f"b{best['batch']}" + ("-join" if best.get("join") else "")
+    if best.get("benchmark"):
+        spec += "-autotune" + (f"{best['benchmark_limit']}" if best.get("benchmark_limit") else "")
+    if spec == "b60" or projected_s(best) * gain > projected_s(usable["fp16-upsample"]):
+        return ["b60"]
+    return [spec, "b60"]
+
+
+if __name__ == "__main__":  # python benchmarks/_gpu.py best-paper-run PROBE_JSON
+    if len(sys.argv) != 3 or sys.argv[1] != "best-paper-run":
+        sys.exit("usage: python benchmarks/_gpu.py best-paper-run PROBE_JSON")
+    with open(sys.argv[2]) as f:
+        print(" ".join(best_paper_runs(json.load(f))))

@@ -11,10 +11,11 @@ its steady images/s. The variants differ in
 
 - ``dtype``: bfloat16 (PyTorch's own batch-norm kernels) or float16 (cuDNN's batch norm);
 - ``upsample``: the decoder's nearest upsampling in autocast's dtype (``_cuda_decoder``) or,
-  as CUDA autocast does by itself, in float32;
+  as CUDA autocast does by itself, in float32; ``join``: besides, written straight into the
+  join with the skip connection (``_cuda_decoder.JOIN_UPSAMPLED``);
 - ``convs``: all on cuDNN, plan-free 1 x 1 and depthwise layers (``_cuda_convs``), or only the
   1 x 1 layers on cuBLAS;
-- batch and crop size, and cuDNN's autotuner.
+- batch and crop size, and cuDNN's autotuner (all its candidate kernels, or the best 3).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import time
 
 from _gpu import write_json
 
-BASE = {"dtype": "float16", "upsample": True, "convs": "cudnn", "batch": 60, "size": 512, "benchmark": False}
+BASE = {"dtype": "float16", "upsample": True, "join": False, "convs": "cudnn", "batch": 60, "size": 512,
+        "benchmark": False, "benchmark_limit": None}
 VARIANTS = {
     "bf16": {"dtype": "bfloat16", "upsample": False},  # the step before this probe: 583-595 images/s
     "bf16-upsample": {"dtype": "bfloat16"},
@@ -38,10 +40,14 @@ VARIANTS = {
     "fp16-upsample-plan-free": {"convs": "plan-free"},
     "256-bf16-plan-free": {"dtype": "bfloat16", "upsample": False, "convs": "plan-free", "batch": 64, "size": 256},
     "256-fp16-upsample-plan-free": {"convs": "plan-free", "batch": 64, "size": 256},  # short runs now
+    "fp16-join": {"join": True},
+    "fp16-join-b120": {"join": True, "batch": 120},
     # only when asked for (--variants): cuDNN's autotuner, whose first step is the autotuning
     "fp16-upsample-autotune": {"benchmark": True},
+    "fp16-join-autotune": {"join": True, "benchmark": True},
+    "fp16-join-autotune-top3": {"join": True, "benchmark": True, "benchmark_limit": 3},
 }
-DEFAULT_VARIANTS = [name for name in VARIANTS if name != "fp16-upsample-autotune"]
+DEFAULT_VARIANTS = [name for name in VARIANTS if "autotune" not in name]
 
 
 def _profile(step, steps: int = 3) -> list:
@@ -71,6 +77,8 @@ def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
 
     v = {**BASE, **VARIANTS[name]}
     torch.backends.cudnn.benchmark = v["benchmark"]
+    if v["benchmark_limit"] is not None:  # the autotuner times only the heuristics' best few kernels
+        torch.backends.cudnn.benchmark_limit = v["benchmark_limit"]
     dtype = getattr(torch, v["dtype"])
     dev = torch.device(device)  # "cpu" only to smoke-test this script
     torch.zeros(1, device=dev)
@@ -87,7 +95,10 @@ def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
         for m in net.modules():
             if type(m) is _DepthwiseConv2d:
                 m.__class__ = torch.nn.Conv2d
-    (upsample_in_input_dtype if v["upsample"] else restore_decoder)(net)
+    if v["upsample"]:
+        upsample_in_input_dtype(net, join=v["join"])
+    else:
+        restore_decoder(net)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4, fused=dev.type == "cuda")
     scaler = _grad_scaler(dev, dtype)
     b, s = v["batch"], v["size"]
@@ -132,7 +143,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
     ap.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
-    ap.add_argument("--profile", nargs="*", default=["bf16", "fp16-upsample"], help="variants to profile")
+    ap.add_argument("--profile", nargs="*", default=["fp16-upsample", "fp16-join"], help="variants to profile")
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # cpu: a smoke test of this script

@@ -334,6 +334,11 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
     train_module.CUDA_TRAINING_DTYPE = config.get("cuda_dtype") or train_module.CUDA_TRAINING_DTYPE
     if config.get("autotune"):
         train_module.CUDNN_AUTOTUNE_MIN_PIXELS = 0
+        train_module.CUDNN_AUTOTUNE_LIMIT = config.get("autotune_limit")
+    if config.get("join"):
+        import napari_calcinosis._cuda_decoder as decoder_module
+
+        decoder_module.JOIN_UPSAMPLED = True
     torch.backends.cudnn.enabled = bool(config.get("cudnn", True))
     if config.get("warm"):
         # what the Train widget does when it opens: the network library imported, CUDA started
@@ -409,9 +414,36 @@ PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2,
                   "val_every": 100, "stop_at": 2.0}
 
 
+def paper_run_config(spec: str) -> dict:
+    """One paper-workload run from ``b<batch>[-join][-autotune[N]]``: ``b60`` is
+    train_segmenter's own long run; ``-join`` writes the decoder's upsampling straight into its
+    joins (``_cuda_decoder.JOIN_UPSAMPLED``); ``-autotune`` turns cuDNN's autotuner on
+    (``train.CUDNN_AUTOTUNE_MIN_PIXELS``), ``-autotuneN`` timing only its best N candidates
+    (``train.CUDNN_AUTOTUNE_LIMIT``)."""
+    head, *flags = spec.split("-")
+    limit = None
+    for i, flag in enumerate(flags):
+        if flag.startswith("autotune") and flag[8:].isdigit():  # autotune3: the best 3 candidates
+            flags[i], limit = "autotune", int(flag[8:])
+    if not head.startswith("b") or not head[1:].isdigit() or set(flags) - {"join", "autotune"}:
+        raise ValueError(f"a paper run is b<batch>[-join][-autotune[N]], got {spec!r}")
+    batch = int(head[1:])
+    if batch < 1 or 120 % batch:
+        raise ValueError(f"the paper workload's batch must divide its 120 images, got {batch}")
+    config = {**PAPER_WORKLOAD, "batch": batch, "steps_per_epoch": 120 // batch}
+    for flag in ("join", "autotune"):
+        if flag in flags:
+            config.update(name=config["name"] + "-" + flag, **{flag: True})
+    if limit is not None:
+        config.update(name=config["name"] + str(limit), autotune_limit=limit)
+    if batch != PAPER_WORKLOAD["batch"]:
+        config["name"] += f"-b{batch}"
+    return config
+
+
 def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper: bool, paper_limit_s: float = 100.0,
                 cuda_configs=None, varied: bool = False, cuda_dtype: str | None = None, paper_warm: bool = False,
-                paper_batches=(60,), save_partial=None, paper_autotune: str = "off") -> dict:
+                paper_runs=("b60",), save_partial=None) -> dict:
     """Training benchmarks; ``save_partial(out)`` is called after each run, so that a run killed
     at a time limit keeps the runs before it."""
     import torch
@@ -448,15 +480,8 @@ def bench_train(quick: bool, device: str, work: Path, limit_cpu_s: float, paper:
         keep(out)
     if cuda and paper:
         runs = []
-        autotune_flags = {"off": [False], "on": [True], "both": [False, True]}[paper_autotune]
-        for batch, autotune in [(b, a) for b in paper_batches for a in autotune_flags]:
-            if 120 % batch:
-                raise ValueError(f"the paper workload's batch must divide its 120 images, got {batch}")
-            paper_config = {**PAPER_WORKLOAD, "cuda_dtype": cuda_dtype, "batch": batch, "steps_per_epoch": 120 // batch}
-            if autotune:  # cuDNN's autotuner on (train.CUDNN_AUTOTUNE_MIN_PIXELS)
-                paper_config.update(name=paper_config["name"] + "-autotune", autotune=True)
-            if batch != PAPER_WORKLOAD["batch"]:
-                paper_config["name"] += f"-b{batch}"
+        for spec in paper_runs:
+            paper_config = {**paper_run_config(spec), "cuda_dtype": cuda_dtype}
             if paper_warm:  # as from the Train widget, which imports the library and starts CUDA when it opens
                 paper_config.update(name=paper_config["name"] + "-widget-warm", warm=True)
             runs.append(_run_worker(["target", str(cache), dev, paper_config, str(work), paper_limit_s],
@@ -532,10 +557,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cuda-configs", nargs="*", default=None, help="run only these CUDA time-to-Dice configurations")
     ap.add_argument("--cuda-dtype", choices=["float16", "bfloat16"], default=None,
                     help="CUDA training's mixed precision (default: train.CUDA_TRAINING_DTYPE)")
-    ap.add_argument("--paper-batches", nargs="+", type=int, default=[60],
-                    help="batch sizes of the paper workload (each divides its 120 images; one run each)")
-    ap.add_argument("--paper-autotune", choices=["off", "on", "both"], default="off",
-                    help="the paper workload with cuDNN's autotuner off, on, or one run each")
+    ap.add_argument("--paper-runs", nargs="+", default=["b60"],
+                    help="paper-workload runs in this order, each b<batch>[-join][-autotune[N]]: the batch divides "
+                    "the 120 images; -join: upsampling written into the decoder's joins; -autotune: cuDNN's "
+                    "autotuner, -autotune3 timing its best 3 candidates (default: b60, train_segmenter's own run)")
     ap.add_argument("--paper-warm", action="store_true",
                     help="time the paper workload as from the Train widget (library imported, CUDA started)")
     ap.add_argument(
@@ -547,8 +572,11 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if any(b < 1 or 120 % b for b in args.paper_batches):
-        ap.error(f"--paper-batches: each batch must divide the paper's 120 images, got {args.paper_batches}")
+    for spec in args.paper_runs:
+        try:
+            paper_run_config(spec)
+        except ValueError as exc:
+            ap.error(f"--paper-runs: {exc}")
     if args.worker:
         kind, *rest = json.loads(args.worker)
         work = {"target": train_to_target, "quantify": bench_quantify}[kind]
@@ -588,8 +616,7 @@ def main(argv=None) -> int:
                 results["train"] = bench_train(
                     args.quick, "cuda" if cuda else "cpu", work, args.cpu_train_limit_s, args.paper_workload,
                     args.paper_limit_s, args.cuda_configs, args.phantoms == "varied", args.cuda_dtype, args.paper_warm,
-                    args.paper_batches, save_partial=lambda partial: (results.__setitem__("train", partial), save()),
-                    paper_autotune=args.paper_autotune,
+                    args.paper_runs, save_partial=lambda partial: (results.__setitem__("train", partial), save()),
                 )
         except Exception as exc:  # a failed section is reported, the others still run
             import traceback
