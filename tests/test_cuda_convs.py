@@ -8,7 +8,8 @@ import torch
 
 import napari_calcinosis.train as train_module
 from napari_calcinosis import load_model, save_model
-from napari_calcinosis._cuda_convs import _PLAN_FREE_CLASSES, plan_free_convs, restore_convs
+from napari_calcinosis import _cuda_convs
+from napari_calcinosis._cuda_convs import _PLAN_FREE_CLASSES, autotune_dense_convs, plan_free_convs, restore_convs
 from napari_calcinosis.segment import PhalanxModel, new_model
 
 
@@ -135,6 +136,43 @@ def test_plan_free_layers_under_cpu_bf16_autocast():
         y = layer(torch.randn(1, layer.in_channels, 16, 16))
     assert y.dtype == a.dtype == b.dtype == torch.bfloat16
     assert float((a.float() - b.float()).norm() / a.float().norm()) < 0.05
+
+
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16])
+def test_autotuned_dense_layers_give_the_same_outputs_and_gradients(autocast, monkeypatch):
+    # The ten dense k x k layers on their own Function (the autotuner on around them alone)
+    # against nn.Conv2d, in train mode, channels-last, with and without autocast: the same
+    # convolution, so identical outputs and gradients. The flag is on inside those layers only.
+    seen = []
+    conv2d = _cuda_convs.F.conv2d
+
+    def watching(*args, **kwargs):
+        seen.append(torch.backends.cudnn.benchmark)
+        return conv2d(*args, **kwargs)
+
+    monkeypatch.setattr(_cuda_convs.F, "conv2d", watching)
+    torch.manual_seed(0)
+    ref = new_model().network.train().to(memory_format=torch.channels_last)
+    net = copy.deepcopy(ref)
+    assert autotune_dense_convs(net) == 10 and autotune_dense_convs(net) == 0
+    assert sum(type(m) is _cuda_convs._AutotunedConv2d for m in net.modules()) == 10
+    assert all(m.kernel_size == (3, 3) and m.groups == 1 for m in net.modules() if type(m) is _cuda_convs._AutotunedConv2d)
+    x = torch.randn(2, 1, 64, 96).contiguous(memory_format=torch.channels_last)
+    outs = []
+    for n in (ref, net):
+        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            out = n(x)
+        out.float().square().mean().backward()
+        outs.append(out)
+    # every convolution of both passes goes through F.conv2d; the ten dense ones of ours with the flag on
+    assert len(seen) % 2 == 0 and seen[: len(seen) // 2].count(True) == 0 and seen.count(True) == 10
+    assert torch.backends.cudnn.benchmark is False
+    assert torch.equal(outs[0], outs[1]) and float(outs[0].detach().float().abs().max()) > 0.1
+    pairs = [(name, p.grad, q.grad) for (name, p), q in zip(ref.named_parameters(), net.parameters()) if p.grad is not None]
+    assert len(pairs) > 100 and all(torch.equal(a, b) for _, a, b in pairs)
+    restore_convs(net)
+    assert not any(type(m) is _cuda_convs._AutotunedConv2d for m in net.modules())
+    assert list(net.state_dict()) == list(ref.state_dict())
 
 
 def test_plan_free_only_for_short_runs(monkeypatch):

@@ -241,25 +241,35 @@ def test_cuda_mixed_precision_training_step(tmp_path, pairs):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("limit", [None, 3])
-def test_cuda_autotuner_switch(tmp_path, pairs, monkeypatch, limit):
+@pytest.mark.parametrize("layers, limit", [("all", None), ("all", 3), ("dense", None)])
+def test_cuda_autotuner_switch(tmp_path, pairs, monkeypatch, layers, limit):
     # Off by default; CUDNN_AUTOTUNE_MIN_PIXELS turns it on for long all-on-cuDNN runs (timing
-    # only the best CUDNN_AUTOTUNE_LIMIT candidates when set), the card says so, and it is off
-    # again afterwards (inference meets a new shape with every image), PyTorch's limit restored.
+    # only the best CUDNN_AUTOTUNE_LIMIT candidates when set, only the dense layers with
+    # CUDNN_AUTOTUNE_LAYERS="dense"), the card says so, and it is off again afterwards (inference
+    # meets a new shape with every image), PyTorch's limit restored, the model's layers those
+    # that start fast.
     import torch
 
+    import napari_calcinosis._cuda_convs as convs
     import napari_calcinosis.train as train_module
 
+    tuned = []
+    autotune_dense = convs.autotune_dense_convs
+    monkeypatch.setattr(convs, "autotune_dense_convs", lambda net: tuned.append((net, autotune_dense(net))) or tuned[-1][1])
     monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_MIN_PIXELS", 0)
     monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_LIMIT", limit)
+    monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_LAYERS", layers)
     monkeypatch.setattr(train_module, "PLAN_FREE_CONVS", False)
     before = torch.backends.cudnn.benchmark_limit
     train_segmenter(tmp_path / "a.safetensors", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64,
                     device="cuda")
     said = json.loads((tmp_path / "a.json").read_text())["training"]["cuda_convolutions"]
-    assert said.endswith("autotuner on" if limit is None else f"autotuner on, timing its best {limit} candidates")
+    assert said.endswith({("all", None): "autotuner on", ("all", 3): "autotuner on, timing its best 3 candidates",
+                          ("dense", None): "autotuner on for the dense k x k layers only"}[layers, limit])
     assert torch.backends.cudnn.benchmark is False
     assert torch.backends.cudnn.benchmark_limit == before
+    assert [n for _, n in tuned] == ([10] if layers == "dense" else [])
+    assert not any(type(m) is convs._AutotunedConv2d for net, _ in tuned for m in net.modules())
 
 
 def _bone_agreement(x, y, spec):

@@ -8,6 +8,11 @@ without a plan; a depthwise 3 x 3 has its own PyTorch kernel. :func:`plan_free_c
 those layers there and leaves the dense 3 x 3 layers to cuDNN. It changes the layers' class,
 not their weights: the network's ``state_dict`` is unchanged, and it copies and pickles as
 before. :func:`restore_convs` undoes it.
+
+:func:`autotune_dense_convs` does the opposite for a long run: only its dense k x k layers
+(ten in the U-Net) get cuDNN's autotuner, which times each candidate kernel once per shape. At
+512² those layers are the ones the heuristics serve worst (full resolution, 16-32 channels), and
+timing ten layers stalls the start far less than timing all 61.
 """
 
 from __future__ import annotations
@@ -19,21 +24,44 @@ import torch
 import torch.nn.functional as F
 
 # cuDNN's on/off switch is one flag for the whole process. The depthwise layers turn it off
-# around their kernel; the lock keeps two threads (training's backward, inference in napari's
+# around their kernel (and the autotuned dense layers turn the autotuner on); the lock keeps two threads (training's backward, inference in napari's
 # main thread) from interleaving so that the flag is always put back. While it is off, a dense
 # convolution in another thread runs on PyTorch's slower kernel: the same result, once.
 _CUDNN_FLAG_LOCK = threading.RLock()
 
 
 @contextmanager
-def _cudnn_off():
+def _cudnn_flag(name: str, value: bool):
+    """``torch.backends.cudnn.<name>`` set to ``value`` for the block, then put back."""
     with _CUDNN_FLAG_LOCK:
-        was = torch.backends.cudnn.enabled
-        torch.backends.cudnn.enabled = False
+        was = getattr(torch.backends.cudnn, name)
+        setattr(torch.backends.cudnn, name, value)
         try:
             yield
         finally:
-            torch.backends.cudnn.enabled = was
+            setattr(torch.backends.cudnn, name, was)
+
+
+class _ConvAutotuned(torch.autograd.Function):
+    """A dense convolution with cuDNN's autotuner on for it alone, forward and backward."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, w)
+        ctx.conf = (stride, padding, dilation, groups, None if b is None else [b.shape[0]])
+        with _cudnn_flag("benchmark", True):
+            return F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        stride, padding, dilation, groups, bias_sizes = ctx.conf
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias_sizes is not None and ctx.needs_input_grad[2]]
+        with _cudnn_flag("benchmark", True):
+            gx, gw, gb = torch.ops.aten.convolution_backward(
+                grad, x, w, bias_sizes, stride, padding, dilation, False, [0, 0], groups, mask
+            )
+        return gx, gw, gb, None, None, None, None
 
 
 class _DepthwiseNoCudnn(torch.autograd.Function):
@@ -43,7 +71,7 @@ class _DepthwiseNoCudnn(torch.autograd.Function):
     def forward(ctx, x, w, stride, padding, dilation, groups):
         ctx.save_for_backward(x, w)
         ctx.conf = (stride, padding, dilation, groups)
-        with _cudnn_off():
+        with _cudnn_flag("enabled", False):
             y = F.conv2d(x, w, None, stride, padding, dilation, groups)
         # keep the layout the next layers expect (the CUDA kernel writes NCHW)
         return y.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else y
@@ -53,7 +81,7 @@ class _DepthwiseNoCudnn(torch.autograd.Function):
         x, w = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conf
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
-        with _cudnn_off():
+        with _cudnn_flag("enabled", False):
             gx, gw, _ = torch.ops.aten.convolution_backward(
                 grad, x, w, None, stride, padding, dilation, False, [0, 0], groups, mask
             )
@@ -103,7 +131,21 @@ class _DepthwiseConv2d(torch.nn.Conv2d):
         return y
 
 
+class _AutotunedConv2d(torch.nn.Conv2d):
+    """A dense convolution that cuDNN's autotuner times, whatever the global flag says."""
+
+    def forward(self, x):
+        w, b = self.weight, self.bias
+        dtype = _autocast_dtype(x)
+        if dtype is not None:  # autocast does not reach inside the Function: cast as it would
+            x, w = x.to(dtype), w.to(dtype)
+            b = None if b is None else b.to(dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            return _ConvAutotuned.apply(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+
+
 _PLAN_FREE_CLASSES = (_PointwiseConv2d, _DepthwiseConv2d)
+_CHANGED_CLASSES = (*_PLAN_FREE_CLASSES, _AutotunedConv2d)
 
 
 def plan_free_convs(network: torch.nn.Module) -> int:
@@ -122,8 +164,20 @@ def plan_free_convs(network: torch.nn.Module) -> int:
     return n
 
 
-def restore_convs(network: torch.nn.Module) -> None:
-    """Undo :func:`plan_free_convs`: every layer back on ``torch.nn.Conv2d`` (cuDNN on a GPU)."""
+def autotune_dense_convs(network: torch.nn.Module) -> int:
+    """Give ``network``'s dense k x k convolutions (k > 1) cuDNN's autotuner; returns how many."""
+    n = 0
     for m in network.modules():
-        if type(m) in _PLAN_FREE_CLASSES:
+        if (type(m) is torch.nn.Conv2d and m.padding_mode == "zeros" and m.groups == 1
+                and m.kernel_size != (1, 1) and not m.transposed):
+            m.__class__ = _AutotunedConv2d
+            n += 1
+    return n
+
+
+def restore_convs(network: torch.nn.Module) -> None:
+    """Undo :func:`plan_free_convs` and :func:`autotune_dense_convs`: every layer back on
+    ``torch.nn.Conv2d`` (cuDNN on a GPU, the autotuner as the global flag says)."""
+    for m in network.modules():
+        if type(m) in _CHANGED_CLASSES:
             m.__class__ = torch.nn.Conv2d

@@ -298,6 +298,9 @@ CUDNN_AUTOTUNE_MIN_PIXELS = None
 # With the autotuner on, how many of cuDNN's candidate kernels it times per convolution (its
 # heuristics' best first); None keeps PyTorch's own limit. Fewer candidates, a shorter stall.
 CUDNN_AUTOTUNE_LIMIT = None
+# Which layers the autotuner times: "all" (cuDNN's global flag) or "dense", only the dense
+# k x k layers (ten of the U-Net's 61; _cuda_convs.autotune_dense_convs), a far shorter stall.
+CUDNN_AUTOTUNE_LAYERS = "all"
 
 
 def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
@@ -641,7 +644,12 @@ def train_segmenter(
         dev.type == "cuda" and not plan_free and CUDNN_AUTOTUNE_MIN_PIXELS is not None
         and total_steps * batch_size * crop_px**2 >= CUDNN_AUTOTUNE_MIN_PIXELS
     )
-    torch.backends.cudnn.benchmark = autotune
+    autotune_dense_only = autotune and CUDNN_AUTOTUNE_LAYERS == "dense"
+    torch.backends.cudnn.benchmark = autotune and not autotune_dense_only
+    if autotune_dense_only:
+        from ._cuda_convs import autotune_dense_convs
+
+        autotune_dense_convs(net)
     benchmark_limit = getattr(torch.backends.cudnn, "benchmark_limit", None)
     if autotune and CUDNN_AUTOTUNE_LIMIT is not None and benchmark_limit is not None:
         torch.backends.cudnn.benchmark_limit = int(CUDNN_AUTOTUNE_LIMIT)
@@ -669,6 +677,7 @@ def train_segmenter(
             "1 x 1 as cuBLAS matrix products, depthwise on PyTorch's kernel, dense 3 x 3 on cuDNN (a fast start)"
             if plan_free else "all on cuDNN (a long run: faster steps outweigh the start-up)"
         ) + ("; cuDNN's autotuner on" if autotune else "") + (
+            " for the dense k x k layers only" if autotune_dense_only else "") + (
             f", timing its best {int(CUDNN_AUTOTUNE_LIMIT)} candidates"
             if autotune and CUDNN_AUTOTUNE_LIMIT is not None and benchmark_limit is not None else "")
 
@@ -783,6 +792,10 @@ def train_segmenter(
                 break
     finally:
         torch.backends.cudnn.benchmark = False  # inference meets a new shape with every image
+        if autotune_dense_only:
+            from ._cuda_convs import restore_convs
+
+            restore_convs(net)  # model.to below gives it the layers inference starts fast with
         if benchmark_limit is not None:
             torch.backends.cudnn.benchmark_limit = benchmark_limit
     model.to(dev)  # as load_model leaves a model: on CUDA, new image shapes start fast
