@@ -51,7 +51,9 @@ def best_paper_runs(probe: list, gain: float = 1.03) -> list:
         return ["b60"]
     best = min(usable.values(), key=projected_s)
     spec = f"b{best['batch']}" + ("-join" if best.get("join") else "")
-    if best.get("benchmark"):
+    if best.get("benchmark") == "dense":
+        spec += "-autotunedense"
+    elif best.get("benchmark"):
         spec += "-autotune" + (f"{best['benchmark_limit']}" if best.get("benchmark_limit") else "")
     if spec == "b60" or projected_s(best) * gain > projected_s(usable["fp16-upsample"]):
         return ["b60"]

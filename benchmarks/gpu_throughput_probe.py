@@ -15,7 +15,8 @@ its steady images/s. The variants differ in
   join with the skip connection (``_cuda_decoder.JOIN_UPSAMPLED``);
 - ``convs``: all on cuDNN, plan-free 1 x 1 and depthwise layers (``_cuda_convs``), or only the
   1 x 1 layers on cuBLAS;
-- batch and crop size, and cuDNN's autotuner (all its candidate kernels, or the best 3).
+- batch and crop size, and cuDNN's autotuner (all its candidate kernels, or the best 3; for
+  every layer, or only the ten dense 3 x 3 ones: ``_cuda_convs.autotune_dense_convs``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ VARIANTS = {
     "fp16-upsample-autotune": {"benchmark": True},
     "fp16-join-autotune": {"join": True, "benchmark": True},
     "fp16-join-autotune-top3": {"join": True, "benchmark": True, "benchmark_limit": 3},
+    "fp16-join-autotune-dense": {"join": True, "benchmark": "dense"},
 }
 DEFAULT_VARIANTS = [name for name in VARIANTS if "autotune" not in name]
 
@@ -70,13 +72,13 @@ def _profile(step, steps: int = 3) -> list:
 def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
     import torch
 
-    from napari_calcinosis._cuda_convs import _DepthwiseConv2d, plan_free_convs, restore_convs
+    from napari_calcinosis._cuda_convs import _DepthwiseConv2d, autotune_dense_convs, plan_free_convs, restore_convs
     from napari_calcinosis._cuda_decoder import restore_decoder, upsample_in_input_dtype
     from napari_calcinosis.segment import new_model
     from napari_calcinosis.train import _grad_scaler, _training_step
 
     v = {**BASE, **VARIANTS[name]}
-    torch.backends.cudnn.benchmark = v["benchmark"]
+    torch.backends.cudnn.benchmark = v["benchmark"] is True  # "dense": those layers only, below
     if v["benchmark_limit"] is not None:  # the autotuner times only the heuristics' best few kernels
         torch.backends.cudnn.benchmark_limit = v["benchmark_limit"]
     dtype = getattr(torch, v["dtype"])
@@ -95,6 +97,8 @@ def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
         for m in net.modules():
             if type(m) is _DepthwiseConv2d:
                 m.__class__ = torch.nn.Conv2d
+    if v["benchmark"] == "dense":
+        autotune_dense_convs(net)
     if v["upsample"]:
         upsample_in_input_dtype(net, join=v["join"])
     else:

@@ -335,6 +335,7 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
     if config.get("autotune"):
         train_module.CUDNN_AUTOTUNE_MIN_PIXELS = 0
         train_module.CUDNN_AUTOTUNE_LIMIT = config.get("autotune_limit")
+        train_module.CUDNN_AUTOTUNE_LAYERS = config.get("autotune_layers") or "all"
     if config.get("join"):
         import napari_calcinosis._cuda_decoder as decoder_module
 
@@ -415,18 +416,21 @@ PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2,
 
 
 def paper_run_config(spec: str) -> dict:
-    """One paper-workload run from ``b<batch>[-join][-autotune[N]]``: ``b60`` is
+    """One paper-workload run from ``b<batch>[-join][-autotune[N]|-autotunedense]``: ``b60`` is
     train_segmenter's own long run; ``-join`` writes the decoder's upsampling straight into its
     joins (``_cuda_decoder.JOIN_UPSAMPLED``); ``-autotune`` turns cuDNN's autotuner on
     (``train.CUDNN_AUTOTUNE_MIN_PIXELS``), ``-autotuneN`` timing only its best N candidates
-    (``train.CUDNN_AUTOTUNE_LIMIT``)."""
+    (``train.CUDNN_AUTOTUNE_LIMIT``), ``-autotunedense`` only for the dense 3 x 3 layers
+    (``train.CUDNN_AUTOTUNE_LAYERS``)."""
     head, *flags = spec.split("-")
-    limit = None
+    limit = layers = None
     for i, flag in enumerate(flags):
         if flag.startswith("autotune") and flag[8:].isdigit():  # autotune3: the best 3 candidates
             flags[i], limit = "autotune", int(flag[8:])
+        elif flag == "autotunedense":  # the dense 3 x 3 layers only
+            flags[i], layers = "autotune", "dense"
     if not head.startswith("b") or not head[1:].isdigit() or set(flags) - {"join", "autotune"}:
-        raise ValueError(f"a paper run is b<batch>[-join][-autotune[N]], got {spec!r}")
+        raise ValueError(f"a paper run is b<batch>[-join][-autotune[N]|-autotunedense], got {spec!r}")
     batch = int(head[1:])
     if batch < 1 or 120 % batch:
         raise ValueError(f"the paper workload's batch must divide its 120 images, got {batch}")
@@ -436,6 +440,8 @@ def paper_run_config(spec: str) -> dict:
             config.update(name=config["name"] + "-" + flag, **{flag: True})
     if limit is not None:
         config.update(name=config["name"] + str(limit), autotune_limit=limit)
+    if layers is not None:
+        config.update(name=config["name"] + layers, autotune_layers=layers)
     if batch != PAPER_WORKLOAD["batch"]:
         config["name"] += f"-b{batch}"
     return config
@@ -558,9 +564,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cuda-dtype", choices=["float16", "bfloat16"], default=None,
                     help="CUDA training's mixed precision (default: train.CUDA_TRAINING_DTYPE)")
     ap.add_argument("--paper-runs", nargs="+", default=["b60"],
-                    help="paper-workload runs in this order, each b<batch>[-join][-autotune[N]]: the batch divides "
-                    "the 120 images; -join: upsampling written into the decoder's joins; -autotune: cuDNN's "
-                    "autotuner, -autotune3 timing its best 3 candidates (default: b60, train_segmenter's own run)")
+                    help="paper-workload runs in this order, each b<batch>[-join][-autotune[N]|-autotunedense]: the "
+                    "batch divides the 120 images; -join: upsampling written into the decoder's joins; -autotune: "
+                    "cuDNN's autotuner, -autotune3 timing its best 3 candidates, -autotunedense for the dense "
+                    "3 x 3 layers only (default: b60, train_segmenter's own run)")
     ap.add_argument("--paper-warm", action="store_true",
                     help="time the paper workload as from the Train widget (library imported, CUDA started)")
     ap.add_argument(
