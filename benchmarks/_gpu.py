@@ -44,9 +44,10 @@ def best_paper_runs(probe: list, gain: float = 1.03) -> list:
     def projected_s(r):
         return r["first_step_s"] + 60_000 / r["images_per_s"]
 
-    usable = {r["variant"]: r for r in probe if r.get("images_per_s") and r.get("dtype") == "float16"
-              and r.get("upsample") and r.get("convs") == "cudnn" and r.get("size") == 512
-              and 120 % r.get("batch", 7) == 0}
+    usable = {r["variant"]: r for r in probe if r.get("images_per_s") and r.get("first_step_s") is not None
+              and r.get("dtype") == "float16" and r.get("upsample") and r.get("convs") == "cudnn"
+              and r.get("size") == 512 and r.get("batch", 0) > 0 and 120 % r["batch"] == 0
+              and not (r.get("benchmark") == "dense" and r.get("benchmark_limit"))}
     if "fp16-upsample" not in usable:
         return ["b60"]
     best = min(usable.values(), key=projected_s)

@@ -429,7 +429,8 @@ def paper_run_config(spec: str) -> dict:
             flags[i], limit = "autotune", int(flag[8:])
         elif flag == "autotunedense":  # the dense 3 x 3 layers only
             flags[i], layers = "autotune", "dense"
-    if not head.startswith("b") or not head[1:].isdigit() or set(flags) - {"join", "autotune"}:
+    if (not head.startswith("b") or not head[1:].isdigit() or head[1] == "0" or set(flags) - {"join", "autotune"}
+            or len(set(flags)) < len(flags) or limit == 0 or flags != sorted(flags, key=["join", "autotune"].index)):
         raise ValueError(f"a paper run is b<batch>[-join][-autotune[N]|-autotunedense], got {spec!r}")
     batch = int(head[1:])
     if batch < 1 or 120 % batch:

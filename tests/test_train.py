@@ -240,6 +240,27 @@ def test_cuda_mixed_precision_training_step(tmp_path, pairs):
     assert seg.bone_mask.shape == pairs[0][0].shape
 
 
+@pytest.mark.parametrize("name, value, message", [
+    ("CUDNN_AUTOTUNE_LAYERS", "Dense", 'CUDNN_AUTOTUNE_LAYERS must be "all" or "dense"'),
+    ("CUDNN_AUTOTUNE_LIMIT", 0, "CUDNN_AUTOTUNE_LIMIT must be a whole number of at least 1"),
+    ("CUDNN_AUTOTUNE_LIMIT", "3", "CUDNN_AUTOTUNE_LIMIT must be a whole number of at least 1"),
+])
+def test_autotuner_settings_are_checked_before_training(tmp_path, pairs, monkeypatch, name, value, message):
+    # A misspelt setting must not quietly autotune every layer (or none): it stops the run
+    # before any step, with no model written and cuDNN's flags as they were.
+    import torch
+
+    import napari_calcinosis.train as train_module
+
+    monkeypatch.setattr(train_module, name, value)
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.benchmark_limit)
+    with pytest.raises(ValueError, match=message):
+        train_segmenter(tmp_path / "a.safetensors", samples=pairs, epochs=1, steps_per_epoch=1, batch_size=2,
+                        crop_px=64, device="cpu")
+    assert not (tmp_path / "a.safetensors").exists()
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.benchmark_limit) == before
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("layers, limit", [("all", None), ("all", 3), ("dense", None)])
 def test_cuda_autotuner_switch(tmp_path, pairs, monkeypatch, layers, limit):

@@ -168,8 +168,9 @@ def autotune_dense_convs(network: torch.nn.Module) -> int:
     """Give ``network``'s dense k x k convolutions (k > 1) cuDNN's autotuner; returns how many."""
     n = 0
     for m in network.modules():
+        # convolution_backward takes padding as numbers, not "same" or "valid"
         if (type(m) is torch.nn.Conv2d and m.padding_mode == "zeros" and m.groups == 1
-                and m.kernel_size != (1, 1) and not m.transposed):
+                and m.kernel_size != (1, 1) and not m.transposed and not isinstance(m.padding, str)):
             m.__class__ = _AutotunedConv2d
             n += 1
     return n

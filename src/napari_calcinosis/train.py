@@ -644,15 +644,12 @@ def train_segmenter(
         dev.type == "cuda" and not plan_free and CUDNN_AUTOTUNE_MIN_PIXELS is not None
         and total_steps * batch_size * crop_px**2 >= CUDNN_AUTOTUNE_MIN_PIXELS
     )
+    if CUDNN_AUTOTUNE_LAYERS not in ("all", "dense"):
+        raise ValueError(f'CUDNN_AUTOTUNE_LAYERS must be "all" or "dense", not {CUDNN_AUTOTUNE_LAYERS!r}')
+    if CUDNN_AUTOTUNE_LIMIT is not None and (not isinstance(CUDNN_AUTOTUNE_LIMIT, int) or CUDNN_AUTOTUNE_LIMIT < 1):
+        raise ValueError(f"CUDNN_AUTOTUNE_LIMIT must be a whole number of at least 1, or None, not {CUDNN_AUTOTUNE_LIMIT!r}")
     autotune_dense_only = autotune and CUDNN_AUTOTUNE_LAYERS == "dense"
-    torch.backends.cudnn.benchmark = autotune and not autotune_dense_only
-    if autotune_dense_only:
-        from ._cuda_convs import autotune_dense_convs
-
-        autotune_dense_convs(net)
-    benchmark_limit = getattr(torch.backends.cudnn, "benchmark_limit", None)
-    if autotune and CUDNN_AUTOTUNE_LIMIT is not None and benchmark_limit is not None:
-        torch.backends.cudnn.benchmark_limit = int(CUDNN_AUTOTUNE_LIMIT)
+    benchmark_limit = getattr(torch.backends.cudnn, "benchmark_limit", None)  # PyTorch's, put back after
     card_training = {
         "data": data_desc,
         "n_train": len(train),
@@ -678,7 +675,7 @@ def train_segmenter(
             if plan_free else "all on cuDNN (a long run: faster steps outweigh the start-up)"
         ) + ("; cuDNN's autotuner on" if autotune else "") + (
             " for the dense k x k layers only" if autotune_dense_only else "") + (
-            f", timing its best {int(CUDNN_AUTOTUNE_LIMIT)} candidates"
+            f", timing its best {CUDNN_AUTOTUNE_LIMIT} candidates"
             if autotune and CUDNN_AUTOTUNE_LIMIT is not None and benchmark_limit is not None else "")
 
     def dice_loss(logits, target):
@@ -719,6 +716,14 @@ def train_segmenter(
     was_cancelled = False
     epochs_done = start_epoch
     try:
+        torch.backends.cudnn.benchmark = autotune and not autotune_dense_only
+        if autotune_dense_only:
+            from ._cuda_convs import autotune_dense_convs
+
+            # before the first step: cuDNN keeps the first plan it makes for a shape, autotuned or not
+            autotune_dense_convs(net)
+        if autotune and CUDNN_AUTOTUNE_LIMIT is not None and benchmark_limit is not None:
+            torch.backends.cudnn.benchmark_limit = CUDNN_AUTOTUNE_LIMIT
         for epoch in range(start_epoch, epochs):
             net.train()
             losses = epoch_losses if epoch == start_epoch else []
