@@ -1,4 +1,6 @@
+import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 
 def pytest_collection_modifyitems(config, items):
@@ -29,3 +31,32 @@ MINI = [512, 430, 520, 428, 500, 600, 364, 380, 658, 445, 432, 626, 260, 477, 25
 def pefr():
     """Bland & Altman's 1986 worked example: (Wright, mini Wright) peak flow in l/min."""
     return WRIGHT, MINI
+
+
+def _finger_with_lines(air=True):
+    """A straight finger (air above and below) with one phalanx along it, and calcium: an artery
+    (a thin line along the bone, deep in the soft tissue), a plaque along the skin, a nodule and
+    a deep line across the bone's axis. 0.2 mm pixels."""
+    img = np.full((200, 300), -1000.0 if air else 40.0, np.float32)
+    img[40:160, :] = 40.0
+    bone = np.zeros(img.shape, bool)
+    bone[80:110, 20:280] = True
+    img[bone] = 1500.0
+    shapes = {"artery": (slice(125, 128), slice(60, 160)),  # 0.6 x 20 mm, 3 mm from the bone, 6 mm deep
+              "plaque": (slice(155, 158), slice(180, 280)),  # 0.6 x 20 mm, 0.4 mm under the skin
+              "across": (slice(118, 148), slice(230, 233))}  # 6 mm long, 90 degrees to the bone
+    masks = {}
+    for name, box in shapes.items():
+        masks[name] = np.zeros(img.shape, bool)
+        masks[name][box] = True
+    masks["nodule"] = (np.arange(200)[:, None] - 60) ** 2 + (np.arange(300)[None, :] - 150) ** 2 <= 8**2
+    for mask in masks.values():
+        img[mask] = 800.0
+    rng = np.random.default_rng(0)
+    return ndi.gaussian_filter(img, 1.0) + rng.normal(0, 8, img.shape).astype(np.float32), bone, masks
+
+
+@pytest.fixture
+def finger_with_lines():
+    """``make(air=True) -> (image_hu, bone_mask, shape masks)``: see ``_finger_with_lines``."""
+    return _finger_with_lines

@@ -609,6 +609,35 @@ def test_region_grow_matches_simpleitk_connected_threshold():
         assert np.array_equal(region_grow(p.image_hu, seed, 150.0, 3000.0), ref)
 
 
+def test_automatic_mode_leaves_out_a_calcified_artery(finger_with_lines):
+    """A thin line of calcium running along the bone deep in the soft tissue is taken for a
+    calcified artery: left out of automatic mode, still listed. A plaque as thin and as long
+    along the skin, a nodule, and a deep line across the bone are deposits. A click on the
+    artery measures it: the reader's word."""
+    img, bone, masks = finger_with_lines()
+    auto = grow_lesions(img, bone, 0.2)
+    status_at = {}
+    for _, row in auto.seeds.iterrows():
+        hit = [name for name, m in masks.items() if m[int(row["seed_row"]), int(row["seed_col"])]]
+        assert len(hit) == 1, hit  # every candidate is one of the four shapes
+        status_at[hit[0]] = row["status"]
+    assert status_at == {"artery": "vessel_like", "plaque": "ok", "nodule": "ok", "across": "ok"}
+    assert (auto.seeds.loc[auto.seeds["status"] == "vessel_like", "lesion_id"] == 0).all()
+    assert not (auto.lesion_labels > 0)[masks["artery"]].any()
+    for name in ("plaque", "nodule", "across"):
+        assert (auto.lesion_labels > 0)[masks[name]].mean() > 0.9, name
+    clicked = grow_lesions(img, bone, 0.2, [(126, 110)])
+    assert list(clicked.seeds["status"]) == ["ok"]
+    assert (clicked.lesion_labels == 1)[masks["artery"]].mean() > 0.9
+
+
+def test_artery_rule_needs_air_in_view(finger_with_lines):
+    # Without air the depth under the skin is unknown: nothing is taken for an artery.
+    img, bone, _ = finger_with_lines(air=False)
+    auto = grow_lesions(img, bone, 0.2)
+    assert "vessel_like" not in set(auto.seeds["status"]) and (auto.seeds["status"] == "ok").sum() == 4
+
+
 def test_automatic_mode_leaves_out_bright_things_in_air():
     """A deposit in the finger's soft tissue is proposed; a splint lying in the air beside the
     finger, and a ring on the skin's surface, are not. A seed on the splint still measures it:

@@ -433,3 +433,21 @@ def test_auto_seed_leaves_out_a_splint_lying_in_air_and_says_so(sample):
     grown = viewer.layers["lesions"].data
     for lesion_id in range(1, len(seeds) + 1):  # the deposits are still all found
         assert (grown[lesions == lesion_id] > 0).any()
+
+
+def test_auto_seed_leaves_out_a_calcified_artery_and_says_so(make_napari_viewer, finger_with_lines):
+    # The artery rule from the Grow widget: no seed on the line along the bone, the status
+    # line says why, and the deposits are proposed and grown.
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer = make_napari_viewer()
+    img, bone, masks = finger_with_lines()
+    image = viewer.add_image(img, name="finger", scale=(0.2, 0.2), units="mm")
+    w = with_true_bone(viewer, GrowWidget(viewer), image, bone)
+    points = w.auto_seed()
+    rc = np.round(np.asarray(points.data)).astype(int)
+    assert len(rc) == 3 and not masks["artery"][rc[:, 0], rc[:, 1]].any()
+    assert "1 long thin line(s) along the bone not proposed (calcified arteries, most likely)" in w.status.value
+    grown = viewer.layers["lesions"].data
+    assert all((grown[masks[name]] > 0).mean() > 0.9 for name in ("plaque", "nodule", "across"))
+    assert not (grown[masks["artery"]] > 0).any()

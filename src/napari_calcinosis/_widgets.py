@@ -393,6 +393,10 @@ class GrowWidget(_Widget):
             if n_noise:
                 self.status.value += (f"; {n_noise} speck(s) no brighter than the image's noise not proposed: "
                                       "click any that is a deposit")
+            n_vessel = int((auto.seeds["status"] == "vessel_like").sum())
+            if n_vessel:
+                self.status.value += (f"; {n_vessel} long thin line(s) along the bone not proposed (calcified "
+                                      "arteries, most likely): click any that is a deposit")
             return points
 
         return self._run_safely(go)
@@ -436,7 +440,8 @@ def show_lesions(viewer, result, image_layer):
     layer.metadata["source_image"] = image_layer.name
     outside = table["status"] == "outside_finger"  # automatic mode's rows for what it left out
     noise = table["status"] == "below_noise"
-    failed = (table["lesion_id"] == 0) & ~outside & ~noise
+    vessel = table["status"] == "vessel_like"
+    failed = (table["lesion_id"] == 0) & ~outside & ~noise & ~vessel
     total = float(features["area_mm2"].sum()) if len(features) else 0.0
     widget_status = f"{len(features)} lesion(s), {total:.2f} mm² in all"
     if failed.any():
@@ -446,6 +451,8 @@ def show_lesions(viewer, result, image_layer):
                           "the skin's edge)")
     if noise.any():
         widget_status += f"; {int(noise.sum())} speck(s) no brighter than the image's noise left out"
+    if vessel.any():
+        widget_status += f"; {int(vessel.sum())} long thin line(s) along the bone left out (calcified arteries, most likely)"
     n_freed = int(((table["freed_from_bone_mm2"] > 0) & (table["status"] == "ok")).sum())
     if n_freed:
         widget_status += f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there"

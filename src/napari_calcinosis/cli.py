@@ -253,9 +253,10 @@ def cmd_quantify(args) -> int:
         out.to_csv(sys.stdout, index=False)
     if not args.seeds and failed < len(images):
         print("note: without --seeds every candidate deposit was measured (automatic mode), a first look: on images "
-              "from unknown sources it also measures arteries and the nail and misses some deposits (bright things "
-              "lying against the air, such as splints and rings, are left out: status outside_finger, and so are "
-              "specks no brighter than the image's noise: below_noise); give "
+              "from unknown sources it also measures some arteries and the nail and misses some deposits (bright "
+              "things lying against the air, such as splints and rings, are left out: status outside_finger; so "
+              "are specks no brighter than the image's noise: below_noise, and long thin lines along the bone, "
+              "most likely calcified arteries: vessel_like); give "
               "--seeds for numbers you report", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(images)} image(s) failed; see the rows whose status starts with 'error'", file=sys.stderr)

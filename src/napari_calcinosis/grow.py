@@ -36,6 +36,7 @@ from .subtract import (
     remove_bone_halo,
     resolve_margin_mm,
     subtract_bone,
+    vessel_like,
 )
 
 __all__ = ["GrowResult", "grow_lesions", "region_grow", "SEED_STATUSES", "DEFAULT_MIN_AREA_MM2"]
@@ -50,6 +51,8 @@ SEED_STATUSES = {
     "soft tissue was left out as noise; click it if it is a deposit",
     "outside_finger": "automatic mode: a bright thing with air around it (a splint, a ring, the skin's edge) was "
     "left out; click it if it is a deposit breaking through the skin",
+    "vessel_like": "automatic mode: a long thin line of calcium running along the bone, deep in the soft tissue (most "
+    "likely a calcified digital artery), was left out; click it if it is a deposit",
 }
 
 # The smallest deposits radiologists measured in the paper were 0.4-0.5 mm^2; automatic mode
@@ -208,7 +211,9 @@ def grow_lesions(
         it (a splint, a ring, the skin's edge: ``MAX_AIR_AROUND_DEPOSIT``) is left out, its row
         kept with the status ``outside_finger``, and so is a speck under 3 mm² standing less
         than 4 times the image's noise above the tissue (:func:`image_noise_hu`;
-        ``below_noise``).
+        ``below_noise``), and a long thin line along the bone deep in the soft tissue, most
+        likely a calcified artery (:func:`~napari_calcinosis.subtract.vessel_like`;
+        ``vessel_like``).
     candidates : ndarray of bool, optional
         For automatic mode: the residual mask from :func:`subtract_bone` (default: computed
         with ``threshold_hu`` and ``margin_mm``), e.g. after the user edited it.
@@ -383,6 +388,7 @@ def grow_lesions(
     if auto and next_id > 1:
         _leave_out(rows, labels, air_around(labels, next_id - 1, image_hu, spacing) > MAX_AIR_AROUND_DEPOSIT,
                    "outside_finger")
+        _leave_out(rows, labels, vessel_like(labels, next_id - 1, image_hu, bone_mask, spacing), "vessel_like")
         # On the image growth runs on (the bone's blur halo removed): the halo is no noise.
         noise = image_noise_hu(work, smooth, allowed)
         areas = np.bincount(labels.ravel(), minlength=next_id) * pixel_area_mm2

@@ -79,8 +79,9 @@ def quantify(
     seeds : sequence of (row, col), optional
         A point on each deposit, in pixels. Without seeds every candidate deposit of at least
         ``min_area_mm2`` is measured (automatic mode), except bright things lying against the
-        air (splints, rings, the skin's edge), listed with the status ``outside_finger``, and
-        specks no brighter than the image's noise (``below_noise``).
+        air (splints, rings, the skin's edge), listed with the status ``outside_finger``,
+        specks no brighter than the image's noise (``below_noise``), and long thin lines along
+        the bone deep in the soft tissue, most likely calcified arteries (``vessel_like``).
     model : PhalanxModel or path, optional
         Phalanx U-Net (default: the bundled model). Load it once with :func:`load_model` when
         measuring many images.
