@@ -855,3 +855,12 @@ def test_the_bones_blur_halo_is_not_taken_for_noise(monkeypatch):
     with_rule = found()
     monkeypatch.setattr(grow, "NOISE_CONTRAST_RATIO", 0.0)
     assert with_rule == found() and len(with_rule) >= 6
+
+
+def test_seeds_on_one_flat_pixel_with_no_contrast_asked_are_duplicates():
+    # Found by the property tests: with min_contrast_hu=0 a peak with no dip around it counted as
+    # apart from itself, and splitting the shared lesion crashed on an empty side.
+    r = grow_lesions(np.array([[40.0]], np.float32), np.zeros((1, 1), bool), (0.5, 0.5), [(0, 0), (0, 0), (0, 0)],
+                     min_contrast_hu=0.0)
+    assert list(r.seeds["status"]) == ["ok", "duplicate_seed", "duplicate_seed"]
+    assert list(r.seeds["lesion_id"]) == [1, 1, 1]

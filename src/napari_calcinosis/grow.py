@@ -699,7 +699,8 @@ def _apart(region, local, a, b, structure, min_contrast_hu, background) -> bool:
     and ``min_contrast_hu`` (noise makes shallower dips on one deposit's plateau)."""
     height = min(float(local[a]), float(local[b]))
     dip = max(min_contrast_hu, 0.2 * (height - background))
-    comp, _ = ndi.label(region & (local > height - dip), structure=structure)
+    # >=: the peaks themselves always count, so a peak is never apart from itself, even with no dip
+    comp, _ = ndi.label(region & (local >= height - dip), structure=structure)
     return not (comp[a] and comp[a] == comp[b])
 
 
