@@ -864,3 +864,27 @@ def test_seeds_on_one_flat_pixel_with_no_contrast_asked_are_duplicates():
                      min_contrast_hu=0.0)
     assert list(r.seeds["status"]) == ["ok", "duplicate_seed", "duplicate_seed"]
     assert list(r.seeds["lesion_id"]) == [1, 1, 1]
+
+
+def test_a_side_inside_another_deposit_is_a_duplicate_not_an_empty_lesion():
+    # Found by generator J (case 37): four clicks on touching deposits, one on a small deposit
+    # that the large one beside it wraps when its holes are filled. The split gave that click an
+    # id of its own with no pixel (the whole side was contested), and quantify failed with
+    # "lesion_ids [4] are not labels". Image and mask (after the seeds freed two pieces) cropped
+    # from that case.
+    from pathlib import Path
+
+    from napari_calcinosis.measure import measure_lesions
+
+    d = np.load(Path(__file__).parent / "data" / "shared_lesion_absorbed.npz")
+    spacing = (float(d["spacing_mm"]),) * 2
+    seeds = [tuple(int(v) for v in q) for q in d["seeds"]]
+    res = grow_lesions(d["image_hu"], d["bone_mask"], spacing, seeds, free_bone_pieces=False)
+    assert list(res.seeds["status"]) == ["ok", "ok", "duplicate_seed", "ok"]
+    present = set(np.unique(res.lesion_labels)) - {0}
+    assert set(res.seeds["lesion_id"]) == present == {1, 2, 3}
+    r, c = seeds[2]
+    assert res.lesion_labels[r, c] == res.seeds["lesion_id"].iat[2]  # the click lies in the deposit it duplicates
+    table = measure_lesions(res.lesion_labels, spacing, d["image_hu"], seeds=seeds,
+                            statuses=list(res.seeds["status"]), lesion_ids=list(res.seeds["lesion_id"]))
+    assert len(table) == 4 and (table["area_mm2"] > 0).all()

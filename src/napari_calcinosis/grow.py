@@ -609,9 +609,21 @@ def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, finis
             row.update(status="ok", peak_hu=peak_hu, background_hu=background, level_hu=level)
             click = (int(round(row["seed_row"])), int(round(row["seed_col"])))
             grown[i] = (finish(part, start, click) & (labels == 0)) | part
+        # A side whose whole deposit other sides reach as well (inside one's filled hole, say) is
+        # no deposit of its own: it stays out of the contest, and its seed is a duplicate of the
+        # deposit it lies in. Otherwise its id would hold no pixel, and the other deposit a hole.
+        absorbed = {}
+        for i in list(grown):
+            others = [part for j, part in grown.items() if j != i]
+            if others and not (grown[i] & ~np.logical_or.reduce(others)).any():
+                absorbed[i] = grown.pop(i)
         contested = np.sum(list(grown.values()), axis=0) > 1  # reached by two finished parts: neither's
         for i, part in grown.items():
             labels[part & ~contested & (labels == 0)] = rows[i]["lesion_id"]
+        for i, part in absorbed.items():
+            inside = labels[part & (labels > 0)]
+            held = int(np.bincount(inside).argmax()) if inside.size else 0
+            rows[i].update(status="duplicate_seed" if held else "no_deposit", lesion_id=held)
         # A second click on one of the deposits belongs to the deposit its peak lies in.
         owner = {k: rows[i]["lesion_id"] for k, i in enumerate(peaks, start=1)}
         for i, peak in later_peaks.items():
