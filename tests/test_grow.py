@@ -631,6 +631,35 @@ def test_automatic_mode_leaves_out_a_calcified_artery(finger_with_lines):
     assert (clicked.lesion_labels == 1)[masks["artery"]].mean() > 0.9
 
 
+def test_artery_rule_does_not_take_a_plaque_whose_skin_is_out_of_view(finger_with_lines):
+    # Cut just below the plaque, the image no longer shows the skin it follows: the border
+    # counts as air, so the plaque is no deeper than before, and stays a deposit.
+    img, bone, masks = finger_with_lines()
+    auto = grow_lesions(img[:159], bone[:159], 0.2)
+    status = {name: auto.seeds.loc[[bool(masks[name][int(r), int(c)]) for r, c in auto.seeds[["seed_row", "seed_col"]].to_numpy()],
+                                   "status"].tolist() for name in ("artery", "plaque")}
+    assert status == {"artery": ["vessel_like"], "plaque": ["ok"]}
+
+
+def test_artery_rule_ignores_the_axis_of_a_round_bone_speck(finger_with_lines):
+    # A deep line at 45 degrees to the phalanx is a deposit. A round speck of mask nearer to it
+    # than the phalanx has no long axis to run along (skimage gives it 45 degrees): it is not
+    # the bone the line is judged against. (Found by a review.)
+    from skimage.draw import line as draw_line
+
+    img, bone, _ = finger_with_lines()
+    diag = np.zeros(img.shape, bool)
+    diag[draw_line(53, 130, 75, 108)] = True
+    diag = ndi.binary_dilation(diag, np.ones((2, 2), bool))  # about 6.3 mm long, 45 degrees, 2.6 mm deep
+    img = np.where(ndi.gaussian_filter(diag.astype(np.float32), 1.0) > 0.3, 800.0, img).astype(np.float32)
+    speck = bone.copy()
+    speck[77:79, 103:105] = True  # 0.16 mm² of mask just past the line's end
+    for mask in (bone, speck):
+        auto = grow_lesions(img, mask, 0.2)
+        on_line = [bool(diag[int(r), int(c)]) for r, c in auto.seeds[["seed_row", "seed_col"]].to_numpy()]
+        assert auto.seeds.loc[on_line, "status"].tolist() == ["ok"]
+
+
 def test_artery_rule_needs_air_in_view(finger_with_lines):
     # Without air the depth under the skin is unknown: nothing is taken for an artery.
     img, bone, _ = finger_with_lines(air=False)
@@ -864,6 +893,20 @@ def test_seeds_on_one_flat_pixel_with_no_contrast_asked_are_duplicates():
                      min_contrast_hu=0.0)
     assert list(r.seeds["status"]) == ["ok", "duplicate_seed", "duplicate_seed"]
     assert list(r.seeds["lesion_id"]) == [1, 1, 1]
+
+
+def test_a_dip_of_exactly_the_minimum_contrast_parts_two_deposits():
+    # Whole-number HU (DICOM) make exact ties plausible: two 300 HU plateaus on 40 HU tissue
+    # joined by a 240 HU saddle dip exactly 60 HU, the default minimum contrast, and stay two.
+    yy, xx = np.mgrid[:100, :100]
+    img = np.full((100, 100), 40.0, np.float32)
+    img[(yy - 50) ** 2 + (xx - 38) ** 2 <= 36] = 300
+    img[(yy - 50) ** 2 + (xx - 62) ** 2 <= 36] = 300
+    img[47:54, 43:58] = np.maximum(img[47:54, 43:58], 240.0)
+    bone = np.zeros(img.shape, bool)
+    bone[90:, :] = True
+    img[bone] = 1500
+    assert list(grow_lesions(img, bone, 0.2, [(50, 38), (50, 62)]).seeds["status"]) == ["ok", "ok"]
 
 
 def test_a_side_inside_another_deposit_is_a_duplicate_not_an_empty_lesion():

@@ -711,8 +711,10 @@ def _apart(region, local, a, b, structure, min_contrast_hu, background) -> bool:
     and ``min_contrast_hu`` (noise makes shallower dips on one deposit's plateau)."""
     height = min(float(local[a]), float(local[b]))
     dip = max(min_contrast_hu, 0.2 * (height - background))
-    # >=: the peaks themselves always count, so a peak is never apart from itself, even with no dip
-    comp, _ = ndi.label(region & (local >= height - dip), structure=structure)
+    # With no dip asked the peaks themselves must count, so a peak is never apart from itself;
+    # otherwise a dip of exactly ``dip`` parts them, as before.
+    above = local > height - dip if dip > 0 else local >= height
+    comp, _ = ndi.label(region & above, structure=structure)
     return not (comp[a] and comp[a] == comp[b])
 
 
