@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 
 # cuDNN's on/off switch is one flag for the whole process. The depthwise layers turn it off
-# around their kernel (and the autotuned dense layers turn the autotuner on); the lock keeps two threads (training's backward, inference in napari's
-# main thread) from interleaving so that the flag is always put back. While it is off, a dense
-# convolution in another thread runs on PyTorch's slower kernel: the same result, once.
+# around their kernel (and the autotuned dense layers turn the autotuner on); the lock keeps two
+# threads (training's backward, inference in napari's main thread) from interleaving so that the
+# flag is always put back. While it is off, a dense convolution in another thread runs on
+# PyTorch's slower kernel: the same result, once.
 _CUDNN_FLAG_LOCK = threading.RLock()
 
 
@@ -42,50 +43,30 @@ def _cudnn_flag(name: str, value: bool):
             setattr(torch.backends.cudnn, name, was)
 
 
-class _ConvAutotuned(torch.autograd.Function):
-    """A dense convolution with cuDNN's autotuner on for it alone, forward and backward."""
+class _ConvUnderCudnnFlag(torch.autograd.Function):
+    """A convolution, forward and backward, with one of cuDNN's flags set for it alone:
+    ``("enabled", False)`` runs a depthwise layer on PyTorch's own kernel, ``("benchmark", True)``
+    has the autotuner time a dense layer."""
 
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, groups):
+    def forward(ctx, x, w, b, stride, padding, dilation, groups, flag):
         ctx.save_for_backward(x, w)
-        ctx.conf = (stride, padding, dilation, groups, None if b is None else [b.shape[0]])
-        with _cudnn_flag("benchmark", True):
-            return F.conv2d(x, w, b, stride, padding, dilation, groups)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, w = ctx.saved_tensors
-        stride, padding, dilation, groups, bias_sizes = ctx.conf
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias_sizes is not None and ctx.needs_input_grad[2]]
-        with _cudnn_flag("benchmark", True):
-            gx, gw, gb = torch.ops.aten.convolution_backward(
-                grad, x, w, bias_sizes, stride, padding, dilation, False, [0, 0], groups, mask
-            )
-        return gx, gw, gb, None, None, None, None
-
-
-class _DepthwiseNoCudnn(torch.autograd.Function):
-    """A depthwise convolution on PyTorch's own kernel, forward and backward."""
-
-    @staticmethod
-    def forward(ctx, x, w, stride, padding, dilation, groups):
-        ctx.save_for_backward(x, w)
-        ctx.conf = (stride, padding, dilation, groups)
-        with _cudnn_flag("enabled", False):
-            y = F.conv2d(x, w, None, stride, padding, dilation, groups)
-        # keep the layout the next layers expect (the CUDA kernel writes NCHW)
+        ctx.conf = (stride, padding, dilation, groups, None if b is None else [b.shape[0]], flag)
+        with _cudnn_flag(*flag):
+            y = F.conv2d(x, w, b, stride, padding, dilation, groups)
+        # keep the layout the next layers expect (PyTorch's depthwise CUDA kernel writes NCHW)
         return y.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else y
 
     @staticmethod
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
-        stride, padding, dilation, groups = ctx.conf
-        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False]
-        with _cudnn_flag("enabled", False):
-            gx, gw, _ = torch.ops.aten.convolution_backward(
-                grad, x, w, None, stride, padding, dilation, False, [0, 0], groups, mask
+        stride, padding, dilation, groups, bias_sizes, flag = ctx.conf
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias_sizes is not None and ctx.needs_input_grad[2]]
+        with _cudnn_flag(*flag):
+            gx, gw, gb = torch.ops.aten.convolution_backward(
+                grad, x, w, bias_sizes, stride, padding, dilation, False, [0, 0], groups, mask
             )
-        return gx, gw, None, None, None, None
+        return gx, gw, gb, None, None, None, None, None
 
 
 def _autocast_dtype(t: torch.Tensor):
@@ -99,6 +80,15 @@ def _autocast_dtype(t: torch.Tensor):
         if kind == "cpu" and torch.is_autocast_cpu_enabled():
             return torch.get_autocast_cpu_dtype()
         return None
+
+
+def _as_autocast_would(x, *params):
+    """``x`` and a layer's parameters (None stays None) cast to the autocast dtype in force, as
+    autocast casts a convolution's inputs: it does not reach inside an autograd Function."""
+    dtype = _autocast_dtype(x)
+    if dtype is None:
+        return (x, *params)
+    return tuple(None if t is None else t.to(dtype) for t in (x, *params))
 
 
 class _PointwiseConv2d(torch.nn.Conv2d):
@@ -120,12 +110,10 @@ class _DepthwiseConv2d(torch.nn.Conv2d):
     """A depthwise convolution on PyTorch's own kernel (no cuDNN plan)."""
 
     def forward(self, x):
-        w = self.weight
-        dtype = _autocast_dtype(x)
-        if dtype is not None:  # autocast does not reach inside the Function: cast as it would
-            x, w = x.to(dtype), w.to(dtype)
+        x, w = _as_autocast_would(x, self.weight)
         with torch.autocast(x.device.type, enabled=False):
-            y = _DepthwiseNoCudnn.apply(x, w, self.stride, self.padding, self.dilation, self.groups)
+            y = _ConvUnderCudnnFlag.apply(x, w, None, self.stride, self.padding, self.dilation, self.groups,
+                                          ("enabled", False))
         if self.bias is not None:
             y = y + self.bias.to(y.dtype).view(1, -1, 1, 1)
         return y
@@ -135,13 +123,10 @@ class _AutotunedConv2d(torch.nn.Conv2d):
     """A dense convolution that cuDNN's autotuner times, whatever the global flag says."""
 
     def forward(self, x):
-        w, b = self.weight, self.bias
-        dtype = _autocast_dtype(x)
-        if dtype is not None:  # autocast does not reach inside the Function: cast as it would
-            x, w = x.to(dtype), w.to(dtype)
-            b = None if b is None else b.to(dtype)
+        x, w, b = _as_autocast_would(x, self.weight, self.bias)
         with torch.autocast(x.device.type, enabled=False):
-            return _ConvAutotuned.apply(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+            return _ConvUnderCudnnFlag.apply(x, w, b, self.stride, self.padding, self.dilation, self.groups,
+                                             ("benchmark", True))
 
 
 _PLAN_FREE_CLASSES = (_PointwiseConv2d, _DepthwiseConv2d)
