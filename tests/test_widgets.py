@@ -451,3 +451,18 @@ def test_auto_seed_leaves_out_a_calcified_artery_and_says_so(make_napari_viewer,
     grown = viewer.layers["lesions"].data
     assert all((grown[masks[name]] > 0).mean() > 0.9 for name in ("plaque", "nodule", "across"))
     assert not (grown[masks["artery"]] > 0).any()
+
+
+def test_lesions_summary_counts_what_automatic_mode_left_out_apart_from_failed_seeds(make_napari_viewer,
+                                                                                   finger_with_lines):
+    from napari_calcinosis import CalcinosisImage, quantify
+    from napari_calcinosis._widgets import show_lesions
+
+    viewer = make_napari_viewer()
+    img, bone, _ = finger_with_lines()
+    image = viewer.add_image(img, name="finger", scale=(0.2, 0.2), units="mm")
+    result = quantify(CalcinosisImage(img, (0.2, 0.2), source="finger"), bone_mask=bone)
+    layer = show_lesions(viewer, result, image)
+    assert layer.metadata["summary"].startswith("3 lesion(s)")
+    assert "; 1 long thin line(s) along the bone left out (calcified arteries, most likely)" in layer.metadata["summary"]
+    assert "failed" not in layer.metadata["summary"]

@@ -385,18 +385,7 @@ class GrowWidget(_Widget):
             taken = set(auto.lesion_labels[rc[inside, 0], rc[inside, 1]].tolist())
             added = ok[~ok["lesion_id"].isin(taken)][["seed_row", "seed_col"]].to_numpy(float)
             points.data = np.vstack([clicked, added])  # regrows, and the status line says so
-            n_out = int((auto.seeds["status"] == "outside_finger").sum())
-            if n_out:
-                self.status.value += (f"; {n_out} bright thing(s) lying against the air not proposed (splints, "
-                                      "rings, the skin's edge): click any that is a deposit")
-            n_noise = int((auto.seeds["status"] == "below_noise").sum())
-            if n_noise:
-                self.status.value += (f"; {n_noise} speck(s) no brighter than the image's noise not proposed: "
-                                      "click any that is a deposit")
-            n_vessel = int((auto.seeds["status"] == "vessel_like").sum())
-            if n_vessel:
-                self.status.value += (f"; {n_vessel} long thin line(s) along the bone not proposed (calcified "
-                                      "arteries, most likely): click any that is a deposit")
+            self.status.value += _left_out_text(auto.seeds["status"], "not proposed", ": click any that is a deposit")
             return points
 
         return self._run_safely(go)
@@ -429,6 +418,24 @@ class GrowWidget(_Widget):
         return self._run_safely(go)
 
 
+# Automatic mode's statuses for what it left out: what the status line calls them, and examples.
+_LEFT_OUT = {
+    "outside_finger": ("bright thing(s) lying against the air", "splints, rings, the skin's edge"),
+    "below_noise": ("speck(s) no brighter than the image's noise", None),
+    "vessel_like": ("long thin line(s) along the bone", "calcified arteries, most likely"),
+}
+
+
+def _left_out_text(statuses, verb: str, advice: str = "") -> str:
+    """``"; N <what> <verb> (<examples>)<advice>"`` for each left-out status among ``statuses``."""
+    text = ""
+    for status, (what, examples) in _LEFT_OUT.items():
+        n = int((statuses == status).sum())
+        if n:
+            text += f"; {n} {what} {verb}" + (f" ({examples})" if examples else "") + advice
+    return text
+
+
 def show_lesions(viewer, result, image_layer):
     """Put a quantify() result's lesions on the ``lesions`` layer, measurements in ``features``."""
     table = result.table
@@ -438,21 +445,12 @@ def show_lesions(viewer, result, image_layer):
     layer.features = features
     layer.metadata["seed_table"] = table
     layer.metadata["source_image"] = image_layer.name
-    outside = table["status"] == "outside_finger"  # automatic mode's rows for what it left out
-    noise = table["status"] == "below_noise"
-    vessel = table["status"] == "vessel_like"
-    failed = (table["lesion_id"] == 0) & ~outside & ~noise & ~vessel
+    failed = (table["lesion_id"] == 0) & ~table["status"].isin(list(_LEFT_OUT))
     total = float(features["area_mm2"].sum()) if len(features) else 0.0
     widget_status = f"{len(features)} lesion(s), {total:.2f} mm² in all"
     if failed.any():
         widget_status += f"; {int(failed.sum())} seed(s) failed: " + ", ".join(table.loc[failed, "status"])
-    if outside.any():
-        widget_status += (f"; {int(outside.sum())} bright thing(s) lying against the air left out (splints, rings, "
-                          "the skin's edge)")
-    if noise.any():
-        widget_status += f"; {int(noise.sum())} speck(s) no brighter than the image's noise left out"
-    if vessel.any():
-        widget_status += f"; {int(vessel.sum())} long thin line(s) along the bone left out (calcified arteries, most likely)"
+    widget_status += _left_out_text(table["status"], "left out")
     n_freed = int(((table["freed_from_bone_mm2"] > 0) & (table["status"] == "ok")).sum())
     if n_freed:
         widget_status += f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there"
