@@ -650,6 +650,7 @@ def train_segmenter(
         raise ValueError(f"CUDNN_AUTOTUNE_LIMIT must be a whole number of at least 1, or None, not {CUDNN_AUTOTUNE_LIMIT!r}")
     autotune_dense_only = autotune and CUDNN_AUTOTUNE_LAYERS == "dense"
     benchmark_limit = getattr(torch.backends.cudnn, "benchmark_limit", None)  # PyTorch's, put back after
+    autotune_limit = CUDNN_AUTOTUNE_LIMIT if autotune and benchmark_limit is not None else None
     card_training = {
         "data": data_desc,
         "n_train": len(train),
@@ -675,8 +676,7 @@ def train_segmenter(
             if plan_free else "all on cuDNN (a long run: faster steps outweigh the start-up)"
         ) + ("; cuDNN's autotuner on" if autotune else "") + (
             " for the dense k x k layers only" if autotune_dense_only else "") + (
-            f", timing its best {CUDNN_AUTOTUNE_LIMIT} candidates"
-            if autotune and CUDNN_AUTOTUNE_LIMIT is not None and benchmark_limit is not None else "")
+            f", timing its best {autotune_limit} candidates" if autotune_limit is not None else "")
 
     def dice_loss(logits, target):
         p = torch.sigmoid(logits)
@@ -722,8 +722,8 @@ def train_segmenter(
 
             # before the first step: cuDNN keeps the first plan it makes for a shape, autotuned or not
             autotune_dense_convs(net)
-        if autotune and CUDNN_AUTOTUNE_LIMIT is not None and benchmark_limit is not None:
-            torch.backends.cudnn.benchmark_limit = CUDNN_AUTOTUNE_LIMIT
+        if autotune_limit is not None:
+            torch.backends.cudnn.benchmark_limit = autotune_limit
         for epoch in range(start_epoch, epochs):
             net.train()
             losses = epoch_losses if epoch == start_epoch else []
