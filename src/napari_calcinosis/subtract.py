@@ -141,13 +141,16 @@ def vessel_like(labels: np.ndarray, n: int, image_hu: np.ndarray, bone_mask: np.
     out = np.zeros(n + 1, bool)
     spacing = _spacing_pair(spacing_mm)
     bone_mask = np.asarray(bone_mask, bool)
-    data = median3_at_least(image_hu, NO_DATA_HU)
-    air = ~median3_at_least(image_hu, AIR_HU) & data
-    if n == 0 or not air.any() or not bone_mask.any():
+    if n == 0 or not bone_mask.any():
         return out
+    # most images have no lesion this long: then no image-wide filter or distance map is made
     candidates = [p for p in regionprops(labels, spacing=spacing)
                   if p.label <= n and p.axis_major_length >= VESSEL_MIN_LENGTH_MM]
     if not candidates:
+        return out
+    data = median3_at_least(image_hu, NO_DATA_HU)
+    air = ~median3_at_least(image_hu, AIR_HU) & data
+    if not air.any():
         return out
     pieces, _ = label_bone_pieces(bone_mask)
     axes = {p.label: p.orientation for p in regionprops(pieces, spacing=spacing)
