@@ -45,11 +45,14 @@ if _BLOCK is not None:
     class _UpsampleInInputDtype(_BLOCK):
         """smp's ``UnetDecoderBlock.forward``, with the nearest upsampling outside autocast."""
 
-        def forward(self, feature_map, target_height, target_width, skip_connection=None):
+        def _upsample_and_join(self, feature_map, target_height, target_width, skip_connection):
             with torch.autocast(feature_map.device.type, enabled=False):
                 feature_map = F.interpolate(feature_map, size=(target_height, target_width), mode="nearest")
+            return feature_map if skip_connection is None else torch.cat([feature_map, skip_connection], dim=1)
+
+        def forward(self, feature_map, target_height, target_width, skip_connection=None):
+            feature_map = self._upsample_and_join(feature_map, target_height, target_width, skip_connection)
             if skip_connection is not None:
-                feature_map = torch.cat([feature_map, skip_connection], dim=1)
                 feature_map = self.attention1(feature_map)
             feature_map = self.conv1(feature_map)
             feature_map = self.conv2(feature_map)
@@ -58,15 +61,10 @@ if _BLOCK is not None:
     class _UpsampleIntoJoin(_UpsampleInInputDtype):
         """The same block, its 2 x nearest upsampling written straight into the join."""
 
-        def forward(self, feature_map, target_height, target_width, skip_connection=None):
+        def _upsample_and_join(self, feature_map, target_height, target_width, skip_connection):
             if not _joinable(feature_map, target_height, target_width, skip_connection):
-                return super().forward(feature_map, target_height, target_width, skip_connection)
-            feature_map = _UpsampleJoin.apply(feature_map, skip_connection)
-            if skip_connection is not None:
-                feature_map = self.attention1(feature_map)
-            feature_map = self.conv1(feature_map)
-            feature_map = self.conv2(feature_map)
-            return self.attention2(feature_map)
+                return super()._upsample_and_join(feature_map, target_height, target_width, skip_connection)
+            return _UpsampleJoin.apply(feature_map, skip_connection)
 
     _CHANGED = (_UpsampleInInputDtype, _UpsampleIntoJoin)
 
