@@ -427,6 +427,55 @@ def test_separate_bone_piece_larger_than_a_deposit_is_kept():
     assert (res.lesion_labels == 1).sum() == 20 * 30
 
 
+def _finger_with_piece(angle_deg: float, beside: bool):
+    """A 0.2 mm image of a long bone (ellipse 18 x 4 mm, cortex and marrow) and a second piece of
+    mask 11.2 x 3.6 mm: past the long bone's end along its axis (the next phalanx, with a 2 mm²
+    deposit against it, merged into its piece of the mask) or, with ``beside``, lying along the
+    shaft (a dense plaque with the deposit on it). The whole finger turned by ``angle_deg``.
+    Returns (image, mask, seed on the deposit, piece)."""
+    r, c = np.mgrid[:200, :200].astype(float)
+    t = np.radians(angle_deg)
+    u = (c - 100) * np.cos(t) + (r - 100) * np.sin(t)  # along the finger, px
+    v = -(c - 100) * np.sin(t) + (r - 100) * np.cos(t)  # across it
+    shaft = ((u + 30) / 45) ** 2 + (v / 10) ** 2 <= 1
+    if beside:
+        piece = ((u + 30) / 28) ** 2 + ((v + 22) / 9) ** 2 <= 1  # along the shaft, 0.6 mm off it
+        du, dv = -30.0, -34.0
+    else:
+        piece = ((u - 48) / 28) ** 2 + (v / 9) ** 2 <= 1  # 1 mm past the shaft's end, centre 6.6 mm
+        du, dv = 48.0, -12.0
+    deposit = (u - du) ** 2 + (v - dv) ** 2 <= 16  # 50 px: 2 mm^2, against the piece
+    img = np.full(r.shape, 40.0)
+    for bone in (shaft,) if beside else (shaft, piece):
+        img[bone] = np.where(ndi.binary_erosion(bone, iterations=3)[bone], 250.0, 1200.0)  # marrow, cortex
+    if beside:
+        img[piece] = 1000.0
+    img[deposit] = 1200.0
+    img = ndi.gaussian_filter(img, 1.0).astype(np.float32)
+    mask = shaft | piece | deposit
+    assert ndi.label(mask, structure=np.ones((3, 3)))[1] == 2
+    seed = (int(round(100 + dv * np.cos(t) + du * np.sin(t))), int(round(100 + du * np.cos(t) - dv * np.sin(t))))
+    assert deposit[seed]
+    return img, mask, seed, piece | deposit
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 35.0])
+def test_a_click_does_not_free_the_next_bone_of_the_finger(angle_deg):
+    """A piece of mask past the end of a long bone, along its axis, long as a phalanx is, is the
+    next bone: a click on a deposit merged into it stays on_bone instead of growing the deposit
+    over the phalanx (generators G and J). The same piece lying along the shaft is a plaque the
+    U-Net took for bone: the click takes it back, as before."""
+    img, mask, seed, _ = _finger_with_piece(angle_deg, beside=False)
+    res = grow_lesions(img, mask, 0.2, [seed])
+    assert list(res.seeds["status"]) == ["on_bone"] and res.seeds["freed_from_bone_mm2"][0] == 0.0
+    np.testing.assert_array_equal(res.bone_mask, mask)
+    img, mask, seed, piece = _finger_with_piece(angle_deg, beside=True)
+    res = grow_lesions(img, mask, 0.2, [seed])
+    assert list(res.seeds["status"]) == ["ok"]
+    assert res.seeds["freed_from_bone_mm2"][0] == pytest.approx(piece.sum() * 0.04)
+    assert (res.lesion_labels == 1).sum() == pytest.approx(piece.sum(), rel=0.1)
+
+
 def _two_blurred_disks(gap_px: int, big_hu: float = 900.0, small_hu: float = 900.0):
     """Disks of 8 and 5 px radius (7.9 and 3.2 mm^2 at 0.2 mm), ``gap_px`` apart, blurred."""
     r, c = np.mgrid[:80, :90]
@@ -527,6 +576,36 @@ def test_half_maximum_sizes_faint_and_dense_disks(density, noise_seed):
     assert abs(area_px - true_px) <= 0.05 * true_px, f"{area_px} px vs {true_px:.1f} px"
     # The level is half-way between background and plateau.
     assert res.seeds["level_hu"][0] == pytest.approx(0.5 * (40.0 + density), rel=0.05)
+
+
+def _finger_edge_with_fat(speck_hu: float):
+    """A 0.25 mm image: air, 2 mm of skin at 70 HU, then fat at -90 HU with 1 mm fibrous septa
+    at 60 HU, and a blurred disk (1 mm radius, ``speck_hu``) in the skin; 12 HU noise."""
+    r, c = np.mgrid[:120, :120]
+    img = np.where(c < 10, -950.0, np.where(c < 18, 70.0, -90.0))
+    img[(c >= 18) & (r % 24 < 4)] = 60.0  # septa, joined to the skin
+    disk = (r - 62) ** 2 + (c - 14) ** 2 <= 16
+    img[disk] = speck_hu
+    img = ndi.gaussian_filter(img, 1.2) + np.random.default_rng(0).normal(0.0, 12.0, img.shape)
+    return img.astype(np.float32), disk
+
+
+@pytest.mark.parametrize("speck_hu", [75.0, 150.0, 600.0])
+def test_a_faint_speck_in_the_skin_does_not_flood_it(speck_hu):
+    """A faint speck in the skin over fat stands well above the fatty background but little
+    above the skin: its half-maximum level between the two flooded the skin and septa
+    (generator K: specks of 0.2-0.7 mm² read 158-461 mm²). A seed must also stand half its
+    contrast above the soft tissue without the fat, and no deposit grows at a level the soft
+    tissue reaches: a speck as bright as the skin is no deposit, one 80 HU above it or more is
+    measured, and none floods the skin."""
+    img, disk = _finger_edge_with_fat(speck_hu)
+    res = grow_lesions(img, np.zeros(img.shape, bool), 0.25, [(62, 14)])
+    if speck_hu == 75.0:
+        assert res.seeds["status"][0] == "no_deposit" and not res.lesion_labels.any()
+        return
+    assert res.seeds["status"][0] == "ok"
+    area_px = (res.lesion_labels == 1).sum()
+    assert abs(area_px - disk.sum()) <= 0.25 * disk.sum(), f"{area_px} px vs {disk.sum()} px"
 
 
 def test_fixed_threshold_cannot_size_both_disks():

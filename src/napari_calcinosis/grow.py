@@ -71,6 +71,20 @@ SEARCH_RADIUS_MM = 0.5  # a click lands within half a millimetre (and two pixels
 # (docs/validation.md); the paper's deposits are mostly well under 40 mm2, while a whole
 # phalanx is larger (only a cut-off stump is as small, and one would have to click on it).
 MAX_FREED_PIECE_MM2 = 40.0
+# ... but not a piece that is the next bone of the finger's chain: one of at least
+# NEXT_BONE_MIN_MM2 and NEXT_BONE_MIN_ELONGATION times as long as wide, whose centre lies at
+# least NEXT_BONE_BEYOND_MM past the end of the nearest other piece, along that piece's axis,
+# when that piece is a bone too (at least NEXT_BONE_MIN_MM2 and
+# NEXT_BONE_NEIGHBOUR_MIN_ELONGATION times as long as wide). A small distal phalanx the U-Net
+# merged with a deposit against it is such a piece: freeing it grew the deposit over the whole
+# phalanx (2 mm² deposits read 23-34 mm² on generators G and J); the click stays on_bone.
+# Chosen on the pieces seeds freed on ours and A-J (docs/validation.md): it holds the 6 such
+# phalanges and none of the 67 pieces freed from a deposit (nodules and plaques lie beside a
+# bone rather than past its end, or are rounder).
+NEXT_BONE_MIN_MM2 = 10.0
+NEXT_BONE_MIN_ELONGATION = 2.5
+NEXT_BONE_BEYOND_MM = 2.0
+NEXT_BONE_NEIGHBOUR_MIN_ELONGATION = 2.0
 BACKGROUND_RADIUS_MM = 5.0
 # Automatic mode on a noisy image: the noise itself makes specks above the calcium threshold.
 # A candidate under MAX_NOISE_SPECK_MM2 whose peak stands less than NOISE_CONTRAST_RATIO times
@@ -88,6 +102,18 @@ MAX_NOISE_SPECK_MM2 = 3.0
 # (and 3 pixels), so that the rim along a bone's edge is not one, and the specks of mask it
 # leaves behind under UNSURE_REMNANT_MM2 go with it.
 UNSURE_BONE_PROBABILITY = 0.8
+# Fat (-150 to -50 HU) around a deposit lowers the local background it is grown from, which is
+# right for its edge; but a faint speck in the skin then stood 60 HU above a fatty background
+# while no brighter than the skin, and its level flooded the skin and septa (158-461 mm² for
+# specks of 0.2-0.7 mm² on generator K, docs/validation.md). So a seed must also stand half the
+# contrast it needs above the soft tissue without fat (the median of the pixels above FAT_HU;
+# asking the whole contrast lost faint deposits on B and C, where that tissue is only 10 HU
+# above the median with fat), and a deposit grown at a level under that tissue plus half the
+# contrast is grown at that level instead when it holds more than LEAK_RATIO times as much
+# there: it has flooded the tissue. (Always growing at that level or above under-measured
+# deposits lying in fat on F, where the tissue is bright, by a third.)
+FAT_HU = -30.0
+LEAK_RATIO = 3.0
 UNSURE_BLOB_MM = 0.4
 UNSURE_REMNANT_MM2 = 2.0
 # Calcinosis cutis lies in the skin and under it, with tissue around it: automatic mode leaves
@@ -229,14 +255,19 @@ def grow_lesions(
     min_area_mm2 : float
         Automatic mode: smallest candidate component considered a deposit.
     min_contrast_hu : float
-        A seed whose surroundings stand less than this above local soft tissue gets the status
-        ``no_deposit``.
+        A seed whose surroundings stand less than this above local soft tissue, or less than
+        half of it above that tissue without its fat (``FAT_HU``), gets the status
+        ``no_deposit``. A deposit grown at a level under the tissue without fat plus half of it
+        is grown there instead when that level holds ``LEAK_RATIO`` times less (a flood of the
+        tissue).
     free_bone_pieces : bool
         With seeds: a seed that lands on a separate piece of the bone mask, other than the
         largest, of at most ``MAX_FREED_PIECE_MM2`` (40 mm²), takes that piece out of the bone
         mask and is grown as a deposit there (``freed_from_bone_mm2`` says how much). The
         U-Net sometimes takes a dense deposit lying apart from the bone for bone; the click
-        says otherwise. A seed on a larger piece, or on the bone itself, stays ``on_bone``.
+        says otherwise. A seed on a larger piece, on the bone itself, or on a piece that is the
+        next bone of the finger's chain (phalanx-shaped, past the end of another bone along its
+        axis: ``NEXT_BONE_*``) stays ``on_bone``.
     bone_probability : ndarray of float, optional
         With seeds: the U-Net's probability the mask came from. A blob of mask the network was
         unsure of (0.5 to ``UNSURE_BONE_PROBABILITY``, 0.8), wider than ``UNSURE_BLOB_MM`` (and
@@ -332,8 +363,13 @@ def grow_lesions(
         local = smooth[win]
         tissue = local[allowed[win] & (local > -200.0) & (local < threshold_hu)]
         background = float(np.median(tissue)) if tissue.size >= 10 else 40.0
+        # Fat pulls that median down; the deposit must also stand clear of the soft tissue
+        # itself (skin, septa, tendon), and is never grown at a level the soft tissue reaches.
+        soft = tissue[tissue > FAT_HU]
+        soft_hu = max(float(np.median(soft)), background) if soft.size >= 10 else background
+        floor = soft_hu + 0.5 * min_contrast_hu
         row.update(peak_hu=peak, background_hu=background)
-        if peak - background < min_contrast_hu:
+        if peak - background < min_contrast_hu or peak - soft_hu < 0.5 * min_contrast_hu:
             # A click on bone is on_bone unless a deposit lies right beside it: small dense
             # deposits touching bone are partly inside the segmented bone.
             row["status"] = "on_bone" if on_bone else "no_deposit"
@@ -349,6 +385,12 @@ def grow_lesions(
             if work[start] < level:  # a noisy start pixel: take the brightest one in reach
                 start = tuple(int(v) for v in pts[np.argmax(work[pts[:, 0], pts[:, 1]])])
             region = _flood_where(lambda win, lv=level: allowed[win] & (work[win] >= lv), work.shape, start, structure)
+            if level < floor:
+                # Under the soft tissue's level: kept unless it floods the tissue, holding many
+                # times what growth at that level holds.
+                held = _flood_where(lambda win: allowed[win] & (work[win] >= floor), work.shape, start, structure)
+                if region.sum() > LEAK_RATIO * held.sum():
+                    level, region = floor, held
             box = _bbox(region)
             # The interior is taken with a fixed 3x3 erosion so that the level does not depend
             # on the growth connectivity.
@@ -743,15 +785,61 @@ def _bone_pieces_under(bone_mask, spacing, table, search):
     piece_of, _ = label_bone_pieces(bone_mask)  # a piece touching the bone at a corner is not freed
     sizes_mm2 = np.bincount(piece_of.ravel())[1:] * spacing[0] * spacing[1]
     largest = int(np.argmax(sizes_mm2)) + 1
+    next_bone = {}
     for i in on_bone:
         k = _piece_at(bone_mask, piece_of, int(round(table.at[i, "seed_row"])), int(round(table.at[i, "seed_col"])),
                       spacing, search)
         if k == 0 or k == largest or sizes_mm2[k - 1] > MAX_FREED_PIECE_MM2:
             continue
+        if k not in next_bone:
+            next_bone[k] = _next_bone_in_chain(piece_of, k, sizes_mm2, spacing)
+        if next_bone[k]:
+            continue
         if k not in piece_of_seed:
             freed_mm2[i] = sizes_mm2[k - 1]
         piece_of_seed[i] = k
     return piece_of, piece_of_seed, freed_mm2
+
+
+def _axis_frame(rows, cols, spacing):
+    """(centre, unit long axis, axis ratio) of the pixels (rows, cols), in mm, from their
+    second moments."""
+    yx = np.column_stack([rows * spacing[0], cols * spacing[1]])
+    centre = yx.mean(axis=0)
+    w, v = np.linalg.eigh(np.cov(yx - centre, rowvar=False) + 1e-12 * np.eye(2))
+    return centre, v[:, 1], float(np.sqrt(w[1] / max(w[0], 1e-12)))
+
+
+def _long_piece(piece_of, k, sizes_mm2, spacing, min_elongation):
+    """(pixel rows and cols, centre, unit long axis) of bone-mask piece ``k``, or None when it is
+    under ``NEXT_BONE_MIN_MM2`` or less than ``min_elongation`` times as long as wide."""
+    if sizes_mm2[k - 1] < NEXT_BONE_MIN_MM2:
+        return None
+    rows, cols = np.nonzero(piece_of == k)
+    centre, axis, ratio = _axis_frame(rows, cols, spacing)
+    return None if ratio < min_elongation else (rows, cols, centre, axis)
+
+
+def _next_bone_in_chain(piece_of, k, sizes_mm2, spacing) -> bool:
+    """Whether bone-mask piece ``k`` is the next bone of the finger's chain (see
+    ``NEXT_BONE_MIN_MM2``): large and long enough, its centre past the end of the nearest other
+    piece, itself long, along that piece's axis."""
+    piece = _long_piece(piece_of, k, sizes_mm2, spacing, NEXT_BONE_MIN_ELONGATION)
+    others = (piece_of > 0) & (piece_of != k)
+    if piece is None or not others.any():
+        return False
+    rows, cols, centre, _ = piece
+    dist, (ir, ic) = ndi.distance_transform_edt(~others, sampling=spacing, return_indices=True)
+    j = int(np.argmin(dist[rows, cols]))
+    nearest = _long_piece(piece_of, int(piece_of[ir[rows[j], cols[j]], ic[rows[j], cols[j]]]), sizes_mm2, spacing,
+                          NEXT_BONE_NEIGHBOUR_MIN_ELONGATION)
+    if nearest is None:
+        return False
+    prow, pcol, pcentre, axis = nearest
+    along = (np.column_stack([prow * spacing[0], pcol * spacing[1]]) - pcentre) @ axis
+    offset = float((centre - pcentre) @ axis)
+    end = along.max() if offset > 0 else -along.min()
+    return abs(offset) - end >= NEXT_BONE_BEYOND_MM
 
 
 def _fill_holes_off_bone(region: np.ndarray, bone_mask: np.ndarray) -> np.ndarray:
