@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from skimage.measure import regionprops
 from skimage.segmentation import flood, watershed
 
 from ._errors import CalcinosisError
@@ -366,7 +367,7 @@ def grow_lesions(
         # Fat pulls that median down; the deposit must also stand clear of the soft tissue
         # itself (skin, septa, tendon), and is never grown at a level the soft tissue reaches.
         soft = tissue[tissue > FAT_HU]
-        soft_hu = max(float(np.median(soft)), background) if soft.size >= 10 else background
+        soft_hu = float(np.median(soft)) if soft.size >= 10 else background  # never under background
         floor = soft_hu + 0.5 * min_contrast_hu
         row.update(peak_hu=peak, background_hu=background)
         if peak - background < min_contrast_hu or peak - soft_hu < 0.5 * min_contrast_hu:
@@ -785,14 +786,16 @@ def _bone_pieces_under(bone_mask, spacing, table, search):
     piece_of, _ = label_bone_pieces(bone_mask)  # a piece touching the bone at a corner is not freed
     sizes_mm2 = np.bincount(piece_of.ravel())[1:] * spacing[0] * spacing[1]
     largest = int(np.argmax(sizes_mm2)) + 1
-    next_bone = {}
+    next_bone, pieces = {}, None
     for i in on_bone:
         k = _piece_at(bone_mask, piece_of, int(round(table.at[i, "seed_row"])), int(round(table.at[i, "seed_col"])),
                       spacing, search)
         if k == 0 or k == largest or sizes_mm2[k - 1] > MAX_FREED_PIECE_MM2:
             continue
         if k not in next_bone:
-            next_bone[k] = _next_bone_in_chain(piece_of, k, sizes_mm2, spacing)
+            if pieces is None:
+                pieces = {p.label: p for p in regionprops(piece_of, spacing=spacing)}
+            next_bone[k] = _next_bone_in_chain(piece_of, k, pieces, spacing)
         if next_bone[k]:
             continue
         if k not in piece_of_seed:
@@ -801,43 +804,32 @@ def _bone_pieces_under(bone_mask, spacing, table, search):
     return piece_of, piece_of_seed, freed_mm2
 
 
-def _axis_frame(rows, cols, spacing):
-    """(centre, unit long axis, axis ratio) of the pixels (rows, cols), in mm, from their
-    second moments."""
-    yx = np.column_stack([rows * spacing[0], cols * spacing[1]])
-    centre = yx.mean(axis=0)
-    w, v = np.linalg.eigh(np.cov(yx - centre, rowvar=False) + 1e-12 * np.eye(2))
-    return centre, v[:, 1], float(np.sqrt(w[1] / max(w[0], 1e-12)))
+def _long_piece(piece, min_elongation):
+    """``piece`` (a bone-mask piece's ``regionprops``, in mm) when it is at least
+    ``NEXT_BONE_MIN_MM2`` and ``min_elongation`` times as long as wide, else None."""
+    long_enough = piece.axis_major_length >= min_elongation * piece.axis_minor_length
+    return piece if piece.area >= NEXT_BONE_MIN_MM2 and long_enough else None
 
 
-def _long_piece(piece_of, k, sizes_mm2, spacing, min_elongation):
-    """(pixel rows and cols, centre, unit long axis) of bone-mask piece ``k``, or None when it is
-    under ``NEXT_BONE_MIN_MM2`` or less than ``min_elongation`` times as long as wide."""
-    if sizes_mm2[k - 1] < NEXT_BONE_MIN_MM2:
-        return None
-    rows, cols = np.nonzero(piece_of == k)
-    centre, axis, ratio = _axis_frame(rows, cols, spacing)
-    return None if ratio < min_elongation else (rows, cols, centre, axis)
-
-
-def _next_bone_in_chain(piece_of, k, sizes_mm2, spacing) -> bool:
-    """Whether bone-mask piece ``k`` is the next bone of the finger's chain (see
+def _next_bone_in_chain(piece_of, k, pieces, spacing) -> bool:
+    """Whether bone-mask piece ``k`` of ``piece_of`` is the next bone of the finger's chain (see
     ``NEXT_BONE_MIN_MM2``): large and long enough, its centre past the end of the nearest other
-    piece, itself long, along that piece's axis."""
-    piece = _long_piece(piece_of, k, sizes_mm2, spacing, NEXT_BONE_MIN_ELONGATION)
+    piece, itself long, along that piece's axis. ``pieces``: the pieces' ``regionprops`` in mm
+    (``spacing``), by label."""
+    piece = _long_piece(pieces[k], NEXT_BONE_MIN_ELONGATION)
     others = (piece_of > 0) & (piece_of != k)
     if piece is None or not others.any():
         return False
-    rows, cols, centre, _ = piece
+    rows, cols = piece.coords[:, 0], piece.coords[:, 1]
     dist, (ir, ic) = ndi.distance_transform_edt(~others, sampling=spacing, return_indices=True)
     j = int(np.argmin(dist[rows, cols]))
-    nearest = _long_piece(piece_of, int(piece_of[ir[rows[j], cols[j]], ic[rows[j], cols[j]]]), sizes_mm2, spacing,
+    nearest = _long_piece(pieces[int(piece_of[ir[rows[j], cols[j]], ic[rows[j], cols[j]]])],
                           NEXT_BONE_NEIGHBOUR_MIN_ELONGATION)
     if nearest is None:
         return False
-    prow, pcol, pcentre, axis = nearest
-    along = (np.column_stack([prow * spacing[0], pcol * spacing[1]]) - pcentre) @ axis
-    offset = float((centre - pcentre) @ axis)
+    axis = np.array([np.cos(nearest.orientation), np.sin(nearest.orientation)])  # (row, col), mm
+    along = (nearest.coords_scaled - nearest.centroid) @ axis
+    offset = float((np.asarray(piece.centroid) - nearest.centroid) @ axis)
     end = along.max() if offset > 0 else -along.min()
     return abs(offset) - end >= NEXT_BONE_BEYOND_MM
 
