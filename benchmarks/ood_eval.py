@@ -6,7 +6,7 @@ The generators in ``benchmarks/ood/`` were each written by an author who had not
 ``napari_calcinosis.phantom`` (nor each other's file), to other designs of anatomy, disease and
 scanner; the bundled model was trained on none of them (a candidate trained on A-C as well,
 ``benchmarks/train_bundled.py``, was judged on D-F and not shipped). A generator module exposes
-``make_case(seed) -> dict`` with ``hu`` (float HU), ``spacing_mm``, ``bone`` (all bone in view),
+``make_case(seed) -> dict`` with ``hu`` (float HU), ``spacing_mm`` (one number or a square pair), ``bone`` (all bone in view),
 ``deposits`` (labels), ``areas_mm2`` (true areas), ``seeds`` ((row, col) per deposit), ``notes``.
 
 For each case ``quantify`` runs with the true seeds, as a reader would click them. Reported: bone
@@ -45,7 +45,11 @@ def load_generator(path: Path):
 
 
 def evaluate_case(case: dict, model, seed: int) -> tuple[dict, pd.DataFrame, np.ndarray]:
-    spacing = float(case["spacing_mm"])
+    # One number, or a (row, col) pair for square pixels (generator L gives the pair).
+    pair = np.broadcast_to(np.asarray(case["spacing_mm"], float), (2,))
+    if not np.isclose(pair[0], pair[1]):
+        raise ValueError(f"case {seed}: pixels must be square, got spacing {tuple(pair)} mm")
+    spacing = float(pair[0])
     image = CalcinosisImage(np.asarray(case["hu"], np.float32), (spacing, spacing), source=f"case-{seed}")
     seeds = [tuple(map(int, s)) for s in case["seeds"]]
     result = quantify(image, seeds or None, model=model, device="cpu")
