@@ -773,6 +773,30 @@ def test_artery_rule_needs_air_in_view(finger_with_lines):
     assert "vessel_like" not in set(auto.seeds["status"]) and (auto.seeds["status"] == "ok").sum() == 4
 
 
+def test_automatic_mode_leaves_out_the_table_apart_from_the_finger():
+    """The CT table at the image's edge, with a cushion under it, has no air around it within
+    the image (the border cuts the ring, the cushion is not air), but air parts it from the
+    finger: automatic mode leaves it out, keeps the deposit in the finger, and a click on the
+    table still measures it."""
+    spacing = 0.2
+    img = np.full((140, 160), -1000.0, np.float32)  # air
+    img[0:4, :] = 1300.0  # the table's carbon plate, along the border
+    img[4:14, :] = -100.0  # its cushion
+    img[30:90, :] = 40.0  # the finger, 3 mm of air below the cushion
+    bone = np.zeros(img.shape, bool)
+    bone[52:68, :] = True
+    img[bone] = 1000.0
+    deposit = (np.arange(140)[:, None] - 38) ** 2 + (np.arange(160)[None, :] - 80) ** 2 <= 4**2
+    img[deposit] = 900.0
+    img = ndi.gaussian_filter(img, 0.8)
+    auto = grow_lesions(img, bone, spacing)
+    assert sorted(auto.seeds["status"]) == ["ok", "outside_finger"]
+    found = auto.lesion_labels > 0
+    assert found[38, 80] and not found[:20].any()
+    clicked = grow_lesions(img, bone, spacing, [(2, 80)])
+    assert clicked.seeds["status"][0] == "ok" and clicked.lesion_labels[1, 80] == 1
+
+
 def test_automatic_mode_leaves_out_bright_things_in_air():
     """A deposit in the finger's soft tissue is proposed; a splint lying in the air beside the
     finger, and a ring on the skin's surface, are not. A seed on the splint still measures it:

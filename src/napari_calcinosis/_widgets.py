@@ -420,7 +420,7 @@ class GrowWidget(_Widget):
 
 # Automatic mode's statuses for what it left out: what the status line calls them, and examples.
 _LEFT_OUT = {
-    "outside_finger": ("bright thing(s) lying against the air", "splints, rings, the skin's edge"),
+    "outside_finger": ("bright thing(s) lying against the air", "splints, rings, the skin's edge, the CT table"),
     "below_noise": ("speck(s) no brighter than the image's noise", None),
     "vessel_like": ("long thin line(s) along the bone", "calcified arteries, most likely"),
 }

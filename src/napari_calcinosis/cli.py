@@ -254,7 +254,8 @@ def cmd_quantify(args) -> int:
     if not args.seeds and failed < len(images):
         print("note: without --seeds every candidate deposit was measured (automatic mode), a first look: on images "
               "from unknown sources it also measures some arteries and the nail and misses some deposits (bright "
-              "things lying against the air, such as splints and rings, are left out: status outside_finger; so "
+              "things lying against the air or parted from the finger by it, such as splints, rings and the CT "
+              "table, are left out: status outside_finger; so "
               "are specks no brighter than the image's noise: below_noise, and long thin lines along the bone, "
               "most likely calcified arteries: vessel_like); give "
               "--seeds for numbers you report", file=sys.stderr)

@@ -54,8 +54,8 @@ SEED_STATUSES = {
     "outside_image": "the seed lies outside the image",
     "below_noise": "automatic mode: a speck under 3 mm² standing less than 4 times the image's noise above the "
     "soft tissue was left out as noise; click it if it is a deposit",
-    "outside_finger": "automatic mode: a bright thing with air around it (a splint, a ring, the skin's edge) was "
-    "left out; click it if it is a deposit breaking through the skin",
+    "outside_finger": "automatic mode: a bright thing with air around it (a splint, a ring, the skin's edge), or "
+    "parted from the finger's bones by air (the CT table), was left out; click it if it is a deposit",
     "vessel_like": "automatic mode: a long thin line of calcium running along the bone, deep in the soft tissue (most "
     "likely a calcified digital artery), was left out; click it if it is a deposit",
 }
@@ -450,6 +450,7 @@ def grow_lesions(
     if auto and next_id > 1:
         _leave_out(rows, labels, air_around(labels, next_id - 1, image_hu, spacing) > MAX_AIR_AROUND_DEPOSIT,
                    "outside_finger")
+        _leave_out(rows, labels, _apart_from_the_bone(labels, next_id - 1, image_hu, bone_mask), "outside_finger")
         _leave_out(rows, labels, vessel_like(labels, next_id - 1, image_hu, bone_mask, spacing), "vessel_like")
         # On the image growth runs on (the bone's blur halo removed): the halo is no noise.
         noise = image_noise_hu(work, smooth, allowed)
@@ -730,6 +731,25 @@ def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, finis
         for i, peak in later_peaks.items():
             if i not in peaks and peak is not None:
                 rows[i]["lesion_id"] = owner[int(sides[peak])]
+
+
+def _apart_from_the_bone(labels, n, image_hu, bone_mask) -> np.ndarray:
+    """Which labelled lesions (index k; 0 unused) lie apart from the finger: not in a piece of
+    the image that holds bone and is joined without crossing air (below ``AIR_HU`` after a 3x3
+    median, padding included). Calcinosis cutis lies in the finger's soft tissue, joined to its
+    bones; a CT table, a cushion's edge or a splint the air parts from the finger do not. With no
+    bone in the mask nothing is left out."""
+    out = np.zeros(n + 1, bool)
+    if not bone_mask.any():
+        return out
+    tissue = median3_at_least(image_hu, AIR_HU)
+    comp, _ = ndi.label(tissue)
+    ids = np.unique(comp[bone_mask & tissue])
+    ids = ids[ids > 0]
+    inside = np.isin(comp, ids)
+    hit = np.bincount(labels[inside], minlength=n + 1) > 0
+    out[1:] = ~hit[1 : n + 1]
+    return out
 
 
 def _leave_out(rows, labels, drop, status: str) -> None:

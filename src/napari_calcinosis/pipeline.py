@@ -79,7 +79,8 @@ def quantify(
     seeds : sequence of (row, col), optional
         A point on each deposit, in pixels. Without seeds every candidate deposit of at least
         ``min_area_mm2`` is measured (automatic mode), except bright things lying against the
-        air (splints, rings, the skin's edge), listed with the status ``outside_finger``,
+        air or parted from the finger's bones by it (splints, rings, the skin's edge, the CT
+        table), listed with the status ``outside_finger``,
         specks no brighter than the image's noise (``below_noise``), and long thin lines along
         the bone deep in the soft tissue, most likely calcified arteries (``vessel_like``).
     model : PhalanxModel or path, optional
