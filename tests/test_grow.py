@@ -800,22 +800,26 @@ def test_automatic_mode_leaves_out_the_table_apart_from_the_finger():
     """The CT table at the image's edge, with a cushion under it, has no air around it within
     the image (the border cuts the ring, the cushion is not air), but air parts it from the
     finger: automatic mode leaves it out, keeps the deposit in the finger, and a click on the
-    table still measures it."""
+    table still measures it. Tissue without bone inside the image (the pulp of a flexed
+    fingertip curving out of the slice) keeps its deposit."""
     spacing = 0.2
     img = np.full((140, 160), -1000.0, np.float32)  # air
     img[0:4, :] = 1300.0  # the table's carbon plate, along the border
     img[4:14, :] = -100.0  # its cushion
     img[30:90, :] = 40.0  # the finger, 3 mm of air below the cushion
+    img[100:125, 60:100] = 40.0  # a fingertip's pulp, apart from the finger in this slice
     bone = np.zeros(img.shape, bool)
     bone[52:68, :] = True
     img[bone] = 1000.0
-    deposit = (np.arange(140)[:, None] - 38) ** 2 + (np.arange(160)[None, :] - 80) ** 2 <= 4**2
-    img[deposit] = 900.0
+    r, c = np.ogrid[:140, :160]
+    deposit = (r - 38) ** 2 + (c - 80) ** 2 <= 4**2
+    in_pulp = (r - 112) ** 2 + (c - 80) ** 2 <= 3**2
+    img[deposit | in_pulp] = 900.0
     img = ndi.gaussian_filter(img, 0.8)
     auto = grow_lesions(img, bone, spacing)
-    assert sorted(auto.seeds["status"]) == ["ok", "outside_finger"]
+    assert sorted(auto.seeds["status"]) == ["ok", "ok", "outside_finger"]
     found = auto.lesion_labels > 0
-    assert found[38, 80] and not found[:20].any()
+    assert found[38, 80] and found[112, 80] and not found[:20].any()
     clicked = grow_lesions(img, bone, spacing, [(2, 80)])
     assert clicked.seeds["status"][0] == "ok" and clicked.lesion_labels[1, 80] == 1
 

@@ -745,22 +745,25 @@ def _split_shared_lesions(rows, labels, own_regions, work, smooth, search, finis
 
 
 def _apart_from_the_bone(labels, n, image_hu, bone_mask) -> np.ndarray:
-    """Which labelled lesions (index k; 0 unused) lie apart from the finger: not in a piece of
-    the image that holds bone and is joined without crossing air (below ``AIR_HU`` after a 3x3
-    median, padding included). Calcinosis cutis lies in the finger's soft tissue, joined to its
-    bones; a CT table, a cushion's edge or a splint the air parts from the finger do not. With no
-    bone in the mask nothing is left out."""
+    """Which labelled lesions (index k; 0 unused) lie apart from the finger: wholly in a piece of
+    the image (joined without crossing air, below ``AIR_HU`` after a 3x3 median, padding
+    included) that holds no bone of the mask and reaches the image's border. Calcinosis cutis
+    lies in the finger's soft tissue, joined to its bones; a CT table or a cushion along the
+    border is not. A piece inside the image without bone is kept: the pulp of a flexed fingertip
+    curving out of the slice. With no bone in the mask nothing is left out."""
     out = np.zeros(n + 1, bool)
     if not bone_mask.any():
         return out
     tissue = median3_at_least(image_hu, AIR_HU)
-    comp, _ = ndi.label(tissue)
-    ids = np.unique(comp[bone_mask & tissue])
-    ids = ids[ids > 0]
-    inside = np.isin(comp, ids)
-    hit = np.bincount(labels[inside], minlength=n + 1) > 0
-    present = np.bincount(labels.ravel(), minlength=n + 1) > 0  # (ids left out before hold no pixel)
-    out[1:] = ~hit[1 : n + 1] & present[1 : n + 1]
+    comp, m = ndi.label(tissue)
+    away = np.zeros(m + 1, bool)
+    away[np.unique(np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]]))] = True
+    away[np.unique(comp[bone_mask & tissue])] = False
+    away[0] = False
+    in_away = away[comp]
+    elsewhere = np.bincount(labels[~in_away], minlength=n + 1) > 0
+    there = np.bincount(labels[in_away], minlength=n + 1) > 0
+    out[1:] = there[1 : n + 1] & ~elsewhere[1 : n + 1]
     return out
 
 
