@@ -31,9 +31,9 @@ from .subtract import (
     DEFAULT_THRESHOLD_HU,
     AIR_HU,
     AIR_RING_MM,
-    NO_DATA_HU,
     OUTSIDE_FINGER_AIR,
     _spacing_pair,
+    air_and_data,
     air_around,
     median3_at_least,
     dilate_mm,
@@ -408,16 +408,18 @@ def grow_lesions(
             level = background + fraction * (peak - background)
             if work[start] < level:  # a noisy start pixel: take the brightest one in reach
                 start = tuple(int(v) for v in pts[np.argmax(work[pts[:, 0], pts[:, 1]])])
-            region = _flood_where(lambda win, lv=level: allowed[win] & (work[win] >= lv), work.shape, start, structure)
+
+            def grow_at(lv, start=start):
+                return _flood_where(lambda win: allowed[win] & (work[win] >= lv), work.shape, start, structure)
+
+            region = grow_at(level)
             if level < floor:
                 # Under the soft tissue's level: kept unless it floods the tissue, holding many
                 # times what growth at that level holds.
-                held = _flood_where(lambda win: allowed[win] & (work[win] >= floor), work.shape, start, structure)
+                held = grow_at(floor)
                 if region.sum() > LEAK_RATIO * held.sum():
                     level, region = floor, held
-            level, region = skin_rim(region, level, level_peak - background, start,
-                                     lambda lv: _flood_where(lambda win: allowed[win] & (work[win] >= lv), work.shape,
-                                                             start, structure))
+            level, region = skin_rim(region, level, level_peak - background, start, grow_at)
             box = _bbox(region)
             # The interior is taken with a fixed 3x3 erosion so that the level does not depend
             # on the growth connectivity.
@@ -620,7 +622,7 @@ class _SkinRim:
 
     def __call__(self, region, level, contrast, start, grow_at):
         if self.air is None:
-            self.air = ~median3_at_least(self.image_hu, AIR_HU) & median3_at_least(self.image_hu, NO_DATA_HU)
+            self.air = air_and_data(self.image_hu)[0]
             self.any_air = bool(self.air.any())
         if not self.any_air:
             return level, region

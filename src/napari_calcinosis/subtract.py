@@ -101,12 +101,19 @@ def share_around(labels: np.ndarray, n: int, flagged: np.ndarray, spacing_mm, ri
     return share
 
 
+def air_and_data(image_hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(air, data)``: the pixels below ``AIR_HU`` after a 3x3 median, less the padding outside
+    the scanner's field of view; and the pixels that are not padding (``NO_DATA_HU`` or more)."""
+    data = median3_at_least(image_hu, NO_DATA_HU)
+    return ~median3_at_least(image_hu, AIR_HU) & data, data
+
+
 def air_around(labels: np.ndarray, n: int, image_hu: np.ndarray, spacing_mm, ring_mm: float = AIR_RING_MM) -> np.ndarray:
     """The share of air around each labelled object (:func:`share_around`): pixels below
     ``AIR_HU`` after a 3x3 median, of those within ``ring_mm``; padding outside the scanner's
     field of view (below ``NO_DATA_HU``) does not count."""
-    return share_around(labels, n, ~median3_at_least(image_hu, AIR_HU), spacing_mm, ring_mm,
-                        counted=median3_at_least(image_hu, NO_DATA_HU))
+    air, data = air_and_data(image_hu)
+    return share_around(labels, n, air, spacing_mm, ring_mm, counted=data)
 
 
 # A calcified digital artery is calcium in the soft tissue, outside the bone, as a deposit is.
@@ -148,8 +155,7 @@ def vessel_like(labels: np.ndarray, n: int, image_hu: np.ndarray, bone_mask: np.
                   if p.label <= n and p.axis_major_length >= VESSEL_MIN_LENGTH_MM]
     if not candidates:
         return out
-    data = median3_at_least(image_hu, NO_DATA_HU)
-    air = ~median3_at_least(image_hu, AIR_HU) & data
+    air, data = air_and_data(image_hu)
     if not air.any():
         return out
     pieces, _ = label_bone_pieces(bone_mask)
