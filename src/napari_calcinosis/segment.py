@@ -129,7 +129,7 @@ def build_network(architecture: dict | None = None):
     arch = dict(DEFAULT_ARCHITECTURE if architecture is None else architecture)
     if arch.get("class", "Unet") != "Unet":
         raise CalcinosisError(f"model architecture {arch.get('class')!r} is not supported (only Unet)")
-    return smp.Unet(
+    network = smp.Unet(
         encoder_name=arch["encoder_name"],
         encoder_depth=int(arch["encoder_depth"]),
         encoder_weights=None,
@@ -137,6 +137,64 @@ def build_network(architecture: dict | None = None):
         in_channels=int(arch["in_channels"]),
         classes=int(arch["classes"]),
     )
+    _stop_encoder_at_its_depth(network.encoder)
+    return network
+
+
+_TO_DEPTH_CLASS = []
+
+
+def _encoder_to_depth_class():
+    """smp's ``MobileNetV2Encoder`` with a forward that stops at its depth (made once, on first
+    use, since smp is imported lazily); None where smp has no such class."""
+    if not _TO_DEPTH_CLASS:
+        _import_smp()
+        try:
+            from segmentation_models_pytorch.encoders.mobilenet import MobileNetV2Encoder
+        except ImportError:  # another layout of the library: nothing to change
+            return None
+
+        class MobileNetV2EncoderToDepth(MobileNetV2Encoder):
+            def forward(self, x):
+                features = [x]
+                last = self._out_indexes[self._depth - 1]
+                for i, module in enumerate(self.features[: last + 1]):
+                    x = module(x)
+                    if i in self._out_indexes:
+                        features.append(x)
+                return features
+
+        # found by pickle, through __getattr__ below
+        MobileNetV2EncoderToDepth.__module__, MobileNetV2EncoderToDepth.__qualname__ = __name__, "MobileNetV2EncoderToDepth"
+        _TO_DEPTH_CLASS.append(MobileNetV2EncoderToDepth)
+    return _TO_DEPTH_CLASS[0]
+
+
+def __getattr__(name):
+    if name == "MobileNetV2EncoderToDepth" and _encoder_to_depth_class() is not None:
+        return _encoder_to_depth_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _stop_encoder_at_its_depth(encoder) -> bool:
+    """Make a shallow mobilenet_v2 encoder stop after the last feature map the decoder uses.
+
+    segmentation-models-pytorch 0.6's ``MobileNetV2Encoder.forward`` runs all 19 of its
+    feature layers whatever ``encoder_depth`` says: at depth 4 the decoder's deepest input is
+    layer 13's (1/16 of the image), yet layers 14-18 (up to 1,280 channels at 1/32) run on
+    every image, in training and inference, and their output is thrown away. The class
+    swapped in here stops at the last layer used: the same outputs, the same weights and
+    ``state_dict`` (the unused layers stay, so every saved model still loads), less work.
+    Returns whether the encoder was changed (any other encoder is left as it is).
+    """
+    cls = _encoder_to_depth_class()
+    if cls is None or type(encoder) is not cls.__mro__[1]:
+        return False
+    indexes, depth = getattr(encoder, "_out_indexes", None), getattr(encoder, "_depth", None)
+    if indexes is None or not isinstance(depth, int) or not 1 <= depth < len(indexes):
+        return False
+    encoder.__class__ = cls
+    return True
 
 
 @dataclass
