@@ -51,7 +51,7 @@ def best_paper_runs(probe: list, gain: float = 1.03) -> list:
     if "fp16-upsample" not in usable:
         return ["b60"]
     best = min(usable.values(), key=projected_s)
-    spec = f"b{best['batch']}" + ("-join" if best.get("join") else "")
+    spec = f"b{best['batch']}" + ("-join" if best.get("join") else "") + ("-pad" if best.get("pad") else "")
     if best.get("benchmark") == "dense":
         spec += "-autotunedense"
     elif best.get("benchmark"):

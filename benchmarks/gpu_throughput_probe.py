@@ -15,6 +15,8 @@ its steady images/s. The variants differ in
   join with the skip connection (``_cuda_decoder.JOIN_UPSAMPLED``);
 - ``convs``: all on cuDNN, plan-free 1 x 1 and depthwise layers (``_cuda_convs``), or only the
   1 x 1 layers on cuBLAS;
+- ``pad``: the one-channel first and last layers run with their channels padded to 8
+  (``_cuda_convs.pad_thin_convs``: cuDNN's one-channel kernels are unaligned and slow);
 - batch and crop size, and cuDNN's autotuner (all its candidate kernels, or the best 3; for
   every layer, or only the ten dense 3 x 3 ones: ``_cuda_convs.autotune_dense_convs``).
 """
@@ -29,7 +31,7 @@ import time
 
 from _gpu import write_json
 
-BASE = {"dtype": "float16", "upsample": True, "join": False, "convs": "cudnn", "batch": 60, "size": 512,
+BASE = {"dtype": "float16", "upsample": True, "join": False, "pad": False, "convs": "cudnn", "batch": 60, "size": 512,
         "benchmark": False, "benchmark_limit": None}
 VARIANTS = {
     "bf16": {"dtype": "bfloat16", "upsample": False},  # the step before this probe: 583-595 images/s
@@ -43,11 +45,17 @@ VARIANTS = {
     "256-fp16-upsample-plan-free": {"convs": "plan-free", "batch": 64, "size": 256},  # short runs now
     "fp16-join": {"join": True},
     "fp16-join-b120": {"join": True, "batch": 120},
+    "fp16-pad": {"pad": True},
+    "fp16-join-pad": {"join": True, "pad": True},
+    "fp16-join-pad-b120": {"join": True, "pad": True, "batch": 120},
     # only when asked for (--variants): cuDNN's autotuner, whose first step is the autotuning
     "fp16-upsample-autotune": {"benchmark": True},
     "fp16-join-autotune": {"join": True, "benchmark": True},
     "fp16-join-autotune-top3": {"join": True, "benchmark": True, "benchmark_limit": 3},
     "fp16-join-autotune-dense": {"join": True, "benchmark": "dense"},
+    "fp16-join-pad-autotune": {"join": True, "pad": True, "benchmark": True},
+    "fp16-join-pad-autotune-top3": {"join": True, "pad": True, "benchmark": True, "benchmark_limit": 3},
+    "fp16-join-pad-autotune-dense": {"join": True, "pad": True, "benchmark": "dense"},
 }
 DEFAULT_VARIANTS = [name for name in VARIANTS if "autotune" not in name]
 
@@ -72,7 +80,8 @@ def _profile(step, steps: int = 3) -> list:
 def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
     import torch
 
-    from napari_calcinosis._cuda_convs import _DepthwiseConv2d, autotune_dense_convs, plan_free_convs, restore_convs
+    from napari_calcinosis._cuda_convs import (_DepthwiseConv2d, autotune_dense_convs, pad_thin_convs, plan_free_convs,
+                                                restore_convs)
     from napari_calcinosis._cuda_decoder import restore_decoder, upsample_in_input_dtype
     from napari_calcinosis.segment import new_model
     from napari_calcinosis.train import _grad_scaler, _training_step
@@ -97,6 +106,8 @@ def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
         for m in net.modules():
             if type(m) is _DepthwiseConv2d:
                 m.__class__ = torch.nn.Conv2d
+    if v["pad"]:
+        pad_thin_convs(net)
     if v["benchmark"] == "dense":
         autotune_dense_convs(net)
     if v["upsample"]:
@@ -147,7 +158,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
     ap.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
-    ap.add_argument("--profile", nargs="*", default=["fp16-upsample", "fp16-join"], help="variants to profile")
+    ap.add_argument("--profile", nargs="*", default=["fp16-upsample", "fp16-join-pad"], help="variants to profile")
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # cpu: a smoke test of this script

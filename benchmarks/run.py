@@ -336,6 +336,8 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
         train_module.CUDNN_AUTOTUNE_MIN_PIXELS = 0
         train_module.CUDNN_AUTOTUNE_LIMIT = config.get("autotune_limit")
         train_module.CUDNN_AUTOTUNE_LAYERS = config.get("autotune_layers") or "all"
+    if config.get("pad") is not None:
+        train_module.CUDA_PAD_THIN_CONVS = bool(config["pad"])
     if config.get("join"):
         import napari_calcinosis._cuda_decoder as decoder_module
 
@@ -409,6 +411,9 @@ CUDA_TARGETS = [
     # the Train widget imports the network library and starts CUDA when it opens (segment.warm_up)
     {"name": "cuda-b64-c256-200-steps-widget-warm", "epochs": 20, "steps_per_epoch": 10, "batch": 64, "crop_px": 256,
      "lr": 5e-3, "warm": True},
+    # the same with the one-channel first and last layers padded to 8 channels (train.CUDA_PAD_THIN_CONVS)
+    {"name": "cuda-b64-c256-200-steps-widget-warm-pad", "epochs": 20, "steps_per_epoch": 10, "batch": 64, "crop_px": 256,
+     "lr": 5e-3, "warm": True, "pad": True},
 ]
 # The paper: 120 images, 500 epochs = 60,000 images. At 512x512 crops, batch 60: 2 steps an epoch.
 PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2, "batch": 60, "crop_px": 512, "lr": 3e-3,
@@ -416,9 +421,10 @@ PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2,
 
 
 def paper_run_config(spec: str) -> dict:
-    """One paper-workload run from ``b<batch>[-join][-autotune[N]|-autotunedense]``: ``b60`` is
+    """One paper-workload run from ``b<batch>[-join][-pad][-autotune[N]|-autotunedense]``: ``b60`` is
     train_segmenter's own long run; ``-join`` writes the decoder's upsampling straight into its
-    joins (``_cuda_decoder.JOIN_UPSAMPLED``); ``-autotune`` turns cuDNN's autotuner on
+    joins (``_cuda_decoder.JOIN_UPSAMPLED``); ``-pad`` pads the one-channel first and last layers
+    to 8 channels (``train.CUDA_PAD_THIN_CONVS``); ``-autotune`` turns cuDNN's autotuner on
     (``train.CUDNN_AUTOTUNE_MIN_PIXELS``), ``-autotuneN`` timing only its best N candidates
     (``train.CUDNN_AUTOTUNE_LIMIT``), ``-autotunedense`` only for the dense 3 x 3 layers
     (``train.CUDNN_AUTOTUNE_LAYERS``)."""
@@ -429,14 +435,15 @@ def paper_run_config(spec: str) -> dict:
             flags[i], limit = "autotune", int(flag[8:])
         elif flag == "autotunedense":  # the dense 3 x 3 layers only
             flags[i], layers = "autotune", "dense"
-    if (not head.startswith("b") or not head[1:].isdigit() or head[1] == "0" or set(flags) - {"join", "autotune"}
-            or len(set(flags)) < len(flags) or limit == 0 or flags != sorted(flags, key=["join", "autotune"].index)):
-        raise ValueError(f"a paper run is b<batch>[-join][-autotune[N]|-autotunedense], got {spec!r}")
+    order = ["join", "pad", "autotune"]
+    if (not head.startswith("b") or not head[1:].isdigit() or head[1] == "0" or set(flags) - set(order)
+            or len(set(flags)) < len(flags) or limit == 0 or flags != sorted(flags, key=order.index)):
+        raise ValueError(f"a paper run is b<batch>[-join][-pad][-autotune[N]|-autotunedense], got {spec!r}")
     batch = int(head[1:])
     if batch < 1 or 120 % batch:
         raise ValueError(f"the paper workload's batch must divide its 120 images, got {batch}")
     config = {**PAPER_WORKLOAD, "batch": batch, "steps_per_epoch": 120 // batch}
-    for flag in ("join", "autotune"):
+    for flag in order:
         if flag in flags:
             config.update(name=config["name"] + "-" + flag, **{flag: True})
     if limit is not None:
@@ -565,8 +572,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cuda-dtype", choices=["float16", "bfloat16"], default=None,
                     help="CUDA training's mixed precision (default: train.CUDA_TRAINING_DTYPE)")
     ap.add_argument("--paper-runs", nargs="+", default=["b60"],
-                    help="paper-workload runs in this order, each b<batch>[-join][-autotune[N]|-autotunedense]: the "
-                    "batch divides the 120 images; -join: upsampling written into the decoder's joins; -autotune: "
+                    help="paper-workload runs in this order, each b<batch>[-join][-pad][-autotune[N]|-autotunedense]: the "
+                    "batch divides the 120 images; -join: upsampling written into the decoder's joins; -pad: the one-channel "
+                    "first and last layers padded to 8 channels; -autotune: "
                     "cuDNN's autotuner, -autotune3 timing its best 3 candidates, -autotunedense for the dense "
                     "3 x 3 layers only (default: b60, train_segmenter's own run)")
     ap.add_argument("--paper-warm", action="store_true",

@@ -9,7 +9,8 @@ import torch
 import napari_calcinosis.train as train_module
 from napari_calcinosis import load_model, save_model
 from napari_calcinosis import _cuda_convs
-from napari_calcinosis._cuda_convs import _PLAN_FREE_CLASSES, autotune_dense_convs, plan_free_convs, restore_convs
+from napari_calcinosis._cuda_convs import (_PLAN_FREE_CLASSES, autotune_dense_convs, pad_thin_convs, plan_free_convs,
+                                            restore_convs)
 from napari_calcinosis.segment import PhalanxModel, new_model
 
 
@@ -175,6 +176,85 @@ def test_autotuned_dense_layers_give_the_same_outputs_and_gradients(autocast, mo
     assert list(net.state_dict()) == list(ref.state_dict())
 
 
+def _grads_agree(ref, net, rel):
+    """Compare every parameter's gradient of two twin networks; returns how many were compared."""
+    compared = 0
+    for (name, p), q in zip(ref.named_parameters(), net.parameters()):
+        if p.grad is None:  # layers past encoder depth 4 take no part
+            assert q.grad is None, name
+            continue
+        assert float((p.grad - q.grad).abs().max()) <= rel * float(p.grad.abs().max()) + 1e-14, name
+        compared += 1
+    return compared
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channel_padded_layers_give_the_same_outputs_and_gradients(channels_last):
+    # The one-channel first layer and last layer, run with zero-padded channels, against
+    # nn.Conv2d: float64, train mode, the same outputs and gradients to rounding, alone and with
+    # the autotuned dense layers; the weights keep their names and shapes.
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    ref = new_model().network.to(torch.float64).train().to(memory_format=fmt)
+    net = copy.deepcopy(ref)
+    assert pad_thin_convs(net) == 2 and pad_thin_convs(net) == 0
+    padded = [name for name, m in net.named_modules() if type(m) is _cuda_convs._ChannelPaddedConv2d]
+    assert padded == ["encoder.features.0.0", "segmentation_head.0"]
+    assert autotune_dense_convs(net) == 10  # the padded two among them, still padded
+    assert sum(type(m) is _cuda_convs._AutotunedChannelPaddedConv2d for m in net.modules()) == 2
+    x = torch.randn(2, 1, 64, 96, dtype=torch.float64).contiguous(memory_format=fmt)
+    a, b = ref(x), net(x)
+    assert a.shape == b.shape == (2, 1, 64, 96) and float(a.detach().abs().max()) > 0.1
+    np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=0, atol=1e-10)
+    (a.square().mean() + a.mean()).backward()
+    (b.square().mean() + b.mean()).backward()
+    assert _grads_agree(ref, net, 1e-8) > 100
+    for name in padded:  # the padded layers' own weight gradients, not zero
+        assert float(net.get_submodule(name).weight.grad.abs().max()) > 1e-6
+    restore_convs(net)
+    assert all(type(m) is torch.nn.Conv2d for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert {k: v.shape for k, v in net.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+
+
+def test_channel_padded_layers_under_cpu_bf16_autocast():
+    # Under autocast the padded layers cast as autocast would: bf16 out, close to nn.Conv2d's
+    torch.manual_seed(0)
+    ref = new_model().network.train().to(memory_format=torch.channels_last)
+    net = copy.deepcopy(ref)
+    pad_thin_convs(net)
+    x = torch.rand(2, 1, 64, 64).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = ref(x), net(x)
+    assert a.dtype == b.dtype == torch.bfloat16
+    assert float((a.float() - b.float()).norm() / a.float().norm()) < 0.02
+
+
+def test_the_encoder_stops_at_the_last_layer_the_decoder_uses():
+    # smp 0.6's mobilenet_v2 encoder ran all 19 feature layers at depth 4; ours stops after
+    # layer 13 (the decoder's deepest input) with the same output and the same weights.
+    from napari_calcinosis.segment import _stop_encoder_at_its_depth
+
+    torch.manual_seed(0)
+    net = new_model().network.eval()
+    smp_class = type(net.encoder).__mro__[1]
+    assert type(net.encoder).__name__ == "MobileNetV2EncoderToDepth" and smp_class.__name__ == "MobileNetV2Encoder"
+    ran = []
+    hooks = [m.register_forward_hook(lambda m, i, o, k=k: ran.append(k)) for k, m in enumerate(net.encoder.features)]
+    x = torch.randn(1, 1, 64, 96)
+    with torch.no_grad():
+        ours = net(x)
+        assert ran == list(range(14))
+        ran.clear()
+        net.encoder.__class__ = smp_class  # smp's own forward
+        theirs = net(x)
+        assert ran == list(range(19))
+    for h in hooks:
+        h.remove()
+    assert torch.equal(ours, theirs)
+    assert _stop_encoder_at_its_depth(net.encoder) and not _stop_encoder_at_its_depth(net.encoder)
+    assert type(net.encoder).__name__ == "MobileNetV2EncoderToDepth"
+
+
 def test_plan_free_only_for_short_runs(monkeypatch):
     # 200 steps of 64 crops of 256²: the 10-s target's run; the paper's 1,000 steps of 60 x 512²
     assert train_module._plan_free(200, 64, 256)
@@ -205,6 +285,31 @@ def test_plan_free_layers_on_cuda(channels_last):
                 assert float((p.grad - q.grad).abs().max()) <= 1e-3 * float(p.grad.abs().max()) + 1e-12, name
                 compared += 1
         assert compared > 100
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
+@pytest.mark.gpu
+def test_channel_padded_layers_on_cuda():
+    # On the GPU, channels-last: float32 (TF32 off) the same maths as cuDNN's layers, outputs
+    # and gradients; float16 autocast, as training runs them, close and in float16.
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        torch.manual_seed(0)
+        ref = new_model().network.cuda().train().to(memory_format=torch.channels_last)
+        net = copy.deepcopy(ref)
+        assert pad_thin_convs(net) == 2
+        x = torch.rand(4, 1, 128, 160, device="cuda").mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+        a, b = ref(x), net(x)
+        assert float((a - b).abs().max() / a.abs().max()) < 1e-4
+        a.square().mean().backward()
+        b.square().mean().backward()
+        assert _grads_agree(ref, net, 1e-3) > 100
+        with torch.autocast("cuda", dtype=torch.float16):
+            a, b = ref(x), net(x)
+        assert a.dtype == b.dtype == torch.float16
+        assert float((a.float() - b.float()).norm() / a.float().norm()) < 0.02
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 

@@ -281,6 +281,7 @@ def test_cuda_autotuner_switch(tmp_path, pairs, monkeypatch, layers, limit):
     monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_LIMIT", limit)
     monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_LAYERS", layers)
     monkeypatch.setattr(train_module, "PLAN_FREE_CONVS", False)
+    monkeypatch.setattr(train_module, "CUDA_PAD_THIN_CONVS", False)
     before = torch.backends.cudnn.benchmark_limit
     train_segmenter(tmp_path / "a.safetensors", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64,
                     device="cuda")
@@ -291,6 +292,33 @@ def test_cuda_autotuner_switch(tmp_path, pairs, monkeypatch, layers, limit):
     assert torch.backends.cudnn.benchmark_limit == before
     assert [n for _, n in tuned] == ([10] if layers == "dense" else [])
     assert not any(type(m) is convs._AutotunedConv2d for net, _ in tuned for m in net.modules())
+
+
+@pytest.mark.gpu
+def test_cuda_training_with_padded_one_channel_layers(tmp_path, pairs, monkeypatch):
+    # CUDA_PAD_THIN_CONVS pads the first and last layers' channels for the run (with the dense
+    # autotuner too), the card says so, the loss is finite, and the model handed back has
+    # plain layers again.
+    import torch
+
+    import napari_calcinosis._cuda_convs as convs
+    import napari_calcinosis.train as train_module
+
+    padded = []
+    pad = convs.pad_thin_convs
+    monkeypatch.setattr(convs, "pad_thin_convs", lambda net: padded.append((net, pad(net))) or padded[-1][1])
+    monkeypatch.setattr(train_module, "CUDA_PAD_THIN_CONVS", True)
+    monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_MIN_PIXELS", 0)
+    monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_LAYERS", "dense")
+    monkeypatch.setattr(train_module, "PLAN_FREE_CONVS", False)
+    result = train_segmenter(tmp_path / "a.safetensors", samples=pairs, epochs=2, steps_per_epoch=2, batch_size=2,
+                             crop_px=64, device="cuda")
+    said = json.loads((tmp_path / "a.json").read_text())["training"]["cuda_convolutions"]
+    assert said.endswith("dense k x k layers only; the one-channel first and last layers padded to 8 channels")
+    assert [n for _, n in padded] == [2]
+    assert len(result.history) == 2 and all(np.isfinite(h["loss"]) for h in result.history)
+    assert not any(type(m) in convs._CHANGED_CLASSES[2:] for m in padded[0][0].modules())
+    assert torch.backends.cudnn.benchmark is False
 
 
 def _bone_agreement(x, y, spec):

@@ -301,6 +301,11 @@ CUDNN_AUTOTUNE_LIMIT = None
 # Which layers the autotuner times: "all" (cuDNN's global flag) or "dense", only the dense
 # k x k layers (ten of the U-Net's 61; _cuda_convs.autotune_dense_convs), a far shorter stall.
 CUDNN_AUTOTUNE_LAYERS = "all"
+# On CUDA, run the dense layers that read or write a single channel (the U-Net's first and
+# last, both at full resolution) with their channels padded to 8 with zeros
+# (_cuda_convs.pad_thin_convs): cuDNN's kernels for one channel are unaligned and slow (about
+# 8 ms of a 76 ms 512² step on an H200). Off until a GPU has measured it; benchmarks set it.
+CUDA_PAD_THIN_CONVS = False
 
 
 def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
@@ -649,6 +654,7 @@ def train_segmenter(
     if CUDNN_AUTOTUNE_LIMIT is not None and (not isinstance(CUDNN_AUTOTUNE_LIMIT, int) or CUDNN_AUTOTUNE_LIMIT < 1):
         raise ValueError(f"CUDNN_AUTOTUNE_LIMIT must be a whole number of at least 1, or None, not {CUDNN_AUTOTUNE_LIMIT!r}")
     autotune_dense_only = autotune and CUDNN_AUTOTUNE_LAYERS == "dense"
+    pad_thin = dev.type == "cuda" and bool(CUDA_PAD_THIN_CONVS)
     benchmark_limit = getattr(torch.backends.cudnn, "benchmark_limit", None)  # PyTorch's, put back after
     autotune_limit = CUDNN_AUTOTUNE_LIMIT if autotune and benchmark_limit is not None else None
     card_training = {
@@ -676,7 +682,8 @@ def train_segmenter(
             if plan_free else "all on cuDNN (a long run: faster steps outweigh the start-up)"
         ) + ("; cuDNN's autotuner on" if autotune else "") + (
             " for the dense k x k layers only" if autotune_dense_only else "") + (
-            f", timing its best {autotune_limit} candidates" if autotune_limit is not None else "")
+            f", timing its best {autotune_limit} candidates" if autotune_limit is not None else "") + (
+            "; the one-channel first and last layers padded to 8 channels" if pad_thin else "")
 
     def dice_loss(logits, target):
         p = torch.sigmoid(logits)
@@ -717,6 +724,10 @@ def train_segmenter(
     epochs_done = start_epoch
     try:
         torch.backends.cudnn.benchmark = autotune and not autotune_dense_only
+        if pad_thin:
+            from ._cuda_convs import pad_thin_convs
+
+            pad_thin_convs(net)
         if autotune_dense_only:
             from ._cuda_convs import autotune_dense_convs
 
@@ -797,7 +808,7 @@ def train_segmenter(
                 break
     finally:
         torch.backends.cudnn.benchmark = False  # inference meets a new shape with every image
-        if autotune_dense_only:
+        if autotune_dense_only or pad_thin:
             from ._cuda_convs import restore_convs
 
             restore_convs(net)  # model.to below gives it the layers inference starts fast with
