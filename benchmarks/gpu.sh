@@ -32,7 +32,7 @@ if [ "${THROUGHPUT_PROBE:-0}" = 1 ]; then
     $PY -c "import json,sys; r={v['variant']: v.get('images_per_s', 0) for v in json.load(open(sys.argv[1]))}; \
 print(r.get(sys.argv[2], 0))" "$OUTDIR/throughput_probe.json" "$1" 2>/dev/null || echo 0
   }
-  if [ "$(probe_rate fp16-upsample)" = 0 ]; then
+  if [ "$(probe_rate fp16-join-pad)" = 0 ]; then
     EXTRA="--cuda-dtype bfloat16"
     echo "the float16 probe failed: training benchmarks in bfloat16" | tee -a "$OUTDIR/gpu.txt"
   else

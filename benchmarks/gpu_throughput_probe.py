@@ -37,7 +37,7 @@ VARIANTS = {
     "bf16": {"dtype": "bfloat16", "upsample": False},  # the step before this probe: 583-595 images/s
     "bf16-upsample": {"dtype": "bfloat16"},
     "fp16": {"upsample": False},
-    "fp16-upsample": {},  # train_segmenter's long runs now
+    "fp16-upsample": {},  # train_segmenter's long runs until 2026-11-27
     "fp16-upsample-pointwise-cublas": {"convs": "pointwise"},
     "fp16-upsample-b120": {"batch": 120},
     "fp16-upsample-plan-free": {"convs": "plan-free"},
@@ -46,7 +46,7 @@ VARIANTS = {
     "fp16-join": {"join": True},
     "fp16-join-b120": {"join": True, "batch": 120},
     "fp16-pad": {"pad": True},
-    "fp16-join-pad": {"join": True, "pad": True},
+    "fp16-join-pad": {"join": True, "pad": True},  # train_segmenter's long runs now
     "fp16-join-pad-b120": {"join": True, "pad": True, "batch": 120},
     # only when asked for (--variants): cuDNN's autotuner, whose first step is the autotuning
     "fp16-upsample-autotune": {"benchmark": True},

@@ -338,10 +338,10 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
         train_module.CUDNN_AUTOTUNE_LAYERS = config.get("autotune_layers") or "all"
     if config.get("pad") is not None:
         train_module.CUDA_PAD_THIN_CONVS = bool(config["pad"])
-    if config.get("join"):
+    if config.get("join") is not None:
         import napari_calcinosis._cuda_decoder as decoder_module
 
-        decoder_module.JOIN_UPSAMPLED = True
+        decoder_module.JOIN_UPSAMPLED = bool(config["join"])
     torch.backends.cudnn.enabled = bool(config.get("cudnn", True))
     if config.get("warm"):
         # what the Train widget does when it opens: the network library imported, CUDA started
@@ -411,9 +411,6 @@ CUDA_TARGETS = [
     # the Train widget imports the network library and starts CUDA when it opens (segment.warm_up)
     {"name": "cuda-b64-c256-200-steps-widget-warm", "epochs": 20, "steps_per_epoch": 10, "batch": 64, "crop_px": 256,
      "lr": 5e-3, "warm": True},
-    # the same with the one-channel first and last layers padded to 8 channels (train.CUDA_PAD_THIN_CONVS)
-    {"name": "cuda-b64-c256-200-steps-widget-warm-pad", "epochs": 20, "steps_per_epoch": 10, "batch": 64, "crop_px": 256,
-     "lr": 5e-3, "warm": True, "pad": True},
 ]
 # The paper: 120 images, 500 epochs = 60,000 images. At 512x512 crops, batch 60: 2 steps an epoch.
 PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2, "batch": 60, "crop_px": 512, "lr": 3e-3,
@@ -423,8 +420,9 @@ PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2,
 def paper_run_config(spec: str) -> dict:
     """One paper-workload run from ``b<batch>[-join][-pad][-autotune[N]|-autotunedense]``: ``b60`` is
     train_segmenter's own long run; ``-join`` writes the decoder's upsampling straight into its
-    joins (``_cuda_decoder.JOIN_UPSAMPLED``); ``-pad`` pads the one-channel first and last layers
-    to 8 channels (``train.CUDA_PAD_THIN_CONVS``); ``-autotune`` turns cuDNN's autotuner on
+    joins (``_cuda_decoder.JOIN_UPSAMPLED``) and ``-pad`` pads the one-channel first and last
+    layers to 8 channels (``train.CUDA_PAD_THIN_CONVS``), both train_segmenter's defaults since
+    2026-11-27 (the flags say so explicitly); ``-autotune`` turns cuDNN's autotuner on
     (``train.CUDNN_AUTOTUNE_MIN_PIXELS``), ``-autotuneN`` timing only its best N candidates
     (``train.CUDNN_AUTOTUNE_LIMIT``), ``-autotunedense`` only for the dense 3 x 3 layers
     (``train.CUDNN_AUTOTUNE_LAYERS``)."""

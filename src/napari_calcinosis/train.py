@@ -301,11 +301,14 @@ CUDNN_AUTOTUNE_LIMIT = None
 # Which layers the autotuner times: "all" (cuDNN's global flag) or "dense", only the dense
 # k x k layers (ten of the U-Net's 61; _cuda_convs.autotune_dense_convs), a far shorter stall.
 CUDNN_AUTOTUNE_LAYERS = "all"
-# On CUDA, run the dense layers that read or write a single channel (the U-Net's first and
-# last, both at full resolution) with their channels padded to 8 with zeros
-# (_cuda_convs.pad_thin_convs): cuDNN's kernels for one channel are unaligned and slow (about
-# 8 ms of a 76 ms 512² step on an H200). Off until a GPU has measured it; benchmarks set it.
-CUDA_PAD_THIN_CONVS = False
+# In a long CUDA run (all on cuDNN), run the dense layers that read or write a single channel
+# (the U-Net's first and last, both at full resolution) with their channels padded to 8 with
+# zeros (_cuda_convs.pad_thin_convs): cuDNN's kernels for one channel are unaligned and slow.
+# On an H200 (2026-11-27) a float16 512² step at batch 60, decoder joins written directly, went
+# from 857 to 933 images/s. The short plan-free runs keep the plain layers: with padding, the
+# 256² run to Dice 0.98 was no faster per step (steps 10-110: 5.4 s against 5.2 s before).
+# Benchmarks turn it off to compare.
+CUDA_PAD_THIN_CONVS = True
 
 
 def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
@@ -654,7 +657,7 @@ def train_segmenter(
     if CUDNN_AUTOTUNE_LIMIT is not None and (not isinstance(CUDNN_AUTOTUNE_LIMIT, int) or CUDNN_AUTOTUNE_LIMIT < 1):
         raise ValueError(f"CUDNN_AUTOTUNE_LIMIT must be a whole number of at least 1, or None, not {CUDNN_AUTOTUNE_LIMIT!r}")
     autotune_dense_only = autotune and CUDNN_AUTOTUNE_LAYERS == "dense"
-    pad_thin = dev.type == "cuda" and bool(CUDA_PAD_THIN_CONVS)
+    pad_thin = dev.type == "cuda" and not plan_free and bool(CUDA_PAD_THIN_CONVS)
     benchmark_limit = getattr(torch.backends.cudnn, "benchmark_limit", None)  # PyTorch's, put back after
     autotune_limit = CUDNN_AUTOTUNE_LIMIT if autotune and benchmark_limit is not None else None
     card_training = {
