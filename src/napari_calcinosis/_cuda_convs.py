@@ -141,6 +141,17 @@ def _aligned(n: int) -> int:
     return -(-n // _CHANNEL_ALIGN) * _CHANNEL_ALIGN
 
 
+def _layout(x: torch.Tensor, weight: torch.Tensor):
+    """The memory layout ``x`` is in: channels-last or not. A one-channel image is both, so
+    then the layer's weight says which layout the network was put in (``.to(memory_format=
+    torch.channels_last)`` gives its channel dimension stride 1)."""
+    cl = torch.channels_last
+    is_cl, is_plain = x.is_contiguous(memory_format=cl), x.is_contiguous()
+    if is_cl != is_plain:
+        return cl if is_cl else torch.contiguous_format
+    return cl if weight.is_contiguous(memory_format=cl) and weight.stride(1) == 1 else torch.contiguous_format
+
+
 class _ChannelPaddedConv2d(torch.nn.Conv2d):
     """A dense convolution run with its channels padded with zeros to multiples of 8.
 
@@ -160,7 +171,7 @@ class _ChannelPaddedConv2d(torch.nn.Conv2d):
         c, k = self.in_channels, self.out_channels
         cp, kp = _aligned(c), _aligned(k)
         with torch.autocast(x.device.type, enabled=False):
-            layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+            layout = _layout(x, self.weight)
             if cp != c:
                 padded = torch.empty((x.shape[0], cp, *x.shape[2:]), dtype=x.dtype, device=x.device,
                                      memory_format=layout)

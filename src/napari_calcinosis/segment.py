@@ -158,10 +158,12 @@ def _encoder_to_depth_class():
             def forward(self, x):
                 features = [x]
                 last = self._out_indexes[self._depth - 1]
-                for i, module in enumerate(self.features[: last + 1]):
-                    x = module(x)
-                    if i in self._out_indexes:
-                        features.append(x)
+                # no slice and no break: TorchScript can compile neither (smp's reason too)
+                for i, module in enumerate(self.features):
+                    if i <= last:
+                        x = module(x)
+                        if i in self._out_indexes:
+                            features.append(x)
                 return features
 
         # found by pickle, through __getattr__ below
@@ -184,7 +186,8 @@ def _stop_encoder_at_its_depth(encoder) -> bool:
     layer 13's (1/16 of the image), yet layers 14-18 (up to 1,280 channels at 1/32) run on
     every image, in training and inference, and their output is thrown away. The class
     swapped in here stops at the last layer used: the same outputs, the same weights and
-    ``state_dict`` (the unused layers stay, so every saved model still loads), less work.
+    ``state_dict`` keys (the unused layers stay, so every saved model still loads), less work.
+    The unused layers' batch-norm statistics no longer change in training; they reach no output.
     Returns whether the encoder was changed (any other encoder is left as it is).
     """
     cls = _encoder_to_depth_class()

@@ -306,9 +306,17 @@ CUDNN_AUTOTUNE_LAYERS = "all"
 # zeros (_cuda_convs.pad_thin_convs): cuDNN's kernels for one channel are unaligned and slow.
 # On an H200 (2026-11-27) a float16 512² step at batch 60, decoder joins written directly, went
 # from 857 to 933 images/s. The short plan-free runs keep the plain layers: with padding, the
-# 256² run to Dice 0.98 was no faster per step (steps 10-110: 5.4 s against 5.2 s before).
+# 256² run to Dice 0.98 was no faster per step (steps 10-110: 5.4 s, against 5.2 s without it
+# in the session before). Float32 runs (GPUs before Ampere) keep them too: never measured.
 # Benchmarks turn it off to compare.
 CUDA_PAD_THIN_CONVS = True
+
+
+def _pads_thin_convs(dev, plan_free: bool, amp_dtype) -> bool:
+    """Whether a run pads its one-channel layers (CUDA_PAD_THIN_CONVS): on CUDA, in a long run
+    (all on cuDNN) in half precision, whose channels-last kernels want channels in eights;
+    float32 (GPUs before Ampere) was never measured with it."""
+    return dev.type == "cuda" and not plan_free and amp_dtype is not None and bool(CUDA_PAD_THIN_CONVS)
 
 
 def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
@@ -657,7 +665,7 @@ def train_segmenter(
     if CUDNN_AUTOTUNE_LIMIT is not None and (not isinstance(CUDNN_AUTOTUNE_LIMIT, int) or CUDNN_AUTOTUNE_LIMIT < 1):
         raise ValueError(f"CUDNN_AUTOTUNE_LIMIT must be a whole number of at least 1, or None, not {CUDNN_AUTOTUNE_LIMIT!r}")
     autotune_dense_only = autotune and CUDNN_AUTOTUNE_LAYERS == "dense"
-    pad_thin = dev.type == "cuda" and not plan_free and bool(CUDA_PAD_THIN_CONVS)
+    pad_thin = _pads_thin_convs(dev, plan_free, amp_dtype)
     benchmark_limit = getattr(torch.backends.cudnn, "benchmark_limit", None)  # PyTorch's, put back after
     autotune_limit = CUDNN_AUTOTUNE_LIMIT if autotune and benchmark_limit is not None else None
     card_training = {
