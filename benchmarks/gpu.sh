@@ -27,10 +27,10 @@ if [ "${THROUGHPUT_PROBE:-0}" = 1 ]; then
   # shellcheck disable=SC2086
   timeout "${PROBE_TIMEOUT:-200}" $PY benchmarks/gpu_throughput_probe.py --json "$OUTDIR/throughput_probe.json" \
     ${PROBE_VARIANTS:+--variants $PROBE_VARIANTS} > "$OUTDIR/throughput_probe.log" 2>&1
-  # images/s of a probe variant (0 when it did not run or failed)
+  # images/s of a probe variant: 0 when it failed, "absent" when it was not asked for
   probe_rate() {
     $PY -c "import json,sys; r={v['variant']: v.get('images_per_s', 0) for v in json.load(open(sys.argv[1]))}; \
-print(r.get(sys.argv[2], 0))" "$OUTDIR/throughput_probe.json" "$1" 2>/dev/null || echo 0
+print(r.get(sys.argv[2], 'absent'))" "$OUTDIR/throughput_probe.json" "$1" 2>/dev/null || echo 0
   }
   if [ "$(probe_rate fp16-join-pad)" = 0 ]; then
     EXTRA="--cuda-dtype bfloat16"
