@@ -307,7 +307,8 @@ CUDNN_AUTOTUNE_LAYERS = "all"
 # On an H200 (2026-11-27) a float16 512² step at batch 60, decoder joins written directly, went
 # from 857 to 933 images/s. The short plan-free runs keep the plain layers: with padding, the
 # 256² run to Dice 0.98 was no faster per step (steps 10-110: 5.4 s, against 5.2 s without it
-# in the session before). Float32 runs (GPUs before Ampere) keep them too: never measured.
+# in the session before). Float32 runs (GPUs before Ampere) keep the plain layers too: padding
+# was never measured there.
 # Benchmarks turn it off to compare.
 CUDA_PAD_THIN_CONVS = True
 
