@@ -18,6 +18,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture
+def no_tf32():
+    """CUDA float32 as float32: TF32 off for cuDNN's convolutions and cuBLAS's products during
+    the test (GPU tests that compare two routes to the same sums), put back after."""
+    import torch
+
+    was = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = was
+
+
 # Bland JM, Altman DG. Statistical methods for assessing agreement between two methods of
 # clinical measurement. Lancet 1986;327:307-310, Table 1: peak expiratory flow rate (l/min) of
 # 17 subjects, first reading with the Wright peak flow meter and with the mini Wright meter.

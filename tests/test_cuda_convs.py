@@ -297,49 +297,39 @@ def test_plan_free_only_for_short_runs(monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_plan_free_layers_on_cuda(channels_last):
+def test_plan_free_layers_on_cuda(channels_last, no_tf32):
     # On the GPU in float32 (TF32 off, eval-mode batch norm): the same maths as cuDNN's layers,
     # outputs and every gradient, in both memory layouts.
-    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        ref, net, fmt = _two_networks(channels_last, device="cuda")
-        x = torch.rand(4, 1, 128, 160, device="cuda").mul(2).sub(1).contiguous(memory_format=fmt)
-        a, b = ref(x), net(x)
-        assert float((a - b).abs().max() / a.abs().max()) < 1e-4
-        a.square().mean().backward()
-        b.square().mean().backward()
-        assert _grads_agree(ref, net, 1e-3, floor=1e-12) > 100
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    ref, net, fmt = _two_networks(channels_last, device="cuda")
+    x = torch.rand(4, 1, 128, 160, device="cuda").mul(2).sub(1).contiguous(memory_format=fmt)
+    a, b = ref(x), net(x)
+    assert float((a - b).abs().max() / a.abs().max()) < 1e-4
+    a.square().mean().backward()
+    b.square().mean().backward()
+    assert _grads_agree(ref, net, 1e-3, floor=1e-12) > 100
 
 
 @pytest.mark.gpu
-def test_channel_padded_layers_on_cuda():
+def test_channel_padded_layers_on_cuda(no_tf32):
     # On the GPU, channels-last: float32 (TF32 off) the same maths as cuDNN's layers, outputs
     # and gradients; float16 autocast, as training runs them, close and in float16. On an H200
     # the outputs agreed to 4e-7; the gradient furthest off was the first batch norm's weight,
     # 2.5e-3 of its largest value (sums that cancel, rounded in another order), and the batch
     # norm biases that are zero but for rounding differed by 5e-9.
-    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        torch.manual_seed(0)
-        ref = new_model().network.cuda().train().to(memory_format=torch.channels_last)
-        net = copy.deepcopy(ref)
-        assert pad_thin_convs(net) == 2
-        x = torch.rand(4, 1, 128, 160, device="cuda").mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    ref = new_model().network.cuda().train().to(memory_format=torch.channels_last)
+    net = copy.deepcopy(ref)
+    assert pad_thin_convs(net) == 2
+    x = torch.rand(4, 1, 128, 160, device="cuda").mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+    a, b = ref(x), net(x)
+    assert float((a - b).detach().abs().max() / a.detach().abs().max()) < 1e-4
+    a.square().mean().backward()
+    b.square().mean().backward()
+    assert _grads_agree(ref, net, 1e-2, floor=1e-7) > 100
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
         a, b = ref(x), net(x)
-        assert float((a - b).detach().abs().max() / a.detach().abs().max()) < 1e-4
-        a.square().mean().backward()
-        b.square().mean().backward()
-        assert _grads_agree(ref, net, 1e-2, floor=1e-7) > 100
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
-            a, b = ref(x), net(x)
-        assert a.dtype == b.dtype == torch.float16
-        assert float((a.float() - b.float()).norm() / a.float().norm()) < 0.03  # 0.011 on an H200
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    assert a.dtype == b.dtype == torch.float16
+    assert float((a.float() - b.float()).norm() / a.float().norm()) < 0.03  # 0.011 on an H200
 
 
 @pytest.mark.gpu
