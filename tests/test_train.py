@@ -321,6 +321,31 @@ def test_cuda_training_with_padded_one_channel_layers(tmp_path, pairs, monkeypat
     assert torch.backends.cudnn.benchmark is False
 
 
+@pytest.mark.gpu
+def test_cuda_training_with_fused_batch_norm(tmp_path, pairs, monkeypatch):
+    # CUDA_FUSE_BATCHNORM fuses every batch norm with its activation for a long run, the card
+    # says so, the loss is finite and validation Dice sensible, and the model handed back has
+    # PyTorch's layers again.
+    import torch
+
+    import napari_calcinosis._cuda_batchnorm as cbn
+    import napari_calcinosis.train as train_module
+
+    fused = []
+    fuse = cbn.fuse_batchnorm
+    monkeypatch.setattr(cbn, "fuse_batchnorm", lambda net, alone=True: fused.append((net, fuse(net, alone))) or fused[-1][1])
+    monkeypatch.setattr(train_module, "CUDA_FUSE_BATCHNORM", True)
+    monkeypatch.setattr(train_module, "PLAN_FREE_CONVS", False)
+    result = train_segmenter(tmp_path / "a.safetensors", samples=pairs, epochs=2, steps_per_epoch=2, batch_size=2,
+                             crop_px=64, device="cuda")
+    said = json.loads((tmp_path / "a.json").read_text())["training"]["cuda_convolutions"]
+    assert said.endswith("; batch norm fused with the activation after it (Triton kernels): every batch norm"), said
+    assert [n for _, n in fused] == [60]
+    assert len(result.history) == 2 and all(np.isfinite(h["loss"]) for h in result.history)
+    assert not any(type(m) in cbn._BN_CLASSES or type(m) in cbn._ACT_CLASSES for m in fused[0][0].modules())
+    assert torch.isfinite(load_model(tmp_path / "a.safetensors").network.encoder.features[0][1].running_var).all()
+
+
 def _bone_agreement(x, y, spec):
     """Of the target's bone pixels, the fraction the (augmented) image shows brighter than 150 HU."""
     level = (150.0 - (spec["window_level_hu"] - spec["window_width_hu"] / 2)) / spec["window_width_hu"] * 2 - 1

@@ -311,6 +311,24 @@ CUDNN_AUTOTUNE_LAYERS = "all"
 # was never measured there.
 # Benchmarks turn it off to compare.
 CUDA_PAD_THIN_CONVS = True
+# In a long CUDA run in half precision, each batch norm and the ReLU or ReLU6 after it run as
+# one layer on Triton kernels (_cuda_batchnorm): two passes over the activations forward and two
+# backward instead of cuDNN's batch norm and PyTorch's activation one after the other (about 25
+# of the 64 ms of GPU time in a float16 step at batch 60 on an H200). True fuses all the
+# U-Net's batch norms (those without an activation run on the kernels too), "activated" only
+# those with one, False none. Off until a GPU has timed it; benchmarks set it. Where the
+# kernels do not compile or do not agree with PyTorch's layers on a small check (no Triton,
+# as in a napari process that hides it, a GPU before Ampere), the run keeps PyTorch's layers
+# and its model card says why.
+CUDA_FUSE_BATCHNORM = False
+
+
+def _fuses_batchnorm(dev, plan_free: bool, amp_dtype) -> bool:
+    """Whether a run wants its batch norms fused (CUDA_FUSE_BATCHNORM): on CUDA, in a long run
+    (short runs would wait for the kernels' compilation) in half precision."""
+    if CUDA_FUSE_BATCHNORM not in (False, True, "activated"):
+        raise ValueError(f'CUDA_FUSE_BATCHNORM must be False, True or "activated", not {CUDA_FUSE_BATCHNORM!r}')
+    return dev.type == "cuda" and not plan_free and amp_dtype is not None and CUDA_FUSE_BATCHNORM is not False
 
 
 def _pads_thin_convs(dev, plan_free: bool, amp_dtype) -> bool:
@@ -667,6 +685,13 @@ def train_segmenter(
         raise ValueError(f"CUDNN_AUTOTUNE_LIMIT must be a whole number of at least 1, or None, not {CUDNN_AUTOTUNE_LIMIT!r}")
     autotune_dense_only = autotune and CUDNN_AUTOTUNE_LAYERS == "dense"
     pad_thin = _pads_thin_convs(dev, plan_free, amp_dtype)
+    fuse_bn, fuse_bn_not = _fuses_batchnorm(dev, plan_free, amp_dtype), None
+    if fuse_bn:
+        from ._cuda_batchnorm import kernels_work
+
+        # compiles the kernels too (seconds the first time, then from Triton's cache)
+        fuse_bn_not = kernels_work(dev, amp_dtype)
+        fuse_bn = fuse_bn_not is None
     benchmark_limit = getattr(torch.backends.cudnn, "benchmark_limit", None)  # PyTorch's, put back after
     autotune_limit = CUDNN_AUTOTUNE_LIMIT if autotune and benchmark_limit is not None else None
     card_training = {
@@ -695,7 +720,11 @@ def train_segmenter(
         ) + ("; cuDNN's autotuner on" if autotune else "") + (
             " for the dense k x k layers only" if autotune_dense_only else "") + (
             f", timing its best {autotune_limit} candidates" if autotune_limit is not None else "") + (
-            "; the one-channel first and last layers padded to 8 channels" if pad_thin else "")
+            "; the one-channel first and last layers padded to 8 channels" if pad_thin else "") + (
+            ("; batch norm fused with the activation after it (Triton kernels): "
+             + ("every batch norm" if CUDA_FUSE_BATCHNORM is True else "those followed by an activation"))
+            if fuse_bn else "") + (
+            f"; batch norm not fused: {fuse_bn_not}" if fuse_bn_not else "")
 
     def dice_loss(logits, target):
         p = torch.sigmoid(logits)
@@ -740,6 +769,10 @@ def train_segmenter(
             from ._cuda_convs import pad_thin_convs
 
             pad_thin_convs(net)
+        if fuse_bn:
+            from ._cuda_batchnorm import fuse_batchnorm
+
+            fuse_batchnorm(net, alone=CUDA_FUSE_BATCHNORM is True)
         if autotune_dense_only:
             from ._cuda_convs import autotune_dense_convs
 
@@ -824,6 +857,10 @@ def train_segmenter(
             from ._cuda_convs import restore_convs
 
             restore_convs(net)  # model.to below gives it the layers inference starts fast with
+        if fuse_bn:
+            from ._cuda_batchnorm import restore_batchnorm
+
+            restore_batchnorm(net)
         if benchmark_limit is not None:
             torch.backends.cudnn.benchmark_limit = benchmark_limit
     model.to(dev)  # as load_model leaves a model: on CUDA, new image shapes start fast
