@@ -39,8 +39,8 @@ def write_json(results, path) -> None:
 def best_paper_runs(probe: list, gain: float = 1.03) -> list:
     """The paper-workload runs for ``gpu.sh`` from the throughput probe's results: the probed
     float16, all-on-cuDNN 512² variant with train_segmenter's defaults (the decoder's joins
-    written directly, the one-channel layers padded) whose first step plus 60,000 images at its
-    steady rate is shortest, when that beats train_segmenter's own step (``fp16-join-pad``,
+    written directly, the one-channel layers padded), its batch norm fused or not, whose first
+    step plus 60,000 images at its steady rate is shortest, when that beats train_segmenter's own step (``fp16-join-pad``,
     run ``b60``) by ``gain``; then ``b60``."""
     def projected_s(r):
         return r["first_step_s"] + 60_000 / r["images_per_s"]
@@ -52,7 +52,7 @@ def best_paper_runs(probe: list, gain: float = 1.03) -> list:
     if "fp16-join-pad" not in usable:
         return ["b60"]
     best = min(usable.values(), key=projected_s)
-    spec = f"b{best['batch']}"
+    spec = f"b{best['batch']}" + {True: "-fusebn", "activated": "-fuseact"}.get(best.get("fuse"), "")
     if best.get("benchmark") == "dense":
         spec += "-autotunedense"
     elif best.get("benchmark"):

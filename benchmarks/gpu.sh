@@ -11,8 +11,8 @@
 # PROBE_VARIANTS picks the probe's variants; BENCH_ARGS adds arguments to benchmarks/run.py.
 # From the probe: if its float16 step failed, the training benchmarks fall back to bfloat16
 # (--cuda-dtype); otherwise the variant it projects fastest for the paper workload (batch 120,
-# the upsampling written into the decoder's joins, cuDNN's autotuner) gets a paper-workload run
-# of its own, before train_segmenter's own one. Results in OUTDIR.
+# batch norm fused with its activation, cuDNN's autotuner) gets a paper-workload run of its
+# own, before train_segmenter's own one. Results in OUTDIR.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:-${OUT:-benchmarks/out}}
@@ -62,6 +62,6 @@ if [ "${COMPILE_PROBE:-0}" = 1 ]; then
 fi
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   timeout "${TESTS_TIMEOUT:-240}" $PY -m pytest -q -m gpu -p no:cacheprovider tests/test_train.py tests/test_segment.py \
-    tests/test_cuda_convs.py tests/test_cuda_decoder.py > "$OUTDIR/gpu_tests.txt" 2>&1
+    tests/test_cuda_convs.py tests/test_cuda_decoder.py tests/test_cuda_batchnorm.py > "$OUTDIR/gpu_tests.txt" 2>&1
 fi
 exit 0

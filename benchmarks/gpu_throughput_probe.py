@@ -17,6 +17,10 @@ its steady images/s. The variants differ in
   1 x 1 layers on cuBLAS;
 - ``pad``: the one-channel first and last layers run with their channels padded to 8
   (``_cuda_convs.pad_thin_convs``: cuDNN's one-channel kernels are unaligned and slow);
+- ``fuse``: batch norm and the activation after it as one layer on Triton kernels
+  (``_cuda_batchnorm``; True: every batch norm, "activated": those with an activation); the
+  first step includes the kernels' check and compilation (a second process finds them in
+  Triton's cache: the ``-again`` variant);
 - batch and crop size, and cuDNN's autotuner (all its candidate kernels, or the best 3; for
   every layer, or only the ten dense 3 x 3 ones: ``_cuda_convs.autotune_dense_convs``).
 """
@@ -32,7 +36,7 @@ import time
 from _gpu import write_json
 
 BASE = {"dtype": "float16", "upsample": True, "join": False, "pad": False, "convs": "cudnn", "batch": 60, "size": 512,
-        "benchmark": False, "benchmark_limit": None}
+        "benchmark": False, "benchmark_limit": None, "fuse": False}
 VARIANTS = {
     "bf16": {"dtype": "bfloat16", "upsample": False},  # the step before this probe: 583-595 images/s
     "bf16-upsample": {"dtype": "bfloat16"},
@@ -48,6 +52,10 @@ VARIANTS = {
     "fp16-pad": {"pad": True},
     "fp16-join-pad": {"join": True, "pad": True},  # train_segmenter's long runs now
     "fp16-join-pad-b120": {"join": True, "pad": True, "batch": 120},
+    "fp16-join-pad-fusebn": {"join": True, "pad": True, "fuse": True},
+    "fp16-join-pad-fusebn-again": {"join": True, "pad": True, "fuse": True},  # Triton's cache now warm
+    "fp16-join-pad-fuseact": {"join": True, "pad": True, "fuse": "activated"},
+    "fp16-join-pad-fusebn-b120": {"join": True, "pad": True, "fuse": True, "batch": 120},
     # only when asked for (--variants): cuDNN's autotuner, whose first step is the autotuning
     "fp16-upsample-autotune": {"benchmark": True},
     "fp16-join-autotune": {"join": True, "benchmark": True},
@@ -125,6 +133,13 @@ def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
                        dtype)
 
     t = time.perf_counter()
+    if v["fuse"]:  # as train_segmenter does: the check (which compiles the kernels), then the layers
+        from napari_calcinosis._cuda_batchnorm import fuse_batchnorm, kernels_work
+
+        fuse_note = kernels_work(dev, dtype)
+        if fuse_note is not None:
+            raise RuntimeError(f"batch norm not fused: {fuse_note}")
+        fuse_batchnorm(net, alone=v["fuse"] is True)
     step()
     sync()
     first = time.perf_counter() - t
@@ -158,7 +173,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
     ap.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
-    ap.add_argument("--profile", nargs="*", default=["fp16-upsample", "fp16-join-pad"], help="variants to profile")
+    ap.add_argument("--profile", nargs="*", default=["fp16-join-pad", "fp16-join-pad-fusebn-again"],
+                    help="variants to profile")
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # cpu: a smoke test of this script

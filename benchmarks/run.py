@@ -338,6 +338,8 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
         train_module.CUDNN_AUTOTUNE_LAYERS = config.get("autotune_layers") or "all"
     if config.get("pad") is not None:
         train_module.CUDA_PAD_THIN_CONVS = bool(config["pad"])
+    if config.get("fuse") is not None:
+        train_module.CUDA_FUSE_BATCHNORM = config["fuse"]
     if config.get("join") is not None:
         import napari_calcinosis._cuda_decoder as decoder_module
 
@@ -418,11 +420,13 @@ PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2,
 
 
 def paper_run_config(spec: str) -> dict:
-    """One paper-workload run from ``b<batch>[-plain|[-join][-pad]][-autotune[N]|-autotunedense]``: ``b60`` is
-    train_segmenter's own long run; ``-join`` writes the decoder's upsampling straight into its
-    joins (``_cuda_decoder.JOIN_UPSAMPLED``) and ``-pad`` pads the one-channel first and last
-    layers to 8 channels (``train.CUDA_PAD_THIN_CONVS``), both train_segmenter's defaults since
-    2026-11-27 (the flags say so explicitly); ``-plain`` turns both off, the step before that;
+    """One paper-workload run from ``b<batch>[-plain|[-join][-pad]][-fusebn|-fuseact][-autotune[N]|-autotunedense]``:
+    ``b60`` is train_segmenter's own long run; ``-join`` writes the decoder's upsampling straight
+    into its joins (``_cuda_decoder.JOIN_UPSAMPLED``) and ``-pad`` pads the one-channel first and
+    last layers to 8 channels (``train.CUDA_PAD_THIN_CONVS``), both train_segmenter's defaults
+    since 2026-11-27 (the flags say so explicitly); ``-plain`` turns both off, the step before
+    that; ``-fusebn`` fuses every batch norm with its activation on Triton kernels, ``-fuseact``
+    only those with an activation (``train.CUDA_FUSE_BATCHNORM``: True, "activated");
     ``-autotune`` turns cuDNN's autotuner on
     (``train.CUDNN_AUTOTUNE_MIN_PIXELS``), ``-autotuneN`` timing only its best N candidates
     (``train.CUDNN_AUTOTUNE_LIMIT``), ``-autotunedense`` only for the dense 3 x 3 layers
@@ -434,11 +438,12 @@ def paper_run_config(spec: str) -> dict:
             flags[i], limit = "autotune", int(flag[8:])
         elif flag == "autotunedense":  # the dense 3 x 3 layers only
             flags[i], layers = "autotune", "dense"
-    order = ["plain", "join", "pad", "autotune"]
+    order = ["plain", "join", "pad", "fusebn", "fuseact", "autotune"]
     if (not head.startswith("b") or not head[1:].isdigit() or head[1] == "0" or set(flags) - set(order)
             or len(set(flags)) < len(flags) or limit == 0 or flags != sorted(flags, key=order.index)
-            or ("plain" in flags and {"join", "pad"} & set(flags))):
-        raise ValueError(f"a paper run is b<batch>[-plain|[-join][-pad]][-autotune[N]|-autotunedense], got {spec!r}")
+            or ("plain" in flags and {"join", "pad"} & set(flags)) or {"fusebn", "fuseact"} <= set(flags)):
+        raise ValueError("a paper run is b<batch>[-plain|[-join][-pad]][-fusebn|-fuseact][-autotune[N]|-autotunedense], "
+                         f"got {spec!r}")
     batch = int(head[1:])
     if batch < 1 or 120 % batch:
         raise ValueError(f"the paper workload's batch must divide its 120 images, got {batch}")
@@ -448,6 +453,10 @@ def paper_run_config(spec: str) -> dict:
             config.update(name=config["name"] + "-" + flag, **{flag: True})
     if config.pop("plain", False):
         config.update(join=False, pad=False)
+    if config.pop("fusebn", False):
+        config["fuse"] = True
+    if config.pop("fuseact", False):
+        config["fuse"] = "activated"
     if limit is not None:
         config.update(name=config["name"] + str(limit), autotune_limit=limit)
     if layers is not None:
@@ -574,9 +583,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cuda-dtype", choices=["float16", "bfloat16"], default=None,
                     help="CUDA training's mixed precision (default: train.CUDA_TRAINING_DTYPE)")
     ap.add_argument("--paper-runs", nargs="+", default=["b60"],
-                    help="paper-workload runs in this order, each b<batch>[-plain|[-join][-pad]][-autotune[N]|-autotunedense]: the "
+                    help="paper-workload runs in this order, each b<batch>[-plain|[-join][-pad]][-fusebn|-fuseact][-autotune[N]|-autotunedense]: the "
                     "batch divides the 120 images; -join: upsampling written into the decoder's joins; -pad: the one-channel "
-                    "first and last layers padded to 8 channels (both the defaults); -plain: neither; -autotune: "
+                    "first and last layers padded to 8 channels (both the defaults); -plain: neither; -fusebn: every batch norm "
+                    "fused with its activation (Triton kernels), -fuseact: those with an activation; -autotune: "
                     "cuDNN's autotuner, -autotune3 timing its best 3 candidates, -autotunedense for the dense "
                     "3 x 3 layers only (default: b60, train_segmenter's own run)")
     ap.add_argument("--paper-warm", action="store_true",

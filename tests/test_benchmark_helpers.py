@@ -29,6 +29,12 @@ def test_the_paper_run_follows_the_probe_only_when_it_beats_the_default_step():
         "b60-autotunedense", "b60"]
     assert _gpu.best_paper_runs([default, _probe("fp16-join-pad-autotune-top3", 1100, 9.0, benchmark=True,
                                                  benchmark_limit=3)]) == ["b60-autotune3", "b60"]
+    # the fused batch norm (every one, or those with an activation), with its batch
+    assert _gpu.best_paper_runs([default, _probe("fp16-join-pad-fusebn-again", 1150, 3.5, fuse=True)]) == [
+        "b60-fusebn", "b60"]
+    assert _gpu.best_paper_runs([default, _probe("fp16-join-pad-fuseact", 1150, 3.5, fuse="activated"),
+                                 _probe("fp16-join-pad-fusebn-b120", 1200, 3.9, batch=120, fuse=True)]) == [
+        "b120-fusebn", "b60"]
     # the step before the defaults (no joins, no padding), a failed variant, a batch that does
     # not divide 120 and a missing default are never chosen
     assert _gpu.best_paper_runs([default, _probe("fp16-upsample", 2000, 1.0, join=False, pad=False)]) == ["b60"]
@@ -44,6 +50,10 @@ def test_paper_run_names_say_which_step_they_run():
     tuned = run.paper_run_config("b120-join-pad-autotunedense")
     assert (tuned["batch"], tuned["steps_per_epoch"], tuned["autotune_layers"]) == (120, 1, "dense")
     assert run.paper_run_config("b60-autotune3")["autotune_limit"] == 3
-    for bad in ("b60-plain-join", "b60-pad-join", "b50", "60", "b60-fast"):
+    fused = run.paper_run_config("b120-join-pad-fusebn")
+    assert (fused["fuse"], fused["name"]) == (True, "paper-workload-join-pad-fusebn-b120")
+    assert run.paper_run_config("b60-fuseact-autotune")["fuse"] == "activated"
+    assert "fuse" not in run.paper_run_config("b60-pad")
+    for bad in ("b60-plain-join", "b60-pad-join", "b50", "60", "b60-fast", "b60-fusebn-fuseact", "b60-fusebn-pad"):
         with pytest.raises(ValueError):
             run.paper_run_config(bad)
