@@ -41,7 +41,11 @@ _KERNELS = {}
 
 def _triton():
     """The triton module, or None where it cannot be imported (not installed, or hidden from a
-    Qt process by segment._hide_triton_under_qt)."""
+    Qt process by segment._hide_triton_under_qt, which this asks first: importing triton into
+    a process with Mesa's OpenGL loaded would crash it)."""
+    from .segment import _hide_triton_under_qt
+
+    _hide_triton_under_qt()
     try:
         import triton
         import triton.language  # noqa: F401

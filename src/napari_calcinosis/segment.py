@@ -100,18 +100,38 @@ def warm_up(device: str = "auto") -> str:
     return str(dev)
 
 
-def _hide_triton_under_qt() -> None:
-    """Keep triton out of a Qt (napari) process.
+# Libraries of Mesa's OpenGL that carry LLVM (llvmpipe, as under xvfb or without a GPU driver;
+# radeonsi): triton cannot be imported into a process that has one of them loaded.
+_MESA_LLVM_LIBRARIES = ("libLLVM", "libgallium", "_dri.so")
 
-    torchvision imports triton, whose bundled LLVM clashes with the LLVM of Mesa's software
-    OpenGL (llvmpipe, as under xvfb or on machines without a GPU driver) once napari has drawn:
-    the process segfaults. This package never compiles kernels, so in a Qt process where triton
-    is not loaded yet, it is hidden; torch then treats it as absent.
+
+def _mesa_llvm_loaded(maps: str | None = None) -> bool | None:
+    """Whether this process has a library of Mesa's OpenGL with LLVM loaded (``maps``: the text
+    of /proc/self/maps, read when not given); None where that cannot be told (no /proc)."""
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            return None
+    return any(marker in line for line in maps.splitlines() for marker in _MESA_LLVM_LIBRARIES)
+
+
+def _hide_triton_under_qt() -> None:
+    """Keep triton out of a Qt (napari) process that has Mesa's LLVM loaded.
+
+    torchvision imports triton, and importing triton after Mesa's software OpenGL (llvmpipe,
+    as under xvfb or on machines without a GPU driver) has loaded its LLVM segfaults the
+    process: napari loads it when it first draws. The other order works (triton imported
+    first, then napari drawing and triton compiling, tested under xvfb), and NVIDIA's OpenGL
+    carries no such library. So in a Qt process where triton is not loaded yet, it is hidden
+    (torch then treats it as absent, and batch norm is not fused: _cuda_batchnorm) when Mesa's
+    LLVM is loaded, or when that cannot be told.
     """
     import sys
 
     qt_loaded = any(name in sys.modules for name in ("PyQt5.QtGui", "PyQt6.QtGui", "PySide2.QtGui", "PySide6.QtGui"))
-    if qt_loaded and "triton" not in sys.modules and "torchvision" not in sys.modules:
+    if (qt_loaded and "triton" not in sys.modules and "torchvision" not in sys.modules
+            and _mesa_llvm_loaded() is not False):
         sys.modules["triton"] = None
 
 

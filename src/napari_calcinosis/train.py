@@ -317,9 +317,9 @@ CUDA_PAD_THIN_CONVS = True
 # of the 64 ms of GPU time in a float16 step at batch 60 on an H200). True fuses all the
 # U-Net's batch norms (those without an activation run on the kernels too), "activated" only
 # those with one, False none. Off until a GPU has timed it; benchmarks set it. Where the
-# kernels do not compile or do not agree with PyTorch's layers on a small check (no Triton,
-# as in a napari process that hides it, a GPU before Ampere), the run keeps PyTorch's layers
-# and its model card says why.
+# kernels do not compile or do not agree with PyTorch's layers on a check (no Triton, as in a
+# napari process drawn with Mesa's OpenGL; a GPU before Ampere), the run keeps PyTorch's
+# layers and its model card says why.
 CUDA_FUSE_BATCHNORM = False
 
 
