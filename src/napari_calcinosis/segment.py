@@ -100,38 +100,41 @@ def warm_up(device: str = "auto") -> str:
     return str(dev)
 
 
-# Libraries of Mesa's OpenGL that carry LLVM (llvmpipe, as under xvfb or without a GPU driver;
-# radeonsi): triton cannot be imported into a process that has one of them loaded.
-_MESA_LLVM_LIBRARIES = ("libLLVM", "libgallium", "_dri.so")
+# The OpenGL drivers a process may have loaded, as /proc/self/maps names their libraries:
+# Mesa's (llvmpipe under xvfb or without a GPU driver, and the hardware drivers) and NVIDIA's.
+_MESA_GL_LIBRARIES = ("libGLX_mesa", "libLLVM", "libgallium", "_dri.so")
+_NVIDIA_GL_LIBRARIES = ("libGLX_nvidia", "libnvidia-glcore")
 
 
-def _mesa_llvm_loaded(maps: str | None = None) -> bool | None:
-    """Whether this process has a library of Mesa's OpenGL with LLVM loaded (``maps``: the text
-    of /proc/self/maps, read when not given); None where that cannot be told (no /proc)."""
+def _gl_is_nvidias(maps: str | None = None) -> bool:
+    """Whether this process draws with NVIDIA's OpenGL driver alone: one of its libraries is
+    loaded and none of Mesa's (``maps``: the text of /proc/self/maps, read when not given;
+    False where it cannot be read)."""
     if maps is None:
         try:
             maps = Path("/proc/self/maps").read_text()
         except OSError:
-            return None
-    return any(marker in line for line in maps.splitlines() for marker in _MESA_LLVM_LIBRARIES)
+            return False
+    lines = maps.splitlines()
+    return (any(lib in line for line in lines for lib in _NVIDIA_GL_LIBRARIES)
+            and not any(lib in line for line in lines for lib in _MESA_GL_LIBRARIES))
 
 
 def _hide_triton_under_qt() -> None:
-    """Keep triton out of a Qt (napari) process that has Mesa's LLVM loaded.
+    """Keep triton out of a Qt (napari) process unless it draws with NVIDIA's OpenGL.
 
     torchvision imports triton, and importing triton after Mesa's software OpenGL (llvmpipe,
     as under xvfb or on machines without a GPU driver) has loaded its LLVM segfaults the
-    process: napari loads it when it first draws. The other order works (triton imported
-    first, then napari drawing and triton compiling, tested under xvfb), and NVIDIA's OpenGL
-    carries no such library. So in a Qt process where triton is not loaded yet, it is hidden
-    (torch then treats it as absent, and batch norm is not fused: _cuda_batchnorm) when Mesa's
-    LLVM is loaded, or when that cannot be told.
+    process; napari loads it when it first draws. So in a Qt process where triton is not
+    loaded yet, it is hidden (torch then treats it as absent, and batch norm is not fused:
+    _cuda_batchnorm), unless NVIDIA's OpenGL driver is already drawing and Mesa's is not: then
+    no Mesa LLVM is coming, and the Train widget gets triton. (Before anything has drawn,
+    which driver will draw is not known: hidden.)
     """
     import sys
 
     qt_loaded = any(name in sys.modules for name in ("PyQt5.QtGui", "PyQt6.QtGui", "PySide2.QtGui", "PySide6.QtGui"))
-    if (qt_loaded and "triton" not in sys.modules and "torchvision" not in sys.modules
-            and _mesa_llvm_loaded() is not False):
+    if qt_loaded and "triton" not in sys.modules and "torchvision" not in sys.modules and not _gl_is_nvidias():
         sys.modules["triton"] = None
 
 
