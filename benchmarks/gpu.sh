@@ -8,7 +8,7 @@
 # cudnn-everywhere; empty for none), each with a kernel profile at 512²; COMPILE_PROBE=1 adds
 # benchmarks/gpu_compile_probe.py, twice (cold, then with inductor's cache); last the
 # gpu-marked tests, the fused batch norm's in a second process (SKIP_TESTS=1 leaves them out;
-# TESTS_TIMEOUT limits each of the two).
+# TESTS_TIMEOUT limits the first, FUSED_TESTS_TIMEOUT the second, TESTS_TIMEOUT by default).
 # PROBE_VARIANTS picks the probe's variants; BENCH_ARGS adds arguments to benchmarks/run.py.
 # From the probe: if its float16 step failed, the training benchmarks fall back to bfloat16
 # (--cuda-dtype); otherwise the variant it projects fastest for the paper workload (batch 120,
@@ -66,7 +66,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
   # leave its process's CUDA context unusable for the tests after it
   timeout "${TESTS_TIMEOUT:-240}" $PY -m pytest -q -m gpu -k "not fused" -p no:cacheprovider tests/test_train.py \
     tests/test_segment.py tests/test_cuda_convs.py tests/test_cuda_decoder.py > "$OUTDIR/gpu_tests.txt" 2>&1
-  timeout "${TESTS_TIMEOUT:-240}" $PY -m pytest -q -m gpu -k fused -p no:cacheprovider tests/test_train.py \
+  timeout "${FUSED_TESTS_TIMEOUT:-${TESTS_TIMEOUT:-240}}" $PY -m pytest -q -m gpu -k fused -p no:cacheprovider tests/test_train.py \
     tests/test_cuda_batchnorm.py > "$OUTDIR/gpu_tests_fused.txt" 2>&1
 fi
 exit 0
