@@ -5,7 +5,7 @@ The kernels are checked on the CPU under Triton's interpreter (TRITON_INTERPRET=
 be set before triton compiles anything, so in a fresh process), against float64 PyTorch."""
 
 import copy
-import importlib.util
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -21,7 +21,9 @@ from napari_calcinosis.segment import new_model
 
 # Never imported here: triton's LLVM and Mesa's (napari's screenshots under xvfb) crash a process
 # that holds both, and the napari tests share this one. Its kernels run in fresh processes.
-if importlib.util.find_spec("triton") is None:
+try:  # its metadata: sys.modules may hold None for it (segment._hide_triton_under_qt)
+    importlib.metadata.version("triton")
+except importlib.metadata.PackageNotFoundError:
     pytest.skip("triton is not installed", allow_module_level=True)
 
 
