@@ -636,11 +636,11 @@ class _SkinRim:
             box = tuple(slice(max(b.start - p, 0), b.stop + p) for b, p in zip(_bbox(region), self.pad))
             if not self.air[box].any():  # (an image without background has no distances)
                 break
-            near_air = ndi.distance_transform_edt(~self.air[box], sampling=self.spacing) <= AIR_RING_MM
             dropped = region[box] & ~held[box]
             beads = int((dropped & (self.smooth[box] >= level + RIM_LOBE * contrast)).sum())
             if beads >= RIM_LOBE_PX and beads >= RIM_LOBE_SHARE * dropped.sum():
                 break  # it would drop more of the deposit: the beads of a plaque, not the rim
+            near_air = ndi.distance_transform_edt(~self.air[box], sampling=self.spacing) <= AIR_RING_MM
             if near_air[dropped].mean() > RIM_SHARE:
                 return higher, held
             break
