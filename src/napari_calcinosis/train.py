@@ -323,19 +323,25 @@ CUDA_PAD_THIN_CONVS = True
 CUDA_FUSE_BATCHNORM = False
 
 
+def _long_half_precision_cuda_run(dev, plan_free: bool, amp_dtype) -> bool:
+    """A CUDA run in half precision, long enough to run all on cuDNN (not plan-free): where the
+    padded layers and the fused batch norm were built for (float32, on GPUs before Ampere, was
+    never measured with either; short runs would wait for the kernels' compilation)."""
+    return dev.type == "cuda" and not plan_free and amp_dtype is not None
+
+
 def _fuses_batchnorm(dev, plan_free: bool, amp_dtype) -> bool:
-    """Whether a run wants its batch norms fused (CUDA_FUSE_BATCHNORM): on CUDA, in a long run
-    (short runs would wait for the kernels' compilation) in half precision."""
+    """Whether a run wants its batch norms fused (CUDA_FUSE_BATCHNORM), in a long half-precision
+    CUDA run."""
     if CUDA_FUSE_BATCHNORM not in (False, True, "activated"):
         raise ValueError(f'CUDA_FUSE_BATCHNORM must be False, True or "activated", not {CUDA_FUSE_BATCHNORM!r}')
-    return dev.type == "cuda" and not plan_free and amp_dtype is not None and CUDA_FUSE_BATCHNORM is not False
+    return _long_half_precision_cuda_run(dev, plan_free, amp_dtype) and CUDA_FUSE_BATCHNORM is not False
 
 
 def _pads_thin_convs(dev, plan_free: bool, amp_dtype) -> bool:
-    """Whether a run pads its one-channel layers (CUDA_PAD_THIN_CONVS): on CUDA, in a long run
-    (all on cuDNN) in half precision, whose channels-last kernels want channels in eights;
-    float32 (GPUs before Ampere) was never measured with it."""
-    return dev.type == "cuda" and not plan_free and amp_dtype is not None and bool(CUDA_PAD_THIN_CONVS)
+    """Whether a run pads its one-channel layers (CUDA_PAD_THIN_CONVS), in a long half-precision
+    CUDA run, whose channels-last kernels want channels in eights."""
+    return _long_half_precision_cuda_run(dev, plan_free, amp_dtype) and bool(CUDA_PAD_THIN_CONVS)
 
 
 def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
