@@ -10,8 +10,8 @@ import torch
 import napari_calcinosis.train as train_module
 from napari_calcinosis import load_model, save_model
 from napari_calcinosis import _cuda_convs
-from napari_calcinosis._cuda_convs import (_PLAN_FREE_CLASSES, autotune_dense_convs, pad_thin_convs, plan_free_convs,
-                                            restore_convs)
+from napari_calcinosis._cuda_convs import (_PLAN_FREE_CLASSES, autotune_dense_convs, pad_thin_convs,
+                                            plan_free_for_a_while, plan_free_convs, restore_convs)
 from napari_calcinosis.segment import PhalanxModel, new_model
 
 
@@ -293,6 +293,35 @@ def test_plan_free_only_for_short_runs(monkeypatch):
     assert train_module._plan_free(1000, 60, 512)
     monkeypatch.setattr(train_module, "PLAN_FREE_CONVS", False)
     assert not train_module._plan_free(200, 64, 256)
+
+
+def test_validation_routes_around_cudnn_for_a_while_and_puts_every_layer_back():
+    # A long run's network (every layer on cuDNN, the one-channel layers padded, batch norm
+    # fused) validates with its 1 x 1 and depthwise layers routed: the same Dice as without,
+    # and afterwards each layer has the class it had, the padded and fused ones too; also
+    # when validation fails inside the block.
+    from napari_calcinosis._augment_torch import DeviceValidator
+    from napari_calcinosis._cuda_batchnorm import fuse_batchnorm
+    from napari_calcinosis.phantom import make_phantom
+    from napari_calcinosis.train import TrainingSample
+
+    model = load_model(device="cpu")
+    net = model.network.to(memory_format=torch.channels_last).eval()
+    assert pad_thin_convs(net) == 2 and fuse_batchnorm(net) == 60
+    before = [type(m) for m in net.modules()]
+    val = [TrainingSample(p.image_hu, p.bone_mask, p.spacing_mm)
+           for p in (make_phantom(seed, max_size_px=256) for seed in (105, 106))]
+    validate = DeviceValidator(val, model.input, "cpu")
+    cudnn_route = validate(net)
+    with plan_free_for_a_while(net) as n:
+        assert n == 51 and sum(type(m) in _PLAN_FREE_CLASSES for m in net.modules()) == 51
+        routed = validate(net)
+    assert [type(m) for m in net.modules()] == before
+    assert np.allclose(routed, cudnn_route, atol=1e-3) and min(routed) > 0.9
+    with pytest.raises(RuntimeError, match="validation failed"):
+        with plan_free_for_a_while(net):
+            raise RuntimeError("validation failed")
+    assert [type(m) for m in net.modules()] == before
 
 
 @pytest.mark.gpu

@@ -1,5 +1,6 @@
 """Training on CPU: a few steps, progress, cancel, checkpoint and resume."""
 
+import contextlib
 import json
 
 import numpy as np
@@ -304,9 +305,17 @@ def test_cuda_training_with_padded_one_channel_layers(tmp_path, pairs, monkeypat
     import napari_calcinosis._cuda_convs as convs
     import napari_calcinosis.train as train_module
 
-    padded = []
-    pad = convs.pad_thin_convs
+    padded, routed = [], []
+    pad, route = convs.pad_thin_convs, convs.plan_free_for_a_while
     monkeypatch.setattr(convs, "pad_thin_convs", lambda net: padded.append((net, pad(net))) or padded[-1][1])
+
+    @contextlib.contextmanager
+    def counted_route(net):
+        with route(net) as n:
+            routed.append(n)
+            yield n
+
+    monkeypatch.setattr(convs, "plan_free_for_a_while", counted_route)
     monkeypatch.setattr(train_module, "CUDA_PAD_THIN_CONVS", True)
     monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_MIN_PIXELS", 0)
     monkeypatch.setattr(train_module, "CUDNN_AUTOTUNE_LAYERS", "dense")
@@ -315,7 +324,9 @@ def test_cuda_training_with_padded_one_channel_layers(tmp_path, pairs, monkeypat
                              crop_px=64, device="cuda")
     said = json.loads((tmp_path / "a.json").read_text())["training"]["cuda_convolutions"]
     assert said.endswith("dense k x k layers only; the one-channel first and last layers padded to 8 channels")
+    assert "; validation with the 1 x 1 and depthwise layers off cuDNN" in said
     assert [n for _, n in padded] == [2]
+    assert routed == [51, 51]  # each validation (after epochs 1 and 2) with those layers routed
     assert len(result.history) == 2 and all(np.isfinite(h["loss"]) for h in result.history)
     assert not any(type(m) in convs._CHANGED_CLASSES[2:] for m in padded[0][0].modules())
     assert torch.backends.cudnn.benchmark is False

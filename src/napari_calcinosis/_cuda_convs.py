@@ -232,6 +232,26 @@ def plan_free_convs(network: torch.nn.Module) -> int:
     return n
 
 
+@contextmanager
+def plan_free_for_a_while(network: torch.nn.Module):
+    """Within the block, ``network``'s 1 x 1 and depthwise layers run as :func:`plan_free_convs`
+    routes them; after it, exactly those layers are plain ``torch.nn.Conv2d`` again (padded,
+    autotuned and batch-norm layers are left as they were). Yields how many were routed.
+
+    For a forward pass at a shape the network rarely meets, in a run whose layers are all on
+    cuDNN: validation during a long training run. cuDNN would build a plan for each of the 61
+    layers at that new shape (in the paper's workload on an H200 the first validation took
+    1.2-2.5 s longer than the later ones); routed, only the ten dense layers need one.
+    """
+    plain = [m for m in network.modules() if type(m) is torch.nn.Conv2d]
+    n = plan_free_convs(network)
+    try:
+        yield n
+    finally:
+        for m in plain:
+            m.__class__ = torch.nn.Conv2d
+
+
 def autotune_dense_convs(network: torch.nn.Module) -> int:
     """Give ``network``'s dense k x k convolutions (k > 1) cuDNN's autotuner; returns how many."""
     n = 0
