@@ -39,7 +39,8 @@ def write_json(results, path) -> None:
 def best_paper_runs(probe: list, gain: float = 1.03) -> list:
     """The paper-workload runs for ``gpu.sh`` from the throughput probe's results: the probed
     float16, all-on-cuDNN 512² variant with train_segmenter's defaults (the decoder's joins
-    written directly, the one-channel layers padded), its batch norm fused or not, whose first
+    written directly, the one-channel layers padded), its batch norm fused or not, on cuDNN's
+    v8 or v7 API, whose first
     step plus 60,000 images at its steady rate is shortest, when that beats train_segmenter's own step (``fp16-join-pad``,
     run ``b60``) by ``gain``; then ``b60``."""
     def projected_s(r):
@@ -57,6 +58,8 @@ def best_paper_runs(probe: list, gain: float = 1.03) -> list:
         spec += "-autotunedense"
     elif best.get("benchmark"):
         spec += "-autotune" + (f"{best['benchmark_limit']}" if best.get("benchmark_limit") else "")
+    if best.get("cudnn_api") == "v7":
+        spec += "-v7"
     if spec == "b60" or projected_s(best) * gain > projected_s(usable["fp16-join-pad"]):
         return ["b60"]
     return [spec, "b60"]

@@ -5,7 +5,7 @@
 # training images/s per precision, upsampling and convolution route); the inference and
 # training benchmarks (time to Dice >= 0.98 from pressing Train, and the paper's 120 x 512²,
 # 500-epoch workload); the start-up breakdown (STARTUP_VARIANTS: plan-free, nchw,
-# cudnn-everywhere; empty for none), each with a kernel profile at 512²; COMPILE_PROBE=1 adds
+# cudnn-everywhere, cudnn-v7, cudnn-everywhere-v7; empty for none), each with a kernel profile at 512²; COMPILE_PROBE=1 adds
 # benchmarks/gpu_compile_probe.py, twice (cold, then with inductor's cache); last the
 # gpu-marked tests, the fused batch norm's in a second process (SKIP_TESTS=1 leaves them out;
 # TESTS_TIMEOUT limits the first, FUSED_TESTS_TIMEOUT the second, TESTS_TIMEOUT by default).
@@ -49,7 +49,7 @@ fi
 timeout "${BENCH_TIMEOUT:-480}" $PY benchmarks/run.py --only infer train --paper-workload --json "$OUTDIR/bench_cuda.json" \
   --work /tmp/calcinosis-bench $EXTRA ${BENCH_ARGS:-} 2>&1 | tee "$OUTDIR/bench_log.txt"
 for variant in ${STARTUP_VARIANTS-plan-free nchw cudnn-everywhere}; do
-  case $variant in plan-free) flag="";; *) flag=--$variant;; esac
+  case $variant in plan-free) flag="";; cudnn-everywhere-v7) flag="--cudnn-everywhere --cudnn-v7";; *) flag=--$variant;; esac
   # shellcheck disable=SC2086
   timeout 90 $PY benchmarks/gpu_startup.py $flag --profile --json "$OUTDIR/startup-$variant.json" \
     > "$OUTDIR/startup-$variant.log" 2>&1

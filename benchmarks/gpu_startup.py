@@ -1,11 +1,15 @@
 """Where the first seconds of GPU training go: imports, CUDA start, first steps, new shapes.
 
-    python benchmarks/gpu_startup.py [--json PATH] [--cudnn-everywhere] [--nchw] [--profile]
+    python benchmarks/gpu_startup.py [--json PATH] [--cudnn-everywhere] [--nchw] [--cudnn-v7] [--profile]
 
 Each phase is timed after ``torch.cuda.synchronize()``. Run it in a fresh process: the point is
 what a user waits for after pressing Train. By default the 1 x 1 and depthwise convolutions run
 without cuDNN, as ``train_segmenter`` does on CUDA (``napari_calcinosis._cuda_convs``);
-``--cudnn-everywhere`` gives every convolution to cuDNN, for comparison. ``--profile`` adds the
+``--cudnn-everywhere`` gives every convolution to cuDNN, for comparison; ``--cudnn-v7`` has
+PyTorch call cuDNN's legacy v7 API (``TORCH_CUDNN_V8_API_DISABLED=1``: heuristics pick an
+algorithm, no execution plan is built). cuDNN's libraries are loaded in a phase of their own
+(``cudnn_init_s``, ``segment.start_cudnn``, which the Train widget runs when it opens), so the
+first steps are the shape-bound start-up. ``--profile`` adds the
 25 costliest GPU kernels of a 512² training step. The step is train_segmenter's, in its
 precision (float16 with a gradient scaler since 2026-11-27; ``results-h200-startup.json`` was
 measured in bfloat16).
@@ -14,6 +18,7 @@ measured in bfloat16).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -25,13 +30,17 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--cudnn-everywhere", action="store_true")
     ap.add_argument("--nchw", action="store_true", help="plan-free layers in NCHW rather than channels-last")
+    ap.add_argument("--cudnn-v7", action="store_true", help="cuDNN's legacy v7 API (no execution plans)")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
+    if args.cudnn_v7:  # read once, at the process's first convolution
+        os.environ["TORCH_CUDNN_V8_API_DISABLED"] = "1"
     t_all = time.perf_counter()
     import torch
 
     layout = torch.contiguous_format if args.nchw else torch.channels_last
-    out = {"plan_free_convs": not args.cudnn_everywhere, "layout": "nchw" if args.nchw else "channels_last", "import_torch_s": round(time.perf_counter() - t_all, 3)}
+    out = {"plan_free_convs": not args.cudnn_everywhere, "layout": "nchw" if args.nchw else "channels_last",
+           "cudnn_api": "v7" if args.cudnn_v7 else "v8", "import_torch_s": round(time.perf_counter() - t_all, 3)}
 
     def timed(name, fn):
         if torch.cuda.is_initialized():
@@ -46,10 +55,11 @@ def main(argv=None) -> int:
     timed("import_smp_and_package_s", lambda: __import__("napari_calcinosis.segment") and __import__("segmentation_models_pytorch"))
     from napari_calcinosis._cuda_convs import plan_free_convs
     from napari_calcinosis._cuda_decoder import upsample_in_input_dtype
-    from napari_calcinosis.segment import new_model
+    from napari_calcinosis.segment import new_model, start_cudnn
 
     timed("cuda_init_s", lambda: torch.zeros(1, device="cuda"))
     timed("cublas_init_s", lambda: (torch.ones(64, 64, device="cuda") @ torch.ones(64, 64, device="cuda")).sum().item())
+    timed("cudnn_init_s", lambda: start_cudnn("cuda"))
     state = {}
     timed("build_network_cpu_s", lambda: state.update(net=new_model().network))
 

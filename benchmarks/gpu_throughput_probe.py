@@ -22,13 +22,21 @@ its steady images/s. The variants differ in
   first step includes the kernels' check and compilation (a second process finds them in
   Triton's cache: the ``-again`` variant);
 - batch and crop size, and cuDNN's autotuner (all its candidate kernels, or the best 3; for
-  every layer, or only the ten dense 3 x 3 ones: ``_cuda_convs.autotune_dense_convs``).
+  every layer, or only the ten dense 3 x 3 ones: ``_cuda_convs.autotune_dense_convs``);
+- ``cudnn_api``: PyTorch's cuDNN v8 ("graph") API, its default, or the legacy v7 API
+  (``TORCH_CUDNN_V8_API_DISABLED=1``, read once per process at the first convolution): the v8
+  API builds an execution plan per layer shape, which is most of the first step; the v7 API
+  asks cuDNN's heuristics for an algorithm instead. The ``-v7`` variants time that.
+
+cuDNN's libraries are loaded before the first step (``segment.start_cudnn``, as the Train
+widget does when it opens; ``cudnn_start_s``), so ``first_step_s`` is the shape-bound start-up.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -36,7 +44,7 @@ import time
 from _gpu import write_json
 
 BASE = {"dtype": "float16", "upsample": True, "join": False, "pad": False, "convs": "cudnn", "batch": 60, "size": 512,
-        "benchmark": False, "benchmark_limit": None, "fuse": False}
+        "benchmark": False, "benchmark_limit": None, "fuse": False, "cudnn_api": "v8"}
 VARIANTS = {
     "bf16": {"dtype": "bfloat16", "upsample": False},  # the step before this probe: 583-595 images/s
     "bf16-upsample": {"dtype": "bfloat16"},
@@ -56,6 +64,8 @@ VARIANTS = {
     "fp16-join-pad-fusebn-again": {"join": True, "pad": True, "fuse": True},  # Triton's cache now warm
     "fp16-join-pad-fuseact": {"join": True, "pad": True, "fuse": "activated"},
     "fp16-join-pad-fusebn-b120": {"join": True, "pad": True, "fuse": True, "batch": 120},
+    "fp16-join-pad-v7": {"join": True, "pad": True, "cudnn_api": "v7"},
+    "fp16-join-pad-fusebn-b120-v7": {"join": True, "pad": True, "fuse": True, "batch": 120, "cudnn_api": "v7"},
     # only when asked for (--variants): cuDNN's autotuner, whose first step is the autotuning
     "fp16-upsample-autotune": {"benchmark": True},
     "fp16-join-autotune": {"join": True, "benchmark": True},
@@ -86,15 +96,17 @@ def _profile(step, steps: int = 3) -> list:
 
 
 def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
+    v = {**BASE, **VARIANTS[name]}
+    if v["cudnn_api"] == "v7":  # before the process's first convolution, which reads it once
+        os.environ["TORCH_CUDNN_V8_API_DISABLED"] = "1"
     import torch
 
     from napari_calcinosis._cuda_convs import (_DepthwiseConv2d, autotune_dense_convs, pad_thin_convs, plan_free_convs,
                                                 restore_convs)
     from napari_calcinosis._cuda_decoder import restore_decoder, upsample_in_input_dtype
-    from napari_calcinosis.segment import new_model
+    from napari_calcinosis.segment import new_model, start_cudnn
     from napari_calcinosis.train import _grad_scaler, _training_step
 
-    v = {**BASE, **VARIANTS[name]}
     torch.backends.cudnn.benchmark = v["benchmark"] is True  # "dense": those layers only, below
     if v["benchmark_limit"] is not None:  # the autotuner times only the heuristics' best few kernels
         torch.backends.cudnn.benchmark_limit = v["benchmark_limit"]
@@ -105,6 +117,10 @@ def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
     def sync():
         if dev.type == "cuda":
             torch.cuda.synchronize()
+
+    t = time.perf_counter()
+    start_cudnn(dev)  # the libraries, as the Train widget loads them when it opens
+    cudnn_start = time.perf_counter() - t
 
     net = new_model().network.to(dev).to(memory_format=torch.channels_last).train()
     restore_convs(net)
@@ -159,7 +175,8 @@ def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
                                                       bn_layer.running_var, True, bn_layer.eps))
     except Exception as exc:  # a private function: report, do not fail
         bn = f"unknown ({type(exc).__name__})"
-    out = {"variant": name, **v, "batch_norm_backend": bn, "first_step_s": round(first, 3),
+    out = {"variant": name, **v, "batch_norm_backend": bn, "cudnn_start_s": round(cudnn_start, 3),
+           "first_step_s": round(first, 3),
            "steady_step_s": round(dt, 5), "images_per_s": round(b / dt, 1),
            "paper_workload_steady_s": round(60_000 / (b / dt), 1),
            "grad_scale": float(scaler.get_scale()) if scaler is not None else None,

@@ -316,6 +316,8 @@ def _load_cached(path: Path, block: str):
 def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s: float) -> dict:
     """One time-to-Dice run; meant to run in a fresh process (see ``--worker``)."""
     t_process = time.monotonic()
+    if config.get("cudnn_api") == "v7":  # read once, at the process's first convolution
+        os.environ["TORCH_CUDNN_V8_API_DISABLED"] = "1"
     import torch  # imported before the clock: napari has it loaded when Train is pressed
 
     from napari_calcinosis.train import evaluate, train_segmenter
@@ -420,7 +422,7 @@ PAPER_WORKLOAD = {"name": "paper-workload", "epochs": 500, "steps_per_epoch": 2,
 
 
 def paper_run_config(spec: str) -> dict:
-    """One paper-workload run from ``b<batch>[-plain|[-join][-pad]][-fusebn|-fuseact][-autotune[N]|-autotunedense]``:
+    """One paper-workload run from ``b<batch>[-plain|[-join][-pad]][-fusebn|-fuseact][-autotune[N]|-autotunedense][-v7]``:
     ``b60`` is train_segmenter's own long run; ``-join`` writes the decoder's upsampling straight
     into its joins (``_cuda_decoder.JOIN_UPSAMPLED``) and ``-pad`` pads the one-channel first and
     last layers to 8 channels (``train.CUDA_PAD_THIN_CONVS``), both train_segmenter's defaults
@@ -430,7 +432,8 @@ def paper_run_config(spec: str) -> dict:
     ``-autotune`` turns cuDNN's autotuner on
     (``train.CUDNN_AUTOTUNE_MIN_PIXELS``), ``-autotuneN`` timing only its best N candidates
     (``train.CUDNN_AUTOTUNE_LIMIT``), ``-autotunedense`` only for the dense 3 x 3 layers
-    (``train.CUDNN_AUTOTUNE_LAYERS``)."""
+    (``train.CUDNN_AUTOTUNE_LAYERS``); ``-v7`` runs cuDNN's convolutions through its legacy v7
+    API (``TORCH_CUDNN_V8_API_DISABLED=1``: no execution plans to build)."""
     head, *flags = spec.split("-")
     limit = layers = None
     for i, flag in enumerate(flags):
@@ -438,11 +441,11 @@ def paper_run_config(spec: str) -> dict:
             flags[i], limit = "autotune", int(flag[8:])
         elif flag == "autotunedense":  # the dense 3 x 3 layers only
             flags[i], layers = "autotune", "dense"
-    order = ["plain", "join", "pad", "fusebn", "fuseact", "autotune"]
+    order = ["plain", "join", "pad", "fusebn", "fuseact", "autotune", "v7"]
     if (not head.startswith("b") or not head[1:].isdigit() or head[1] == "0" or set(flags) - set(order)
             or len(set(flags)) < len(flags) or limit == 0 or flags != sorted(flags, key=order.index)
             or ("plain" in flags and {"join", "pad"} & set(flags)) or {"fusebn", "fuseact"} <= set(flags)):
-        raise ValueError("a paper run is b<batch>[-plain|[-join][-pad]][-fusebn|-fuseact][-autotune[N]|-autotunedense], "
+        raise ValueError("a paper run is b<batch>[-plain|[-join][-pad]][-fusebn|-fuseact][-autotune[N]|-autotunedense][-v7], "
                          f"got {spec!r}")
     batch = int(head[1:])
     if batch < 1 or 120 % batch:
@@ -457,6 +460,8 @@ def paper_run_config(spec: str) -> dict:
         config["fuse"] = True
     if config.pop("fuseact", False):
         config["fuse"] = "activated"
+    if config.pop("v7", False):
+        config["cudnn_api"] = "v7"
     if limit is not None:
         config.update(name=config["name"] + str(limit), autotune_limit=limit)
     if layers is not None:
@@ -583,7 +588,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cuda-dtype", choices=["float16", "bfloat16"], default=None,
                     help="CUDA training's mixed precision (default: train.CUDA_TRAINING_DTYPE)")
     ap.add_argument("--paper-runs", nargs="+", default=["b60"],
-                    help="paper-workload runs in this order, each b<batch>[-plain|[-join][-pad]][-fusebn|-fuseact][-autotune[N]|-autotunedense]: the "
+                    help="paper-workload runs in this order, each b<batch>[-plain|[-join][-pad]][-fusebn|-fuseact][-autotune[N]|-autotunedense][-v7]: the "
                     "batch divides the 120 images; -join: upsampling written into the decoder's joins; -pad: the one-channel "
                     "first and last layers padded to 8 channels (both the defaults); -plain: neither; -fusebn: every batch norm "
                     "fused with its activation (Triton kernels), -fuseact: those with an activation; -autotune: "

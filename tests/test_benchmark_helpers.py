@@ -35,6 +35,9 @@ def test_the_paper_run_follows_the_probe_only_when_it_beats_the_default_step():
     assert _gpu.best_paper_runs([default, _probe("fp16-join-pad-fuseact", 1150, 3.5, fuse="activated"),
                                  _probe("fp16-join-pad-fusebn-b120", 1200, 3.9, batch=120, fuse=True)]) == [
         "b120-fusebn", "b60"]
+    # cuDNN's legacy v7 API (no plans to build), its first step shorter
+    assert _gpu.best_paper_runs([default, _probe("fp16-join-pad-fusebn-b120-v7", 1150, 1.0, batch=120, fuse=True,
+                                                 cudnn_api="v7")]) == ["b120-fusebn-v7", "b60"]
     # the step before the defaults (no joins, no padding), a failed variant, a batch that does
     # not divide 120 and a missing default are never chosen
     assert _gpu.best_paper_runs([default, _probe("fp16-upsample", 2000, 1.0, join=False, pad=False)]) == ["b60"]
@@ -54,6 +57,10 @@ def test_paper_run_names_say_which_step_they_run():
     assert (fused["fuse"], fused["name"]) == (True, "paper-workload-join-pad-fusebn-b120")
     assert run.paper_run_config("b60-fuseact-autotune")["fuse"] == "activated"
     assert "fuse" not in run.paper_run_config("b60-pad")
-    for bad in ("b60-plain-join", "b60-pad-join", "b50", "60", "b60-fast", "b60-fusebn-fuseact", "b60-fusebn-pad"):
+    legacy = run.paper_run_config("b120-fusebn-v7")
+    assert (legacy["cudnn_api"], legacy["fuse"], legacy["name"]) == ("v7", True, "paper-workload-fusebn-v7-b120")
+    assert "cudnn_api" not in run.paper_run_config("b60-fusebn")
+    for bad in ("b60-plain-join", "b60-pad-join", "b50", "60", "b60-fast", "b60-fusebn-fuseact", "b60-fusebn-pad",
+                "b60-v7-fusebn", "b60-v8"):
         with pytest.raises(ValueError):
             run.paper_run_config(bad)

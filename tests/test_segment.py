@@ -436,3 +436,22 @@ def test_triton_stays_out_of_napari_drawing_with_mesa():
     done = subprocess.run([sys.executable, "-c", _TRITON_AFTER_NAPARI], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["hidden", "drawn"]
+
+
+@pytest.mark.gpu
+def test_warming_up_the_gpu_starts_cudnn_and_leaves_nothing_behind():
+    # What the Train widget does when it opens: CUDA, cuBLAS and cuDNN started; cuDNN's
+    # switches as they were and no memory kept.
+    import torch
+
+    from napari_calcinosis.segment import start_cudnn, warm_up
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    flags = (torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark)
+    assert warm_up("cuda").startswith("cuda")
+    held = torch.cuda.memory_allocated()
+    start_cudnn("cuda")
+    assert torch.cuda.memory_allocated() == held
+    assert (torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark) == flags
+    start_cudnn("cpu")  # nothing to start

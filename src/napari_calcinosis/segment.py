@@ -87,8 +87,8 @@ def warm_up(device: str = "auto") -> str:
     """Import the network library and start the device, so that pressing Train does not wait.
 
     Meant for a background thread (the Train widget calls it when it opens): importing
-    segmentation-models-pytorch takes seconds, and so does starting CUDA and cuBLAS. Returns
-    the device's name.
+    segmentation-models-pytorch takes seconds, and so does starting CUDA, cuBLAS and cuDNN.
+    Returns the device's name.
     """
     import torch
 
@@ -97,7 +97,31 @@ def warm_up(device: str = "auto") -> str:
     if dev.type == "cuda":
         a = torch.ones(64, 64, device=dev)
         (a @ a).sum().item()  # CUDA context and cuBLAS handle
+        start_cudnn(dev)
     return str(dev)
+
+
+def start_cudnn(device) -> None:
+    """Load cuDNN on a CUDA ``device``: a small convolution and batch norm, forward and backward,
+    channels-last in float16 and bfloat16, as training and inference run them.
+
+    cuDNN's libraries are hundreds of MB, loaded at the first convolution and the first batch
+    norm of a process. Nothing shape-bound carries over from here: PyTorch keeps cuDNN's plans
+    per thread and per shape, and no layer of the network has these shapes.
+    """
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda" or not torch.backends.cudnn.is_available() or not torch.backends.cudnn.enabled:
+        return
+    dtypes = [torch.float16] + ([torch.bfloat16] if torch.cuda.is_bf16_supported() else [])
+    for dtype in dtypes:
+        x = torch.randn(2, 8, 16, 16, device=dev, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+        conv = torch.nn.Conv2d(8, 8, 3, padding=1).to(dev, dtype).to(memory_format=torch.channels_last)
+        norm = torch.nn.BatchNorm2d(8).to(dev)  # float32 weights, as under autocast
+        norm(conv(x)).float().square().mean().backward()
+    torch.cuda.synchronize(dev)
 
 
 # The OpenGL drivers a process may have loaded, as /proc/self/maps names their libraries:
