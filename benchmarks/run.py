@@ -350,8 +350,10 @@ def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s
     if config.get("warm"):
         # what the Train widget does when it opens: the network library imported, CUDA started
         from napari_calcinosis.segment import warm_up
+        from napari_calcinosis.train import prepare_cuda_training
 
         warm_up(device)
+        prepare_cuda_training(device)  # the fused batch norm's kernels, where the run would use them
     t0 = time.monotonic()
     deadline["t"] = t0 + limit_s
     seen = {"steps": 0}

@@ -261,6 +261,55 @@ def test_the_check_says_why_the_kernels_cannot_run(monkeypatch):
     assert found.startswith("the kernels failed: "), found
 
 
+def test_two_threads_asking_at_once_check_the_kernels_once():
+    # The Train widget's warm-up checks the kernels in the background; Train pressed meanwhile
+    # waits for that check and takes its answer rather than running a second one beside it.
+    found = _in_interpreter("""
+        import threading
+        calls = []
+        apply = cb._BatchNormActFunction.apply
+        cb._BatchNormActFunction.apply = lambda *a: calls.append(1) or apply(*a)
+        answers = []
+        threads = [threading.Thread(target=lambda: answers.append(cb.kernels_work("cpu", torch.float16)))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(json.dumps({"answers": answers, "fused_layers_run": len(calls)}))
+    """)
+    assert found == {"answers": [None, None], "fused_layers_run": 9}  # 3 channel counts x 3 activations, once
+
+
+def test_nothing_to_prepare_for_training_off_cuda(monkeypatch):
+    import napari_calcinosis.train as train_module
+
+    monkeypatch.setattr(train_module, "CUDA_FUSE_BATCHNORM", True)
+    assert train_module.prepare_cuda_training("cpu") is None
+    monkeypatch.setattr(train_module, "CUDA_FUSE_BATCHNORM", "yes")
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA_FUSE_BATCHNORM must be"):
+            train_module.prepare_cuda_training("cuda")
+
+
+@pytest.mark.gpu
+def test_fused_kernels_prepared_before_train_is_pressed(monkeypatch):
+    # What the Train widget's warm-up does when a long run would fuse: the kernels are checked
+    # (and compiled) then, and the run's own check gets the same answer without a second one.
+    import napari_calcinosis.train as train_module
+    from napari_calcinosis.train import _training_dtype
+
+    dtype = _training_dtype(torch.device("cuda"))
+    if dtype is None:
+        pytest.skip("float32 training (a GPU before Ampere) does not fuse")
+    monkeypatch.setattr(train_module, "CUDA_FUSE_BATCHNORM", True)
+    monkeypatch.setattr(_cuda_batchnorm, "_CHECKED", {})
+    assert train_module.prepare_cuda_training("cuda") is None
+    assert list(_cuda_batchnorm._CHECKED.values()) == [None]
+    monkeypatch.setattr(_cuda_batchnorm, "_kernels_can_run", lambda x: pytest.fail("checked a second time"))
+    assert _cuda_batchnorm.kernels_work(torch.device("cuda"), dtype) is None
+
+
 def test_the_kernels_compile_for_hopper_and_ampere():
     # What the interpreter cannot show: each kernel, as the U-Net's float16 layers launch it
     # (every channel block), compiles for an H100/H200 (sm_90a) and an A100 (sm_80) without a

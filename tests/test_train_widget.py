@@ -211,5 +211,6 @@ def test_opening_the_widget_warms_up_the_network_library(make_napari_viewer):
     assert not thread.is_alive()
     assert "error" not in _WARM_UP, _WARM_UP.get("error")
     assert _WARM_UP["device"] == str(select_device(widget.device_combo.currentText()))
+    assert _WARM_UP["cuda_training"] is None  # the fused batch norm's kernels: none wanted, or ready
     assert "segmentation_models_pytorch" in sys.modules
     assert start_warm_up() is thread  # a second widget does not start another

@@ -22,6 +22,7 @@ the variance does not cancel against a large mean) and added in float32.
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import nullcontext
 
 import torch
@@ -241,6 +242,7 @@ def restore_batchnorm(network: torch.nn.Module) -> None:
 
 
 _CHECKED = {}
+_CHECK_LOCK = threading.Lock()
 # The check's tensors (N, H, W): 147,456 pixels, so that every loop of the kernels runs several
 # passes, as in training (tests make it small: the interpreter is slow).
 _CHECK_SHAPE = (4, 192, 192)
@@ -253,7 +255,11 @@ def kernels_work(device, dtype) -> str | None:
     kernels the U-Net's layers use, so they are ready before the first step. Otherwise why not,
     in a sentence: the caller then keeps PyTorch's layers. (A kernel that faults on the GPU
     would leave the CUDA context unusable: none is expected, but this check cannot undo one.)"""
-    device = torch.device(device)
+    with _CHECK_LOCK:  # the Train widget's warm-up may be checking in another thread: check once
+        return _kernels_work(torch.device(device), dtype)
+
+
+def _kernels_work(device, dtype) -> str | None:
     key = (str(device), dtype)
     if key in _CHECKED:
         return _CHECKED[key]

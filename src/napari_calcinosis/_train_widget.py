@@ -110,7 +110,8 @@ _WARM_UP: dict = {}
 def start_warm_up(device: str = "auto") -> threading.Thread:
     """Import the network library and start the GPU in the background, once per session.
 
-    That is seconds of work (importing segmentation-models-pytorch, creating the CUDA context)
+    That is seconds of work (importing segmentation-models-pytorch, creating the CUDA context,
+    loading cuDNN, compiling the fused batch norm's kernels where a long run would use them)
     that pressing Train would otherwise wait for; the widget starts it when it opens. Errors
     are left for training to report, with its own message.
     """
@@ -119,8 +120,10 @@ def start_warm_up(device: str = "auto") -> threading.Thread:
         def work():
             try:
                 from .segment import warm_up
+                from .train import prepare_cuda_training
 
                 _WARM_UP["device"] = warm_up(device)
+                _WARM_UP["cuda_training"] = prepare_cuda_training(device)
             except Exception as exc:  # reported by train_segmenter when Train is pressed
                 _WARM_UP["error"] = repr(exc)
 

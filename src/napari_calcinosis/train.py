@@ -345,6 +345,23 @@ def _pads_thin_convs(dev, plan_free: bool, amp_dtype) -> bool:
     return _long_half_precision_cuda_run(dev, plan_free, amp_dtype) and bool(CUDA_PAD_THIN_CONVS)
 
 
+def prepare_cuda_training(device: str = "auto") -> str | None:
+    """Before Train is pressed: what a long run on ``device`` checks before its first step and
+    can check now, in a background thread (the Train widget's warm-up). Today that is the fused
+    batch norm's kernels (compiled and compared with PyTorch's layers, seconds on a machine's
+    first run), when CUDA_FUSE_BATCHNORM asks for them. Returns why they would not be used, or
+    None; the run asks again and gets the same answer at once."""
+    from .segment import select_device
+
+    dev = select_device(device)
+    amp_dtype = _training_dtype(dev)
+    if not _fuses_batchnorm(dev, False, amp_dtype):
+        return None
+    from ._cuda_batchnorm import kernels_work
+
+    return kernels_work(dev, amp_dtype)
+
+
 def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
     if PLAN_FREE_CONVS != "auto":
         return bool(PLAN_FREE_CONVS)
