@@ -385,6 +385,24 @@ def test_device_augmentation_matches_the_cpu_path(pairs):
     assert abs(on_device[1] - on_cpu[1]) < 0.1
 
 
+def test_device_dataset_pads_each_image_with_its_edge():
+    # Images of different shapes, padded on the device to the largest: each at the top left,
+    # its last row and column repeated, as np.pad(mode="edge") (sampling past an image's own
+    # border then repeats its edge); the bone masks the same, as 0/1 floats.
+    from napari_calcinosis._augment_torch import to_device_dataset
+
+    rng = np.random.default_rng(3)
+    shapes = [(40, 31), (23, 57), (40, 57), (1, 1)]
+    samples = [TrainingSample(rng.normal(0, 300, sh).astype(np.float32), rng.random(sh) > 0.6, 0.3) for sh in shapes]
+    data = to_device_dataset(samples, "cpu")
+    assert tuple(data.pixels_hu.shape) == tuple(data.bone.shape) == (4, 1, 40, 57)
+    for i, s in enumerate(samples):
+        pad = ((0, 40 - s.pixels_hu.shape[0]), (0, 57 - s.pixels_hu.shape[1]))
+        assert np.array_equal(data.pixels_hu[i, 0].numpy(), np.pad(s.pixels_hu, pad, mode="edge"))
+        assert np.array_equal(data.bone[i, 0].numpy(), np.pad(s.bone_mask.astype(np.float32), pad, mode="edge"))
+    assert np.array_equal(data.shape_px.numpy(), np.array(shapes, np.float32))
+
+
 def test_device_crops_are_the_cpu_path_affine_transform(pairs):
     # The same rotation, flip, scale and centre through grid_sample and through SciPy.
     import torch
