@@ -7,7 +7,8 @@ what a user waits for after pressing Train. By default the 1 x 1 and depthwise c
 without cuDNN, as ``train_segmenter`` does on CUDA (``napari_calcinosis._cuda_convs``);
 ``--cudnn-everywhere`` gives every convolution to cuDNN, for comparison; ``--cudnn-v7`` has
 PyTorch call cuDNN's legacy v7 API (``TORCH_CUDNN_V8_API_DISABLED=1``: heuristics pick an
-algorithm, no execution plan is built). cuDNN's libraries are loaded in a phase of their own
+algorithm, no execution plan is built; bfloat16 convolutions, the inference phases here, then
+run on PyTorch's own kernels, as PyTorch gives bfloat16 to cuDNN only through v8). cuDNN's libraries are loaded in a phase of their own
 (``cudnn_init_s``, ``segment.start_cudnn``, which the Train widget runs when it opens), so the
 first steps are the shape-bound start-up. ``--profile`` adds the
 25 costliest GPU kernels of a 512² training step. The step is train_segmenter's, in its

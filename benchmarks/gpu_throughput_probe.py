@@ -25,8 +25,10 @@ its steady images/s. The variants differ in
   every layer, or only the ten dense 3 x 3 ones: ``_cuda_convs.autotune_dense_convs``);
 - ``cudnn_api``: PyTorch's cuDNN v8 ("graph") API, its default, or the legacy v7 API
   (``TORCH_CUDNN_V8_API_DISABLED=1``, read once per process at the first convolution): the v8
-  API builds an execution plan per layer shape, which is most of the first step; the v7 API
-  asks cuDNN's heuristics for an algorithm instead. The ``-v7`` variants time that.
+  API builds an execution plan per layer shape, which is most of the first step; for
+  float16 and float32 the v7 API asks cuDNN's heuristics for an algorithm instead (bfloat16
+  convolutions it takes off cuDNN: PyTorch sends them to cuDNN only through v8). The ``-v7``
+  variants, float16, time that.
 
 cuDNN's libraries are loaded before the first step (``segment.start_cudnn``, as the Train
 widget does when it opens; ``cudnn_start_s``), so ``first_step_s`` is the shape-bound start-up.

@@ -324,6 +324,17 @@ def test_validation_routes_around_cudnn_for_a_while_and_puts_every_layer_back():
     assert [type(m) for m in net.modules()] == before
 
 
+def test_validation_off_cudnn_only_for_long_cuda_runs_that_validate_a_few_hundred_times_at_most():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert train_module._validates_plan_free(cuda, False, True, 500, 100)  # the paper's workload: 5 validations
+    assert train_module._validates_plan_free(cuda, False, True, 200, 1)
+    assert not train_module._validates_plan_free(cuda, False, True, 201, 1)  # each validation pays the slower layers
+    assert train_module._validates_plan_free(cuda, False, True, 1000, 5)
+    assert not train_module._validates_plan_free(cuda, True, True, 20, 1)  # a short run: plan-free throughout
+    assert not train_module._validates_plan_free(cuda, False, False, 20, 1)  # validated through segment_phalanges
+    assert not train_module._validates_plan_free(cpu, False, True, 20, 1)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_plan_free_layers_on_cuda(channels_last, no_tf32):

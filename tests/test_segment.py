@@ -451,7 +451,18 @@ def test_warming_up_the_gpu_starts_cudnn_and_leaves_nothing_behind():
     flags = (torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark)
     assert warm_up("cuda").startswith("cuda")
     held = torch.cuda.memory_allocated()
-    start_cudnn("cuda")
+    ran = []
+    conv2d, batch_norm = torch.nn.functional.conv2d, torch.nn.functional.batch_norm
+    with pytest.MonkeyPatch.context() as mp:  # what it ran: on CUDA, channels-last, each precision
+        mp.setattr(torch.nn.functional, "conv2d", lambda x, *a, **k: ran.append(
+            ("conv", x.device.type, x.dtype, x.is_contiguous(memory_format=torch.channels_last))) or conv2d(x, *a, **k))
+        mp.setattr(torch.nn.functional, "batch_norm", lambda x, *a, **k: ran.append(
+            ("norm", x.device.type, x.dtype)) or batch_norm(x, *a, **k))
+        start_cudnn("cuda")
+    from napari_calcinosis.segment import cuda_bf16
+
+    dtypes = [torch.float16, torch.bfloat16] if cuda_bf16(torch.device("cuda")) else [torch.float32]
+    assert ran == [r for d in dtypes for r in (("conv", "cuda", d, True), ("norm", "cuda", d))]
     assert torch.cuda.memory_allocated() == held
     assert (torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark) == flags
     start_cudnn("cpu")  # nothing to start

@@ -103,7 +103,8 @@ def warm_up(device: str = "auto") -> str:
 
 def start_cudnn(device) -> None:
     """Load cuDNN on a CUDA ``device``: a small convolution and batch norm, forward and backward,
-    channels-last in float16 and bfloat16, as training and inference run them.
+    channels-last in float16 and bfloat16 as training and inference run them (float32 on GPUs
+    before Ampere, which train and infer in float32).
 
     cuDNN's libraries are hundreds of MB, loaded at the first convolution and the first batch
     norm of a process. Nothing shape-bound carries over from here: PyTorch keeps cuDNN's plans
@@ -114,8 +115,7 @@ def start_cudnn(device) -> None:
     dev = torch.device(device)
     if dev.type != "cuda" or not torch.backends.cudnn.is_available() or not torch.backends.cudnn.enabled:
         return
-    dtypes = [torch.float16] + ([torch.bfloat16] if torch.cuda.is_bf16_supported() else [])
-    for dtype in dtypes:
+    for dtype in (torch.float16, torch.bfloat16) if cuda_bf16(dev) else (torch.float32,):
         x = torch.randn(2, 8, 16, 16, device=dev, dtype=dtype).contiguous(memory_format=torch.channels_last)
         x.requires_grad_(True)
         conv = torch.nn.Conv2d(8, 8, 3, padding=1).to(dev, dtype).to(memory_format=torch.channels_last)

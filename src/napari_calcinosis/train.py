@@ -291,6 +291,13 @@ def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> di
 PLAN_FREE_MAX_PIXELS = 2e9
 # "auto" (the rule above), True or False; benchmarks set it to compare the two.
 PLAN_FREE_CONVS = "auto"
+# A long run (all on cuDNN) validates with its 1 x 1 and depthwise layers off cuDNN when it
+# validates at most this many times. That spares cuDNN's plans for validation's shape, once (in
+# the paper's workload on an H200 the first validation took 1.2-2.5 s longer than the later
+# ones), but each validation then runs the slower plan-free layers: by the 4 ns per training
+# pixel above (forward and backward), a few ms for 8 validation images. An estimate until a GPU
+# times both; a run validating every epoch for hundreds of epochs keeps cuDNN's layers.
+PLAN_FREE_VALIDATION_MAX = 200
 # cuDNN's autotuner times every algorithm for each new convolution shape: a stall of seconds at
 # the start (which the 10 s target rules out), perhaps faster steps after. Off (None) until it is
 # measured to pay off; a number turns it on for CUDA runs of at least that many training pixels
@@ -360,6 +367,13 @@ def prepare_cuda_training(device: str = "auto") -> str | None:
     from ._cuda_batchnorm import kernels_work
 
     return kernels_work(dev, amp_dtype)
+
+
+def _validates_plan_free(dev, plan_free: bool, on_device: bool, epochs: int, val_every: int) -> bool:
+    """Whether a run validates (on the device) with its 1 x 1 and depthwise layers off cuDNN:
+    a CUDA run all on cuDNN that validates at most PLAN_FREE_VALIDATION_MAX times."""
+    return (dev.type == "cuda" and not plan_free and on_device
+            and math.ceil(epochs / int(val_every)) <= PLAN_FREE_VALIDATION_MAX)
 
 
 def _plan_free(total_steps: int, batch_size: int, crop_px: int) -> bool:
@@ -720,7 +734,7 @@ def train_segmenter(
     autotune_limit = CUDNN_AUTOTUNE_LIMIT if autotune and benchmark_limit is not None else None
     # Validation's batch is a shape of its own: on cuDNN each of the 61 layers would need a new
     # plan at its first pass (seconds); with the 1 x 1 and depthwise layers off cuDNN, ten do.
-    plan_free_validation = dev.type == "cuda" and not plan_free and on_device
+    plan_free_validation = _validates_plan_free(dev, plan_free, on_device, epochs, val_every)
     if plan_free_validation:
         from ._cuda_convs import plan_free_for_a_while as validation_layers
     else:
@@ -748,7 +762,7 @@ def train_segmenter(
         card_training["cuda_convolutions"] = (
             "1 x 1 as cuBLAS matrix products, depthwise on PyTorch's kernel, dense 3 x 3 on cuDNN (a fast start)"
             if plan_free else "all on cuDNN (a long run: faster steps outweigh the start-up)"
-        ) + ("; validation with the 1 x 1 and depthwise layers off cuDNN (its shape needs no plans of its own)"
+        ) + ("; validation with the 1 x 1 and depthwise layers off cuDNN (no plans for them at its shape)"
              if plan_free_validation else "") + ("; cuDNN's autotuner on" if autotune else "") + (
             " for the dense k x k layers only" if autotune_dense_only else "") + (
             f", timing its best {autotune_limit} candidates" if autotune_limit is not None else "") + (
