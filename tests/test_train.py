@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -394,7 +395,10 @@ def test_device_dataset_pads_each_image_with_its_edge():
     rng = np.random.default_rng(3)
     shapes = [(40, 31), (23, 57), (40, 57), (1, 1)]
     samples = [TrainingSample(rng.normal(0, 300, sh).astype(np.float32), rng.random(sh) > 0.6, 0.3) for sh in shapes]
-    data = to_device_dataset(samples, "cpu")
+    samples[0].pixels_hu.flags.writeable = False  # a read-only image is copied, not warned about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = to_device_dataset(samples, "cpu")
     assert tuple(data.pixels_hu.shape) == tuple(data.bone.shape) == (4, 1, 40, 57)
     for i, s in enumerate(samples):
         pad = ((0, 40 - s.pixels_hu.shape[0]), (0, 57 - s.pixels_hu.shape[1]))

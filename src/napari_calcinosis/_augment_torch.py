@@ -57,8 +57,8 @@ def to_device_dataset(samples, device, seed: int = 0) -> DeviceDataset:
     centres = np.empty((n, _CENTRES_PER_IMAGE, 2), np.float32)
     for i, s in enumerate(samples):
         sh, sw = s.pixels_hu.shape
-        _fill_edge_padded(hu[i, 0], torch.from_numpy(np.ascontiguousarray(s.pixels_hu, np.float32)))
-        _fill_edge_padded(bone[i, 0], torch.from_numpy(np.ascontiguousarray(s.bone_mask, bool)))
+        _fill_edge_padded(hu[i, 0], _host_tensor(s.pixels_hu, np.float32))
+        _fill_edge_padded(bone[i, 0], _host_tensor(s.bone_mask, bool))
         idx = np.flatnonzero(s.bone_mask)
         if idx.size:
             pick = idx[rng.integers(idx.size, size=_CENTRES_PER_IMAGE)]
@@ -69,6 +69,15 @@ def to_device_dataset(samples, device, seed: int = 0) -> DeviceDataset:
     spacing = np.array([np.broadcast_to(np.asarray(s.spacing_mm, float), (2,)) for s in samples], np.float32)
     as_t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     return DeviceDataset(hu, bone, as_t(spacing), as_t(shapes), as_t(centres))
+
+
+def _host_tensor(array, dtype):
+    """``array`` as a CPU tensor of ``dtype``, sharing its memory where it can (a read-only
+    array, a napari layer's say, is copied: torch warns about writing through it otherwise)."""
+    import torch
+
+    a = np.ascontiguousarray(array, dtype)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 def _fill_edge_padded(out, image) -> None:
