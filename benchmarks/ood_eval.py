@@ -44,7 +44,7 @@ def load_generator(path: Path):
     return module
 
 
-def evaluate_case(case: dict, model, seed: int) -> tuple[dict, pd.DataFrame, np.ndarray]:
+def evaluate_case(case: dict, model, seed: int, tta: bool = False) -> tuple[dict, pd.DataFrame, np.ndarray]:
     # One number, or a (row, col) pair for square pixels (generator L gives the pair).
     pair = np.broadcast_to(np.asarray(case["spacing_mm"], float), (2,))
     if not np.isclose(pair[0], pair[1]):
@@ -52,7 +52,7 @@ def evaluate_case(case: dict, model, seed: int) -> tuple[dict, pd.DataFrame, np.
     spacing = float(pair[0])
     image = CalcinosisImage(np.asarray(case["hu"], np.float32), (spacing, spacing), source=f"case-{seed}")
     seeds = [tuple(map(int, s)) for s in case["seeds"]]
-    result = quantify(image, seeds or None, model=model, device="cpu")
+    result = quantify(image, seeds or None, model=model, device="cpu", tta=tta)
     truth_bone = np.asarray(case["bone"], bool)
     # The U-Net's own mask for the segmentation figures: result.bone_mask is that mask less the
     # pieces the (true) seeds took back as deposits, reported on its own below.
@@ -174,6 +174,7 @@ def main(argv=None) -> int:
     ap.add_argument("--csv", type=Path, default=None, help="per-case table")
     ap.add_argument("--areas-csv", type=Path, default=None, help="per-deposit table: true and measured area, status")
     ap.add_argument("--montage", type=Path, default=None, help="PNG of the worst cases")
+    ap.add_argument("--tta", action="store_true", help="segment with flip test-time augmentation (4 passes)")
     args = ap.parse_args(argv)
 
     gen = load_generator(args.generator)
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for seed in range(args.seed, args.seed + args.n):
         case = gen.make_case(seed)
-        row, areas, pred = evaluate_case(case, model, seed)
+        row, areas, pred = evaluate_case(case, model, seed, tta=args.tta)
         rows.append(row)
         area_frames.append(areas)
         shown.append((case, pred, row))
@@ -191,7 +192,8 @@ def main(argv=None) -> int:
               f"deposit-as-bone {row['deposit_px_taken_as_bone']:.2f}  {row['notes'][:70]}", flush=True)
     cases = pd.DataFrame(rows)
     areas = pd.concat(area_frames, ignore_index=True)
-    report = {"generator": args.generator.name, "model": args.model or "bundled", "seeds": [args.seed, args.seed + args.n - 1],
+    report = {"generator": args.generator.name, "model": args.model or "bundled", "tta": args.tta,
+              "seeds": [args.seed, args.seed + args.n - 1],
               "seconds": time.perf_counter() - t0, **summary(cases, areas)}
     print(json.dumps(report, indent=2))
     if args.json:
