@@ -21,6 +21,8 @@ its steady images/s. The variants differ in
   (``_cuda_batchnorm``; True: every batch norm, "activated": those with an activation); the
   first step includes the kernels' check and compilation (a second process finds them in
   Triton's cache: the ``-again`` variant);
+- ``augment-b120``: not a training step but the device augmentation before it
+  (``_augment_torch.augment_batch``, batch 120 at 512²), its ms a batch and kernel profile;
 - batch and crop size, and cuDNN's autotuner (all its candidate kernels, or the best 3; for
   every layer, or only the ten dense 3 x 3 ones: ``_cuda_convs.autotune_dense_convs``);
 - ``cudnn_api``: PyTorch's cuDNN v8 ("graph") API, its default, or the legacy v7 API
@@ -67,6 +69,8 @@ VARIANTS = {
     "fp16-join-pad-fuseact": {"join": True, "pad": True, "fuse": "activated"},
     "fp16-join-pad-fusebn-b120": {"join": True, "pad": True, "fuse": True, "batch": 120},
     "fp16-join-pad-v7": {"join": True, "pad": True, "cudnn_api": "v7"},
+    # the device augmentation alone (train_segmenter's, before each step), batch 120 at 512²
+    "augment-b120": {"batch": 120, "augment_only": True},
     "fp16-join-pad-fusebn-b120-v7": {"join": True, "pad": True, "fuse": True, "batch": 120, "cudnn_api": "v7"},
     # only when asked for (--variants): cuDNN's autotuner, whose first step is the autotuning
     "fp16-upsample-autotune": {"benchmark": True},
@@ -97,8 +101,54 @@ def _profile(step, steps: int = 3) -> list:
     return rows[:25] + [{"kernel": "total", "ms_per_step": round(sum(r["ms_per_step"] for r in rows), 2)}]
 
 
+def augment_one(v: dict, steps: int, profile: bool, device: str) -> dict:
+    """The device augmentation's time per batch (``_augment_torch.augment_batch``) on 120
+    images of the paper's phantoms' size, already on the device."""
+    import numpy as np
+    import torch
+
+    from napari_calcinosis._augment_torch import augment_batch, to_device_dataset
+    from napari_calcinosis.segment import DEFAULT_INPUT
+    from napari_calcinosis.train import TrainingSample
+
+    dev = torch.device(device)
+    rng = np.random.default_rng(0)
+    samples = [TrainingSample(rng.normal(40, 300, (448, 640)).astype(np.float32), rng.random((448, 640)) > 0.8, 0.2)
+               for _ in range(120)]
+    data = to_device_dataset(samples, dev)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(0)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def step():
+        with torch.no_grad():
+            augment_batch(data, v["batch"], v["size"], DEFAULT_INPUT, gen)
+
+    t = time.perf_counter()
+    step()
+    sync()
+    first = time.perf_counter() - t
+    for _ in range(3):
+        step()
+    sync()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    dt = (time.perf_counter() - t) / steps
+    out = {"variant": v["name"], **v, "first_batch_s": round(first, 3), "augment_ms_per_batch": round(1000 * dt, 2)}
+    if profile and dev.type == "cuda":
+        out["profile_top25"] = _profile(step)
+    return out
+
+
 def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
-    v = {**BASE, **VARIANTS[name]}
+    v = {**BASE, "augment_only": False, **VARIANTS[name]}
+    if v["augment_only"]:
+        return augment_one({**v, "name": name}, steps, profile, device)
     if v["cudnn_api"] == "v7":  # before the process's first convolution, which reads it once
         os.environ["TORCH_CUDNN_V8_API_DISABLED"] = "1"
     import torch
@@ -192,7 +242,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
     ap.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
-    ap.add_argument("--profile", nargs="*", default=["fp16-join-pad", "fp16-join-pad-fusebn-again"],
+    ap.add_argument("--profile", nargs="*", default=["fp16-join-pad", "fp16-join-pad-fusebn-again", "augment-b120"],
                     help="variants to profile")
     ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -213,6 +263,9 @@ def main(argv=None) -> int:
             r = {"variant": name, "error": "over 120 s"}
         results.append(r)
         write_json(results, args.json)
+        if "augment_ms_per_batch" in r:
+            print(f"{name:34s} {r['augment_ms_per_batch']:>10} ms a batch", file=sys.stderr, flush=True)
+            continue
         print(f"{name:34s} {r.get('images_per_s', r.get('error', '?'))!s:>10} images/s  first step "
               f"{r.get('first_step_s', '-')} s  bn {r.get('batch_norm_backend', '-')}", file=sys.stderr, flush=True)
     return 0
