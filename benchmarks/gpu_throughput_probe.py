@@ -101,6 +101,23 @@ def _profile(step, steps: int = 3) -> list:
     return rows[:25] + [{"kernel": "total", "ms_per_step": round(sum(r["ms_per_step"] for r in rows), 2)}]
 
 
+def _first_and_steady(step, sync, steps: int, since: float | None = None) -> tuple[float, float]:
+    """Seconds of the first ``step()`` (counted from ``since`` when given), then of each of
+    ``steps`` more after three to warm up."""
+    t = time.perf_counter() if since is None else since
+    step()
+    sync()
+    first = time.perf_counter() - t
+    for _ in range(3):
+        step()
+    sync()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return first, (time.perf_counter() - t) / steps
+
+
 def augment_one(v: dict, steps: int, profile: bool, device: str) -> dict:
     """The device augmentation's time per batch (``_augment_torch.augment_batch``) on 120
     images of the paper's phantoms' size, already on the device."""
@@ -127,18 +144,7 @@ def augment_one(v: dict, steps: int, profile: bool, device: str) -> dict:
         with torch.no_grad():
             augment_batch(data, v["batch"], v["size"], DEFAULT_INPUT, gen)
 
-    t = time.perf_counter()
-    step()
-    sync()
-    first = time.perf_counter() - t
-    for _ in range(3):
-        step()
-    sync()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    dt = (time.perf_counter() - t) / steps
+    first, dt = _first_and_steady(step, sync, steps)
     out = {"variant": v["name"], **v, "first_batch_s": round(first, 3), "augment_ms_per_batch": round(1000 * dt, 2)}
     if profile and dev.type == "cuda":
         out["profile_top25"] = _profile(step)
@@ -208,17 +214,7 @@ def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
         if fuse_note is not None:
             raise RuntimeError(f"batch norm not fused: {fuse_note}")
         fuse_batchnorm(net, alone=v["fuse"] is True)
-    step()
-    sync()
-    first = time.perf_counter() - t
-    for _ in range(3):
-        step()
-    sync()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    dt = (time.perf_counter() - t) / steps
+    first, dt = _first_and_steady(step, sync, steps, since=t)
     bn = None
     try:  # which batch norm backend PyTorch picks for this dtype (cuDNN or its own)
         bn_layer = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
