@@ -43,3 +43,31 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
     other.write_bytes(b"not ours")
     assert remove_stale_temporaries(out) == [left]
     assert not left.exists() and other.exists()
+
+
+def test_a_running_writers_temporary_file_is_left_alone(tmp_path):
+    # Two runs writing one model: the second's start must not delete the file the first is
+    # still writing (its rename would fail); a dead writer's file, or a day-old one, goes.
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from napari_calcinosis._atomic import remove_stale_temporaries
+
+    out = tmp_path / "m.safetensors"
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # exited and reaped: its id names no process now
+    try:
+        running = tmp_path / f".m.tmp-{writer.pid}-0a1b2c3d.safetensors"
+        dead = tmp_path / f".m.tmp-{ended.pid}-00000000.safetensors"
+        old = tmp_path / f".m.tmp-{writer.pid}-ffffffff.safetensors"
+        for p in (running, dead, old):
+            p.write_bytes(b"half")
+        os.utime(old, (time.time() - 2 * 86400,) * 2)
+        assert sorted(remove_stale_temporaries(out)) == sorted([dead, old])
+        assert running.exists()
+    finally:
+        writer.kill()
+        writer.wait()

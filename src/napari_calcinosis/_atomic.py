@@ -13,6 +13,7 @@ import errno
 import glob
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -37,14 +38,37 @@ def _fsync(fd: int) -> None:
             raise
 
 
+def _writer_alive(tmp: Path, path: Path) -> bool:
+    """Whether another process on this machine that may still be writing ``tmp`` is running
+    (its id is in the name, see :func:`temporary_path`). A name that does not parse, or a file a
+    day old, counts as left behind: process ids are reused."""
+    head = f".{path.stem}.tmp-"
+    try:
+        pid = int(tmp.name[len(head):].split("-", 1)[0])
+        age_s = time.time() - tmp.stat().st_mtime
+    except (ValueError, OSError):
+        return False
+    if pid == os.getpid() or pid <= 0 or age_s > 86400:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, another user's
+        return True
+    return True
+
+
 def remove_stale_temporaries(path) -> list[Path]:
     """Delete the temporary files a killed writer left beside ``path``; returns what went.
 
-    Call it before writing ``path`` again, from the one process that writes it.
+    Call it before writing ``path`` again. A temporary file of another process still running
+    (a second training run writing the same model, say) is left alone: deleting it would make
+    that process's rename fail.
     """
     path = Path(path)
     pattern = f".{glob.escape(path.stem)}.tmp-*{glob.escape(path.suffix)}"
-    stale = [p for p in path.parent.glob(pattern) if p.is_file()]
+    stale = [p for p in path.parent.glob(pattern) if p.is_file() and not _writer_alive(p, path)]
     for p in stale:
         with contextlib.suppress(OSError):
             p.unlink()
