@@ -537,6 +537,24 @@ def test_second_click_on_one_deposit_stays_a_duplicate():
     assert list(res.seeds["lesion_id"]) == [1, 2, 1, 2]
 
 
+def test_clicked_neighbours_with_a_shallow_dip_are_two_deposits():
+    """Two 900 HU disks touching, blurred: the path between their peaks dips about a sixth of
+    their contrast (a cluster's nodules a pixel apart under a soft kernel). Each click is its own
+    deposit, whichever comes first, each about its disk; with a fifth asked (the rule until
+    2026-11-27) the second click was a duplicate carrying nothing."""
+    img, big, small, small_centre = _two_blurred_disks(gap_px=0)
+    smooth = ndi.median_filter(img, 3)
+    dip = (min(smooth[40, 30], smooth[small_centre]) - smooth[40, 30:small_centre[1]].min()) / (smooth[40, 30] - 40.0)
+    assert 0.1 < dip < 0.2
+    for seeds in ([(40, 30), small_centre], [small_centre, (40, 30)]):
+        res = grow_lesions(img, np.zeros(img.shape, bool), 0.2, seeds)
+        assert list(res.seeds["status"]) == ["ok", "ok"]
+        ids = dict(zip(seeds, res.seeds["lesion_id"]))
+        grown_big, grown_small = res.lesion_labels == ids[(40, 30)], res.lesion_labels == ids[small_centre]
+        assert (grown_big & big).sum() >= 0.9 * big.sum() and (grown_small & small).sum() >= 0.9 * small.sum()
+        assert abs(int(grown_big.sum()) - int(big.sum())) <= 8 and abs(int(grown_small.sum()) - int(small.sum())) <= 8
+
+
 def test_touching_deposits_without_a_dip_stay_one():
     """Overlapping disks of one density make one plateau: nothing to cut along."""
     img, big, small, small_centre = _two_blurred_disks(gap_px=-1)

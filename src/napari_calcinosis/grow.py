@@ -70,6 +70,10 @@ DEFAULT_MIN_AREA_MM2 = 0.3
 # faint deposits blurred to a few hundred HU still pass.
 DEFAULT_MIN_CONTRAST_HU = 60.0
 SEARCH_RADIUS_MM = 0.5  # a click lands within half a millimetre (and two pixels) of the deposit it means
+# Two peaks are two deposits when every path between them dips by this share of the lower one's
+# contrast (and min_contrast_hu, against noise). A fifth until 2026-11-27; a tenth parted more
+# clicked neighbours in clusters (M, D) and kept every set's seeded CCC (docs/validation.md).
+APART_DIP = 0.1
 # A seed on a separate piece of the bone mask up to this size, other than its largest piece, is
 # taken at its word: the U-Net sometimes takes a dense deposit lying apart from the bone for
 # bone. Deposits of 10-35 mm2 were lost this way on images from generators it never saw
@@ -845,10 +849,10 @@ def _peak_in(region, local, search, row, offset):
 
 def _apart(region, local, a, b, structure, min_contrast_hu, background) -> bool:
     """Whether peaks ``a`` and ``b`` of ``region`` are two deposits: every path between them
-    within ``region`` dips at least a fifth of the lower one's contrast above ``background``,
+    within ``region`` dips at least ``APART_DIP`` (a tenth) of the lower one's contrast above ``background``,
     and ``min_contrast_hu`` (noise makes shallower dips on one deposit's plateau)."""
     height = min(float(local[a]), float(local[b]))
-    dip = max(min_contrast_hu, 0.2 * (height - background))
+    dip = max(min_contrast_hu, APART_DIP * (height - background))
     # With no dip asked the peaks themselves must count, so a peak is never apart from itself;
     # otherwise a dip of exactly ``dip`` parts them, as before.
     above = local > height - dip if dip > 0 else local >= height
