@@ -699,14 +699,17 @@ def _make(seed):
 
     dropped = 0
     brightened = 0
-    for it in range(5):
+    def compose(deps):
+        """The image with the deposits drawn, blurred, and each deposit's own blurred contrast."""
         img = bg.copy()
         dimg = np.zeros((H, W), np.float32)
         for d in deps:
             img[d["sl"]][d["m"]] = d["hu"]
             dimg[d["sl"]][d["m"]] = d["hu"] - bg[d["sl"]][d["m"]]
-        bl = psf(img)
-        own = psf(dimg)
+        return img, psf(img), psf(dimg)
+
+    for it in range(5):
+        img, bl, own = compose(deps)
         blc = np.clip(bl, -300, 1200) if export8 else bl
         occ_all = np.zeros((H, W), bool)
         for d in deps:
@@ -754,13 +757,7 @@ def _make(seed):
             deps = [d for k, d in enumerate(deps) if k not in drop]
 
     # final compose (also after a possible last drop)
-    img = bg.copy()
-    dimg = np.zeros((H, W), np.float32)
-    for d in deps:
-        img[d["sl"]][d["m"]] = d["hu"]
-        dimg[d["sl"]][d["m"]] = d["hu"] - bg[d["sl"]][d["m"]]
-    bl = psf(img)
-    own = psf(dimg)
+    img, bl, own = compose(deps)
 
     # noise
     wn = rng.standard_normal((H, W)).astype(np.float32)
