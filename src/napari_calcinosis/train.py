@@ -361,12 +361,20 @@ def prepare_cuda_training(device: str = "auto") -> str | None:
     from .segment import select_device
 
     dev = select_device(device)
-    amp_dtype = _training_dtype(dev)
-    if not _fuses_batchnorm(dev, False, amp_dtype):
-        return None
+    return _batchnorm_fusion(dev, False, _training_dtype(dev))[1]
+
+
+def _batchnorm_fusion(dev, plan_free: bool, amp_dtype) -> tuple[bool, str | None]:
+    """Whether a run fuses its batch norms, and why not where it wanted to: it wants to
+    (:func:`_fuses_batchnorm`) and the kernels pass their check on the device
+    (``_cuda_batchnorm.kernels_work``, which compiles them: seconds the first time, then from
+    Triton's cache; once per device and dtype in a process)."""
+    if not _fuses_batchnorm(dev, plan_free, amp_dtype):
+        return False, None
     from ._cuda_batchnorm import kernels_work
 
-    return kernels_work(dev, amp_dtype)
+    why_not = kernels_work(dev, amp_dtype)
+    return why_not is None, why_not
 
 
 def _validates_plan_free(dev, plan_free: bool, on_device: bool, epochs: int, val_every: int) -> bool:
@@ -723,13 +731,7 @@ def train_segmenter(
         raise ValueError(f"CUDNN_AUTOTUNE_LIMIT must be a whole number of at least 1, or None, not {CUDNN_AUTOTUNE_LIMIT!r}")
     autotune_dense_only = autotune and CUDNN_AUTOTUNE_LAYERS == "dense"
     pad_thin = _pads_thin_convs(dev, plan_free, amp_dtype)
-    fuse_bn, fuse_bn_not = _fuses_batchnorm(dev, plan_free, amp_dtype), None
-    if fuse_bn:
-        from ._cuda_batchnorm import kernels_work
-
-        # compiles the kernels too (seconds the first time, then from Triton's cache)
-        fuse_bn_not = kernels_work(dev, amp_dtype)
-        fuse_bn = fuse_bn_not is None
+    fuse_bn, fuse_bn_not = _batchnorm_fusion(dev, plan_free, amp_dtype)
     benchmark_limit = getattr(torch.backends.cudnn, "benchmark_limit", None)  # PyTorch's, put back after
     autotune_limit = CUDNN_AUTOTUNE_LIMIT if autotune and benchmark_limit is not None else None
     # Validation's batch is a shape of its own: on cuDNN each of the 61 layers would need a new
