@@ -23,6 +23,15 @@ def training_step(net, opt):
     return step
 
 
+def use_cudnn_v7_api() -> None:
+    """Have PyTorch call cuDNN's legacy v7 API in this process (``TORCH_CUDNN_V8_API_DISABLED``):
+    heuristics pick an algorithm, no execution plan is built. PyTorch reads the variable once,
+    at the process's first convolution, so call this before that."""
+    import os
+
+    os.environ["TORCH_CUDNN_V8_API_DISABLED"] = "1"
+
+
 def write_json(results, path) -> None:
     """Print ``results`` as JSON and, given a ``path``, write them there too (whole or not at all:
     a probe killed at its time limit leaves the last complete file)."""

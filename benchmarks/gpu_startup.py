@@ -19,11 +19,10 @@ measured in bfloat16).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-from _gpu import training_step, write_json
+from _gpu import training_step, use_cudnn_v7_api, write_json
 
 
 def main(argv=None) -> int:
@@ -34,8 +33,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cudnn-v7", action="store_true", help="cuDNN's legacy v7 API (no execution plans)")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
-    if args.cudnn_v7:  # read once, at the process's first convolution
-        os.environ["TORCH_CUDNN_V8_API_DISABLED"] = "1"
+    if args.cudnn_v7:
+        use_cudnn_v7_api()
     t_all = time.perf_counter()
     import torch
 

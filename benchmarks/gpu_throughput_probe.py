@@ -40,12 +40,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 
-from _gpu import write_json
+from _gpu import use_cudnn_v7_api, write_json
 
 BASE = {"dtype": "float16", "upsample": True, "join": False, "pad": False, "convs": "cudnn", "batch": 60, "size": 512,
         "benchmark": False, "benchmark_limit": None, "fuse": False, "cudnn_api": "v8"}
@@ -155,8 +154,8 @@ def run_one(name: str, steps: int, profile: bool, device: str = "cuda") -> dict:
     v = {**BASE, "augment_only": False, **VARIANTS[name]}
     if v["augment_only"]:
         return augment_one({**v, "name": name}, steps, profile, device)
-    if v["cudnn_api"] == "v7":  # before the process's first convolution, which reads it once
-        os.environ["TORCH_CUDNN_V8_API_DISABLED"] = "1"
+    if v["cudnn_api"] == "v7":
+        use_cudnn_v7_api()
     import torch
 
     from napari_calcinosis._cuda_convs import (_DepthwiseConv2d, autotune_dense_convs, pad_thin_convs, plan_free_convs,

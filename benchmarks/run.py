@@ -316,8 +316,10 @@ def _load_cached(path: Path, block: str):
 def train_to_target(cache: str, device: str, config: dict, out_dir: str, limit_s: float) -> dict:
     """One time-to-Dice run; meant to run in a fresh process (see ``--worker``)."""
     t_process = time.monotonic()
-    if config.get("cudnn_api") == "v7":  # read once, at the process's first convolution
-        os.environ["TORCH_CUDNN_V8_API_DISABLED"] = "1"
+    if config.get("cudnn_api") == "v7":
+        from _gpu import use_cudnn_v7_api
+
+        use_cudnn_v7_api()
     import torch  # imported before the clock: napari has it loaded when Train is pressed
 
     from napari_calcinosis.train import evaluate, train_segmenter
