@@ -214,3 +214,22 @@ def test_opening_the_widget_warms_up_the_network_library(make_napari_viewer):
     assert _WARM_UP["cuda_training"] is None  # the fused batch norm's kernels: none wanted, or ready
     assert "segmentation_models_pytorch" in sys.modules
     assert start_warm_up() is thread  # a second widget does not start another
+
+
+def test_a_failed_warm_up_is_shown_before_train_is_pressed(make_napari_viewer, qtbot, monkeypatch):
+    # A broken GPU driver or network library must be said in the widget as soon as the
+    # background warm-up meets it, not only after the user has set everything up and pressed Train.
+    from napari_calcinosis import _train_widget, segment
+
+    def broken(device="auto"):
+        raise RuntimeError("CUDA driver version is insufficient\nfor CUDA runtime version")
+
+    monkeypatch.setattr(_train_widget, "_WARM_UP", {})  # this session's warm-up has not run yet
+    monkeypatch.setattr(segment, "warm_up", broken)
+    widget = _train_widget.TrainWidget(make_napari_viewer())
+    qtbot.waitUntil(lambda: bool(widget.warm_up_error), timeout=30000)
+    expected = "RuntimeError: CUDA driver version is insufficient for CUDA runtime version"
+    assert widget.warm_up_error == expected
+    assert "did not start" in widget.device_label.text() and expected in widget.device_label.toolTip()
+    assert widget.status.text().startswith("warning: the device could not be started") and expected in widget.status.text()
+    assert not widget._warm_up_timer.isActive()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from psygnal import Signal
-from qtpy.QtCore import QObject, Qt
+from qtpy.QtCore import QObject, Qt, QTimer
 from qtpy.QtCore import Signal as QtSignal
 from qtpy.QtGui import QIntValidator
 from qtpy.QtWidgets import (
@@ -112,8 +112,10 @@ def start_warm_up(device: str = "auto") -> threading.Thread:
 
     That is seconds of work (importing segmentation-models-pytorch, creating the CUDA context,
     loading cuDNN, compiling the fused batch norm's kernels where a long run would use them)
-    that pressing Train would otherwise wait for; the widget starts it when it opens. Errors
-    are left for training to report, with its own message.
+    that pressing Train would otherwise wait for; the widget starts it when it opens. An error
+    is kept in ``_WARM_UP["error"]`` (one line) for the widget to show as soon as the warm-up
+    ends, before Train is pressed; training reports it again, with its own message, if it fails
+    the same way.
     """
     if "thread" not in _WARM_UP:
 
@@ -124,8 +126,8 @@ def start_warm_up(device: str = "auto") -> threading.Thread:
 
                 _WARM_UP["device"] = warm_up(device)
                 _WARM_UP["cuda_training"] = prepare_cuda_training(device)
-            except Exception as exc:  # reported by train_segmenter when Train is pressed
-                _WARM_UP["error"] = repr(exc)
+            except Exception as exc:  # shown by the widget; training says it again if it fails too
+                _WARM_UP["error"] = f"{type(exc).__name__}: {_one_line(exc)}"
 
         # not a daemon: an import cut short by the interpreter's exit can crash it
         _WARM_UP["thread"] = threading.Thread(target=work, name="napari-calcinosis warm-up")
@@ -284,6 +286,12 @@ class TrainWidget(QWidget):
         self._update_device_label(self.device_combo.currentText())
         self._update_buttons()
         start_warm_up(self.device_combo.currentText())
+        # The warm-up runs in its own thread; its outcome is read here, in the GUI thread.
+        self._warm_up_timer = QTimer(self)
+        self._warm_up_timer.setInterval(250)
+        self._warm_up_timer.timeout.connect(self._check_warm_up)
+        self._warm_up_timer.start()
+        self.warm_up_error = ""  # what went wrong in the warm-up, once it has ended; "" if nothing
 
     # ------------------------------------------------------------------------------------------
     # Plot
@@ -439,6 +447,25 @@ class TrainWidget(QWidget):
             except Exception:
                 pass
         self.device_label.setText(text)
+
+    def _check_warm_up(self):
+        """Once the warm-up thread has ended, say in the widget if it failed: a broken GPU driver
+        or network library is then known before Train is pressed, not after."""
+        thread = _WARM_UP.get("thread")
+        if thread is not None and thread.is_alive():
+            return
+        self._warm_up_timer.stop()
+        error = _WARM_UP.get("error", "")
+        if not error:
+            return
+        self.warm_up_error = error
+        self.device_label.setText(f"{self.device_label.text()}  \u26a0 did not start")
+        self.device_label.setToolTip(
+            f"Starting the network library and the device failed in the background: {error}. "
+            "Train will try again and say what fails; choose another device (cpu) to go on."
+        )
+        if not self._running:
+            self._set_status(f"warning: the device could not be started ({error}); Train will try again")
 
     def _browse_output(self):
         path, _ = QFileDialog.getSaveFileName(
