@@ -466,3 +466,165 @@ def test_lesions_summary_counts_what_automatic_mode_left_out_apart_from_failed_s
     assert layer.metadata["summary"].startswith("3 lesion(s)")
     assert "; 1 long thin line(s) along the bone left out (calcified arteries, most likely)" in layer.metadata["summary"]
     assert "failed" not in layer.metadata["summary"]
+
+
+def test_seeds_clicked_on_a_layer_of_another_scale_land_where_they_were_clicked(sample):
+    # napari's own "New points" button makes a points layer of scale 1, so the user's clicks are
+    # stored in mm; a seeds layer made on another image has that image's scale. Either way the
+    # deposit under each click is measured.
+    from napari_calcinosis._widgets import GrowWidget, QuantifyWidget
+
+    viewer, image, bone, _, seeds, areas = sample
+    viewer.add_points(seeds * 0.25, name="seeds")  # scale 1: world (mm) coordinates
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value = image
+    q.device.value = "cpu"
+    result = q.run()
+    assert np.allclose(result.table[["seed_row", "seed_col"]].to_numpy(float), seeds)
+    assert np.allclose(result.table["area_mm2"][:3], areas[:3], rtol=0.25, atol=0.5)
+    assert len(viewer.layers["seeds"].data) == len(seeds)  # the user's layer, untouched
+
+    g = with_true_bone(viewer, GrowWidget(viewer), image, bone)
+    points = g.start_seeding()
+    assert points is viewer.layers["seeds"]
+    points.add(np.array([[10.0, 10.0]]) * 0.25 + 0)  # one more click, in the layer's own (mm) frame
+    table = viewer.layers["lesions"].metadata["seed_table"]
+    assert np.allclose(table[["seed_row", "seed_col"]].to_numpy(float)[: len(seeds)], seeds)
+    assert np.allclose(table[["seed_row", "seed_col"]].to_numpy(float)[-1], (10, 10))
+
+
+def test_results_lie_over_a_translated_image(sample):
+    # An image moved in the viewer (translate) keeps its results on it, and a click on a deposit
+    # in the viewer is a click on that deposit.
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget, QuantifyWidget
+
+    viewer, image, bone, _, seeds, areas = sample
+    image.translate = (20.0, -5.0)
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value = image
+    q.device.value = "cpu"
+    q.run()
+    for name in ("bone", "calcification candidates", "seeds", "lesions"):
+        layer = viewer.layers[name]
+        assert tuple(layer.translate) == (20.0, -5.0) and tuple(layer.scale) == tuple(image.scale), name
+    viewer.layers.remove("seeds")
+    g = dock(viewer, GrowWidget(viewer))
+    g.image.value = image
+    points = g.start_seeding()
+    assert tuple(points.translate) == (20.0, -5.0)
+    points.add(points.world_to_data(image.data_to_world(seeds[0])))
+    table = viewer.layers["lesions"].metadata["seed_table"]
+    assert np.allclose(table[["seed_row", "seed_col"]].to_numpy(float), seeds[:1])
+    assert table["status"][0] == "ok" and abs(table["area_mm2"][0] - areas[0]) <= 0.25 * areas[0] + 0.5
+    m = dock(viewer, MeasureWidget(viewer))
+    frame = m.refresh()
+    m.select_row(0)
+    expected = image.data_to_world((frame["centroid_row"][0], frame["centroid_col"][0]))
+    assert np.allclose(viewer.camera.center[-2:], expected)
+
+
+def test_layer_pickers_follow_the_bone_and_lesions_layers_not_the_samples_truth(sample):
+    # The sample opens with its true bone and lesions: a picker that takes the first Labels
+    # layer measured against the truth. The pickers keep to the layers the widgets write, and
+    # are empty (saying so) when there is none, until the user picks one by hand.
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget, SegmentWidget, SubtractWidget
+
+    viewer, image, _, _, seeds, _ = sample
+    sub, grow, measure = (dock(viewer, w(viewer)) for w in (SubtractWidget, GrowWidget, MeasureWidget))
+    assert sub.bone.value is None and grow.bone.value is None and measure.lesions.value is None
+    assert sub.run() is None and "choose an image and its bone layer" in sub.status.value
+    seg = dock(viewer, SegmentWidget(viewer))
+    seg.image.value, seg.device.value = image, "cpu"
+    made = seg.run()
+    assert sub.bone.value is made and grow.bone.value is made
+    grow.image.value = image
+    grow.start_seeding().add(seeds)
+    assert measure.lesions.value is viewer.layers["lesions"]
+    assert len(measure.refresh()) == len(seeds)
+    viewer.layers.remove(made)  # the bone layer is gone: the picker empties, not "lesions"
+    assert grow.bone.value is None and sub.bone.value is None
+    # A layer picked by hand stays picked when layers come and go.
+    truth = viewer.layers["sample_finger true bone"]
+    sub.bone.value = truth
+    sub.bone.native.activated.emit(sub.bone.native.currentIndex())
+    seg.run()
+    assert sub.bone.value is truth and grow.bone.value is viewer.layers["bone"]
+
+
+def test_quantify_measures_the_proposed_seeds_the_user_kept(sample):
+    # Automatic seeds are a proposal: the user deletes the ones that are no deposit and presses
+    # Quantify again; those must stay out. An empty seeds layer the user made to click in
+    # takes the proposal (it held nothing to lose).
+    from napari_calcinosis._widgets import GrowWidget, QuantifyWidget
+
+    viewer, image, bone, _, _, _ = sample
+    grow = with_true_bone(viewer, GrowWidget(viewer), image, bone)
+    empty = grow.start_seeding()
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = image, "cpu"
+    first = q.run()
+    proposed = len(viewer.layers["seeds"].data)
+    assert viewer.layers["seeds"] is empty and proposed == (first.table["status"] == "ok").sum() >= 3
+    assert "seeds (new)" not in viewer.layers
+    kept = viewer.layers["seeds"].data[1:]
+    viewer.layers["seeds"].data = kept  # delete one proposal
+    again = q.run()
+    assert len(again.table) == proposed - 1
+    assert np.allclose(again.table[["seed_row", "seed_col"]].to_numpy(float),
+                       [image.world_to_data(empty.data_to_world(p)) for p in kept])
+
+
+def test_painting_re_measures_and_regrows(sample, qtbot):
+    # Measure's table and export follow a painted lesions layer; painting a deposit into the
+    # bone layer while seeding regrows without it.
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    grow = with_true_bone(viewer, GrowWidget(viewer), image, bone)
+    grow.start_seeding().add(seeds)
+    lesions = viewer.layers["lesions"]
+    m = dock(viewer, MeasureWidget(viewer))
+    before = m.refresh()
+    first = lesions.data == 1
+    rows, cols = np.nonzero(first)
+    lesions.brush_size = 1
+    lesions.paint((rows.max() + 1, cols[rows.argmax()]), 1)  # one pixel more, painted
+    qtbot.wait(50)  # the table follows once the paint is written
+    area_px = 0.25 * 0.25
+    now = m.frame()
+    assert np.isclose(now["area_mm2"][0], (lesions.data == 1).sum() * area_px)
+    assert now["area_mm2"][0] > before["area_mm2"][0]
+    assert m.status.value.startswith(f"{len(seeds)} lesion(s), total {now['area_mm2'].sum():.2f}")
+    # The bone: paint the second deposit into it, and it is no longer measured.
+    b = grow.bone.value
+    second = viewer.layers["lesions"].data == 2
+    b.data_setitem(np.nonzero(second), 1)
+    qtbot.wait(50)
+    table = viewer.layers["lesions (new)"].metadata["seed_table"]  # the painted lesions layer stays
+    assert table["status"][1] in ("on_bone", "no_deposit") and table["lesion_id"][1] == 0
+
+
+def test_odd_images_get_a_clear_word(sample):
+    # A stack, a colour image, a PNG opened at scale 1 with 0-255 values: each says what is wrong.
+    from napari_calcinosis._widgets import QuantifyWidget, SegmentWidget
+
+    viewer, image, _, _, _, _ = sample
+    seg = dock(viewer, SegmentWidget(viewer))
+    seg.device.value = "cpu"
+    stack = viewer.add_image(np.stack([image.data] * 3), name="stack", scale=(1, 0.25, 0.25))
+    seg.image.value = stack
+    assert seg.run() is None and "stack of shape (3, " in seg.status.value and "Split Stack" in seg.status.value
+    rgb = viewer.add_image(np.zeros(image.data.shape + (3,), np.uint8), name="photo", rgb=True)
+    seg.image.value = rgb
+    assert seg.run() is None and "colour (RGB)" in seg.status.value and "read_image" in seg.status.value
+    one = viewer.add_image(image.data[None], name="one slice", scale=(1, 0.25, 0.25))
+    seg.image.value = one
+    assert seg.run() is not None and seg.status.value.startswith("bone:")  # a leading axis of one slice is fine
+    png = viewer.add_image(np.clip((image.data - (450 - 750)) / 1500 * 255, 0, 255).round().astype(np.uint8), name="png")
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = png, "cpu"
+    q.run()
+    assert q.status.value.startswith("warning: 'png' has scale 1") and "8-bit export" in q.status.value
+    q.image.value = image
+    q.run()
+    assert not q.status.value.startswith("warning")

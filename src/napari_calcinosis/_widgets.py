@@ -45,6 +45,71 @@ def spacing_of(layer) -> tuple[float, float]:
     return tuple(float(s) for s in layer.scale[-2:])
 
 
+def image_pixels(layer) -> np.ndarray:
+    """An Image layer's pixels as one 2-D greyscale slice (float32); a leading axis of one slice
+    is dropped. A colour image or a stack raises :class:`CalcinosisError` saying what to do."""
+    if getattr(layer, "rgb", False):
+        raise CalcinosisError(
+            f"'{layer.name}' is a colour (RGB) image: the measurement needs one greyscale slice in HU. "
+            "Open the DICOM with the napari-calcinosis reader, or convert a PNG/JPEG export in the "
+            f"console: {_EXPORT_RECIPE}"
+        )
+    data = np.asarray(layer.data)
+    while data.ndim > 2 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 2:
+        raise CalcinosisError(
+            f"'{layer.name}' is a stack of shape {tuple(data.shape)}: the measurement works on one 2-D "
+            "sagittal slice. Right-click the layer > Split Stack, then choose the slice's layer"
+        )
+    return data.astype(np.float32, copy=False)
+
+
+# How an export becomes HU and mm in napari's console (the CLI and read_image do the same).
+_EXPORT_RECIPE = ("from napari_calcinosis import read_image; im = read_image('finger.png', pixel_size_mm=0.25); "
+                  "viewer.add_image(im.pixels_hu, scale=im.spacing_mm, name='finger')")
+
+
+def input_warning(layer, pixels) -> str:
+    """What looks wrong with an image given to a widget as HU with its spacing, or ""."""
+    notes = []
+    if np.allclose(spacing_of(layer), 1.0):
+        notes.append(f"'{layer.name}' has scale 1, so areas are in pixels, not mm²: set the layer's scale to "
+                     "its pixel spacing in mm (the napari-calcinosis reader does this for DICOM)")
+    if pixels.size and pixels.min() >= 0 and pixels.max() <= 255 and np.array_equal(pixels, np.round(pixels)):
+        notes.append(f"'{layer.name}' holds 0-255, an 8-bit export rather than HU; bone and deposits are then "
+                     f"misread. Convert it in the console: {_EXPORT_RECIPE}")
+    return "; ".join(notes)
+
+
+def placement(layer) -> dict:
+    """Where a layer made from ``layer``'s pixels goes in the viewer: its scale (the pixel
+    spacing in mm) and translate, so a result lies over the image it came from."""
+    return {"scale": tuple(float(v) for v in layer.scale[-2:]), "translate": tuple(float(v) for v in layer.translate[-2:])}
+
+
+def points_in_pixels(points, image) -> np.ndarray:
+    """The positions of ``points`` in ``image``'s pixels, (n, 2) as (row, col).
+
+    Through the viewer's world coordinates (mm), where the user clicked: a points layer made
+    with another scale or translate than the image (napari's own "New points" button gives
+    scale 1, a seeds layer made on another image gives that image's) still lands on the pixel
+    under each click.
+    """
+    data = np.asarray(points.data, float)
+    if data.size == 0:
+        return np.zeros((0, 2))
+    return np.array([image.world_to_data(points.data_to_world(p))[-2:] for p in data], float)
+
+
+def pixels_in_points(points, image, pixels) -> np.ndarray:
+    """The inverse of :func:`points_in_pixels`: ``image`` pixels (n, 2) as ``points``' data."""
+    pixels = np.asarray(pixels, float).reshape(-1, 2)
+    if not len(pixels):
+        return np.zeros((0, points.ndim))
+    return np.array([points.world_to_data(image.data_to_world(p)) for p in pixels], float)
+
+
 _WRITING: set = set()  # ids of layers a widget is writing right now: their events are not user edits
 
 
@@ -61,7 +126,12 @@ def _mark_edits(layer) -> None:
 
 
 def _replaceable(layer, kind, shape=None) -> bool:
-    """Whether a widget may update ``layer``: one it made, unedited, of the right kind and shape."""
+    """Whether a widget may update ``layer``: one it made, unedited, of the right kind and shape;
+    or an empty Points layer (a ``seeds`` layer made to click in, where nothing was clicked yet)."""
+    from napari.layers import Points
+
+    if kind is Points and isinstance(layer, Points) and len(layer.data) == 0:
+        return True
     return (isinstance(layer, kind) and layer.metadata.get(MADE_HERE) and not layer.metadata.get(EDITED)
             and (shape is None or layer.data.shape == shape))
 
@@ -77,8 +147,9 @@ def _free_name(viewer, name: str, kind, shape=None) -> str:
 LAYER_COLOURS = {"bone": "cyan", "calcification candidates": "yellow"}
 
 
-def put_labels(viewer, name: str, data, scale, **kwargs):
-    """Show ``data`` as the Labels layer ``name``: update it, unless the user edited it."""
+def put_labels(viewer, name: str, data, image, **kwargs):
+    """Show ``data`` (``image``'s pixels) as the Labels layer ``name`` over ``image``: update it,
+    unless the user edited it."""
     colour = LAYER_COLOURS.get(name)
     if colour is not None and "colormap" not in kwargs:
         from napari.utils.colormaps import DirectLabelColormap
@@ -90,17 +161,19 @@ def put_labels(viewer, name: str, data, scale, **kwargs):
     if name in viewer.layers:
         layer = viewer.layers[name]
         layer.data = data
-        layer.scale = scale
+        for key, value in placement(image).items():
+            setattr(layer, key, value)
         for key, value in kwargs.items():
             setattr(layer, key, value)
         return layer
-    layer = viewer.add_labels(data, name=name, scale=scale, units="mm", **kwargs)
+    layer = viewer.add_labels(data, name=name, units="mm", **placement(image), **kwargs)
     _mark_edits(layer)
     return layer
 
 
-def put_points(viewer, name: str, data, scale, size_px: float):
-    """Show ``data`` as the Points layer ``name``: update it, unless the user edited it."""
+def put_points(viewer, name: str, data, image, size_px: float):
+    """Show ``data`` (``image`` pixels) as the Points layer ``name``: update it, unless the user
+    edited it. An empty Points layer of that name is filled: it holds nothing to lose."""
     from napari.layers import Points
 
     name = _free_name(viewer, name, Points)
@@ -108,14 +181,34 @@ def put_points(viewer, name: str, data, scale, size_px: float):
         layer = viewer.layers[name]
         _WRITING.add(id(layer))
         try:
-            layer.data = data
+            layer.data = pixels_in_points(layer, image, data)
         finally:
             _WRITING.discard(id(layer))
         return layer
-    layer = viewer.add_points(data, name=name, scale=scale, units="mm", size=size_px, face_color="yellow",
-                              border_color="black")
+    layer = viewer.add_points(data, name=name, units="mm", size=size_px, face_color="yellow",
+                              border_color="black", **placement(image))
     _mark_edits(layer)
     return layer
+
+
+def _soon(fn):
+    """A callback that runs ``fn()`` once the current event is handled, once however often it
+    was called meanwhile. napari's Labels ``paint`` event fires before a ``paint()`` or
+    ``data_setitem()`` call writes its pixels (after a brush stroke, once it is written)."""
+    from qtpy.QtCore import QTimer
+
+    pending = []
+
+    def run():
+        pending.clear()
+        fn()
+
+    def schedule(*_):
+        if not pending:
+            pending.append(True)
+            QTimer.singleShot(0, run)
+
+    return schedule
 
 
 def show_error(message: str) -> None:
@@ -205,6 +298,40 @@ class _Widget(Container):
         _follow_trained_models(self.model)
         self.extend([self.image, self.model, self.model_file, self.device])
 
+    def _layer_input(self, kind, label: str, follows: str):
+        """A layer picker that keeps to the layer named ``follows`` (the newest of ``follows``,
+        ``follows (new)``, ...: what the widgets write) until the user picks a layer by hand,
+        and is empty when there is none. Picking the first layer of the kind, as a plain picker
+        does, took a sample's true bone for the bone to subtract, or the lesions layer for the
+        bone once the bone layer was deleted."""
+        combo = create_widget(annotation=kind, label=label, options={"nullable": True})
+        state = {"by_hand": False}
+        combo.native.activated.connect(lambda *_: state.update(by_hand=True))  # the user's choice, not ours
+
+        def follow(*_):
+            combo.reset_choices()
+            current = combo.value
+            if state["by_hand"] and current is not None and current in self.viewer.layers:
+                return
+            state["by_hand"] = False
+            named = [layer for layer in self.viewer.layers if isinstance(layer, kind)
+                     and (layer.name == follows or layer.name.startswith(f"{follows} (new)"))]
+            target = named[-1] if named else None
+            if target is not current and (target is None or target in combo.choices):
+                combo.value = target
+
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(follow)
+        combo.native.destroyed.connect(lambda *_: [e.disconnect(follow) for e in (
+            self.viewer.layers.events.inserted, self.viewer.layers.events.removed)])
+        self._follows = getattr(self, "_follows", []) + [follow]
+        return combo
+
+    def reset_choices(self, *args):
+        super().reset_choices(*args)
+        for follow in getattr(self, "_follows", []):
+            follow()
+
     def _model(self):
         return get_model(_chosen_model(self.model, self.model_file), self.device.value)
 
@@ -212,6 +339,19 @@ class _Widget(Container):
         if self.image.value is None:
             self.status.value = "add an image first (File > Open, or File > Open Sample)"
         return self.image.value
+
+    def _warn_if_odd(self, layer, pixels) -> None:
+        """After a run: add to the status line (and a napari warning, once per image) what
+        looks wrong with the image as HU and mm (:func:`input_warning`)."""
+        warning = input_warning(layer, pixels)
+        if not warning:
+            return
+        self.status.value = f"warning: {warning}. {self.status.value}"
+        if layer.metadata.get("calcinosis_warned") != warning:
+            layer.metadata["calcinosis_warned"] = warning
+            from napari.utils.notifications import show_warning
+
+            show_warning(warning)
 
     def _run_safely(self, fn):
         """``fn()``; if it fails, the status line and a notification say why, and None is returned."""
@@ -248,14 +388,16 @@ class SegmentWidget(_Widget):
             return None
 
         def go():
+            pixels = image_pixels(layer)
             model = self._model()
-            seg = segment_phalanges(np.asarray(layer.data, np.float32), model, spacing_mm=spacing_of(layer),
+            seg = segment_phalanges(pixels, model, spacing_mm=spacing_of(layer),
                                     device=self.device.value, tta=self.tta.value)
-            out = put_labels(self.viewer, "bone", seg.bone_mask.astype(np.uint8), layer.scale[-2:], opacity=0.4)
+            out = put_labels(self.viewer, "bone", seg.bone_mask.astype(np.uint8), layer, opacity=0.4)
             out.metadata["bone_probability"] = seg.probability
             out.metadata["source_image"] = layer.name
             area_mm2 = seg.bone_mask.sum() * np.prod(spacing_of(layer))
             self.status.value = f"bone: {area_mm2:.0f} mm² on '{layer.name}' — paint or erase in '{out.name}' to correct"
+            self._warn_if_odd(layer, pixels)
             return out
 
         return self._run_safely(go)
@@ -271,7 +413,7 @@ class SubtractWidget(_Widget):
         from .subtract import DEFAULT_THRESHOLD_HU, FALLBACK_MARGIN_MM
 
         self.image = create_widget(annotation=napari.layers.Image, label="image")
-        self.bone = create_widget(annotation=napari.layers.Labels, label="bone")
+        self.bone = self._layer_input(napari.layers.Labels, "bone", follows="bone")
         self.threshold_hu = FloatSpinBox(label="threshold (HU)", value=DEFAULT_THRESHOLD_HU, min=-1000, max=3000, step=10)
         self.auto_margin = CheckBox(label="measure bone margin on the image", value=True)
         self.margin_mm = FloatSpinBox(label="bone margin (mm)", value=FALLBACK_MARGIN_MM, min=0.0, max=3.0, step=0.05)
@@ -296,18 +438,19 @@ class SubtractWidget(_Widget):
             return None
 
         def go():
-            pixels = np.asarray(image.data, np.float32)
-            mask = np.asarray(bone.data) > 0
+            pixels = image_pixels(image)
+            mask = _mask_for(bone, pixels, "bone")
             margin = None if self.auto_margin.value else self.margin_mm.value
             margin = resolve_margin_mm(margin, pixels, mask, spacing_of(image), self.threshold_hu.value)
             if self.auto_margin.value:
                 with self.margin_mm.changed.blocked():
                     self.margin_mm.value = round(margin, 2)
             cand = subtract_bone(pixels, mask, spacing_of(image), threshold_hu=self.threshold_hu.value, margin_mm=margin)
-            out = put_labels(self.viewer, "calcification candidates", cand.astype(np.uint8), image.scale[-2:], opacity=0.6)
+            out = put_labels(self.viewer, "calcification candidates", cand.astype(np.uint8), image, opacity=0.6)
             out.metadata.update(threshold_hu=self.threshold_hu.value, margin_mm=margin)
             self.status.value = (f"{cand.sum() * np.prod(spacing_of(image)):.1f} mm² above "
                                  f"{self.threshold_hu.value:g} HU outside bone + {margin:.2f} mm")
+            self._warn_if_odd(image, pixels)
             return out
 
         return self._run_safely(go)
@@ -321,7 +464,7 @@ class GrowWidget(_Widget):
         import napari
 
         self.image = create_widget(annotation=napari.layers.Image, label="image")
-        self.bone = create_widget(annotation=napari.layers.Labels, label="bone")
+        self.bone = self._layer_input(napari.layers.Labels, "bone", follows="bone")
         self.connectivity = ComboBox(label="connectivity", choices=[4, 8], value=4)
         self.take_unsure = CheckBox(label="a seed may take bone the model was unsure of", value=True,
                                     tooltip="a deposit against the bone is often partly in the bone layer, where the "
@@ -332,9 +475,22 @@ class GrowWidget(_Widget):
         self.auto_button.changed.connect(self.auto_seed)
         self.connectivity.changed.connect(self.regrow)
         self.take_unsure.changed.connect(self.regrow)
+        self._watched_bone = None
+        self._regrow_soon = _soon(self.regrow)
+        self.bone.changed.connect(self._watch_bone)
+        self._watch_bone()
         self.points = None
         self.extend([self.image, self.bone, self.connectivity, self.take_unsure, self.add_seeds_button,
                      self.auto_button, self.status])
+
+    def _watch_bone(self, *_):
+        """Regrow when the user paints the chosen bone layer: a deposit painted into the bone
+        is then no longer measured, bone erased from it is."""
+        if self._watched_bone is not None:
+            self._watched_bone.events.paint.disconnect(self._regrow_soon)
+        self._watched_bone = self.bone.value
+        if self._watched_bone is not None:
+            self._watched_bone.events.paint.connect(self._regrow_soon)
 
     def seeds_layer(self):
         image = self.image.value
@@ -344,15 +500,17 @@ class GrowWidget(_Widget):
             self.points = self.viewer.layers["seeds"]
         else:
             size_mm = 1.0
-            self.points = self.viewer.add_points(np.zeros((0, 2)), name="seeds", scale=image.scale[-2:], units="mm",
+            self.points = self.viewer.add_points(np.zeros((0, 2)), name="seeds", units="mm",
                                                  size=size_mm / min(spacing_of(image)), face_color="yellow",
-                                                 border_color="black")
+                                                 border_color="black", **placement(image))
         self.points.events.data.connect(self.regrow)
         return self.points
 
     def start_seeding(self, *_):
         if self.image.value is None:
             self.status.value = "choose an image first"
+            return None
+        if self._run_safely(lambda: image_pixels(self.image.value)) is None:
             return None
         points = self.seeds_layer()
         self.viewer.layers.selection.active = points
@@ -367,24 +525,25 @@ class GrowWidget(_Widget):
         if image is None or bone is None:
             self.status.value = "choose an image and its bone layer first"
             return None
-        candidates = None
-        if "calcification candidates" in self.viewer.layers:
-            candidates = np.asarray(self.viewer.layers["calcification candidates"].data) > 0
-            if candidates.shape != image.data.shape:
-                candidates = None
 
         def go():
-            auto = grow_lesions(np.asarray(image.data, np.float32), np.asarray(bone.data) > 0, spacing_of(image),
+            pixels = image_pixels(image)
+            candidates = None
+            if "calcification candidates" in self.viewer.layers:
+                candidates = np.asarray(self.viewer.layers["calcification candidates"].data) > 0
+                if candidates.shape != pixels.shape:
+                    candidates = None
+            auto = grow_lesions(pixels, _mask_for(bone, pixels, "bone"), spacing_of(image),
                                 None, candidates=candidates, connectivity=self.connectivity.value)
             ok = auto.seeds[auto.seeds["status"] == "ok"]
             points = self.seeds_layer()
             # The user's clicks stay; a seed is added on each deposit none of them lies on.
-            clicked = np.asarray(points.data, float)[:, -2:].reshape(-1, 2)
-            rc = np.round(clicked).astype(int)
+            rc = np.round(points_in_pixels(points, image)).astype(int)
             inside = np.all((rc >= 0) & (rc < auto.lesion_labels.shape), axis=1)
             taken = set(auto.lesion_labels[rc[inside, 0], rc[inside, 1]].tolist())
             added = ok[~ok["lesion_id"].isin(taken)][["seed_row", "seed_col"]].to_numpy(float)
-            points.data = np.vstack([clicked, added])  # regrows, and the status line says so
+            clicked = np.asarray(points.data, float).reshape(-1, points.ndim)
+            points.data = np.vstack([clicked, pixels_in_points(points, image, added)])  # regrows, and says so
             self.status.value += _left_out_text(auto.seeds["status"], "not proposed", ": click any that is a deposit")
             return points
 
@@ -399,10 +558,10 @@ class GrowWidget(_Widget):
             return None
 
         def go():
-            pixels = np.asarray(image.data, np.float32)
+            pixels = image_pixels(image)
             calc = CalcinosisImage(pixels_hu=pixels, spacing_mm=spacing_of(image), source=image.name)
-            seeds = np.asarray(self.points.data)[:, -2:] if len(self.points.data) else np.zeros((0, 2))
-            mask = np.asarray(bone.data) > 0
+            seeds = points_in_pixels(self.points, image)
+            mask = _mask_for(bone, pixels, "bone")
             # The network's probability, kept by Segment phalanges: a seed may take a blob of the
             # mask it was unsure of (a deposit against the bone); painted pixels stay bone.
             probability = bone.metadata.get("bone_probability")
@@ -413,9 +572,23 @@ class GrowWidget(_Widget):
                               connectivity=self.connectivity.value)
             lesions = show_lesions(self.viewer, result, image)
             self.status.value = lesions.metadata["summary"]  # failed seeds say why here
+            self._warn_if_odd(image, pixels)
             return lesions
 
         return self._run_safely(go)
+
+
+def _mask_for(layer, pixels, what: str) -> np.ndarray:
+    """A Labels layer as a mask (> 0) for an image of ``pixels``' shape, else CalcinosisError."""
+    mask = np.asarray(layer.data)
+    while mask.ndim > 2 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask.shape != pixels.shape:
+        raise CalcinosisError(
+            f"the {what} layer '{layer.name}' ({'x'.join(map(str, mask.shape))} px) does not match the image "
+            f"({'x'.join(map(str, pixels.shape))} px): choose the {what} layer made from this image"
+        )
+    return mask > 0
 
 
 # Automatic mode's statuses for what it left out: what the status line calls them, and examples.
@@ -441,7 +614,7 @@ def show_lesions(viewer, result, image_layer):
     table = result.table
     lesions = table[table["lesion_id"] > 0].drop_duplicates("lesion_id").copy()
     features = lesions.assign(index=lesions["lesion_id"]).reset_index(drop=True)
-    layer = put_labels(viewer, "lesions", result.lesion_labels, image_layer.scale[-2:], opacity=0.7)
+    layer = put_labels(viewer, "lesions", result.lesion_labels, image_layer, opacity=0.7)
     layer.features = features
     layer.metadata["seed_table"] = table
     layer.metadata["source_image"] = image_layer.name
@@ -465,8 +638,9 @@ class MeasureWidget(_Widget):
         super().__init__(napari_viewer)
         import napari
 
-        self.lesions = create_widget(annotation=napari.layers.Labels, label="lesions")
+        self.lesions = self._layer_input(napari.layers.Labels, "lesions", follows="lesions")
         self.table = Table(value={c: [] for c in TABLE_COLUMNS})
+        self.table.native.setMinimumHeight(160)  # a few rows even with every widget docked
         self.refresh_button = PushButton(text="Refresh")
         self.export_button = PushButton(text="Export CSV…")
         self.refresh_button.changed.connect(self.refresh)
@@ -475,22 +649,33 @@ class MeasureWidget(_Widget):
         self.table.native.cellClicked.connect(lambda row, _col: self.select_row(row))
         self.extend([self.lesions, self.table, self.refresh_button, self.export_button, self.status])
         self._connected = None
+        self._refresh_soon = _soon(self.refresh)
 
     def frame(self) -> pd.DataFrame:
         layer = self.lesions.value
         if layer is None:
             return pd.DataFrame(columns=TABLE_COLUMNS)
         features = layer.features
-        if features is None or len(features) == 0 or "area_mm2" not in features:
+        # A layer the user painted is measured as it is now: its table was made before.
+        if layer.metadata.get(EDITED) or features is None or len(features) == 0 or "area_mm2" not in features:
             from .measure import measure_lesions
 
-            features = measure_lesions(np.asarray(layer.data), spacing_of(layer))
+            labels = np.asarray(layer.data)
+            source = self.viewer.layers[layer.metadata["source_image"]] if layer.metadata.get(
+                "source_image") in self.viewer.layers else None
+            try:
+                pixels = image_pixels(source) if source is not None else None
+            except CalcinosisError:
+                pixels = None
+            features = measure_lesions(labels, spacing_of(layer),
+                                       pixels if pixels is not None and pixels.shape == labels.shape else None)
         return features
 
     def refresh(self, *_):
         layer = self.lesions.value
         if layer is not None and self._connected is not layer:
             layer.events.features.connect(self.refresh)
+            layer.events.paint.connect(self._refresh_soon)  # painting a lesion re-measures it
             self._connected = layer
         frame = self.frame()
         cols = [c for c in TABLE_COLUMNS if c in frame]
@@ -510,21 +695,23 @@ class MeasureWidget(_Widget):
             return
         r = frame.iloc[row]
         layer.selected_label = int(r["lesion_id"])
-        sy, sx = spacing_of(layer)
-        self.viewer.camera.center = (float(r["centroid_row"]) * sy, float(r["centroid_col"]) * sx)
+        centre = layer.data_to_world((float(r["centroid_row"]), float(r["centroid_col"])))
+        self.viewer.camera.center = tuple(float(v) for v in centre[-2:])
 
     def export(self, path) -> Path:
         path = Path(path)
         if path.suffix.lower() != ".csv":
             path = path.with_suffix(".csv")
         layer = self.lesions.value
-        table = layer.metadata.get("seed_table") if layer is not None else None
+        painted = layer is not None and bool(layer.metadata.get(EDITED))
+        # The seed table (a row per seed, with its status) holds until the user paints the lesions.
+        table = layer.metadata.get("seed_table") if layer is not None and not painted else None
         from .io import atomic_output
 
         # The save dialog has asked before replacing a file; the write itself is all or nothing.
         with atomic_output(path) as temporary:
             (table if table is not None else self.frame()).to_csv(temporary, index=False)
-        self.status.value = f"wrote {path}"
+        self.status.value = f"wrote {path}" + (" (measured as painted: a row per lesion, no seed rows)" if painted else "")
         return path
 
     def _export_dialog(self, *_):
@@ -555,24 +742,27 @@ class QuantifyWidget(_Widget):
             return None
 
         def go():
+            from napari.layers import Labels, Points
+
             v = self.viewer
-            calc = CalcinosisImage(pixels_hu=np.asarray(layer.data, np.float32), spacing_mm=spacing_of(layer), source=layer.name)
+            pixels = image_pixels(layer)
+            calc = CalcinosisImage(pixels_hu=pixels, spacing_mm=spacing_of(layer), source=layer.name)
             seeds = None
-            if self.use_seeds.value and "seeds" in v.layers and len(v.layers["seeds"].data):
-                seeds = np.asarray(v.layers["seeds"].data)[:, -2:]
+            clicked = v.layers["seeds"] if "seeds" in v.layers and isinstance(v.layers["seeds"], Points) else None
+            if self.use_seeds.value and clicked is not None and len(clicked.data):
+                seeds = points_in_pixels(clicked, layer)
             # A bone layer the user corrected (or brought in) is used as it is, not segmented again.
-            bone = v.layers["bone"] if "bone" in v.layers else None
+            bone = v.layers["bone"] if "bone" in v.layers and isinstance(v.layers["bone"], Labels) else None
             users = bone is not None and (bone.metadata.get(EDITED) or not bone.metadata.get(MADE_HERE))
-            bone_mask = np.asarray(bone.data) > 0 if users and bone.data.shape == layer.data.shape else None
+            bone_mask = np.asarray(bone.data) > 0 if users and bone.data.shape == pixels.shape else None
             model = self._model() if bone_mask is None else None
             result = quantify(calc, seeds, model=model, bone_mask=bone_mask, device=self.device.value)
-            scale = layer.scale[-2:]
             if bone_mask is None:
-                put_labels(v, "bone", result.bone_mask.astype(np.uint8), scale, opacity=0.4)
-            put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), scale, opacity=0.35)
+                put_labels(v, "bone", result.bone_mask.astype(np.uint8), layer, opacity=0.4)
+            put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), layer, opacity=0.35)
             if seeds is None:
                 ok = result.table[result.table["status"] == "ok"]
-                put_points(v, "seeds", ok[["seed_row", "seed_col"]].to_numpy(float), scale, 1.0 / min(spacing_of(layer)))
+                put_points(v, "seeds", ok[["seed_row", "seed_col"]].to_numpy(float), layer, 1.0 / min(spacing_of(layer)))
             lesions = show_lesions(v, result, layer)
             lesions.contour = 1
             self.status.value = lesions.metadata["summary"]
@@ -580,6 +770,7 @@ class QuantifyWidget(_Widget):
                 # On images from unknown sources automatic mode also takes arteries, splints and
                 # the nail, and misses deposits (docs/validation.md): a proposal to check.
                 self.status.value += "; seeds proposed automatically: check them, then Quantify again"
+            self._warn_if_odd(layer, pixels)
             v.scale_bar.visible = True
             v.layers.selection.active = lesions
             return result
@@ -594,7 +785,7 @@ class AgreementWidget(_Widget):
         super().__init__(napari_viewer)
         import napari
 
-        self.layer = create_widget(annotation=napari.layers.Labels, label="lesion table of", options={"nullable": True})
+        self.layer = self._layer_input(napari.layers.Labels, "lesion table of", follows="lesions")
         self.csv = FileEdit(label="or CSV file", mode="r", filter="*.csv", value=None, nullable=True)
         self.x = ComboBox(label="x", choices=self._columns)
         self.y = ComboBox(label="y", choices=self._columns)

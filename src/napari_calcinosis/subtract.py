@@ -189,6 +189,8 @@ def vessel_like(labels: np.ndarray, n: int, image_hu: np.ndarray, bone_mask: np.
 
 def _check_same_shape(image_hu: np.ndarray, bone_mask: np.ndarray) -> None:
     if image_hu.shape != bone_mask.shape:
+        if image_hu.ndim != 2:
+            raise CalcinosisError(f"the image must be one 2-D greyscale slice, got shape {image_hu.shape}")
         raise CalcinosisError(
             f"the bone mask ({bone_mask.shape[1]}x{bone_mask.shape[0]} px) does not match the image "
             f"({image_hu.shape[1]}x{image_hu.shape[0]} px): segment this image again"
