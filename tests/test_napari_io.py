@@ -134,6 +134,16 @@ def test_writer_writes_given_features(tmp_path):
     assert table["note"].tolist() == ["big", "small"]
 
 
+def test_writer_measures_a_painted_layer_as_it_is_now(tmp_path):
+    # The features were measured before the user painted: the lesions as painted are written.
+    from napari_calcinosis._widgets import EDITED
+
+    stale = {"lesion_id": [1, 2], "area_mm2": [9.5, 1.25]}
+    out = tmp_path / "table.csv"
+    write_lesions_csv(str(out), _two_squares(), {"scale": (0.2, 0.2), "features": stale, "metadata": {EDITED: True}})
+    np.testing.assert_allclose(pd.read_csv(out)["area_mm2"], [16 * 0.04, 25 * 0.04])
+
+
 def test_writer_refuses_a_stack_without_features(tmp_path):
     with pytest.raises(CalcinosisError, match="2-D"):
         write_lesions_csv(str(tmp_path / "x.csv"), np.zeros((3, 5, 5), int), {"scale": (1, 1, 1)})

@@ -77,6 +77,12 @@ def test_train_two_steps_registers_model(make_napari_viewer, qtbot, tmp_path, ph
     assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
     assert len(widget._loss_xy[0]) == epochs * steps and len(widget._dice_xy[0]) == epochs
     assert widget.output_edit.text() == str(out)  # a name the user typed is left alone
+    # A model under POOR_DICE is offered with a warning (two steps from scratch give one).
+    from napari_calcinosis._train_widget import POOR_DICE
+
+    poor = not widget.last_result.best_val_dice >= POOR_DICE
+    assert ("warning: the model's validation Dice is" in widget.status.text()) == poor
+    assert poor or SCREENSHOTS
 
     if SCREENSHOTS:
         import imageio.v3 as iio
@@ -233,3 +239,25 @@ def test_a_failed_warm_up_is_shown_before_train_is_pressed(make_napari_viewer, q
     assert "did not start" in widget.device_label.text() and expected in widget.device_label.toolTip()
     assert widget.status.text().startswith("warning: the device could not be started") and expected in widget.status.text()
     assert not widget._warm_up_timer.isActive()
+
+
+def test_an_unwritable_output_is_refused_before_training(make_napari_viewer, tmp_path):
+    # Said when Train is pressed, not after the first checkpoint fails with a traceback.
+    import napari_calcinosis._train_widget as tw
+    from napari_calcinosis import CalcinosisError
+
+    viewer = make_napari_viewer()
+    widget = tw.TrainWidget(viewer)
+    image = viewer.add_image(np.zeros((64, 64), np.float32), scale=(0.25, 0.25))
+    labels = viewer.add_labels(np.zeros((64, 64), np.uint8))
+    widget.add_pair(image, labels)
+    widget.output_edit.setText(str(tmp_path / "no such folder" / "model.safetensors"))
+    with pytest.raises(CalcinosisError, match="no such folder does not exist"):
+        widget.training_kwargs()
+    assert widget.start() is None and "does not exist" in widget.status.text()
+    (tmp_path / "a.safetensors").mkdir()
+    widget.output_edit.setText(str(tmp_path / "a.safetensors"))
+    with pytest.raises(CalcinosisError, match="is a folder"):
+        widget.training_kwargs()
+    widget.output_edit.setText(str(tmp_path / "model"))
+    assert widget.training_kwargs()["out"] == tmp_path / "model.safetensors"

@@ -628,3 +628,18 @@ def test_odd_images_get_a_clear_word(sample):
     q.image.value = image
     q.run()
     assert not q.status.value.startswith("warning")
+
+
+def test_many_failed_seeds_are_counted_not_listed(sample):
+    from types import SimpleNamespace
+
+    from napari_calcinosis._widgets import show_lesions
+
+    viewer, image, _, _, _, _ = sample
+    statuses = ["no_deposit"] * 8 + ["on_bone"]
+    table = pd.DataFrame({"lesion_id": 0, "status": statuses, "area_mm2": np.nan, "freed_from_bone_mm2": 0.0})
+    result = SimpleNamespace(table=table, lesion_labels=np.zeros(image.data.shape, np.int32))
+    summary = show_lesions(viewer, result, image).metadata["summary"]
+    assert summary == "0 lesion(s), 0.00 mm² in all; 9 seed(s) failed: 8 no_deposit, 1 on_bone"
+    few = show_lesions(viewer, SimpleNamespace(table=table[-3:], lesion_labels=result.lesion_labels), image)
+    assert few.metadata["summary"].endswith("3 seed(s) failed: no_deposit, no_deposit, on_bone")

@@ -167,8 +167,8 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
         The Labels layer's data (0 = background, each value > 0 one lesion).
     attributes : dict
         The layer's attributes (``layer.as_layer_data_tuple()[1]``).  Its ``features``
-        table (DataFrame or dict of columns) is written as is when it has rows;
-        otherwise the lesions are measured from ``data`` with the last two entries of
+        table (DataFrame or dict of columns) is written as is when it has rows and the user
+        has not painted the layer since (its ``metadata`` says so); otherwise the lesions are measured from ``data`` with the last two entries of
         ``scale`` as the (row, col) pixel spacing in mm.
 
     The file is written atomically: a failed save leaves an existing file as it was.
@@ -183,7 +183,11 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
     if out.suffix.lower() != ".csv":
         out = out.with_name(out.name + ".csv")
 
-    table = _as_table(attributes.get("features"))
+    from ._widgets import EDITED
+
+    # A layer painted since its table was made is measured as it is now.
+    painted = bool((attributes.get("metadata") or {}).get(EDITED))
+    table = _as_table(None if painted else attributes.get("features"))
     if table.empty:
         table = _lesion_table(data, attributes)
 

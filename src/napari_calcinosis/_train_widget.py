@@ -15,6 +15,7 @@ segmentation widget can offer it.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -103,6 +104,9 @@ def format_eta(seconds) -> str:
 def _fmt_dice(x) -> str:
     return f"{x:.3f}" if _finite(x) and x >= 0 else "\u2014"
 
+
+# A trained model under this validation Dice is offered with a warning (the bundled one has 0.98).
+POOR_DICE = 0.8
 
 _WARM_UP: dict = {}
 
@@ -481,6 +485,14 @@ class TrainWidget(QWidget):
         out = Path(text).expanduser()
         if out.suffix != ".safetensors":
             out = out.with_name(out.name + ".safetensors")
+        # Said now, not after the first epoch's checkpoint fails.
+        folder = out.parent
+        if not folder.is_dir():
+            raise CalcinosisError(f"the output folder {folder} does not exist: choose the model file's place with \u2026")
+        if not os.access(folder, os.W_OK):
+            raise CalcinosisError(f"the output folder {folder} cannot be written to: choose another place with \u2026")
+        if out.is_dir():
+            raise CalcinosisError(f"the output {out} is a folder: give a file name ending in .safetensors")
         return out
 
     def training_kwargs(self) -> dict:
@@ -631,6 +643,14 @@ class TrainWidget(QWidget):
                 f"done \u2014 best val Dice {_fmt_dice(result.best_val_dice)} (epoch {result.best_epoch}/"
                 f"{result.epochs_done}) on {result.device}; model saved to {path}"
             )
+        if saved and not (_finite(result.best_val_dice) and result.best_val_dice >= POOR_DICE):
+            # Still offered (a first run is often short on purpose), but not as if it were usable.
+            from napari.utils.notifications import show_warning
+
+            warning = (f"the model's validation Dice is {_fmt_dice(result.best_val_dice)}, under {POOR_DICE}: it "
+                       "segments bone poorly. Train longer (more epochs) or on more pairs before measuring with it")
+            self._set_status(f"{self.status.text()} \u2014 warning: {warning}")
+            show_warning(warning)
         if saved:
             if path not in TRAINED_MODELS:
                 TRAINED_MODELS.append(path)
@@ -646,10 +666,9 @@ class TrainWidget(QWidget):
 
         show_exception(exc)  # a notification, its traceback one click away
         self._reset_progress()
-        self._set_status(
-            f"training failed: {type(exc).__name__}: {_one_line(exc)} \u2014 the best model so far, if any, is at "
-            f"{self._out_path}"
-        )
+        kept = (f"the best model so far is at {self._out_path}" if self._out_path is not None and Path(self._out_path).is_file()
+                else "no model was saved")
+        self._set_status(f"training failed: {type(exc).__name__}: {_one_line(exc)} \u2014 {kept}")
 
     def _on_finished(self):
         self._worker = None

@@ -622,7 +622,11 @@ def show_lesions(viewer, result, image_layer):
     total = float(features["area_mm2"].sum()) if len(features) else 0.0
     widget_status = f"{len(features)} lesion(s), {total:.2f} mm² in all"
     if failed.any():
-        widget_status += f"; {int(failed.sum())} seed(s) failed: " + ", ".join(table.loc[failed, "status"])
+        statuses = table.loc[failed, "status"]
+        # In seed order while that can be read; counted beyond (a Labels layer taken for seeds).
+        listed = (", ".join(statuses) if len(statuses) <= 6
+                  else ", ".join(f"{n} {status}" for status, n in statuses.value_counts().items()))
+        widget_status += f"; {int(failed.sum())} seed(s) failed: {listed}"
     widget_status += _left_out_text(table["status"], "left out")
     n_freed = int(((table["freed_from_bone_mm2"] > 0) & (table["status"] == "ok")).sum())
     if n_freed:
