@@ -1106,3 +1106,16 @@ def test_a_side_inside_another_deposit_is_a_duplicate_not_an_empty_lesion():
     table = measure_lesions(res.lesion_labels, spacing, d["image_hu"], seeds=seeds,
                             statuses=list(res.seeds["status"]), lesion_ids=list(res.seeds["lesion_id"]))
     assert len(table) == 4 and (table["area_mm2"] > 0).all()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(min_area_mm2=float("nan")), r"the smallest deposit \(mm²\) must be a number, got nan"),
+    (dict(threshold_hu=None), r"the calcium threshold \(HU\) must be a number, got None"),
+    (dict(min_contrast_hu=-5.0), r"the smallest contrast \(HU\) must be at least 0, got -5"),
+    (dict(fraction=float("nan")), r"fraction must be a number between 0 and 1, got nan"),
+])
+def test_nonsense_growth_settings_are_refused(kwargs, message):
+    from napari_calcinosis import CalcinosisError
+
+    with pytest.raises(CalcinosisError, match=message):
+        grow_lesions(np.zeros((64, 64), np.float32), np.zeros((64, 64), bool), 0.25, None, **kwargs)

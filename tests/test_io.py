@@ -131,6 +131,7 @@ def test_rgb_dicom_is_mapped_back_through_the_window_not_taken_as_hu():
         ("MR_truncated.dcm", ["truncated"]),
         ("no_meta.dcm", ["DICM", "neither a DICOM"]),  # a stray leading byte: unreadable
         ("DICOMDIR", ["no pixel data", "DICOMDIR"]),
+        ("UN_sequence.dcm", ["no pixel data", "CT Image Storage with its pixels left out"]),
     ],
 )
 def test_odd_pydicom_files_give_one_clear_error(name, words):
@@ -362,3 +363,41 @@ def test_prefer_file_spacing_keeps_the_dicom_spacing_in_a_mixed_batch():
     assert image.spacing_mm == (0.661468, 0.661468)
     assert "was not used" in image.spacing_origin
     assert read_image(path, pixel_size_mm=0.3).spacing_mm == (0.3, 0.3)  # an explicit override otherwise
+
+
+def test_image_caveats_name_values_that_are_not_hu():
+    import pydicom.data
+
+    from napari_calcinosis import CalcinosisImage, read_image
+    from napari_calcinosis.io import image_caveats
+
+    assert image_caveats(read_image(pydicom.data.get_testdata_file("CT_small.dcm"))) == []
+    mr = image_caveats(read_image(pydicom.data.get_testdata_file("MR_small.dcm")))
+    assert any("not a CT image (the file's Modality is MR)" in note for note in mr)
+    unit = np.linspace(0, 1, 128 * 128, dtype=np.float32).reshape(128, 128)  # a normalised float export
+    notes = image_caveats(CalcinosisImage(unit, (0.25, 0.25)))
+    assert any(n.startswith("no pixel is as dark as air or fat") for n in notes)
+    assert any(n.startswith("nothing is as bright as calcium") for n in notes)
+    flat = image_caveats(CalcinosisImage(np.full((128, 128), 453, np.float32), (0.25, 0.25)))
+    assert flat == ["it is uniform (453 HU everywhere): there is nothing to measure"]
+    finger = np.full((128, 128), 40, np.float32)
+    finger[:, :10], finger[60:70, 60:70] = -1000, 900
+    assert image_caveats(CalcinosisImage(finger, (0.25, 0.25))) == []
+    assert "it spans only 13 mm" in image_caveats(CalcinosisImage(finger, (0.1, 0.1)))[0]
+
+
+def test_a_pixel_size_far_too_small_is_refused():
+    from napari_calcinosis import CalcinosisError, CalcinosisImage, quantify
+
+    pixels = np.full((512, 512), 40, np.float32)
+    with pytest.raises(CalcinosisError, match=r"spans only 0.17 x 0.17 mm .* check the pixel size"):
+        quantify(CalcinosisImage(pixels, (0.0003366, 0.0003366)), [(10, 10)])
+
+
+def test_read_image_of_an_array_says_how_to_make_one():
+    from napari_calcinosis import CalcinosisError, read_image
+
+    with pytest.raises(CalcinosisError, match=r"CalcinosisImage\(pixels_hu=array"):
+        read_image(np.zeros((64, 64)))
+    with pytest.raises(CalcinosisError, match="give the image as a file path"):
+        read_image(None)

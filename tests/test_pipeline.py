@@ -188,3 +188,55 @@ def test_quantify_lets_a_seed_take_only_mask_the_network_was_unsure_of():
     np.testing.assert_array_equal(painted.bone_mask, mask)
     with pytest.raises(CalcinosisError, match="same shape"):
         quantify(image, [(22, 23)], bone_mask=mask, bone_probability=probability[:10])
+
+
+def test_doubtful_results_carry_their_warnings():
+    # Measured all the same, but the result says why its numbers are doubtful: no bone found,
+    # and a "deposit" larger than any calcinosis deposit (a flood of something else).
+    from napari_calcinosis import CalcinosisImage, quantify
+
+    pixels = np.full((200, 200), 40.0, np.float32)
+    pixels[:, :10] = -1000.0  # air beside the finger
+    pixels[40:160, 40:160] = 900.0  # 30 x 30 mm of calcium-dense tissue
+    image = CalcinosisImage(pixels, (0.25, 0.25))
+    result = quantify(image, [(100, 100)], bone_mask=np.zeros(pixels.shape, bool))
+    assert result.table["status"][0] == "ok" and result.table["area_mm2"][0] > 400
+    assert any(w.startswith("no bone was found") for w in result.warnings)
+    assert any("larger than any calcinosis deposit" in w for w in result.warnings)
+    bone = np.zeros(pixels.shape, bool)
+    bone[170:190, 40:160] = True
+    pixels[170:190, 40:160] = 1200.0
+    small = pixels.copy()
+    small[40:160, 40:160] = 40.0
+    small[95:105, 95:105] = 900.0
+    clean = quantify(CalcinosisImage(small, (0.25, 0.25)), [(100, 100)], bone_mask=bone)
+    assert clean.table["status"][0] == "ok" and clean.warnings == []
+
+
+def test_a_pixel_size_given_with_an_image_is_used():
+    from napari_calcinosis import CalcinosisImage, quantify
+
+    pixels = np.full((128, 128), 40.0, np.float32)
+    pixels[60:70, 60:70] = 800.0
+    pixels[:, :5] = -1000.0
+    bone = np.zeros(pixels.shape, bool)
+    image = CalcinosisImage(pixels, (0.25, 0.25))
+    at_image = quantify(image, [(65, 65)], bone_mask=bone).table["area_mm2"][0]
+    given = quantify(image, [(65, 65)], bone_mask=bone, pixel_size_mm=0.5)
+    assert np.isclose(given.table["area_mm2"][0], 4 * at_image)
+    assert given.image.spacing_mm == (0.5, 0.5) and "user" in given.image.spacing_origin
+
+
+def test_automatic_mode_has_no_duplicate_or_empty_rows():
+    # Two candidates growing into one lesion made two rows of the same area: summed, the burden
+    # was counted twice (pydicom's CT_small: 68.3 mm² of rows, 55.1 of lesions).
+    from pydicom.data import get_testdata_file
+
+    from napari_calcinosis import quantify
+
+    result = quantify(get_testdata_file("CT_small.dcm"), device="cpu")
+    table = result.table
+    assert not table["status"].isin(["duplicate_seed", "no_deposit"]).any()
+    ok = table[table["status"] == "ok"]
+    assert len(ok) >= 3 and ok["lesion_id"].is_unique
+    assert np.isclose(ok["area_mm2"].sum(), result.total_area_mm2)

@@ -266,3 +266,25 @@ def test_median3_at_least_is_the_thresholded_3x3_median():
     for image, thresholds in ((noise, (-50.0, 0.0, 120.0)), (ct, (-1150.0, -250.0, 200.0))):
         for t in thresholds:
             np.testing.assert_array_equal(median3_at_least(image, t), ndi.median_filter(image, size=3) >= t)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(threshold_hu=float("nan")), r"the calcium threshold \(HU\) must be a number, got nan"),
+    (dict(threshold_hu="200"), r"the calcium threshold \(HU\) must be a number, got '200'"),
+    (dict(threshold_hu=-5000.0), r"the calcium threshold \(HU\) must be from -1000 to 4000, got -5000"),
+    (dict(margin_mm=float("inf")), r"the bone margin \(mm\) must be a number, got inf"),
+    (dict(margin_mm=-0.1), r"the bone margin \(mm\) must be from 0 to 10, got -0.1"),
+])
+def test_nonsense_settings_are_refused_not_run(kwargs, message):
+    # NaN used to subtract nothing, and infinity everything, without a word.
+    from napari_calcinosis import CalcinosisError, subtract_bone
+
+    with pytest.raises(CalcinosisError, match=message):
+        subtract_bone(np.zeros((64, 64), np.float32), np.zeros((64, 64), bool), 0.25, **kwargs)
+
+
+def test_a_mask_of_another_dimension_says_so():
+    from napari_calcinosis import CalcinosisError, subtract_bone
+
+    with pytest.raises(CalcinosisError, match=r"the bone mask must be one 2-D slice, got an array of shape \(2, 64, 64\)"):
+        subtract_bone(np.zeros((64, 64), np.float32), np.zeros((2, 64, 64), bool), 0.25)

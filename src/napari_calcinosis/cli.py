@@ -16,7 +16,7 @@ from .io import _one_line, atomic_output
 OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
     "ellipse_area_mm2", "mean_value", "max_value", "value_unit", "centroid_row", "centroid_col",
-    "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2", "bone_margin_mm", "status",
+    "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2", "bone_margin_mm", "status", "warnings",
 ]
 _IMAGE_SUFFIXES = {".dcm", ".dicom", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
@@ -50,14 +50,55 @@ class _Progress:
                 print(line, file=sys.stderr, flush=True)
 
 
+def _is_image_file(path: Path) -> bool:
+    """An image by its suffix, or by its first bytes: scanners name DICOM files by their UID
+    (``1.2.840.113619.2.55.3.604688119``) or ``IM000001``, with no image suffix."""
+    from .io import _sniff_format
+
+    if path.suffix.lower() in _IMAGE_SUFFIXES:
+        return True
+    try:
+        return _sniff_format(path) is not None
+    except OSError:
+        return False
+
+
 def _expand_images(paths) -> list[Path]:
+    """The files given, and the image files of the folders given (sorted); what a folder holds
+    besides images is named on stderr, so that no image is skipped without a word."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES))
+            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+            images = [f for f in files if _is_image_file(f)]
+            others = [f.name for f in files if f not in images]
+            if others:
+                shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+                print(f"{p}: skipped {len(others)} file(s) that are not DICOM, PNG, JPEG or TIFF images: {shown}",
+                      file=sys.stderr)
+            out.extend(images)
         else:
             out.append(p)
     return out
+
+
+def _image_labels(images: list[Path]) -> dict[Path, str]:
+    """What the ``image`` column calls each image: its file name, or the path as given where
+    images in different folders share a name (scanners name every patient's files IM0001...)."""
+    names = [path.name for path in images]
+    return {path: path.name if names.count(path.name) == 1 else str(path) for path in images}
+
+
+def _refuse_ambiguous_seeds(images: list[Path], seeds: dict, seeds_path) -> None:
+    """Refuse seeds keyed by a file name or stem that several of the images share."""
+    for key in seeds:
+        matching = [path for path in images if key in (path.name, path.stem) and key != str(path)]
+        if len(matching) > 1:
+            shown = ", ".join(str(path) for path in matching[:3])
+            raise CalcinosisError(
+                f"{seeds_path} gives seeds for {key!r}, the name of {len(matching)} of the images ({shown}): "
+                "write the image's path as given on the command line in its image column"
+            )
 
 
 def _file_line(path, row_index: int) -> int:
@@ -107,7 +148,7 @@ def _read_seeds(path) -> dict[str, list[tuple[float, float]]]:
 
 
 def _seeds_for(image_path: Path, seeds: dict):
-    for key in (image_path.name, image_path.stem, str(image_path)):
+    for key in (str(image_path), image_path.name, image_path.stem):
         if key in seeds:
             return seeds[key]
     return None
@@ -164,10 +205,10 @@ def _write_masks(masks_dir: Path, stem: str, bone_mask, lesion_labels, overwrite
     _write_image(np.asarray(lesion_labels).astype(np.uint16), lesions_path, overwrite)
 
 
-def _error_rows(path: Path, message: str, image_seeds) -> pd.DataFrame:
+def _error_rows(label: str, message: str, image_seeds) -> pd.DataFrame:
     """The rows of an image that failed: one per seed (so no seed is lost), or one."""
     seeds = image_seeds or [(np.nan, np.nan)]
-    rows = [{**{c: np.nan for c in OUTPUT_COLUMNS}, "image": path.name, "lesion_id": 0, "seed_row": r,
+    rows = [{**{c: np.nan for c in OUTPUT_COLUMNS}, "image": label, "lesion_id": 0, "seed_row": r,
              "seed_col": c, "status": f"error: {message}"} for r, c in seeds]
     return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
 
@@ -181,9 +222,54 @@ def _image_error(path: Path, exc: Exception) -> str:
     return message if path.name in message else f"{path.name}: {message}"
 
 
-def cmd_quantify(args) -> int:
-    from .io import _checked_spacing, read_image
+def _quantify_each(images, labels, seeds, model, args, frames: list) -> int:
+    """Measure each image into ``frames`` (a table per image, so an interruption keeps them);
+    returns how many failed. One bad image never ends the batch."""
+    from .io import read_image
     from .pipeline import quantify
+
+    failed = 0
+    bar = _Progress(len(images))
+    for path in images:
+        label = labels[path]
+        image_seeds = _seeds_for(path, seeds) if args.seeds else None
+        if args.seeds and image_seeds is None:
+            print(f"{label}: no seeds in {args.seeds}; measuring every candidate deposit (automatic mode)", file=sys.stderr)
+        try:
+            # In a batch, --pixel-size serves the exports; a DICOM file keeps its own spacing.
+            image = read_image(path, pixel_size_mm=args.pixel_size, prefer_file_spacing=True,
+                               window_level_hu=args.window_level, window_width_hu=args.window_width)
+            if "was not used" in image.spacing_origin:
+                print(f"{label}: {image.spacing_origin}", file=sys.stderr)
+            result = quantify(
+                image, image_seeds, model=model, device=args.device, tta=args.tta,
+                threshold_hu=args.threshold_hu, margin_mm=args.margin_mm, connectivity=args.connectivity,
+                min_area_mm2=args.min_area_mm2,
+            )
+            if args.masks:
+                _write_masks(Path(args.masks), path.stem, result.bone_mask, result.lesion_labels, args.overwrite)
+        except Exception as exc:  # noqa: BLE001 - one bad image must not end the batch
+            failed += 1
+            message = _image_error(path, exc)
+            print(f"error: {message}", file=sys.stderr)
+            frames.append(_error_rows(label, message, image_seeds))
+            bar.update(path.name)
+            continue
+        for warning in result.warnings:
+            print(f"warning: {label}: {warning}", file=sys.stderr)
+        table = result.table.copy()
+        table["image"] = label
+        if table.empty:
+            table = pd.DataFrame([{**{c: np.nan for c in OUTPUT_COLUMNS}, "image": label, "lesion_id": 0,
+                                   "area_mm2": 0.0, "area_px": 0, "status": "no_deposit_found"}])
+        table["warnings"] = "; ".join(result.warnings)
+        frames.append(table.reindex(columns=OUTPUT_COLUMNS))
+        bar.update(path.name)
+    return failed
+
+
+def cmd_quantify(args) -> int:
+    from .io import _checked_spacing, _checked_window
     from .segment import load_model
 
     images = _expand_images(args.images)
@@ -191,13 +277,18 @@ def cmd_quantify(args) -> int:
         raise CalcinosisError("no images given (DICOM, PNG, JPEG or TIFF files, or folders of them)")
     if args.pixel_size is not None:
         _checked_spacing(args.pixel_size, "--pixel-size")
+    _checked_window(args.window_level, args.window_width)
     seeds = _read_seeds(args.seeds) if args.seeds else {}
+    _refuse_ambiguous_seeds(images, seeds, args.seeds)
+    labels = _image_labels(images)
     unmatched = _unmatched_seed_images(images, seeds)
     if unmatched:
         shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
         print(f"warning: {args.seeds} has seeds for {len(unmatched)} image(s) not given here, not measured: {shown} "
               "(the image column holds a file name or stem)", file=sys.stderr)
     # Every output is checked before the first image, not after an hour of work.
+    if args.out and Path(args.out).is_dir():
+        raise CalcinosisError(f"--out {args.out} is a folder: give the CSV file to write, e.g. {Path(args.out) / 'lesions.csv'}")
     outputs = [Path(args.out)] if args.out else []
     if args.masks:
         stems = [path.stem for path in images]
@@ -212,38 +303,16 @@ def cmd_quantify(args) -> int:
     if args.masks:
         _make_folder(Path(args.masks), "masks")
     model = load_model(args.model, device=args.device)  # once per run, not per image
-    frames, failed = [], 0
-    bar = _Progress(len(images))
-    for path in images:
-        image_seeds = _seeds_for(path, seeds) if args.seeds else None
-        if args.seeds and image_seeds is None:
-            print(f"{path.name}: no seeds in {args.seeds}; measuring every candidate deposit (automatic mode)", file=sys.stderr)
-        try:
-            # In a batch, --pixel-size serves the exports; a DICOM file keeps its own spacing.
-            image = read_image(path, pixel_size_mm=args.pixel_size, prefer_file_spacing=True)
-            if "was not used" in image.spacing_origin:
-                print(f"{path.name}: {image.spacing_origin}", file=sys.stderr)
-            result = quantify(
-                image, image_seeds, model=model, device=args.device, tta=args.tta,
-                threshold_hu=args.threshold_hu, margin_mm=args.margin_mm, connectivity=args.connectivity,
-                min_area_mm2=args.min_area_mm2,
-            )
-            if args.masks:
-                _write_masks(Path(args.masks), path.stem, result.bone_mask, result.lesion_labels, args.overwrite)
-        except Exception as exc:  # noqa: BLE001 - one bad image must not end the batch
-            failed += 1
-            message = _image_error(path, exc)
-            print(f"error: {message}", file=sys.stderr)
-            frames.append(_error_rows(path, message, image_seeds))
-            bar.update(path.name)
-            continue
-        table = result.table.copy()
-        table["image"] = path.name
-        if table.empty:
-            table = pd.DataFrame([{**{c: np.nan for c in OUTPUT_COLUMNS}, "image": path.name, "lesion_id": 0,
-                                   "area_mm2": 0.0, "area_px": 0, "status": "no_deposit_found"}])
-        frames.append(table.reindex(columns=OUTPUT_COLUMNS))
-        bar.update(path.name)
+    frames: list = []
+    try:
+        failed = _quantify_each(images, labels, seeds, model, args, frames)
+    except KeyboardInterrupt:
+        # What was measured before Ctrl-C is kept, beside the output rather than in its place.
+        if args.out and frames:
+            partial = Path(args.out).with_suffix(".partial.csv")
+            _write_csv(pd.concat(frames, ignore_index=True), partial)
+            print(f"interrupted after {len(frames)} of {len(images)} image(s): wrote those to {partial}", file=sys.stderr)
+        raise
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=OUTPUT_COLUMNS)
     if args.out:
         _write_csv(out, args.out, args.overwrite)
@@ -251,6 +320,10 @@ def cmd_quantify(args) -> int:
         print(f"wrote {len(out)} rows ({n_ok} lesions measured) for {len(images)} image(s) to {args.out}", file=sys.stderr)
     else:
         out.to_csv(sys.stdout, index=False)
+    warned = sorted({label for label, text in zip(out["image"], out["warnings"]) if isinstance(text, str) and text})
+    if warned:
+        print(f"{len(warned)} of {len(images)} image(s) have warnings (the warnings column): check them before "
+              "reporting their numbers", file=sys.stderr)
     if not args.seeds and failed < len(images):
         print("note: without --seeds every candidate deposit was measured (automatic mode), a first look: on images "
               "from unknown sources it also measures some arteries and the nail and misses some deposits (bright "
@@ -483,6 +556,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     q.add_argument("--seeds", help="CSV with columns image,row,col (image = file name or stem; row/col in pixels)")
     q.add_argument("--pixel-size", type=float, metavar="MM", help="pixel spacing in mm for PNG/JPEG/TIFF exports")
+    q.add_argument("--window-level", type=float, default=450.0, metavar="HU",
+                   help="level of the window PNG/JPEG/TIFF exports were made with (default 450, the paper's)")
+    q.add_argument("--window-width", type=float, default=1500.0, metavar="HU",
+                   help="width of that window (default 1500); DICOM files are read in HU and ignore both")
     q.add_argument("--model", help="phalanx U-Net .safetensors (default: the bundled model)")
     add_device(q)
     q.add_argument("--out", help="output CSV (default: standard output)")

@@ -25,10 +25,11 @@ from scipy import ndimage as ndi
 from skimage.measure import regionprops
 from skimage.segmentation import flood, watershed
 
-from ._errors import CalcinosisError
+from ._errors import CalcinosisError, checked_number
 from .subtract import (
     DEFAULT_MARGIN_MM,
     DEFAULT_THRESHOLD_HU,
+    THRESHOLD_RANGE_HU,
     AIR_HU,
     AIR_RING_MM,
     OUTSIDE_FINGER_AIR,
@@ -316,6 +317,11 @@ def grow_lesions(
         )
     if connectivity not in (4, 8):
         raise CalcinosisError(f"connectivity must be 4 or 8, got {connectivity}")
+    threshold_hu = checked_number(threshold_hu, "the calcium threshold (HU)", *THRESHOLD_RANGE_HU)
+    min_area_mm2 = checked_number(min_area_mm2, "the smallest deposit (mm²)", 0.0)
+    min_contrast_hu = checked_number(min_contrast_hu, "the smallest contrast (HU)", 0.0)
+    if not (isinstance(fraction, (int, float, np.floating)) and np.isfinite(fraction)):
+        raise CalcinosisError(f"fraction must be a number between 0 and 1, got {fraction!r}")
     if not 0.0 < fraction < 1.0:
         raise CalcinosisError(f"fraction must lie between 0 and 1, got {fraction}")
     if not np.isfinite(image_hu).all():

@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import math
 import numbers
+import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,8 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "MIN_IMAGE_SIDE_PX",
     "MAX_FIELD_OF_VIEW_MM",
+    "MIN_FIELD_OF_VIEW_MM",
+    "image_caveats",
     "CalcinosisImage",
     "atomic_output",
     "check_measurable",
@@ -85,6 +88,12 @@ MIN_IMAGE_SIDE_PX = 32
 # A whole hand fits in 250 mm. The U-Net runs at its working pixel size (0.25 mm) whatever the
 # image's, so its memory grows with the field of view: 400 mm is a 1600 x 1600 input (~1.5 GB).
 MAX_FIELD_OF_VIEW_MM = 400.0
+# ... and at least 3 mm on its longer side (a crop of 32 px at 0.1 mm): less is a pixel size in
+# the wrong unit (0.00034 "mm" made a 0.5 mm disk thousands of pixels wide, and ran out of
+# memory). Under 20 mm a finger slice (30-100 mm; crops of 23 mm occur) is only warned about
+# (image_caveats): a pixel size in cm typed as mm?
+MIN_FIELD_OF_VIEW_MM = 3.0
+SMALL_FIELD_OF_VIEW_MM = 20.0
 
 
 # --------------------------------------------------------------------------------------
@@ -338,18 +347,63 @@ def check_measurable(image: CalcinosisImage) -> None:
 
 
 def check_field_of_view(shape, spacing_mm, where: str = "") -> None:
-    """Refuse an image wider than :data:`MAX_FIELD_OF_VIEW_MM`: usually a pixel size in the wrong unit.
+    """Refuse an image wider than :data:`MAX_FIELD_OF_VIEW_MM`, or spanning less than
+    :data:`MIN_FIELD_OF_VIEW_MM`: usually a pixel size in the wrong unit.
 
     ``where`` prefixes the message (e.g. ``"finger.png: "``).
     """
     rows, cols = shape
     height_mm, width_mm = rows * spacing_mm[0], cols * spacing_mm[1]
+    if max(height_mm, width_mm) < MIN_FIELD_OF_VIEW_MM:
+        raise CalcinosisError(
+            f"{where}the image spans only {height_mm:.2g} x {width_mm:.2g} mm ({rows} x {cols} px of "
+            f"{spacing_mm[0]:g} x {spacing_mm[1]:g} mm); a finger slice spans 30-100 mm: check the pixel "
+            "size (in mm; finger DECT: 0.15-0.35 mm)"
+        )
     if max(height_mm, width_mm) > MAX_FIELD_OF_VIEW_MM:
         raise CalcinosisError(
             f"{where}the image spans {height_mm:.0f} x {width_mm:.0f} mm ({rows} x {cols} px of "
             f"{spacing_mm[0]:g} x {spacing_mm[1]:g} mm); a finger slice spans at most "
             f"{MAX_FIELD_OF_VIEW_MM:g} mm: check the pixel size (in mm), or crop the image to the finger"
         )
+
+
+def image_caveats(image: CalcinosisImage) -> list[str]:
+    """What makes an image's values or size doubtful as a finger CT in HU, one sentence each
+    (empty when nothing does). Measured all the same: these are warnings, for the user to judge.
+
+    - values the file does not say are HU (a DICOM of another modality; no rescale and no value
+      under 0, i.e. raw stored values);
+    - no pixel as dark as air or fat (under -200 HU; every finger slice has air around it) or none
+      as bright as calcium (over 150 HU): raw, offset or normalised values rather than HU;
+    - a uniform image;
+    - a field of view under :data:`SMALL_FIELD_OF_VIEW_MM` (20 mm: a pixel size in cm typed as mm?).
+    """
+    notes = []
+    pixels = image.pixels_hu
+    origin = image.value_origin
+    modality = re.search(r"Modality (\S+): values may not be Hounsfield units", origin)
+    if modality:
+        notes.append(f"it is not a CT image (the file's Modality is {modality.group(1)}): its values are not HU")
+    low, high = (float(v) for v in np.percentile(pixels, [0.5, 99.5]))
+    if high - low < 1e-3:
+        notes.append(f"it is uniform ({low:g} HU everywhere): there is nothing to measure")
+    else:
+        if "slope 1, intercept 0" in origin and float(pixels.min()) >= 0:
+            notes.append("the file has no rescale to HU and no value below 0: these look like raw scanner values "
+                         "(often HU + 1024), not HU")
+        elif low > -200.0:
+            notes.append(f"no pixel is as dark as air or fat (the darkest are {low:.0f} HU; a finger slice has air "
+                         "around it at -1000): the values may be raw, offset or scaled rather than HU")
+        if high < 150.0:
+            notes.append(f"nothing is as bright as calcium (the brightest are {high:.0f} HU; bone and deposits are "
+                         "300-2000): the values may not be HU, or the export window was not W1500/L450")
+    rows, cols = pixels.shape
+    span_mm = max(rows * image.spacing_mm[0], cols * image.spacing_mm[1])
+    if span_mm < SMALL_FIELD_OF_VIEW_MM:
+        notes.append(f"it spans only {span_mm:.0f} mm (a finger slice spans 30-100 mm): check the pixel size "
+                     f"({image.spacing_mm[0]:g} mm; in mm, not cm)")
+    return notes
 
 
 # --------------------------------------------------------------------------------------
@@ -429,6 +483,13 @@ def read_image(
         If the file is missing, unreadable, not a single 2-D image, or has no pixel
         spacing and none was given.
     """
+    if isinstance(path, np.ndarray):
+        raise CalcinosisError(
+            "read_image reads a file; for an array in HU make the image yourself: "
+            "CalcinosisImage(pixels_hu=array, spacing_mm=(row_mm, col_mm))"
+        )
+    if not isinstance(path, (str, os.PathLike)):
+        raise CalcinosisError(f"give the image as a file path (str or Path), got {type(path).__name__}")
     path = Path(path)
     if not path.exists():
         raise CalcinosisError(f"{path}: file not found")
@@ -704,6 +765,8 @@ def _read_dicom_quietly(
                 f"it is a {kind} whose header describes an image, so the file is probably "
                 "truncated: copy or export it again"
             )
+        elif "Image Storage" in kind:
+            advice = f"it is a {kind} with its pixels left out (a header only): export the image again with them"
         else:
             advice = f"it is a {kind}, not an image: give the CT image file"
         raise CalcinosisError(f"{path}: the DICOM file contains no pixel data ({advice})")
@@ -952,6 +1015,13 @@ def _read_tiff_values(path: Path) -> tuple[np.ndarray, int | None, str]:
         return grey, 16, "palette TIFF, " + note
 
     colour = samples > 1
+    if colour and array.dtype.kind in "fi":
+        # Colour exports are 8- or 16-bit; numbers in several channels are slices or maps in HU
+        # (a stack of 3 saved by numpy), which luminance would blend into one.
+        raise CalcinosisError(
+            f"{path}: holds {samples} channels of {array.dtype} numbers, not one slice: a stack of "
+            "slices or of maps; save the one slice you want as a single-channel TIFF"
+        )
     grey, note = _grey_values(array, path, "TIFF", colour)
     if not isinstance(bits_per_sample, int):
         bits_per_sample = None  # tifffile gives a tuple when samples differ in depth

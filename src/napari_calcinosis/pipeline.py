@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,7 @@ import pandas as pd
 
 from .grow import DEFAULT_MIN_AREA_MM2, grow_lesions
 from ._errors import CalcinosisError
-from .io import CalcinosisImage, check_measurable, read_image
+from .io import CalcinosisImage, _checked_spacing, check_measurable, image_caveats, read_image
 from .measure import measure_lesions
 from .segment import PhalanxModel, load_model, segment_phalanges
 from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU, resolve_margin_mm, subtract_bone
@@ -39,6 +39,11 @@ class QuantifyResult:
         One row per lesion (automatic mode) or per seed, in seed order; see
         :data:`napari_calcinosis.measure.LESION_COLUMNS`, plus ``peak_hu``,
         ``background_hu``, ``level_hu`` and ``freed_from_bone_mm2`` from growing.
+    warnings : list of str
+        What makes this result doubtful, one sentence each, for the user to judge: the image's
+        values or size (:func:`~napari_calcinosis.io.image_caveats`), no bone found, a lesion
+        larger than a deposit can be. Empty when nothing does. The CLI prints them and writes
+        them in its ``warnings`` column.
     """
 
     image: CalcinosisImage
@@ -48,6 +53,7 @@ class QuantifyResult:
     lesion_labels: np.ndarray
     table: pd.DataFrame
     margin_mm: float = float("nan")
+    warnings: list = field(default_factory=list)
 
     @property
     def total_area_mm2(self) -> float:
@@ -83,11 +89,14 @@ def quantify(
         table), listed with the status ``outside_finger``,
         specks no brighter than the image's noise (``below_noise``), and long thin lines along
         the bone deep in the soft tissue, most likely calcified arteries (``vessel_like``).
+        Its table has a row per lesion and per candidate so left out; a candidate that ran into
+        another's lesion, or did not stand out from the tissue, has none.
     model : PhalanxModel or path, optional
         Phalanx U-Net (default: the bundled model). Load it once with :func:`load_model` when
         measuring many images.
     pixel_size_mm : float, optional
-        Pixel spacing for PNG/JPEG/TIFF exports, which carry none.
+        Pixel spacing for PNG/JPEG/TIFF exports, which carry none; for a DICOM file or a
+        ``CalcinosisImage`` it replaces the spacing they carry.
     bone_mask : ndarray of bool, optional
         A bone mask to use instead of segmenting (e.g. one the user corrected).
     bone_probability : ndarray of float, optional
@@ -112,6 +121,9 @@ def quantify(
     """
     if not isinstance(image, CalcinosisImage):
         image = read_image(image, pixel_size_mm=pixel_size_mm)
+    elif pixel_size_mm is not None:
+        image = replace(image, spacing_mm=_checked_spacing(pixel_size_mm, "pixel_size_mm"),
+                        spacing_origin="user (pixel_size_mm)")
     check_measurable(image)
     probability = None
     if bone_mask is None:
@@ -147,4 +159,30 @@ def quantify(
         table[col] = s[col].to_numpy()
     table["bone_margin_mm"] = margin_mm
     table.insert(0, "image", image.name)
-    return QuantifyResult(image, bone_mask, probability, candidates, grown.lesion_labels, table, margin_mm)
+    if seeds is None:
+        # Automatic mode's seeds are its own: a candidate that ran into another's lesion, or
+        # stood out from nothing, is no row of the user's (its area summed twice, or none).
+        table = table[~table["status"].isin(["duplicate_seed", "no_deposit"])].reset_index(drop=True)
+    warnings = image_caveats(image) + _result_caveats(image, bone_mask, table)
+    return QuantifyResult(image, bone_mask, probability, candidates, grown.lesion_labels, table, margin_mm, warnings)
+
+
+# No calcinosis deposit of the paper (nor of the 14 image sets of docs/validation.md, whose
+# largest is 170 mm², a sheet on generator F) comes near 400 mm² on one slice; a lesion that large has flooded
+# something that is not a deposit (bone the mask missed, a uniform or mis-scaled image).
+MAX_PLAUSIBLE_DEPOSIT_MM2 = 400.0
+
+
+def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.DataFrame) -> list[str]:
+    """What makes a measurement doubtful beyond the image itself: no bone, implausible lesions."""
+    notes = []
+    if not bone_mask.any():
+        notes.append("no bone was found: deposits are measured against the whole finger, and bone may be "
+                     "measured as calcinosis: is this a sagittal finger CT in HU?")
+    lesions = table[table["lesion_id"] > 0].drop_duplicates("lesion_id")
+    large = lesions[lesions["area_mm2"] > MAX_PLAUSIBLE_DEPOSIT_MM2]
+    if len(large):
+        shown = ", ".join(f"{int(k)} ({a:.0f} mm²)" for k, a in zip(large["lesion_id"], large["area_mm2"]))
+        notes.append(f"lesion(s) {shown} are larger than any calcinosis deposit ({MAX_PLAUSIBLE_DEPOSIT_MM2:g} "
+                     "mm²): check the bone mask and the image's values there")
+    return notes

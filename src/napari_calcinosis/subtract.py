@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._errors import CalcinosisError
+from ._errors import CalcinosisError, checked_number
 
 __all__ = ["DEFAULT_THRESHOLD_HU", "DEFAULT_MARGIN_MM", "subtract_bone", "dilate_mm", "estimate_bone_margin_mm", "remove_bone_halo"]
 
@@ -20,6 +20,10 @@ __all__ = ["DEFAULT_THRESHOLD_HU", "DEFAULT_MARGIN_MM", "subtract_bone", "dilate
 # (Agatston) is set for 3 mm heart slices and would admit the nail and tendons here. Seeded
 # growth does not use this threshold: it adapts to each deposit's own contrast (grow.py).
 DEFAULT_THRESHOLD_HU = 200.0
+# What a threshold or margin may be: HU from air to the densest cortex a DECT scale holds, and a
+# margin up to 10 mm (the halo reaches 0.3-1.5 mm; more would subtract the finger).
+THRESHOLD_RANGE_HU = (-1000.0, 4000.0)
+MAX_MARGIN_MM = 10.0
 
 # The cortex is the densest thing in the image; blurred by the scanner's point-spread function
 # it leaves a bright halo outside the bone outline that must not count as calcinosis. How far
@@ -189,8 +193,9 @@ def vessel_like(labels: np.ndarray, n: int, image_hu: np.ndarray, bone_mask: np.
 
 def _check_same_shape(image_hu: np.ndarray, bone_mask: np.ndarray) -> None:
     if image_hu.shape != bone_mask.shape:
-        if image_hu.ndim != 2:
-            raise CalcinosisError(f"the image must be one 2-D greyscale slice, got shape {image_hu.shape}")
+        for what, array in (("image", image_hu), ("bone mask", bone_mask)):
+            if array.ndim != 2:
+                raise CalcinosisError(f"the {what} must be one 2-D slice, got an array of shape {array.shape}")
         raise CalcinosisError(
             f"the bone mask ({bone_mask.shape[1]}x{bone_mask.shape[0]} px) does not match the image "
             f"({image_hu.shape[1]}x{image_hu.shape[0]} px): segment this image again"
@@ -276,11 +281,10 @@ def remove_bone_halo(image_hu: np.ndarray, bone_mask: np.ndarray, spacing_mm, *,
 
 def resolve_margin_mm(margin_mm, image_hu, bone_mask, spacing_mm, threshold_hu=DEFAULT_THRESHOLD_HU) -> float:
     """``margin_mm`` itself, or the measured halo width when it is None."""
+    threshold_hu = checked_number(threshold_hu, "the calcium threshold (HU)", *THRESHOLD_RANGE_HU)
     if margin_mm is None:
         return estimate_bone_margin_mm(image_hu, bone_mask, spacing_mm, threshold_hu=threshold_hu)
-    if margin_mm < 0:
-        raise CalcinosisError(f"the bone margin must be 0 mm or more, got {margin_mm} mm")
-    return float(margin_mm)
+    return checked_number(margin_mm, "the bone margin (mm)", 0.0, MAX_MARGIN_MM)
 
 
 def subtract_bone(
@@ -315,5 +319,6 @@ def subtract_bone(
     image_hu = np.asarray(image_hu)
     bone_mask = np.asarray(bone_mask, bool)
     _check_same_shape(image_hu, bone_mask)
+    threshold_hu = checked_number(threshold_hu, "the calcium threshold (HU)", *THRESHOLD_RANGE_HU)
     margin_mm = resolve_margin_mm(margin_mm, image_hu, bone_mask, spacing_mm, threshold_hu)
     return (image_hu >= threshold_hu) & ~dilate_mm(bone_mask, margin_mm, spacing_mm)

@@ -1,0 +1,125 @@
+"""The quantify command on batches as scanners and labs hand them over, in process (cli.main)."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_calcinosis import cli, read_image
+from napari_calcinosis.io import write_windowed_png
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    out = tmp_path_factory.mktemp("phantoms")
+    assert cli.main(["sample", "--out", str(out), "-n", "3", "--seed", "5"]) == 0
+    return out
+
+
+def test_a_folder_takes_dicom_files_named_by_uid_and_says_what_it_skipped(phantoms, tmp_path, capsys):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    names = ["1.2.840.113619.2.55.3.604688119", "IM000001", "p7.DCM"]
+    for name, source in zip(names, sorted(phantoms.glob("*.dcm"))):
+        shutil.copy(source, folder / name)
+    (folder / "notes.txt").write_text("scanned 2026-11-02\n")
+    out = tmp_path / "r.csv"
+    assert cli.main(["quantify", str(folder), "--out", str(out), "--device", "cpu"]) == 0
+    assert set(pd.read_csv(out)["image"]) == set(names)
+    assert "skipped 1 file(s) that are not DICOM, PNG, JPEG or TIFF images: notes.txt" in capsys.readouterr().err
+
+
+def test_images_of_one_name_in_two_folders_are_told_apart(phantoms, tmp_path, capsys):
+    # Scanners name every patient's files alike (IM0001.dcm): the rows say which is which, and a
+    # seed keyed by the shared name is refused rather than given to both.
+    first, second = sorted(phantoms.glob("*.dcm"))[:2]
+    for folder, source in (("patient1", first), ("patient2", second)):
+        (tmp_path / folder).mkdir()
+        shutil.copy(source, tmp_path / folder / "IM0001.dcm")
+    paths = [str(tmp_path / "patient1" / "IM0001.dcm"), str(tmp_path / "patient2" / "IM0001.dcm")]
+    out = tmp_path / "r.csv"
+    assert cli.main(["quantify", *paths, "--out", str(out), "--device", "cpu"]) == 0
+    assert set(pd.read_csv(out)["image"]) == set(paths)
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_text("image,row,col\nIM0001.dcm,40,80\n")
+    assert cli.main(["quantify", *paths, "--seeds", str(seeds), "--out", str(tmp_path / "s.csv"),
+                     "--device", "cpu"]) == 2
+    assert "gives seeds for 'IM0001.dcm', the name of 2 of the images" in capsys.readouterr().err
+    seeds.write_text(f"image,row,col\n{paths[1]},40,80\n")  # the path as given is one image
+    assert cli.main(["quantify", *paths, "--seeds", str(seeds), "--out", str(tmp_path / "s.csv"),
+                     "--device", "cpu"]) == 0
+
+
+def test_ctrl_c_keeps_the_images_already_measured(phantoms, tmp_path, monkeypatch, capsys):
+    import napari_calcinosis.pipeline as pipeline
+
+    real, calls = pipeline.quantify, []
+
+    def interrupted_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "quantify", interrupted_on_the_third)
+    out = tmp_path / "r.csv"
+    assert cli.main(["quantify", *map(str, sorted(phantoms.glob("*.dcm"))), "--out", str(out), "--device", "cpu"]) == 130
+    assert not out.exists()  # the output's name never holds a partial batch
+    partial = pd.read_csv(tmp_path / "r.partial.csv")
+    assert sorted(set(partial["image"])) == [p.name for p in sorted(phantoms.glob("*.dcm"))[:2]]
+    assert "interrupted after 2 of 3 image(s)" in capsys.readouterr().err
+
+
+def test_the_export_window_is_an_option(phantoms, tmp_path):
+    # An export made at another window reads as HU again only through that window.
+    dicom = sorted(phantoms.glob("*.dcm"))[0]
+    image = read_image(dicom)
+    png = tmp_path / "w2500.png"
+    write_windowed_png(png, image.pixels_hu, window_level_hu=500, window_width_hu=2500)
+    seeds = pd.read_csv(phantoms / "seeds.csv")
+    seeds = seeds[seeds["image"].isin([dicom.name, dicom.stem])].assign(image="w2500.png")
+    assert len(seeds) >= 2
+    seeds.to_csv(tmp_path / "seeds.csv", index=False)
+    areas = {}
+    for name, window in (("dicom", None), ("default", []), ("given", ["--window-level", "500", "--window-width", "2500"])):
+        out = tmp_path / f"{name}.csv"
+        source = [str(dicom), "--seeds", str(phantoms / "seeds.csv")] if window is None else [
+            str(png), "--seeds", str(tmp_path / "seeds.csv"), "--pixel-size", str(image.spacing_mm[0]), *window]
+        assert cli.main(["quantify", *source, "--out", str(out), "--device", "cpu"]) == 0
+        areas[name] = pd.read_csv(out)["area_mm2"].to_numpy()
+    assert np.allclose(areas["given"], areas["dicom"], rtol=0.1, atol=0.3)
+    assert not np.allclose(areas["default"], areas["dicom"], rtol=0.1, atol=0.3)
+
+
+def test_values_that_are_not_hu_are_warned_in_the_table(phantoms, tmp_path, capsys):
+    # A raw 16-bit export (HU + 1024) read as a windowed export has no calcium at all: measured,
+    # but each row of that image says why its numbers are doubtful.
+    image = read_image(sorted(phantoms.glob("*.dcm"))[0])
+    raw = tmp_path / "raw.png"
+    Image.fromarray((image.pixels_hu + 1024).round().astype(np.uint16)).save(raw)
+    out = tmp_path / "r.csv"
+    assert cli.main(["quantify", str(raw), str(sorted(phantoms.glob("*.dcm"))[0]), "--pixel-size",
+                     str(image.spacing_mm[0]), "--out", str(out), "--device", "cpu"]) == 0
+    table = pd.read_csv(out)
+    warned = table["warnings"].fillna("")
+    raw_rows = table["image"] == "raw.png"
+    assert raw_rows.any() and warned[raw_rows].str.contains("nothing is as bright as calcium").all()
+    assert (~raw_rows).any() and (warned[~raw_rows] == "").all()
+    err = capsys.readouterr().err
+    assert "warning: raw.png: nothing is as bright as calcium" in err and "1 of 2 image(s) have warnings" in err
+
+
+def test_a_float_tiff_of_several_channels_is_refused_not_blended(tmp_path, capsys):
+    stack = np.stack([np.full((64, 64), v, np.float32) for v in (0, 500, 1000)])
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    assert cli.main(["quantify", str(tmp_path / "stack.tif"), "--pixel-size", "0.25", "--device", "cpu"]) == 1
+    assert "holds 3 channels of float32 numbers, not one slice" in capsys.readouterr().err
+
+
+def test_an_output_that_is_a_folder_is_refused_up_front(phantoms, tmp_path, capsys):
+    dicom = str(sorted(phantoms.glob("*.dcm"))[0])
+    assert cli.main(["quantify", dicom, "--out", str(tmp_path), "--overwrite", "--device", "cpu"]) == 2
+    assert f"--out {tmp_path} is a folder: give the CSV file to write" in capsys.readouterr().err
