@@ -643,3 +643,43 @@ def test_many_failed_seeds_are_counted_not_listed(sample):
     assert summary == "0 lesion(s), 0.00 mm² in all; 9 seed(s) failed: 8 no_deposit, 1 on_bone"
     few = show_lesions(viewer, SimpleNamespace(table=table[-3:], lesion_labels=result.lesion_labels), image)
     assert few.metadata["summary"].endswith("3 seed(s) failed: no_deposit, no_deposit, on_bone")
+
+
+def test_a_doubtful_result_says_why_in_the_widget(sample):
+    # A bone layer the user emptied: the deposits are measured, and the status line says no bone
+    # was found, so that the numbers are not taken at face value.
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    grow = with_true_bone(viewer, GrowWidget(viewer), image, np.zeros_like(bone))
+    grow.start_seeding().add(seeds[:1])
+    assert grow.status.value.startswith("warning: no bone was found")
+    assert "1 lesion(s)" in grow.status.value
+
+
+def test_a_second_image_keeps_the_first_images_results(sample):
+    # Quantify on a second image used to overwrite the first one's bone and lesions (and used the
+    # first one's corrected bone for the second): each image keeps its own, and the pickers of
+    # Grow follow the chosen image's bone.
+    from napari_calcinosis._widgets import EDITED, GrowWidget, QuantifyWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    other = viewer.open_sample("napari-calcinosis", "sample_finger_cut_off")[0]
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.device.value = "cpu"
+    q.image.value = image
+    first = q.run()
+    viewer.layers["bone"].metadata[EDITED] = True  # the user corrected the first image's bone
+    q.image.value = other
+    q.use_seeds.value = False
+    second = q.run()
+    assert viewer.layers["lesions"].metadata["source_image"] == image.name
+    assert viewer.layers["lesions (new)"].metadata["source_image"] == other.name
+    assert np.array_equal(viewer.layers["lesions"].data, first.lesion_labels)
+    assert np.array_equal(viewer.layers["bone (new)"].data > 0, second.bone_mask)
+    assert not np.array_equal(second.bone_mask, viewer.layers["bone"].data > 0)
+    g = dock(viewer, GrowWidget(viewer))
+    g.image.value = image
+    assert g.bone.value is viewer.layers["bone"]
+    g.image.value = other
+    assert g.bone.value is viewer.layers["bone (new)"]

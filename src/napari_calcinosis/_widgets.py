@@ -32,6 +32,7 @@ from .io import _one_line
 
 EDITED = "calcinosis_edited"  # layer.metadata key: the user painted this layer
 MADE_HERE = "calcinosis_result"  # layer.metadata key: a widget made this layer (others are the user's)
+SOURCE = "source_image"  # layer.metadata key: the name of the image layer a result was made from
 _MODEL_CACHE: dict = {}
 TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]
 
@@ -125,20 +126,22 @@ def _mark_edits(layer) -> None:
         getattr(layer.events, name).connect(edited)
 
 
-def _replaceable(layer, kind, shape=None) -> bool:
-    """Whether a widget may update ``layer``: one it made, unedited, of the right kind and shape;
-    or an empty Points layer (a ``seeds`` layer made to click in, where nothing was clicked yet)."""
+def _replaceable(layer, kind, shape=None, source=None) -> bool:
+    """Whether a widget may update ``layer``: one it made, unedited, of the right kind and shape,
+    from the image ``source`` (a result of another image is that image's, and stays); or an
+    empty Points layer (a ``seeds`` layer made to click in, where nothing was clicked yet)."""
     from napari.layers import Points
 
     if kind is Points and isinstance(layer, Points) and len(layer.data) == 0:
         return True
     return (isinstance(layer, kind) and layer.metadata.get(MADE_HERE) and not layer.metadata.get(EDITED)
-            and (shape is None or layer.data.shape == shape))
+            and (shape is None or layer.data.shape == shape)
+            and (source is None or layer.metadata.get(SOURCE, source) == source))
 
 
-def _free_name(viewer, name: str, kind, shape=None) -> str:
+def _free_name(viewer, name: str, kind, shape=None, source=None) -> str:
     """``name``, or ``name (new)`` ... past the layers of that name the widgets may not update."""
-    while name in viewer.layers and not _replaceable(viewer.layers[name], kind, shape):
+    while name in viewer.layers and not _replaceable(viewer.layers[name], kind, shape, source):
         name = f"{name} (new)"
     return name
 
@@ -157,9 +160,10 @@ def put_labels(viewer, name: str, data, image, **kwargs):
         kwargs["colormap"] = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: colour})
     from napari.layers import Labels
 
-    name = _free_name(viewer, name, Labels, data.shape)
+    name = _free_name(viewer, name, Labels, data.shape, image.name)
     if name in viewer.layers:
         layer = viewer.layers[name]
+        layer.metadata[SOURCE] = image.name
         layer.data = data
         for key, value in placement(image).items():
             setattr(layer, key, value)
@@ -167,6 +171,7 @@ def put_labels(viewer, name: str, data, image, **kwargs):
             setattr(layer, key, value)
         return layer
     layer = viewer.add_labels(data, name=name, units="mm", **placement(image), **kwargs)
+    layer.metadata[SOURCE] = image.name
     _mark_edits(layer)
     return layer
 
@@ -176,7 +181,7 @@ def put_points(viewer, name: str, data, image, size_px: float):
     edited it. An empty Points layer of that name is filled: it holds nothing to lose."""
     from napari.layers import Points
 
-    name = _free_name(viewer, name, Points)
+    name = _free_name(viewer, name, Points, source=image.name)
     if name in viewer.layers:
         layer = viewer.layers[name]
         _WRITING.add(id(layer))
@@ -187,6 +192,7 @@ def put_points(viewer, name: str, data, image, size_px: float):
         return layer
     layer = viewer.add_points(data, name=name, units="mm", size=size_px, face_color="yellow",
                               border_color="black", **placement(image))
+    layer.metadata[SOURCE] = image.name
     _mark_edits(layer)
     return layer
 
@@ -298,10 +304,11 @@ class _Widget(Container):
         _follow_trained_models(self.model)
         self.extend([self.image, self.model, self.model_file, self.device])
 
-    def _layer_input(self, kind, label: str, follows: str):
+    def _layer_input(self, kind, label: str, follows: str, of_image=None):
         """A layer picker that keeps to the layer named ``follows`` (the newest of ``follows``,
-        ``follows (new)``, ...: what the widgets write) until the user picks a layer by hand,
-        and is empty when there is none. Picking the first layer of the kind, as a plain picker
+        ``follows (new)``, ...: what the widgets write; with an image picker ``of_image``, the
+        newest made from that image) until the user picks a layer by hand, and is empty when
+        there is none. Picking the first layer of the kind, as a plain picker
         does, took a sample's true bone for the bone to subtract, or the lesions layer for the
         bone once the bone layer was deleted."""
         combo = create_widget(annotation=kind, label=label, options={"nullable": True})
@@ -314,14 +321,18 @@ class _Widget(Container):
             if state["by_hand"] and current is not None and current in self.viewer.layers:
                 return
             state["by_hand"] = False
+            image = of_image.value if of_image is not None else None
             named = [layer for layer in self.viewer.layers if isinstance(layer, kind)
-                     and (layer.name == follows or layer.name.startswith(f"{follows} (new)"))]
+                     and (layer.name == follows or layer.name.startswith(f"{follows} (new)"))
+                     and (image is None or layer.metadata.get(SOURCE, image.name) == image.name)]
             target = named[-1] if named else None
             if target is not current and (target is None or target in combo.choices):
                 combo.value = target
 
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(follow)
+        if of_image is not None:
+            of_image.changed.connect(follow)
         combo.native.destroyed.connect(lambda *_: [e.disconnect(follow) for e in (
             self.viewer.layers.events.inserted, self.viewer.layers.events.removed)])
         self._follows = getattr(self, "_follows", []) + [follow]
@@ -394,7 +405,6 @@ class SegmentWidget(_Widget):
                                     device=self.device.value, tta=self.tta.value)
             out = put_labels(self.viewer, "bone", seg.bone_mask.astype(np.uint8), layer, opacity=0.4)
             out.metadata["bone_probability"] = seg.probability
-            out.metadata["source_image"] = layer.name
             area_mm2 = seg.bone_mask.sum() * np.prod(spacing_of(layer))
             self.status.value = f"bone: {area_mm2:.0f} mm² on '{layer.name}' — paint or erase in '{out.name}' to correct"
             self._warn_if_odd(layer, pixels)
@@ -413,7 +423,7 @@ class SubtractWidget(_Widget):
         from .subtract import DEFAULT_THRESHOLD_HU, FALLBACK_MARGIN_MM
 
         self.image = create_widget(annotation=napari.layers.Image, label="image")
-        self.bone = self._layer_input(napari.layers.Labels, "bone", follows="bone")
+        self.bone = self._layer_input(napari.layers.Labels, "bone", follows="bone", of_image=self.image)
         self.threshold_hu = FloatSpinBox(label="threshold (HU)", value=DEFAULT_THRESHOLD_HU, min=-1000, max=3000, step=10)
         self.auto_margin = CheckBox(label="measure bone margin on the image", value=True)
         self.margin_mm = FloatSpinBox(label="bone margin (mm)", value=FALLBACK_MARGIN_MM, min=0.0, max=3.0, step=0.05)
@@ -464,7 +474,7 @@ class GrowWidget(_Widget):
         import napari
 
         self.image = create_widget(annotation=napari.layers.Image, label="image")
-        self.bone = self._layer_input(napari.layers.Labels, "bone", follows="bone")
+        self.bone = self._layer_input(napari.layers.Labels, "bone", follows="bone", of_image=self.image)
         self.connectivity = ComboBox(label="connectivity", choices=[4, 8], value=4)
         self.take_unsure = CheckBox(label="a seed may take bone the model was unsure of", value=True,
                                     tooltip="a deposit against the bone is often partly in the bone layer, where the "
@@ -566,7 +576,7 @@ class GrowWidget(_Widget):
             # mask it was unsure of (a deposit against the bone); painted pixels stay bone.
             probability = bone.metadata.get("bone_probability")
             if (not self.take_unsure.value or probability is None or np.shape(probability) != mask.shape
-                    or bone.metadata.get("source_image", image.name) != image.name):
+                    or bone.metadata.get(SOURCE, image.name) != image.name):
                 probability = None
             result = quantify(calc, seeds, bone_mask=mask, bone_probability=probability,
                               connectivity=self.connectivity.value)
@@ -617,10 +627,12 @@ def show_lesions(viewer, result, image_layer):
     layer = put_labels(viewer, "lesions", result.lesion_labels, image_layer, opacity=0.7)
     layer.features = features
     layer.metadata["seed_table"] = table
-    layer.metadata["source_image"] = image_layer.name
     failed = (table["lesion_id"] == 0) & ~table["status"].isin(list(_LEFT_OUT))
     total = float(features["area_mm2"].sum()) if len(features) else 0.0
     widget_status = f"{len(features)} lesion(s), {total:.2f} mm² in all"
+    warnings = getattr(result, "warnings", None)
+    if warnings:  # no bone found, a lesion no deposit can be, values that are not HU
+        widget_status = f"warning: {'; '.join(warnings)}. {widget_status}"
     if failed.any():
         statuses = table.loc[failed, "status"]
         # In seed order while that can be read; counted beyond (a Labels layer taken for seeds).
@@ -665,8 +677,8 @@ class MeasureWidget(_Widget):
             from .measure import measure_lesions
 
             labels = np.asarray(layer.data)
-            source = self.viewer.layers[layer.metadata["source_image"]] if layer.metadata.get(
-                "source_image") in self.viewer.layers else None
+            source = self.viewer.layers[layer.metadata[SOURCE]] if layer.metadata.get(
+                SOURCE) in self.viewer.layers else None
             try:
                 pixels = image_pixels(source) if source is not None else None
             except CalcinosisError:
@@ -755,10 +767,12 @@ class QuantifyWidget(_Widget):
             clicked = v.layers["seeds"] if "seeds" in v.layers and isinstance(v.layers["seeds"], Points) else None
             if self.use_seeds.value and clicked is not None and len(clicked.data):
                 seeds = points_in_pixels(clicked, layer)
-            # A bone layer the user corrected (or brought in) is used as it is, not segmented again.
-            bone = v.layers["bone"] if "bone" in v.layers and isinstance(v.layers["bone"], Labels) else None
-            users = bone is not None and (bone.metadata.get(EDITED) or not bone.metadata.get(MADE_HERE))
-            bone_mask = np.asarray(bone.data) > 0 if users and bone.data.shape == pixels.shape else None
+            # A bone layer of this image the user corrected (or brought in) is used as it is, not
+            # segmented again; the newest, if there are several.
+            bones = [b for b in v.layers if isinstance(b, Labels) and b.name.split(" (new)")[0] == "bone"
+                     and b.data.shape == pixels.shape and b.metadata.get(SOURCE, layer.name) == layer.name
+                     and (b.metadata.get(EDITED) or not b.metadata.get(MADE_HERE))]
+            bone_mask = np.asarray(bones[-1].data) > 0 if bones else None
             model = self._model() if bone_mask is None else None
             result = quantify(calc, seeds, model=model, bone_mask=bone_mask, device=self.device.value)
             if bone_mask is None:
