@@ -1,8 +1,10 @@
 """Agreement statistics against published worked examples and edge cases."""
 
+import itertools
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -10,7 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from napari_calcinosis import CalcinosisError
-from napari_calcinosis.stats import agreement, bland_altman, lins_ccc, plot_agreement
+from napari_calcinosis.stats import agreement, bland_altman, format_p, lins_ccc, plot_agreement
 
 def test_bland_altman_1986_worked_example(pefr):
     WRIGHT, MINI = pefr
@@ -134,3 +136,66 @@ def test_validate_study_writes_a_report(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "pipeline vs truth" in report and "CCC 0.95 (0.91-0.99)" in report  # the paper's figure beside ours
     assert (tmp_path / "pipeline_vs_truth.png").stat().st_size > 10_000
+
+
+def test_a_constant_measurement_is_refused_with_its_name():
+    x = [1.0, 2.0, 3.0, 4.0]
+    for call in (lambda: agreement(x, [5.0] * 4, x_label="reader", y_label="pipeline"),
+                 lambda: agreement([5.0] * 4, x, x_label="pipeline", y_label="reader")):
+        with pytest.raises(CalcinosisError, match=r"'pipeline' has the same value \(5\) in all 4 complete pairs: "
+                                                  "agreement cannot be computed"):
+            call()
+    # not a CCC of 0 with a CI of nan, a proportional bias of p = 1e-20 or a scipy warning
+    with pytest.raises(CalcinosisError, match="same value"):
+        lins_ccc(x, [5.0] * 4)
+    with pytest.raises(CalcinosisError, match="same value"):
+        bland_altman(x, [5.0] * 4)
+    with pytest.raises(CalcinosisError, match="'x' has the same value"):
+        agreement([2.0] * 5, [2.0] * 5)  # identical constants too: there is no spread to agree on
+    # constant only once the incomplete pairs are dropped
+    with pytest.raises(CalcinosisError, match=r"'y' has the same value \(7\) in all 3 complete pairs"):
+        agreement([1.0, 2.0, 3.0, 4.0], [7.0, 7.0, 7.0, np.nan])
+
+
+def test_spearman_p_is_exact_for_few_pairs():
+    # 3 pairs in the same order: 2 of the 3! pairings are as extreme (|rho| = 1), so p = 1/3,
+    # as R's cor.test(method = "spearman") prints; the t approximation gave p = 0.
+    a = agreement([1.0, 2.0, 3.0], [2.0, 3.0, 5.0])
+    assert a.spearman_rho == pytest.approx(1.0) and a.spearman_p == pytest.approx(1 / 3)
+    # against a count over every pairing, with a tie
+    x = np.array([3.1, 1.2, 4.4, 1.2, 5.0, 2.7])
+    y = np.array([2.0, 1.0, 3.5, 2.5, 4.0, 1.5])
+    rho = sps.spearmanr(x, y)[0]
+    rx, ry = sps.rankdata(x), sps.rankdata(y)
+    null = np.array([np.corrcoef(rx[list(order)], ry)[0, 1] for order in itertools.permutations(range(6))])
+    a = agreement(x, y)
+    assert a.spearman_rho == pytest.approx(rho)
+    assert a.spearman_p == pytest.approx(2 * min((null >= rho - 1e-12).mean(), (null <= rho + 1e-12).mean()))
+    # above 9 pairs, the t approximation (Stata, scipy)
+    x = np.linspace(1, 30, 12)
+    y = x + np.sin(x) * 5
+    assert agreement(x, y).spearman_p == pytest.approx(sps.spearmanr(x, y)[1])
+
+
+def test_p_values_are_printed_as_a_paper_prints_them():
+    assert format_p(0.0) == "p < 0.001" and format_p(0.0004) == "p < 0.001"
+    assert format_p(1 / 3) == "p = 0.33" and format_p(0.049) == "p = 0.049"
+    assert format_p(float("nan")) == "p not defined"
+
+
+def test_ccc_ci_is_defined_for_uncorrelated_and_reversed_measurements():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # r = 0 exactly: Lin's published variance divides 0 by 0; its limit is C_b^2 / (n - 2)
+        ccc, lo, hi = lins_ccc([1.0, 2.0, 3.0], [1.0, 3.0, 1.0])
+        assert ccc == 0.0 and np.isfinite(lo) and lo == pytest.approx(-hi)
+        near = lins_ccc([1.0, 2.0, 3.0], [1.0, 3.0, 1.0 + 1e-7])
+        assert (lo, hi) == pytest.approx(near[1:], abs=1e-6)  # continuous through r = 0
+        assert lins_ccc([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == (-1.0, -1.0, -1.0)
+
+
+def test_a_plot_suffix_we_cannot_write_is_refused_before_plotting(tmp_path):
+    with pytest.raises(CalcinosisError, match=r"out\.xyz: its name must end in one of \.png, \.svg, \.pdf"):
+        plot_agreement([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], tmp_path / "out.xyz")
+    assert not list(tmp_path.iterdir())
+

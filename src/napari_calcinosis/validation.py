@@ -86,7 +86,7 @@ def run_validation(n: int = 31, seed: int = 3_000_000, out_dir=None, *, model=No
         if progress:
             progress(i + 1, n)
     lesions = pd.DataFrame(rows)
-    stats = {name: agreement(lesions[x], lesions[y]) for name, x, y in COMPARISONS}
+    stats = {name: agreement(lesions[x], lesions[y], x_label=x, y_label=y) for name, x, y in COMPARISONS}
     if out_dir is not None:
         _write_report(Path(out_dir), lesions, stats, n, seed)
     return {"lesions": lesions, "stats": stats}
