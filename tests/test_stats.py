@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -199,3 +200,42 @@ def test_a_plot_suffix_we_cannot_write_is_refused_before_plotting(tmp_path):
         plot_agreement([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], tmp_path / "out.xyz")
     assert not list(tmp_path.iterdir())
 
+
+def _agreement_cli(tmp_path, text, *args):
+    csv = tmp_path / "readings.csv"
+    csv.write_text(text)
+    return subprocess.run([sys.executable, "-m", "napari_calcinosis", "agreement", str(csv), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _one_error_line(r, pattern):
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: "), r.stderr
+    assert re.search(pattern, r.stderr), r.stderr
+
+
+def test_agreement_cli_refuses_what_it_cannot_compare(tmp_path):
+    text = "image,a,b,c,d,e\n\np1,1,2,5,x,\"1,5\"\np2,2,3,5,,2\np3,3,5,5,4,3\np4,4,4,5,5,\"4,5\"\n"
+    _one_error_line(_agreement_cli(tmp_path, text, "--x", "a", "--y", "c"),
+                    r"'c' has the same value \(5\) in all 4 complete pairs: agreement cannot be computed")
+    _one_error_line(_agreement_cli(tmp_path, text, "--x", "a", "--y", "a"), "--x and --y are both 'a'")
+    # a cell that is not a number is not a missing value: it is named with its line
+    _one_error_line(_agreement_cli(tmp_path, text, "--x", "a", "--y", "d"),
+                    r"column 'd' of .*readings.csv has 1 cell\(s\) that are not numbers \(line 3: 'x'\)")
+    _one_error_line(_agreement_cli(tmp_path, text, "--x", "a", "--y", "e"),
+                    r"2 cell\(s\) that are not numbers \(line 3: '1,5', line 6: '4,5'\).*a point, not a comma")
+    _one_error_line(_agreement_cli(tmp_path, text, "--x", "image", "--y", "a"),
+                    r"column 'image' of .* holds no numbers \(line 3: 'p1'\).*numeric columns are: a, b, c")
+    _one_error_line(_agreement_cli(tmp_path, "a,b\n1,2\n2,3\n", "--x", "a", "--y", "b"),
+                    "agreement needs at least 3 complete pairs; got 2")
+    for plot in ("out.xyz", "out"):
+        _one_error_line(_agreement_cli(tmp_path, text, "--x", "a", "--y", "b", "--plot", str(tmp_path / plot)),
+                        r"cannot write a plot to .*: its name must end in one of \.png, \.svg, \.pdf")
+        assert not (tmp_path / plot).exists()
+
+
+def test_agreement_cli_prints_an_exact_p_for_three_pairs(tmp_path):
+    r = _agreement_cli(tmp_path, "a,b\n1,2\n2,3\n3,5\n,4\n", "--x", "a", "--y", "b")
+    assert r.returncode == 0, r.stderr
+    assert "n = 3 pairs (1 with an empty cell dropped)" in r.stdout
+    assert "Spearman's rho 1.000 (p = 0.33)" in r.stdout
