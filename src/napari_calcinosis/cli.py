@@ -381,6 +381,10 @@ def cmd_sample(args) -> int:
     from .io import write_dicom, write_windowed_png
     from .phantom import make_phantom
 
+    if args.n < 1:
+        raise CalcinosisError(f"-n is the number of phantoms to write: give 1 or more (got {args.n})")
+    if args.seed < 0:
+        raise CalcinosisError(f"--seed must be 0 or more: phantom seeds are SEED, SEED+1, ... (got {args.seed})")
     out = Path(args.out)
     stems = [f"phantom_{args.seed + i:06d}" for i in range(args.n)]
     _refuse_existing(
@@ -483,8 +487,9 @@ def cmd_agreement(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .validation import report_paths, run_validation
+    from .validation import check_study, report_paths, run_validation
 
+    check_study(args.n, args.seed)
     _refuse_existing(report_paths(args.out), args.overwrite)
     bar = _Progress(args.n, "phantoms")
     result = run_validation(args.n, args.seed, args.out, device=args.device, progress=lambda i, n: bar.update())
