@@ -1,5 +1,6 @@
 """The napari-calcinosis command line, end to end in subprocesses."""
 
+import re
 import subprocess
 import sys
 
@@ -130,3 +131,18 @@ def test_cli_errors_are_one_line():
     assert "finger.dcm" in r.stderr
     r = run("train", "--out", "x.safetensors")
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (("sample", "--out", "s", "-n", "-2"), r"-n is the number of phantoms to write: give 1 or more \(got -2\)"),
+    (("sample", "--out", "s", "-n", "0"), r"give 1 or more \(got 0\)"),
+    (("sample", "--out", "s", "-n", "1", "--seed", "-1"), r"--seed must be 0 or more.*\(got -1\)"),
+    (("validate", "--n", "0", "--out", "v"), r"the validation study needs at least 3 phantoms.*\(got 0;"),
+    (("validate", "--n", "2", "--out", "v"), r"needs at least 3 phantoms"),
+    (("validate", "--n", "5", "--seed", "-3", "--out", "v"), r"the phantom seed must be 0 or more.*\(got -3\)"),
+])
+def test_sample_and_validate_refuse_counts_and_seeds_they_cannot_use(tmp_path, args, message):
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert re.search(message, r.stderr), r.stderr
+    assert not list(tmp_path.iterdir())  # refused before writing anything

@@ -144,7 +144,7 @@ def test_axes_match_brute_force_over_all_pixel_corners(seed):
 
 
 def test_non_2d_mask_is_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(CalcinosisError, match=r"shape \(2, 2, 2\); axes are measured on one 2-D slice"):
         feret_axes_mm(np.ones((2, 2, 2), bool), (1.0, 1.0))
 
 
@@ -289,16 +289,30 @@ def test_all_seeds_failed_still_gives_rows():
 def test_inconsistent_inputs_are_rejected():
     labels = np.zeros((10, 10), np.int32)
     labels[2:4, 2:4] = 1
-    with pytest.raises(ValueError, match="not labels"):
-        measure_lesions(labels, (1.0, 1.0), lesion_ids=[3])
-    with pytest.raises(ValueError, match="statuses"):
-        measure_lesions(labels, (1.0, 1.0), statuses=["ok", "ok"], lesion_ids=[1])
-    with pytest.raises(ValueError, match="seeds"):
-        measure_lesions(labels, (1.0, 1.0), seeds=[(1, 1), (2, 2)])
-    with pytest.raises(ValueError, match="integer"):
-        measure_lesions(labels.astype(float), (1.0, 1.0))
-    with pytest.raises(CalcinosisError):
-        measure_lesions(labels, (1.0, 1.0), np.zeros((5, 5)))
+    # every one a CalcinosisError (what the CLI and the widgets print in one line), not a ValueError
+    cases = [
+        (dict(lesion_ids=[3]), r"lesion_ids \[3\] are not labels in lesion_labels"),
+        (dict(lesion_ids=[-1]), r"lesion_ids must be 0 \(a failed seed\) or a label; got \[-1\]"),
+        (dict(lesion_ids=["a"]), "lesion_ids must be whole numbers"),
+        (dict(statuses=["ok", "ok"], lesion_ids=[1]), "got 2 statuses for 1 table rows"),
+        (dict(seeds=[(1, 1), (2, 2)]), "got 2 seeds for 1 table rows"),
+        (dict(seeds=[(1, 1, 1)]), r"seed 0 must be two numbers \(row, col\) in pixels"),
+        (dict(seeds=[("a", "b")]), "seed 0 must be two numbers"),
+        (dict(image=np.zeros((5, 5))), r"intensity image has shape \(5, 5\) but the lesion labels have shape"),
+        (dict(image=np.full((10, 10), "a")), "intensity image is not an array of numbers"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(CalcinosisError, match=message):
+            measure_lesions(labels, (1.0, 1.0), **kwargs)
+    for bad_labels, message in [
+        (labels.astype(float), "must be an integer label image .* got float64 values"),
+        (-labels, r"negative values \(down to -1\)"),
+        (labels[None], r"shape \(1, 10, 10\); lesions are measured on one 2-D slice"),
+        ([[1, 2], [1]], "their rows have different lengths"),
+    ]:
+        with pytest.raises(CalcinosisError, match=message):
+            measure_lesions(bad_labels, (1.0, 1.0))
+    assert measure_lesions(labels, (1.0, 1.0), seeds=[None]).seed_row.isna().all()
 
 
 def test_many_lesions_on_a_large_image():

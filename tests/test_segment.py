@@ -466,3 +466,10 @@ def test_warming_up_the_gpu_starts_cudnn_and_leaves_nothing_behind():
     assert torch.cuda.memory_allocated() == held
     assert (torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark) == flags
     start_cudnn("cpu")  # nothing to start
+
+
+def test_dice_refuses_masks_of_different_shapes():
+    # a row and a column would broadcast to a 4 x 4 overlap and give a Dice of 4
+    with pytest.raises(CalcinosisError, match=r"different shapes \(\(1, 4\) and \(4, 1\)\): Dice compares masks"):
+        dice(np.ones((1, 4), bool), np.ones((4, 1), bool))
+    assert dice(np.eye(3, dtype=bool), np.eye(3, dtype=bool)) == 1.0

@@ -1,8 +1,11 @@
 """Agreement statistics against published worked examples and edge cases."""
 
+import itertools
 import json
+import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -10,7 +13,7 @@ import pytest
 from scipy import stats as sps
 
 from napari_calcinosis import CalcinosisError
-from napari_calcinosis.stats import agreement, bland_altman, lins_ccc, plot_agreement
+from napari_calcinosis.stats import agreement, bland_altman, format_p, lins_ccc, plot_agreement
 
 def test_bland_altman_1986_worked_example(pefr):
     WRIGHT, MINI = pefr
@@ -134,3 +137,105 @@ def test_validate_study_writes_a_report(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "pipeline vs truth" in report and "CCC 0.95 (0.91-0.99)" in report  # the paper's figure beside ours
     assert (tmp_path / "pipeline_vs_truth.png").stat().st_size > 10_000
+
+
+def test_a_constant_measurement_is_refused_with_its_name():
+    x = [1.0, 2.0, 3.0, 4.0]
+    for call in (lambda: agreement(x, [5.0] * 4, x_label="reader", y_label="pipeline"),
+                 lambda: agreement([5.0] * 4, x, x_label="pipeline", y_label="reader")):
+        with pytest.raises(CalcinosisError, match=r"'pipeline' has the same value \(5\) in all 4 complete pairs: "
+                                                  "agreement cannot be computed"):
+            call()
+    # not a CCC of 0 with a CI of nan, a proportional bias of p = 1e-20 or a scipy warning
+    with pytest.raises(CalcinosisError, match="same value"):
+        lins_ccc(x, [5.0] * 4)
+    with pytest.raises(CalcinosisError, match="same value"):
+        bland_altman(x, [5.0] * 4)
+    with pytest.raises(CalcinosisError, match="'x' has the same value"):
+        agreement([2.0] * 5, [2.0] * 5)  # identical constants too: there is no spread to agree on
+    # constant only once the incomplete pairs are dropped
+    with pytest.raises(CalcinosisError, match=r"'y' has the same value \(7\) in all 3 complete pairs"):
+        agreement([1.0, 2.0, 3.0, 4.0], [7.0, 7.0, 7.0, np.nan])
+
+
+def test_spearman_p_is_exact_for_few_pairs():
+    # 3 pairs in the same order: 2 of the 3! pairings are as extreme (|rho| = 1), so p = 1/3,
+    # as R's cor.test(method = "spearman") prints; the t approximation gave p = 0.
+    a = agreement([1.0, 2.0, 3.0], [2.0, 3.0, 5.0])
+    assert a.spearman_rho == pytest.approx(1.0) and a.spearman_p == pytest.approx(1 / 3)
+    # against a count over every pairing, with a tie
+    x = np.array([3.1, 1.2, 4.4, 1.2, 5.0, 2.7])
+    y = np.array([2.0, 1.0, 3.5, 2.5, 4.0, 1.5])
+    rho = sps.spearmanr(x, y)[0]
+    rx, ry = sps.rankdata(x), sps.rankdata(y)
+    null = np.array([np.corrcoef(rx[list(order)], ry)[0, 1] for order in itertools.permutations(range(6))])
+    a = agreement(x, y)
+    assert a.spearman_rho == pytest.approx(rho)
+    assert a.spearman_p == pytest.approx(2 * min((null >= rho - 1e-12).mean(), (null <= rho + 1e-12).mean()))
+    # above 9 pairs, the t approximation (Stata, scipy)
+    x = np.linspace(1, 30, 12)
+    y = x + np.sin(x) * 5
+    assert agreement(x, y).spearman_p == pytest.approx(sps.spearmanr(x, y)[1])
+
+
+def test_p_values_are_printed_as_a_paper_prints_them():
+    assert format_p(0.0) == "p < 0.001" and format_p(0.0004) == "p < 0.001"
+    assert format_p(1 / 3) == "p = 0.33" and format_p(0.049) == "p = 0.049"
+    assert format_p(float("nan")) == "p not defined"
+
+
+def test_ccc_ci_is_defined_for_uncorrelated_and_reversed_measurements():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # r = 0 exactly: Lin's published variance divides 0 by 0; its limit is C_b^2 / (n - 2)
+        ccc, lo, hi = lins_ccc([1.0, 2.0, 3.0], [1.0, 3.0, 1.0])
+        assert ccc == 0.0 and np.isfinite(lo) and lo == pytest.approx(-hi)
+        near = lins_ccc([1.0, 2.0, 3.0], [1.0, 3.0, 1.0 + 1e-7])
+        assert (lo, hi) == pytest.approx(near[1:], abs=1e-6)  # continuous through r = 0
+        assert lins_ccc([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == (-1.0, -1.0, -1.0)
+
+
+def test_a_plot_suffix_we_cannot_write_is_refused_before_plotting(tmp_path):
+    with pytest.raises(CalcinosisError, match=r"out\.xyz: its name must end in one of \.png, \.svg, \.pdf"):
+        plot_agreement([1.0, 2.0, 3.0], [1.0, 2.5, 2.0], tmp_path / "out.xyz")
+    assert not list(tmp_path.iterdir())
+
+
+def _agreement_cli(tmp_path, text, *args):
+    csv = tmp_path / "readings.csv"
+    csv.write_text(text)
+    return subprocess.run([sys.executable, "-m", "napari_calcinosis", "agreement", str(csv), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _one_error_line(r, pattern):
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error: "), r.stderr
+    assert re.search(pattern, r.stderr), r.stderr
+
+
+def test_agreement_cli_refuses_what_it_cannot_compare(tmp_path):
+    text = "image,a,b,c,d,e\n\np1,1,2,5,x,\"1,5\"\np2,2,3,5,,2\np3,3,5,5,4,3\np4,4,4,5,5,\"4,5\"\n"
+    _one_error_line(_agreement_cli(tmp_path, text, "--x", "a", "--y", "c"),
+                    r"'c' has the same value \(5\) in all 4 complete pairs: agreement cannot be computed")
+    _one_error_line(_agreement_cli(tmp_path, text, "--x", "a", "--y", "a"), "--x and --y are both 'a'")
+    # a cell that is not a number is not a missing value: it is named with its line
+    _one_error_line(_agreement_cli(tmp_path, text, "--x", "a", "--y", "d"),
+                    r"column 'd' of .*readings.csv has 1 cell\(s\) that are not numbers \(line 3: 'x'\)")
+    _one_error_line(_agreement_cli(tmp_path, text, "--x", "a", "--y", "e"),
+                    r"2 cell\(s\) that are not numbers \(line 3: '1,5', line 6: '4,5'\).*a point, not a comma")
+    _one_error_line(_agreement_cli(tmp_path, text, "--x", "image", "--y", "a"),
+                    r"column 'image' of .* holds no numbers \(line 3: 'p1'\).*numeric columns are: a, b, c")
+    _one_error_line(_agreement_cli(tmp_path, "a,b\n1,2\n2,3\n", "--x", "a", "--y", "b"),
+                    "agreement needs at least 3 complete pairs; got 2")
+    for plot in ("out.xyz", "out"):
+        _one_error_line(_agreement_cli(tmp_path, text, "--x", "a", "--y", "b", "--plot", str(tmp_path / plot)),
+                        r"cannot write a plot to .*: its name must end in one of \.png, \.svg, \.pdf")
+        assert not (tmp_path / plot).exists()
+
+
+def test_agreement_cli_prints_an_exact_p_for_three_pairs(tmp_path):
+    r = _agreement_cli(tmp_path, "a,b\n1,2\n2,3\n3,5\n,4\n", "--x", "a", "--y", "b")
+    assert r.returncode == 0, r.stderr
+    assert "n = 3 pairs (1 with an empty cell dropped)" in r.stdout
+    assert "Spearman's rho 1.000 (p = 0.33)" in r.stdout

@@ -845,16 +845,18 @@ class AgreementWidget(_Widget):
         self.y.reset_choices()
 
     def run(self, *_):
-        from .stats import agreement, plot_agreement
+        from .stats import agreement, format_p, plot_agreement
 
         def go():
             table = self.table()
             if self.x.value is None or self.y.value is None:
                 raise CalcinosisError("choose a lesion table or a CSV file, then the two columns to compare")
             x, y = table[self.x.value], table[self.y.value]
-            a = agreement(x, y)
+            if self.x.value == self.y.value:
+                raise CalcinosisError(f"x and y are both {self.x.value!r}: choose the two different columns to compare")
+            a = agreement(x, y, x_label=self.x.value, y_label=self.y.value)
             self.result.value = (
-                f"n = {a.n} ({a.n_dropped} dropped) · Spearman ρ {a.spearman_rho:.3f} (p {a.spearman_p:.2g})\n"
+                f"n = {a.n} ({a.n_dropped} dropped) · Spearman ρ {a.spearman_rho:.3f} ({format_p(a.spearman_p)})\n"
                 f"Lin's CCC {a.ccc:.3f} (95 % CI {a.ccc_ci_low:.3f}–{a.ccc_ci_high:.3f})\n"
                 f"bias {a.ba_bias:.2f} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f}) · "
                 f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}"

@@ -454,6 +454,10 @@ def cmd_sample(args) -> int:
     from .io import write_dicom, write_windowed_png
     from .phantom import make_phantom
 
+    if args.n < 1:
+        raise CalcinosisError(f"-n is the number of phantoms to write: give 1 or more (got {args.n})")
+    if args.seed < 0:
+        raise CalcinosisError(f"--seed must be 0 or more: phantom seeds are SEED, SEED+1, ... (got {args.seed})")
     out = Path(args.out)
     stems = [f"phantom_{args.seed + i:06d}" for i in range(args.n)]
     _refuse_existing(
@@ -488,12 +492,38 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _numeric_column(table: pd.DataFrame, column: str, path) -> pd.Series:
+    """A CSV column as numbers; empty cells become NaN, any other cell that is not a number is refused."""
+    values = pd.to_numeric(table[column], errors="coerce")
+    bad = np.flatnonzero((values.isna() & table[column].notna()).to_numpy())
+    if bad.size == 0:
+        return values
+    if bad.size == table[column].notna().sum():
+        numeric = [str(c) for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
+        raise CalcinosisError(
+            f"column {column!r} of {path} holds no numbers (line {_file_line(path, int(bad[0]))}: "
+            f"{table[column].iloc[bad[0]]!r}): choose a column of measurements"
+            + (f"; the numeric columns are: {', '.join(numeric)}" if numeric else "")
+        )
+    cells = [str(table[column].iloc[i]) for i in bad]
+    shown = ", ".join(f"line {_file_line(path, int(i))}: {cell!r}" for i, cell in zip(bad[:3], cells))
+    more = f" and {bad.size - 3} more" if bad.size > 3 else ""
+    comma = "; write decimals with a point, not a comma" if any("," in cell for cell in cells) else ""
+    raise CalcinosisError(
+        f"column {column!r} of {path} has {bad.size} cell(s) that are not numbers ({shown}{more}): correct them, "
+        f"or empty them to leave those rows out{comma}"
+    )
+
+
 def cmd_agreement(args) -> int:
     import json
 
-    from .stats import agreement, plot_agreement
+    from .stats import agreement, check_plot_path, format_p, plot_agreement
 
+    if args.x == args.y:
+        raise CalcinosisError(f"--x and --y are both {args.x!r}: give the two different columns to compare")
     if args.plot:
+        check_plot_path(args.plot)
         _refuse_existing([args.plot], args.overwrite)
     try:
         table = pd.read_csv(args.csv)
@@ -504,9 +534,9 @@ def cmd_agreement(args) -> int:
     for col in (args.x, args.y):
         if col not in table.columns:
             raise CalcinosisError(f"{args.csv} has no column {col!r}; its columns are: {', '.join(map(str, table.columns))}")
-    x = pd.to_numeric(table[args.x], errors="coerce")
-    y = pd.to_numeric(table[args.y], errors="coerce")
-    result = agreement(x, y)
+    x = _numeric_column(table, args.x, args.csv)
+    y = _numeric_column(table, args.y, args.csv)
+    result = agreement(x, y, x_label=args.x, y_label=args.y)
     if args.plot:
         with atomic_output(args.plot) as temporary:
             plot_agreement(x, y, temporary, x_label=args.x, y_label=args.y, unit=args.unit)
@@ -514,20 +544,25 @@ def cmd_agreement(args) -> int:
         print(json.dumps(result.to_dict()))
     else:
         r = result
-        print(f"n = {r.n} pairs ({r.n_dropped} with a missing value dropped); x = {args.x}, y = {args.y}")
-        print(f"Spearman's rho {r.spearman_rho:.3f} (p = {r.spearman_p:.2g})")
+        print(f"n = {r.n} pairs ({r.n_dropped} with an empty cell dropped); x = {args.x}, y = {args.y}")
+        print(f"Spearman's rho {r.spearman_rho:.3f} ({format_p(r.spearman_p)})")
         print(f"Lin's CCC {r.ccc:.3f} (95 % CI {r.ccc_ci_low:.3f} to {r.ccc_ci_high:.3f})")
         print(f"Bland-Altman bias (x - y) {r.ba_bias:.2f} {args.unit} (95 % CI {r.ba_bias_ci_low:.2f} to {r.ba_bias_ci_high:.2f}), "
               f"SD {r.ba_sd:.2f}; limits of agreement {r.ba_loa_low:.2f} to {r.ba_loa_high:.2f} {args.unit}")
-        print(f"proportional bias: slope {r.ba_proportional_slope:.3f} of the difference on the mean (p = {r.ba_proportional_p:.2g})")
+        if np.isfinite(r.ba_proportional_slope):
+            print(f"proportional bias: slope {r.ba_proportional_slope:.3f} of the difference on the mean "
+                  f"({format_p(r.ba_proportional_p)})")
+        else:
+            print("proportional bias: not defined (x + y is the same in every pair, so the means do not spread)")
     if args.plot:
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
 
 def cmd_validate(args) -> int:
-    from .validation import report_paths, run_validation
+    from .validation import check_study, report_paths, run_validation
 
+    check_study(args.n, args.seed)
     _refuse_existing(report_paths(args.out), args.overwrite)
     bar = _Progress(args.n, "phantoms")
     result = run_validation(args.n, args.seed, args.out, device=args.device, progress=lambda i, n: bar.update())

@@ -179,14 +179,14 @@ def feret_axes_mm(mask: np.ndarray, spacing_mm: tuple[float, float]) -> tuple[fl
     Raises
     ------
     CalcinosisError
-        If ``spacing_mm`` is not two positive numbers.
-    ValueError
-        If ``mask`` is not 2-D.
+        If ``spacing_mm`` is not two positive numbers, or ``mask`` is not 2-D.
     """
     spacing = _check_spacing_mm(spacing_mm)
     mask = np.asarray(mask)
     if mask.ndim != 2:
-        raise ValueError(f"mask must be 2-D; got shape {mask.shape}")
+        raise CalcinosisError(
+            f"the lesion mask has shape {mask.shape}; axes are measured on one 2-D slice (rows, cols)"
+        )
     mask = mask != 0
     if not mask.any():
         return 0.0, 0.0
@@ -236,13 +236,17 @@ def _seed_coordinates(seeds, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     if seeds is None:
         return seed_row, seed_col
     if len(seeds) != n_rows:
-        raise ValueError(f"got {len(seeds)} seeds for {n_rows} table rows")
+        raise CalcinosisError(
+            f"got {len(seeds)} seeds for {n_rows} table rows: give one seed per lesion_ids entry "
+            "(or per lesion, without lesion_ids), None for a row without a seed"
+        )
     for k, seed in enumerate(seeds):
         if seed is None:
             continue
-        if len(seed) != 2:
-            raise ValueError(f"seed {k} must be (row, col); got {seed!r}")
-        seed_row[k], seed_col[k] = float(seed[0]), float(seed[1])
+        try:
+            seed_row[k], seed_col[k] = (float(value) for value in seed)
+        except (TypeError, ValueError):
+            raise CalcinosisError(f"seed {k} must be two numbers (row, col) in pixels; got {seed!r}") from None
     return seed_row, seed_col
 
 
@@ -317,25 +321,41 @@ def measure_lesions(
     Raises
     ------
     CalcinosisError
-        If ``spacing_mm`` is not two positive numbers, or ``image`` does not
-        have the shape of ``lesion_labels``.
-    ValueError
-        If ``lesion_labels`` is not a 2-D integer image without negative
-        labels, if ``seeds``/``statuses``/``lesion_ids`` have the wrong
-        length, or if a ``lesion_id`` > 0 is not in ``lesion_labels``.
+        If ``spacing_mm`` is not two positive numbers, ``lesion_labels`` is
+        not a 2-D integer image without negative labels, ``image`` is not
+        numbers of the shape of ``lesion_labels``, ``seeds``/``statuses``/
+        ``lesion_ids`` have the wrong length or content, or a ``lesion_id``
+        > 0 is not in ``lesion_labels``.
     """
     row_spacing_mm, col_spacing_mm = _check_spacing_mm(spacing_mm)
-    labels = np.asarray(lesion_labels)
+    try:
+        labels = np.asarray(lesion_labels)
+    except ValueError:  # rows of different lengths
+        raise CalcinosisError("the lesion labels are not an image: their rows have different lengths") from None
     if labels.ndim != 2:
-        raise ValueError(f"lesion_labels must be 2-D; got shape {labels.shape}")
+        raise CalcinosisError(
+            f"the lesion labels have shape {labels.shape}; lesions are measured on one 2-D slice (rows, cols): "
+            "pass a 2-D label image"
+        )
     if labels.dtype == bool:
         labels = labels.astype(np.int64)
     if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"lesion_labels must be an integer image; got dtype {labels.dtype}")
+        raise CalcinosisError(
+            f"the lesion labels must be an integer label image (0 = background, 1, 2, ... = lesions); got "
+            f"{labels.dtype} values: pass a Labels layer's data, or a mask converted with .astype(int)"
+        )
     if labels.size and labels.min() < 0:
-        raise ValueError("lesion_labels must not contain negative labels")
+        raise CalcinosisError(
+            f"the lesion labels hold negative values (down to {labels.min()}); labels are 0 for background "
+            "and 1, 2, ... for lesions"
+        )
     if image is not None:
-        image = np.asarray(image, dtype=float)
+        try:
+            image = np.asarray(image, dtype=float)
+        except (TypeError, ValueError):
+            raise CalcinosisError(
+                "the intensity image is not an array of numbers; pass the image the lesions were segmented from"
+            ) from None
         if image.shape != labels.shape:
             raise CalcinosisError(
                 f"The intensity image has shape {image.shape} but the lesion labels have shape "
@@ -350,12 +370,22 @@ def measure_lesions(
     if lesion_ids is None:
         row_ids = present
     else:
-        row_ids = np.asarray(list(lesion_ids), dtype=np.int64).reshape(-1)
+        try:
+            row_ids = np.asarray(list(lesion_ids), dtype=np.int64).reshape(-1)
+        except (TypeError, ValueError):
+            raise CalcinosisError(
+                f"lesion_ids must be whole numbers (a label, or 0 for a failed seed); got {lesion_ids!r}"
+            ) from None
         if np.any(row_ids < 0):
-            raise ValueError("lesion_ids must be >= 0")
+            raise CalcinosisError(
+                f"lesion_ids must be 0 (a failed seed) or a label; got {row_ids[row_ids < 0].tolist()}"
+            )
         missing = sorted(set(row_ids[row_ids > 0].tolist()) - set(present.tolist()))
         if missing:
-            raise ValueError(f"lesion_ids {missing} are not labels in lesion_labels")
+            raise CalcinosisError(
+                f"lesion_ids {missing} are not labels in lesion_labels: each must be a label present in the "
+                "image, or 0 for a failed seed"
+            )
     n_rows = len(row_ids)
     if n_rows == 0:
         return _empty_table()
@@ -366,7 +396,7 @@ def measure_lesions(
     else:
         status = [str(s) for s in statuses]
         if len(status) != n_rows:
-            raise ValueError(f"got {len(status)} statuses for {n_rows} table rows")
+            raise CalcinosisError(f"got {len(status)} statuses for {n_rows} table rows: give one status per row")
 
     # Everything except the pixel count is computed inside each lesion's
     # bounding box (find_objects), so the cost is one pass over the image

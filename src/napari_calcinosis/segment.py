@@ -858,8 +858,13 @@ def segment_phalanges(
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice coefficient of two binary masks (1.0 when both are empty)."""
+    """Dice coefficient of two binary masks of the same shape (1.0 when both are empty)."""
     a = np.asarray(a, bool)
     b = np.asarray(b, bool)
+    if a.shape != b.shape:
+        # numpy would broadcast a row against a column and count pixels that are in neither mask
+        raise CalcinosisError(
+            f"the two masks have different shapes ({a.shape} and {b.shape}): Dice compares masks of the same image"
+        )
     total = a.sum() + b.sum()
     return 1.0 if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total)

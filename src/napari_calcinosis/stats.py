@@ -1,6 +1,9 @@
 """Agreement statistics as reported in Chandrasekaran et al. 2021 (computed there in Stata).
 
-- Spearman's rank correlation with its p-value.
+- Spearman's rank correlation with its p-value: exact (every pairing of the ranks) for up to 9
+  pairs, as R ``cor.test`` is for small samples, where the t approximation fails (it gives p = 0 for 3 pairs in the
+  same order, whose exact p is 1/3); from the t distribution with n - 2 degrees of freedom
+  above, as Stata ``spearman`` and scipy.
 - Lin's concordance correlation coefficient (Lin 1989) with a 95 % CI from Fisher's
   z-transformation and Lin's asymptotic variance, with n - 2 in the denominator (as R
   DescTools ``CCC(ci="z-transform")`` and epiR ``epi.ccc``).
@@ -8,23 +11,46 @@
   (n - 1), limits of agreement bias +- 1.96 SD, confidence intervals of the bias and of each
   limit (SE of a limit = sqrt(3 SD^2 / n), t with n - 1 degrees of freedom), and a
   proportional-bias check (least-squares regression of the difference on the mean).
+
+A measurement with the same value in every pair is refused: its correlation with anything is
+undefined, and its Bland-Altman differences are the other measurement shifted, so a
+"proportional bias" would be an artefact of the constant, not an observation.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import stats as sps
 
 from ._errors import CalcinosisError
 
-__all__ = ["Agreement", "agreement", "lins_ccc", "bland_altman", "plot_agreement"]
+__all__ = ["Agreement", "agreement", "lins_ccc", "bland_altman", "plot_agreement", "check_plot_path", "format_p",
+           "PLOT_SUFFIXES"]
+
+# What plot_agreement writes: matplotlib's formats less raw/rgba (headerless pixel dumps no viewer
+# opens), pgf (needs a LaTeX installation) and those that depend on optional Pillow codecs.
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".eps", ".ps", ".jpg", ".jpeg", ".tif", ".tiff")
+
+# Up to 9 pairs every pairing of the ranks is enumerated (9! = 362,880, a fraction of a second);
+# above, the t approximation is close.
+EXACT_SPEARMAN_MAX_N = 9
 
 
-def _pairs(x, y) -> tuple[np.ndarray, np.ndarray, int]:
-    x = np.asarray(x, dtype=float).ravel()
-    y = np.asarray(y, dtype=float).ravel()
+def _as_numbers(values, label: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise CalcinosisError(
+            f"{label!r} is not a list of numbers: agreement compares two numeric measurements"
+        ) from None
+
+
+def _pairs(x, y, x_label: str = "x", y_label: str = "y") -> tuple[np.ndarray, np.ndarray, int]:
+    x = _as_numbers(x, x_label)
+    y = _as_numbers(y, y_label)
     if x.shape != y.shape:
         raise CalcinosisError(f"the two measurements have different lengths ({x.size} and {y.size}): they must be paired")
     keep = np.isfinite(x) & np.isfinite(y)
@@ -34,7 +60,39 @@ def _pairs(x, y) -> tuple[np.ndarray, np.ndarray, int]:
         raise CalcinosisError(
             f"agreement needs at least 3 complete pairs; got {x.size} ({dropped} pair(s) with a missing value dropped)"
         )
+    for values, label in ((x, x_label), (y, y_label)):
+        if values.min() == values.max():
+            raise CalcinosisError(
+                f"{label!r} has the same value ({values[0]:g}) in all {values.size} complete pairs: agreement "
+                "cannot be computed with a constant measurement (its correlation is undefined); check the column"
+            )
     return x, y, dropped
+
+
+def format_p(p: float) -> str:
+    """A p-value as a clinical paper prints it: ``p < 0.001`` below 0.001, else two digits."""
+    if not np.isfinite(p):
+        return "p not defined"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Spearman's rho and its two-sided p (exact up to EXACT_SPEARMAN_MAX_N pairs)."""
+    rho, p = sps.spearmanr(x, y)
+    if x.size <= EXACT_SPEARMAN_MAX_N:
+        rx = sps.rankdata(x)
+        ry = sps.rankdata(y)
+        ry = (ry - ry.mean()) / np.sqrt(((ry - ry.mean()) ** 2).sum())
+
+        def rank_correlation(a, axis=-1):
+            a = a - a.mean(axis=axis, keepdims=True)
+            return (a * ry).sum(axis=axis) / np.sqrt((a * a).sum(axis=axis))
+
+        # One sample reordered against the fixed other: every one of the n! pairings
+        # (n_resamples=inf), not a random sample of them.
+        p = sps.permutation_test((rx,), rank_correlation, permutation_type="pairings", vectorized=True,
+                                 n_resamples=np.inf, alternative="two-sided").pvalue
+    return float(rho), float(p)
 
 
 def lins_ccc(x, y, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -50,19 +108,19 @@ def lins_ccc(x, y, confidence: float = 0.95) -> tuple[float, float, float]:
     sx2, sy2 = x.var(), y.var()  # population (n) moments, as Lin (1989)
     sxy = ((x - mx) * (y - my)).mean()
     denom = sx2 + sy2 + (mx - my) ** 2
-    if denom == 0:
-        return 1.0, 1.0, 1.0  # identical constant measurements: perfect agreement, no spread
     rho_c = 2 * sxy / denom
-    r = sxy / np.sqrt(sx2 * sy2) if sx2 > 0 and sy2 > 0 else 0.0
-    if rho_c >= 1.0 - 1e-12:
-        return 1.0, 1.0, 1.0  # every pair on the identity line
-    if r == 0:
-        return float(rho_c), float("nan"), float("nan")  # one measurement constant: no CI
+    if abs(rho_c) >= 1.0 - 1e-12:
+        edge = float(np.sign(rho_c))  # every pair on the line y = x (or y = 2 mean - x): no spread to estimate
+        return edge, edge, edge
+    r = sxy / np.sqrt(sx2 * sy2)
+    # Lin's variance written with the bias correction factor C_b = rho_c / r (Lin 1989),
+    # so that it holds at r = 0 too, where the published form divides 0 by 0.
+    c_b = 2 * np.sqrt(sx2 * sy2) / denom
     u = (my - mx) / (sx2 * sy2) ** 0.25
     var_rho = (
-        (1 - r**2) * rho_c**2 * (1 - rho_c**2) / r**2
-        + 2 * rho_c**3 * (1 - rho_c) * u**2 / r
-        - 0.5 * rho_c**4 * u**4 / r**2
+        (1 - r**2) * c_b**2 * (1 - rho_c**2)
+        + 2 * r**2 * c_b**3 * (1 - rho_c) * u**2
+        - 0.5 * r**2 * c_b**4 * u**4
     ) / (n - 2)
     se_z = np.sqrt(max(var_rho, 0.0)) / (1 - rho_c**2)
     z = np.arctanh(rho_c)
@@ -85,7 +143,9 @@ def bland_altman(x, y, confidence: float = 0.95, multiplier: float = 1.96) -> di
     se_bias = sd / np.sqrt(n)
     se_limit = np.sqrt(3 * sd**2 / n)  # Bland & Altman 1999, section 2.4
     low, high = bias - multiplier * sd, bias + multiplier * sd
-    slope, intercept, _, p_slope, _ = sps.linregress(mean_xy, d) if np.ptp(mean_xy) > 0 else (0.0, bias, 0, 1.0, 0)
+    # x + y the same in every pair: the means do not spread, so no slope can be fitted on them.
+    nan = float("nan")
+    slope, intercept, _, p_slope, _ = sps.linregress(mean_xy, d) if np.ptp(mean_xy) > 0 else (nan, nan, 0, nan, 0)
     return {
         "ba_bias": bias, "ba_sd": sd,
         "ba_bias_ci_low": float(bias - t * se_bias), "ba_bias_ci_high": float(bias + t * se_bias),
@@ -127,29 +187,40 @@ class Agreement:
         return asdict(self)
 
 
-def agreement(x, y, confidence: float = 0.95) -> Agreement:
+def agreement(x, y, confidence: float = 0.95, *, x_label: str = "x", y_label: str = "y") -> Agreement:
     """All the paper's agreement statistics for paired measurements ``x`` and ``y``.
 
     Pairs with a missing (NaN) value are dropped and counted in ``n_dropped``; fewer than 3
-    complete pairs raise :class:`CalcinosisError`.
+    complete pairs, or a measurement with the same value in every pair, raise
+    :class:`CalcinosisError` (naming ``x_label`` or ``y_label``).
     """
-    xs, ys, dropped = _pairs(x, y)
-    with np.errstate(all="ignore"):
-        rho, p = sps.spearmanr(xs, ys)
-        pearson = float(np.corrcoef(xs, ys)[0, 1]) if xs.std() > 0 and ys.std() > 0 else float("nan")
+    xs, ys, dropped = _pairs(x, y, x_label, y_label)
+    rho, p = _spearman(xs, ys)
+    pearson = float(np.corrcoef(xs, ys)[0, 1])
     ccc, lo, hi = lins_ccc(xs, ys, confidence)
-    return Agreement(n=int(xs.size), n_dropped=dropped, spearman_rho=float(rho), spearman_p=float(p), pearson_r=pearson,
+    return Agreement(n=int(xs.size), n_dropped=dropped, spearman_rho=rho, spearman_p=p, pearson_r=pearson,
                      ccc=ccc, ccc_ci_low=lo, ccc_ci_high=hi, **bland_altman(xs, ys, confidence))
+
+
+def check_plot_path(path) -> None:
+    """Refuse, before any work, a plot file whose suffix names no format we write."""
+    if Path(path).suffix.lower() not in PLOT_SUFFIXES:
+        raise CalcinosisError(
+            f"cannot write a plot to {path}: its name must end in one of {', '.join(PLOT_SUFFIXES)} (the suffix picks "
+            "the format)"
+        )
 
 
 def plot_agreement(x, y, path=None, *, x_label: str = "x", y_label: str = "y", unit: str = "mm²", figure=None):
     """Scatter with the identity line (CCC in the legend) beside a Bland-Altman plot.
 
     Draws into ``figure`` when given (e.g. a napari dock's canvas), else a new one; saves to
-    ``path`` (PNG or SVG by its suffix) when given; returns the matplotlib Figure.
+    ``path`` (by its suffix, one of :data:`PLOT_SUFFIXES`) when given; returns the matplotlib Figure.
     """
-    xs, ys, _ = _pairs(x, y)
-    a = agreement(xs, ys)
+    if path is not None:
+        check_plot_path(path)
+    xs, ys, _ = _pairs(x, y, x_label, y_label)
+    a = agreement(xs, ys, x_label=x_label, y_label=y_label)
     if figure is None:
         from matplotlib.figure import Figure
 

@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._errors import CalcinosisError
 from .io import atomic_output
 from .measure import feret_axes_mm
 from .stats import agreement, plot_agreement
 
-__all__ = ["run_validation", "report_paths", "PAPER_RESULTS", "READER_RELATIVE_SD", "READER_ABSOLUTE_SD_MM"]
+__all__ = ["run_validation", "report_paths", "check_study", "PAPER_RESULTS", "READER_RELATIVE_SD",
+           "READER_ABSOLUTE_SD_MM", "MIN_PHANTOMS"]
 
 READER_RELATIVE_SD = 0.08
 READER_ABSOLUTE_SD_MM = 0.25
@@ -35,6 +37,10 @@ PAPER_RESULTS = {
     "radiologist 1 vs radiologist 2": dict(spearman_rho=0.91, ccc=0.91, ccc_ci=(0.85, 0.98), bias=-0.5, loa=(-10.0, 9.0)),
     "radiologist 1 vs pipeline": dict(spearman_rho=0.94, ccc=0.95, ccc_ci=(0.91, 0.99), bias=-1.7, loa=(-6.0, 9.5)),
 }
+
+# Agreement needs 3 pairs and a phantom is drawn with at least one deposit, so 3 phantoms give them
+# (run_validation still checks the deposits it got: placing one can fail on a crowded finger).
+MIN_PHANTOMS = 3
 
 COMPARISONS = [
     ("radiologist 1 vs radiologist 2", "radiologist1_mm2", "radiologist2_mm2"),
@@ -55,6 +61,17 @@ def _reader(long_mm, short_mm, rng, pixel_mm):
     return np.pi * long_read / 2 * short_read / 2
 
 
+def check_study(n: int, seed: int) -> None:
+    """Refuse, before any phantom is made, a study too small to compare or with a negative seed."""
+    if n < MIN_PHANTOMS:
+        raise CalcinosisError(
+            f"the validation study needs at least {MIN_PHANTOMS} phantoms, so that agreement has 3 deposits to "
+            f"compare (got {n}; the paper had 31 test images)"
+        )
+    if seed < 0:
+        raise CalcinosisError(f"the phantom seed must be 0 or more: phantoms are seeds SEED..SEED+n-1 (got {seed})")
+
+
 def run_validation(n: int = 31, seed: int = 3_000_000, out_dir=None, *, model=None, device: str = "auto", progress=None) -> dict:
     """Replay the study on ``n`` phantoms (seeds ``seed .. seed + n - 1``); write a report.
 
@@ -66,6 +83,7 @@ def run_validation(n: int = 31, seed: int = 3_000_000, out_dir=None, *, model=No
     from .pipeline import quantify
     from .segment import load_model
 
+    check_study(n, seed)
     model = model if model is not None else load_model(None, device=device)
     rng = np.random.default_rng(seed)
     rows = []
@@ -86,7 +104,12 @@ def run_validation(n: int = 31, seed: int = 3_000_000, out_dir=None, *, model=No
         if progress:
             progress(i + 1, n)
     lesions = pd.DataFrame(rows)
-    stats = {name: agreement(lesions[x], lesions[y]) for name, x, y in COMPARISONS}
+    if len(lesions) < 3:
+        raise CalcinosisError(
+            f"the {n} phantoms hold only {len(lesions)} deposit(s) and agreement needs at least 3: "
+            "use more phantoms (the paper had 31 test images)"
+        )
+    stats = {name: agreement(lesions[x], lesions[y], x_label=x, y_label=y) for name, x, y in COMPARISONS}
     if out_dir is not None:
         _write_report(Path(out_dir), lesions, stats, n, seed)
     return {"lesions": lesions, "stats": stats}
