@@ -123,3 +123,25 @@ def test_an_output_that_is_a_folder_is_refused_up_front(phantoms, tmp_path, caps
     dicom = str(sorted(phantoms.glob("*.dcm"))[0])
     assert cli.main(["quantify", dicom, "--out", str(tmp_path), "--overwrite", "--device", "cpu"]) == 2
     assert f"--out {tmp_path} is a folder: give the CSV file to write" in capsys.readouterr().err
+
+
+def test_a_dicom_and_its_export_side_by_side_share_their_seeds(tmp_path, capsys):
+    # What `sample` writes: phantom_000000.dcm and .png in one folder, seeds keyed by the stem.
+    folder = tmp_path / "ph"
+    assert cli.main(["sample", "--out", str(folder), "-n", "2", "--seed", "40"]) == 0
+    out = tmp_path / "r.csv"
+    assert cli.main(["quantify", str(folder), "--seeds", str(folder / "seeds.csv"), "--pixel-size", "0.25",
+                     "--out", str(out), "--device", "cpu"]) == 0
+    table = pd.read_csv(out)
+    assert len(set(table["image"])) == 4 and (table["status"] == "ok").mean() > 0.7
+
+
+def test_an_export_read_through_its_own_narrow_window_is_not_called_non_hu(phantoms, tmp_path):
+    from napari_calcinosis.io import image_caveats
+
+    image = read_image(sorted(phantoms.glob("*.dcm"))[0])
+    for level, width in ((400, 1000), (300, 800), (450, 1500)):
+        png = tmp_path / f"w{level}.png"
+        write_windowed_png(png, image.pixels_hu, window_level_hu=level, window_width_hu=width)
+        again = read_image(png, pixel_size_mm=image.spacing_mm[0], window_level_hu=level, window_width_hu=width)
+        assert image_caveats(again) == [], (level, width)

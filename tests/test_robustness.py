@@ -353,7 +353,7 @@ def fake_pipeline(monkeypatch):
             "seed_col": [s[1] for s in seeds], "area_mm2": 1.5, "status": "ok",
         })
         return SimpleNamespace(table=table, bone_mask=np.zeros(image.shape, bool),
-                               lesion_labels=np.ones(image.shape, np.int32))
+                               lesion_labels=np.ones(image.shape, np.int32), warnings=[])
 
     monkeypatch.setattr(segment, "load_model", load_model)
     monkeypatch.setattr(pipeline, "quantify", fake_quantify)
@@ -526,7 +526,7 @@ def test_agreement_demo_and_validate_refuse_existing_outputs(tmp_path, capsys):
 
     (tmp_path / "val").mkdir()
     (tmp_path / "val" / "report.md").write_text("mine\n")
-    code, err = _cli(capsys, "validate", "--out", tmp_path / "val", "--n", "1", "--device", "cpu")
+    code, err = _cli(capsys, "validate", "--out", tmp_path / "val", "--n", "3", "--device", "cpu")
     assert code == 2 and "report.md" in err
     assert (tmp_path / "val" / "report.md").read_text() == "mine\n"
 

@@ -575,9 +575,9 @@ def test_quantify_measures_the_proposed_seeds_the_user_kept(sample):
 
 
 def test_painting_re_measures_and_regrows(sample, qtbot):
-    # Measure's table and export follow a painted lesions layer; painting a deposit into the
-    # bone layer while seeding regrows without it.
-    from napari_calcinosis._widgets import GrowWidget, MeasureWidget
+    # Measure's and Agreement's tables follow a painted lesions layer; painting a deposit into
+    # the bone layer while seeding regrows without it.
+    from napari_calcinosis._widgets import AgreementWidget, GrowWidget, MeasureWidget
 
     viewer, image, bone, _, seeds, _ = sample
     grow = with_true_bone(viewer, GrowWidget(viewer), image, bone)
@@ -595,6 +595,9 @@ def test_painting_re_measures_and_regrows(sample, qtbot):
     assert np.isclose(now["area_mm2"][0], (lesions.data == 1).sum() * area_px)
     assert now["area_mm2"][0] > before["area_mm2"][0]
     assert m.status.value.startswith(f"{len(seeds)} lesion(s), total {now['area_mm2'].sum():.2f}")
+    a = dock(viewer, AgreementWidget(viewer))  # Agreement reads the table as painted too
+    a.layer.value = lesions
+    assert np.allclose(a.table()["area_mm2"], now["area_mm2"])
     # The bone: paint the second deposit into it, and it is no longer measured.
     b = grow.bone.value
     second = viewer.layers["lesions"].data == 2
@@ -657,18 +660,25 @@ def test_a_doubtful_result_says_why_in_the_widget(sample):
     assert "1 lesion(s)" in grow.status.value
 
 
-def test_a_second_image_keeps_the_first_images_results(sample):
-    # Quantify on a second image used to overwrite the first one's bone and lesions (and used the
-    # first one's corrected bone for the second): each image keeps its own, and the pickers of
-    # Grow follow the chosen image's bone.
-    from napari_calcinosis._widgets import EDITED, GrowWidget, QuantifyWidget
+def _quantified_then_another_image(sample):
+    """The sample quantified in a docked Quantify widget, and the cut-off sample opened beside it."""
+    from napari_calcinosis._widgets import QuantifyWidget
 
-    viewer, image, bone, _, seeds, _ = sample
+    viewer, image = sample[0], sample[1]
     other = viewer.open_sample("napari-calcinosis", "sample_finger_cut_off")[0]
     q = dock(viewer, QuantifyWidget(viewer))
     q.device.value = "cpu"
     q.image.value = image
-    first = q.run()
+    return viewer, image, other, q, q.run()
+
+
+def test_a_second_image_keeps_the_first_images_results(sample):
+    # Quantify on a second image used to overwrite the first one's bone and lesions (and used the
+    # first one's corrected bone for the second): each image keeps its own, and the pickers of
+    # Grow follow the chosen image's bone.
+    from napari_calcinosis._widgets import EDITED, GrowWidget
+
+    viewer, image, other, q, first = _quantified_then_another_image(sample)
     viewer.layers["bone"].metadata[EDITED] = True  # the user corrected the first image's bone
     q.image.value = other
     q.use_seeds.value = False
@@ -683,3 +693,48 @@ def test_a_second_image_keeps_the_first_images_results(sample):
     assert g.bone.value is viewer.layers["bone"]
     g.image.value = other
     assert g.bone.value is viewer.layers["bone (new)"]
+
+
+def test_each_image_is_measured_with_its_own_seeds(sample):
+    # Quantify on a second image used the first image's seeds layer (mapped through the viewer):
+    # every seed failed on it, and its own proposal was never measured.
+    viewer, _, other, q, _ = _quantified_then_another_image(sample)
+    q.image.value = other
+    second = q.run()
+    assert (second.table["status"] == "ok").all() and len(second.table) >= 1
+    assert viewer.layers["seeds (new)"].metadata["source_image"] == other.name
+    again = q.run()  # the second image's proposal is its seeds now
+    assert np.allclose(again.table[["seed_row", "seed_col"]], second.table[["seed_row", "seed_col"]])
+
+
+def test_a_closed_widget_lets_go_of_the_layers(sample, qtbot):
+    # napari keeps a closed dock widget alive: it must not go on regrowing when the bone is
+    # painted or a seed is added.
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    grow = with_true_bone(viewer, GrowWidget(viewer), image, bone)
+    grow.start_seeding().add(seeds[:2])
+    lesions = viewer.layers["lesions"]
+    before = lesions.data.copy()
+    viewer.window.remove_dock_widget(grow.native)
+    assert grow._connections == []
+    grow.bone.value.data_setitem(np.nonzero(before == 1), 1)  # the first deposit painted into the bone
+    viewer.layers["seeds"].add(seeds[2:3])
+    qtbot.wait(50)
+    assert np.array_equal(lesions.data, before) and "lesions (new)" not in viewer.layers
+
+
+def test_results_follow_a_rotated_image(sample):
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    image.rotate = 20
+    grow = with_true_bone(viewer, GrowWidget(viewer), image, bone)
+    grow.bone.value.rotate = 20
+    points = grow.start_seeding()
+    points.add(points.world_to_data(image.data_to_world(seeds[0])))
+    lesions = viewer.layers["lesions"]
+    centre = np.argwhere(lesions.data == 1).mean(axis=0)
+    assert np.allclose(lesions.data_to_world(centre), image.data_to_world(centre))
+    assert np.allclose(np.asarray(lesions.rotate), np.asarray(image.rotate))

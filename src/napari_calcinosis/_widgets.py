@@ -85,8 +85,13 @@ def input_warning(layer, pixels) -> str:
 
 def placement(layer) -> dict:
     """Where a layer made from ``layer``'s pixels goes in the viewer: its scale (the pixel
-    spacing in mm) and translate, so a result lies over the image it came from."""
-    return {"scale": tuple(float(v) for v in layer.scale[-2:]), "translate": tuple(float(v) for v in layer.translate[-2:])}
+    spacing in mm) and translate, and for a 2-D image its rotate, shear and affine too, so a
+    result lies over the image it came from."""
+    where = {"scale": tuple(float(v) for v in layer.scale[-2:]), "translate": tuple(float(v) for v in layer.translate[-2:])}
+    if layer.ndim == 2:
+        where.update(rotate=np.asarray(layer.rotate), shear=np.asarray(layer.shear),
+                     affine=np.asarray(layer.affine.affine_matrix))
+    return where
 
 
 def points_in_pixels(points, image) -> np.ndarray:
@@ -133,7 +138,7 @@ def _replaceable(layer, kind, shape=None, source=None) -> bool:
     from napari.layers import Points
 
     if kind is Points and isinstance(layer, Points) and len(layer.data) == 0:
-        return True
+        return source is None or layer.metadata.get(SOURCE, source) == source
     return (isinstance(layer, kind) and layer.metadata.get(MADE_HERE) and not layer.metadata.get(EDITED)
             and (shape is None or layer.data.shape == shape)
             and (source is None or layer.metadata.get(SOURCE, source) == source))
@@ -184,6 +189,7 @@ def put_points(viewer, name: str, data, image, size_px: float):
     name = _free_name(viewer, name, Points, source=image.name)
     if name in viewer.layers:
         layer = viewer.layers[name]
+        layer.metadata[SOURCE] = image.name
         _WRITING.add(id(layer))
         try:
             layer.data = pixels_in_points(layer, image, data)
@@ -195,6 +201,28 @@ def put_points(viewer, name: str, data, image, size_px: float):
     layer.metadata[SOURCE] = image.name
     _mark_edits(layer)
     return layer
+
+
+class _WhenUndocked:
+    """Calls ``callback`` once a docked widget is taken out of its dock (napari's close button
+    and ``remove_dock_widget`` set its parent to None without deleting it)."""
+
+    def __init__(self, native, callback):
+        from qtpy.QtCore import QEvent, QObject
+
+        docked = []
+
+        class Filter(QObject):
+            def eventFilter(self, obj, event):
+                if event.type() == QEvent.Type.ParentChange:
+                    if obj.parent() is not None:
+                        docked.append(True)
+                    elif docked:
+                        callback()
+                return False
+
+        self.filter = Filter(native)
+        native.installEventFilter(self.filter)
 
 
 def _soon(fn):
@@ -215,6 +243,34 @@ def _soon(fn):
             QTimer.singleShot(0, run)
 
     return schedule
+
+
+def seeds_of(viewer, image):
+    """The newest Points layer named ``seeds`` (or ``seeds (new)``, ...) that belongs to ``image``:
+    made from it, or made by the user (no source recorded); None if there is none. The seeds of
+    another image are that image's, even where the two overlap in the viewer."""
+    from napari.layers import Points
+
+    found = [layer for layer in viewer.layers if isinstance(layer, Points) and layer.name.split(" (new)")[0] == "seeds"
+             and layer.metadata.get(SOURCE, image.name) == image.name]
+    return found[-1] if found else None
+
+
+def lesion_table(viewer, layer) -> pd.DataFrame:
+    """A lesions layer's table: its ``features``, or, once the user has painted the layer (or it
+    has none), the layer measured as it is now, over its source image where that is open."""
+    features = layer.features
+    if not layer.metadata.get(EDITED) and features is not None and len(features) and "area_mm2" in features:
+        return features
+    from .measure import measure_lesions
+
+    labels = np.asarray(layer.data)
+    source = viewer.layers[layer.metadata[SOURCE]] if layer.metadata.get(SOURCE) in viewer.layers else None
+    try:
+        pixels = image_pixels(source) if source is not None else None
+    except CalcinosisError:
+        pixels = None
+    return measure_lesions(labels, spacing_of(layer), pixels if pixels is not None and pixels.shape == labels.shape else None)
 
 
 def show_error(message: str) -> None:
@@ -264,16 +320,15 @@ def _chosen_model(combo, file_edit) -> str:
     return combo.value
 
 
-def _follow_trained_models(model_combo) -> None:
-    """Offer a model in ``model_combo`` as soon as the Train widget saves it."""
+def _follow_trained_models(widget, model_combo) -> None:
+    """Offer a model in ``model_combo`` as soon as the Train widget saves it, until ``widget``
+    is closed."""
     from ._train_widget import trained_model_events
 
     def refresh(*_):
         model_combo.reset_choices()
 
-    trained_model_events.model_trained.connect(refresh)
-    # Closing the widget deletes its Qt combo box: stop refreshing it then.
-    model_combo.native.destroyed.connect(lambda *_: trained_model_events.model_trained.disconnect(refresh))
+    widget._connect(trained_model_events.model_trained, refresh)
 
 
 def device_choices(*_):
@@ -292,6 +347,26 @@ class _Widget(Container):
         self.status.native.setWordWrap(True)
         # Layers carry scale = pixel spacing and units = mm, so the scale bar reads mm.
         viewer.scale_bar.visible = True
+        self._connections: list = []
+        self._closed_watcher = _WhenUndocked(self.native, self._disconnect_all)
+        self.native.destroyed.connect(lambda *_: self._disconnect_all())  # a viewer closed with it docked
+
+    def _connect(self, emitter, callback) -> None:
+        """Connect ``callback`` to an event of the viewer or of a layer, until the widget is closed."""
+        emitter.connect(callback)
+        self._connections.append((emitter, callback))
+
+    def _disconnect(self, emitter, callback) -> None:
+        if (emitter, callback) in self._connections:
+            self._connections.remove((emitter, callback))
+            emitter.disconnect(callback)
+
+    def _disconnect_all(self) -> None:
+        """Closed: let go of the viewer's and the layers' events (napari keeps a closed dock
+        widget alive, and it would go on regrowing and re-measuring, twice once reopened)."""
+        for emitter, callback in self._connections:
+            emitter.disconnect(callback)
+        self._connections.clear()
 
     def _add_model_inputs(self) -> None:
         """The image, model (bundled, trained here, or a file) and device inputs."""
@@ -301,7 +376,7 @@ class _Widget(Container):
         self.model = ComboBox(label="model", choices=model_choices)
         self.model_file = _model_file_edit()
         self.device = ComboBox(label="device", choices=device_choices)
-        _follow_trained_models(self.model)
+        _follow_trained_models(self, self.model)
         self.extend([self.image, self.model, self.model_file, self.device])
 
     def _layer_input(self, kind, label: str, follows: str, of_image=None):
@@ -330,11 +405,9 @@ class _Widget(Container):
                 combo.value = target
 
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
-            event.connect(follow)
+            self._connect(event, follow)
         if of_image is not None:
             of_image.changed.connect(follow)
-        combo.native.destroyed.connect(lambda *_: [e.disconnect(follow) for e in (
-            self.viewer.layers.events.inserted, self.viewer.layers.events.removed)])
         self._follows = getattr(self, "_follows", []) + [follow]
         return combo
 
@@ -488,6 +561,7 @@ class GrowWidget(_Widget):
         self._watched_bone = None
         self._regrow_soon = _soon(self.regrow)
         self.bone.changed.connect(self._watch_bone)
+        self.image.changed.connect(self._let_go_of_seeds)
         self._watch_bone()
         self.points = None
         self.extend([self.image, self.bone, self.connectivity, self.take_unsure, self.add_seeds_button,
@@ -497,24 +571,37 @@ class GrowWidget(_Widget):
         """Regrow when the user paints the chosen bone layer: a deposit painted into the bone
         is then no longer measured, bone erased from it is."""
         if self._watched_bone is not None:
-            self._watched_bone.events.paint.disconnect(self._regrow_soon)
+            self._disconnect(self._watched_bone.events.paint, self._regrow_soon)
         self._watched_bone = self.bone.value
         if self._watched_bone is not None:
-            self._watched_bone.events.paint.connect(self._regrow_soon)
+            self._connect(self._watched_bone.events.paint, self._regrow_soon)
 
     def seeds_layer(self):
+        """The chosen image's seeds layer (:func:`seeds_of`), made when it has none; the lesions
+        regrow whenever its points change."""
+        from napari.layers import Points
+
         image = self.image.value
-        if self.points is not None and self.points in self.viewer.layers:
+        if (self.points is not None and self.points in self.viewer.layers
+                and self.points.metadata.get(SOURCE, image.name) == image.name):
             return self.points
-        if "seeds" in self.viewer.layers:
-            self.points = self.viewer.layers["seeds"]
-        else:
+        self._let_go_of_seeds()
+        points = seeds_of(self.viewer, image)
+        if points is None:
             size_mm = 1.0
-            self.points = self.viewer.add_points(np.zeros((0, 2)), name="seeds", units="mm",
-                                                 size=size_mm / min(spacing_of(image)), face_color="yellow",
-                                                 border_color="black", **placement(image))
-        self.points.events.data.connect(self.regrow)
-        return self.points
+            points = self.viewer.add_points(np.zeros((0, 2)), name=_free_name(self.viewer, "seeds", Points, source=image.name),
+                                            units="mm", size=size_mm / min(spacing_of(image)), face_color="yellow",
+                                            border_color="black", **placement(image))
+            points.metadata[SOURCE] = image.name
+        self.points = points
+        self._connect(points.events.data, self.regrow)
+        return points
+
+    def _let_go_of_seeds(self, *_):
+        """Stop regrowing from the seeds layer in use (another image was chosen)."""
+        if self.points is not None:
+            self._disconnect(self.points.events.data, self.regrow)
+        self.points = None
 
     def start_seeding(self, *_):
         if self.image.value is None:
@@ -671,27 +758,16 @@ class MeasureWidget(_Widget):
         layer = self.lesions.value
         if layer is None:
             return pd.DataFrame(columns=TABLE_COLUMNS)
-        features = layer.features
-        # A layer the user painted is measured as it is now: its table was made before.
-        if layer.metadata.get(EDITED) or features is None or len(features) == 0 or "area_mm2" not in features:
-            from .measure import measure_lesions
-
-            labels = np.asarray(layer.data)
-            source = self.viewer.layers[layer.metadata[SOURCE]] if layer.metadata.get(
-                SOURCE) in self.viewer.layers else None
-            try:
-                pixels = image_pixels(source) if source is not None else None
-            except CalcinosisError:
-                pixels = None
-            features = measure_lesions(labels, spacing_of(layer),
-                                       pixels if pixels is not None and pixels.shape == labels.shape else None)
-        return features
+        return lesion_table(self.viewer, layer)  # measured again once the user has painted it
 
     def refresh(self, *_):
         layer = self.lesions.value
         if layer is not None and self._connected is not layer:
-            layer.events.features.connect(self.refresh)
-            layer.events.paint.connect(self._refresh_soon)  # painting a lesion re-measures it
+            if self._connected is not None:
+                self._disconnect(self._connected.events.features, self.refresh)
+                self._disconnect(self._connected.events.paint, self._refresh_soon)
+            self._connect(layer.events.features, self.refresh)
+            self._connect(layer.events.paint, self._refresh_soon)  # painting a lesion re-measures it
             self._connected = layer
         frame = self.frame()
         cols = [c for c in TABLE_COLUMNS if c in frame]
@@ -758,13 +834,13 @@ class QuantifyWidget(_Widget):
             return None
 
         def go():
-            from napari.layers import Labels, Points
+            from napari.layers import Labels
 
             v = self.viewer
             pixels = image_pixels(layer)
             calc = CalcinosisImage(pixels_hu=pixels, spacing_mm=spacing_of(layer), source=layer.name)
             seeds = None
-            clicked = v.layers["seeds"] if "seeds" in v.layers and isinstance(v.layers["seeds"], Points) else None
+            clicked = seeds_of(v, layer)
             if self.use_seeds.value and clicked is not None and len(clicked.data):
                 seeds = points_in_pixels(clicked, layer)
             # A bone layer of this image the user corrected (or brought in) is used as it is, not
@@ -829,8 +905,8 @@ class AgreementWidget(_Widget):
             except Exception as exc:
                 raise CalcinosisError(f"could not read {path} as CSV: {exc}") from exc
         layer = self.layer.value
-        if layer is not None and layer.features is not None and len(layer.features):
-            return layer.features
+        if layer is not None and (layer.metadata.get(EDITED) or (layer.features is not None and len(layer.features))):
+            return lesion_table(self.viewer, layer)
         return pd.DataFrame()
 
     def _columns(self, *_):

@@ -90,10 +90,11 @@ def _image_labels(images: list[Path]) -> dict[Path, str]:
 
 
 def _refuse_ambiguous_seeds(images: list[Path], seeds: dict, seeds_path) -> None:
-    """Refuse seeds keyed by a file name or stem that several of the images share."""
+    """Refuse seeds keyed by a file name or stem that images in several folders share (a DICOM
+    and its PNG export side by side, as ``sample`` writes them, are one image: they share seeds)."""
     for key in seeds:
         matching = [path for path in images if key in (path.name, path.stem) and key != str(path)]
-        if len(matching) > 1:
+        if len({path.parent for path in matching}) > 1:
             shown = ", ".join(str(path) for path in matching[:3])
             raise CalcinosisError(
                 f"{seeds_path} gives seeds for {key!r}, the name of {len(matching)} of the images ({shown}): "

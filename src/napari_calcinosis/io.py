@@ -386,18 +386,26 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     if modality:
         notes.append(f"it is not a CT image (the file's Modality is {modality.group(1)}): its values are not HU")
     low, high = (float(v) for v in np.percentile(pixels, [0.5, 99.5]))
+    # A windowed export clipped what lay outside its window: air reads as the window's bottom,
+    # calcium at most its top. Below those, the values are as dark or bright as they can be.
+    dark_hu, bright_hu = -200.0, 150.0
+    if image.saturated_above_hu is not None:
+        bottom = image.window_level_hu - image.window_width_hu / 2
+        tolerance = 0.005 * image.window_width_hu
+        dark_hu = max(dark_hu, bottom + tolerance)
+        bright_hu = min(bright_hu, image.saturated_above_hu - tolerance)
     if high - low < 1e-3:
         notes.append(f"it is uniform ({low:g} HU everywhere): there is nothing to measure")
     else:
         if "slope 1, intercept 0" in origin and float(pixels.min()) >= 0:
             notes.append("the file has no rescale to HU and no value below 0: these look like raw scanner values "
                          "(often HU + 1024), not HU")
-        elif low > -200.0:
+        elif low > dark_hu:
             notes.append(f"no pixel is as dark as air or fat (the darkest are {low:.0f} HU; a finger slice has air "
                          "around it at -1000): the values may be raw, offset or scaled rather than HU")
-        if high < 150.0:
+        if high < bright_hu:
             notes.append(f"nothing is as bright as calcium (the brightest are {high:.0f} HU; bone and deposits are "
-                         "300-2000): the values may not be HU, or the export window was not W1500/L450")
+                         "300-2000): the values may not be HU, or an export was made through another window than the one given")
     rows, cols = pixels.shape
     span_mm = max(rows * image.spacing_mm[0], cols * image.spacing_mm[1])
     if span_mm < SMALL_FIELD_OF_VIEW_MM:
