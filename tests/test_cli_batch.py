@@ -145,3 +145,25 @@ def test_an_export_read_through_its_own_narrow_window_is_not_called_non_hu(phant
         write_windowed_png(png, image.pixels_hu, window_level_hu=level, window_width_hu=width)
         again = read_image(png, pixel_size_mm=image.spacing_mm[0], window_level_hu=level, window_width_hu=width)
         assert image_caveats(again) == [], (level, width)
+
+
+def test_settings_are_checked_before_the_first_image(phantoms, capsys, monkeypatch):
+    import napari_calcinosis.segment as segment
+
+    monkeypatch.setattr(segment, "load_model", lambda *a, **k: pytest.fail("no image should be started"))
+    for option, value, words in (("--threshold-hu", "nan", "--threshold-hu must be a number, got nan"),
+                                 ("--margin-mm", "inf", "--margin-mm must be a number, got inf"),
+                                 ("--min-area-mm2", "-1", "--min-area-mm2 must be at least 0, got -1")):
+        assert cli.main(["quantify", str(phantoms), option, value, "--device", "cpu"]) == 2
+        assert words in capsys.readouterr().err
+
+
+def test_a_folder_takes_dicom_without_its_marker_and_leaves_out_a_dicomdir(phantoms, tmp_path):
+    import pydicom
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    whole = sorted(phantoms.glob("*.dcm"))[0].read_bytes()
+    (folder / "IM000002").write_bytes(whole[132:])  # no preamble, no DICM marker, as older scanners wrote
+    shutil.copy(pydicom.data.get_testdata_file("DICOMDIR"), folder / "DICOMDIR")
+    assert cli._expand_images([folder]) == [folder / "IM000002"]

@@ -51,15 +51,22 @@ class _Progress:
 
 
 def _is_image_file(path: Path) -> bool:
-    """An image by its suffix, or by its first bytes: scanners name DICOM files by their UID
-    (``1.2.840.113619.2.55.3.604688119``) or ``IM000001``, with no image suffix."""
-    from .io import _sniff_format
+    """An image by its suffix, or by its content: scanners name DICOM files by their UID
+    (``1.2.840.113619.2.55.3.604688119``) or ``IM000001``, with no image suffix, and older ones
+    leave out the ``DICM`` marker. A DICOMDIR is an index, not an image."""
+    import pydicom
 
+    from .io import _looks_like_dicom, _sniff_format
+
+    if path.name.upper() == "DICOMDIR":
+        return False
     if path.suffix.lower() in _IMAGE_SUFFIXES:
         return True
     try:
-        return _sniff_format(path) is not None
-    except OSError:
+        if _sniff_format(path) is not None:
+            return True
+        return _looks_like_dicom(pydicom.dcmread(path, stop_before_pixels=True, force=True))
+    except Exception:  # noqa: BLE001 - any file that does not read as DICOM is not one here
         return False
 
 
@@ -254,7 +261,7 @@ def _quantify_each(images, labels, seeds, model, args, frames: list) -> int:
             message = _image_error(path, exc)
             print(f"error: {message}", file=sys.stderr)
             frames.append(_error_rows(label, message, image_seeds))
-            bar.update(path.name)
+            bar.update(label)
             continue
         for warning in result.warnings:
             print(f"warning: {label}: {warning}", file=sys.stderr)
@@ -265,7 +272,7 @@ def _quantify_each(images, labels, seeds, model, args, frames: list) -> int:
                                    "area_mm2": 0.0, "area_px": 0, "status": "no_deposit_found"}])
         table["warnings"] = "; ".join(result.warnings)
         frames.append(table.reindex(columns=OUTPUT_COLUMNS))
-        bar.update(path.name)
+        bar.update(label)
     return failed
 
 
@@ -279,6 +286,14 @@ def cmd_quantify(args) -> int:
     if args.pixel_size is not None:
         _checked_spacing(args.pixel_size, "--pixel-size")
     _checked_window(args.window_level, args.window_width)
+    # Said before the first image, not as an error row on each one.
+    from ._errors import checked_number
+    from .subtract import MAX_MARGIN_MM, THRESHOLD_RANGE_HU
+
+    checked_number(args.threshold_hu, "--threshold-hu", *THRESHOLD_RANGE_HU)
+    if args.margin_mm is not None:
+        checked_number(args.margin_mm, "--margin-mm", 0.0, MAX_MARGIN_MM)
+    checked_number(args.min_area_mm2, "--min-area-mm2", 0.0)
     seeds = _read_seeds(args.seeds) if args.seeds else {}
     _refuse_ambiguous_seeds(images, seeds, args.seeds)
     labels = _image_labels(images)
