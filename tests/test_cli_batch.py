@@ -167,3 +167,12 @@ def test_a_folder_takes_dicom_without_its_marker_and_leaves_out_a_dicomdir(phant
     (folder / "IM000002").write_bytes(whole[132:])  # no preamble, no DICM marker, as older scanners wrote
     shutil.copy(pydicom.data.get_testdata_file("DICOMDIR"), folder / "DICOMDIR")
     assert cli._expand_images([folder]) == [folder / "IM000002"]
+
+
+def test_train_refuses_a_negative_seed_and_growth_a_spacing_that_is_text(tmp_path, capsys):
+    from napari_calcinosis import CalcinosisError, grow_lesions
+
+    assert cli.main(["train", "--phantoms", "4", "--seed", "-1", "--out", str(tmp_path / "m.safetensors")]) == 2
+    assert "--seed must be 0 or more (got -1)" in capsys.readouterr().err
+    with pytest.raises(CalcinosisError, match="pixel spacing must be one number or a \\(row, col\\) pair in mm, got 'x'"):
+        grow_lesions(np.zeros((64, 64), np.float32), np.zeros((64, 64), bool), "x", None)

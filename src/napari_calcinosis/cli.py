@@ -426,6 +426,8 @@ def cmd_train(args) -> int:
 
     if not args.phantoms and not (args.images and args.masks):
         raise CalcinosisError("train needs --images DIR --masks DIR, or --phantoms N")
+    if args.seed < 0:
+        raise CalcinosisError(f"--seed must be 0 or more (got {args.seed})")
     model_path = Path(args.out) if Path(args.out).suffix == ".safetensors" else Path(args.out).with_suffix(".safetensors")
     checkpoint = model_path.with_name(model_path.stem + ".checkpoint.pt")
     if not (args.resume or args.overwrite):

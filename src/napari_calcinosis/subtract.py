@@ -40,7 +40,10 @@ HALO_REACH_MM = 2.0  # beyond this the halo of any clinical bone kernel is gone
 
 
 def _spacing_pair(spacing_mm) -> tuple[float, float]:
-    spacing = np.broadcast_to(np.asarray(spacing_mm, float), (2,))
+    try:
+        spacing = np.broadcast_to(np.asarray(spacing_mm, float), (2,))
+    except (TypeError, ValueError):
+        raise CalcinosisError(f"pixel spacing must be one number or a (row, col) pair in mm, got {spacing_mm!r}") from None
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise CalcinosisError(f"pixel spacing must be positive, got {spacing_mm!r} mm")
     return float(spacing[0]), float(spacing[1])
