@@ -176,3 +176,8 @@ def test_train_refuses_a_negative_seed_and_growth_a_spacing_that_is_text(tmp_pat
     assert "--seed must be 0 or more (got -1)" in capsys.readouterr().err
     with pytest.raises(CalcinosisError, match="pixel spacing must be one number or a \\(row, col\\) pair in mm, got 'x'"):
         grow_lesions(np.zeros((64, 64), np.float32), np.zeros((64, 64), bool), "x", None)
+
+
+def test_train_refuses_a_stop_dice_that_is_no_dice(tmp_path, capsys):
+    assert cli.main(["train", "--phantoms", "4", "--stop-at-dice", "98", "--out", str(tmp_path / "m")]) == 2
+    assert "--stop-at-dice is a Dice between 0 and 1, e.g. 0.98 (got 98)" in capsys.readouterr().err

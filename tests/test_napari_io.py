@@ -185,3 +185,18 @@ def test_npe2_writes_labels_layer_as_csv(tmp_path):
     assert written == [str(tmp_path / "lesions.csv")]
     table = pd.read_csv(written[0])
     np.testing.assert_allclose(table["area_mm2"], [16 * 0.04, 25 * 0.04])
+
+
+def test_a_dicom_without_spacing_opens_at_scale_1_with_a_warning(monkeypatch):
+    # napari cannot be told a pixel size when opening a file: a secondary capture opens, at scale 1,
+    # and says so, instead of failing with advice for the command line.
+    import pydicom.data
+    from napari.utils import notifications
+
+    from napari_calcinosis._reader_writer import read_dicom
+
+    said = []
+    monkeypatch.setattr(notifications, "show_warning", said.append)
+    [(data, kwargs, kind)] = read_dicom(pydicom.data.get_testdata_file("SC_rgb_jpeg.dcm"))
+    assert kind == "image" and tuple(kwargs["scale"]) == (1.0, 1.0)
+    assert "the pixel size is unknown" in said[0] and "opened at scale 1" in said[0]

@@ -473,3 +473,13 @@ def test_dice_refuses_masks_of_different_shapes():
     with pytest.raises(CalcinosisError, match=r"different shapes \(\(1, 4\) and \(4, 1\)\): Dice compares masks"):
         dice(np.ones((1, 4), bool), np.ones((4, 1), bool))
     assert dice(np.eye(3, dtype=bool), np.eye(3, dtype=bool)) == 1.0
+def test_a_damaged_model_file_says_so_before_asking_for_its_card(tmp_path):
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": ")
+    with pytest.raises(CalcinosisError, match="truncated|not a safetensors file"):
+        load_model(cut)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": "x"}}).encode()
+    odd = tmp_path / "odd.safetensors"
+    odd.write_bytes(len(header).to_bytes(8, "little") + header + b"\x00" * 4)
+    with pytest.raises(CalcinosisError, match="damaged header"):
+        load_model(odd)

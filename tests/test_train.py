@@ -1,6 +1,7 @@
 """Training on CPU: a few steps, progress, cancel, checkpoint and resume."""
 
 import contextlib
+from pathlib import Path
 import json
 import warnings
 
@@ -510,3 +511,55 @@ def test_a_share_of_varied_training_phantoms_is_spread_evenly():
     sample = phantom_samples(varied_index + 1, 7, workers=1, varied=0.5)[varied_index]
     expected = make_phantom(7 + varied_index, max_size_px=560, varied=True)
     assert np.array_equal(sample.pixels_hu, expected.image_hu)
+
+
+def test_folder_pairs_say_what_they_leave_out_and_read_masks_as_drawn(tmp_path):
+    # A lab's folders: an image without a mask, a mask without an image, a mask drawn in green,
+    # one drawn only in the alpha channel, an inverted one; a PNG export beside its DICOM with
+    # the masks in the same folder; a pixel size for the exports that must not override a DICOM's.
+    import imageio.v3 as iio
+
+    from napari_calcinosis import write_dicom
+
+    d = tmp_path / "data"
+    d.mkdir()
+    phantoms = [make_phantom(s, max_size_px=120) for s in (201, 202, 203, 204)]
+    for i, p in enumerate(phantoms):
+        write_dicom(d / f"f{i}.dcm", p.image_hu, p.spacing_mm)
+    iio.imwrite(d / "f0.png", np.zeros(phantoms[0].image_hu.shape, np.uint8))  # an export, not a mask
+    bone = [p.bone_mask for p in phantoms]
+    green = np.zeros(bone[0].shape + (3,), np.uint8)
+    green[..., 1] = bone[0] * 255
+    iio.imwrite(d / "f0_bone.png", green)
+    alpha = np.zeros(bone[1].shape + (4,), np.uint8)
+    alpha[..., 3] = bone[1] * 255
+    iio.imwrite(d / "f1_mask.png", alpha)
+    iio.imwrite(d / "f2_bone.png", (~bone[2] * 255).astype(np.uint8))  # inverted
+    iio.imwrite(d / "f9_bone.png", (bone[3] * 255).astype(np.uint8))  # no image f9
+    notes = []
+    samples = folder_samples(d, d, pixel_size_mm=0.5, notes=notes.append)
+    names = [s.name for s in samples]
+    assert names == ["f0.dcm", "f0.png", "f1.dcm", "f2.dcm"]  # f3.dcm has no mask; f0.png is an image here
+    assert np.array_equal(samples[0].bone_mask, bone[0]) and np.array_equal(samples[2].bone_mask, bone[1])
+    assert np.allclose(samples[0].spacing_mm, phantoms[0].spacing_mm) and samples[1].spacing_mm == (0.5, 0.5)
+    assert any(n.startswith("1 image(s) without a mask left out: f3.dcm") for n in notes)
+    assert any(n.startswith("1 mask(s) without an image of their name left out: f9_bone.png") for n in notes)
+    assert any("f2_bone.png marks" in n and "is it inverted" in n for n in notes)
+    iio.imwrite(d / "f0_mask.png", (bone[0] * 255).astype(np.uint8))
+    with pytest.raises(CalcinosisError, match="2 masks for the image f0: f0_bone.png, f0_mask.png; keep one"):
+        folder_samples(d, d)
+
+
+def test_a_fine_tuned_model_card_says_where_it_started_not_its_results(tmp_path, pairs):
+    import json
+
+    from napari_calcinosis.segment import bundled_model_path
+
+    result = train_segmenter(tmp_path / "tuned.safetensors", samples=pairs, epochs=1, steps_per_epoch=1, batch_size=2,
+                             crop_px=64, device="cpu", init_model=bundled_model_path())
+    card = json.loads(Path(result.model_path).with_suffix(".json").read_text())
+    assert "test" not in card and "previous_model" not in card["training"]
+    started = card["training"]["fine_tuned_from"]
+    assert started["name"] == "phalanx_unet" and started["file"].endswith("phalanx_unet.safetensors")
+    assert "synthetic finger phantoms" in started["trained_on"]
+    assert card["architecture"]["encoder_name"] == "mobilenet_v2"

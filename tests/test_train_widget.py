@@ -261,3 +261,35 @@ def test_an_unwritable_output_is_refused_before_training(make_napari_viewer, tmp
         widget.training_kwargs()
     widget.output_edit.setText(str(tmp_path / "model"))
     assert widget.training_kwargs()["out"] == tmp_path / "model.safetensors"
+
+
+def test_training_into_an_existing_model_asks_first(make_napari_viewer, qtbot, tmp_path, phantoms, monkeypatch):
+    # The CLI asks for --overwrite; the widget replaced a good model without a word.
+    import napari_calcinosis._train_widget as tw
+
+    widget = tw.TrainWidget(make_napari_viewer())
+    _add_pairs(widget.viewer, widget, phantoms)
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(b"a model trained for hours")
+    _tiny_settings(widget, out)
+    asked = []
+    monkeypatch.setattr(widget, "_confirm_replace", lambda path: asked.append(path) or False)
+    assert widget.start() is None and asked == [out]
+    assert out.read_bytes() == b"a model trained for hours" and "kept m.safetensors" in widget.status.text()
+    monkeypatch.setattr(widget, "_confirm_replace", lambda path: True)
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert out.read_bytes() != b"a model trained for hours"
+
+
+def test_a_pair_says_what_looks_wrong(make_napari_viewer, phantoms):
+    import napari_calcinosis._train_widget as tw
+
+    viewer = make_napari_viewer()
+    widget = tw.TrainWidget(viewer)
+    p = phantoms[0]
+    png = viewer.add_image(np.clip((p.image_hu + 300) / 1500 * 255, 0, 255).astype(np.uint8), name="export")
+    labels = viewer.add_labels(p.bone_mask.astype(np.uint8) * np.where(np.arange(p.bone_mask.shape[1]) % 2, 1, 3))
+    widget.add_pair(png, labels)
+    text = widget.status.text()
+    assert "'export' has scale 1" in text and "8-bit export" in text and "labels 1, 3 of" in text

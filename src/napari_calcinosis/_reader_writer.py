@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import CalcinosisError
-from .io import atomic_output
+from .io import _one_line, atomic_output
 
 __all__ = ["get_dicom_reader", "write_lesions_csv"]
 
@@ -102,14 +102,25 @@ def read_dicom(path: str | Sequence[str]) -> list[tuple]:
         opening from the GUI wrapped in its "Tried opening with napari-calcinosis, but
         failed" dialog, which quotes this message).
     """
-    from .io import read_image
+    from .io import UnknownPixelSizeError, read_image
 
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     layers = []
     for one in paths:
         one = os.fspath(one)
         try:
-            image = read_image(one)
+            try:
+                image = read_image(one)
+            except UnknownPixelSizeError as exc:
+                # napari cannot be told a pixel size when opening: open it at 1 mm a pixel and say
+                # so; the widgets warn about scale 1 until the layer's scale is set.
+                image = read_image(one, pixel_size_mm=1.0)
+                from napari.utils.notifications import show_warning
+
+                show_warning(f"{_one_line(exc).split('; ')[0]}: opened at scale 1 (1 mm a pixel). Set the layer's "
+                             "scale to the pixel spacing in mm before measuring (layer > Transform, or the console: "
+                             "viewer.layers[-1].scale = (0.25, 0.25))")
+                image.spacing_origin = "none in the file: opened at scale 1, to be set by the user"
         except CalcinosisError as exc:
             if one in str(exc):
                 raise

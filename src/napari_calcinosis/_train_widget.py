@@ -403,13 +403,18 @@ class TrainWidget(QWidget):
             raise CalcinosisError(f"the pair {image_layer.name!r} + {labels_layer.name!r} is already in the list")
         self.pairs.append((image_layer, labels_layer))
         self._refresh_pairs_list()
-        if np.allclose(np.asarray(image_layer.scale[-2:], float), 1.0):
-            self._set_status(
-                f"note: {image_layer.name!r} has scale 1 \u2014 is its pixel spacing really 1 mm? "
-                "Set the layer's scale to the spacing in mm."
-            )
-        else:
-            self._set_status(f"{len(self.pairs)} training pair(s).")
+        from ._widgets import input_warning
+
+        notes = [input_warning(image_layer, np.asarray(image_layer.data, np.float32))]
+        values = np.unique(np.asarray(labels_layer.data))
+        values = values[values != 0]
+        if len(values) > 1:
+            shown = ", ".join(str(v) for v in values[:6]) + (" ..." if len(values) > 6 else "")
+            notes.append(f"labels {shown} of {labels_layer.name!r} are all taken as bone")
+        elif not len(values):
+            notes.append(f"{labels_layer.name!r} marks no bone: the network will learn that this image holds none")
+        notes = [n for n in notes if n]
+        self._set_status(f"{len(self.pairs)} training pair(s)" + (f" \u2014 note: {'; '.join(notes)}" if notes else "."))
 
     def remove_selected_pairs(self):
         rows = sorted({i.row() for i in self.pairs_list.selectedIndexes()}, reverse=True)
@@ -470,6 +475,16 @@ class TrainWidget(QWidget):
         )
         if not self._running:
             self._set_status(f"warning: the device could not be started ({error}); Train will try again")
+
+    def _confirm_replace(self, path: Path) -> bool:
+        """Ask before a new run replaces a model already saved there (the CLI asks for --overwrite)."""
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(
+            self, "Replace the trained model?",
+            f"{path} already holds a trained model. Training now replaces it, even if the new model is worse.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     def _browse_output(self):
         path, _ = QFileDialog.getSaveFileName(
@@ -551,6 +566,9 @@ class TrainWidget(QWidget):
             kwargs = self.training_kwargs()
         except CalcinosisError as e:
             self._error(str(e))
+            return None
+        if kwargs["out"].exists() and not self._confirm_replace(kwargs["out"]):
+            self._set_status(f"kept {kwargs['out'].name}: choose another output file to train a new model")
             return None
         self._cancel_event.clear()
         self.last_progress = self.last_result = None

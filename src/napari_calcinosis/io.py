@@ -75,6 +75,10 @@ _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 # is stored as a small positive number.
 _DICOM_RESCALE_INTERCEPT_HU = -1024.0
 
+class UnknownPixelSizeError(CalcinosisError):
+    """A DICOM file without a usable pixel spacing (secondary captures, some exports)."""
+
+
 _PIXEL_SIZE_HINT = "pass the pixel size with pixel_size_mm (CLI: --pixel-size, in mm)"
 
 # Finger DECT reformats have 0.15-0.35 mm pixels. A "pixel size" above 5 mm is a unit slip
@@ -847,7 +851,7 @@ def _read_dicom_quietly(
         reason = f"its spacing is invalid ({spacing_problem})" if spacing_problem else (
             "it has no PixelSpacing or ImagerPixelSpacing"
         )
-        raise CalcinosisError(f"{path}: the pixel size is unknown: {reason}; {_PIXEL_SIZE_HINT}")
+        raise UnknownPixelSizeError(f"{path}: the pixel size is unknown: {reason}; {_PIXEL_SIZE_HINT}")
 
     return CalcinosisImage(
         pixels_hu=pixels_hu,

@@ -415,7 +415,10 @@ def _check_safetensors(path: Path) -> None:
         if plausible and len(header) < n_header and header.lstrip().startswith(b"{"):
             raise CalcinosisError(truncated)
         raise CalcinosisError(f"model file {path} is not a safetensors file (napari-calcinosis models are): {_RETRAIN}")
-    ends = [v.get("data_offsets", [0, 0])[1] for k, v in tensors.items() if k != "__metadata__" and isinstance(v, dict)]
+    try:
+        ends = [int(v.get("data_offsets", [0, 0])[1]) for k, v in tensors.items() if k != "__metadata__" and isinstance(v, dict)]
+    except (IndexError, TypeError, ValueError):
+        raise CalcinosisError(f"model file {path} has a damaged header (tensor byte ranges are not numbers): {_RETRAIN}") from None
     if 8 + n_header + max(ends, default=0) > size:
         raise CalcinosisError(truncated)
 
@@ -475,6 +478,7 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
     card_path = path.with_suffix(".json")
     card = _embedded_card(path)
     if card is None:
+        _check_safetensors(path)  # a damaged file says so, rather than asking for its card
         card = _read_card(card_path, path.name)
     arch = _checked_architecture(card, card_path)
     try:

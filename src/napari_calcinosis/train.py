@@ -140,45 +140,101 @@ def phantom_samples(
 _IMAGE_SUFFIXES = {".dcm", ".dicom", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ""}
 
 
-def folder_samples(images_dir, masks_dir, pixel_size_mm=None) -> list[TrainingSample]:
-    """Pair each image with the mask of the same stem (``stem``, ``stem_bone`` or ``stem_mask``).
+_MASK_SUFFIXES = {".png", ".tif", ".tiff"}
+_MASK_TAILS = ("_bone", "_mask")
+# A mask marking more than this share of its image as bone is more likely inverted (bone 0,
+# the rest 255) than a finger: a sagittal finger slice is a third bone or less.
+MAX_BONE_SHARE = 0.6
 
-    Masks are PNG/TIFF files where any non-zero pixel is bone.
-    """
+
+def _mask_stem(path: Path) -> tuple[str, bool]:
+    """The image stem a mask file belongs to, and whether its name carried ``_bone``/``_mask``."""
+    for tail in _MASK_TAILS:
+        if path.stem.endswith(tail):
+            return path.stem[: -len(tail)], True
+    return path.stem, False
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """A mask file as bone (True) where any colour channel is non-zero; a mask drawn only in the
+    alpha channel of an otherwise black image is read from the alpha."""
     import imageio.v3 as iio
 
+    mask = np.asarray(iio.imread(path))
+    if mask.ndim == 3:
+        channels = mask.shape[-1]
+        colour = mask[..., : 3 if channels >= 3 else 1]
+        bone = colour.any(axis=-1)
+        if not bone.any() and channels in (2, 4):
+            bone = mask[..., -1] > 0
+        return bone
+    return mask > 0
+
+
+def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> list[TrainingSample]:
+    """Pair each image with the mask of the same stem (``stem``, ``stem_bone`` or ``stem_mask``).
+
+    Masks are PNG/TIFF files where any non-zero pixel (in any colour channel) is bone. When the
+    masks share the images' folder, only ``stem_bone``/``stem_mask`` files are masks (a PNG
+    export beside its DICOM is an image). ``pixel_size_mm`` serves images without a spacing of
+    their own (exports); a DICOM keeps its own. Two masks for one image are refused. ``notes``
+    (a callable taking one line) hears what was left out or looks wrong: images without a mask,
+    masks without an image, masks with no bone or mostly bone.
+    """
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     for d in (images_dir, masks_dir):
         if not d.is_dir():
             raise CalcinosisError(f"training folder not found: {d}")
-    masks = {}
+    say = notes or (lambda line: None)
+    same = images_dir.resolve() == masks_dir.resolve()
+    masks: dict[str, list[Path]] = {}
     for m in sorted(masks_dir.iterdir()):
-        if m.is_file() and m.suffix.lower() in {".png", ".tif", ".tiff"}:
-            stem = m.stem
-            for tail in ("_bone", "_mask"):
-                if stem.endswith(tail):
-                    stem = stem[: -len(tail)]
-            masks[stem] = m
+        if m.is_file() and not m.name.startswith(".") and m.suffix.lower() in _MASK_SUFFIXES:
+            stem, tailed = _mask_stem(m)
+            if tailed or not same:
+                masks.setdefault(stem, []).append(m)
+    for stem, found in masks.items():
+        if len(found) > 1:
+            raise CalcinosisError(
+                f"{len(found)} masks for the image {stem}: {', '.join(m.name for m in found)}; keep one"
+            )
+    images = [f for f in sorted(images_dir.iterdir()) if f.is_file() and not f.name.startswith(".")
+              and f.suffix.lower() in _IMAGE_SUFFIXES and not (same and _mask_stem(f)[1])]
+    unmasked = [f.name for f in images if f.stem not in masks]
+    if unmasked:
+        say(f"{len(unmasked)} image(s) without a mask left out: {_names(unmasked)}")
+    stems = {f.stem for f in images}
+    orphans = [found[0].name for stem, found in masks.items() if stem not in stems]
+    if orphans:
+        say(f"{len(orphans)} mask(s) without an image of their name left out: {_names(orphans)}")
     samples = []
-    for f in sorted(images_dir.iterdir()):
-        if not f.is_file() or f.suffix.lower() not in _IMAGE_SUFFIXES or f.stem not in masks:
+    for f in images:
+        if f.stem not in masks:
             continue
-        image = read_image(f, pixel_size_mm=pixel_size_mm)
-        mask = np.asarray(iio.imread(masks[f.stem]))
-        if mask.ndim == 3:
-            mask = mask[..., 0]
+        mask_path = masks[f.stem][0]
+        image = read_image(f, pixel_size_mm=pixel_size_mm, prefer_file_spacing=True)
+        mask = _read_mask(mask_path)
         if mask.shape != image.shape:
             raise CalcinosisError(
-                f"mask {masks[f.stem].name} is {mask.shape[1]}x{mask.shape[0]} px but image {f.name} is "
+                f"mask {mask_path.name} is {mask.shape[1]}x{mask.shape[0]} px but image {f.name} is "
                 f"{image.shape[1]}x{image.shape[0]} px: masks must match their image pixel for pixel"
             )
-        samples.append(TrainingSample(image.pixels_hu, mask > 0, image.spacing_mm, f.name))
+        share = float(mask.mean())
+        if share == 0.0:
+            say(f"mask {mask_path.name} marks no bone: {f.name} teaches the network that it holds none")
+        elif share > MAX_BONE_SHARE:
+            say(f"mask {mask_path.name} marks {share:.0%} of {f.name} as bone: is it inverted (bone must be non-zero)?")
+        samples.append(TrainingSample(image.pixels_hu, mask, image.spacing_mm, f.name))
     if not samples:
         raise CalcinosisError(
             f"no image in {images_dir} has a mask of the same name in {masks_dir} "
             "(expected e.g. finger01.dcm with finger01.png or finger01_bone.png)"
         )
     return samples
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _as_sample(item) -> TrainingSample:
@@ -599,8 +655,15 @@ def train_segmenter(
     elif images_dir is not None or masks_dir is not None:
         if images_dir is None or masks_dir is None:
             raise CalcinosisError("training from folders needs both an images folder and a masks folder")
-        train = folder_samples(images_dir, masks_dir, pixel_size_mm)
-        data_desc = f"{len(train)} image/mask pairs from {images_dir} and {masks_dir}"
+        left_out = []
+
+        def data_note(line):
+            left_out.append(line)
+            report(TrainProgress("data", 0, 0, 0, epochs, device=str(dev), message=f"note: {line}"))
+
+        train = folder_samples(images_dir, masks_dir, pixel_size_mm, notes=data_note)
+        data_desc = f"{len(train)} image/mask pairs from {images_dir} and {masks_dir}" + (
+            f" ({'; '.join(left_out)})" if left_out else "")
         data_key = f"{len(train)} image/mask pairs from {Path(images_dir).resolve()} and {Path(masks_dir).resolve()}"
     elif n_phantoms:
         train = phantom_samples(int(n_phantoms), TRAIN_SEED_OFFSET, progress=data_progress)
@@ -629,8 +692,14 @@ def train_segmenter(
         from .segment import load_model
 
         model = init_model if isinstance(init_model, PhalanxModel) else load_model(init_model)
-        model = PhalanxModel(model.network, dict(model.card), None)
+        # The new model keeps the network and its input, not the results measured on the model
+        # it started from (its test and validation figures are not the new model's); the card
+        # says where it started.
+        started_from = {"name": model.card.get("name", ""), "file": str(model.path or init_model),
+                        "trained_on": (model.card.get("training") or {}).get("data", "")}
+        model = PhalanxModel(model.network, {k: v for k, v in model.card.items() if k in ("architecture", "input", "task")}, None)
     else:
+        started_from = None
         model = new_model()
     net = model.to(dev).network  # on CUDA with the plan-free 1 x 1 and depthwise layers
     amp_dtype = _training_dtype(dev)
@@ -760,6 +829,8 @@ def train_segmenter(
         "precision": _PRECISION[_precision_name(amp_dtype)],
         "command": command,
     }
+    if started_from is not None:
+        card_training["fine_tuned_from"] = started_from
     if dev.type == "cuda":
         card_training["cuda_convolutions"] = (
             "1 x 1 as cuBLAS matrix products, depthwise on PyTorch's kernel, dense 3 x 3 on cuDNN (a fast start)"
