@@ -1,6 +1,7 @@
 """Phalanx segmentation: the bundled model on unseen phantoms, and the inference plumbing."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -483,3 +484,15 @@ def test_a_damaged_model_file_says_so_before_asking_for_its_card(tmp_path):
     odd.write_bytes(len(header).to_bytes(8, "little") + header + b"\x00" * 4)
     with pytest.raises(CalcinosisError, match="damaged header"):
         load_model(odd)
+
+
+def test_model_files_are_named_alike_everywhere(tmp_path):
+    # "model.v1" and "model.v2" are two models; the CLI used to write both to model.safetensors.
+    from napari_calcinosis.segment import model_file, new_model, save_model
+
+    assert model_file("a/model.v1") == Path("a/model.v1.safetensors")
+    assert model_file("model.pt") == Path("model.safetensors") and model_file("m.safetensors") == Path("m.safetensors")
+    assert model_file("finger") == Path("finger.safetensors")
+    written = save_model(new_model(), tmp_path / "model.v2")
+    assert written.name == "model.v2.safetensors" and (tmp_path / "model.v2.json").is_file()
+    assert load_model(tmp_path / "model.v2").path == written

@@ -497,9 +497,9 @@ class TrainWidget(QWidget):
         text = self.output_edit.text().strip()
         if not text:
             raise CalcinosisError("give an output file for the trained model")
-        out = Path(text).expanduser()
-        if out.suffix != ".safetensors":
-            out = out.with_name(out.name + ".safetensors")
+        from .segment import model_file
+
+        out = model_file(Path(text).expanduser())
         # Said now, not after the first epoch's checkpoint fails.
         folder = out.parent
         if not folder.is_dir():

@@ -430,7 +430,9 @@ def cmd_train(args) -> int:
         raise CalcinosisError(f"--seed must be 0 or more (got {args.seed})")
     if args.stop_at_dice is not None and not 0.0 < args.stop_at_dice <= 1.0:
         raise CalcinosisError(f"--stop-at-dice is a Dice between 0 and 1, e.g. 0.98 (got {args.stop_at_dice:g})")
-    model_path = Path(args.out) if Path(args.out).suffix == ".safetensors" else Path(args.out).with_suffix(".safetensors")
+    from .segment import model_file
+
+    model_path = model_file(args.out)
     checkpoint = model_path.with_name(model_path.stem + ".checkpoint.pt")
     if not (args.resume or args.overwrite):
         # A model someone trained for hours, or a run cut short before its first model, is not

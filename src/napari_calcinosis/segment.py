@@ -301,6 +301,24 @@ def new_model(architecture: dict | None = None, input_spec: dict | None = None) 
     return PhalanxModel(network=build_network(arch), card=card)
 
 
+# Suffixes a model's file name may carry in place of .safetensors; any other dot in the name
+# ("model.v1") is part of the name and .safetensors goes after it.
+_MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin", ".json", ".onnx")
+
+
+def model_file(path) -> Path:
+    """Where a model named ``path`` is written: ``path`` itself when it ends in .safetensors,
+    else with .safetensors in place of a model suffix (.pt, .json, ...) or after the name. The
+    CLI, the Train widget and :func:`save_model` name a file alike (``model.v1`` and ``model.v2``
+    are two models, not both ``model.safetensors``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return path
+    if path.suffix.lower() in _MODEL_SUFFIXES:
+        return path.with_suffix(".safetensors")
+    return path.with_name(path.name + ".safetensors")
+
+
 def save_model(model: PhalanxModel, path, extra_card: dict | None = None) -> Path:
     """Write the weights as safetensors (float32) and the card as JSON beside them.
 
@@ -313,9 +331,7 @@ def save_model(model: PhalanxModel, path, extra_card: dict | None = None) -> Pat
 
     from ._atomic import atomic_write
 
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors")
+    path = model_file(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.network.state_dict().items()}
     card = {**model.card, **(extra_card or {})}
     model.card = card
@@ -464,8 +480,8 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
         the message names the file and says what to do.
     """
     path = bundled_model_path() if path is None else Path(path)
-    if path.suffix != ".safetensors" and path.with_suffix(".safetensors").exists():
-        path = path.with_suffix(".safetensors")
+    if path.suffix != ".safetensors" and not path.is_file() and model_file(path).exists():
+        path = model_file(path)
     if path.suffix in (".pt", ".pth", ".ckpt") and path.is_file():
         raise CalcinosisError(
             f"{path.name} is a training checkpoint, not a model: give the .safetensors file 'napari-calcinosis train' "

@@ -33,6 +33,7 @@ from .io import CalcinosisImage, _one_line, read_image
 from .segment import (
     PhalanxModel,
     dice,
+    model_file,
     new_model,
     normalise,
     save_model,
@@ -632,9 +633,7 @@ def train_segmenter(
         raise CalcinosisError(f"validate every N epochs needs a whole N of at least 1, got {val_every}")
     if augment_on not in ("auto", "device", "cpu"):
         raise CalcinosisError(f"augment_on must be auto, device or cpu, got {augment_on!r}")
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        out = out.with_suffix(".safetensors")
+    out = model_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt_path = _checkpoint_path(out)
     if resume and not ckpt_path.exists():
