@@ -738,3 +738,18 @@ def test_results_follow_a_rotated_image(sample):
     centre = np.argwhere(lesions.data == 1).mean(axis=0)
     assert np.allclose(lesions.data_to_world(centre), image.data_to_world(centre))
     assert np.allclose(np.asarray(lesions.rotate), np.asarray(image.rotate))
+
+
+def test_quantify_keeps_the_networks_probability_with_the_bone_it_makes(sample):
+    # After the user paints Quantify's bone layer, a seed may still take the part of a deposit
+    # the network was unsure of: the probability travels with the layer, as Segment's does.
+    from napari_calcinosis._widgets import EDITED
+
+    viewer, image, other, q, first = _quantified_then_another_image(sample)
+    bone = viewer.layers["bone"]
+    assert np.array_equal(bone.metadata["bone_probability"], first.bone_probability)
+    bone.metadata[EDITED] = True
+    q.image.value = image
+    again = q.run()
+    assert np.array_equal(again.bone_probability, first.bone_probability)
+    assert np.allclose(again.table["area_mm2"], first.table["area_mm2"])

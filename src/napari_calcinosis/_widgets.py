@@ -849,10 +849,17 @@ class QuantifyWidget(_Widget):
                      and b.data.shape == pixels.shape and b.metadata.get(SOURCE, layer.name) == layer.name
                      and (b.metadata.get(EDITED) or not b.metadata.get(MADE_HERE))]
             bone_mask = np.asarray(bones[-1].data) > 0 if bones else None
+            # With the network's probability kept on the layer, a seed may still take a deposit's
+            # part of the mask the network was unsure of, after the user's corrections.
+            probability = bones[-1].metadata.get("bone_probability") if bones else None
+            if probability is not None and np.shape(probability) != pixels.shape:
+                probability = None
             model = self._model() if bone_mask is None else None
-            result = quantify(calc, seeds, model=model, bone_mask=bone_mask, device=self.device.value)
+            result = quantify(calc, seeds, model=model, bone_mask=bone_mask, bone_probability=probability,
+                              device=self.device.value)
             if bone_mask is None:
-                put_labels(v, "bone", result.bone_mask.astype(np.uint8), layer, opacity=0.4)
+                made = put_labels(v, "bone", result.bone_mask.astype(np.uint8), layer, opacity=0.4)
+                made.metadata["bone_probability"] = result.bone_probability
             put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), layer, opacity=0.35)
             if seeds is None:
                 ok = result.table[result.table["status"] == "ok"]
