@@ -496,3 +496,16 @@ def test_model_files_are_named_alike_everywhere(tmp_path):
     written = save_model(new_model(), tmp_path / "model.v2")
     assert written.name == "model.v2.safetensors" and (tmp_path / "model.v2.json").is_file()
     assert load_model(tmp_path / "model.v2").path == written
+
+
+def test_a_card_or_checkpoint_given_for_its_model_loads_the_model(tmp_path):
+    from napari_calcinosis.segment import new_model, save_model
+
+    written = save_model(new_model(), tmp_path / "x")
+    assert load_model(tmp_path / "x.json").path == written
+    for offsets in ("[0, Infinity]", '{"a": 1}'):
+        bad = tmp_path / "bad.safetensors"
+        header = ('{"w": {"dtype": "F32", "shape": [1], "data_offsets": ' + offsets + "}}").encode()
+        bad.write_bytes(len(header).to_bytes(8, "little") + header + b"\x00" * 4)
+        with pytest.raises(CalcinosisError, match="damaged header"):
+            load_model(bad)

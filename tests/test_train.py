@@ -542,9 +542,16 @@ def test_folder_pairs_say_what_they_leave_out_and_read_masks_as_drawn(tmp_path):
     assert names == ["f0.dcm", "f0.png", "f1.dcm", "f2.dcm"]  # f3.dcm has no mask; f0.png is an image here
     assert np.array_equal(samples[0].bone_mask, bone[0]) and np.array_equal(samples[2].bone_mask, bone[1])
     assert np.allclose(samples[0].spacing_mm, phantoms[0].spacing_mm) and samples[1].spacing_mm == (0.5, 0.5)
-    assert any(n.startswith("1 image(s) without a mask left out: f3.dcm") for n in notes)
-    assert any(n.startswith("1 mask(s) without an image of their name left out: f9_bone.png") for n in notes)
+    # in one folder, a mask whose image is missing (f9_bone.png) reads as an image without a mask
+    assert "2 image(s) without a mask left out: f3.dcm, f9_bone.png" in notes
     assert any("f2_bone.png marks" in n and "is it inverted" in n for n in notes)
+    apart = tmp_path / "masks"
+    apart.mkdir()
+    (d / "f9_bone.png").rename(apart / "f9_bone.png")
+    (d / "f1_mask.png").rename(apart / "f1_bone.png")
+    notes.clear()
+    assert [s.name for s in folder_samples(d, apart, notes=notes.append)] == ["f1.dcm"]
+    assert any(n.startswith("1 mask(s) without an image of their name left out: f9_bone.png") for n in notes)
     iio.imwrite(d / "f0_mask.png", (bone[0] * 255).astype(np.uint8))
     with pytest.raises(CalcinosisError, match="2 masks for the image f0: f0_bone.png, f0_mask.png; keep one"):
         folder_samples(d, d)
@@ -563,3 +570,30 @@ def test_a_fine_tuned_model_card_says_where_it_started_not_its_results(tmp_path,
     assert started["name"] == "phalanx_unet" and started["file"].endswith("phalanx_unet.safetensors")
     assert "synthetic finger phantoms" in started["trained_on"]
     assert card["architecture"]["encoder_name"] == "mobilenet_v2"
+
+
+def test_fine_tuning_is_remembered_through_a_resume_and_in_memory(tmp_path, pairs):
+    from napari_calcinosis.segment import bundled_model_path, new_model
+
+    out = tmp_path / "tuned.v1"
+    train_segmenter(out, samples=pairs, epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu",
+                    init_model=bundled_model_path(), checkpoint_every_s=0)
+    resumed = train_segmenter(out, samples=pairs, epochs=3, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu",
+                              resume=True, checkpoint_every_s=0)
+    assert resumed.model_path.name == "tuned.v1.safetensors"
+    card = json.loads(resumed.model_path.with_suffix(".json").read_text())
+    assert card["training"]["fine_tuned_from"]["name"] == "phalanx_unet"
+    memory = train_segmenter(tmp_path / "m", samples=pairs, epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64,
+                             device="cpu", init_model=new_model())
+    card = json.loads(memory.model_path.with_suffix(".json").read_text())
+    assert card["training"]["fine_tuned_from"]["file"] == "a model given in memory"
+
+
+def test_images_named_like_masks_in_one_folder_are_images(tmp_path):
+    import imageio.v3 as iio
+
+    p = make_phantom(205, max_size_px=120)
+    iio.imwrite(tmp_path / "hand_bone.png", np.clip((p.image_hu + 300) / 1500 * 255, 0, 255).astype(np.uint8))
+    iio.imwrite(tmp_path / "hand_bone_mask.png", (p.bone_mask * 255).astype(np.uint8))
+    [sample] = folder_samples(tmp_path, tmp_path, pixel_size_mm=p.spacing_mm[0])
+    assert sample.name == "hand_bone.png" and np.array_equal(sample.bone_mask, p.bone_mask)

@@ -274,10 +274,13 @@ def test_training_into_an_existing_model_asks_first(make_napari_viewer, qtbot, t
     _tiny_settings(widget, out)
     asked = []
     monkeypatch.setattr(widget, "_confirm_replace", lambda path: asked.append(path) or False)
-    assert widget.start() is None and asked == [out]
+    widget.train_button.click()
+    assert asked == [out] and not widget.running
     assert out.read_bytes() == b"a model trained for hours" and "kept m.safetensors" in widget.status.text()
+    assert widget.start() is None  # from a script: refused, no dialog to wait on
     monkeypatch.setattr(widget, "_confirm_replace", lambda path: True)
-    assert widget.start() is not None
+    widget.train_button.click()
+    assert widget.running
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
     assert out.read_bytes() != b"a model trained for hours"
 

@@ -552,10 +552,17 @@ class TrainWidget(QWidget):
         return self._running
 
     def _on_train_clicked(self):
-        self.start()
+        try:
+            out = self._output_path()
+        except CalcinosisError:
+            out = None  # start() says what is wrong with it
+        # Asked here, where a person pressed the button; start() itself never waits on a dialog.
+        replace = out is not None and out.exists() and self._confirm_replace(out)
+        self.start(replace=replace)
 
-    def start(self):
-        """Start training in a worker thread; returns the worker (None if the inputs are unusable)."""
+    def start(self, replace: bool = False):
+        """Start training in a worker thread; returns the worker (None if the inputs are unusable).
+        A model already in the output file is replaced only with ``replace`` (Train asks)."""
         if self._running:
             return self._worker
         from napari.qt.threading import create_worker
@@ -567,7 +574,7 @@ class TrainWidget(QWidget):
         except CalcinosisError as e:
             self._error(str(e))
             return None
-        if kwargs["out"].exists() and not self._confirm_replace(kwargs["out"]):
+        if kwargs["out"].exists() and not replace:
             self._set_status(f"kept {kwargs['out'].name}: choose another output file to train a new model")
             return None
         self._cancel_event.clear()

@@ -433,7 +433,7 @@ def _check_safetensors(path: Path) -> None:
         raise CalcinosisError(f"model file {path} is not a safetensors file (napari-calcinosis models are): {_RETRAIN}")
     try:
         ends = [int(v.get("data_offsets", [0, 0])[1]) for k, v in tensors.items() if k != "__metadata__" and isinstance(v, dict)]
-    except (IndexError, TypeError, ValueError):
+    except (IndexError, KeyError, OverflowError, TypeError, ValueError):
         raise CalcinosisError(f"model file {path} has a damaged header (tensor byte ranges are not numbers): {_RETRAIN}") from None
     if 8 + n_header + max(ends, default=0) > size:
         raise CalcinosisError(truncated)
@@ -480,7 +480,10 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
         the message names the file and says what to do.
     """
     path = bundled_model_path() if path is None else Path(path)
-    if path.suffix != ".safetensors" and not path.is_file() and model_file(path).exists():
+    # "model.v1" is model.v1.safetensors; a card or checkpoint given for its model (x.json,
+    # x.pt) means the x.safetensors beside it.
+    if path.suffix != ".safetensors" and model_file(path).exists() and (
+            not path.is_file() or path.suffix.lower() in _MODEL_SUFFIXES):
         path = model_file(path)
     if path.suffix in (".pt", ".pth", ".ckpt") and path.is_file():
         raise CalcinosisError(

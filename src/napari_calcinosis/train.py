@@ -176,8 +176,9 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
     """Pair each image with the mask of the same stem (``stem``, ``stem_bone`` or ``stem_mask``).
 
     Masks are PNG/TIFF files where any non-zero pixel (in any colour channel) is bone. When the
-    masks share the images' folder, only ``stem_bone``/``stem_mask`` files are masks (a PNG
-    export beside its DICOM is an image). ``pixel_size_mm`` serves images without a spacing of
+    masks share the images' folder, a file is a mask when its name less ``_bone``/``_mask`` names
+    another file there (a PNG export beside its DICOM is an image, and so is a mask whose image
+    is missing). ``pixel_size_mm`` serves images without a spacing of
     their own (exports); a DICOM keeps its own. Two masks for one image are refused. ``notes``
     (a callable taking one line) hears what was left out or looks wrong: images without a mask,
     masks without an image, masks with no bone or mostly bone.
@@ -188,24 +189,32 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
             raise CalcinosisError(f"training folder not found: {d}")
     say = notes or (lambda line: None)
     same = images_dir.resolve() == masks_dir.resolve()
+    candidates = [m for m in sorted(masks_dir.iterdir())
+                  if m.is_file() and not m.name.startswith(".") and m.suffix.lower() in _MASK_SUFFIXES]
+    if same:
+        # In one folder a file is a mask when, less _bone/_mask, it names another file there
+        # (hand_bone_mask.png for hand_bone.png); the rest are images.
+        stems = {f.stem for f in images_dir.iterdir() if f.is_file()}
+        candidates = [m for m in candidates if _mask_stem(m)[1] and _mask_stem(m)[0] in stems]
+    taken = set(candidates)
+    images = [f for f in sorted(images_dir.iterdir()) if f.is_file() and not f.name.startswith(".")
+              and f.suffix.lower() in _IMAGE_SUFFIXES and f not in taken]
+    image_stems = {f.stem for f in images}
     masks: dict[str, list[Path]] = {}
-    for m in sorted(masks_dir.iterdir()):
-        if m.is_file() and not m.name.startswith(".") and m.suffix.lower() in _MASK_SUFFIXES:
-            stem, tailed = _mask_stem(m)
-            if tailed or not same:
-                masks.setdefault(stem, []).append(m)
+    for m in candidates:
+        # A mask named exactly like an image (hand_bone.png for hand_bone.dcm) is that image's;
+        # otherwise its name less _bone/_mask says whose.
+        stem = m.stem if m.stem in image_stems and not same else _mask_stem(m)[0]
+        masks.setdefault(stem, []).append(m)
     for stem, found in masks.items():
         if len(found) > 1:
             raise CalcinosisError(
                 f"{len(found)} masks for the image {stem}: {', '.join(m.name for m in found)}; keep one"
             )
-    images = [f for f in sorted(images_dir.iterdir()) if f.is_file() and not f.name.startswith(".")
-              and f.suffix.lower() in _IMAGE_SUFFIXES and not (same and _mask_stem(f)[1])]
     unmasked = [f.name for f in images if f.stem not in masks]
     if unmasked:
         say(f"{len(unmasked)} image(s) without a mask left out: {_names(unmasked)}")
-    stems = {f.stem for f in images}
-    orphans = [found[0].name for stem, found in masks.items() if stem not in stems]
+    orphans = [found[0].name for stem, found in masks.items() if stem not in image_stems]
     if orphans:
         say(f"{len(orphans)} mask(s) without an image of their name left out: {_names(orphans)}")
     samples = []
@@ -694,7 +703,9 @@ def train_segmenter(
         # The new model keeps the network and its input, not the results measured on the model
         # it started from (its test and validation figures are not the new model's); the card
         # says where it started.
-        started_from = {"name": model.card.get("name", ""), "file": str(model.path or init_model),
+        in_memory = isinstance(init_model, PhalanxModel) and model.path is None
+        started_from = {"name": model.card.get("name", ""),
+                        "file": "a model given in memory" if in_memory else str(model.path or init_model),
                         "trained_on": (model.card.get("training") or {}).get("data", "")}
         model = PhalanxModel(model.network, {k: v for k, v in model.card.items() if k in ("architecture", "input", "task")}, None)
     else:
@@ -733,6 +744,8 @@ def train_segmenter(
     elapsed_before = 0.0  # seconds of training before a resume, so that elapsed_s carries on
     if resume:
         ckpt = _read_checkpoint(ckpt_path, dev, settings, epochs)
+        if started_from is None:  # resumed without --init: the run it carries on says where it started
+            started_from = ckpt.get("fine_tuned_from")
         try:
             net.load_state_dict(ckpt["network"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -773,6 +786,7 @@ def train_segmenter(
             "grad_scaler": scaler.state_dict() if scaler is not None else None,
             "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "best_val_dice": best_dice,
             "best_epoch": best_epoch, "history": history, "settings": settings, "elapsed_s": trained_s(),
+            "fine_tuned_from": started_from,
         }
         atomic_write(ckpt_path, lambda tmp: torch.save(state, tmp))
         last_checkpoint = time.monotonic()
