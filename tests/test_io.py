@@ -401,3 +401,13 @@ def test_read_image_of_an_array_says_how_to_make_one():
         read_image(np.zeros((64, 64)))
     with pytest.raises(CalcinosisError, match="give the image as a file path"):
         read_image(None)
+
+
+def test_a_pixel_spacing_of_one_value_is_read_as_square(tmp_path):
+    # A header with PixelSpacing holding one number raised a TypeError from len().
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.PixelSpacing = 0.5
+    ds.save_as(tmp_path / "one.dcm")
+    from napari_calcinosis import read_image
+
+    assert read_image(tmp_path / "one.dcm").spacing_mm == (0.5, 0.5)

@@ -584,10 +584,13 @@ def _dicom_spacing(ds) -> tuple[tuple[float, float] | None, str, str]:
     ]
     problem = ""
     for keyword, value in candidates:
-        if value is None or (not isinstance(value, (str, bytes)) and len(value) == 0):
+        if value is None:
             continue
         try:
-            return _checked_spacing(list(value), keyword), keyword, ""
+            if not isinstance(value, (str, bytes, numbers.Real)) and len(value) == 0:
+                continue
+            # One number where two belong (a header written with a single value): square pixels.
+            return _checked_spacing(value if isinstance(value, numbers.Real) else list(value), keyword), keyword, ""
         except (CalcinosisError, TypeError) as exc:
             problem = str(exc)
     return None, "", problem
