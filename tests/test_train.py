@@ -597,3 +597,25 @@ def test_images_named_like_masks_in_one_folder_are_images(tmp_path):
     iio.imwrite(tmp_path / "hand_bone_mask.png", (p.bone_mask * 255).astype(np.uint8))
     [sample] = folder_samples(tmp_path, tmp_path, pixel_size_mm=p.spacing_mm[0])
     assert sample.name == "hand_bone.png" and np.array_equal(sample.bone_mask, p.bone_mask)
+
+
+def test_a_mask_on_a_transparent_sheet_and_a_model_given_in_memory(tmp_path, pairs):
+    # A mask painted white on a transparent sheet read as all bone; fine-tuning from a model in
+    # memory (one in use in the viewer) trained the caller's network in place.
+    import imageio.v3 as iio
+    import torch
+
+    from napari_calcinosis.segment import new_model
+    from napari_calcinosis.train import _read_mask
+
+    bone = np.zeros((40, 50), bool)
+    bone[10:30, 20:30] = True
+    sheet = np.full((40, 50, 4), 255, np.uint8)
+    sheet[..., 3] = bone * 255
+    iio.imwrite(tmp_path / "sheet.png", sheet)
+    assert np.array_equal(_read_mask(tmp_path / "sheet.png"), bone)
+    mine = new_model()
+    before = {k: v.clone() for k, v in mine.network.state_dict().items()}
+    train_segmenter(tmp_path / "m", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64,
+                    device="cpu", init_model=mine)
+    assert all(torch.equal(before[k], v) for k, v in mine.network.state_dict().items())

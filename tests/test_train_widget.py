@@ -278,6 +278,12 @@ def test_training_into_an_existing_model_asks_first(make_napari_viewer, qtbot, t
     assert asked == [out] and not widget.running
     assert out.read_bytes() == b"a model trained for hours" and "kept m.safetensors" in widget.status.text()
     assert widget.start() is None  # from a script: refused, no dialog to wait on
+    unfinished = tmp_path / "run.safetensors"  # a CLI run cut short before its first model
+    (tmp_path / "run.checkpoint.pt").write_bytes(b"hours of training")
+    widget.output_edit.setText(str(unfinished))
+    widget.train_button.click()
+    assert asked[-1] == unfinished and not widget.running
+    widget.output_edit.setText(str(out))
     monkeypatch.setattr(widget, "_confirm_replace", lambda path: True)
     widget.train_button.click()
     assert widget.running

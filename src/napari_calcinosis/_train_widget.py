@@ -139,6 +139,13 @@ def start_warm_up(device: str = "auto") -> threading.Thread:
     return _WARM_UP["thread"]
 
 
+def _holds_work(out: Path) -> bool:
+    """Whether a run into ``out`` would replace a model, or the checkpoint of an unfinished run."""
+    from .train import _checkpoint_path
+
+    return out.exists() or _checkpoint_path(out).exists()
+
+
 class _Failure:
     """What the worker returns for a CalcinosisError (superqt re-raises returned exceptions)."""
 
@@ -482,7 +489,8 @@ class TrainWidget(QWidget):
 
         answer = QMessageBox.question(
             self, "Replace the trained model?",
-            f"{path} already holds a trained model. Training now replaces it, even if the new model is worse.",
+            f"{path} already holds a trained model (or an unfinished run's checkpoint). Training now replaces it, "
+            "even if the new model is worse.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
@@ -557,7 +565,7 @@ class TrainWidget(QWidget):
         except CalcinosisError:
             out = None  # start() says what is wrong with it
         # Asked here, where a person pressed the button; start() itself never waits on a dialog.
-        replace = out is not None and out.exists() and self._confirm_replace(out)
+        replace = out is not None and _holds_work(out) and self._confirm_replace(out)
         self.start(replace=replace)
 
     def start(self, replace: bool = False):
@@ -574,7 +582,7 @@ class TrainWidget(QWidget):
         except CalcinosisError as e:
             self._error(str(e))
             return None
-        if kwargs["out"].exists() and not replace:
+        if _holds_work(kwargs["out"]) and not replace:
             self._set_status(f"kept {kwargs['out'].name}: choose another output file to train a new model")
             return None
         self._cancel_event.clear()

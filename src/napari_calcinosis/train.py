@@ -17,6 +17,7 @@ bone shape rather than one generator's or one scanner's look.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -166,8 +167,12 @@ def _read_mask(path: Path) -> np.ndarray:
         channels = mask.shape[-1]
         colour = mask[..., : 3 if channels >= 3 else 1]
         bone = colour.any(axis=-1)
-        if not bone.any() and channels in (2, 4):
-            bone = mask[..., -1] > 0
+        if channels in (2, 4):
+            alpha = mask[..., -1]
+            if not bone.any():
+                bone = alpha > 0
+            elif alpha.min() != alpha.max():
+                bone &= alpha > 0  # drawn on a transparent sheet: what is transparent is not drawn
         return bone
     return mask > 0
 
@@ -707,7 +712,9 @@ def train_segmenter(
         started_from = {"name": model.card.get("name", ""),
                         "file": "a model given in memory" if in_memory else str(model.path or init_model),
                         "trained_on": (model.card.get("training") or {}).get("data", "")}
-        model = PhalanxModel(model.network, {k: v for k, v in model.card.items() if k in ("architecture", "input", "task")}, None)
+        # A copy: the caller's model (one in use in the viewer, say) is not trained in place.
+        model = PhalanxModel(copy.deepcopy(model.network).cpu(),
+                             {k: v for k, v in model.card.items() if k in ("architecture", "input", "task")}, None)
     else:
         started_from = None
         model = new_model()
