@@ -439,11 +439,15 @@ def _check_safetensors(path: Path) -> None:
         raise CalcinosisError(truncated)
 
 
+def _unreadable(path: Path, exc: OSError) -> CalcinosisError:
+    return CalcinosisError(f"cannot read model file {path} ({_one_line(exc)}): check it exists and is readable")
+
+
 def _load_weights(network, path: Path, arch: dict) -> None:
-    """Load the safetensors weights into ``network``, refusing weights of another network."""
+    """Load the safetensors weights into ``network`` (a file :func:`_check_safetensors` passed),
+    refusing weights of another network."""
     from safetensors.torch import load_file
 
-    _check_safetensors(path)
     try:
         state = load_file(str(path))
     except Exception as exc:  # a file that passed the header check but still does not parse
@@ -494,10 +498,13 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
         raise CalcinosisError(f"model file not found: {path}. Give a .safetensors file made by 'napari-calcinosis train'")
     if not path.is_file():
         raise CalcinosisError(f"{path} is a folder, not a model file: give the .safetensors file inside it")
+    try:
+        _check_safetensors(path)  # first: a damaged file says so, rather than asking for its card
+    except OSError as exc:
+        raise _unreadable(path, exc) from exc
     card_path = path.with_suffix(".json")
     card = _embedded_card(path)
     if card is None:
-        _check_safetensors(path)  # a damaged file says so, rather than asking for its card
         card = _read_card(card_path, path.name)
     arch = _checked_architecture(card, card_path)
     try:
@@ -513,7 +520,7 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
     try:
         _load_weights(network, path, arch)
     except OSError as exc:
-        raise CalcinosisError(f"cannot read model file {path} ({_one_line(exc)}): check it exists and is readable") from exc
+        raise _unreadable(path, exc) from exc
     network.eval()
     model = PhalanxModel(network=network, card=card, path=path)
     return model.to(device)
