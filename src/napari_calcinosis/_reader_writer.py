@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import CalcinosisError
-from .io import _one_line, atomic_output
+from .io import _one_line, _squeeze_leading, atomic_output
 
 __all__ = ["get_dicom_reader", "write_lesions_csv"]
 
@@ -154,9 +154,7 @@ def _lesion_table(data, attributes: dict):
     """Measure the lesions of a Labels layer in mm, from its data and scale."""
     from .measure import measure_lesions
 
-    labels = np.asarray(data)
-    while labels.ndim > 2 and labels.shape[0] == 1:  # leading singleton axes (e.g. (1, H, W))
-        labels = labels[0]
+    labels = _squeeze_leading(np.asarray(data))  # e.g. (1, H, W)
     if labels.ndim != 2:
         raise CalcinosisError(
             f"the Labels layer has shape {np.shape(data)}; lesions can only be measured on one "

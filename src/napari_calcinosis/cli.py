@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import CalcinosisError
-from .io import _one_line, atomic_output
+from .io import WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _listed, _one_line, atomic_output
 
 OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
@@ -80,9 +80,8 @@ def _expand_images(paths) -> list[Path]:
             images = [f for f in files if _is_image_file(f)]
             others = [f.name for f in files if f not in images]
             if others:
-                shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-                print(f"{p}: skipped {len(others)} file(s) that are not DICOM, PNG, JPEG or TIFF images: {shown}",
-                      file=sys.stderr)
+                print(f"{p}: skipped {len(others)} file(s) that are not DICOM, PNG, JPEG or TIFF images: "
+                      f"{_listed(others)}", file=sys.stderr)
             out.extend(images)
         else:
             out.append(p)
@@ -172,9 +171,8 @@ def _refuse_existing(paths, overwrite: bool) -> None:
     """Refuse, before any work, to replace existing outputs unless --overwrite was given."""
     existing = [str(p) for p in paths if Path(p).exists()]
     if existing and not overwrite:
-        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
         raise CalcinosisError(
-            f"{len(existing)} output file(s) already exist: {', '.join(existing[:3])}{more}; "
+            f"{len(existing)} output file(s) already exist: {_listed(existing, 3)}; "
             "give --overwrite to replace them, or choose another output"
         )
 
@@ -288,9 +286,9 @@ def cmd_quantify(args) -> int:
     _checked_window(args.window_level, args.window_width)
     # Said before the first image, not as an error row on each one.
     from ._errors import checked_number
-    from .subtract import MAX_MARGIN_MM, THRESHOLD_RANGE_HU
+    from .subtract import MAX_MARGIN_MM, checked_threshold_hu
 
-    checked_number(args.threshold_hu, "--threshold-hu", *THRESHOLD_RANGE_HU)
+    checked_threshold_hu(args.threshold_hu, "--threshold-hu")
     if args.margin_mm is not None:
         checked_number(args.margin_mm, "--margin-mm", 0.0, MAX_MARGIN_MM)
     checked_number(args.min_area_mm2, "--min-area-mm2", 0.0)
@@ -299,9 +297,8 @@ def cmd_quantify(args) -> int:
     labels = _image_labels(images)
     unmatched = _unmatched_seed_images(images, seeds)
     if unmatched:
-        shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
-        print(f"warning: {args.seeds} has seeds for {len(unmatched)} image(s) not given here, not measured: {shown} "
-              "(the image column holds a file name or stem)", file=sys.stderr)
+        print(f"warning: {args.seeds} has seeds for {len(unmatched)} image(s) not given here, not measured: "
+              f"{_listed(unmatched)} (the image column holds a file name or stem)", file=sys.stderr)
     # Every output is checked before the first image, not after an hour of work.
     if args.out and Path(args.out).is_dir():
         raise CalcinosisError(f"--out {args.out} is a folder: give the CSV file to write, e.g. {Path(args.out) / 'lesions.csv'}")
@@ -431,9 +428,10 @@ def cmd_train(args) -> int:
     if args.stop_at_dice is not None and not 0.0 < args.stop_at_dice <= 1.0:
         raise CalcinosisError(f"--stop-at-dice is a Dice between 0 and 1, e.g. 0.98 (got {args.stop_at_dice:g})")
     from .segment import model_file
+    from .train import _checkpoint_path
 
     model_path = model_file(args.out)
-    checkpoint = model_path.with_name(model_path.stem + ".checkpoint.pt")
+    checkpoint = _checkpoint_path(model_path)
     if not (args.resume or args.overwrite):
         # A model someone trained for hours, or a run cut short before its first model, is not
         # replaced by a new run by accident.
@@ -613,10 +611,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     q.add_argument("--seeds", help="CSV with columns image,row,col (image = file name or stem; row/col in pixels)")
     q.add_argument("--pixel-size", type=float, metavar="MM", help="pixel spacing in mm for PNG/JPEG/TIFF exports")
-    q.add_argument("--window-level", type=float, default=450.0, metavar="HU",
-                   help="level of the window PNG/JPEG/TIFF exports were made with (default 450, the paper's)")
-    q.add_argument("--window-width", type=float, default=1500.0, metavar="HU",
-                   help="width of that window (default 1500); DICOM files are read in HU and ignore both")
+    q.add_argument("--window-level", type=float, default=WINDOW_LEVEL_HU, metavar="HU",
+                   help=f"level of the window PNG/JPEG/TIFF exports were made with (default {WINDOW_LEVEL_HU:g}, the paper's)")
+    q.add_argument("--window-width", type=float, default=WINDOW_WIDTH_HU, metavar="HU",
+                   help=f"width of that window (default {WINDOW_WIDTH_HU:g}); DICOM files are read in HU and ignore both")
     q.add_argument("--model", help="phalanx U-Net .safetensors (default: the bundled model)")
     add_device(q)
     q.add_argument("--out", help="output CSV (default: standard output)")

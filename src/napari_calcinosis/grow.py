@@ -29,11 +29,11 @@ from ._errors import CalcinosisError, checked_number
 from .subtract import (
     DEFAULT_MARGIN_MM,
     DEFAULT_THRESHOLD_HU,
-    THRESHOLD_RANGE_HU,
     AIR_HU,
     AIR_RING_MM,
     OUTSIDE_FINGER_AIR,
     _spacing_pair,
+    checked_threshold_hu,
     air_and_data,
     air_around,
     median3_at_least,
@@ -317,7 +317,7 @@ def grow_lesions(
         )
     if connectivity not in (4, 8):
         raise CalcinosisError(f"connectivity must be 4 or 8, got {connectivity}")
-    threshold_hu = checked_number(threshold_hu, "the calcium threshold (HU)", *THRESHOLD_RANGE_HU)
+    threshold_hu = checked_threshold_hu(threshold_hu)
     min_area_mm2 = checked_number(min_area_mm2, "the smallest deposit (mm²)", 0.0)
     min_contrast_hu = checked_number(min_contrast_hu, "the smallest contrast (HU)", 0.0)
     if not (isinstance(fraction, (int, float, np.floating)) and np.isfinite(fraction)):

@@ -75,6 +75,7 @@ _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 # is stored as a small positive number.
 _DICOM_RESCALE_INTERCEPT_HU = -1024.0
 
+
 class UnknownPixelSizeError(CalcinosisError):
     """A DICOM file without a usable pixel spacing (secondary captures, some exports)."""
 
@@ -427,6 +428,19 @@ def _one_line(exc: BaseException) -> str:
     """An exception's message on one line (the CLI prints errors on one line)."""
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+def _listed(names, shown: int = 5) -> str:
+    """The first ``shown`` of ``names``, and how many more, for a message."""
+    names = [str(n) for n in names]
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _squeeze_leading(array: np.ndarray) -> np.ndarray:
+    """``array`` without its leading axes of length one (a (1, H, W) layer is one slice)."""
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    return array
 
 
 def _sniff_format(path: Path) -> str | None:

@@ -25,6 +25,11 @@ DEFAULT_THRESHOLD_HU = 200.0
 THRESHOLD_RANGE_HU = (-1000.0, 4000.0)
 MAX_MARGIN_MM = 10.0
 
+
+def checked_threshold_hu(threshold_hu, what: str = "the calcium threshold (HU)") -> float:
+    """``threshold_hu`` as a number within :data:`THRESHOLD_RANGE_HU`, else a CalcinosisError."""
+    return checked_number(threshold_hu, what, *THRESHOLD_RANGE_HU)
+
 # The cortex is the densest thing in the image; blurred by the scanner's point-spread function
 # it leaves a bright halo outside the bone outline that must not count as calcinosis. How far
 # that halo reaches depends on the scanner's kernel and the cortex density (0.3 mm for a sharp
@@ -284,7 +289,7 @@ def remove_bone_halo(image_hu: np.ndarray, bone_mask: np.ndarray, spacing_mm, *,
 
 def resolve_margin_mm(margin_mm, image_hu, bone_mask, spacing_mm, threshold_hu=DEFAULT_THRESHOLD_HU) -> float:
     """``margin_mm`` itself, or the measured halo width when it is None."""
-    threshold_hu = checked_number(threshold_hu, "the calcium threshold (HU)", *THRESHOLD_RANGE_HU)
+    threshold_hu = checked_threshold_hu(threshold_hu)
     if margin_mm is None:
         return estimate_bone_margin_mm(image_hu, bone_mask, spacing_mm, threshold_hu=threshold_hu)
     return checked_number(margin_mm, "the bone margin (mm)", 0.0, MAX_MARGIN_MM)
@@ -322,6 +327,5 @@ def subtract_bone(
     image_hu = np.asarray(image_hu)
     bone_mask = np.asarray(bone_mask, bool)
     _check_same_shape(image_hu, bone_mask)
-    threshold_hu = checked_number(threshold_hu, "the calcium threshold (HU)", *THRESHOLD_RANGE_HU)
-    margin_mm = resolve_margin_mm(margin_mm, image_hu, bone_mask, spacing_mm, threshold_hu)
+    margin_mm = resolve_margin_mm(margin_mm, image_hu, bone_mask, spacing_mm, threshold_hu)  # checks the threshold
     return (image_hu >= threshold_hu) & ~dilate_mm(bone_mask, margin_mm, spacing_mm)

@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 
 from ._atomic import atomic_write, remove_stale_temporaries
 from ._errors import CalcinosisError
-from .io import CalcinosisImage, _one_line, read_image
+from .io import CalcinosisImage, _listed, _one_line, read_image
 from .segment import (
     PhalanxModel,
     dice,
@@ -194,16 +194,18 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
             raise CalcinosisError(f"training folder not found: {d}")
     say = notes or (lambda line: None)
     same = images_dir.resolve() == masks_dir.resolve()
-    candidates = [m for m in sorted(masks_dir.iterdir())
-                  if m.is_file() and not m.name.startswith(".") and m.suffix.lower() in _MASK_SUFFIXES]
+    def files(folder):
+        return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+
+    in_images = files(images_dir)
+    candidates = [m for m in (in_images if same else files(masks_dir)) if m.suffix.lower() in _MASK_SUFFIXES]
     if same:
         # In one folder a file is a mask when, less _bone/_mask, it names another file there
         # (hand_bone_mask.png for hand_bone.png); the rest are images.
-        stems = {f.stem for f in images_dir.iterdir() if f.is_file()}
-        candidates = [m for m in candidates if _mask_stem(m)[1] and _mask_stem(m)[0] in stems]
+        stems = {f.stem for f in in_images}
+        candidates = [m for m, (stem, tailed) in ((m, _mask_stem(m)) for m in candidates) if tailed and stem in stems]
     taken = set(candidates)
-    images = [f for f in sorted(images_dir.iterdir()) if f.is_file() and not f.name.startswith(".")
-              and f.suffix.lower() in _IMAGE_SUFFIXES and f not in taken]
+    images = [f for f in in_images if f.suffix.lower() in _IMAGE_SUFFIXES and f not in taken]
     image_stems = {f.stem for f in images}
     masks: dict[str, list[Path]] = {}
     for m in candidates:
@@ -218,10 +220,10 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
             )
     unmasked = [f.name for f in images if f.stem not in masks]
     if unmasked:
-        say(f"{len(unmasked)} image(s) without a mask left out: {_names(unmasked)}")
+        say(f"{len(unmasked)} image(s) without a mask left out: {_listed(unmasked)}")
     orphans = [found[0].name for stem, found in masks.items() if stem not in image_stems]
     if orphans:
-        say(f"{len(orphans)} mask(s) without an image of their name left out: {_names(orphans)}")
+        say(f"{len(orphans)} mask(s) without an image of their name left out: {_listed(orphans)}")
     samples = []
     for f in images:
         if f.stem not in masks:
@@ -246,10 +248,6 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
             "(expected e.g. finger01.dcm with finger01.png or finger01_bone.png)"
         )
     return samples
-
-
-def _names(names: list[str], shown: int = 5) -> str:
-    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _as_sample(item) -> TrainingSample:
