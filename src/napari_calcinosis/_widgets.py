@@ -28,7 +28,7 @@ from magicgui.widgets import (
 )
 
 from ._errors import CalcinosisError
-from .io import _one_line
+from .io import _one_line, _squeeze_leading
 
 EDITED = "calcinosis_edited"  # layer.metadata key: the user painted this layer
 MADE_HERE = "calcinosis_result"  # layer.metadata key: a widget made this layer (others are the user's)
@@ -55,9 +55,7 @@ def image_pixels(layer) -> np.ndarray:
             "Open the DICOM with the napari-calcinosis reader, or convert a PNG/JPEG export in the "
             f"console: {_EXPORT_RECIPE}"
         )
-    data = np.asarray(layer.data)
-    while data.ndim > 2 and data.shape[0] == 1:
-        data = data[0]
+    data = _squeeze_leading(np.asarray(layer.data))
     if data.ndim != 2:
         raise CalcinosisError(
             f"'{layer.name}' is a stack of shape {tuple(data.shape)}: the measurement works on one 2-D "
@@ -131,6 +129,24 @@ def _mark_edits(layer) -> None:
         getattr(layer.events, name).connect(edited)
 
 
+def _of_image(layer, image_name: str) -> bool:
+    """Whether ``layer`` belongs to the image layer named ``image_name``: made from it, or made
+    by the user (no source recorded)."""
+    return layer.metadata.get(SOURCE, image_name) == image_name
+
+
+def _named(layer, name: str) -> bool:
+    """Whether ``layer`` is called ``name``, or ``name (new)``, ... as :func:`_free_name` names."""
+    return layer.name.split(" (new)")[0] == name
+
+
+def _results(viewer, kind, name: str, image=None) -> list:
+    """The layers of ``kind`` called ``name`` (or ``name (new)``, ...), oldest first; with an
+    ``image``, those that belong to it (:func:`_of_image`)."""
+    return [layer for layer in viewer.layers if isinstance(layer, kind) and _named(layer, name)
+            and (image is None or _of_image(layer, image.name))]
+
+
 def _replaceable(layer, kind, shape=None, source=None) -> bool:
     """Whether a widget may update ``layer``: one it made, unedited, of the right kind and shape,
     from the image ``source`` (a result of another image is that image's, and stays); or an
@@ -138,10 +154,10 @@ def _replaceable(layer, kind, shape=None, source=None) -> bool:
     from napari.layers import Points
 
     if kind is Points and isinstance(layer, Points) and len(layer.data) == 0:
-        return source is None or layer.metadata.get(SOURCE, source) == source
+        return source is None or _of_image(layer, source)
     return (isinstance(layer, kind) and layer.metadata.get(MADE_HERE) and not layer.metadata.get(EDITED)
             and (shape is None or layer.data.shape == shape)
-            and (source is None or layer.metadata.get(SOURCE, source) == source))
+            and (source is None or _of_image(layer, source)))
 
 
 def _free_name(viewer, name: str, kind, shape=None, source=None) -> str:
@@ -251,8 +267,7 @@ def seeds_of(viewer, image):
     another image are that image's, even where the two overlap in the viewer."""
     from napari.layers import Points
 
-    found = [layer for layer in viewer.layers if isinstance(layer, Points) and layer.name.split(" (new)")[0] == "seeds"
-             and layer.metadata.get(SOURCE, image.name) == image.name]
+    found = _results(viewer, Points, "seeds", image)
     return found[-1] if found else None
 
 
@@ -396,10 +411,7 @@ class _Widget(Container):
             if state["by_hand"] and current is not None and current in self.viewer.layers:
                 return
             state["by_hand"] = False
-            image = of_image.value if of_image is not None else None
-            named = [layer for layer in self.viewer.layers if isinstance(layer, kind)
-                     and (layer.name == follows or layer.name.startswith(f"{follows} (new)"))
-                     and (image is None or layer.metadata.get(SOURCE, image.name) == image.name)]
+            named = _results(self.viewer, kind, follows, of_image.value if of_image is not None else None)
             target = named[-1] if named else None
             if target is not current and (target is None or target in combo.choices):
                 combo.value = target
@@ -579,20 +591,13 @@ class GrowWidget(_Widget):
     def seeds_layer(self):
         """The chosen image's seeds layer (:func:`seeds_of`), made when it has none; the lesions
         regrow whenever its points change."""
-        from napari.layers import Points
-
         image = self.image.value
-        if (self.points is not None and self.points in self.viewer.layers
-                and self.points.metadata.get(SOURCE, image.name) == image.name):
+        if self.points is not None and self.points in self.viewer.layers and _of_image(self.points, image.name):
             return self.points
         self._let_go_of_seeds()
         points = seeds_of(self.viewer, image)
-        if points is None:
-            size_mm = 1.0
-            points = self.viewer.add_points(np.zeros((0, 2)), name=_free_name(self.viewer, "seeds", Points, source=image.name),
-                                            units="mm", size=size_mm / min(spacing_of(image)), face_color="yellow",
-                                            border_color="black", **placement(image))
-            points.metadata[SOURCE] = image.name
+        if points is None:  # points 1 mm across
+            points = put_points(self.viewer, "seeds", np.zeros((0, 2)), image, 1.0 / min(spacing_of(image)))
         self.points = points
         self._connect(points.events.data, self.regrow)
         return points
@@ -663,7 +668,7 @@ class GrowWidget(_Widget):
             # mask it was unsure of (a deposit against the bone); painted pixels stay bone.
             probability = bone.metadata.get("bone_probability")
             if (not self.take_unsure.value or probability is None or np.shape(probability) != mask.shape
-                    or bone.metadata.get(SOURCE, image.name) != image.name):
+                    or not _of_image(bone, image.name)):
                 probability = None
             result = quantify(calc, seeds, bone_mask=mask, bone_probability=probability,
                               connectivity=self.connectivity.value)
@@ -677,9 +682,7 @@ class GrowWidget(_Widget):
 
 def _mask_for(layer, pixels, what: str) -> np.ndarray:
     """A Labels layer as a mask (> 0) for an image of ``pixels``' shape, else CalcinosisError."""
-    mask = np.asarray(layer.data)
-    while mask.ndim > 2 and mask.shape[0] == 1:
-        mask = mask[0]
+    mask = _squeeze_leading(np.asarray(layer.data))
     if mask.shape != pixels.shape:
         raise CalcinosisError(
             f"the {what} layer '{layer.name}' ({'x'.join(map(str, mask.shape))} px) does not match the image "
@@ -845,8 +848,7 @@ class QuantifyWidget(_Widget):
                 seeds = points_in_pixels(clicked, layer)
             # A bone layer of this image the user corrected (or brought in) is used as it is, not
             # segmented again; the newest, if there are several.
-            bones = [b for b in v.layers if isinstance(b, Labels) and b.name.split(" (new)")[0] == "bone"
-                     and b.data.shape == pixels.shape and b.metadata.get(SOURCE, layer.name) == layer.name
+            bones = [b for b in _results(v, Labels, "bone", layer) if b.data.shape == pixels.shape
                      and (b.metadata.get(EDITED) or not b.metadata.get(MADE_HERE))]
             bone_mask = np.asarray(bones[-1].data) > 0 if bones else None
             # With the network's probability kept on the layer, a seed may still take a deposit's
