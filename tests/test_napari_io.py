@@ -96,6 +96,24 @@ def test_reader_recognises_dicom_by_suffix_or_marker(tmp_path):
     plain = tmp_path / "notes"
     plain.write_bytes(b"\0" * 200)
     assert get_dicom_reader(str(plain)) is None
+    # an older file without the preamble and the marker, named by its UID
+    import pydicom
+
+    ds = pydicom.dcmread(CT_SMALL)
+    del ds.file_meta
+    ds.preamble = None
+    bare = tmp_path / "1.2.840.99999.1"
+    ds.save_as(bare, enforce_file_format=False, implicit_vr=True, little_endian=True)
+    assert bare.read_bytes()[128:132] != b"DICM"
+    reader = get_dicom_reader(str(bare))
+    assert reader is not None
+    np.testing.assert_array_equal(reader(str(bare))[0][0], read_image(CT_SMALL).pixels_hu)
+    # a PNG named like a PACS export is not DICOM
+    from PIL import Image as PILImage
+
+    png = tmp_path / "IM000002"
+    PILImage.fromarray(np.zeros((8, 8), np.uint8)).save(png, format="PNG")
+    assert get_dicom_reader(str(png)) is None
 
 
 def test_reader_error_names_the_file(tmp_path):
@@ -172,6 +190,33 @@ def test_viewer_opens_dicom_with_the_plugin(make_napari_viewer, tmp_path):
     with pytest.raises(CalcinosisError, match="broken.dcm"):
         viewer.open(str(broken), plugin=PLUGIN)
     assert len(viewer.layers) == 1
+
+
+def test_viewer_offers_the_reader_for_names_pacs_exports_give(make_napari_viewer, tmp_path):
+    """PACS exports name DICOM files without a suffix (IM000001, a UID): napari offers our
+    reader for them, and only for them: a suffix another reader claims is left alone."""
+    if READER_PYTHON_NAME not in _contribution_python_names("readers"):
+        pytest.skip(f"napari.yaml has no reader contribution for {READER_PYTHON_NAME} yet")
+    from napari.plugins._npe2 import get_readers
+
+    for name in ("IM000001", "IM_0001", "I1000000", "00000001", "1", "12", "123",
+                 "1.2.840.113619.2.55.3.604688119.969.1268071029.320", "1.3.6.1.4.1.9328.50.1.5",
+                 "a.dcm", "b.DCM"):
+        assert PLUGIN in get_readers(str(tmp_path / name)), name
+    for name in ("finger.png", "scan_2024.png", "movie.mp4", "clip.h264", "raw.k25", "x.jp2",
+                 "data.h5", "notes", "finger_1.tif"):
+        assert PLUGIN not in get_readers(str(tmp_path / name)), name
+
+    # No other reader claims such a name, so File -> Open opens it without asking.
+    unnamed = tmp_path / "IM000001"
+    unnamed.write_bytes(open(CT_SMALL, "rb").read())
+    assert list(get_readers(str(unnamed))) == [PLUGIN]
+    viewer = make_napari_viewer()
+    viewer.window._qt_viewer._qt_open([str(unnamed)], stack=False)  # what File -> Open calls
+    assert [layer.name for layer in viewer.layers] == ["IM000001"]
+    layer = viewer.layers[0]
+    assert tuple(layer.scale[-2:]) == CT_SMALL_SPACING_MM
+    np.testing.assert_array_equal(layer.data, read_image(CT_SMALL).pixels_hu)
 
 
 def test_npe2_writes_labels_layer_as_csv(tmp_path):

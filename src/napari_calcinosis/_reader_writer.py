@@ -31,21 +31,17 @@ DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 
 def _is_dicom_path(path) -> bool:
-    """A DICOM suffix, or an existing file with the 'DICM' marker at bytes 128:132."""
+    """A DICOM suffix, or an existing file that is DICOM by its contents (the 'DICM' marker,
+    or an older file without the preamble that pydicom reads)."""
+    from .io import _dicom_by_content
+
     try:
         path = Path(os.fspath(path))
     except TypeError:
         return False
     if path.suffix.lower() in DICOM_SUFFIXES:
         return True
-    try:
-        if not path.is_file():
-            return False
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+    return path.is_file() and _dicom_by_content(path)
 
 
 def get_dicom_reader(path: str | Sequence[str]) -> Callable | None:

@@ -54,9 +54,7 @@ def _is_image_file(path: Path) -> bool:
     """An image by its suffix, or by its content: scanners name DICOM files by their UID
     (``1.2.840.113619.2.55.3.604688119``) or ``IM000001``, with no image suffix, and older ones
     leave out the ``DICM`` marker. A DICOMDIR is an index, not an image."""
-    import pydicom
-
-    from .io import _looks_like_dicom, _sniff_format
+    from .io import _dicom_by_content, _sniff_format
 
     if path.name.upper() == "DICOMDIR":
         return False
@@ -65,9 +63,9 @@ def _is_image_file(path: Path) -> bool:
     try:
         if _sniff_format(path) is not None:
             return True
-        return _looks_like_dicom(pydicom.dcmread(path, stop_before_pixels=True, force=True))
-    except Exception:  # noqa: BLE001 - any file that does not read as DICOM is not one here
+    except OSError:
         return False
+    return _dicom_by_content(path)
 
 
 def _expand_images(paths) -> list[Path]:

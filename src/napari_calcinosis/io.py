@@ -660,6 +660,20 @@ def _looks_like_dicom(ds) -> bool:
         return False
 
 
+def _dicom_by_content(path) -> bool:
+    """Whether a file is DICOM by its contents, whatever its name: the ``DICM`` marker, or
+    (older scanners leave out the preamble) a data set pydicom reads by force."""
+    import pydicom
+
+    try:
+        sniffed = _sniff_format(Path(path))
+        if sniffed is not None:
+            return sniffed == "DICOM"
+        return _looks_like_dicom(pydicom.dcmread(path, stop_before_pixels=True, force=True))
+    except Exception:  # noqa: BLE001 - a file that does not read as DICOM is not one here
+        return False
+
+
 # Image Pixel module elements that must be whole numbers for the pixels to be decoded.
 _PIXEL_INTEGER_KEYWORDS = (
     "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
