@@ -1,6 +1,7 @@
 """Agreement statistics against published worked examples and edge cases."""
 
 import itertools
+import math
 import json
 import re
 import subprocess
@@ -176,6 +177,12 @@ def test_spearman_p_is_exact_for_few_pairs():
     x = np.linspace(1, 30, 12)
     y = x + np.sin(x) * 5
     assert agreement(x, y).spearman_p == pytest.approx(sps.spearmanr(x, y)[1])
+    # ...except in the same order, where it gives p = 0: the exact p is 2 of the 12! pairings,
+    # and with x's ties (two pairs of equal values) 2 * 2! * 2! of them.
+    assert agreement(x, x ** 2).spearman_p == pytest.approx(2 / math.factorial(12), rel=1e-9)
+    tied = np.array([1, 2, 2, 3, 4, 5, 6, 6, 7, 8, 9, 10], dtype=float)
+    assert agreement(tied, -tied).spearman_p == pytest.approx(8 / math.factorial(12), rel=1e-9)
+    assert 0 < agreement(np.arange(300.0), np.arange(300.0)).spearman_p < 1e-300
 
 
 def test_p_values_are_printed_as_a_paper_prints_them():

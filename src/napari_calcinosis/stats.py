@@ -3,7 +3,8 @@
 - Spearman's rank correlation with its p-value: exact (every pairing of the ranks) for up to 9
   pairs, as R ``cor.test`` is for small samples, where the t approximation fails (it gives p = 0 for 3 pairs in the
   same order, whose exact p is 1/3); from the t distribution with n - 2 degrees of freedom
-  above, as Stata ``spearman`` and scipy.
+  above, as Stata ``spearman`` and scipy, but never below the exact p of the most extreme
+  ordering (2 / n! without ties), which the t approximation gives as 0 at |rho| = 1.
 - Lin's concordance correlation coefficient (Lin 1989) with a 95 % CI from Fisher's
   z-transformation and Lin's asymptotic variance, with n - 2 in the denominator (as R
   DescTools ``CCC(ci="z-transform")`` and epiR ``epi.ccc``).
@@ -18,6 +19,8 @@ undefined, and its Bland-Altman differences are the other measurement shifted, s
 """
 
 from __future__ import annotations
+
+import math
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -92,6 +95,13 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         # (n_resamples=inf), not a random sample of them.
         p = sps.permutation_test((rx,), rank_correlation, permutation_type="pairings", vectorized=True,
                                  n_resamples=np.inf, alternative="two-sided").pvalue
+    else:
+        # Near |rho| = 1 the t approximation gives p = 0 or 1e-79: no p can be smaller than
+        # that of the most extreme ordering. The pairings as extreme as |rho| = 1 are those that
+        # only reorder tied values of x: 2 * prod(t!) of the n! pairings.
+        _, counts = np.unique(x, return_counts=True)
+        log_p = math.log(2.0) + sum(math.lgamma(c + 1) for c in counts) - math.lgamma(x.size + 1)
+        p = max(p, math.exp(log_p), np.finfo(float).tiny)
     return float(rho), float(p)
 
 
