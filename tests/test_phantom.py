@@ -13,6 +13,7 @@ from scipy import ndimage as ndi
 from skimage.measure import perimeter
 
 from napari_calcinosis.io import CalcinosisImage
+from napari_calcinosis import CalcinosisError
 from napari_calcinosis.phantom import LESION_SITES, Phantom, make_phantom
 
 # A fixed, varied set: cut-off and whole fingers, every lesion site, 1-5 lesions, spacings
@@ -59,6 +60,12 @@ def test_same_seed_gives_identical_phantom():
     assert a.cut_off == b.cut_off
     assert a.params == b.params
     assert a.seed == b.seed == 5
+
+
+@pytest.mark.parametrize("seed", [-1, 2.5, "3", True, None])
+def test_a_seed_that_is_not_a_whole_number_from_0_is_refused_by_name(seed):
+    with pytest.raises(CalcinosisError, match=r"phantom's seed must be a whole number, 0 or more, got "):
+        make_phantom(seed)
 
 
 def test_different_seeds_give_different_phantoms(phantoms):

@@ -495,6 +495,12 @@ def make_phantom(
     -------
     Phantom
     """
+    import numbers
+
+    from ._errors import CalcinosisError
+
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise CalcinosisError(f"the phantom's seed must be a whole number, 0 or more, got {seed!r}")
     # The varied phantoms draw from their own stream, so the basic ones stay as they were.
     rng = np.random.default_rng([seed, 7919] if varied else seed)
     finger = _draw_finger(rng)
