@@ -212,6 +212,28 @@ def test_rows_sorted_by_label_with_mean_and_max_over_known_image():
     assert (table.value_unit == "mg/cm3").all()
 
 
+def test_labels_far_larger_than_the_image_are_measured_as_they_are():
+    # a label typed into napari's label box, 2**31 - 1, beside 7: no array 2**31 long
+    big = 2**31 - 1
+    labels = np.zeros((20, 20), np.int32)
+    labels[2:4, 2:4] = 7  # 4 px
+    labels[10:13, 10:12] = big  # 6 px
+    image = np.arange(400, dtype=float).reshape(20, 20)
+    table = measure_lesions(labels, (0.5, 0.5), image)
+    assert table.lesion_id.tolist() == [7, big]
+    assert table.area_mm2.tolist() == pytest.approx([1.0, 1.5])
+    assert table.max_value.tolist() == pytest.approx([image[3, 3], image[12, 11]])
+    assert table.centroid_row.tolist() == pytest.approx([2.5, 11.0])
+    seeded = measure_lesions(labels, (0.5, 0.5), image, lesion_ids=[big, 0, 7, big])
+    assert seeded.lesion_id.tolist() == [big, 0, 7, big]
+    assert seeded.area_px.tolist() == [6, 0, 4, 6]
+    with pytest.raises(CalcinosisError, match=r"lesion_ids \[8\] are not labels"):
+        measure_lesions(labels, (0.5, 0.5), lesion_ids=[8])
+    # and no background at all
+    full = np.full((3, 3), big, np.int64)
+    assert measure_lesions(full, (1.0, 1.0)).area_px.tolist() == [9]
+
+
 def test_statuses_follow_label_order_without_lesion_ids():
     labels = np.zeros((10, 10), np.int32)
     labels[1, 1] = 5

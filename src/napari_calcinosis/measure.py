@@ -362,10 +362,19 @@ def measure_lesions(
                 f"{labels.shape}; measure lesions on the image they were segmented from."
             )
 
+    # Labels are counted in arrays as long as the largest label: a label such as 2**31 (typed
+    # into napari's label box) would ask for gigabytes. Larger than the pixel count, they are
+    # numbered 1, 2, ... here and reported as they were.
+    to_original = None
+    if labels.size and int(labels.max()) > labels.size:
+        to_original = np.union1d([0], labels)
+        labels = np.searchsorted(to_original, labels).reshape(labels.shape)
     labels_flat = labels.ravel().astype(np.intp, copy=False)
     n_bins = int(labels_flat.max()) + 1 if labels_flat.size else 1
     area_px = np.bincount(labels_flat, minlength=n_bins)
     present = np.flatnonzero(area_px[1:]) + 1
+    if to_original is not None:
+        present = to_original[present]
 
     if lesion_ids is None:
         row_ids = present
@@ -409,7 +418,8 @@ def measure_lesions(
     long_all = np.zeros(n_bins)
     short_all = np.zeros(n_bins)
     slices = ndimage.find_objects(labels)
-    for label in np.unique(row_ids[row_ids > 0]):
+    ids = row_ids.astype(np.intp) if to_original is None else np.searchsorted(to_original, row_ids)
+    for label in np.unique(ids[ids > 0]):
         box = slices[label - 1]
         in_lesion = labels[box] == label
         rows, cols = np.nonzero(in_lesion)
@@ -424,7 +434,6 @@ def measure_lesions(
         )
 
     found = row_ids > 0
-    ids = row_ids.astype(np.intp)
 
     def per_row(values: np.ndarray, fill: float) -> np.ndarray:
         # a failed seed (id 0) must not pick up the background's statistics
