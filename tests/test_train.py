@@ -216,6 +216,19 @@ def test_folder_pairs(tmp_path):
     iio.imwrite(tmp_path / "msk" / "f1_bone.png", np.zeros((5, 5), np.uint8))
     with pytest.raises(CalcinosisError, match="must match their image"):
         folder_samples(tmp_path / "img", tmp_path / "msk")
+    # a stack of masks saved as one multi-page TIFF is named as that, not as a size mismatch
+    import tifffile
+
+    (tmp_path / "msk" / "f1_bone.png").unlink()
+    planes = np.stack([p.bone_mask.astype(np.uint8) * 255] * 3)
+    tifffile.imwrite(tmp_path / "msk" / "f1_bone.tif", planes, photometric="minisblack")
+    with pytest.raises(CalcinosisError, match=r"mask f1_bone.tif holds 3 pages; a mask is one 2-D slice"):
+        folder_samples(tmp_path / "img", tmp_path / "msk")
+    # ...while one RGB page stored plane by plane is one mask
+    planes[1:] = 0  # drawn in red
+    tifffile.imwrite(tmp_path / "msk" / "f1_bone.tif", planes, photometric="rgb", planarconfig="separate")
+    [sample] = folder_samples(tmp_path / "img", tmp_path / "msk")
+    assert np.array_equal(sample.bone_mask, p.bone_mask)
 
 
 @pytest.mark.gpu
@@ -539,9 +552,12 @@ def test_folder_pairs_say_what_they_leave_out_and_read_masks_as_drawn(tmp_path):
     notes = []
     samples = folder_samples(d, d, pixel_size_mm=0.5, notes=notes.append)
     names = [s.name for s in samples]
-    assert names == ["f0.dcm", "f0.png", "f1.dcm", "f2.dcm"]  # f3.dcm has no mask; f0.png is an image here
-    assert np.array_equal(samples[0].bone_mask, bone[0]) and np.array_equal(samples[2].bone_mask, bone[1])
-    assert np.allclose(samples[0].spacing_mm, phantoms[0].spacing_mm) and samples[1].spacing_mm == (0.5, 0.5)
+    # f3.dcm has no mask; f0.png is an image here, but f0.dcm's: one slice is not taken twice
+    assert names == ["f0.dcm", "f1.dcm", "f2.dcm"]
+    assert np.array_equal(samples[0].bone_mask, bone[0]) and np.array_equal(samples[1].bone_mask, bone[1])
+    assert np.allclose(samples[0].spacing_mm, phantoms[0].spacing_mm)  # not the exports' 0.5 mm
+    assert any(n.startswith("1 image(s) named like another left out") and "f0.png (beside f0.dcm)" in n
+               for n in notes)
     # in one folder, a mask whose image is missing (f9_bone.png) reads as an image without a mask
     assert "2 image(s) without a mask left out: f3.dcm, f9_bone.png" in notes
     assert any("f2_bone.png marks" in n and "is it inverted" in n for n in notes)

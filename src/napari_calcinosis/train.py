@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 
 from ._atomic import atomic_write, remove_stale_temporaries
 from ._errors import CalcinosisError
-from .io import CalcinosisImage, _listed, _one_line, read_image
+from .io import _DICOM_SUFFIXES, CalcinosisImage, _listed, _one_line, read_image
 from .segment import (
     PhalanxModel,
     dice,
@@ -162,7 +162,26 @@ def _read_mask(path: Path) -> np.ndarray:
     alpha channel of an otherwise black image is read from the alpha."""
     import imageio.v3 as iio
 
-    mask = np.asarray(iio.imread(path))
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) > 1:
+                raise CalcinosisError(
+                    f"mask {path.name} holds {len(tif.pages)} pages; a mask is one 2-D slice: save each "
+                    "image's mask on its own"
+                )
+            page = tif.pages[0]
+            mask = np.asarray(page.asarray())
+            samples = int(page.samplesperpixel)
+            if samples > 1 and int(page.planarconfig) == 2 and mask.ndim == 3 and mask.shape[0] == samples:
+                mask = np.moveaxis(mask, 0, -1)  # colour planes stored one after another
+    else:
+        mask = np.asarray(iio.imread(path))
+    if mask.ndim > 3 or (mask.ndim == 3 and mask.shape[-1] > 4):
+        raise CalcinosisError(
+            f"mask {path.name} has shape {mask.shape}; a mask is one 2-D slice, in grey or colour"
+        )
     if mask.ndim == 3:
         channels = mask.shape[-1]
         colour = mask[..., : 3 if channels >= 3 else 1]
@@ -175,6 +194,30 @@ def _read_mask(path: Path) -> np.ndarray:
                 bone &= alpha > 0  # drawn on a transparent sheet: what is transparent is not drawn
         return bone
     return mask > 0
+
+
+def _one_image_a_name(images: list[Path], say) -> list[Path]:
+    """One image per name: a mask pairs with its image by name, so f0.dcm and f0.png (an export
+    beside its DICOM) would be one slice counted twice. The DICOM is kept (it holds HU and its
+    own pixel spacing), else the first by name; the rest are named in a note."""
+    by_stem: dict[str, list[Path]] = {}
+    for f in images:
+        by_stem.setdefault(f.stem, []).append(f)
+    kept, dropped = [], []
+    for f in images:
+        same = by_stem[f.stem]
+        if len(same) == 1:
+            kept.append(f)
+            continue
+        first = next((g for g in same if g.suffix.lower() in _DICOM_SUFFIXES), same[0])
+        if f == first:
+            kept.append(f)
+        else:
+            dropped.append(f"{f.name} (beside {first.name})")
+    if dropped:
+        say(f"{len(dropped)} image(s) named like another left out, since one mask serves one name and the "
+            f"same slice would count twice (rename them to keep them): {_listed(dropped)}")
+    return kept
 
 
 def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> list[TrainingSample]:
@@ -205,7 +248,8 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
         stems = {f.stem for f in in_images}
         candidates = [m for m, (stem, tailed) in ((m, _mask_stem(m)) for m in candidates) if tailed and stem in stems]
     taken = set(candidates)
-    images = [f for f in in_images if f.suffix.lower() in _IMAGE_SUFFIXES and f not in taken]
+    images = _one_image_a_name(
+        [f for f in in_images if f.suffix.lower() in _IMAGE_SUFFIXES and f not in taken], say)
     image_stems = {f.stem for f in images}
     masks: dict[str, list[Path]] = {}
     for m in candidates:
