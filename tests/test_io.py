@@ -15,6 +15,7 @@ from napari_calcinosis.io import (
     WINDOW_WIDTH_HU,
     CalcinosisImage,
     hu_to_window_unit,
+    image_from_export,
     read_image,
     window_unit_to_hu,
     write_dicom,
@@ -214,6 +215,32 @@ def test_8bit_png_maps_back_through_the_bone_window(tmp_path):
     np.testing.assert_allclose(image.pixels_hu[hu < BONE_BOTTOM_HU], BONE_BOTTOM_HU)
     # The display image of what was read is the exported file, pixel for pixel.
     np.testing.assert_array_equal(image.to_uint8(), np.asarray(Image.open(path)))
+
+
+def test_an_export_in_memory_becomes_the_image_read_image_reads(tmp_path):
+    # napari's own reader opens a PNG as 0-255 and a colour JPEG as RGB: the same HU as the file
+    hu = _hu_ramp(-1000.0, 2000.0, shape=(8, 301))
+    path = write_windowed_png(tmp_path / "ramp.png", hu)
+    from_file = read_image(path, pixel_size_mm=0.2)
+    grey = np.asarray(Image.open(path))
+    for values in (grey, np.stack([grey] * 3, axis=-1), grey[None]):
+        image = image_from_export(values, 0.2, source="ramp")
+        np.testing.assert_allclose(image.pixels_hu, from_file.pixels_hu, atol=1e-3)
+        assert image.spacing_mm == (0.2, 0.2) and image.saturated_above_hu == BONE_TOP_HU
+        assert image.value_origin.startswith("8-bit export mapped back through W1500/L450")
+    wide = image_from_export(grey, (0.3, 0.2), window_level_hu=40, window_width_hu=400)
+    assert wide.pixels_hu.min() == pytest.approx(-160) and wide.saturated_above_hu == 240
+    assert wide.spacing_mm == (0.3, 0.2)
+    sixteen = image_from_export(np.array([[0, 65535]], np.uint16), 0.2)
+    assert sixteen.pixels_hu.tolist() == [[BONE_BOTTOM_HU, BONE_TOP_HU]]
+    # float values are HU already, and nothing was clipped
+    as_hu = image_from_export(hu.astype(np.float32), 0.2)
+    np.testing.assert_array_equal(as_hu.pixels_hu, hu.astype(np.float32))
+    assert as_hu.saturated_above_hu is None and as_hu.value_origin.startswith("float image taken as HU")
+    with pytest.raises(CalcinosisError, match=r"ramp: has shape \(3, 8, 301\); an export is one 2-D slice"):
+        image_from_export(np.stack([grey] * 3), 0.2, source="ramp")
+    with pytest.raises(CalcinosisError, match="pixel_size_mm"):
+        image_from_export(grey, 0.0)
 
 
 def test_png_without_pixel_size_is_refused(tmp_path):

@@ -190,6 +190,27 @@ def test_quantify_lets_a_seed_take_only_mask_the_network_was_unsure_of():
         quantify(image, [(22, 23)], bone_mask=mask, bone_probability=probability[:10])
 
 
+def test_deposits_clipped_by_an_export_window_are_named():
+    # An 8-bit export at W1500/L450 clipped everything above 1200 HU: a deposit reaching it is
+    # denser than its pixels say. The same pixels from a DICOM (nothing clipped) say nothing.
+    pixels = np.full((200, 200), 40.0, np.float32)
+    pixels[:, :10] = -300.0  # the export's bottom: air
+    bone = np.zeros(pixels.shape, bool)
+    bone[170:190, 40:160] = True
+    pixels[bone] = 1200.0
+    pixels[40:52, 40:52] = 1200.0  # a dense deposit, clipped
+    pixels[100:112, 100:112] = 800.0  # a fainter one, whole
+    seeds = [(46, 46), (106, 106)]
+    export = CalcinosisImage(pixels, (0.25, 0.25), saturated_above_hu=1200.0)
+    result = quantify(export, seeds, bone_mask=bone)
+    assert result.table["status"].tolist() == ["ok", "ok"]
+    [clipped] = [w for w in result.warnings if "top of the export's window" in w]
+    assert clipped.startswith("lesion(s) 1 reach the top of the export's window (1200 HU)")
+    assert "lower bounds" in clipped
+    dicom = quantify(CalcinosisImage(pixels, (0.25, 0.25)), seeds, bone_mask=bone)
+    assert not any("export's window" in w for w in dicom.warnings)
+
+
 def test_doubtful_results_carry_their_warnings():
     # Measured all the same, but the result says why its numbers are doubtful: no bone found,
     # and a "deposit" larger than any calcinosis deposit (a flood of something else).

@@ -267,8 +267,8 @@ def test_every_manifest_widget_docks_from_the_plugins_menu(make_napari_viewer):
     viewer = make_napari_viewer()
     manifest = npe2.PluginManager.instance().get_manifest("napari-calcinosis")
     names = [w.display_name for w in manifest.contributions.widgets]
-    assert {"Quantify (one click)", "Segment phalanges", "Subtract bone", "Grow from seeds", "Measure",
-            "Train / fine-tune"} <= set(names)
+    assert {"Prepare image (pixel size, HU)", "Quantify (one click)", "Segment phalanges", "Subtract bone",
+            "Grow from seeds", "Measure", "Train / fine-tune"} <= set(names)
     for name in names:
         dock, widget = viewer.window.add_plugin_dock_widget("napari-calcinosis", name)
         assert widget is not None and dock.isVisible() is not None
@@ -619,7 +619,7 @@ def test_odd_images_get_a_clear_word(sample):
     assert seg.run() is None and "stack of shape (3, " in seg.status.value and "Split Stack" in seg.status.value
     rgb = viewer.add_image(np.zeros(image.data.shape + (3,), np.uint8), name="photo", rgb=True)
     seg.image.value = rgb
-    assert seg.run() is None and "colour (RGB)" in seg.status.value and "read_image" in seg.status.value
+    assert seg.run() is None and "colour (RGB)" in seg.status.value and "Prepare image" in seg.status.value
     one = viewer.add_image(image.data[None], name="one slice", scale=(1, 0.25, 0.25))
     seg.image.value = one
     assert seg.run() is not None and seg.status.value.startswith("bone:")  # a leading axis of one slice is fine
@@ -631,6 +631,87 @@ def test_odd_images_get_a_clear_word(sample):
     q.image.value = image
     q.run()
     assert not q.status.value.startswith("warning")
+
+
+def test_prepare_turns_an_export_opened_by_napari_into_hu_and_mm(sample, tmp_path):
+    # The paper's route: a JPEG/PNG exported at W1500/L450, opened with napari's own reader
+    # (0-255, scale 1). Prepare image maps it back to HU with the pixel size given, and the
+    # deposits measure as they do on the DICOM.
+    from napari_calcinosis import read_image, write_windowed_png
+    from napari_calcinosis._widgets import PrepareWidget, QuantifyWidget
+
+    viewer, image, _, _, seeds, areas = sample
+    spacing_mm = float(image.scale[-1])
+    path = write_windowed_png(tmp_path / "finger.png", image.data)
+    [png] = viewer.open(str(path), plugin="napari")
+    assert png.data.dtype == np.uint8 and tuple(png.scale) == (1.0, 1.0)
+    prep = dock(viewer, PrepareWidget(viewer))
+    prep.image.value = png
+    assert prep.export.value and prep.pixel_size_mm.value == 0.0 and prep.run_button.text == "Convert to HU"
+    assert prep.status.value.startswith("'finger' looks like an export")
+    assert prep.run() is None and "give the pixel size in mm" in prep.status.value
+    assert [layer.name for layer in viewer.layers][-1] == "finger"  # nothing added
+
+    prep.pixel_size_mm.value = spacing_mm
+    hu = prep.run()
+    assert hu.name == "finger (HU)" and tuple(hu.scale) == (spacing_mm, spacing_mm) and not png.visible
+    assert tuple(png.scale) == (spacing_mm, spacing_mm) and png.data.dtype == np.uint8  # one world, in mm
+    expected = read_image(path, pixel_size_mm=spacing_mm)
+    np.testing.assert_allclose(hu.data, expected.pixels_hu)
+    assert hu.metadata["saturated_above_hu"] == 1200.0
+    assert "8-bit export mapped back through W1500/L450" in prep.status.value
+    assert prep.run() is hu and sum(layer.name.startswith("finger (HU)") for layer in viewer.layers) == 1
+    screenshot(viewer, "widget_prepare")
+
+    viewer.add_points(seeds, name="seeds", scale=hu.scale, units="mm")
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = hu, "cpu"
+    result = q.run()
+    assert "has scale 1" not in q.status.value and "8-bit export" not in q.status.value
+    assert (result.table["status"] == "ok").all()
+    assert np.allclose(result.table["area_mm2"][:3], areas[:3], rtol=0.25, atol=0.5)
+    # the clipping the export recorded reaches the result's warnings
+    dense = result.table["max_value"] >= 1200 - 3
+    assert dense.any() == any("top of the export's window" in w for w in result.warnings)
+
+    # A colour export (a JPEG from a PACS viewer) converts to the same HU.
+    rgb = viewer.add_image(np.stack([png.data] * 3, axis=-1), name="photo", rgb=True)
+    prep.image.value = rgb
+    assert prep.export.value
+    prep.pixel_size_mm.value = spacing_mm
+    np.testing.assert_allclose(prep.run().data, expected.pixels_hu, atol=1e-3)
+
+    # An image in HU without a pixel size gets its scale, in place: nothing to convert.
+    bare = viewer.add_image(image.data, name="no size")
+    prep.image.value = bare
+    assert not prep.export.value and prep.run_button.text == "Set pixel size"
+    assert "has no pixel size (scale 1)" in prep.status.value
+    prep.pixel_size_mm.value = 0.3
+    assert prep.run() is bare and tuple(bare.scale) == (0.3, 0.3) and bare.data is image.data
+    prep.image.value = png
+    prep.image.value = bare
+    assert prep.pixel_size_mm.value == pytest.approx(0.3) and "ready to measure" in prep.status.value
+
+
+def test_the_widgets_hear_what_the_reader_recorded_of_the_file(sample):
+    # An MR slice opened with the plugin's reader: the file says its values are not HU, and the
+    # widget's result says so, as the command line's does.
+    from pydicom.data import get_testdata_file
+
+    from napari_calcinosis._widgets import QuantifyWidget, calcinosis_image
+
+    viewer = sample[0]
+    [mr] = viewer.open(get_testdata_file("MR_small.dcm"), plugin="napari-calcinosis")
+    image = calcinosis_image(mr, np.asarray(mr.data, np.float32))
+    assert "values may not be Hounsfield units" in image.value_origin
+    assert image.spacing_origin == mr.metadata["spacing_origin"]
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = mr, "cpu"
+    q.run()
+    assert "it is not a CT image (the file's Modality is MR)" in q.status.value
+    # a scale changed since the file was read is the user's, not the file's
+    mr.scale = (0.5, 0.5)
+    assert calcinosis_image(mr, np.asarray(mr.data, np.float32)).spacing_origin == ""
 
 
 def test_many_failed_seeds_are_counted_not_listed(sample):

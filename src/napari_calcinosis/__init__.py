@@ -12,7 +12,7 @@ seed and measured in mm^2. The same functions serve the napari widgets, the
 
 from ._errors import CalcinosisError
 from .grow import GrowResult, grow_lesions
-from .io import CalcinosisImage, read_image, write_dicom, write_windowed_png
+from .io import CalcinosisImage, image_from_export, read_image, write_dicom, write_windowed_png
 from .measure import feret_axes_mm, measure_lesions, summarize
 from .phantom import Phantom, make_phantom
 from .pipeline import QuantifyResult, quantify
@@ -39,6 +39,7 @@ __all__ = [
     "dice",
     "feret_axes_mm",
     "grow_lesions",
+    "image_from_export",
     "lins_ccc",
     "load_model",
     "make_phantom",

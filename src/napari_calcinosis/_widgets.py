@@ -52,8 +52,8 @@ def image_pixels(layer) -> np.ndarray:
     if getattr(layer, "rgb", False):
         raise CalcinosisError(
             f"'{layer.name}' is a colour (RGB) image: the measurement needs one greyscale slice in HU. "
-            "Open the DICOM with the napari-calcinosis reader, or convert a PNG/JPEG export in the "
-            f"console: {_EXPORT_RECIPE}"
+            "Open the DICOM with the napari-calcinosis reader, or, for a PNG/JPEG export, "
+            f"{_EXPORT_RECIPE}"
         )
     data = _squeeze_leading(np.asarray(layer.data))
     if data.ndim != 2:
@@ -64,9 +64,32 @@ def image_pixels(layer) -> np.ndarray:
     return data.astype(np.float32, copy=False)
 
 
-# How an export becomes HU and mm in napari's console (the CLI and read_image do the same).
-_EXPORT_RECIPE = ("from napari_calcinosis import read_image; im = read_image('finger.png', pixel_size_mm=0.25); "
-                  "viewer.add_image(im.pixels_hu, scale=im.spacing_mm, name='finger')")
+# How an export becomes HU and mm in napari (the CLI and read_image do the same).
+_EXPORT_RECIPE = ("use Plugins > napari-calcinosis > Prepare image (pixel size, HU): give the pixel size, "
+                  "and it maps the export back to HU through its window")
+
+
+# What the napari-calcinosis reader and Prepare image record of a file in the layer's metadata,
+# passed on to the measurement: the window, where the values came from, where the export clipped.
+_RECORDED = ("window_level_hu", "window_width_hu", "value_origin", "spacing_origin", "saturated_above_hu")
+
+
+def calcinosis_image(layer, pixels):
+    """The image a widget measures: ``pixels`` of ``layer`` at its scale (mm), with what the
+    reader recorded of the file, so that the same warnings as the command line's apply (values
+    that are not HU, deposits an export clipped). A spacing origin no longer holds once the
+    scale has been changed since."""
+    from .io import CalcinosisImage
+
+    meta = layer.metadata or {}
+    recorded = {key: meta[key] for key in _RECORDED if meta.get(key) is not None}
+    spacing_mm = spacing_of(layer)
+    if "spacing_origin" in recorded and tuple(meta.get("spacing_mm") or ()) != spacing_mm:
+        del recorded["spacing_origin"]
+    try:
+        return CalcinosisImage(pixels_hu=pixels, spacing_mm=spacing_mm, source=layer.name, **recorded)
+    except (CalcinosisError, TypeError, ValueError):  # metadata of the user's own making
+        return CalcinosisImage(pixels_hu=pixels, spacing_mm=spacing_mm, source=layer.name)
 
 
 def input_warning(layer, pixels) -> str:
@@ -77,7 +100,7 @@ def input_warning(layer, pixels) -> str:
                      "its pixel spacing in mm (the napari-calcinosis reader does this for DICOM)")
     if pixels.size and pixels.min() >= 0 and pixels.max() <= 255 and np.array_equal(pixels, np.round(pixels)):
         notes.append(f"'{layer.name}' holds 0-255, an 8-bit export rather than HU; bone and deposits are then "
-                     f"misread. Convert it in the console: {_EXPORT_RECIPE}")
+                     f"misread. To convert it, {_EXPORT_RECIPE}")
     return "; ".join(notes)
 
 
@@ -465,6 +488,126 @@ class _Widget(Container):
 # ---------------------------------------------------------------------------------------------
 
 
+def _looks_like_export(layer) -> bool:
+    """Whether an Image layer's values look like a PNG/JPEG/TIFF export (0-255, 0-65535 or
+    colour) rather than HU: 8-bit and colour always; 16-bit when it came from such a file (a
+    DICOM's raw 16-bit values opened by another reader are no export)."""
+    if getattr(layer, "rgb", False):
+        return True
+    dtype = getattr(layer.data, "dtype", None)
+    if dtype == np.uint8:
+        return True
+    path = getattr(getattr(layer, "source", None), "path", None)
+    suffix = Path(str(path)).suffix.lower() if path else ""
+    return dtype == np.uint16 and suffix in (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+class PrepareWidget(_Widget):
+    """A PNG/JPEG/TIFF export, or an image without a pixel size -> an image in HU whose scale is
+    its pixel spacing in mm: what every other widget measures."""
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer)
+        import napari
+
+        from .io import WINDOW_LEVEL_HU, WINDOW_WIDTH_HU
+
+        self.image = create_widget(annotation=napari.layers.Image, label="image")
+        # 0 until given: a pixel size taken by default would measure every area wrong, silently.
+        self.pixel_size_mm = FloatSpinBox(label="pixel size (mm)", value=0.0, min=0.0, max=5.0, step=0.001)
+        self.export = CheckBox(label="an export (0-255, colour): map back to HU through the window", value=False)
+        self.level_hu = FloatSpinBox(label="window level (HU)", value=WINDOW_LEVEL_HU, min=-2000, max=4000, step=10)
+        self.width_hu = FloatSpinBox(label="window width (HU)", value=WINDOW_WIDTH_HU, min=1, max=8000, step=10)
+        self.run_button = PushButton(text="Apply")
+        self.image.changed.connect(self._describe)
+        self.export.changed.connect(self._show_window)
+        self.run_button.changed.connect(self.run)
+        self.extend([self.image, self.pixel_size_mm, self.export, self.level_hu, self.width_hu, self.run_button,
+                     self.status])
+        self._describe()
+
+    def _show_window(self, *_):
+        self.level_hu.visible = self.width_hu.visible = bool(self.export.value)
+        self.run_button.text = "Convert to HU" if self.export.value else "Set pixel size"
+
+    def _describe(self, *_):
+        """Fill the inputs from the chosen layer and say what it holds."""
+        layer = self.image.value
+        if layer is None:
+            self.status.value = "open a PNG/JPEG export (File > Open) or an image without a pixel size"
+            self._show_window()
+            return
+        scale = spacing_of(layer)
+        known = not np.allclose(scale, 1.0) and np.isclose(scale[0], scale[1])
+        self.pixel_size_mm.value = scale[0] if known else 0.0
+        self.export.value = _looks_like_export(layer)
+        self._show_window()
+        if self.export.value:
+            self.status.value = (f"'{layer.name}' looks like an export: give its pixel size in mm and the window "
+                                 "it was exported through (the paper's W1500/L450 by default), then Convert to HU")
+        elif not known:
+            self.status.value = f"'{layer.name}' has no pixel size (scale 1): give it in mm, then Set pixel size"
+        else:
+            self.status.value = f"'{layer.name}': {scale[0]:g} mm pixels, values taken as HU; ready to measure"
+
+    def run(self, *_):
+        layer = self._image_or_hint()
+        if layer is None:
+            return None
+
+        def go():
+            size_mm = float(self.pixel_size_mm.value)
+            if size_mm <= 0:
+                raise CalcinosisError(
+                    "give the pixel size in mm: a PNG or JPEG export does not carry it (the DICOM's "
+                    "PixelSpacing, or the reconstruction's field of view divided by its matrix)")
+            if self.export.value:
+                return self._convert(layer, size_mm)
+            image_pixels(layer)  # one grey slice, or say what to do
+            layer.scale = tuple(layer.scale[:-2]) + (size_mm, size_mm)
+            layer.units = ("mm",) * layer.ndim
+            layer.metadata.update(spacing_mm=(size_mm, size_mm), spacing_origin="given in napari (Prepare image)")
+            self.viewer.reset_view()
+            self.status.value = f"'{layer.name}' now has {size_mm:g} mm pixels; its values are taken as HU"
+            self._warn_if_odd(layer, image_pixels(layer))
+            return layer
+
+        return self._run_safely(go)
+
+    def _convert(self, layer, size_mm: float):
+        from napari.layers import Image
+
+        from ._reader_writer import _layer_data
+        from .io import image_from_export
+
+        data = np.asarray(layer.data)
+        if data.ndim == 3 and not getattr(layer, "rgb", False) and data.shape[0] > 1:
+            image_pixels(layer)  # a stack: say what to do
+        image = image_from_export(data, size_mm, self.level_hu.value, self.width_hu.value, source=layer.name)
+        pixels, kwargs, _ = _layer_data(image)
+        kwargs["metadata"].update({SOURCE: layer.name, MADE_HERE: True, "spacing_origin": "given in napari (Prepare image)"})
+        name = _free_name(self.viewer, f"{layer.name} (HU)", Image, pixels.shape, layer.name)
+        kwargs["name"] = name
+        if name in self.viewer.layers:
+            out = self.viewer.layers[name]
+            out.data = pixels
+            for key in ("scale", "contrast_limits", "metadata"):
+                setattr(out, key, kwargs[key])
+        else:
+            out = self.viewer.add_image(pixels, **kwargs)
+        # The export's own layer gets the same pixel size, so that both lie in one world in mm
+        # (at scale 1 it would dwarf the finger and take the scale bar out of mm); hidden.
+        layer.scale = tuple(layer.scale[:-2]) + (size_mm, size_mm)
+        layer.units = ("mm",) * layer.ndim
+        layer.visible = False
+        self.viewer.layers.selection.active = out
+        self.viewer.reset_view()
+        clipped = f"; above {image.saturated_above_hu:.0f} HU it was clipped" if image.saturated_above_hu else ""
+        self.status.value = (f"'{name}': {image.value_origin}{clipped}, {size_mm:g} mm pixels. Choose it in the other "
+                             f"widgets; '{layer.name}' is hidden, its pixels unchanged")
+        return out
+
+
 class SegmentWidget(_Widget):
     """Image -> editable ``bone`` Labels layer (the phalanx U-Net)."""
 
@@ -653,7 +796,6 @@ class GrowWidget(_Widget):
 
     def regrow(self, *_):
         from .pipeline import quantify
-        from .io import CalcinosisImage
 
         image, bone = self.image.value, self.bone.value
         if image is None or bone is None or self.points is None:
@@ -661,7 +803,7 @@ class GrowWidget(_Widget):
 
         def go():
             pixels = image_pixels(image)
-            calc = CalcinosisImage(pixels_hu=pixels, spacing_mm=spacing_of(image), source=image.name)
+            calc = calcinosis_image(image, pixels)
             seeds = points_in_pixels(self.points, image)
             mask = _mask_for(bone, pixels, "bone")
             # The network's probability, kept by Segment phalanges: a seed may take a blob of the
@@ -829,7 +971,6 @@ class QuantifyWidget(_Widget):
         self.extend([self.use_seeds, self.run_button, self.status])
 
     def run(self, *_):
-        from .io import CalcinosisImage
         from .pipeline import quantify
 
         layer = self._image_or_hint()
@@ -841,7 +982,7 @@ class QuantifyWidget(_Widget):
 
             v = self.viewer
             pixels = image_pixels(layer)
-            calc = CalcinosisImage(pixels_hu=pixels, spacing_mm=spacing_of(layer), source=layer.name)
+            calc = calcinosis_image(layer, pixels)
             seeds = None
             clicked = seeds_of(v, layer)
             if self.use_seeds.value and clicked is not None and len(clicked.data):

@@ -48,6 +48,7 @@ __all__ = [
     "hu_to_window_unit",
     "window_unit_to_hu",
     "read_image",
+    "image_from_export",
     "write_dicom",
     "write_windowed_png",
 ]
@@ -951,34 +952,93 @@ def _read_raster(
     else:
         values, bits, colour_note = _read_pillow_values(path, fmt)
 
+    if user_spacing_mm is None:
+        raise CalcinosisError(
+            f"{path}: a {fmt} image carries no pixel size; {_PIXEL_SIZE_HINT}"
+        )
+    return _export_image(values, bits, colour_note, fmt, user_spacing_mm, level_hu, width_hu, str(path))
+
+
+def _export_image(
+    grey: np.ndarray, bits: int | None, colour_note: str, fmt: str, spacing_mm, level_hu: float,
+    width_hu: float, source: str, spacing_origin: str = "user (pixel_size_mm)",
+) -> CalcinosisImage:
+    """An export's grey values as HU: an unsigned N-bit export mapped back through its window
+    (``bits``), float or signed values (``bits`` None) taken as HU."""
     if bits is None:
-        pixels_hu = np.asarray(values, dtype=np.float32)
-        number_kind = "float" if values.dtype.kind == "f" else "signed-integer"
+        pixels_hu = np.asarray(grey, dtype=np.float32)
+        number_kind = "float" if grey.dtype.kind == "f" else "signed-integer"
         value_origin = f"{number_kind} {fmt} taken as HU"
         saturated_above_hu = None
     else:
-        pixels_hu = _windowed_export_to_hu(values, bits, level_hu, width_hu)
+        pixels_hu = _windowed_export_to_hu(grey, bits, level_hu, width_hu)
         value_origin = f"{bits}-bit export mapped back through {_window_label(level_hu, width_hu)}"
         # The export clipped everything above the window's top to full scale.
         saturated_above_hu = level_hu + width_hu / 2.0
     if colour_note:
         value_origin = f"{value_origin} ({colour_note})"
-
-    if user_spacing_mm is None:
-        raise CalcinosisError(
-            f"{path}: a {fmt} image carries no pixel size; {_PIXEL_SIZE_HINT}"
-        )
-
     return CalcinosisImage(
         pixels_hu=pixels_hu,
-        spacing_mm=user_spacing_mm,
+        spacing_mm=spacing_mm,
         window_level_hu=level_hu,
         window_width_hu=width_hu,
-        source=str(path),
+        source=source,
         value_origin=value_origin,
-        spacing_origin="user (pixel_size_mm)",
+        spacing_origin=spacing_origin,
         saturated_above_hu=saturated_above_hu,
     )
+
+
+def image_from_export(
+    values,
+    pixel_size_mm,
+    window_level_hu: float = WINDOW_LEVEL_HU,
+    window_width_hu: float = WINDOW_WIDTH_HU,
+    *,
+    source: str = "",
+) -> CalcinosisImage:
+    """An export already in memory (a PNG or JPEG opened by napari's own reader, say) as HU,
+    as :func:`read_image` reads the file.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The export's pixels: grey (rows, cols), or colour (rows, cols, 3 or 4; grey + alpha 2),
+        reduced to grey by luminance. Unsigned 8- or 16-bit values are mapped back to HU through
+        the window; float or signed values are taken as HU.
+    pixel_size_mm : float or (float, float)
+        Pixel spacing in mm, square or (row, col): an export does not carry it.
+    window_level_hu, window_width_hu : float
+        The window in HU the export was made through (default: the paper's W1500/L450).
+    source : str
+        Where the image came from, for messages and the result's ``source``.
+
+    Returns
+    -------
+    CalcinosisImage
+        With ``saturated_above_hu`` the window's top for an N-bit export (it clipped there).
+
+    Raises
+    ------
+    CalcinosisError
+        If the values are not one 2-D slice in grey or colour, are not numbers, or the pixel
+        size or window is not valid.
+    """
+    where = source or "the image"
+    spacing_mm = _checked_spacing(pixel_size_mm, f"{where}: pixel_size_mm")
+    level_hu, width_hu = _checked_window(window_level_hu, window_width_hu)
+    array = _squeeze_leading(np.asarray(values))
+    if array.dtype.kind not in "biuf":
+        raise CalcinosisError(f"{where}: its values are {array.dtype}, not numbers")
+    colour = array.ndim == 3 and array.shape[-1] in (2, 3, 4)
+    if array.ndim != 2 and not colour:
+        raise CalcinosisError(
+            f"{where}: has shape {array.shape}; an export is one 2-D slice, in grey or colour"
+        )
+    grey, note = _grey_values(array, Path(where), "image", colour)
+    bits = _bits_of(array, Path(where), "image")
+    return _export_image(grey, bits, note, "image", spacing_mm, level_hu, width_hu, source,
+                         spacing_origin="user (pixel_size_mm)")
 
 
 def _grey_values(

@@ -185,4 +185,14 @@ def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.Dat
         shown = ", ".join(f"{int(k)} ({a:.0f} mm²)" for k, a in zip(large["lesion_id"], large["area_mm2"]))
         notes.append(f"lesion(s) {shown} are larger than any calcinosis deposit ({MAX_PLAUSIBLE_DEPOSIT_MM2:g} "
                      "mm²): check the bone mask and the image's values there")
+    if image.saturated_above_hu is not None:
+        # An export clipped everything above its window's top: a deposit reaching it is denser
+        # than its pixels say. Half an 8-bit step (of the window's width) below the top counts.
+        top = image.saturated_above_hu
+        clipped = lesions[lesions["max_value"] >= top - 0.5 * image.window_width_hu / 255]
+        if len(clipped):
+            ids = ", ".join(str(int(k)) for k in clipped["lesion_id"])
+            notes.append(f"lesion(s) {ids} reach the top of the export's window ({top:.0f} HU), where it clipped "
+                         "them: their mean and max HU are lower bounds, and their half-maximum edge is drawn "
+                         "from the clipped peak (the DICOM holds the full values)")
     return notes
