@@ -190,7 +190,7 @@ def test_quantify_lets_a_seed_take_only_mask_the_network_was_unsure_of():
         quantify(image, [(22, 23)], bone_mask=mask, bone_probability=probability[:10])
 
 
-def test_deposits_clipped_by_an_export_window_are_named():
+def test_deposits_clipped_by_an_export_window_are_flagged():
     # An 8-bit export at W1500/L450 clipped everything above 1200 HU: a deposit reaching it is
     # denser than its pixels say. The same pixels from a DICOM (nothing clipped) say nothing.
     pixels = np.full((200, 200), 40.0, np.float32)
@@ -204,11 +204,10 @@ def test_deposits_clipped_by_an_export_window_are_named():
     export = CalcinosisImage(pixels, (0.25, 0.25), saturated_above_hu=1200.0)
     result = quantify(export, seeds, bone_mask=bone)
     assert result.table["status"].tolist() == ["ok", "ok"]
-    [clipped] = [w for w in result.warnings if "top of the export's window" in w]
-    assert clipped.startswith("lesion(s) 1 reach the top of the export's window (1200 HU)")
-    assert "lower bounds" in clipped
+    assert result.table["hu_clipped"].tolist() == [True, False]
     dicom = quantify(CalcinosisImage(pixels, (0.25, 0.25)), seeds, bone_mask=bone)
-    assert not any("export's window" in w for w in dicom.warnings)
+    assert dicom.table["hu_clipped"].tolist() == [False, False]
+    assert dicom.table["area_mm2"].tolist() == result.table["area_mm2"].tolist()
 
 
 def test_doubtful_results_carry_their_warnings():

@@ -670,9 +670,11 @@ def test_prepare_turns_an_export_opened_by_napari_into_hu_and_mm(sample, tmp_pat
     assert "has scale 1" not in q.status.value and "8-bit export" not in q.status.value
     assert (result.table["status"] == "ok").all()
     assert np.allclose(result.table["area_mm2"][:3], areas[:3], rtol=0.25, atol=0.5)
-    # the clipping the export recorded reaches the result's warnings
-    dense = result.table["max_value"] >= 1200 - 3
-    assert dense.any() == any("top of the export's window" in w for w in result.warnings)
+    # the clipping the export recorded reaches the table and the status line
+    dense = (result.table["max_value"] >= 1200 - 3).to_numpy()
+    assert dense.any() and result.table["hu_clipped"].tolist() == dense.tolist()
+    assert f"; {dense.sum()} reach the export's top of 1200 HU: their HU are lower bounds" in q.status.value
+    assert not q.status.value.startswith("warning")
 
     # A colour export (a JPEG from a PACS viewer) converts to the same HU.
     rgb = viewer.add_image(np.stack([png.data] * 3, axis=-1), name="photo", rgb=True)

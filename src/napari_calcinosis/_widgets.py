@@ -872,6 +872,9 @@ def show_lesions(viewer, result, image_layer):
                   else ", ".join(f"{n} {status}" for status, n in statuses.value_counts().items()))
         widget_status += f"; {int(failed.sum())} seed(s) failed: {listed}"
     widget_status += _left_out_text(table["status"], "left out")
+    if "hu_clipped" in features and features["hu_clipped"].any():
+        widget_status += (f"; {int(features['hu_clipped'].sum())} reach the export's top of "
+                          f"{result.image.saturated_above_hu:.0f} HU: their HU are lower bounds (hu_clipped)")
     n_freed = int(((table["freed_from_bone_mm2"] > 0) & (table["status"] == "ok")).sum())
     if n_freed:
         widget_status += f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there"

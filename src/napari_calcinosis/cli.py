@@ -16,7 +16,8 @@ from .io import WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _listed, _one_line, atomic_out
 OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
     "ellipse_area_mm2", "mean_value", "max_value", "value_unit", "centroid_row", "centroid_col",
-    "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2", "bone_margin_mm", "status", "warnings",
+    "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2", "bone_margin_mm", "hu_clipped", "status",
+    "warnings",
 ]
 _IMAGE_SUFFIXES = {".dcm", ".dicom", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 

@@ -38,7 +38,9 @@ class QuantifyResult:
     table : DataFrame
         One row per lesion (automatic mode) or per seed, in seed order; see
         :data:`napari_calcinosis.measure.LESION_COLUMNS`, plus ``peak_hu``,
-        ``background_hu``, ``level_hu`` and ``freed_from_bone_mm2`` from growing.
+        ``background_hu``, ``level_hu`` and ``freed_from_bone_mm2`` from growing, and
+        ``hu_clipped``: the lesion reaches the top of an export's window, where the export
+        clipped it, so its mean and max HU are lower bounds (always False for DICOM).
     warnings : list of str
         What makes this result doubtful, one sentence each, for the user to judge: the image's
         values or size (:func:`~napari_calcinosis.io.image_caveats`), no bone found, a lesion
@@ -158,6 +160,7 @@ def quantify(
     for col in ("peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2"):
         table[col] = s[col].to_numpy()
     table["bone_margin_mm"] = margin_mm
+    table["hu_clipped"] = _hu_clipped(image, table)
     table.insert(0, "image", image.name)
     if seeds is None:
         # Automatic mode's seeds are its own: a candidate that ran into another's lesion, or
@@ -185,14 +188,14 @@ def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.Dat
         shown = ", ".join(f"{int(k)} ({a:.0f} mm²)" for k, a in zip(large["lesion_id"], large["area_mm2"]))
         notes.append(f"lesion(s) {shown} are larger than any calcinosis deposit ({MAX_PLAUSIBLE_DEPOSIT_MM2:g} "
                      "mm²): check the bone mask and the image's values there")
-    if image.saturated_above_hu is not None:
-        # An export clipped everything above its window's top: a deposit reaching it is denser
-        # than its pixels say. Half an 8-bit step (of the window's width) below the top counts.
-        top = image.saturated_above_hu
-        clipped = lesions[lesions["max_value"] >= top - 0.5 * image.window_width_hu / 255]
-        if len(clipped):
-            ids = ", ".join(str(int(k)) for k in clipped["lesion_id"])
-            notes.append(f"lesion(s) {ids} reach the top of the export's window ({top:.0f} HU), where it clipped "
-                         "them: their mean and max HU are lower bounds, and their half-maximum edge is drawn "
-                         "from the clipped peak (the DICOM holds the full values)")
     return notes
+
+
+def _hu_clipped(image: CalcinosisImage, table: pd.DataFrame) -> np.ndarray:
+    """Per row: whether the lesion reaches the top of the export's window, where the export
+    clipped it (its mean and max HU are then lower bounds, and its half-maximum edge is drawn
+    from the clipped peak). Half an 8-bit step below the top counts. False for DICOM."""
+    if image.saturated_above_hu is None:
+        return np.zeros(len(table), bool)
+    top = image.saturated_above_hu - 0.5 * image.window_width_hu / 255
+    return ((table["lesion_id"] > 0) & (table["max_value"] >= top)).to_numpy()
