@@ -125,6 +125,17 @@ def test_train_and_resume_from_the_cli(tmp_path):
     assert r.returncode == 2 and "checkpoint of an unfinished run" in r.stderr
 
 
+def test_help_prints_for_the_command_and_every_subcommand():
+    # argparse formats help strings with %: a bare "95 % CI" made `napari-calcinosis --help` crash
+    r = run("--help")
+    assert r.returncode == 0, r.stderr
+    commands = ("quantify", "demo", "train", "agreement", "validate", "sample")
+    assert all(c in r.stdout for c in commands) and "95 % CI" in r.stdout
+    for command in commands:
+        r = run(command, "--help")
+        assert r.returncode == 0 and r.stdout.startswith("usage: napari-calcinosis " + command), r.stderr
+
+
 def test_cli_errors_are_one_line():
     r = run("quantify", "/nonexistent/finger.dcm", "--device", "cpu")
     assert r.returncode == 1

@@ -657,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_device(t)
     t.set_defaults(func=cmd_train)
 
-    a = sub.add_parser("agreement", help="Spearman, Lin's CCC with 95 % CI and Bland-Altman for two columns of a CSV")
+    a = sub.add_parser("agreement", help="Spearman, Lin's CCC with 95 %% CI and Bland-Altman for two columns of a CSV")
     a.add_argument("csv")
     a.add_argument("--x", required=True, help="first measurement column (differences are x - y)")
     a.add_argument("--y", required=True, help="second measurement column")
