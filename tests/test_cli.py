@@ -60,6 +60,20 @@ def test_quantify_dicom_with_seeds_and_masks(samples, tmp_path):
     assert lesions.dtype == np.uint16 and lesions.shape == bone.shape and lesions.max() >= 1
 
 
+def test_slices_of_a_series_named_by_uid_keep_their_last_number(samples, tmp_path):
+    # A PACS export: one folder, files named by UID, differing only in the last number. They are
+    # two images, in the table and in --masks, not one name twice.
+    series = tmp_path / "series"
+    series.mkdir()
+    for k, stem in ((1, "phantom_000031"), (2, "phantom_000032")):
+        (series / f"1.2.840.99.7.{k}").write_bytes((samples / f"{stem}.dcm").read_bytes())
+    out, masks = tmp_path / "r.csv", tmp_path / "M"
+    r = run("quantify", series, "--out", out, "--masks", masks, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert set(pd.read_csv(out)["image"]) == {"1.2.840.99.7.1", "1.2.840.99.7.2"}
+    assert sorted(p.name for p in masks.glob("*_bone.png")) == ["1.2.840.99.7.1_bone.png", "1.2.840.99.7.2_bone.png"]
+
+
 def test_quantify_png_needs_pixel_size_and_a_bad_file_does_not_stop_the_batch(samples, tmp_path):
     truth = pd.read_csv(samples / "truth.csv")
     spacing = truth.groupby("image")["spacing_mm"].first()

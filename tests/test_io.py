@@ -109,6 +109,11 @@ def test_dicom_without_preamble_or_meta_and_without_suffix_is_read(tmp_path):
     image = read_image(raw)
     np.testing.assert_array_equal(image.pixels_hu, read_image(CT_SMALL).pixels_hu)
     assert image.spacing_mm == (0.661468, 0.661468)
+    # its name keeps the UID's last number (the next slice is ...99999.2), as a layer's name does
+    assert image.name == "1.2.840.99999.1"
+    assert CalcinosisImage(image.pixels_hu, 0.5, source="finger 2.5").name == "finger 2.5"
+    assert CalcinosisImage(image.pixels_hu, 0.5, source="/data/finger.DCM").name == "finger"
+    assert CalcinosisImage(image.pixels_hu, 0.5, source="/data/export.jpeg").name == "export"
 
 
 def test_rgb_dicom_is_mapped_back_through_the_window_not_taken_as_hu():

@@ -232,6 +232,13 @@ def test_labels_far_larger_than_the_image_are_measured_as_they_are():
     # and no background at all
     full = np.full((3, 3), big, np.int64)
     assert measure_lesions(full, (1.0, 1.0)).area_px.tolist() == [9]
+    # uint64 beyond float's 53 bits stays exact
+    huge = np.zeros((4, 4), np.uint64)
+    huge[0, 0], huge[3, 3] = 2**53 + 1, 2**63 - 1
+    assert measure_lesions(huge, (1.0, 1.0)).lesion_id.tolist() == [2**53 + 1, 2**63 - 1]
+    huge[3, 3] = 2**64 - 1
+    with pytest.raises(CalcinosisError, match=r"label values up to 2\*\*63 - 1"):
+        measure_lesions(huge, (1.0, 1.0))
 
 
 def test_statuses_follow_label_order_without_lesion_ids():

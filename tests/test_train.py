@@ -558,6 +558,12 @@ def test_folder_pairs_say_what_they_leave_out_and_read_masks_as_drawn(tmp_path):
     assert np.allclose(samples[0].spacing_mm, phantoms[0].spacing_mm)  # not the exports' 0.5 mm
     assert any(n.startswith("1 image(s) named like another left out") and "f0.png (beside f0.dcm)" in n
                for n in notes)
+    # without a DICOM, a lossless export before a JPEG, whatever their names' order
+    from napari_calcinosis.train import _one_image_a_name
+
+    said = []
+    kept = _one_image_a_name([Path("f5.jpg"), Path("f5.png"), Path("f6.jpeg"), Path("f7.tif")], said.append)
+    assert kept == [Path("f5.png"), Path("f6.jpeg"), Path("f7.tif")] and "f5.jpg (beside f5.png)" in said[0]
     # in one folder, a mask whose image is missing (f9_bone.png) reads as an image without a mask
     assert "2 image(s) without a mask left out: f3.dcm, f9_bone.png" in notes
     assert any("f2_bone.png marks" in n and "is it inverted" in n for n in notes)

@@ -113,9 +113,9 @@ def read_dicom(path: str | Sequence[str]) -> list[tuple]:
                 image = read_image(one, pixel_size_mm=1.0)
                 from napari.utils.notifications import show_warning
 
-                show_warning(f"{_one_line(exc).split('; ')[0]}: opened at scale 1 (1 mm a pixel). Set the layer's "
-                             "scale to the pixel spacing in mm before measuring (layer > Transform, or the console: "
-                             "viewer.layers[-1].scale = (0.25, 0.25))")
+                show_warning(f"{_one_line(exc).split('; ')[0]}: opened at scale 1 (1 mm a pixel). Give it its pixel "
+                             "spacing in mm before measuring: Plugins > napari-calcinosis > Prepare image (pixel "
+                             "size, HU)")
                 image.spacing_origin = "none in the file: opened at scale 1, to be set by the user"
         except CalcinosisError as exc:
             if one in str(exc):

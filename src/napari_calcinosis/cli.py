@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import CalcinosisError
-from .io import WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _listed, _one_line, atomic_output
+from .io import WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _listed, _one_line, atomic_output
 
 OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
@@ -252,7 +252,7 @@ def _quantify_each(images, labels, seeds, model, args, frames: list) -> int:
                 min_area_mm2=args.min_area_mm2,
             )
             if args.masks:
-                _write_masks(Path(args.masks), path.stem, result.bone_mask, result.lesion_labels, args.overwrite)
+                _write_masks(Path(args.masks), _image_stem(path), result.bone_mask, result.lesion_labels, args.overwrite)
         except Exception as exc:  # noqa: BLE001 - one bad image must not end the batch
             failed += 1
             message = _image_error(path, exc)
@@ -303,7 +303,7 @@ def cmd_quantify(args) -> int:
         raise CalcinosisError(f"--out {args.out} is a folder: give the CSV file to write, e.g. {Path(args.out) / 'lesions.csv'}")
     outputs = [Path(args.out)] if args.out else []
     if args.masks:
-        stems = [path.stem for path in images]
+        stems = [_image_stem(path) for path in images]  # a UID's last number is no suffix
         twice = sorted({stem for stem in stems if stems.count(stem) > 1})
         if twice:
             raise CalcinosisError(f"several images share the file stem {', '.join(twice)}, so their --masks "

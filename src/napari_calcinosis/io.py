@@ -296,9 +296,12 @@ class CalcinosisImage:
 
     @property
     def name(self) -> str:
-        """File stem of :attr:`source` (or the source itself), for titles and file names."""
+        """File name of :attr:`source` less an image suffix (``.dcm``, ``.png``, ...), for titles,
+        layer names and the table's ``image`` column. Any other "suffix" is part of the name: a
+        DICOM named by its UID (``1.2.840.113619.2.55.3.6046.1``) and the next slice of its
+        series (``...6046.2``) keep their last number, and so does a layer named ``finger 2.5``."""
         source = str(self.source or "")
-        return Path(source).stem or source or "image"
+        return _image_stem(Path(source)) or source or "image"
 
     def window_unit(self) -> np.ndarray:
         """The image in window units: float32 in [0, 1], the U-Net's input normalisation."""
@@ -307,6 +310,13 @@ class CalcinosisImage:
     def to_uint8(self) -> np.ndarray:
         """The windowed 8-bit display image, ``round(window_unit * 255)``."""
         return np.round(self.window_unit() * 255.0).astype(np.uint8)
+
+
+def _image_stem(path: Path) -> str:
+    """A file's name less an image suffix (``.dcm``, ``.png``, ...); any other "suffix" is part
+    of the name (the last number of a UID: ``1.2.840.113619.2.55.3.6046.1``)."""
+    suffix = path.suffix.lower()
+    return path.stem if suffix in _DICOM_SUFFIXES or suffix in _RASTER_SUFFIXES else path.name
 
 
 def _megapixels(n_pixels: int) -> str:

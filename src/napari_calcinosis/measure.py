@@ -344,6 +344,11 @@ def measure_lesions(
             f"the lesion labels must be an integer label image (0 = background, 1, 2, ... = lesions); got "
             f"{labels.dtype} values: pass a Labels layer's data, or a mask converted with .astype(int)"
         )
+    if labels.size and labels.dtype == np.uint64 and int(labels.max()) > np.iinfo(np.int64).max:
+        raise CalcinosisError(
+            f"the lesion labels hold {int(labels.max())}; the table takes label values up to 2**63 - 1: "
+            "number the lesions 1, 2, ..."
+        )
     if labels.size and labels.min() < 0:
         raise CalcinosisError(
             f"the lesion labels hold negative values (down to {labels.min()}); labels are 0 for background "
@@ -367,7 +372,7 @@ def measure_lesions(
     # numbered 1, 2, ... here and reported as they were.
     to_original = None
     if labels.size and int(labels.max()) > labels.size:
-        to_original = np.union1d([0], labels)
+        to_original = np.union1d(np.zeros(1, labels.dtype), labels)  # [0] alone would make uint64 float
         labels = np.searchsorted(to_original, labels).reshape(labels.shape)
     labels_flat = labels.ravel().astype(np.intp, copy=False)
     n_bins = int(labels_flat.max()) + 1 if labels_flat.size else 1

@@ -196,10 +196,17 @@ def _read_mask(path: Path) -> np.ndarray:
     return mask > 0
 
 
+def _fidelity(path: Path) -> int:
+    """Which of two files of one slice to train on: DICOM (HU and its own spacing), then the
+    lossless exports, then JPEG (lossy)."""
+    suffix = path.suffix.lower()
+    return 0 if suffix in _DICOM_SUFFIXES else 2 if suffix in (".jpg", ".jpeg") else 1
+
+
 def _one_image_a_name(images: list[Path], say) -> list[Path]:
     """One image per name: a mask pairs with its image by name, so f0.dcm and f0.png (an export
     beside its DICOM) would be one slice counted twice. The DICOM is kept (it holds HU and its
-    own pixel spacing), else the first by name; the rest are named in a note."""
+    own pixel spacing), else a lossless export before a JPEG; the rest are named in a note."""
     by_stem: dict[str, list[Path]] = {}
     for f in images:
         by_stem.setdefault(f.stem, []).append(f)
@@ -209,7 +216,7 @@ def _one_image_a_name(images: list[Path], say) -> list[Path]:
         if len(same) == 1:
             kept.append(f)
             continue
-        first = next((g for g in same if g.suffix.lower() in _DICOM_SUFFIXES), same[0])
+        first = min(same, key=_fidelity)  # min keeps the first by name among equals
         if f == first:
             kept.append(f)
         else:
