@@ -695,6 +695,82 @@ def test_prepare_turns_an_export_opened_by_napari_into_hu_and_mm(sample, tmp_pat
     assert prep.pixel_size_mm.value == pytest.approx(0.3) and "ready to measure" in prep.status.value
 
 
+def test_prepare_again_at_another_pixel_size_keeps_seeds_and_results_on_their_pixels(sample, tmp_path):
+    # A pixel size typed wrong, measured, then corrected: the seeds, bone and lesions follow the
+    # image (they lie on its pixels), the lesion table is measured again at the new size, and
+    # the hidden export is refused with the name of its HU image.
+    from napari_calcinosis import write_windowed_png
+    from napari_calcinosis._widgets import MeasureWidget, PrepareWidget, QuantifyWidget
+
+    viewer, image, _, _, seeds, areas = sample
+    spacing_mm = float(image.scale[-1])
+    path = write_windowed_png(tmp_path / "finger.png", image.data)
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)  # the export alone: its grid is no other image's
+    prep = dock(viewer, PrepareWidget(viewer))
+    [png] = viewer.open(str(path), plugin="napari")
+    assert prep.image.value is png  # a newly opened export is the one to prepare
+    wrong = spacing_mm * 1.25
+    prep.pixel_size_mm.value = wrong
+    hu = prep.run()
+    viewer.add_points(seeds, name="seeds", scale=hu.scale, units="mm")  # the user's clicks
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = hu, "cpu"
+    first = q.run()
+    assert np.allclose(first.table["area_mm2"][:3], areas[:3] * 1.25**2, rtol=0.25, atol=0.8)
+
+    q.image.value = png
+    assert q.run() is None and "'finger' is the export; Prepare image made its image in HU, 'finger (HU)'" in q.status.value
+
+    prep.image.value = png
+    prep.pixel_size_mm.value = spacing_mm
+    assert prep.run() is hu and tuple(hu.scale) == (spacing_mm, spacing_mm)
+    for name in ("seeds", "bone", "calcification candidates", "lesions"):
+        assert tuple(viewer.layers[name].scale) == (spacing_mm, spacing_mm), name
+        assert f"'{name}'" in prep.status.value
+    m = dock(viewer, MeasureWidget(viewer))
+    m.lesions.value = viewer.layers["lesions"]
+    remeasured = m.refresh()
+    np.testing.assert_allclose(sorted(remeasured["area_mm2"]), sorted(first.table["area_mm2"] / 1.25**2))
+    q.image.value = hu
+    again = q.run()
+    assert (again.table["status"] == "ok").all()
+    assert np.allclose(again.table["area_mm2"][:3], areas[:3], rtol=0.25, atol=0.5)
+
+
+def test_prepare_on_awkward_inputs(sample):
+    from pydicom.data import get_testdata_file
+
+    from napari_calcinosis._widgets import PrepareWidget
+
+    viewer, image, _, _, _, _ = sample
+    prep = dock(viewer, PrepareWidget(viewer))
+    # a DICOM's own spacing shown and left as it was changes nothing
+    prep.image.value = image
+    origin = image.metadata.get("spacing_origin")
+    assert "ready to measure" in prep.status.value and prep.run() is image
+    assert "nothing changed" in prep.status.value and image.metadata.get("spacing_origin") == origin
+    # spacings such as 0.1953125 mm (100 mm on 512 pixels) are kept exact
+    prep.pixel_size_mm.value = 0.1953125
+    assert prep.pixel_size_mm.value == 0.1953125
+    # grey + alpha, which napari opens as (rows, cols, 2), is one slice
+    grey = np.clip((image.data + 300) / 1500 * 255, 0, 255).round().astype(np.uint8)
+    la = viewer.add_image(np.stack([grey, np.full_like(grey, 255)], axis=-1), name="la", rgb=False)
+    prep.image.value = la
+    assert prep.export.value
+    prep.pixel_size_mm.value = 0.25
+    out = prep.run()
+    assert out is not None and out.name == "la (HU)" and out.data.shape == grey.shape
+    # pixels that are not square are named as such, not as "no pixel size"
+    oblong = viewer.add_image(image.data, name="oblong", scale=(0.3, 0.15))
+    prep.image.value = oblong
+    assert "0.3 x 0.15 mm, not square" in prep.status.value and prep.pixel_size_mm.value == 0.0
+    # an MR slice is named as not HU before anything is measured
+    [mr] = viewer.open(get_testdata_file("MR_small.dcm"), plugin="napari-calcinosis")
+    prep.image.value = mr
+    assert prep.status.value.startswith("warning: 'MR_small': it is not a CT image")
+
+
 def test_the_widgets_hear_what_the_reader_recorded_of_the_file(sample):
     # An MR slice opened with the plugin's reader: the file says its values are not HU, and the
     # widget's result says so, as the command line's does.

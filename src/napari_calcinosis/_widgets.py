@@ -33,6 +33,7 @@ from .io import _one_line, _squeeze_leading
 EDITED = "calcinosis_edited"  # layer.metadata key: the user painted this layer
 MADE_HERE = "calcinosis_result"  # layer.metadata key: a widget made this layer (others are the user's)
 SOURCE = "source_image"  # layer.metadata key: the name of the image layer a result was made from
+CONVERTED = "calcinosis_converted_to"  # layer.metadata key: the HU layer Prepare image made of this export
 _MODEL_CACHE: dict = {}
 TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]
 
@@ -49,6 +50,11 @@ def spacing_of(layer) -> tuple[float, float]:
 def image_pixels(layer) -> np.ndarray:
     """An Image layer's pixels as one 2-D greyscale slice (float32); a leading axis of one slice
     is dropped. A colour image or a stack raises :class:`CalcinosisError` saying what to do."""
+    converted = layer.metadata.get(CONVERTED)
+    if converted:
+        raise CalcinosisError(
+            f"'{layer.name}' is the export; Prepare image made its image in HU, '{converted}': choose that one"
+        )
     if getattr(layer, "rgb", False):
         raise CalcinosisError(
             f"'{layer.name}' is a colour (RGB) image: the measurement needs one greyscale slice in HU. "
@@ -514,7 +520,9 @@ class PrepareWidget(_Widget):
 
         self.image = create_widget(annotation=napari.layers.Image, label="image")
         # 0 until given: a pixel size taken by default would measure every area wrong, silently.
+        # Seven decimals: a spacing such as 0.1953125 mm (a 100 mm field on 512 pixels) is exact.
         self.pixel_size_mm = FloatSpinBox(label="pixel size (mm)", value=0.0, min=0.0, max=5.0, step=0.001)
+        self.pixel_size_mm.native.setDecimals(7)
         self.export = CheckBox(label="an export (0-255, colour): map back to HU through the window", value=False)
         self.level_hu = FloatSpinBox(label="window level (HU)", value=WINDOW_LEVEL_HU, min=-2000, max=4000, step=10)
         self.width_hu = FloatSpinBox(label="window width (HU)", value=WINDOW_WIDTH_HU, min=1, max=8000, step=10)
@@ -522,9 +530,21 @@ class PrepareWidget(_Widget):
         self.image.changed.connect(self._describe)
         self.export.changed.connect(self._show_window)
         self.run_button.changed.connect(self.run)
+        # A newly opened export, or image without a pixel size, is the one to prepare next.
+        self._connect(self.viewer.layers.events.inserted, self._take_new)
         self.extend([self.image, self.pixel_size_mm, self.export, self.level_hu, self.width_hu, self.run_button,
                      self.status])
         self._describe()
+
+    def _take_new(self, event):
+        from napari.layers import Image
+
+        layer = event.value
+        if (isinstance(layer, Image) and not layer.metadata.get(MADE_HERE)
+                and (_looks_like_export(layer) or np.allclose(spacing_of(layer), 1.0))):
+            self.image.reset_choices()
+            if layer in self.image.choices:
+                self.image.value = layer
 
     def _show_window(self, *_):
         self.level_hu.visible = self.width_hu.visible = bool(self.export.value)
@@ -532,23 +552,38 @@ class PrepareWidget(_Widget):
 
     def _describe(self, *_):
         """Fill the inputs from the chosen layer and say what it holds."""
+        from .io import image_caveats
+
         layer = self.image.value
         if layer is None:
             self.status.value = "open a PNG/JPEG export (File > Open) or an image without a pixel size"
             self._show_window()
             return
-        scale = spacing_of(layer)
-        known = not np.allclose(scale, 1.0) and np.isclose(scale[0], scale[1])
-        self.pixel_size_mm.value = scale[0] if known else 0.0
+        row_mm, col_mm = spacing_of(layer)
+        unset = bool(np.allclose((row_mm, col_mm), 1.0))
+        square = bool(np.isclose(row_mm, col_mm))
+        self.pixel_size_mm.value = row_mm if square and not unset else 0.0
         self.export.value = _looks_like_export(layer)
         self._show_window()
-        if self.export.value:
+        converted = layer.metadata.get(CONVERTED)
+        if converted:
+            self.status.value = (f"'{layer.name}' is an export converted to '{converted}': measure that one; "
+                                 "Convert to HU again to change its pixel size or window")
+        elif self.export.value:
             self.status.value = (f"'{layer.name}' looks like an export: give its pixel size in mm and the window "
                                  "it was exported through (the paper's W1500/L450 by default), then Convert to HU")
-        elif not known:
+        elif unset:
             self.status.value = f"'{layer.name}' has no pixel size (scale 1): give it in mm, then Set pixel size"
+        elif not square:
+            self.status.value = (f"'{layer.name}' has pixels of {row_mm:g} x {col_mm:g} mm, not square: measured as "
+                                 "they are; Set pixel size makes them square")
         else:
-            self.status.value = f"'{layer.name}': {scale[0]:g} mm pixels, values taken as HU; ready to measure"
+            try:
+                notes = image_caveats(calcinosis_image(layer, image_pixels(layer)))
+            except CalcinosisError as exc:
+                notes = [str(exc)]
+            self.status.value = (f"warning: '{layer.name}': {'; '.join(notes)}" if notes else
+                                 f"'{layer.name}': {row_mm:g} mm pixels, values taken as HU; ready to measure")
 
     def run(self, *_):
         layer = self._image_or_hint()
@@ -564,11 +599,15 @@ class PrepareWidget(_Widget):
             if self.export.value:
                 return self._convert(layer, size_mm)
             image_pixels(layer)  # one grey slice, or say what to do
-            layer.scale = tuple(layer.scale[:-2]) + (size_mm, size_mm)
-            layer.units = ("mm",) * layer.ndim
+            old = spacing_of(layer)
+            if np.allclose(old, size_mm, rtol=1e-6, atol=0):  # the spacing shown, left as it was
+                self.status.value = f"'{layer.name}' already has {size_mm:g} mm pixels: nothing changed"
+                return layer
+            _set_pixel_size(layer, size_mm)
             layer.metadata.update(spacing_mm=(size_mm, size_mm), spacing_origin="given in napari (Prepare image)")
+            moved = _follow_pixel_size(self.viewer, layer, old)
             self.viewer.reset_view()
-            self.status.value = f"'{layer.name}' now has {size_mm:g} mm pixels; its values are taken as HU"
+            self.status.value = f"'{layer.name}' now has {size_mm:g} mm pixels; its values are taken as HU{moved}"
             self._warn_if_odd(layer, image_pixels(layer))
             return layer
 
@@ -581,31 +620,67 @@ class PrepareWidget(_Widget):
         from .io import image_from_export
 
         data = np.asarray(layer.data)
-        if data.ndim == 3 and not getattr(layer, "rgb", False) and data.shape[0] > 1:
-            image_pixels(layer)  # a stack: say what to do
+        if data.ndim == 3 and not getattr(layer, "rgb", False) and data.shape[-1] not in (2, 3, 4):
+            image_pixels(layer)  # a stack (grey + alpha, (rows, cols, 2), is one slice): say what to do
         image = image_from_export(data, size_mm, self.level_hu.value, self.width_hu.value, source=layer.name)
         pixels, kwargs, _ = _layer_data(image)
         kwargs["metadata"].update({SOURCE: layer.name, MADE_HERE: True, "spacing_origin": "given in napari (Prepare image)"})
         name = _free_name(self.viewer, f"{layer.name} (HU)", Image, pixels.shape, layer.name)
         kwargs["name"] = name
+        # The export's own layer gets the same pixel size first, so that both lie in one world in
+        # mm (at scale 1 it would dwarf the finger and take the scale bar out of mm); hidden.
+        _set_pixel_size(layer, size_mm)
+        layer.visible = False
+        layer.metadata[CONVERTED] = name
+        moved = ""
         if name in self.viewer.layers:
             out = self.viewer.layers[name]
+            old = spacing_of(out)
             out.data = pixels
             for key in ("scale", "contrast_limits", "metadata"):
                 setattr(out, key, kwargs[key])
+            moved = _follow_pixel_size(self.viewer, out, old)
         else:
             out = self.viewer.add_image(pixels, **kwargs)
-        # The export's own layer gets the same pixel size, so that both lie in one world in mm
-        # (at scale 1 it would dwarf the finger and take the scale bar out of mm); hidden.
-        layer.scale = tuple(layer.scale[:-2]) + (size_mm, size_mm)
-        layer.units = ("mm",) * layer.ndim
-        layer.visible = False
         self.viewer.layers.selection.active = out
         self.viewer.reset_view()
         clipped = f"; above {image.saturated_above_hu:.0f} HU it was clipped" if image.saturated_above_hu else ""
         self.status.value = (f"'{name}': {image.value_origin}{clipped}, {size_mm:g} mm pixels. Choose it in the other "
-                             f"widgets; '{layer.name}' is hidden, its pixels unchanged")
+                             f"widgets; '{layer.name}' is hidden, its pixels unchanged{moved}")
         return out
+
+
+def _set_pixel_size(layer, size_mm: float) -> None:
+    layer.scale = tuple(layer.scale[:-2]) + (size_mm, size_mm)
+    layer.units = ("mm",) * layer.ndim
+
+
+def _follow_pixel_size(viewer, image, old_spacing) -> str:
+    """After ``image``'s pixel size changed from ``old_spacing``: the layers on its pixel grid
+    (made from it by a widget, or the user's own at its old scale, such as clicked seeds) take the
+    new size, so that seeds stay on their deposits; a lesions table measured in the old mm is
+    dropped, to be measured again as the layer is now. Returns what to tell the user."""
+    from napari.layers import Image, Labels, Points
+
+    # The user's own layers follow only when the old grid was this image's alone: at scale 1, or
+    # shared with another image, a layer of that scale may belong to anything.
+    own_grid = not np.allclose(old_spacing, 1.0) and not any(
+        isinstance(other, Image) and other is not image and np.allclose(spacing_of(other), old_spacing)
+        for other in viewer.layers)
+    on_old_grid = [other for other in viewer.layers if isinstance(other, (Labels, Points))
+                   and (other.metadata.get(SOURCE) == image.name
+                        or (own_grid and other.metadata.get(SOURCE) is None
+                            and np.allclose(spacing_of(other), old_spacing)))]
+    if not on_old_grid:
+        return ""
+    new = spacing_of(image)
+    for other in on_old_grid:
+        other.scale = tuple(other.scale[:-2]) + new
+        if isinstance(other, Labels) and other.features is not None and "area_mm2" in other.features:
+            other.features = pd.DataFrame()  # measured again from the labels, at the new size
+    names = ", ".join(f"'{other.name}'" for other in on_old_grid)
+    return (f". {names} moved with it, their pixels as they were; lesion tables are measured again at the "
+            "new size (Quantify again for seeds and statuses)")
 
 
 class SegmentWidget(_Widget):
