@@ -418,6 +418,26 @@ def test_image_caveats_name_values_that_are_not_hu():
     assert "it spans only 13 mm" in image_caveats(CalcinosisImage(finger, (0.1, 0.1)))[0]
 
 
+def test_an_export_made_through_a_soft_tissue_window_is_named(tmp_path):
+    # Exported at W400/L40 (a soft-tissue window) but read as the paper's W1500/L450: the soft
+    # tissue reads as calcium and the whole finger would be a deposit. Read with its own window,
+    # or as the DICOM, nothing is said.
+    from napari_calcinosis import make_phantom
+    from napari_calcinosis.io import image_caveats, soft_tissue_hu
+
+    phantom = make_phantom(3)
+    dicom = CalcinosisImage(phantom.image_hu, phantom.spacing_mm)
+    assert -100 < soft_tissue_hu(dicom.pixels_hu) < 100 and image_caveats(dicom) == []
+    path = write_windowed_png(tmp_path / "soft.png", phantom.image_hu, window_level_hu=40, window_width_hu=400)
+    misread = image_caveats(read_image(path, pixel_size_mm=phantom.spacing_mm))
+    assert any(n.startswith("the finger's soft tissue reads about") and "narrower window than W1500/L450" in n
+               for n in misread), misread
+    assert image_caveats(read_image(path, phantom.spacing_mm, window_level_hu=40, window_width_hu=400)) == []
+    assert image_caveats(read_image(write_windowed_png(tmp_path / "bone.png", phantom.image_hu), phantom.spacing_mm)) == []
+    scaled = image_caveats(CalcinosisImage(phantom.image_hu * 4 + 400, phantom.spacing_mm))
+    assert any("scaled or offset rather than HU" in n for n in scaled)
+
+
 def test_a_pixel_size_far_too_small_is_refused():
     from napari_calcinosis import CalcinosisError, CalcinosisImage, quantify
 

@@ -100,6 +100,12 @@ MAX_FIELD_OF_VIEW_MM = 400.0
 # (image_caveats): a pixel size in cm typed as mm?
 MIN_FIELD_OF_VIEW_MM = 3.0
 SMALL_FIELD_OF_VIEW_MM = 20.0
+# A finger's soft tissue (skin, subcutis, tendons, the bulk of what is not air) is about 0-100 HU;
+# on 195 images of 13 independently written generators its histogram peak (soft_tissue_hu) lay
+# between -420 and 274 HU, in HU and in W1500/L450 exports alike. Above this it reads as calcium:
+# an export made through a soft-tissue window (W400/L40) read as W1500/L450 puts it at 350-650
+# (85 % of such exports were above it), and the whole finger becomes a candidate deposit.
+MAX_SOFT_TISSUE_HU = 300.0
 
 
 # --------------------------------------------------------------------------------------
@@ -384,6 +390,29 @@ def check_field_of_view(shape, spacing_mm, where: str = "") -> None:
         )
 
 
+def soft_tissue_hu(pixels_hu) -> float | None:
+    """Where the soft tissue of a finger slice lies, in HU: the histogram peak (10 HU bins) of
+    the 3 x 3 median of the pixels above -500 HU (not air), leaving out an export's clipped
+    floor and ceiling (a value holding more than 0.5 % of the pixels at the image's minimum or
+    maximum). None when nothing is left."""
+    from scipy import ndimage as ndi
+
+    values = ndi.median_filter(np.asarray(pixels_hu, np.float32), 3).ravel()
+    keep = values > -500.0
+    for edge in (values.min(), values.max()):
+        spike = np.abs(values - edge) < 1.0
+        if spike.mean() > 0.005:
+            keep &= ~spike
+    tissue = values[keep]
+    if tissue.size == 0:
+        return None
+    low, high = np.percentile(tissue, [0.5, 99.5])
+    if high - low < 10.0:
+        return float(np.median(tissue))
+    counts, edges = np.histogram(tissue, np.arange(low, high + 10.0, 10.0))
+    return float(edges[np.argmax(counts)] + 5.0)
+
+
 def image_caveats(image: CalcinosisImage) -> list[str]:
     """What makes an image's values or size doubtful as a finger CT in HU, one sentence each
     (empty when nothing does). Measured all the same: these are warnings, for the user to judge.
@@ -422,6 +451,16 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
         if high < bright_hu:
             notes.append(f"nothing is as bright as calcium (the brightest are {high:.0f} HU; bone and deposits are "
                          "300-2000): the values may not be HU, or an export was made through another window than the one given")
+        soft_hu = soft_tissue_hu(pixels)
+        if soft_hu is not None and soft_hu > MAX_SOFT_TISSUE_HU:
+            if image.saturated_above_hu is not None:
+                why = (f"was the export made through a narrower window than "
+                       f"{_window_label(image.window_level_hu, image.window_width_hu)} (a soft-tissue window)? Give "
+                       "the window it was made with (--window-level/--window-width; in napari, Prepare image)")
+            else:
+                why = "the values may be scaled or offset rather than HU"
+            notes.append(f"the finger's soft tissue reads about {soft_hu:.0f} HU (it is about 0-100 HU), as "
+                         f"bright as calcium: {why}")
     rows, cols = pixels.shape
     span_mm = max(rows * image.spacing_mm[0], cols * image.spacing_mm[1])
     if span_mm < SMALL_FIELD_OF_VIEW_MM:
