@@ -1,5 +1,6 @@
 """The napari-calcinosis command line, end to end in subprocesses."""
 
+import json
 import re
 import subprocess
 import sys
@@ -58,6 +59,29 @@ def test_quantify_dicom_with_seeds_and_masks(samples, tmp_path):
     assert set(np.unique(bone)) <= {0, 255}
     lesions = tifffile.imread(masks / "phantom_000031_lesions.tif")
     assert lesions.dtype == np.uint16 and lesions.shape == bone.shape and lesions.max() >= 1
+
+
+def test_a_readers_columns_in_the_seeds_file_come_out_beside_the_tools_areas(samples, tmp_path):
+    # A trial lab's sheet: each deposit's click and the radiologist's reading. The output has one
+    # row per seed, in order, with the sheet's columns beside, so agreement runs on it directly.
+    truth = pd.read_csv(samples / "truth.csv")
+    seeds = pd.read_csv(samples / "seeds.csv")
+    sheet = seeds.assign(radiologist_mm2=truth["area_mm2"].round(2), lesion=[f"L{i}" for i in range(len(seeds))],
+                         area_mm2=truth["area_mm2"].round(1))  # a name the output uses for its own
+    sheet.loc[1, "radiologist_mm2"] = np.nan  # not read
+    sheet_path = tmp_path / "sheet.csv"
+    sheet.to_csv(sheet_path, index=False)
+    out = tmp_path / "r.csv"
+    r = run("quantify", *sorted(samples.glob("*.dcm")), "--seeds", sheet_path, "--out", out, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(out)
+    assert table["lesion"].tolist() == sheet["lesion"].tolist()
+    assert np.allclose(table["seed_row"], sheet["row"]) and np.allclose(table["seeds_area_mm2"], sheet["area_mm2"])
+    assert table["radiologist_mm2"].isna().tolist() == sheet["radiologist_mm2"].isna().tolist()
+    r = run("agreement", out, "--x", "area_mm2", "--y", "radiologist_mm2", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["n"] == len(sheet) - 1 and report["ccc"] > 0.95
 
 
 def test_slices_of_a_series_named_by_uid_keep_their_last_number(samples, tmp_path):

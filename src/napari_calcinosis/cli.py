@@ -117,8 +117,10 @@ def _file_line(path, row_index: int) -> int:
     return filled[row_index + 1] if row_index + 1 < len(filled) else row_index + 2
 
 
-def _read_seeds(path) -> dict[str, list[tuple[float, float]]]:
-    """Seeds by image name from a CSV with columns image,row,col; every bad line is refused."""
+def _read_seeds(path) -> tuple[dict[str, list[tuple[float, float]]], dict[str, pd.DataFrame]]:
+    """Seeds by image name from a CSV with columns image,row,col; every bad line is refused.
+    Its other columns (a radiologist's reading of each deposit, a lesion's name) come back per
+    image in seed order, to be carried onto the output rows; numbers as numbers."""
     try:
         # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
         table = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
@@ -137,6 +139,7 @@ def _read_seeds(path) -> dict[str, list[tuple[float, float]]]:
             f"seeds file {path} lacks column(s) {', '.join(missing)}{separator}: its header is "
             f"{','.join(table.columns)!r}, it needs image,row,col (image = file name or stem; row/col in pixels)"
         )
+    extra = _extra_seed_columns(table)
     table = table[["image", "row", "col"]].apply(lambda column: column.str.strip())
     coords = table[["row", "col"]].apply(pd.to_numeric, errors="coerce")
     bad = ~np.isfinite(coords.to_numpy(dtype=float)).all(axis=1) | (table["image"] == "")
@@ -150,14 +153,36 @@ def _read_seeds(path) -> dict[str, list[tuple[float, float]]]:
     seeds: dict[str, list] = {}
     for image, row, col in zip(table["image"], coords["row"], coords["col"]):
         seeds.setdefault(image, []).append((float(row), float(col)))
-    return seeds
+    extras = {image: rows.reset_index(drop=True) for image, rows in extra.groupby(table["image"], sort=False)} \
+        if len(extra.columns) else {}
+    return seeds, extras
+
+
+def _extra_seed_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """A seeds table's columns besides image,row,col, named as the output does not name its own
+    (a reader's area_mm2 becomes seeds_area_mm2); a column of numbers (or empty cells) as numbers."""
+    extra = table.drop(columns=["image", "row", "col"])
+    extra = extra.loc[:, [not str(c).startswith("Unnamed:") or (extra[c] != "").any() for c in extra.columns]]
+    extra.columns = [f"seeds_{c}" if c in OUTPUT_COLUMNS else c for c in extra.columns]
+    for column in extra.columns:
+        text = extra[column].str.strip()
+        numbers = pd.to_numeric(text.replace("", np.nan), errors="coerce")
+        if numbers.notna().sum() == (text != "").sum():
+            extra[column] = numbers
+    return extra
+
+
+def _seed_key(image_path: Path, seeds: dict) -> str | None:
+    """The name the seeds file gives ``image_path``: its path, file name or stem."""
+    for key in (str(image_path), image_path.name, image_path.stem):
+        if key in seeds:
+            return key
+    return None
 
 
 def _seeds_for(image_path: Path, seeds: dict):
-    for key in (str(image_path), image_path.name, image_path.stem):
-        if key in seeds:
-            return seeds[key]
-    return None
+    key = _seed_key(image_path, seeds)
+    return None if key is None else seeds[key]
 
 
 def _unmatched_seed_images(images: list[Path], seeds: dict) -> list[str]:
@@ -227,9 +252,10 @@ def _image_error(path: Path, exc: Exception) -> str:
     return message if path.name in message else f"{path.name}: {message}"
 
 
-def _quantify_each(images, labels, seeds, model, args, frames: list) -> int:
+def _quantify_each(images, labels, seeds, model, args, frames: list, extras=None) -> int:
     """Measure each image into ``frames`` (a table per image, so an interruption keeps them);
-    returns how many failed. One bad image never ends the batch."""
+    returns how many failed. One bad image never ends the batch. ``extras``: the seeds file's
+    other columns per image, put beside the rows of its seeds (one row per seed, in order)."""
     from .io import read_image
     from .pipeline import quantify
 
@@ -238,6 +264,12 @@ def _quantify_each(images, labels, seeds, model, args, frames: list) -> int:
     for path in images:
         label = labels[path]
         image_seeds = _seeds_for(path, seeds) if args.seeds else None
+        extra = (extras or {}).get(_seed_key(path, seeds)) if image_seeds is not None else None
+
+        def beside(rows: pd.DataFrame) -> pd.DataFrame:
+            if extra is None or len(rows) != len(extra):
+                return rows
+            return pd.concat([rows.reset_index(drop=True), extra], axis=1)
         if args.seeds and image_seeds is None:
             print(f"{label}: no seeds in {args.seeds}; measuring every candidate deposit (automatic mode)", file=sys.stderr)
         try:
@@ -257,7 +289,7 @@ def _quantify_each(images, labels, seeds, model, args, frames: list) -> int:
             failed += 1
             message = _image_error(path, exc)
             print(f"error: {message}", file=sys.stderr)
-            frames.append(_error_rows(label, message, image_seeds))
+            frames.append(beside(_error_rows(label, message, image_seeds)))
             bar.update(label)
             continue
         for warning in result.warnings:
@@ -268,7 +300,7 @@ def _quantify_each(images, labels, seeds, model, args, frames: list) -> int:
             table = pd.DataFrame([{**{c: np.nan for c in OUTPUT_COLUMNS}, "image": label, "lesion_id": 0,
                                    "area_mm2": 0.0, "area_px": 0, "status": "no_deposit_found"}])
         table["warnings"] = "; ".join(result.warnings)
-        frames.append(table.reindex(columns=OUTPUT_COLUMNS))
+        frames.append(beside(table.reindex(columns=OUTPUT_COLUMNS)))
         bar.update(label)
     return failed
 
@@ -291,7 +323,7 @@ def cmd_quantify(args) -> int:
     if args.margin_mm is not None:
         checked_number(args.margin_mm, "--margin-mm", 0.0, MAX_MARGIN_MM)
     checked_number(args.min_area_mm2, "--min-area-mm2", 0.0)
-    seeds = _read_seeds(args.seeds) if args.seeds else {}
+    seeds, extras = _read_seeds(args.seeds) if args.seeds else ({}, {})
     _refuse_ambiguous_seeds(images, seeds, args.seeds)
     labels = _image_labels(images)
     unmatched = _unmatched_seed_images(images, seeds)
@@ -317,7 +349,7 @@ def cmd_quantify(args) -> int:
     model = load_model(args.model, device=args.device)  # once per run, not per image
     frames: list = []
     try:
-        failed = _quantify_each(images, labels, seeds, model, args, frames)
+        failed = _quantify_each(images, labels, seeds, model, args, frames, extras)
     except KeyboardInterrupt:
         # What was measured before Ctrl-C is kept, beside the output rather than in its place.
         if args.out and frames:
