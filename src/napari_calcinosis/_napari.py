@@ -6,17 +6,17 @@ from pathlib import Path
 
 
 def _sample(name: str):
+    from ._reader_writer import _layer_data
     from ._sample_data import DATA_DIR, sample_truth
     from .io import read_image
 
     image = read_image(Path(DATA_DIR) / f"{name}.dcm")
     bone_mask, lesion_labels = sample_truth(name)
     scale = image.spacing_mm
-    lo = image.window_level_hu - image.window_width_hu / 2
-    hi = image.window_level_hu + image.window_width_hu / 2
+    pixels, kwargs, _ = _layer_data(image)  # as the reader opens it: HU, mm, window, what the file says
+    kwargs["name"] = name
     return [
-        (image.pixels_hu, {"name": name, "scale": scale, "units": "mm", "contrast_limits": (lo, hi), "colormap": "gray",
-                           "metadata": {"spacing_mm": scale, "source": image.source}}, "image"),
+        (pixels, kwargs, "image"),
         (bone_mask.astype("uint8"), {"name": f"{name} true bone", "scale": scale, "units": "mm", "opacity": 0.3, "visible": False}, "labels"),
         (lesion_labels, {"name": f"{name} true lesions", "scale": scale, "units": "mm", "opacity": 0.5, "visible": False}, "labels"),
     ]
