@@ -82,6 +82,18 @@ def test_a_readers_columns_in_the_seeds_file_come_out_beside_the_tools_areas(sam
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["n"] == len(sheet) - 1 and report["ccc"] > 0.95
+    # that output as the next run's seeds (area_mm2 beside seeds_area_mm2), with an identifier
+    # column written with leading zeros: nothing is lost or renumbered
+    again = pd.read_csv(out).rename(columns={"seed_row": "row", "seed_col": "col"})
+    again["code"] = [f"{i:03d}" for i in range(len(again))]
+    again.to_csv(tmp_path / "again.csv", index=False)
+    r = run("quantify", *sorted(samples.glob("*.dcm")), "--seeds", tmp_path / "again.csv", "--out", tmp_path / "r2.csv",
+            "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    second = pd.read_csv(tmp_path / "r2.csv", dtype={"code": str})
+    assert second["code"].tolist() == again["code"].tolist()
+    assert np.allclose(second["seeds_seeds_area_mm2"], again["area_mm2"])
+    assert np.allclose(second["seeds_area_mm2"], again["seeds_area_mm2"])
 
 
 def test_slices_of_a_series_named_by_uid_keep_their_last_number(samples, tmp_path):

@@ -236,6 +236,10 @@ def test_labels_far_larger_than_the_image_are_measured_as_they_are():
     huge = np.zeros((4, 4), np.uint64)
     huge[0, 0], huge[3, 3] = 2**53 + 1, 2**63 - 1
     assert measure_lesions(huge, (1.0, 1.0)).lesion_id.tolist() == [2**53 + 1, 2**63 - 1]
+    neighbours = np.zeros((4, 4), np.uint64)
+    neighbours[0, 0], neighbours[3, 2:4] = 2**60, 2**60 + 1  # 1 px and 2 px, one apart as floats
+    seeded = measure_lesions(neighbours, (1.0, 1.0), lesion_ids=[2**60 + 1, 2**60])
+    assert seeded.area_px.tolist() == [2, 1] and seeded.centroid_col.tolist() == [2.5, 0.0]
     huge[3, 3] = 2**64 - 1
     with pytest.raises(CalcinosisError, match=r"label values up to 2\*\*63 - 1"):
         measure_lesions(huge, (1.0, 1.0))

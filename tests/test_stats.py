@@ -183,6 +183,9 @@ def test_spearman_p_is_exact_for_few_pairs():
     tied = np.array([1, 2, 2, 3, 4, 5, 6, 6, 7, 8, 9, 10], dtype=float)
     assert agreement(tied, -tied).spearman_p == pytest.approx(8 / math.factorial(12), rel=1e-9)
     assert 0 < agreement(np.arange(300.0), np.arange(300.0)).spearman_p < 1e-300
+    # ties in one of the two: the same p whichever is x
+    ranks = np.arange(1.0, 13.0)
+    assert agreement(tied, ranks).spearman_p == agreement(ranks, tied).spearman_p
 
 
 def test_p_values_are_printed_as_a_paper_prints_them():

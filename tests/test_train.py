@@ -611,6 +611,24 @@ def test_fine_tuning_is_remembered_through_a_resume_and_in_memory(tmp_path, pair
     assert card["training"]["fine_tuned_from"]["file"] == "a model given in memory"
 
 
+def test_a_series_named_by_uid_pairs_with_the_masks_quantify_writes(tmp_path):
+    # quantify --masks names them <UID>_bone.png, the UID's last number kept; training pairs them
+    import imageio.v3 as iio
+
+    from napari_calcinosis import write_dicom
+
+    images, masks = tmp_path / "img", tmp_path / "msk"
+    images.mkdir(), masks.mkdir()
+    phantoms = [make_phantom(s, max_size_px=120) for s in (211, 212)]
+    for k, p in enumerate(phantoms, start=1):
+        write_dicom(images / f"1.2.840.99.6046.{k}", p.image_hu, p.spacing_mm)
+        iio.imwrite(masks / f"1.2.840.99.6046.{k}_bone.png", (p.bone_mask * 255).astype(np.uint8))
+    (images / "notes").write_text("scanned 2026-11-28\n")  # not an image, whatever its name
+    samples = folder_samples(images, masks)
+    assert [s.name for s in samples] == ["1.2.840.99.6046.1", "1.2.840.99.6046.2"]
+    assert all(np.array_equal(s.bone_mask, p.bone_mask) for s, p in zip(samples, phantoms))
+
+
 def test_images_named_like_masks_in_one_folder_are_images(tmp_path):
     import imageio.v3 as iio
 

@@ -738,6 +738,39 @@ def test_prepare_again_at_another_pixel_size_keeps_seeds_and_results_on_their_pi
     assert np.allclose(again.table["area_mm2"][:3], areas[:3], rtol=0.25, atol=0.5)
 
 
+def test_seeds_clicked_on_the_export_before_converting_stay_on_their_deposits(sample, tmp_path):
+    from napari_calcinosis import write_windowed_png
+    from napari_calcinosis._errors import CalcinosisError
+    from napari_calcinosis._train_widget import TrainWidget
+    from napari_calcinosis._widgets import PrepareWidget, QuantifyWidget, SegmentWidget, input_warning
+
+    viewer, image, bone, _, seeds, areas = sample
+    spacing_mm = float(image.scale[-1])
+    path = write_windowed_png(tmp_path / "finger.png", image.data)
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)  # the export alone, as a user opens it
+    [png] = viewer.open(str(path), plugin="napari")
+    assert "Prepare image" in input_warning(png, np.asarray(png.data, np.float32))
+    clicks = viewer.add_points(seeds, name="seeds")  # clicked on the export, at its scale 1
+    prep = dock(viewer, PrepareWidget(viewer))
+    prep.image.value, prep.pixel_size_mm.value = png, spacing_mm
+    hu = prep.run()
+    assert tuple(clicks.scale) == (spacing_mm, spacing_mm) and "'seeds' moved with it" in prep.status.value
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = hu, "cpu"
+    result = q.run()
+    assert (result.table["status"] == "ok").all()
+    assert np.allclose(result.table["area_mm2"][:3], areas[:3], rtol=0.25, atol=0.5)
+    # the export itself is neither trained on nor measured, even once its HU layer is gone
+    labels = viewer.add_labels(bone.astype(np.uint8), name="true bone", scale=hu.scale)
+    with pytest.raises(CalcinosisError, match="'finger' is the export; Prepare image made its image in HU"):
+        TrainWidget(viewer).add_pair(png, labels)
+    viewer.layers.remove(hu)
+    seg = dock(viewer, SegmentWidget(viewer))
+    seg.image.value, seg.device.value = png, "cpu"
+    assert seg.run() is None and "if it was deleted, Convert to HU again" in seg.status.value
+
+
 def test_prepare_on_awkward_inputs(sample):
     from pydicom.data import get_testdata_file
 

@@ -47,14 +47,17 @@ def spacing_of(layer) -> tuple[float, float]:
     return tuple(float(s) for s in layer.scale[-2:])
 
 
+def converted_message(layer) -> str:
+    """Why an export Prepare image converted is not measured (or trained on) itself."""
+    return (f"'{layer.name}' is the export; Prepare image made its image in HU, "
+            f"'{layer.metadata.get(CONVERTED)}': choose that one (if it was deleted, Convert to HU again)")
+
+
 def image_pixels(layer) -> np.ndarray:
     """An Image layer's pixels as one 2-D greyscale slice (float32); a leading axis of one slice
     is dropped. A colour image or a stack raises :class:`CalcinosisError` saying what to do."""
-    converted = layer.metadata.get(CONVERTED)
-    if converted:
-        raise CalcinosisError(
-            f"'{layer.name}' is the export; Prepare image made its image in HU, '{converted}': choose that one"
-        )
+    if layer.metadata.get(CONVERTED):
+        raise CalcinosisError(converted_message(layer))
     if getattr(layer, "rgb", False):
         raise CalcinosisError(
             f"'{layer.name}' is a colour (RGB) image: the measurement needs one greyscale slice in HU. "
@@ -102,8 +105,8 @@ def input_warning(layer, pixels) -> str:
     """What looks wrong with an image given to a widget as HU with its spacing, or ""."""
     notes = []
     if np.allclose(spacing_of(layer), 1.0):
-        notes.append(f"'{layer.name}' has scale 1, so areas are in pixels, not mm²: set the layer's scale to "
-                     "its pixel spacing in mm (the napari-calcinosis reader does this for DICOM)")
+        notes.append(f"'{layer.name}' has scale 1, so areas are in pixels, not mm²: give it its pixel spacing in mm "
+                     "in Plugins > napari-calcinosis > Prepare image (the napari-calcinosis reader does this for DICOM)")
     if pixels.size and pixels.min() >= 0 and pixels.max() <= 255 and np.array_equal(pixels, np.round(pixels)):
         notes.append(f"'{layer.name}' holds 0-255, an 8-bit export rather than HU; bone and deposits are then "
                      f"misread. To convert it, {_EXPORT_RECIPE}")
@@ -629,19 +632,21 @@ class PrepareWidget(_Widget):
         kwargs["name"] = name
         # The export's own layer gets the same pixel size first, so that both lie in one world in
         # mm (at scale 1 it would dwarf the finger and take the scale bar out of mm); hidden.
+        existing = self.viewer.layers[name] if name in self.viewer.layers else None
+        export_old = spacing_of(layer)
         _set_pixel_size(layer, size_mm)
         layer.visible = False
         layer.metadata[CONVERTED] = name
-        moved = ""
-        if name in self.viewer.layers:
-            out = self.viewer.layers[name]
-            old = spacing_of(out)
+        if existing is not None:
+            out, old = existing, spacing_of(existing)
             out.data = pixels
             for key in ("scale", "contrast_limits", "metadata"):
                 setattr(out, key, kwargs[key])
-            moved = _follow_pixel_size(self.viewer, out, old)
+            moved = _follow_pixel_size(self.viewer, out, old, grid=(layer,))
         else:
             out = self.viewer.add_image(pixels, **kwargs)
+            # seeds clicked on the export before it was converted stay on their pixels
+            moved = _follow_pixel_size(self.viewer, layer, export_old, grid=(out,))
         self.viewer.layers.selection.active = out
         self.viewer.reset_view()
         clipped = f"; above {image.saturated_above_hu:.0f} HU it was clipped" if image.saturated_above_hu else ""
@@ -655,20 +660,23 @@ def _set_pixel_size(layer, size_mm: float) -> None:
     layer.units = ("mm",) * layer.ndim
 
 
-def _follow_pixel_size(viewer, image, old_spacing) -> str:
+def _follow_pixel_size(viewer, image, old_spacing, grid=()) -> str:
     """After ``image``'s pixel size changed from ``old_spacing``: the layers on its pixel grid
     (made from it by a widget, or the user's own at its old scale, such as clicked seeds) take the
     new size, so that seeds stay on their deposits; a lesions table measured in the old mm is
-    dropped, to be measured again as the layer is now. Returns what to tell the user."""
+    dropped, to be measured again as the layer is now. ``grid``: other images on the same grid
+    (an export and its HU layer). Returns what to tell the user."""
     from napari.layers import Image, Labels, Points
 
-    # The user's own layers follow only when the old grid was this image's alone: at scale 1, or
-    # shared with another image, a layer of that scale may belong to anything.
-    own_grid = not np.allclose(old_spacing, 1.0) and not any(
-        isinstance(other, Image) and other is not image and np.allclose(spacing_of(other), old_spacing)
-        for other in viewer.layers)
+    grid = (image, *grid)
+    others = [other for other in viewer.layers if isinstance(other, Image) and not any(other is g for g in grid)]
+    # The user's own layers follow only when the old grid was these images' alone: shared with
+    # another image, a layer of that scale may belong to it; at scale 1 (napari's New points
+    # button makes layers of scale 1) only when there is no other image at all.
+    own_grid = not others if np.allclose(old_spacing, 1.0) else not any(
+        np.allclose(spacing_of(other), old_spacing) for other in others)
     on_old_grid = [other for other in viewer.layers if isinstance(other, (Labels, Points))
-                   and (other.metadata.get(SOURCE) == image.name
+                   and (other.metadata.get(SOURCE) in {g.name for g in grid}
                         or (own_grid and other.metadata.get(SOURCE) is None
                             and np.allclose(spacing_of(other), old_spacing)))]
     if not on_old_grid:

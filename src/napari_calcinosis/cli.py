@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import CalcinosisError
-from .io import WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _listed, _one_line, atomic_output
+from .io import WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _is_image_file, _listed, _one_line, atomic_output
 
 OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
@@ -19,7 +19,6 @@ OUTPUT_COLUMNS = [
     "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2", "bone_margin_mm", "hu_clipped", "status",
     "warnings",
 ]
-_IMAGE_SUFFIXES = {".dcm", ".dicom", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 
 class _Progress:
@@ -49,24 +48,6 @@ class _Progress:
             if decile != self.last_decile:
                 self.last_decile = decile
                 print(line, file=sys.stderr, flush=True)
-
-
-def _is_image_file(path: Path) -> bool:
-    """An image by its suffix, or by its content: scanners name DICOM files by their UID
-    (``1.2.840.113619.2.55.3.604688119``) or ``IM000001``, with no image suffix, and older ones
-    leave out the ``DICM`` marker. A DICOMDIR is an index, not an image."""
-    from .io import _dicom_by_content, _sniff_format
-
-    if path.name.upper() == "DICOMDIR":
-        return False
-    if path.suffix.lower() in _IMAGE_SUFFIXES:
-        return True
-    try:
-        if _sniff_format(path) is not None:
-            return True
-    except OSError:
-        return False
-    return _dicom_by_content(path)
 
 
 def _expand_images(paths) -> list[Path]:
@@ -163,11 +144,17 @@ def _extra_seed_columns(table: pd.DataFrame) -> pd.DataFrame:
     (a reader's area_mm2 becomes seeds_area_mm2); a column of numbers (or empty cells) as numbers."""
     extra = table.drop(columns=["image", "row", "col"])
     extra = extra.loc[:, [not str(c).startswith("Unnamed:") or (extra[c] != "").any() for c in extra.columns]]
-    extra.columns = [f"seeds_{c}" if c in OUTPUT_COLUMNS else c for c in extra.columns]
-    for column in extra.columns:
+    names: list[str] = []
+    for column in map(str, extra.columns):
+        while column in OUTPUT_COLUMNS or column in names or column in extra.columns[len(names) + 1:]:
+            column = f"seeds_{column}"  # a previous run's output as the seeds: area_mm2 and seeds_area_mm2
+        names.append(column)
+    extra.columns = names
+    for column in names:
         text = extra[column].str.strip()
         numbers = pd.to_numeric(text.replace("", np.nan), errors="coerce")
-        if numbers.notna().sum() == (text != "").sum():
+        # numbers stay numbers; an identifier such as 007 stays as written
+        if numbers.notna().sum() == (text != "").sum() and not text.str.match(r"^[+-]?0\d").any():
             extra[column] = numbers
     return extra
 

@@ -729,6 +729,23 @@ def _dicom_by_content(path) -> bool:
         return False
 
 
+def _is_image_file(path: Path) -> bool:
+    """An image by its suffix, or by its content: scanners name DICOM files by their UID
+    (``1.2.840.113619.2.55.3.604688119``) or ``IM000001``, with no image suffix, and older ones
+    leave out the ``DICM`` marker. A DICOMDIR is an index, not an image."""
+    if path.name.upper() == "DICOMDIR":
+        return False
+    suffix = path.suffix.lower()
+    if suffix and (suffix in _DICOM_SUFFIXES or suffix in _RASTER_SUFFIXES):
+        return True
+    try:
+        if _sniff_format(path) is not None:
+            return True
+    except OSError:
+        return False
+    return _dicom_by_content(path)
+
+
 # Image Pixel module elements that must be whole numbers for the pixels to be decoded.
 _PIXEL_INTEGER_KEYWORDS = (
     "Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",

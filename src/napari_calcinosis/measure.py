@@ -423,7 +423,8 @@ def measure_lesions(
     long_all = np.zeros(n_bins)
     short_all = np.zeros(n_bins)
     slices = ndimage.find_objects(labels)
-    ids = row_ids.astype(np.intp) if to_original is None else np.searchsorted(to_original, row_ids)
+    # searchsorted of int64 ids in uint64 labels would compare them as float64 (2**60 + 1 == 2**60)
+    ids = row_ids.astype(np.intp) if to_original is None else np.searchsorted(to_original, row_ids.astype(to_original.dtype))
     for label in np.unique(ids[ids > 0]):
         box = slices[label - 1]
         in_lesion = labels[box] == label

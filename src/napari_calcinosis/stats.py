@@ -97,10 +97,11 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
                                  n_resamples=np.inf, alternative="two-sided").pvalue
     else:
         # Near |rho| = 1 the t approximation gives p = 0 or 1e-79: no p can be smaller than
-        # that of the most extreme ordering. The pairings as extreme as |rho| = 1 are those that
-        # only reorder tied values of x: 2 * prod(t!) of the n! pairings.
-        _, counts = np.unique(x, return_counts=True)
-        log_p = math.log(2.0) + sum(math.lgamma(c + 1) for c in counts) - math.lgamma(x.size + 1)
+        # that of the most extreme ordering. At least prod(t!) of the n! pairings are as extreme,
+        # those that only reorder the tied values of x (or, as many, of y): the larger of the two,
+        # so that swapping x and y gives the same p.
+        ties = max(sum(math.lgamma(c + 1) for c in np.unique(v, return_counts=True)[1]) for v in (x, y))
+        log_p = math.log(2.0) + ties - math.lgamma(x.size + 1)
         p = max(p, math.exp(log_p), np.finfo(float).tiny)
     return float(rho), float(p)
 

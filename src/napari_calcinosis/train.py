@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 
 from ._atomic import atomic_write, remove_stale_temporaries
 from ._errors import CalcinosisError
-from .io import _DICOM_SUFFIXES, CalcinosisImage, _listed, _one_line, read_image
+from .io import _DICOM_SUFFIXES, CalcinosisImage, _image_stem, _is_image_file, _listed, _one_line, read_image
 from .segment import (
     PhalanxModel,
     dice,
@@ -139,9 +139,6 @@ def phantom_samples(
     return out
 
 
-_IMAGE_SUFFIXES = {".dcm", ".dicom", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ""}
-
-
 _MASK_SUFFIXES = {".png", ".tif", ".tiff"}
 _MASK_TAILS = ("_bone", "_mask")
 # A mask marking more than this share of its image as bone is more likely inverted (bone 0,
@@ -209,10 +206,10 @@ def _one_image_a_name(images: list[Path], say) -> list[Path]:
     own pixel spacing), else a lossless export before a JPEG; the rest are named in a note."""
     by_stem: dict[str, list[Path]] = {}
     for f in images:
-        by_stem.setdefault(f.stem, []).append(f)
+        by_stem.setdefault(_image_stem(f), []).append(f)
     kept, dropped = [], []
     for f in images:
-        same = by_stem[f.stem]
+        same = by_stem[_image_stem(f)]
         if len(same) == 1:
             kept.append(f)
             continue
@@ -252,12 +249,12 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
     if same:
         # In one folder a file is a mask when, less _bone/_mask, it names another file there
         # (hand_bone_mask.png for hand_bone.png); the rest are images.
-        stems = {f.stem for f in in_images}
+        stems = {_image_stem(f) for f in in_images}
         candidates = [m for m, (stem, tailed) in ((m, _mask_stem(m)) for m in candidates) if tailed and stem in stems]
     taken = set(candidates)
     images = _one_image_a_name(
-        [f for f in in_images if f.suffix.lower() in _IMAGE_SUFFIXES and f not in taken], say)
-    image_stems = {f.stem for f in images}
+        [f for f in in_images if f not in taken and _is_image_file(f)], say)
+    image_stems = {_image_stem(f) for f in images}  # a UID's last number is no suffix
     masks: dict[str, list[Path]] = {}
     for m in candidates:
         # A mask named exactly like an image (hand_bone.png for hand_bone.dcm) is that image's;
@@ -269,7 +266,7 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
             raise CalcinosisError(
                 f"{len(found)} masks for the image {stem}: {', '.join(m.name for m in found)}; keep one"
             )
-    unmasked = [f.name for f in images if f.stem not in masks]
+    unmasked = [f.name for f in images if _image_stem(f) not in masks]
     if unmasked:
         say(f"{len(unmasked)} image(s) without a mask left out: {_listed(unmasked)}")
     orphans = [found[0].name for stem, found in masks.items() if stem not in image_stems]
@@ -277,9 +274,9 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
         say(f"{len(orphans)} mask(s) without an image of their name left out: {_listed(orphans)}")
     samples = []
     for f in images:
-        if f.stem not in masks:
+        if _image_stem(f) not in masks:
             continue
-        mask_path = masks[f.stem][0]
+        mask_path = masks[_image_stem(f)][0]
         image = read_image(f, pixel_size_mm=pixel_size_mm, prefer_file_spacing=True)
         mask = _read_mask(mask_path)
         if mask.shape != image.shape:
