@@ -436,6 +436,10 @@ def test_an_export_made_through_a_soft_tissue_window_is_named(tmp_path):
     assert image_caveats(read_image(write_windowed_png(tmp_path / "bone.png", phantom.image_hu), phantom.spacing_mm)) == []
     scaled = image_caveats(CalcinosisImage(phantom.image_hu * 4 + 400, phantom.spacing_mm))
     assert any("scaled or offset rather than HU" in n for n in scaled)
+    # a noiseless soft tissue at one value is the tissue, not a clipped floor
+    flat = np.full((100, 100), 40.0, np.float32)
+    flat[:, :10], flat[80:90, 20:80], flat[40:45, 40:45] = -1000.0, 1200.0, 900.0
+    assert soft_tissue_hu(flat) == pytest.approx(40, abs=10)
 
 
 def test_a_pixel_size_far_too_small_is_refused():

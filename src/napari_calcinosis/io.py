@@ -394,20 +394,22 @@ def check_field_of_view(shape, spacing_mm, where: str = "") -> None:
 def soft_tissue_hu(pixels_hu) -> float | None:
     """Where the soft tissue of a finger slice lies, in HU: the histogram peak (10 HU bins) of
     the 3 x 3 median of the pixels above -500 HU (not air), leaving out a clipped floor or
-    ceiling (more than 0.5 % of them within 1 % of the range of their minimum or maximum: an
-    export's window, a scanner's 3071 HU). None when nothing is left."""
+    ceiling (more than 0.5 % of them within 1 % of the range of their minimum, at -250 HU or
+    below, or of their maximum, at 250 HU or above: an export's window, a scanner's 3071 HU).
+    None when nothing is left."""
     from scipy import ndimage as ndi
 
     values = ndi.median_filter(np.asarray(pixels_hu, np.float32), 3).ravel()
     tissue = values[values > -500.0]
     if tissue.size == 0:
         return None
-    # A clipped floor or ceiling (an export's window, a scanner's 3071 HU), blurred by JPEG: within
-    # 1 % of the range of the extreme, and holding more than 0.5 % of the tissue.
+    # A clipped floor or ceiling (an export's window: air at -300, bone at 1200; a scanner's 3071
+    # HU), blurred by JPEG: within 1 % of the range of the extreme, holding more than 0.5 % of
+    # the tissue, and as dark as air or as bright as calcium (a uniform soft tissue is no floor).
     tolerance = 0.01 * float(tissue.max() - tissue.min())
-    for edge in (tissue.min(), tissue.max()):
+    for edge, clipped in ((tissue.min(), tissue.min() <= -250.0), (tissue.max(), tissue.max() >= 250.0)):
         spike = np.abs(tissue - edge) <= tolerance
-        if spike.mean() > 0.005:
+        if clipped and spike.mean() > 0.005:
             tissue = tissue[~spike]
     if tissue.size == 0:
         return None
