@@ -432,7 +432,14 @@ def test_an_export_made_through_a_soft_tissue_window_is_named(tmp_path):
     misread = image_caveats(read_image(path, pixel_size_mm=phantom.spacing_mm))
     assert any(n.startswith("the finger's soft tissue reads about") and "narrower window than W1500/L450" in n
                for n in misread), misread
-    assert image_caveats(read_image(path, phantom.spacing_mm, window_level_hu=40, window_width_hu=400)) == []
+    told = read_image(path, phantom.spacing_mm, window_level_hu=40, window_width_hu=400)
+    assert image_caveats(told) == []
+    # ...but read with its own window, it clipped bone and deposits together at 240 HU: refused
+    from napari_calcinosis import quantify
+
+    with pytest.raises(CalcinosisError, match=r"soft.png: the export's window \(W400/L40\) clipped everything above "
+                                              r"240 HU, where bone and deposits \(300-2000 HU\) begin"):
+        quantify(told)
     assert image_caveats(read_image(write_windowed_png(tmp_path / "bone.png", phantom.image_hu), phantom.spacing_mm)) == []
     scaled = image_caveats(CalcinosisImage(phantom.image_hu * 4 + 400, phantom.spacing_mm))
     assert any("scaled or offset rather than HU" in n for n in scaled)

@@ -455,7 +455,7 @@ def test_two_images_with_one_stem_cannot_share_mask_files(fake_pipeline, batch, 
     ("content", "words"),
     [
         ("image,x,y\ngood_1,1,2\n", ["lacks column(s) row, col", "its header is 'image,x,y'", "image,row,col"]),
-        ("image;row;col\ngood_1;1;2\n", ["semicolon-separated"]),
+        ('image;row;col\n"good_1;1;2\n', ["does not read as a table", "semicolon-separated with commas"]),
         ("image,row,col\ngood_1,1,2\ngood_2,,3\ngood_2,nan,3\n",
          ["line 3 (image 'good_2', row '', col '3')", "2 line(s) are bad"]),
         ("image,row,col\ngood_1,1,2\ngood_2,twelve,3\n", ["line 3", "row 'twelve'"]),
@@ -475,6 +475,28 @@ def test_a_bad_seeds_file_is_refused_naming_the_line_or_columns(fake_pipeline, b
     for word in words:
         assert word in err
     assert fake_pipeline["load_model"] == 0
+
+
+def test_a_seeds_sheet_saved_by_a_european_excel_is_read(fake_pipeline, batch, tmp_path, capsys):
+    # semicolons, decimal commas and Windows-1252 (a reader named Müller): read as the lab wrote it
+    import pandas as pd
+
+    paths, _ = batch
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_bytes("image;row;col;reader;radiologist_mm2\r\ngood_1;12;14,5;Müller;3,25\r\n"
+                      "good_1;20;22;Müller;\r\n".encode("cp1252"))
+    out = tmp_path / "r.csv"
+    code, err = _cli(capsys, "quantify", paths[0], "--seeds", sheet, "--pixel-size", 0.25, "--out", out)
+    assert code == 0, err
+    table = pd.read_csv(out)
+    assert table["seed_col"].tolist() == [14.5, 22.0] and table["reader"].tolist() == ["Müller", "Müller"]
+    assert table["radiologist_mm2"].iloc[0] == 3.25 and np.isnan(table["radiologist_mm2"].iloc[1])
+    # and the agreement command reads such a file too
+    from napari_calcinosis.io import read_csv_table
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("a;b\n1,5;1,4\n2,5;2,7\n3,0;3,1\n", encoding="utf-8")
+    assert read_csv_table(pairs)["b"].tolist() == [1.4, 2.7, 3.1]
 
 
 def test_seeds_for_images_not_given_are_listed_not_dropped_silently(fake_pipeline, batch, tmp_path, capsys):

@@ -624,7 +624,10 @@ def test_a_series_named_by_uid_pairs_with_the_masks_quantify_writes(tmp_path):
         write_dicom(images / f"1.2.840.99.6046.{k}", p.image_hu, p.spacing_mm)
         iio.imwrite(masks / f"1.2.840.99.6046.{k}_bone.png", (p.bone_mask * 255).astype(np.uint8))
     (images / "notes").write_text("scanned 2026-11-28\n")  # not an image, whatever its name
-    samples = folder_samples(images, masks)
+    iio.imwrite(masks / "1.2.840.99.6046.1_lesions.tif", np.zeros((8, 8), np.uint16))  # quantify writes these too
+    notes = []
+    samples = folder_samples(images, masks, notes=notes.append)
+    assert notes == []
     assert [s.name for s in samples] == ["1.2.840.99.6046.1", "1.2.840.99.6046.2"]
     assert all(np.array_equal(s.bone_mask, p.bone_mask) for s, p in zip(samples, phantoms))
 

@@ -1136,8 +1136,12 @@ class AgreementWidget(_Widget):
     def table(self) -> pd.DataFrame:
         path = self.csv.value
         if path is not None and str(path) not in ("", ".") and Path(path).is_file():
+            from .io import read_csv_table
+
             try:
-                return pd.read_csv(path)
+                return read_csv_table(path)
+            except CalcinosisError:
+                raise
             except Exception as exc:
                 raise CalcinosisError(f"could not read {path} as CSV: {exc}") from exc
         layer = self.layer.value

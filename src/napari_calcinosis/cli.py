@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ._errors import CalcinosisError
-from .io import WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _is_image_file, _listed, _one_line, atomic_output
+from .io import (WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _is_image_file, _listed, _one_line, atomic_output,
+                 read_csv_table)
 
 OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
@@ -104,7 +105,9 @@ def _read_seeds(path) -> tuple[dict[str, list[tuple[float, float]]], dict[str, p
     image in seed order, to be carried onto the output rows; numbers as numbers."""
     try:
         # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
-        table = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+        table = read_csv_table(path, text=True)
+    except CalcinosisError as exc:
+        raise CalcinosisError(f"seeds file {exc}") from None
     except FileNotFoundError:
         raise CalcinosisError(f"seeds file not found: {path}") from None
     except pd.errors.EmptyDataError:
@@ -564,9 +567,11 @@ def cmd_agreement(args) -> int:
         check_plot_path(args.plot)
         _refuse_existing([args.plot], args.overwrite)
     try:
-        table = pd.read_csv(args.csv)
+        table = read_csv_table(args.csv)
     except FileNotFoundError:
         raise CalcinosisError(f"file not found: {args.csv}") from None
+    except CalcinosisError:
+        raise
     except Exception as exc:
         raise CalcinosisError(f"could not read {args.csv} as CSV: {exc}") from exc
     for col in (args.x, args.y):

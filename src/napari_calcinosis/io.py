@@ -107,6 +107,10 @@ SMALL_FIELD_OF_VIEW_MM = 20.0
 # W1500/L450 exports); on seeds 0-39 (520 images), 6 of 1,040 were warned (crops where bone and
 # deposits outnumber the soft tissue) and 86 % of W400/L40 misreads were caught.
 MAX_SOFT_TISSUE_HU = 300.0
+# An export clips everything above its window's top. Below this, bone and deposits (300-2000
+# HU) are clipped together (a soft-tissue window, W400/L40, clips at 240 HU): nothing tells them
+# apart or gives a deposit a peak to grow from, so such an export is refused, not measured.
+MIN_EXPORT_TOP_HU = 500.0
 
 
 # --------------------------------------------------------------------------------------
@@ -354,8 +358,9 @@ def check_measurable(image: CalcinosisImage) -> None:
     ------
     CalcinosisError
         If a side is under :data:`MIN_IMAGE_SIDE_PX` pixels, the image holds more than
-        :data:`MAX_IMAGE_PIXELS` pixels, or it spans more than :data:`MAX_FIELD_OF_VIEW_MM`
-        (usually a pixel size in the wrong unit).
+        :data:`MAX_IMAGE_PIXELS` pixels, it spans more than :data:`MAX_FIELD_OF_VIEW_MM`
+        (usually a pixel size in the wrong unit), or it is an export whose window clipped
+        below :data:`MIN_EXPORT_TOP_HU` (bone and deposits clipped together).
     """
     rows, cols = image.shape
     where = f"{image.source}: " if image.source else ""
@@ -367,6 +372,13 @@ def check_measurable(image: CalcinosisImage) -> None:
         )
     _check_pixel_count(rows, cols, where)
     check_field_of_view(image.shape, image.spacing_mm, where)
+    top = image.saturated_above_hu
+    if top is not None and top < MIN_EXPORT_TOP_HU:
+        raise CalcinosisError(
+            f"{where}the export's window ({_window_label(image.window_level_hu, image.window_width_hu)}) clipped "
+            f"everything above {top:.0f} HU, where bone and deposits (300-2000 HU) begin: they cannot be told "
+            "apart nor grown. Export the slice again through a bone window (the paper's W1500/L450), or give the DICOM"
+        )
 
 
 def check_field_of_view(shape, spacing_mm, where: str = "") -> None:
@@ -746,6 +758,59 @@ def _is_image_file(path: Path) -> bool:
     except OSError:
         return False
     return _dicom_by_content(path)
+
+
+def read_csv_table(path, *, text: bool = False):
+    """A CSV a spreadsheet saved, as a DataFrame: UTF-8 (with or without a byte-order mark) or,
+    failing that, Windows-1252 (Excel's "CSV" in Western Europe); comma-separated, or semicolon-
+    or tab-separated with decimal commas (Excel in many locales), which become decimal points.
+
+    ``text``: every cell as a string, empty cells as "" (else pandas' own types, empty as NaN).
+    Raises FileNotFoundError, pandas' EmptyDataError, or CalcinosisError for a file that does not
+    read as a table.
+    """
+    import io as _io
+
+    import pandas as pd
+
+    raw = Path(path).read_bytes()
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        content = raw.decode("cp1252", errors="replace")
+    header = next((line for line in content.splitlines() if line.strip()), "")
+    separator = ","
+    for other in (";", "\t"):
+        if other in header and "," not in header:
+            separator = other
+    try:
+        table = pd.read_csv(_io.StringIO(content), sep=separator, dtype=str if text or separator != "," else None,
+                            keep_default_na=not text)
+    except pd.errors.EmptyDataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pandas' parser errors are many
+        hint = ("; it looks semicolon-separated with commas inside cells: save it as CSV (comma-separated)"
+                if ";" in header else "")
+        raise CalcinosisError(f"{path}: does not read as a table ({_one_line(exc)}){hint}") from exc
+    if separator != ",":
+        # decimal commas (3,25) become points; other text is left as it is
+        decimal = r"^\s*[+-]?\d*,\d+\s*$"
+        for column in table.columns:
+            cells = table[column]
+            is_decimal = cells.astype(str).str.match(decimal) & cells.notna()
+            if is_decimal.any():
+                table[column] = cells.where(~is_decimal, cells.astype(str).str.replace(",", ".", regex=False))
+        if not text:
+            table = table.apply(lambda column: _numbers_where_all_are(column))
+    return table
+
+
+def _numbers_where_all_are(column):
+    """A column of strings as numbers when every non-empty cell is one (pandas' own inference)."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(column, errors="coerce")
+    return numbers if numbers.notna().sum() == column.notna().sum() else column
 
 
 # Image Pixel module elements that must be whole numbers for the pixels to be decoded.

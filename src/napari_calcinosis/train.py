@@ -245,7 +245,9 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
         return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
 
     in_images = files(images_dir)
-    candidates = [m for m in (in_images if same else files(masks_dir)) if m.suffix.lower() in _MASK_SUFFIXES]
+    # quantify --masks writes <image>_lesions.tif beside <image>_bone.png: deposits, not masks
+    candidates = [m for m in (in_images if same else files(masks_dir))
+                  if m.suffix.lower() in _MASK_SUFFIXES and not m.stem.endswith("_lesions")]
     if same:
         # In one folder a file is a mask when, less _bone/_mask, it names another file there
         # (hand_bone_mask.png for hand_bone.png); the rest are images.
