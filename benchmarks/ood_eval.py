@@ -101,6 +101,9 @@ def evaluate_case(case: dict, model, seed: int, tta: bool = False) -> tuple[dict
         table = result.table
         areas["area_mm2"] = table["area_mm2"].to_numpy(float)
         areas["status"] = table["status"].to_numpy()
+        for column in ("peak_hu", "level_hu", "max_value", "mean_value", "freed_from_bone_mm2"):
+            areas[column] = table[column].to_numpy(float)
+        areas["seed_hu"] = [float(image.pixels_hu[int(r), int(c)]) for r, c in seeds]
     return row, areas, pred
 
 
