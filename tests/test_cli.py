@@ -122,6 +122,8 @@ def test_quantify_png_needs_pixel_size_and_a_bad_file_does_not_stop_the_batch(sa
             "--device", "cpu")
     assert r.returncode == 1
     assert "broken.dcm" in r.stderr
+    n_broken = int((pd.read_csv(out)["status"].str.startswith("error")).sum())
+    assert f"{n_broken} row(s) not measured: {n_broken} error (the status column says which)" in r.stderr
     table = pd.read_csv(out)
     assert table.loc[table["image"] == "broken.dcm", "status"].str.startswith("error").all()
     good = table[table["image"] == f"{stem}.png"]

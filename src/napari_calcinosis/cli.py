@@ -354,6 +354,12 @@ def cmd_quantify(args) -> int:
         print(f"wrote {len(out)} rows ({n_ok} lesions measured) for {len(images)} image(s) to {args.out}", file=sys.stderr)
     else:
         out.to_csv(sys.stdout, index=False)
+    # The rows not measured, by status, so that a lab sees them without filtering the CSV.
+    not_ok = out["status"].astype(str).str.split(":").str[0]
+    not_ok = not_ok[~not_ok.isin(["ok", "no_deposit_found"])].value_counts()
+    if len(not_ok):
+        listed = ", ".join(f"{n} {status}" for status, n in not_ok.items())
+        print(f"{int(not_ok.sum())} row(s) not measured: {listed} (the status column says which)", file=sys.stderr)
     warned = sorted({label for label, text in zip(out["image"], out["warnings"]) if isinstance(text, str) and text})
     if warned:
         print(f"{len(warned)} of {len(images)} image(s) have warnings (the warnings column): check them before "
