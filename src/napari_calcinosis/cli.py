@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ._errors import CalcinosisError
-from .io import (WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _is_image_file, _listed, _one_line, atomic_output,
-                 read_csv_table)
+from .io import (WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _is_image_file, _listed, _numbers_where_all_are,
+                 _one_line, atomic_output, read_csv_table)
 
 OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
@@ -104,7 +104,6 @@ def _read_seeds(path) -> tuple[dict[str, list[tuple[float, float]]], dict[str, p
     Its other columns (a radiologist's reading of each deposit, a lesion's name) come back per
     image in seed order, to be carried onto the output rows; numbers as numbers."""
     try:
-        # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
         table = read_csv_table(path, text=True)
     except CalcinosisError as exc:
         raise CalcinosisError(f"seeds file {exc}") from None
@@ -155,10 +154,11 @@ def _extra_seed_columns(table: pd.DataFrame) -> pd.DataFrame:
     extra.columns = names
     for column in names:
         text = extra[column].str.strip()
-        numbers = pd.to_numeric(text.replace("", np.nan), errors="coerce")
         # numbers stay numbers; an identifier such as 007 stays as written
-        if numbers.notna().sum() == (text != "").sum() and not text.str.match(r"^[+-]?0\d").any():
-            extra[column] = numbers
+        if not text.str.match(r"^[+-]?0\d").any():
+            numbers = _numbers_where_all_are(text.replace("", np.nan))
+            if pd.api.types.is_numeric_dtype(numbers):
+                extra[column] = numbers
     return extra
 
 

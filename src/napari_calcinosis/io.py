@@ -732,12 +732,18 @@ def _looks_like_dicom(ds) -> bool:
 def _dicom_by_content(path) -> bool:
     """Whether a file is DICOM by its contents, whatever its name: the ``DICM`` marker, or
     (older scanners leave out the preamble) a data set pydicom reads by force."""
+    try:
+        sniffed = _sniff_format(Path(path))
+    except OSError:
+        return False
+    return sniffed == "DICOM" if sniffed is not None else _forced_dicom(path)
+
+
+def _forced_dicom(path) -> bool:
+    """Whether a file without a recognised signature reads as DICOM when pydicom is forced."""
     import pydicom
 
     try:
-        sniffed = _sniff_format(Path(path))
-        if sniffed is not None:
-            return sniffed == "DICOM"
         return _looks_like_dicom(pydicom.dcmread(path, stop_before_pixels=True, force=True))
     except Exception:  # noqa: BLE001 - a file that does not read as DICOM is not one here
         return False
@@ -753,11 +759,10 @@ def _is_image_file(path: Path) -> bool:
     if suffix and (suffix in _DICOM_SUFFIXES or suffix in _RASTER_SUFFIXES):
         return True
     try:
-        if _sniff_format(path) is not None:
-            return True
+        sniffed = _sniff_format(path)
     except OSError:
         return False
-    return _dicom_by_content(path)
+    return sniffed is not None or _forced_dicom(path)
 
 
 def read_csv_table(path, *, text: bool = False):
@@ -801,7 +806,7 @@ def read_csv_table(path, *, text: bool = False):
             if is_decimal.any():
                 table[column] = cells.where(~is_decimal, cells.astype(str).str.replace(",", ".", regex=False))
         if not text:
-            table = table.apply(lambda column: _numbers_where_all_are(column))
+            table = table.apply(_numbers_where_all_are)
     return table
 
 
@@ -1099,7 +1104,7 @@ def _read_raster(
 
 def _export_image(
     grey: np.ndarray, bits: int | None, colour_note: str, fmt: str, spacing_mm, level_hu: float,
-    width_hu: float, source: str, spacing_origin: str = "user (pixel_size_mm)",
+    width_hu: float, source: str,
 ) -> CalcinosisImage:
     """An export's grey values as HU: an unsigned N-bit export mapped back through its window
     (``bits``), float or signed values (``bits`` None) taken as HU."""
@@ -1122,7 +1127,7 @@ def _export_image(
         window_width_hu=width_hu,
         source=source,
         value_origin=value_origin,
-        spacing_origin=spacing_origin,
+        spacing_origin="user (pixel_size_mm)",
         saturated_above_hu=saturated_above_hu,
     )
 
@@ -1175,8 +1180,7 @@ def image_from_export(
         )
     grey, note = _grey_values(array, Path(where), "image", colour)
     bits = _bits_of(array, Path(where), "image")
-    return _export_image(grey, bits, note, "image", spacing_mm, level_hu, width_hu, source,
-                         spacing_origin="user (pixel_size_mm)")
+    return _export_image(grey, bits, note, "image", spacing_mm, level_hu, width_hu, source)
 
 
 def _grey_values(
@@ -1220,6 +1224,14 @@ def _bits_of(
     )
 
 
+def _planes_last(array: np.ndarray, samples: int, planar_separate: bool) -> np.ndarray:
+    """A TIFF page's colour channels last: tifffile gives a page stored plane by plane (planar
+    configuration 2) as (samples, rows, cols)."""
+    if samples > 1 and planar_separate and array.ndim == 3 and array.shape[0] == samples:
+        return np.moveaxis(array, 0, -1)
+    return array
+
+
 def _read_tiff_values(path: Path) -> tuple[np.ndarray, int | None, str]:
     """(values, export bit depth or None for HU, colour note) of a single-page TIFF."""
     import tifffile
@@ -1245,8 +1257,7 @@ def _read_tiff_values(path: Path) -> tuple[np.ndarray, int | None, str]:
         ) from exc
 
     array = np.squeeze(array) if array.ndim > 2 and 1 in array.shape[:-2] else array
-    if samples > 1 and planar_separate and array.ndim == 3 and array.shape[0] == samples:
-        array = np.moveaxis(array, 0, -1)
+    array = _planes_last(array, samples, planar_separate)
 
     miniswhite, palette = 0, 3  # TIFF PhotometricInterpretation codes
     if photometric == palette and colormap is not None:

@@ -30,7 +30,8 @@ from scipy import ndimage as ndi
 
 from ._atomic import atomic_write, remove_stale_temporaries
 from ._errors import CalcinosisError
-from .io import _DICOM_SUFFIXES, CalcinosisImage, _image_stem, _is_image_file, _listed, _one_line, read_image
+from .io import (_DICOM_SUFFIXES, CalcinosisImage, _image_stem, _is_image_file, _listed, _one_line, _planes_last,
+                 read_image)
 from .segment import (
     PhalanxModel,
     dice,
@@ -169,10 +170,7 @@ def _read_mask(path: Path) -> np.ndarray:
                     "image's mask on its own"
                 )
             page = tif.pages[0]
-            mask = np.asarray(page.asarray())
-            samples = int(page.samplesperpixel)
-            if samples > 1 and int(page.planarconfig) == 2 and mask.ndim == 3 and mask.shape[0] == samples:
-                mask = np.moveaxis(mask, 0, -1)  # colour planes stored one after another
+            mask = _planes_last(np.asarray(page.asarray()), int(page.samplesperpixel), int(page.planarconfig) == 2)
     else:
         mask = np.asarray(iio.imread(path))
     if mask.ndim > 3 or (mask.ndim == 3 and mask.shape[-1] > 4):
