@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage as ndi
 
 from napari_calcinosis import CalcinosisImage, dice, load_model, quantify
 from napari_calcinosis.segment import drop_pieces_not_bone
@@ -42,6 +43,19 @@ def load_generator(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _bone_border_share(lesion_labels, bone_mask, lesion_ids) -> list[float]:
+    """Per lesion, the share of the pixels just outside it that are bone."""
+    shares = []
+    for k in lesion_ids:
+        own = lesion_labels == k
+        if not own.any():
+            shares.append(np.nan)
+            continue
+        ring = ndi.binary_dilation(own) & ~own
+        shares.append(float(bone_mask[ring].mean()) if ring.any() else 0.0)
+    return shares
 
 
 def evaluate_case(case: dict, model, seed: int, tta: bool = False) -> tuple[dict, pd.DataFrame, np.ndarray]:
@@ -104,6 +118,10 @@ def evaluate_case(case: dict, model, seed: int, tta: bool = False) -> tuple[dict
         for column in ("peak_hu", "level_hu", "max_value", "mean_value", "freed_from_bone_mm2"):
             areas[column] = table[column].to_numpy(float)
         areas["seed_hu"] = [float(image.pixels_hu[int(r), int(c)]) for r, c in seeds]
+        areas["bone_border_share"] = _bone_border_share(result.lesion_labels, result.bone_mask, table["lesion_id"].to_numpy())
+        # how close each true deposit lies to the true bone (0: touching)
+        gap = ndi.distance_transform_edt(~truth_bone) * spacing
+        areas["true_bone_gap_mm"] = [float(gap[labels == k].min()) if (labels == k).any() else np.nan for k in true_ids]
     return row, areas, pred
 
 
