@@ -238,6 +238,12 @@ def test_agreement_cli_refuses_what_it_cannot_compare(tmp_path):
                     r"column 'image' of .* holds no numbers \(line 3: 'p1'\).*numeric columns are: a, b, c")
     _one_error_line(_agreement_cli(tmp_path, "a,b\n1,2\n2,3\n", "--x", "a", "--y", "b"),
                     "agreement needs at least 3 complete pairs; got 2")
+    _one_error_line(_agreement_cli(tmp_path, "", "--x", "a", "--y", "b"),
+                    r"could not read .*readings.csv as CSV: No columns to parse")
+    for missing in (tmp_path / "nope.csv", tmp_path):
+        r = subprocess.run([sys.executable, "-m", "napari_calcinosis", "agreement", str(missing), "--x", "a", "--y", "b"],
+                           capture_output=True, text=True, timeout=120)
+        _one_error_line(r, "file not found: .*nope.csv" if missing.suffix else "could not read .* as CSV: .*Is a directory")
     for plot in ("out.xyz", "out"):
         _one_error_line(_agreement_cli(tmp_path, text, "--x", "a", "--y", "b", "--plot", str(tmp_path / plot)),
                         r"cannot write a plot to .*: its name must end in one of \.png, \.svg, \.pdf")

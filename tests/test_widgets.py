@@ -298,12 +298,17 @@ def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pef
     csv = tmp_path / "pefr.csv"
     pd.DataFrame({"wright": WRIGHT, "mini": MINI, "note": ["a"] * 17}).to_csv(csv, index=False)
     w = dock(viewer, AgreementWidget(viewer))
+    assert w.canvas.isHidden()  # no empty plot area before there is a plot
     w.csv.value = csv
     assert set(w.x.choices) == {"wright", "mini"}  # numeric columns only
     w.x.value, w.y.value = "wright", "mini"
     a = w.run()
     assert a.n == 17 and round(a.ba_bias, 1) == -2.1
-    assert "Lin's CCC" in w.result.value and len(w.figure.axes) == 2
+    assert "Lin's CCC" in w.result.value and len(w.figure.axes) == 2 and not w.canvas.isHidden()
+    # a failed run leaves no numbers or plot of the previous columns in view
+    w.y.value = "wright"
+    assert w.run() is None and "both 'wright'" in w.status.value
+    assert w.result.value == "" and w.canvas.isHidden()
 
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value = image, "cpu"
@@ -756,6 +761,7 @@ def test_seeds_clicked_on_the_export_before_converting_stay_on_their_deposits(sa
     prep.image.value, prep.pixel_size_mm.value = png, spacing_mm
     hu = prep.run()
     assert tuple(clicks.scale) == (spacing_mm, spacing_mm) and "'seeds' moved with it" in prep.status.value
+    assert all(str(u) == "millimeter" for u in clicks.units)
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value = hu, "cpu"
     result = q.run()

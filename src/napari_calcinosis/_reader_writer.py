@@ -18,12 +18,9 @@ from typing import Any
 import numpy as np
 
 from ._errors import CalcinosisError
-from .io import _one_line, _squeeze_leading, atomic_output
+from .io import _DICOM_SUFFIXES, _one_line, _squeeze_leading, atomic_output
 
 __all__ = ["get_dicom_reader", "write_lesions_csv"]
-
-DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-
 
 # --------------------------------------------------------------------------------------
 # Reader
@@ -39,7 +36,7 @@ def _is_dicom_path(path) -> bool:
         path = Path(os.fspath(path))
     except TypeError:
         return False
-    if path.suffix.lower() in DICOM_SUFFIXES:
+    if path.suffix and path.suffix.lower() in _DICOM_SUFFIXES:
         return True
     return path.is_file() and _dicom_by_content(path)
 

@@ -684,6 +684,7 @@ def _follow_pixel_size(viewer, image, old_spacing, grid=()) -> str:
     new = spacing_of(image)
     for other in on_old_grid:
         other.scale = tuple(other.scale[:-2]) + new
+        other.units = ("mm",) * other.ndim
         if isinstance(other, Labels) and other.features is not None and "area_mm2" in other.features:
             other.features = pd.DataFrame()  # measured again from the labels, at the new size
     names = ", ".join(f"'{other.name}'" for other in on_old_grid)
@@ -1127,23 +1128,23 @@ class AgreementWidget(_Widget):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(7, 3.2))
+        # the two plots one above the other: a dock is narrow, and side by side they were squeezed
+        # until their labels overlapped
+        self.figure = Figure(figsize=(3.6, 6.4))
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.extend([self.layer, self.csv, self.x, self.y, self.run_button, self.result, self.status])
-        self.canvas.setMinimumHeight(300)
+        self.result.native.setWordWrap(True)
+        self.canvas.setMinimumHeight(560)
         self.native.layout().addWidget(self.canvas)
+        # shown once there is a plot: an empty figure is a white block in napari's dark theme
+        self.canvas.setVisible(False)
 
     def table(self) -> pd.DataFrame:
         path = self.csv.value
         if path is not None and str(path) not in ("", ".") and Path(path).is_file():
-            from .io import read_csv_table
+            from .io import read_csv_or_refuse
 
-            try:
-                return read_csv_table(path)
-            except CalcinosisError:
-                raise
-            except Exception as exc:
-                raise CalcinosisError(f"could not read {path} as CSV: {exc}") from exc
+            return read_csv_or_refuse(path)
         layer = self.layer.value
         if layer is not None and (layer.metadata.get(EDITED) or (layer.features is not None and len(layer.features))):
             return lesion_table(self.viewer, layer)
@@ -1164,6 +1165,9 @@ class AgreementWidget(_Widget):
         from .stats import agreement, format_p, plot_agreement
 
         def go():
+            # a failed run must not leave the previous columns' numbers and plot in view
+            self.result.value = ""
+            self.canvas.setVisible(False)
             table = self.table()
             if self.x.value is None or self.y.value is None:
                 raise CalcinosisError("choose a lesion table or a CSV file, then the two columns to compare")
@@ -1177,7 +1181,8 @@ class AgreementWidget(_Widget):
                 f"bias {a.ba_bias:.2f} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f}) · "
                 f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}"
             )
-            plot_agreement(x, y, x_label=self.x.value, y_label=self.y.value, unit="", figure=self.figure)
+            plot_agreement(x, y, x_label=self.x.value, y_label=self.y.value, unit="", figure=self.figure, stacked=True)
+            self.canvas.setVisible(True)
             self.canvas.draw_idle()
             self.status.value = ""
             return a

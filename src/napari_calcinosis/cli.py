@@ -12,7 +12,7 @@ import pandas as pd
 
 from ._errors import CalcinosisError
 from .io import (WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _is_image_file, _listed, _numbers_where_all_are,
-                 _one_line, atomic_output, read_csv_table)
+                 _one_line, atomic_output, read_csv_or_refuse, read_csv_table)
 
 OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
@@ -572,14 +572,7 @@ def cmd_agreement(args) -> int:
     if args.plot:
         check_plot_path(args.plot)
         _refuse_existing([args.plot], args.overwrite)
-    try:
-        table = read_csv_table(args.csv)
-    except FileNotFoundError:
-        raise CalcinosisError(f"file not found: {args.csv}") from None
-    except CalcinosisError:
-        raise
-    except Exception as exc:
-        raise CalcinosisError(f"could not read {args.csv} as CSV: {exc}") from exc
+    table = read_csv_or_refuse(args.csv)
     for col in (args.x, args.y):
         if col not in table.columns:
             raise CalcinosisError(f"{args.csv} has no column {col!r}; its columns are: {', '.join(map(str, table.columns))}")

@@ -810,6 +810,18 @@ def read_csv_table(path, *, text: bool = False):
     return table
 
 
+def read_csv_or_refuse(path):
+    """:func:`read_csv_table`, every failure as a CalcinosisError that names the file."""
+    try:
+        return read_csv_table(path)
+    except FileNotFoundError:
+        raise CalcinosisError(f"file not found: {path}") from None
+    except CalcinosisError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an empty file, a directory, a parser's error
+        raise CalcinosisError(f"could not read {path} as CSV: {_one_line(exc)}") from exc
+
+
 def _numbers_where_all_are(column):
     """A column of strings as numbers when every non-empty cell is one (pandas' own inference)."""
     import pandas as pd

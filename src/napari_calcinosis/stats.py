@@ -222,11 +222,13 @@ def check_plot_path(path) -> None:
         )
 
 
-def plot_agreement(x, y, path=None, *, x_label: str = "x", y_label: str = "y", unit: str = "mm²", figure=None):
+def plot_agreement(x, y, path=None, *, x_label: str = "x", y_label: str = "y", unit: str = "mm²", figure=None,
+                   stacked: bool = False):
     """Scatter with the identity line (CCC in the legend) beside a Bland-Altman plot.
 
     Draws into ``figure`` when given (e.g. a napari dock's canvas), else a new one; saves to
     ``path`` (by its suffix, one of :data:`PLOT_SUFFIXES`) when given; returns the matplotlib Figure.
+    ``stacked``: the Bland-Altman plot below the scatter instead of beside it (a narrow dock).
     """
     if path is not None:
         check_plot_path(path)
@@ -238,7 +240,7 @@ def plot_agreement(x, y, path=None, *, x_label: str = "x", y_label: str = "y", u
         figure = Figure(figsize=(11, 4.8))
     fig = figure
     fig.clear()
-    ax1, ax2 = fig.subplots(1, 2)
+    ax1, ax2 = fig.subplots(2, 1) if stacked else fig.subplots(1, 2)
     lim = [min(xs.min(), ys.min()), max(xs.max(), ys.max())]
     pad = 0.05 * (lim[1] - lim[0] or 1.0)
     lim = [lim[0] - pad, lim[1] + pad]
