@@ -226,6 +226,44 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
     screenshot(viewer, "widget_quantify")
 
 
+def test_export_asks_before_replacing_a_file_and_refuses_what_it_cannot_write(sample, tmp_path, monkeypatch):
+    import magicgui.widgets
+    from qtpy.QtWidgets import QMessageBox
+
+    from napari_calcinosis._errors import CalcinosisError
+    from napari_calcinosis._widgets import MeasureWidget, QuantifyWidget
+
+    viewer, image, *_ = sample
+    m = dock(viewer, MeasureWidget(viewer))
+    typed = {}
+    monkeypatch.setattr(magicgui.widgets, "request_values", lambda **_: dict(typed))
+    typed["path"] = tmp_path / "nothing.csv"
+    assert m._export_dialog() is None and "no lesions layer to export" in m.status.value
+    assert not (tmp_path / "nothing.csv").exists()
+
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = image, "cpu"
+    q.run()
+    m.lesions.value = viewer.layers["lesions"]
+    kept = tmp_path / "patient1.csv"
+    kept.write_text("a reading made yesterday\n")
+    answers = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *args: answers.pop(0))
+    for name in ("patient1.csv", "patient1"):  # typed in the dialog's box, with and without .csv
+        typed["path"] = tmp_path / name
+        answers.append(QMessageBox.No)
+        assert m._export_dialog() is None and "not written" in m.status.value
+        assert kept.read_text() == "a reading made yesterday\n"
+    answers.append(QMessageBox.Yes)
+    assert m._export_dialog() == kept and len(pd.read_csv(kept)) == len(viewer.layers["lesions"].metadata["seed_table"])
+    with pytest.raises(CalcinosisError, match="exists: choose another name"):
+        m.export(kept)  # the API never replaces a file unasked
+    typed["path"] = tmp_path
+    assert m._export_dialog() is None and "is a folder: give the name of the CSV file" in m.status.value
+    assert not (tmp_path.parent / (tmp_path.name + ".csv")).exists()
+    assert m.export(tmp_path / "visit.2").name == "visit.2.csv"  # a dot in the name is not a suffix to replace
+
+
 def test_quantify_uses_a_corrected_bone_layer(sample):
     from napari_calcinosis._widgets import EDITED, QuantifyWidget
 
@@ -610,6 +648,34 @@ def test_painting_re_measures_and_regrows(sample, qtbot):
     qtbot.wait(50)
     table = viewer.layers["lesions (new)"].metadata["seed_table"]  # the painted lesions layer stays
     assert table["status"][1] in ("on_bone", "no_deposit") and table["lesion_id"][1] == 0
+    # Ctrl+Z on that stroke (napari only redraws the layer): the deposit is measured again
+    b.undo()
+    qtbot.wait(50)
+    table = viewer.layers["lesions (new)"].metadata["seed_table"]
+    assert table["status"][1] == "ok" and np.isclose(table["area_mm2"][1], before["area_mm2"][1])
+    b.refresh()  # a redraw that changes nothing regrows nothing
+    qtbot.wait(50)
+    assert viewer.layers["lesions (new)"].metadata["seed_table"] is table
+
+
+def test_seeds_clicked_before_the_bone_grow_once_it_is_there(sample, qtbot):
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, _, seeds, areas = sample
+    viewer.layers.remove("sample_finger true bone")
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value = image
+    assert grow.bone.value is None
+    points = grow.start_seeding()
+    assert "once 'sample_finger' has a bone layer: run Segment phalanges" in grow.status.value
+    points.add(seeds)
+    assert "lesions" not in viewer.layers and "no bone layer for 'sample_finger'" in grow.status.value
+    viewer.add_labels(bone.astype(np.uint8), name="bone", scale=image.scale, units="mm")  # as Segment would
+    qtbot.wait(50)
+    assert np.allclose(viewer.layers["lesions"].features["area_mm2"], areas, rtol=0.25, atol=0.5)
+    viewer.layers.remove("bone")
+    points.data = points.data[1:]
+    assert "grown on a bone layer that is gone and are not updated" in grow.status.value
 
 
 def test_odd_images_get_a_clear_word(sample):
@@ -737,6 +803,10 @@ def test_prepare_again_at_another_pixel_size_keeps_seeds_and_results_on_their_pi
     m.lesions.value = viewer.layers["lesions"]
     remeasured = m.refresh()
     np.testing.assert_allclose(sorted(remeasured["area_mm2"]), sorted(first.table["area_mm2"] / 1.25**2))
+    # Export CSV writes what the table shows, not the per-seed table measured at the old size
+    exported = pd.read_csv(m.export(tmp_path / "after.csv"))
+    np.testing.assert_allclose(sorted(exported["area_mm2"]), sorted(remeasured["area_mm2"]))
+    assert "Quantify again" in m.status.value
     q.image.value = hu
     again = q.run()
     assert (again.table["status"] == "ok").all()

@@ -283,7 +283,11 @@ def _soon(fn):
 
     def run():
         pending.clear()
-        fn()
+        try:
+            fn()
+        except RuntimeError as exc:  # the widget was closed (its Qt parts deleted) meanwhile
+            if "has been deleted" not in str(exc):
+                raise
 
     def schedule(*_):
         if not pending:
@@ -686,7 +690,11 @@ def _follow_pixel_size(viewer, image, old_spacing, grid=()) -> str:
         other.scale = tuple(other.scale[:-2]) + new
         other.units = ("mm",) * other.ndim
         if isinstance(other, Labels) and other.features is not None and "area_mm2" in other.features:
-            other.features = pd.DataFrame()  # measured again from the labels, at the new size
+            # measured again from the labels, at the new size; the per-seed table (Export CSV)
+            # and its summary held the old mm², so they go too until Quantify runs again
+            other.features = pd.DataFrame()
+            for key in ("seed_table", "summary"):
+                other.metadata.pop(key, None)
     names = ", ".join(f"'{other.name}'" for other in on_old_grid)
     return (f". {names} moved with it, their pixels as they were; lesion tables are measured again at the "
             "new size (Quantify again for seeds and statuses)")
@@ -798,22 +806,34 @@ class GrowWidget(_Widget):
         self.connectivity.changed.connect(self.regrow)
         self.take_unsure.changed.connect(self.regrow)
         self._watched_bone = None
+        self._grown_on = None  # which bone mask the lesions were last grown on (_mask_key)
         self._regrow_soon = _soon(self.regrow)
+        self._regrow_if_bone_changed = _soon(lambda: self._bone_changed_since_growth() and self.regrow())
         self.bone.changed.connect(self._watch_bone)
         self.image.changed.connect(self._let_go_of_seeds)
-        self._watch_bone()
         self.points = None
+        self._watch_bone()
         self.extend([self.image, self.bone, self.connectivity, self.take_unsure, self.add_seeds_button,
                      self.auto_button, self.status])
 
     def _watch_bone(self, *_):
-        """Regrow when the user paints the chosen bone layer: a deposit painted into the bone
-        is then no longer measured, bone erased from it is."""
+        """Regrow when the user paints the chosen bone layer (a deposit painted into the bone
+        is then no longer measured, bone erased from it is), undoes or redoes a stroke (napari
+        then only redraws the layer: regrown if its mask is not the one the lesions were grown
+        on), or when another bone layer is chosen, such as one made after the seeds."""
         if self._watched_bone is not None:
             self._disconnect(self._watched_bone.events.paint, self._regrow_soon)
+            self._disconnect(self._watched_bone.events.set_data, self._regrow_if_bone_changed)
         self._watched_bone = self.bone.value
         if self._watched_bone is not None:
             self._connect(self._watched_bone.events.paint, self._regrow_soon)
+            self._connect(self._watched_bone.events.set_data, self._regrow_if_bone_changed)
+        if self.points is not None:
+            self._regrow_soon()
+
+    def _bone_changed_since_growth(self) -> bool:
+        bone = self.bone.value
+        return bone is not None and self._grown_on is not None and _mask_key(bone.data) != self._grown_on
 
     def seeds_layer(self):
         """The chosen image's seeds layer (:func:`seeds_of`), made when it has none; the lesions
@@ -844,7 +864,9 @@ class GrowWidget(_Widget):
         points = self.seeds_layer()
         self.viewer.layers.selection.active = points
         points.mode = "add"
-        self.status.value = "click on each deposit; move or delete points to correct — lesions regrow"
+        self.status.value = "click on each deposit; move or delete points to correct — lesions regrow" + (
+            "" if self.bone.value is not None else
+            f" once '{self.image.value.name}' has a bone layer: run Segment phalanges (your clicks are kept)")
         return points
 
     def auto_seed(self, *_):
@@ -882,7 +904,16 @@ class GrowWidget(_Widget):
         from .pipeline import quantify
 
         image, bone = self.image.value, self.bone.value
-        if image is None or bone is None or self.points is None:
+        if image is None or self.points is None:
+            return None
+        if bone is None:
+            from napari.layers import Labels
+
+            grown = _results(self.viewer, Labels, "lesions", image)
+            self.status.value = (
+                f"no bone layer for '{image.name}': " + ("the lesions shown were grown on a bone layer that is gone "
+                                                         "and are not updated; " if grown else "")
+                + "run Segment phalanges (or pick a bone layer) and the seeds grow")
             return None
 
         def go():
@@ -890,6 +921,7 @@ class GrowWidget(_Widget):
             calc = calcinosis_image(image, pixels)
             seeds = points_in_pixels(self.points, image)
             mask = _mask_for(bone, pixels, "bone")
+            self._grown_on = _mask_key(bone.data)
             # The network's probability, kept by Segment phalanges: a seed may take a blob of the
             # mask it was unsure of (a deposit against the bone); painted pixels stay bone.
             probability = bone.metadata.get("bone_probability")
@@ -904,6 +936,14 @@ class GrowWidget(_Widget):
             return lesions
 
         return self._run_safely(go)
+
+
+def _mask_key(data) -> tuple:
+    """A fingerprint of a mask's pixels (> 0), to tell whether it changed."""
+    import zlib
+
+    mask = np.asarray(data) > 0
+    return mask.shape, zlib.crc32(np.packbits(mask).tobytes())
 
 
 def _mask_for(layer, pixels, what: str) -> np.ndarray:
@@ -1022,28 +1062,62 @@ class MeasureWidget(_Widget):
         centre = layer.data_to_world((float(r["centroid_row"]), float(r["centroid_col"])))
         self.viewer.camera.center = tuple(float(v) for v in centre[-2:])
 
-    def export(self, path) -> Path:
-        path = Path(path)
-        if path.suffix.lower() != ".csv":
-            path = path.with_suffix(".csv")
+    def export(self, path, *, replace: bool = False) -> Path:
+        """Write the table as CSV to ``path`` (``.csv`` added when it has another suffix). An
+        existing file is replaced only with ``replace`` (the dialog asks first)."""
+        path = _csv_path(path)
         layer = self.lesions.value
-        painted = layer is not None and bool(layer.metadata.get(EDITED))
-        # The seed table (a row per seed, with its status) holds until the user paints the lesions.
-        table = layer.metadata.get("seed_table") if layer is not None and not painted else None
+        if layer is None:
+            raise CalcinosisError("no lesions layer to export: choose one, or run Quantify (or Grow) first")
+        if path.exists() and not replace:
+            raise CalcinosisError(f"{path} exists: choose another name, or confirm replacing it in the dialog")
+        painted = bool(layer.metadata.get(EDITED))
+        # The seed table (a row per seed, with its status) holds until the user paints the lesions
+        # or the pixel size changes (the layer is then measured as it is, at the new size).
+        table = layer.metadata.get("seed_table") if not painted else None
         from .io import atomic_output
 
-        # The save dialog has asked before replacing a file; the write itself is all or nothing.
-        with atomic_output(path) as temporary:
+        with atomic_output(path) as temporary:  # all or nothing
             (table if table is not None else self.frame()).to_csv(temporary, index=False)
-        self.status.value = f"wrote {path}" + (" (measured as painted: a row per lesion, no seed rows)" if painted else "")
+        how = (" (measured as painted: a row per lesion, no seed rows)" if painted
+               else " (measured as the layer is: a row per lesion, no seed rows; Quantify again for them)"
+               if table is None else "")
+        self.status.value = f"wrote {path}{how}"
         return path
 
     def _export_dialog(self, *_):
         from magicgui.widgets import request_values
 
         values = request_values(path={"annotation": Path, "options": {"mode": "w", "filter": "*.csv"}, "label": "save as"})
-        if values and values.get("path"):
-            self._run_safely(lambda: self.export(values["path"]))
+        if not values or not values.get("path") or str(values["path"]) in ("", "."):
+            return None
+
+        def go():
+            path = _csv_path(values["path"])
+            # A name typed in the dialog's box (or one given without .csv) is not checked by the
+            # file chooser: ask here before replacing a file.
+            if path.exists() and not _confirm_replace(self.native, path):
+                self.status.value = f"not written: {path} kept as it was"
+                return None
+            return self.export(path, replace=True)
+
+        return self._run_safely(go)
+
+
+def _csv_path(path) -> Path:
+    """``path`` ending in .csv (``.csv`` added to any other name); a folder is refused."""
+    path = Path(path)
+    if path.is_dir():
+        raise CalcinosisError(f"{path} is a folder: give the name of the CSV file to write in it")
+    return path if path.suffix.lower() == ".csv" else path.with_name(path.name + ".csv")
+
+
+def _confirm_replace(parent, path: Path) -> bool:
+    from qtpy.QtWidgets import QMessageBox
+
+    answer = QMessageBox.question(parent, "Replace file?", f"{path.name} already exists in {path.parent}.\nReplace it?",
+                                  QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+    return answer == QMessageBox.Yes
 
 
 class QuantifyWidget(_Widget):
