@@ -662,3 +662,113 @@ def test_a_mask_on_a_transparent_sheet_and_a_model_given_in_memory(tmp_path, pai
     train_segmenter(tmp_path / "m", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64,
                     device="cpu", init_model=mine)
     assert all(torch.equal(before[k], v) for k, v in mine.network.state_dict().items())
+
+
+def test_fine_tuning_keeps_the_model_it_started_from_unless_training_beats_it(tmp_path, pairs):
+    # The bundled model is validated before the first step; a rate that wrecks it in two steps
+    # leaves that model in place, and the card and the result say so.
+    from napari_calcinosis.segment import bundled_model_path
+
+    events = []
+    start = load_model(bundled_model_path())
+    result = train_segmenter(tmp_path / "tuned", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64,
+                             device="cpu", init_model=bundled_model_path(), learning_rate=1.0, progress=events.append)
+    first = [e for e in events if e.phase == "validate"][0]
+    assert first.epoch == 0 and first.step == 0 and result.history[0]["epoch"] == 0
+    assert result.best_epoch == 0 and result.history[1]["val_dice"] < result.history[0]["val_dice"]
+    card = json.loads(result.model_path.with_suffix(".json").read_text())
+    assert "no epoch did better on the validation images than the model it started from" in card["training"]["ended"]
+    assert card["validation"]["epoch"] == 0 and card["training"]["best_epoch"] == 0
+    kept = load_model(result.model_path)
+    import torch
+
+    for name, tensor in start.network.state_dict().items():
+        assert torch.equal(tensor, kept.network.state_dict()[name]), name  # the very weights it started from
+
+
+def test_ctrl_c_keeps_the_best_model_and_a_checkpoint_to_resume_from(tmp_path, pairs, monkeypatch):
+    from napari_calcinosis import train as train_module
+
+    real_step, calls = train_module._training_step, {"n": 0}
+
+    def step_then_ctrl_c(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(*args)
+
+    monkeypatch.setattr(train_module, "_training_step", step_then_ctrl_c)
+    out = tmp_path / "ctrlc.safetensors"
+    result = train_segmenter(out, samples=pairs, epochs=2, steps_per_epoch=4, batch_size=2, crop_px=64, device="cpu")
+    assert result.cancelled and result.interrupted and result.ended == "interrupted (Ctrl+C) at step 2 of 8"
+    assert out.exists() and (tmp_path / "ctrlc.checkpoint.pt").exists()
+    assert json.loads(out.with_suffix(".json").read_text())["training"]["ended"] == result.ended
+    monkeypatch.setattr(train_module, "_training_step", real_step)
+    resumed = train_segmenter(out, samples=pairs, epochs=2, steps_per_epoch=4, batch_size=2, crop_px=64, device="cpu",
+                              resume=True)
+    assert not resumed.cancelled and resumed.epochs_done == 2 and resumed.ended == "finished: 2 epochs, 8 steps"
+
+
+def test_a_new_run_in_place_of_an_old_one_cannot_be_resumed_into_it(tmp_path, pairs):
+    # --overwrite: the old run's checkpoint goes when the new run starts, even if the new run
+    # writes none of its own before it stops
+    out = tmp_path / "m.safetensors"
+    train_segmenter(out, samples=pairs, epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu")
+    ckpt = tmp_path / "m.checkpoint.pt"
+    assert ckpt.exists()
+    stopped = train_segmenter(out, samples=pairs, epochs=9, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu",
+                              should_cancel=lambda: True)
+    assert stopped.cancelled and not ckpt.exists()
+    with pytest.raises(CalcinosisError, match="cannot resume: no checkpoint"):
+        train_segmenter(out, samples=pairs, epochs=9, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu",
+                        resume=True)
+
+
+def test_resuming_on_changed_pixels_is_refused_and_one_pair_is_named_as_validated_on_itself(tmp_path, pairs):
+    out = tmp_path / "m.safetensors"
+    train_segmenter(out, samples=pairs, epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu")
+    corrected = [(image, mask.copy(), spacing) for image, mask, spacing in pairs]
+    corrected[1][1][40:44, 40:44] ^= True  # a mask corrected between the stop and the resume
+    with pytest.raises(CalcinosisError, match="cannot resume"):
+        train_segmenter(out, samples=corrected, epochs=2, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu",
+                        resume=True)
+    one = train_segmenter(tmp_path / "one", samples=[TrainingSample(*pairs[0], name="f1.dcm")], epochs=1,
+                          steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu")
+    card = json.loads(one.model_path.with_suffix(".json").read_text())
+    assert one.validated_on_training and "says nothing of other images" in card["validation"]["on_training_images"]
+    assert card["validation"]["images"] == ["f1.dcm"]
+    assert not train_segmenter(tmp_path / "three", samples=pairs, epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64,
+                               device="cpu").validated_on_training
+
+
+def test_folder_pairs_name_label_masks_jpeg_masks_and_exports_read_through_the_wrong_window(tmp_path):
+    import imageio.v3 as iio
+
+    from napari_calcinosis import write_windowed_png
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    phantoms = [make_phantom(s, max_size_px=120) for s in (301, 302, 303)]
+    for i, p in enumerate(phantoms):
+        write_windowed_png(images / f"f{i}.png", p.image_hu)
+    write_windowed_png(images / "soft.png", phantoms[0].image_hu, window_level_hu=40, window_width_hu=400)
+    labels = (phantoms[0].bone_mask + 2 * (phantoms[0].lesion_labels > 0)).astype(np.uint8)
+    iio.imwrite(masks / "f0.png", labels)  # bone 1, deposits 2: napari's labels
+    iio.imwrite(masks / "f1_bone.png", (phantoms[1].bone_mask * 255).astype(np.uint8))
+    iio.imwrite(masks / "f2_bone.jpg", (phantoms[2].bone_mask * 255).astype(np.uint8))
+    iio.imwrite(masks / "soft.png", (phantoms[0].bone_mask * 255).astype(np.uint8))
+    notes = []
+    samples = folder_samples(images, masks, pixel_size_mm=0.25, notes=notes.append)
+    assert [s.name for s in samples] == ["f0.png", "f1.png", "soft.png"]
+    assert any("mask f0.png holds labels 1, 2: all are taken as bone" in n for n in notes)
+    assert not any("f1_bone.png holds labels" in n for n in notes)  # 0/255 is one label
+    assert any(n.startswith("1 JPEG mask(s) left out") and "f2_bone.jpg" in n for n in notes)
+    assert any(n.startswith("soft.png: the finger's soft tissue reads about") for n in notes)
+    assert not any(n.startswith(("f0.png:", "f1.png:")) for n in notes)
+    # the window it was exported with, given: read as HU like quantify reads it, and no word
+    notes.clear()
+    soft = folder_samples(images, masks, pixel_size_mm=0.25, notes=notes.append, window_level_hu=40,
+                          window_width_hu=400)[2]
+    assert not any(n.startswith("soft.png:") for n in notes)
+    tissue = phantoms[0].image_hu[(phantoms[0].image_hu > -100) & (phantoms[0].image_hu < 200)]
+    assert abs(np.median(soft.pixels_hu[(soft.pixels_hu > -100) & (soft.pixels_hu < 200)]) - np.median(tissue)) < 10

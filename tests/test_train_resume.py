@@ -78,3 +78,28 @@ def test_kill_9_at_a_random_step_then_resume_finishes(tmp_path):
     assert [h["epoch"] for h in final["history"]] == list(range(1, EPOCHS + 1)), why
     assert final["history"][: len(stopped["history"])] == stopped["history"], why
     assert sorted(f.name for f in tmp_path.iterdir()) == ["m.checkpoint.pt", "m.json", "m.safetensors"], why
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="needs POSIX SIGINT")
+def test_ctrl_c_keeps_a_checkpoint_then_resume_finishes(tmp_path):
+    import torch
+
+    out = tmp_path / "m.safetensors"
+    ckpt = tmp_path / "m.checkpoint.pt"
+    proc = subprocess.Popen(_cli(out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, f"training ended before Ctrl+C: {proc.stderr.read()[-500:]}"
+        proc.send_signal(signal.SIGINT)  # what Ctrl+C in the terminal sends
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-1000:]
+    assert "interrupted: a checkpoint was written; give the same command with --resume" in stderr
+    stopped = torch.load(ckpt, weights_only=True)
+    assert 0 < stopped["step"] < EPOCHS * STEPS and "cancelled at step" in load_model(out).card["training"]["ended"]
+    done = subprocess.run(_cli(out, "--resume"), env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "finished: 6 epochs, 24 steps" in done.stdout, done.stderr[-1000:]
+    assert torch.load(ckpt, weights_only=True)["step"] == EPOCHS * STEPS

@@ -263,6 +263,19 @@ def test_an_unwritable_output_is_refused_before_training(make_napari_viewer, tmp
     assert widget.training_kwargs()["out"] == tmp_path / "model.safetensors"
 
 
+def test_the_default_output_folder_is_made_on_first_use(make_napari_viewer, tmp_path, monkeypatch):
+    import napari_calcinosis._train_widget as tw
+
+    monkeypatch.setattr(tw.Path, "home", classmethod(lambda cls: tmp_path))
+    viewer = make_napari_viewer()
+    widget = tw.TrainWidget(viewer)
+    image = viewer.add_image(np.zeros((64, 64), np.float32), scale=(0.25, 0.25))
+    widget.add_pair(image, viewer.add_labels(np.zeros((64, 64), np.uint8)))
+    widget.output_edit.setText(str(tw.default_output_path()))
+    out = widget.training_kwargs()["out"]
+    assert out.parent == tmp_path / "napari-calcinosis-models" and out.parent.is_dir()
+
+
 def test_training_into_an_existing_model_asks_first(make_napari_viewer, qtbot, tmp_path, phantoms, monkeypatch):
     # The CLI asks for --overwrite; the widget replaced a good model without a word.
     import napari_calcinosis._train_widget as tw

@@ -47,6 +47,7 @@ from qtpy.QtWidgets import (
 
 from ._errors import CalcinosisError
 from .io import _one_line
+from .train import POOR_DICE  # under it a trained model is offered with a warning
 
 __all__ = ["TRAINED_MODELS", "TrainWidget", "available_devices", "default_output_path", "trained_model_events"]
 
@@ -105,8 +106,6 @@ def _fmt_dice(x) -> str:
     return f"{x:.3f}" if _finite(x) and x >= 0 else "\u2014"
 
 
-# A trained model under this validation Dice is offered with a warning (the bundled one has 0.98).
-POOR_DICE = 0.8
 
 _WARM_UP: dict = {}
 
@@ -514,6 +513,8 @@ class TrainWidget(QWidget):
         out = model_file(Path(text).expanduser())
         # Said now, not after the first epoch's checkpoint fails.
         folder = out.parent
+        if not folder.exists() and folder == default_output_path().parent:
+            folder.mkdir(parents=True)  # the widget's own default place, made on first use
         if not folder.is_dir():
             raise CalcinosisError(f"the output folder {folder} does not exist: choose the model file's place with \u2026")
         if not os.access(folder, os.W_OK):
@@ -665,8 +666,14 @@ class TrainWidget(QWidget):
             return
         self.last_result = result
         path = Path(result.model_path)
-        saved = result.best_epoch >= 1 and path.exists()
-        if result.cancelled:
+        saved = result.best_epoch >= 0 and path.exists()
+        kept_start = result.best_epoch == 0  # fine-tuning did not beat the model it started from
+        if kept_start and saved:
+            self._set_status(
+                f"{'cancelled' if result.cancelled else 'done'} — no epoch did better on the validation "
+                f"pairs than the model it started from (val Dice {_fmt_dice(result.best_val_dice)}): that model is "
+                f"kept at {path}; try a lower learning rate")
+        elif result.cancelled:
             if saved:
                 self._set_status(
                     f"cancelled \u2014 best model kept at {path} (val Dice {_fmt_dice(result.best_val_dice)}, "
@@ -680,6 +687,9 @@ class TrainWidget(QWidget):
                 f"done \u2014 best val Dice {_fmt_dice(result.best_val_dice)} (epoch {result.best_epoch}/"
                 f"{result.epochs_done}) on {result.device}; model saved to {path}"
             )
+        if saved and result.validated_on_training:
+            self._set_status(f"{self.status.text()} — note: with one pair the Dice is measured on the image "
+                             "it trained on, which says nothing of other images")
         if saved and not (_finite(result.best_val_dice) and result.best_val_dice >= POOR_DICE):
             # Still offered (a first run is often short on purpose), but not as if it were usable.
             from napari.utils.notifications import show_warning

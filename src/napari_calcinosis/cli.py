@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -446,7 +448,8 @@ def write_overlay(path, result) -> Path:
 
 
 def cmd_train(args) -> int:
-    from .train import train_segmenter
+    from .io import _checked_window
+    from .train import POOR_DICE, train_segmenter
 
     if not args.phantoms and not (args.images and args.masks):
         raise CalcinosisError("train needs --images DIR --masks DIR, or --phantoms N")
@@ -454,6 +457,7 @@ def cmd_train(args) -> int:
         raise CalcinosisError(f"--seed must be 0 or more (got {args.seed})")
     if args.stop_at_dice is not None and not 0.0 < args.stop_at_dice <= 1.0:
         raise CalcinosisError(f"--stop-at-dice is a Dice between 0 and 1, e.g. 0.98 (got {args.stop_at_dice:g})")
+    _checked_window(args.window_level, args.window_width)
     from .segment import model_file
     from .train import _checkpoint_path
 
@@ -479,21 +483,59 @@ def cmd_train(args) -> int:
             msg = p.message
         elif p.phase in ("done", "cancelled"):
             msg = f"{p.phase}: best validation Dice {p.best_val_dice:.4f}"
+        elif p.phase == "validate" and p.epoch == 0:
+            msg = f"the model it starts from: validation Dice {p.val_dice:.4f} (the one to beat)"
         else:
+            def shown(dice):  # no validation yet: nothing to show
+                return f"{dice:.4f}" if dice >= 0 else "-"
             msg = (f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.total_steps} loss {p.loss:.4f} "
-                   f"val Dice {p.val_dice:.4f} best {p.best_val_dice:.4f} ETA {p.eta_s / 60:.1f} min [{p.device}]")
+                   f"val Dice {shown(p.val_dice)} best {shown(p.best_val_dice)} ETA {p.eta_s / 60:.1f} min [{p.device}]")
         end = "\n" if p.phase != "train" or not sys.stderr.isatty() else ""
         print(("\r" if sys.stderr.isatty() else "") + msg.ljust(100), end=end, file=sys.stderr, flush=True)
 
     command = "napari-calcinosis " + " ".join(sys.argv[1:]) if sys.argv and "train" in sys.argv else ""
-    result = train_segmenter(
-        args.out, images_dir=args.images, masks_dir=args.masks, pixel_size_mm=args.pixel_size,
-        n_phantoms=args.phantoms, n_val=args.val_phantoms, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, crop_px=args.crop_px, steps_per_epoch=args.steps_per_epoch, device=args.device,
-        resume=args.resume, init_model=args.init, seed=args.seed, progress=progress, command=command,
-        checkpoint_every_s=args.checkpoint_every, val_every=args.val_every, stop_at_val_dice=args.stop_at_dice,
-    )
-    print(f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}; model written to {result.model_path}")
+    # Ctrl+C is the command line's Cancel: training stops after the step under way, keeps its
+    # best model and writes a checkpoint to --resume from; a second Ctrl+C stops at once.
+    ctrl_c = threading.Event()
+
+    def on_ctrl_c(signum, frame):
+        if ctrl_c.is_set():
+            raise KeyboardInterrupt
+        ctrl_c.set()
+        print("\nstopping after this step to keep the model and a checkpoint (Ctrl+C again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    except ValueError:  # not the main thread (called from a program of one's own): no handler
+        previous = None
+    try:
+        result = train_segmenter(
+            args.out, images_dir=args.images, masks_dir=args.masks, pixel_size_mm=args.pixel_size,
+            n_phantoms=args.phantoms, n_val=args.val_phantoms, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.lr, crop_px=args.crop_px, steps_per_epoch=args.steps_per_epoch, device=args.device,
+            resume=args.resume, init_model=args.init, seed=args.seed, progress=progress, command=command,
+            checkpoint_every_s=args.checkpoint_every, val_every=args.val_every, stop_at_val_dice=args.stop_at_dice,
+            window_level_hu=args.window_level, window_width_hu=args.window_width, should_cancel=ctrl_c.is_set,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if result.best_epoch < 0:
+        print(f"{result.ended}: no model was saved", file=sys.stderr)
+    else:
+        print(f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}; model written to "
+              f"{result.model_path} ({result.ended})")
+    if result.best_epoch >= 0 and result.validated_on_training:
+        print("note: with one image/mask pair the validation Dice is measured on the image trained on, which says "
+              "nothing of other images", file=sys.stderr)
+    if result.best_epoch >= 0 and result.best_val_dice < POOR_DICE:
+        print(f"warning: a validation Dice of {result.best_val_dice:.2f} is poor: check the masks (bone non-zero, "
+              "matching their images) and the pixel size before using this model", file=sys.stderr)
+    if result.interrupted or ctrl_c.is_set():
+        print("interrupted: " + ("a checkpoint was written; give the same command with --resume to carry on"
+                                 if checkpoint.exists() else "before the first step, nothing to resume"), file=sys.stderr)
+        return 130
     return 0
 
 
@@ -659,6 +701,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--images", help="folder of images (DICOM/PNG/JPEG/TIFF)")
     t.add_argument("--masks", help="folder of bone masks named like the images (stem, stem_bone or stem_mask)")
     t.add_argument("--pixel-size", type=float, metavar="MM", help="pixel spacing for PNG/JPEG/TIFF training images")
+    t.add_argument("--window-level", type=float, default=WINDOW_LEVEL_HU, metavar="HU",
+                   help=f"level of the window PNG/JPEG/TIFF images were exported with (default {WINDOW_LEVEL_HU:g})")
+    t.add_argument("--window-width", type=float, default=WINDOW_WIDTH_HU, metavar="HU",
+                   help=f"width of that window (default {WINDOW_WIDTH_HU:g}); DICOM files are read in HU")
     t.add_argument("--phantoms", type=int, help="train on N synthetic phantoms instead")
     t.add_argument("--val-phantoms", type=int, help="number of validation phantoms (default N/10, at least 4)")
     t.add_argument("--out", required=True, help="output .safetensors (card .json and checkpoint written beside it)")

@@ -30,8 +30,8 @@ from scipy import ndimage as ndi
 
 from ._atomic import atomic_write, remove_stale_temporaries
 from ._errors import CalcinosisError
-from .io import (_DICOM_SUFFIXES, CalcinosisImage, _image_stem, _is_image_file, _listed, _one_line, _planes_last,
-                 read_image)
+from .io import (_DICOM_SUFFIXES, WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, CalcinosisImage, _image_stem, _is_image_file,
+                 _listed, _one_line, _planes_last, image_caveats, read_image)
 from .segment import (
     PhalanxModel,
     dice,
@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 # Phantom seeds used for the shipped model; the validation phantoms come from a disjoint block.
+# A trained model under this validation Dice is offered with a warning (the bundled one has 0.98).
+POOR_DICE = 0.8
 TRAIN_SEED_OFFSET = 1_000_000
 VAL_SEED_OFFSET = 2_000_000
 
@@ -89,6 +91,9 @@ class TrainResult:
     history: list = field(default_factory=list)
     device: str = ""
     elapsed_s: float = float("nan")
+    interrupted: bool = False  # stopped by Ctrl+C (cancelled is True too)
+    validated_on_training: bool = False  # one pair: trained and validated on
+    ended: str = ""  # how the run ended, as the card says
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,9 +160,10 @@ def _mask_stem(path: Path) -> tuple[str, bool]:
     return path.stem, False
 
 
-def _read_mask(path: Path) -> np.ndarray:
+def _read_mask(path: Path, say=None) -> np.ndarray:
     """A mask file as bone (True) where any colour channel is non-zero; a mask drawn only in the
-    alpha channel of an otherwise black image is read from the alpha."""
+    alpha channel of an otherwise black image is read from the alpha. ``say`` hears of a grey mask
+    holding a few label values (bone 1, deposits 2: napari's labels), all of which are bone here."""
     import imageio.v3 as iio
 
     if path.suffix.lower() in (".tif", ".tiff"):
@@ -188,7 +194,17 @@ def _read_mask(path: Path) -> np.ndarray:
             elif alpha.min() != alpha.max():
                 bone &= alpha > 0  # drawn on a transparent sheet: what is transparent is not drawn
         return bone
+    if say is not None:
+        values = np.unique(mask[mask != 0])
+        # A handful of values is labels; a 0/255 mask saved with smoothed edges has dozens.
+        if 1 < len(values) <= MAX_LABEL_VALUES:
+            say(f"mask {path.name} holds labels {_listed(values.tolist(), 6)}: all are taken as bone; if some mark "
+                "deposits or other tissue, save a mask of the bone alone")
     return mask > 0
+
+
+# More distinct values than this in a grey mask are smoothed edges rather than labels.
+MAX_LABEL_VALUES = 16
 
 
 def _fidelity(path: Path) -> int:
@@ -222,16 +238,20 @@ def _one_image_a_name(images: list[Path], say) -> list[Path]:
     return kept
 
 
-def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> list[TrainingSample]:
+def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None, *, window_level_hu: float = WINDOW_LEVEL_HU,
+                   window_width_hu: float = WINDOW_WIDTH_HU) -> list[TrainingSample]:
     """Pair each image with the mask of the same stem (``stem``, ``stem_bone`` or ``stem_mask``).
 
     Masks are PNG/TIFF files where any non-zero pixel (in any colour channel) is bone. When the
     masks share the images' folder, a file is a mask when its name less ``_bone``/``_mask`` names
     another file there (a PNG export beside its DICOM is an image, and so is a mask whose image
     is missing). ``pixel_size_mm`` serves images without a spacing of
-    their own (exports); a DICOM keeps its own. Two masks for one image are refused. ``notes``
-    (a callable taking one line) hears what was left out or looks wrong: images without a mask,
-    masks without an image, masks with no bone or mostly bone.
+    their own (exports); a DICOM keeps its own; ``window_level_hu``/``window_width_hu`` are the
+    window the exports were made with, as for ``quantify``. Two masks for one image are refused.
+    ``notes`` (a callable taking one line) hears what was left out or looks wrong: images without
+    a mask, masks without an image, masks with no bone or mostly bone, masks holding several
+    labels, JPEG masks, and images whose values or size look wrong (:func:`image_caveats`: an
+    export read through another window than the one it was made with, a pixel size in cm).
     """
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     for d in (images_dir, masks_dir):
@@ -243,6 +263,14 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
         return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
 
     in_images = files(images_dir)
+    # JPEG masks are not read (JPEG blurs a mask's edges into grey) but named: in the masks
+    # folder every JPEG, in a shared folder one whose name less _bone/_mask names another file
+    all_stems = {_image_stem(f) for f in in_images}
+    jpeg_masks = [f for f in (in_images if same else files(masks_dir)) if f.suffix.lower() in (".jpg", ".jpeg")
+                  and (not same or (_mask_stem(f)[1] and _mask_stem(f)[0] in all_stems))]
+    if jpeg_masks:
+        say(f"{len(jpeg_masks)} JPEG mask(s) left out (JPEG blurs a mask's edges into grey; save masks as PNG "
+            f"or TIFF): {_listed(f.name for f in jpeg_masks)}")
     # quantify --masks writes <image>_lesions.tif beside <image>_bone.png: deposits, not masks
     candidates = [m for m in (in_images if same else files(masks_dir))
                   if m.suffix.lower() in _MASK_SUFFIXES and not m.stem.endswith("_lesions")]
@@ -251,7 +279,7 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
         # (hand_bone_mask.png for hand_bone.png); the rest are images.
         stems = {_image_stem(f) for f in in_images}
         candidates = [m for m, (stem, tailed) in ((m, _mask_stem(m)) for m in candidates) if tailed and stem in stems]
-    taken = set(candidates)
+    taken = set(candidates) | set(jpeg_masks)
     images = _one_image_a_name(
         [f for f in in_images if f not in taken and _is_image_file(f)], say)
     image_stems = {_image_stem(f) for f in images}  # a UID's last number is no suffix
@@ -277,8 +305,11 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
         if _image_stem(f) not in masks:
             continue
         mask_path = masks[_image_stem(f)][0]
-        image = read_image(f, pixel_size_mm=pixel_size_mm, prefer_file_spacing=True)
-        mask = _read_mask(mask_path)
+        image = read_image(f, pixel_size_mm=pixel_size_mm, prefer_file_spacing=True,
+                           window_level_hu=window_level_hu, window_width_hu=window_width_hu)
+        for caveat in image_caveats(image):
+            say(f"{f.name}: {caveat}")
+        mask = _read_mask(mask_path, say)
         if mask.shape != image.shape:
             raise CalcinosisError(
                 f"mask {mask_path.name} is {mask.shape[1]}x{mask.shape[0]} px but image {f.name} is "
@@ -296,6 +327,18 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None) -> lis
             "(expected e.g. finger01.dcm with finger01.png or finger01_bone.png)"
         )
     return samples
+
+
+def _fingerprint(samples) -> str:
+    """A short checksum of the pairs' pixels, masks and spacings, in their order."""
+    import zlib
+
+    crc = 0
+    for sample in samples:
+        for array in (np.asarray(sample.pixels_hu, np.float32), np.packbits(np.asarray(sample.bone_mask, bool)),
+                      np.asarray(sample.spacing_mm, np.float64)):
+            crc = zlib.crc32(np.ascontiguousarray(array).tobytes(), crc)
+    return f"{crc:08x}"
 
 
 def _as_sample(item) -> TrainingSample:
@@ -630,6 +673,8 @@ def train_segmenter(
     should_cancel: Callable[[], bool] | None = None,
     command: str = "",
     checkpoint_every_s: float = 30.0,
+    window_level_hu: float = WINDOW_LEVEL_HU,
+    window_width_hu: float = WINDOW_WIDTH_HU,
 ) -> TrainResult:
     """Train (or fine-tune) the phalanx U-Net and save the best model.
 
@@ -675,6 +720,12 @@ def train_segmenter(
     checkpoint_every_s : float
         Within an epoch, also write the checkpoint after a step when this many seconds have
         passed since the last one (0: after every step).
+    window_level_hu, window_width_hu : float
+        The window PNG/JPEG/TIFF exports in ``images_dir`` were made with (default the paper's
+        W1500/L450), as for ``quantify``.
+
+    A fine-tuned model (``init_model``) is first validated as it is: the run keeps it (epoch 0)
+    unless training does better on the validation images. Ctrl+C stops like ``should_cancel``.
 
     Returns
     -------
@@ -720,7 +771,8 @@ def train_segmenter(
             left_out.append(line)
             report(TrainProgress("data", 0, 0, 0, epochs, device=str(dev), message=f"note: {line}"))
 
-        train = folder_samples(images_dir, masks_dir, pixel_size_mm, notes=data_note)
+        train = folder_samples(images_dir, masks_dir, pixel_size_mm, notes=data_note,
+                               window_level_hu=window_level_hu, window_width_hu=window_width_hu)
         data_desc = f"{len(train)} image/mask pairs from {images_dir} and {masks_dir}" + (
             f" ({'; '.join(left_out)})" if left_out else "")
         data_key = f"{len(train)} image/mask pairs from {Path(images_dir).resolve()} and {Path(masks_dir).resolve()}"
@@ -732,6 +784,10 @@ def train_segmenter(
         )
     else:
         raise CalcinosisError("no training data: give image/mask folders, layers, or a number of phantoms")
+    if samples is not None or images_dir is not None:
+        # Resuming needs the same pixels, not only as many pairs from the same folders: a mask
+        # corrected in between is another run.
+        data_key += f"; contents {_fingerprint(train)}"
     if val_samples is not None:
         val = [_as_sample(s) for s in val_samples]
     elif n_phantoms and samples is None and images_dir is None:
@@ -742,7 +798,8 @@ def train_segmenter(
         n_hold = max(1, int(round(0.2 * len(train)))) if len(train) > 1 else 0
         val = [train[i] for i in order[:n_hold]]
         train = [train[i] for i in order[n_hold:]] or train
-    if not val:
+    validated_on_training = not val
+    if validated_on_training:
         val = train  # a single pair: validate on it rather than not at all
 
     # ---- model, optimiser, schedule
@@ -897,6 +954,11 @@ def train_segmenter(
     }
     if started_from is not None:
         card_training["fine_tuned_from"] = started_from
+    names = [v.name for v in val if v.name]
+    validation_data = {"images": names} if names and (samples is not None or images_dir is not None) else {}
+    if validated_on_training:
+        validation_data["on_training_images"] = (
+            "yes: one image/mask pair, trained and validated on; this Dice says nothing of other images")
     if dev.type == "cuda":
         card_training["cuda_convolutions"] = (
             "1 x 1 as cuBLAS matrix products, depthwise on PyTorch's kernel, dense 3 x 3 on cuDNN (a fast start)"
@@ -935,6 +997,7 @@ def train_segmenter(
                     "validation": {
                         "dice_mean": best_dice, "n_images": len(val), "epoch": best_epoch, "step": step,
                         "measured": "at the working spacing, on the device" if on_device else "through segment_phalanges",
+                        **validation_data,
                     },
                 },
             )
@@ -947,11 +1010,16 @@ def train_segmenter(
         )
         return val_dice
 
+    if not resume and ckpt_path.exists():
+        # A new run in place of an old one (--overwrite): a later --resume must not carry on
+        # the old run from its checkpoint.
+        ckpt_path.unlink()
     t0 = last_checkpoint = time.monotonic()  # the clock for checkpoints starts with training
     validated_at_step = None  # a Cancel right after a validation need not validate the same weights again
     steps_this_run = 0
-    was_cancelled = False
+    was_cancelled = interrupted = stopped_early = False
     epochs_done = start_epoch
+    losses = []
     try:
         torch.backends.cudnn.benchmark = autotune and not autotune_dense_only
         if pad_thin:
@@ -969,6 +1037,12 @@ def train_segmenter(
             autotune_dense_convs(net)
         if autotune_limit is not None:
             torch.backends.cudnn.benchmark_limit = autotune_limit
+        if started_from is not None and not resume:
+            # The model it starts from, as it is, is the one to beat: fine-tuning (at a rate made
+            # for training from scratch, say) can leave a model worse on the user's images.
+            validated_at_step = 0
+            history.append({"epoch": 0, "step": 0, "loss": float("nan"), "val_dice": validate_and_keep_best(0),
+                            "elapsed_s": round(trained_s(), 3)})
         for epoch in range(start_epoch, epochs):
             net.train()
             losses = epoch_losses if epoch == start_epoch else []
@@ -976,20 +1050,26 @@ def train_segmenter(
                 if cancelled():
                     was_cancelled = True
                     break
-                if on_device:
-                    with torch.no_grad():
-                        x, y = augment_batch(device_data, batch_size, crop_px, spec, gen)
-                else:
-                    batch = [augment(train[rng.integers(len(train))], rng, crop_px, spec) for _ in range(batch_size)]
-                    x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(dev)
-                    y = torch.from_numpy(np.stack([b[1] for b in batch])[:, None]).to(dev)
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(step)
-                loss = _training_step(
-                    net, opt, scaler, x,
-                    lambda logits: torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + dice_loss(logits, y),
-                    amp_dtype,
-                )
+                try:
+                    if on_device:
+                        with torch.no_grad():
+                            x, y = augment_batch(device_data, batch_size, crop_px, spec, gen)
+                    else:
+                        batch = [augment(train[rng.integers(len(train))], rng, crop_px, spec) for _ in range(batch_size)]
+                        x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(dev)
+                        y = torch.from_numpy(np.stack([b[1] for b in batch])[:, None]).to(dev)
+                    for group in opt.param_groups:
+                        group["lr"] = lr_at(step)
+                    loss = _training_step(
+                        net, opt, scaler, x,
+                        lambda logits: torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + dice_loss(logits, y),
+                        amp_dtype,
+                    )
+                except KeyboardInterrupt:
+                    # Ctrl+C is the command line's Cancel: the best model and a checkpoint are kept.
+                    # (Stopped within a step, the resumed run is no longer step for step the same.)
+                    was_cancelled = interrupted = True
+                    break
                 step += 1
                 steps_this_run += 1
                 losses.append(loss.detach())
@@ -1039,6 +1119,7 @@ def train_segmenter(
             if stop or epochs_done == epochs or checkpoint_due():
                 save_checkpoint(epochs_done, [])
             if stop:
+                stopped_early = True
                 break
     finally:
         torch.backends.cudnn.benchmark = False  # inference meets a new shape with every image
@@ -1053,13 +1134,29 @@ def train_segmenter(
         if benchmark_limit is not None:
             torch.backends.cudnn.benchmark_limit = benchmark_limit
     model.to(dev)  # as load_model leaves a model: on CUDA, new image shapes start fast
+    ended = (f"{'interrupted (Ctrl+C)' if interrupted else 'cancelled'} at step {step} of {total_steps}" if was_cancelled
+             else f"stopped at epoch {epochs_done} of {epochs}: the validation Dice reached {stop_at_val_dice:g}"
+             if stopped_early else f"finished: {epochs} epochs, {total_steps} steps")
+    if best_epoch == 0 and started_from is not None:
+        ended += "; no epoch did better on the validation images than the model it started from, which is kept"
+    if best_epoch >= 0 and out.exists():
+        _say_how_it_ended(out, ended)
     report(
         TrainProgress(
             "cancelled" if was_cancelled else "done", step, total_steps, epochs_done, epochs,
-            best_val_dice=best_dice, eta_s=0.0, device=str(dev),
+            best_val_dice=best_dice, eta_s=0.0, device=str(dev), message=ended,
         )
     )
     return TrainResult(
         model_path=out, best_val_dice=best_dice, best_epoch=best_epoch, epochs_done=epochs_done,
         cancelled=was_cancelled, history=history, device=str(dev), elapsed_s=time.monotonic() - t_start,
+        interrupted=interrupted, ended=ended, validated_on_training=validated_on_training,
     )
+
+
+def _say_how_it_ended(out: Path, ended: str) -> None:
+    """Add how the run ended to the saved model's card (it was written at its best epoch)."""
+    from .segment import load_model
+
+    saved = load_model(out, device="cpu")
+    save_model(saved, out, extra_card={"training": {**saved.card.get("training", {}), "ended": ended}})
