@@ -277,6 +277,33 @@ def test_quantify_uses_a_corrected_bone_layer(sample):
     assert "bone (new)" not in {layer.name for layer in viewer.layers}
 
 
+def test_segmenting_again_after_a_correction_is_the_bone_every_widget_uses(sample):
+    # Painted 'bone', then Segment again: 'bone (new)' is what Grow picks, so Quantify uses it
+    # too (before, Quantify kept the painted one and the two widgets gave two totals), and
+    # Segment says where the correction went.
+    from napari_calcinosis._widgets import EDITED, GrowWidget, QuantifyWidget, SegmentWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    painted = bone.copy()
+    painted[:, : bone.shape[1] // 2] = False  # a correction the fresh segmentation does not have
+    mine = viewer.add_labels(painted.astype(np.uint8), name="bone", scale=image.scale, units="mm")
+    mine.metadata[EDITED] = True
+    seg = dock(viewer, SegmentWidget(viewer))
+    seg.image.value, seg.device.value = image, "cpu"
+    new = seg.run()
+    assert new.name == "bone (new)" and "your corrected 'bone' is kept, but Subtract, Grow and Quantify now use " \
+        "'bone (new)': delete 'bone (new)' to go back to yours" in seg.status.value
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value = image
+    assert grow.bone.value is new
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = image, "cpu"
+    result = q.run()
+    assert np.array_equal(result.bone_mask, np.asarray(new.data) > 0)
+    viewer.layers.remove(new)
+    assert np.array_equal(q.run().bone_mask, painted)  # deleted: back to the correction
+
+
 def test_a_trained_model_becomes_selectable(sample, tmp_path):
     from napari_calcinosis._train_widget import TRAINED_MODELS, trained_model_events
     from napari_calcinosis._widgets import SegmentWidget
@@ -339,6 +366,7 @@ def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pef
     assert w.canvas.isHidden()  # no empty plot area before there is a plot
     w.csv.value = csv
     assert set(w.x.choices) == {"wright", "mini"}  # numeric columns only
+    assert w.x.value != w.y.value  # two different columns to start from
     w.x.value, w.y.value = "wright", "mini"
     a = w.run()
     assert a.n == 17 and round(a.ba_bias, 1) == -2.1
@@ -352,8 +380,10 @@ def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pef
     q.image.value, q.device.value = image, "cpu"
     q.run()
     w.csv.value = None
+    assert w.result.value == "" and w.canvas.isHidden()  # another table: the old numbers go
     w.layer.value = viewer.layers["lesions"]
     w.reset_choices()
+    assert w.x.value == "area_mm2" and w.y.value != "lesion_id"
     w.x.value, w.y.value = "area_mm2", "ellipse_area_mm2"
     a = w.run()
     assert a.n == len(viewer.layers["lesions"].features)
@@ -448,7 +478,8 @@ def test_layers_the_user_made_or_edited_are_never_replaced(sample, monkeypatch):
     q.image.value, q.device.value, q.use_seeds.value = image, "cpu", False
     result = q.run()
     assert "seeds proposed automatically: check them" in q.status.value
-    assert np.array_equal(result.bone_mask, users_bone > 0)  # the user's bone layer, as it is
+    # the newest bone layer, as Grow picked it ('bone (new)', segmented again); the user's stays as it is
+    assert dice(result.bone_mask, bone) >= 0.97 and np.array_equal(mine.data, users_bone)
     assert np.array_equal(points.data, clicked) and "seeds (new)" in viewer.layers
     auto = viewer.layers["seeds (new)"]
     q.run()  # ...and updates that layer of its own next time, while the user leaves it alone
@@ -702,6 +733,10 @@ def test_odd_images_get_a_clear_word(sample):
     q.image.value = image
     q.run()
     assert not q.status.value.startswith("warning")
+    from napari_calcinosis._widgets import input_warning
+
+    blank = viewer.add_image(np.zeros(image.data.shape, np.float32), name="blank", scale=image.scale)
+    assert input_warning(blank, blank.data) == "'blank' holds one value (0) everywhere: there is nothing to measure"
 
 
 def test_prepare_turns_an_export_opened_by_napari_into_hu_and_mm(sample, tmp_path):

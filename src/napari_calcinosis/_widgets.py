@@ -11,6 +11,8 @@ they were.
 
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +109,9 @@ def input_warning(layer, pixels) -> str:
     if np.allclose(spacing_of(layer), 1.0):
         notes.append(f"'{layer.name}' has scale 1, so areas are in pixels, not mm²: give it its pixel spacing in mm "
                      "in Plugins > napari-calcinosis > Prepare image (the napari-calcinosis reader does this for DICOM)")
-    if pixels.size and pixels.min() >= 0 and pixels.max() <= 255 and np.array_equal(pixels, np.round(pixels)):
+    if pixels.size and pixels.min() == pixels.max():
+        notes.append(f"'{layer.name}' holds one value ({float(pixels.min()):g}) everywhere: there is nothing to measure")
+    elif pixels.size and pixels.min() >= 0 and pixels.max() <= 255 and np.array_equal(pixels, np.round(pixels)):
         notes.append(f"'{layer.name}' holds 0-255, an 8-bit export rather than HU; bone and deposits are then "
                      f"misread. To convert it, {_EXPORT_RECIPE}")
     return "; ".join(notes)
@@ -485,6 +489,26 @@ class _Widget(Container):
 
             show_warning(warning)
 
+    @contextlib.contextmanager
+    def _busy(self, what: str):
+        """Seconds of work on the GUI's thread: the status line says what, the cursor is busy and
+        the button waits, so that a frozen window is not taken for a hung one (or clicked again)."""
+        from qtpy.QtCore import QEventLoop, Qt
+        from qtpy.QtWidgets import QApplication
+
+        self.status.value = what
+        button = getattr(self, "run_button", None)
+        if button is not None:
+            button.enabled = False
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        QApplication.processEvents(QEventLoop.ExcludeUserInputEvents)  # paint the status line now
+        try:
+            yield
+        finally:
+            QApplication.restoreOverrideCursor()
+            if button is not None:
+                button.enabled = True
+
     def _run_safely(self, fn):
         """``fn()``; if it fails, the status line and a notification say why, and None is returned."""
         try:
@@ -723,14 +747,21 @@ class SegmentWidget(_Widget):
             model = self._model()
             seg = segment_phalanges(pixels, model, spacing_mm=spacing_of(layer),
                                     device=self.device.value, tta=self.tta.value)
+            from napari.layers import Labels
+
+            kept = [b.name for b in _results(self.viewer, Labels, "bone", layer) if b.metadata.get(EDITED)]
             out = put_labels(self.viewer, "bone", seg.bone_mask.astype(np.uint8), layer, opacity=0.4)
             out.metadata["bone_probability"] = seg.probability
             area_mm2 = seg.bone_mask.sum() * np.prod(spacing_of(layer))
             self.status.value = f"bone: {area_mm2:.0f} mm² on '{layer.name}' — paint or erase in '{out.name}' to correct"
+            if kept:
+                self.status.value += (f"; your corrected '{kept[-1]}' is kept, but Subtract, Grow and Quantify now use "
+                                      f"'{out.name}': delete '{out.name}' to go back to yours")
             self._warn_if_odd(layer, pixels)
             return out
 
-        return self._run_safely(go)
+        with self._busy(f"segmenting the phalanges of '{layer.name}'…"):
+            return self._run_safely(go)
 
 
 class SubtractWidget(_Widget):
@@ -1148,10 +1179,11 @@ class QuantifyWidget(_Widget):
             clicked = seeds_of(v, layer)
             if self.use_seeds.value and clicked is not None and len(clicked.data):
                 seeds = points_in_pixels(clicked, layer)
-            # A bone layer of this image the user corrected (or brought in) is used as it is, not
-            # segmented again; the newest, if there are several.
-            bones = [b for b in _results(v, Labels, "bone", layer) if b.data.shape == pixels.shape
-                     and (b.metadata.get(EDITED) or not b.metadata.get(MADE_HERE))]
+            # The newest bone layer of this image, as Subtract and Grow pick it: used as it is when
+            # the user corrected it (or brought it in), segmented again when a widget made it.
+            # (A painted 'bone' followed by Segment's 'bone (new)' is the new one, everywhere.)
+            bones = [b for b in _results(v, Labels, "bone", layer) if b.data.shape == pixels.shape]
+            bones = bones[-1:] if bones and (bones[-1].metadata.get(EDITED) or not bones[-1].metadata.get(MADE_HERE)) else []
             bone_mask = np.asarray(bones[-1].data) > 0 if bones else None
             # With the network's probability kept on the layer, a seed may still take a deposit's
             # part of the mask the network was unsure of, after the user's corrections.
@@ -1180,7 +1212,8 @@ class QuantifyWidget(_Widget):
             v.layers.selection.active = lesions
             return result
 
-        return self._run_safely(go)
+        with self._busy(f"quantifying '{layer.name}': segmenting, subtracting, growing, measuring…"):
+            return self._run_safely(go)
 
 
 class AgreementWidget(_Widget):
@@ -1196,8 +1229,6 @@ class AgreementWidget(_Widget):
         self.y = ComboBox(label="y", choices=self._columns)
         self.run_button = PushButton(text="Compute agreement")
         self.result = Label(value="")
-        self.layer.changed.connect(self._reload)
-        self.csv.changed.connect(self._reload)
         self.run_button.changed.connect(self.run)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
@@ -1212,6 +1243,8 @@ class AgreementWidget(_Widget):
         self.native.layout().addWidget(self.canvas)
         # shown once there is a plot: an empty figure is a white block in napari's dark theme
         self.canvas.setVisible(False)
+        self.layer.changed.connect(self._reload)
+        self.csv.changed.connect(self._reload)
 
     def table(self) -> pd.DataFrame:
         path = self.csv.value
@@ -1232,8 +1265,17 @@ class AgreementWidget(_Widget):
         return [c for c in table.columns if c != "index" and pd.api.types.is_numeric_dtype(table[c])]
 
     def _reload(self, *_):
+        """Another table: its columns, two different ones to start from (the tool's area first,
+        not an identifier), and no numbers or plot of the table before."""
         self.x.reset_choices()
         self.y.reset_choices()
+        self.result.value = ""
+        self.canvas.setVisible(False)
+        columns = list(self.x.choices)
+        if len(columns) >= 2 and self.x.value == self.y.value:
+            ids = {"lesion_id", "seed_row", "seed_col", "centroid_row", "centroid_col", "area_px"}
+            ordered = sorted(columns, key=lambda c: (c != "area_mm2", c in ids))
+            self.x.value, self.y.value = ordered[0], ordered[1]
 
     def run(self, *_):
         from .stats import agreement, format_p, plot_agreement
