@@ -387,6 +387,7 @@ def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pef
     w.x.value, w.y.value = "area_mm2", "ellipse_area_mm2"
     a = w.run()
     assert a.n == len(viewer.layers["lesions"].features)
+    assert f"bias {a.ba_bias:.2f} mm² (95 % CI" in w.result.value  # both columns are in mm²
     screenshot(viewer, "widget_agreement")
 
 
@@ -545,23 +546,27 @@ def test_lesions_summary_counts_what_automatic_mode_left_out_apart_from_failed_s
 def test_seeds_clicked_on_a_layer_of_another_scale_land_where_they_were_clicked(sample):
     # napari's own "New points" button makes a points layer of scale 1, so the user's clicks are
     # stored in mm; a seeds layer made on another image has that image's scale. Either way the
-    # deposit under each click is measured.
+    # deposit under each click is measured. The scale-1 layer is then put on the image's grid,
+    # every point where it was clicked, in mm and 1 mm across (at scale 1 napari draws them 10 mm
+    # across, over the deposits).
     from napari_calcinosis._widgets import GrowWidget, QuantifyWidget
 
     viewer, image, bone, _, seeds, areas = sample
-    viewer.add_points(seeds * 0.25, name="seeds")  # scale 1: world (mm) coordinates
+    clicks = viewer.add_points(seeds * 0.25, name="seeds")  # scale 1: world (mm) coordinates
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value = image
     q.device.value = "cpu"
     result = q.run()
     assert np.allclose(result.table[["seed_row", "seed_col"]].to_numpy(float), seeds)
     assert np.allclose(result.table["area_mm2"][:3], areas[:3], rtol=0.25, atol=0.5)
-    assert len(viewer.layers["seeds"].data) == len(seeds)  # the user's layer, untouched
+    assert viewer.layers["seeds"] is clicks and np.allclose(clicks.data, seeds)  # where they were clicked
+    assert tuple(clicks.scale) == tuple(image.scale) and all(str(u) == "millimeter" for u in clicks.units)
+    assert np.allclose(clicks.size, 4.0)  # 1 mm at 0.25 mm a pixel
 
     g = with_true_bone(viewer, GrowWidget(viewer), image, bone)
     points = g.start_seeding()
     assert points is viewer.layers["seeds"]
-    points.add(np.array([[10.0, 10.0]]) * 0.25 + 0)  # one more click, in the layer's own (mm) frame
+    points.add(np.array([[10.0, 10.0]]))  # one more click, in the layer's frame: now the image's pixels
     table = viewer.layers["lesions"].metadata["seed_table"]
     assert np.allclose(table[["seed_row", "seed_col"]].to_numpy(float)[: len(seeds)], seeds)
     assert np.allclose(table[["seed_row", "seed_col"]].to_numpy(float)[-1], (10, 10))

@@ -311,6 +311,27 @@ def seeds_of(viewer, image):
     return found[-1] if found else None
 
 
+def _onto_image_grid(points, image) -> None:
+    """A seeds layer of the user's at scale 1 (napari's New points button) used for ``image``
+    in mm: put on the image's grid, each point where it was clicked, in mm and 1 mm across
+    (at scale 1 napari draws the points 10 mm across, over the deposits clicked, and warns of
+    the layers' units at every run). A layer of another scale, or one a widget made, stays."""
+    if points.ndim != 2 or not np.allclose(points.scale, 1.0) or np.allclose(spacing_of(image), 1.0):
+        return
+    if points.metadata.get(SOURCE) is not None or points.metadata.get(MADE_HERE):
+        return
+    where = points_in_pixels(points, image)
+    with points.events.data.blocker():  # the points do not move: nothing to regrow meanwhile
+        for key, value in placement(image).items():
+            setattr(points, key, value)
+        points.units = ("mm", "mm")
+    points.data = where
+    size_px = 1.0 / min(spacing_of(image))
+    points.size = size_px
+    points.current_size = size_px
+    points.metadata[SOURCE] = image.name
+
+
 def lesion_table(viewer, layer) -> pd.DataFrame:
     """A lesions layer's table: its ``features``, or, once the user has painted the layer (or it
     has none), the layer measured as it is now, over its source image where that is open."""
@@ -876,6 +897,7 @@ class GrowWidget(_Widget):
         points = seeds_of(self.viewer, image)
         if points is None:  # points 1 mm across
             points = put_points(self.viewer, "seeds", np.zeros((0, 2)), image, 1.0 / min(spacing_of(image)))
+        _onto_image_grid(points, image)
         self.points = points
         self._connect(points.events.data, self.regrow)
         return points
@@ -1177,6 +1199,8 @@ class QuantifyWidget(_Widget):
             calc = calcinosis_image(layer, pixels)
             seeds = None
             clicked = seeds_of(v, layer)
+            if clicked is not None:
+                _onto_image_grid(clicked, layer)
             if self.use_seeds.value and clicked is not None and len(clicked.data):
                 seeds = points_in_pixels(clicked, layer)
             # The newest bone layer of this image, as Subtract and Grow pick it: used as it is when
@@ -1214,6 +1238,14 @@ class QuantifyWidget(_Widget):
 
         with self._busy(f"quantifying '{layer.name}': segmenting, subtracting, growing, measuring…"):
             return self._run_safely(go)
+
+
+def _shared_unit(x_column: str, y_column: str) -> str:
+    """The unit " mm²" or " mm" when both columns' names end in that unit (area_mm2, long_axis_mm), else ""."""
+    for tail, unit in (("_mm2", " mm²"), ("_mm", " mm")):
+        if str(x_column).lower().endswith(tail) and str(y_column).lower().endswith(tail):
+            return unit
+    return ""
 
 
 class AgreementWidget(_Widget):
@@ -1291,11 +1323,12 @@ class AgreementWidget(_Widget):
             if self.x.value == self.y.value:
                 raise CalcinosisError(f"x and y are both {self.x.value!r}: choose the two different columns to compare")
             a = agreement(x, y, x_label=self.x.value, y_label=self.y.value)
+            unit = _shared_unit(self.x.value, self.y.value)
             self.result.value = (
                 f"n = {a.n} ({a.n_dropped} dropped) · Spearman ρ {a.spearman_rho:.3f} ({format_p(a.spearman_p)})\n"
                 f"Lin's CCC {a.ccc:.3f} (95 % CI {a.ccc_ci_low:.3f}–{a.ccc_ci_high:.3f})\n"
-                f"bias {a.ba_bias:.2f} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f}) · "
-                f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}"
+                f"bias {a.ba_bias:.2f}{unit} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f}) · "
+                f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}{unit}"
             )
             plot_agreement(x, y, x_label=self.x.value, y_label=self.y.value, unit="", figure=self.figure, stacked=True)
             self.canvas.setVisible(True)
