@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
@@ -474,23 +475,28 @@ def cmd_train(args) -> int:
                 )
     bar_state = {"last": 0.0}
 
+    def shown(dice):  # no validation yet: nothing to show
+        return f"{dice:.4f}" if dice >= 0 else "-"
+
     def progress(p):
         now = time.monotonic()
-        if p.phase == "train" and now - bar_state["last"] < 2.0 and p.step != p.total_steps:
+        # steps and images read one by one: a line every 2 s, overwritten in a terminal
+        count = re.fullmatch(r"(?:reading|preparing) images (\d+)/(\d+)", p.message) if p.phase == "data" else None
+        counting = p.phase == "train" or count is not None
+        last = p.step == p.total_steps if p.phase == "train" else count is not None and count[1] == count[2]
+        if counting and now - bar_state["last"] < 2.0 and not last:
             return
         bar_state["last"] = now
         if p.phase == "data":
             msg = p.message
         elif p.phase in ("done", "cancelled"):
-            msg = f"{p.phase}: best validation Dice {p.best_val_dice:.4f}"
+            msg = f"{p.phase}: best validation Dice {shown(p.best_val_dice)}"
         elif p.phase == "validate" and p.epoch == 0:
             msg = f"the model it starts from: validation Dice {p.val_dice:.4f} (the one to beat)"
         else:
-            def shown(dice):  # no validation yet: nothing to show
-                return f"{dice:.4f}" if dice >= 0 else "-"
             msg = (f"epoch {p.epoch}/{p.epochs} step {p.step}/{p.total_steps} loss {p.loss:.4f} "
                    f"val Dice {shown(p.val_dice)} best {shown(p.best_val_dice)} ETA {p.eta_s / 60:.1f} min [{p.device}]")
-        end = "\n" if p.phase != "train" or not sys.stderr.isatty() else ""
+        end = "\n" if not counting or not sys.stderr.isatty() or last else ""
         print(("\r" if sys.stderr.isatty() else "") + msg.ljust(100), end=end, file=sys.stderr, flush=True)
 
     command = "napari-calcinosis " + " ".join(sys.argv[1:]) if sys.argv and "train" in sys.argv else ""

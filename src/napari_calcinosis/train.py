@@ -239,7 +239,7 @@ def _one_image_a_name(images: list[Path], say) -> list[Path]:
 
 
 def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None, *, window_level_hu: float = WINDOW_LEVEL_HU,
-                   window_width_hu: float = WINDOW_WIDTH_HU) -> list[TrainingSample]:
+                   window_width_hu: float = WINDOW_WIDTH_HU, progress=None) -> list[TrainingSample]:
     """Pair each image with the mask of the same stem (``stem``, ``stem_bone`` or ``stem_mask``).
 
     Masks are PNG/TIFF files where any non-zero pixel (in any colour channel) is bone. When the
@@ -252,6 +252,7 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None, *, win
     a mask, masks without an image, masks with no bone or mostly bone, masks holding several
     labels, JPEG masks, and images whose values or size look wrong (:func:`image_caveats`: an
     export read through another window than the one it was made with, a pixel size in cm).
+    ``progress(i, n)`` is called as each of the n paired images is read.
     """
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     for d in (images_dir, masks_dir):
@@ -301,9 +302,10 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None, *, win
     if orphans:
         say(f"{len(orphans)} mask(s) without an image of their name left out: {_listed(orphans)}")
     samples = []
-    for f in images:
-        if _image_stem(f) not in masks:
-            continue
+    paired = [f for f in images if _image_stem(f) in masks]
+    for i, f in enumerate(paired, start=1):
+        if progress is not None:
+            progress(i, len(paired))
         mask_path = masks[_image_stem(f)][0]
         image = read_image(f, pixel_size_mm=pixel_size_mm, prefer_file_spacing=True,
                            window_level_hu=window_level_hu, window_width_hu=window_width_hu)
@@ -772,7 +774,9 @@ def train_segmenter(
             report(TrainProgress("data", 0, 0, 0, epochs, device=str(dev), message=f"note: {line}"))
 
         train = folder_samples(images_dir, masks_dir, pixel_size_mm, notes=data_note,
-                               window_level_hu=window_level_hu, window_width_hu=window_width_hu)
+                               window_level_hu=window_level_hu, window_width_hu=window_width_hu,
+                               progress=lambda i, n: report(TrainProgress(
+                                   "data", 0, 0, 0, epochs, device=str(dev), message=f"reading images {i}/{n}")))
         data_desc = f"{len(train)} image/mask pairs from {images_dir} and {masks_dir}" + (
             f" ({'; '.join(left_out)})" if left_out else "")
         data_key = f"{len(train)} image/mask pairs from {Path(images_dir).resolve()} and {Path(masks_dir).resolve()}"
@@ -872,6 +876,9 @@ def train_segmenter(
         best_dice, best_epoch, history = ckpt["best_val_dice"], ckpt["best_epoch"], ckpt["history"]
         epoch_losses = list(ckpt.get("epoch_losses", []))
         elapsed_before = float(ckpt.get("elapsed_s", 0.0))
+        report(TrainProgress("data", step, 0, start_epoch, epochs, device=str(dev), message=(
+            f"resuming at step {step} (epoch {start_epoch + 1} of {epochs}), best validation Dice so far "
+            + (f"{best_dice:.4f}" if best_dice >= 0 else "none yet"))))
 
     def trained_s() -> float:
         """Seconds of training since the run began, across resumes (not the time stopped)."""
@@ -1136,7 +1143,7 @@ def train_segmenter(
     model.to(dev)  # as load_model leaves a model: on CUDA, new image shapes start fast
     ended = (f"{'interrupted (Ctrl+C)' if interrupted else 'cancelled'} at step {step} of {total_steps}" if was_cancelled
              else f"stopped at epoch {epochs_done} of {epochs}: the validation Dice reached {stop_at_val_dice:g}"
-             if stopped_early else f"finished: {epochs} epochs, {total_steps} steps")
+             if stopped_early else f"finished: {epochs} epoch{'s' if epochs != 1 else ''}, {total_steps} steps")
     if best_epoch == 0 and started_from is not None:
         ended += "; no epoch did better on the validation images than the model it started from, which is kept"
     if best_epoch >= 0 and out.exists():
