@@ -108,6 +108,7 @@ def test_values_that_are_not_hu_are_warned_in_the_table(phantoms, tmp_path, caps
     raw_rows = table["image"] == "raw.png"
     assert raw_rows.any() and warned[raw_rows].str.contains("nothing is as bright as calcium").all()
     assert (~raw_rows).any() and (warned[~raw_rows] == "").all()
+    assert (table["model"] == "bundled phalanx_unet").all()  # every row names the network that found the bone
     err = capsys.readouterr().err
     assert "warning: raw.png: nothing is as bright as calcium" in err and "1 of 2 image(s) have warnings" in err
 
@@ -181,3 +182,18 @@ def test_train_refuses_a_negative_seed_and_growth_a_spacing_that_is_text(tmp_pat
 def test_train_refuses_a_stop_dice_that_is_no_dice(tmp_path, capsys):
     assert cli.main(["train", "--phantoms", "4", "--stop-at-dice", "98", "--out", str(tmp_path / "m")]) == 2
     assert "--stop-at-dice is a Dice between 0 and 1, e.g. 0.98 (got 98)" in capsys.readouterr().err
+
+
+def test_every_row_names_the_model_given(phantoms, tmp_path):
+    import shutil
+
+    from napari_calcinosis.segment import bundled_model_path
+
+    mine = tmp_path / "lab_v2.safetensors"
+    shutil.copy(bundled_model_path(), mine)
+    shutil.copy(bundled_model_path().with_suffix(".json"), mine.with_suffix(".json"))
+    out = tmp_path / "r.csv"
+    assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", str(mine), "--out", str(out),
+                     "--device", "cpu"]) == 0
+    table = pd.read_csv(out)
+    assert len(table) and (table["model"] == str(mine)).all() and list(table.columns)[-1] == "model"

@@ -21,7 +21,7 @@ OUTPUT_COLUMNS = [
     "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
     "ellipse_area_mm2", "mean_value", "max_value", "value_unit", "centroid_row", "centroid_col",
     "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2", "bone_margin_mm", "hu_clipped", "status",
-    "warnings",
+    "warnings", "model",
 ]
 
 
@@ -340,6 +340,9 @@ def cmd_quantify(args) -> int:
     if args.masks:
         _make_folder(Path(args.masks), "masks")
     model = load_model(args.model, device=args.device)  # once per run, not per image
+    # Which network segmented the bone, on every row: a trial's numbers name their model.
+    name = getattr(model, "card", {}).get("name", "phalanx_unet")
+    model_label = f"bundled {name}" if args.model is None else str(args.model)
     frames: list = []
     try:
         failed = _quantify_each(images, labels, seeds, model, args, frames, extras)
@@ -347,10 +350,11 @@ def cmd_quantify(args) -> int:
         # What was measured before Ctrl-C is kept, beside the output rather than in its place.
         if args.out and frames:
             partial = Path(args.out).with_suffix(".partial.csv")
-            _write_csv(pd.concat(frames, ignore_index=True), partial)
+            _write_csv(pd.concat(frames, ignore_index=True).assign(model=model_label), partial)
             print(f"interrupted after {len(frames)} of {len(images)} image(s): wrote those to {partial}", file=sys.stderr)
         raise
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=OUTPUT_COLUMNS)
+    out["model"] = model_label
     if args.out:
         _write_csv(out, args.out, args.overwrite)
         n_ok = int((out["status"] == "ok").sum())
