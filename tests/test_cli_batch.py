@@ -179,6 +179,12 @@ def test_train_refuses_a_negative_seed_and_growth_a_spacing_that_is_text(tmp_pat
         grow_lesions(np.zeros((64, 64), np.float32), np.zeros((64, 64), bool), "x", None)
 
 
+def test_train_refuses_folders_and_phantoms_together(tmp_path, capsys):
+    assert cli.main(["train", "--phantoms", "4", "--images", str(tmp_path), "--masks", str(tmp_path),
+                     "--out", str(tmp_path / "m")]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
 def test_train_refuses_a_stop_dice_that_is_no_dice(tmp_path, capsys):
     assert cli.main(["train", "--phantoms", "4", "--stop-at-dice", "98", "--out", str(tmp_path / "m")]) == 2
     assert "--stop-at-dice is a Dice between 0 and 1, e.g. 0.98 (got 98)" in capsys.readouterr().err

@@ -458,6 +458,8 @@ def cmd_train(args) -> int:
 
     if not args.phantoms and not (args.images and args.masks):
         raise CalcinosisError("train needs --images DIR --masks DIR, or --phantoms N")
+    if args.phantoms and (args.images or args.masks):
+        raise CalcinosisError("give --images DIR --masks DIR or --phantoms N, not both: one run trains on one of them")
     if args.seed < 0:
         raise CalcinosisError(f"--seed must be 0 or more (got {args.seed})")
     if args.stop_at_dice is not None and not 0.0 < args.stop_at_dice <= 1.0:
