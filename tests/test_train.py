@@ -772,3 +772,32 @@ def test_folder_pairs_name_label_masks_jpeg_masks_and_exports_read_through_the_w
     assert not any(n.startswith("soft.png:") for n in notes)
     tissue = phantoms[0].image_hu[(phantoms[0].image_hu > -100) & (phantoms[0].image_hu < 200)]
     assert abs(np.median(soft.pixels_hu[(soft.pixels_hu > -100) & (soft.pixels_hu < 200)]) - np.median(tissue)) < 10
+
+
+def test_masks_named_in_another_case_pair_with_their_image(tmp_path):
+    import imageio.v3 as iio
+
+    from napari_calcinosis import write_windowed_png
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    phantoms = [make_phantom(s, max_size_px=120) for s in (311, 312, 313)]
+    for name, p in zip(("f10", "f12", "f13"), phantoms):
+        write_windowed_png(images / f"{name}.png", p.image_hu)
+    iio.imwrite(masks / "F10_bone.png", (phantoms[0].bone_mask * 255).astype(np.uint8))
+    iio.imwrite(masks / "f12_Bone.png", (phantoms[1].bone_mask * 255).astype(np.uint8))
+    iio.imwrite(masks / "F13_MASK.png", (phantoms[2].bone_mask * 255).astype(np.uint8))
+    notes = []
+    samples = folder_samples(images, masks, pixel_size_mm=0.25, notes=notes.append)
+    assert [s.name for s in samples] == ["f10.png", "f12.png", "f13.png"]
+    for sample, p in zip(samples, phantoms):
+        assert np.array_equal(sample.bone_mask, p.bone_mask)
+    assert "F10_bone.png paired with the image f10 (the names differ only in case)" in notes
+    # two images whose names differ only in case: no guessing, the mask is left out and named
+    for name in ("ab", "AB"):
+        write_windowed_png(images / f"{name}.png", phantoms[1].image_hu)
+    iio.imwrite(masks / "Ab_bone.png", (phantoms[1].bone_mask * 255).astype(np.uint8))
+    notes.clear()
+    names = [s.name for s in folder_samples(images, masks, pixel_size_mm=0.25, notes=notes.append)]
+    assert names == ["f10.png", "f12.png", "f13.png"]
+    assert "1 mask(s) without an image of their name left out: Ab_bone.png" in notes

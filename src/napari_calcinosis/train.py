@@ -155,7 +155,7 @@ MAX_BONE_SHARE = 0.6
 def _mask_stem(path: Path) -> tuple[str, bool]:
     """The image stem a mask file belongs to, and whether its name carried ``_bone``/``_mask``."""
     for tail in _MASK_TAILS:
-        if path.stem.endswith(tail):
+        if path.stem.lower().endswith(tail):  # f12_Bone.png too
             return path.stem[: -len(tail)], True
     return path.stem, False
 
@@ -290,6 +290,16 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None, *, win
         # otherwise its name less _bone/_mask says whose.
         stem = m.stem if m.stem in image_stems and not same else _mask_stem(m)[0]
         masks.setdefault(stem, []).append(m)
+    # Names typed by hand differ in case (F10_bone.png for f10.dcm): a mask with no image of its
+    # exact name pairs with the one image whose name differs only in case, if that has no mask.
+    by_lower: dict[str, list[str]] = {}
+    for image_stem in image_stems:
+        by_lower.setdefault(image_stem.lower(), []).append(image_stem)
+    for stem in [s for s in masks if s not in image_stems]:
+        alike = by_lower.get(stem.lower(), [])
+        if len(alike) == 1 and alike[0] not in masks:
+            masks[alike[0]] = masks.pop(stem)
+            say(f"{masks[alike[0]][0].name} paired with the image {alike[0]} (the names differ only in case)")
     for stem, found in masks.items():
         if len(found) > 1:
             raise CalcinosisError(
