@@ -216,6 +216,8 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
     frame = m.refresh()
     assert len(frame) == len(seeds)
     assert m.table.shape[0] == len(seeds) and "area_mm2" in m.table.column_headers
+    shown = m.table.data.to_list()[0][list(m.table.column_headers).index("area_mm2")]
+    assert shown == f"{frame['area_mm2'][0]:.2f}"  # two decimals, as text
     m.select_row(2)
     lesion = frame.iloc[2]
     assert viewer.layers["lesions"].selected_label == int(lesion["lesion_id"])

@@ -1069,6 +1069,10 @@ class MeasureWidget(_Widget):
         self.lesions = self._layer_input(napari.layers.Labels, "lesions", follows="lesions")
         self.table = Table(value={c: [] for c in TABLE_COLUMNS})
         self.table.native.setMinimumHeight(160)  # a few rows even with every widget docked
+        from qtpy.QtWidgets import QStyledItemDelegate
+
+        # cells as refresh() writes them (two decimals), not magicgui's four (4.9400)
+        self.table.native.setItemDelegate(QStyledItemDelegate(self.table.native))
         self.refresh_button = PushButton(text="Refresh")
         self.export_button = PushButton(text="Export CSV…")
         self.refresh_button.changed.connect(self.refresh)
@@ -1098,8 +1102,8 @@ class MeasureWidget(_Widget):
         cols = [c for c in TABLE_COLUMNS if c in frame]
         shown = frame[cols].copy()
         for c in shown.columns:
-            if shown[c].dtype.kind == "f":
-                shown[c] = shown[c].round(2)
+            if shown[c].dtype.kind == "f":  # as text: the table would show 4.94 as 4.9400
+                shown[c] = [f"{v:.2f}" if np.isfinite(v) else "" for v in shown[c]]
         self.table.value = shown.to_dict(orient="list")
         total = frame["area_mm2"].sum() if len(frame) else 0.0
         self.status.value = f"{len(frame)} lesion(s), total {total:.2f} mm²"
