@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
-def test_console_page_runs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("points_scale", [(0.25, 0.25), (1.0, 1.0)])  # the image's, or napari's New points button's
+def test_console_page_runs(tmp_path, monkeypatch, points_scale):
     monkeypatch.chdir(tmp_path)  # the page saves lesions.csv in the working folder
     from napari.components import ViewerModel
 
@@ -14,7 +16,8 @@ def test_console_page_runs(tmp_path, monkeypatch):
     viewer = ViewerModel()
     for data, kwargs, kind in sample_finger():
         getattr(viewer, f"add_{kind}")(data, **kwargs)
-    viewer.add_points(np.array([[254.0, 143.0], [129.0, 161.0]]), name="seeds", scale=(0.25, 0.25))
+    clicked_mm = np.array([[254.0, 143.0], [129.0, 161.0]]) * 0.25  # where the two deposits are, in mm
+    viewer.add_points(clicked_mm / np.asarray(points_scale), name="seeds", scale=points_scale)
     page = (Path(__file__).parents[1] / "docs" / "console.md").read_text()
     namespace = {"viewer": viewer}
     exec(page.split("```python")[1].split("```")[0], namespace)

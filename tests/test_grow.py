@@ -257,6 +257,24 @@ def test_duplicate_seed_does_not_change_the_lesion(status_case):
     np.testing.assert_array_equal(alone.lesion_labels, res.lesion_labels)
 
 
+def test_a_table_of_seeds_is_read_by_its_column_names(grown):
+    # A DataFrame with col before row (or the tool's own seed_row/seed_col) is read by name; a
+    # table of x and y is refused rather than read as (row, col) by position.
+    import pandas as pd
+
+    p, result = grown[0]
+    table = pd.DataFrame({"image": "f", "col": p.seeds[:, 1], "Row": p.seeds[:, 0]})
+    by_name = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, table)
+    np.testing.assert_array_equal(by_name.lesion_labels, result.lesion_labels)
+    again = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, result.seeds[["seed_col", "seed_row"]])
+    np.testing.assert_array_equal(again.lesion_labels, result.lesion_labels)
+    with pytest.raises(CalcinosisError, match="a table of seeds needs columns named row and col.*its columns are x, y"):
+        grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, pd.DataFrame({"x": p.seeds[:, 1], "y": p.seeds[:, 0]}))
+    for margin in (-1.0, 50.0):  # refused as subtract_bone refuses it
+        with pytest.raises(CalcinosisError, match="bone margin"):
+            grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, p.seeds, margin_mm=margin)
+
+
 def test_no_seeds_gives_empty_table():
     p = make_phantom(7, **FAST)
     res = grow_lesions(p.image_hu, p.bone_mask, p.spacing_mm, [])

@@ -416,6 +416,11 @@ def test_image_caveats_name_values_that_are_not_hu():
     finger[:, :10], finger[60:70, 60:70] = -1000, 900
     assert image_caveats(CalcinosisImage(finger, (0.25, 0.25))) == []
     assert "it spans only 13 mm" in image_caveats(CalcinosisImage(finger, (0.1, 0.1)))[0]
+    # a scale of 1 (pixels) taken for mm: 128 mm across, but 1 mm pixels
+    assert image_caveats(CalcinosisImage(finger, (1.0, 1.0))) == [
+        "its pixels are 1 mm (finger CT has 0.1-0.6 mm pixels): if that is a scale of 1, the areas are pixel counts, "
+        "not mm²: give the pixel size"]
+    assert image_caveats(CalcinosisImage(finger, (0.6, 0.6))) == []
 
 
 def test_an_export_made_through_a_soft_tissue_window_is_named(tmp_path):

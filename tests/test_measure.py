@@ -360,3 +360,16 @@ def test_many_lesions_on_a_large_image():
     assert len(table) == n_present
     assert table.area_px.sum() == (labels > 0).sum()
     assert np.allclose(table.area_mm2, table.area_px * 0.01)
+
+
+def test_summarize_names_what_it_needs_and_leaves_out_what_automatic_mode_left_out():
+    with pytest.raises(CalcinosisError, match="summarize needs a lesion table.*lacks lesion_id"):
+        summarize(pd.DataFrame({"area_mm2": [1.0]}))
+    table = pd.DataFrame({"lesion_id": [1, 0, 0, 0], "area_mm2": [2.0, 0.0, 0.0, 0.0],
+                          "status": ["ok", "outside_finger", "vessel_like", "no_deposit"]})
+    assert summarize(table) == {"total_area_mm2": 2.0, "n_lesions": 1, "n_failed_seeds": 1}
+
+
+def test_float_labels_point_to_numbering_the_pieces():
+    with pytest.raises(CalcinosisError, match=r"scipy.ndimage.label\(mask\)\[0\]"):
+        measure_lesions(np.ones((4, 4), np.float32), (0.25, 0.25))

@@ -68,6 +68,17 @@ def test_a_seed_that_is_not_a_whole_number_from_0_is_refused_by_name(seed):
         make_phantom(seed)
 
 
+@pytest.mark.parametrize("setting, message", [
+    ({"spacing_mm": 0}, "spacing_mm is one pixel size in mm"),
+    ({"spacing_mm": (0.2, 0.3)}, "spacing_mm is one pixel size in mm"),
+    ({"n_lesions": -1}, "n_lesions is a number of deposits"),
+    ({"noise_hu": -1}, "noise_hu is the noise's standard deviation"),
+])
+def test_settings_a_phantom_cannot_have_are_refused_by_name(setting, message):
+    with pytest.raises(CalcinosisError, match=message):
+        make_phantom(1, **setting)
+
+
 def test_different_seeds_give_different_phantoms(phantoms):
     for s, t in [(0, 3), (5, 7), (11, 22)]:
         a, b = phantoms[s], phantoms[t]

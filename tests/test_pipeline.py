@@ -260,3 +260,13 @@ def test_automatic_mode_has_no_duplicate_or_empty_rows():
     ok = table[table["status"] == "ok"]
     assert len(ok) >= 3 and ok["lesion_id"].is_unique
     assert np.isclose(ok["area_mm2"].sum(), result.total_area_mm2)
+
+
+def test_wrong_kinds_of_input_get_a_clear_word(phantom):
+    # a notebook user's slips: a probability for a mask, a number for a model
+    image = CalcinosisImage(phantom.image_hu, phantom.spacing_mm)
+    whole = quantify(image, phantom.seeds, bone_mask=np.ones(phantom.image_hu.shape, np.float32) * 0.3)
+    assert any("the bone mask covers 100% of the image" in w for w in whole.warnings)
+    assert not any("bone mask covers" in w for w in quantify(image, phantom.seeds, bone_mask=phantom.bone_mask).warnings)
+    with pytest.raises(CalcinosisError, match="a model is a .safetensors file's path, a loaded model"):
+        quantify(image, phantom.seeds, model=123)

@@ -509,3 +509,14 @@ def test_a_card_or_checkpoint_given_for_its_model_loads_the_model(tmp_path):
         bad.write_bytes(len(header).to_bytes(8, "little") + header + b"\x00" * 4)
         with pytest.raises(CalcinosisError, match="damaged header"):
             load_model(bad)
+
+
+def test_nan_pixels_and_a_threshold_that_is_no_probability_are_refused():
+    p = make_phantom(3, max_size_px=160)
+    holes = p.image_hu.copy()
+    holes[5, 5] = np.nan
+    with pytest.raises(CalcinosisError, match="NaN or infinite pixels"):
+        segment_phalanges(holes, spacing_mm=p.spacing_mm, device="cpu")
+    for threshold in (1.5, float("nan"), 0):
+        with pytest.raises(CalcinosisError, match="threshold is a probability between 0 and 1"):
+            segment_phalanges(p.image_hu, spacing_mm=p.spacing_mm, device="cpu", threshold=threshold)

@@ -255,3 +255,26 @@ def test_agreement_cli_prints_an_exact_p_for_three_pairs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "n = 3 pairs (1 with an empty cell dropped)" in r.stdout
     assert "Spearman's rho 1.000 (p = 0.33)" in r.stdout
+
+
+def test_agreement_refuses_inputs_it_would_silently_misread(pefr):
+    import pandas as pd
+
+    wright, mini = pefr
+    with pytest.raises(CalcinosisError, match="confidence is a fraction between 0 and 1"):
+        agreement(wright, mini, confidence=95)  # a percentage: every CI would be NaN
+    with pytest.raises(CalcinosisError, match="is a table of shape \\(17, 2\\)"):
+        agreement(np.column_stack([wright, mini]), np.column_stack([mini, wright]))
+    shuffled = pd.Series(mini, index=np.arange(17)[::-1])
+    with pytest.raises(CalcinosisError, match="pandas Series with different indexes"):
+        agreement(pd.Series(wright), shuffled)
+    same = agreement(pd.Series(wright), pd.Series(mini))  # one table's two columns: paired as they stand
+    assert same.n == 17 and round(same.ba_bias, 1) == -2.1
+    assert agreement(np.asarray(wright)[:, None], np.asarray(mini)).n == 17  # a column vector is one measurement
+
+
+def test_a_plot_into_a_missing_folder_is_refused_before_drawing(tmp_path, pefr):
+    from napari_calcinosis.stats import plot_agreement
+
+    with pytest.raises(CalcinosisError, match="the folder .*missing does not exist"):
+        plot_agreement(*pefr, tmp_path / "missing" / "a.png")

@@ -1036,7 +1036,9 @@ def show_lesions(viewer, result, image_layer):
     layer = put_labels(viewer, "lesions", result.lesion_labels, image_layer, opacity=0.7)
     layer.features = features
     layer.metadata["seed_table"] = table
-    failed = (table["lesion_id"] == 0) & ~table["status"].isin(list(_LEFT_OUT))
+    from .grow import LEFT_OUT_STATUSES
+
+    failed = (table["lesion_id"] == 0) & ~table["status"].isin(LEFT_OUT_STATUSES)
     total = float(features["area_mm2"].sum()) if len(features) else 0.0
     widget_status = f"{len(features)} lesion(s), {total:.2f} mm² in all"
     warnings = getattr(result, "warnings", None)

@@ -28,6 +28,7 @@ from skimage.segmentation import flood, watershed
 from ._errors import CalcinosisError, checked_number
 from .subtract import (
     DEFAULT_MARGIN_MM,
+    MAX_MARGIN_MM,
     DEFAULT_THRESHOLD_HU,
     AIR_HU,
     AIR_RING_MM,
@@ -60,6 +61,8 @@ SEED_STATUSES = {
     "vessel_like": "automatic mode: a long thin line of calcium running along the bone, deep in the soft tissue (most "
     "likely a calcified digital artery), was left out; click it if it is a deposit",
 }
+# What automatic mode leaves out (a row of its own, no lesion): neither a lesion nor a failed seed.
+LEFT_OUT_STATUSES = tuple(status for status, why in SEED_STATUSES.items() if why.startswith("automatic mode:"))
 
 # The smallest deposits radiologists measured in the paper were 0.4-0.5 mm^2; automatic mode
 # ignores residual specks below 0.3 mm^2, which at 0.15-0.35 mm pixels are 2-13 pixels of noise.
@@ -211,8 +214,27 @@ def _window(shape, centre, radius_px):
     return slice(r0, min(shape[0], centre[0] + radius_px[0] + 1)), slice(c0, min(shape[1], centre[1] + radius_px[1] + 1))
 
 
+# Column names a table of seeds may carry its (row, col) under: the seeds sheet's and the
+# tool's own output's.
+_SEED_COLUMNS = (("row", "col"), ("seed_row", "seed_col"))
+
+
 def _checked_seeds(seeds) -> list[tuple[float, float]]:
-    """Seeds as (row, col) pairs of floats; a NaN stays (its row gets ``outside_image``)."""
+    """Seeds as (row, col) pairs of floats; a NaN stays (its row gets ``outside_image``). A table
+    (a pandas DataFrame) is read by its columns' names, row and col, not by their order."""
+    columns = getattr(seeds, "columns", None)
+    if columns is not None:
+        names = [str(c).strip().lower() for c in columns]
+        for row_name, col_name in _SEED_COLUMNS:
+            if row_name in names and col_name in names:
+                seeds = np.column_stack([np.asarray(seeds.iloc[:, names.index(row_name)]),
+                                         np.asarray(seeds.iloc[:, names.index(col_name)])])
+                break
+        else:
+            raise CalcinosisError(
+                f"a table of seeds needs columns named row and col (in pixels); its columns are "
+                f"{', '.join(map(str, columns))}. Name them (x is col, y is row), or give (row, col) pairs"
+            )
     try:
         array = np.asarray(seeds, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -272,8 +294,9 @@ def grow_lesions(
         For automatic mode: the residual mask from :func:`subtract_bone` (default: computed
         with ``threshold_hu`` and ``margin_mm``), e.g. after the user edited it.
     threshold_hu, margin_mm : float
-        Calcium threshold (automatic mode) and bone margin in mm, as in :func:`subtract_bone`
-        (margin None = measured on the image).
+        Calcium threshold and bone margin in mm of automatic mode, as in :func:`subtract_bone`
+        (margin None = measured on the image; 0 to 10 mm). Seeded growth uses neither: it runs
+        on the image with the bone's halo removed and is kept one pixel off the bone mask.
     fraction : float
         Where between local soft tissue (0) and the deposit's plateau (1) its edge is drawn;
         0.5 is the half-maximum rule.
@@ -318,6 +341,8 @@ def grow_lesions(
     if connectivity not in (4, 8):
         raise CalcinosisError(f"connectivity must be 4 or 8, got {connectivity}")
     threshold_hu = checked_threshold_hu(threshold_hu)
+    if margin_mm is not None:  # refused as subtract_bone refuses it, though only automatic mode uses it
+        margin_mm = checked_number(margin_mm, "the bone margin (mm)", 0.0, MAX_MARGIN_MM)
     min_area_mm2 = checked_number(min_area_mm2, "the smallest deposit (mm²)", 0.0)
     min_contrast_hu = checked_number(min_contrast_hu, "the smallest contrast (HU)", 0.0)
     if not (isinstance(fraction, (int, float, np.floating)) and np.isfinite(fraction)):

@@ -100,6 +100,9 @@ MAX_FIELD_OF_VIEW_MM = 400.0
 # (image_caveats): a pixel size in cm typed as mm?
 MIN_FIELD_OF_VIEW_MM = 3.0
 SMALL_FIELD_OF_VIEW_MM = 20.0
+# Finger CT reformats have 0.1-0.6 mm pixels; one of 1 mm or more is most often a scale of 1
+# (pixels, as napari gives a layer without one) taken for mm, and its areas are pixel counts.
+COARSE_PIXEL_MM = 1.0
 # A finger's soft tissue (skin, subcutis, tendons, the bulk of what is not air) is about 0-100 HU.
 # Above this it reads as calcium: an export made through a soft-tissue window (W400/L40) read as
 # W1500/L450 puts it at 350-650, and the whole finger becomes a candidate deposit. Chosen on 195
@@ -485,6 +488,9 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     if span_mm < SMALL_FIELD_OF_VIEW_MM:
         notes.append(f"it spans only {span_mm:.0f} mm (a finger slice spans 30-100 mm): check the pixel size "
                      f"({image.spacing_mm[0]:g} mm; in mm, not cm)")
+    elif max(image.spacing_mm) >= COARSE_PIXEL_MM:
+        notes.append(f"its pixels are {max(image.spacing_mm):g} mm (finger CT has 0.1-0.6 mm pixels): if that is a "
+                     "scale of 1, the areas are pixel counts, not mm²: give the pixel size")
     return notes
 
 

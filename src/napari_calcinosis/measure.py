@@ -26,6 +26,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull
 
 from napari_calcinosis._errors import CalcinosisError
+from napari_calcinosis.grow import LEFT_OUT_STATUSES
 
 __all__ = ["LESION_COLUMNS", "feret_axes_mm", "measure_lesions", "summarize"]
 
@@ -342,7 +343,8 @@ def measure_lesions(
     if not np.issubdtype(labels.dtype, np.integer):
         raise CalcinosisError(
             f"the lesion labels must be an integer label image (0 = background, 1, 2, ... = lesions); got "
-            f"{labels.dtype} values: pass a Labels layer's data, or a mask converted with .astype(int)"
+            f"{labels.dtype} values: pass a Labels layer's data, or number a mask's separate lesions with "
+            "scipy.ndimage.label(mask)[0] (a mask cast to int is one lesion of all its pieces)"
         )
     if labels.size and labels.dtype == np.uint64 and int(labels.max()) > np.iinfo(np.int64).max:
         raise CalcinosisError(
@@ -489,11 +491,19 @@ def summarize(table: pd.DataFrame) -> dict:
         ``total_area_mm2`` (float, mm^2): summed area of the distinct lesions
         (``lesion_id`` > 0), each counted once even if several seeds point at
         it; ``n_lesions`` (int): number of distinct lesions;
-        ``n_failed_seeds`` (int): number of rows with ``lesion_id`` 0.
+        ``n_failed_seeds`` (int): number of rows with ``lesion_id`` 0 (not counting the rows
+        automatic mode left out: ``outside_finger``, ``below_noise``, ``vessel_like``).
     """
+    missing = [c for c in ("lesion_id", "area_mm2") if c not in getattr(table, "columns", ())]
+    if missing:
+        raise CalcinosisError(f"summarize needs a lesion table (measure_lesions, quantify's table); it lacks "
+                              f"{', '.join(missing)}")
     lesions = table[table["lesion_id"] > 0].drop_duplicates(subset="lesion_id")
+    failed = table["lesion_id"] == 0
+    if "status" in table:
+        failed &= ~table["status"].isin(LEFT_OUT_STATUSES)
     return {
         "total_area_mm2": float(lesions["area_mm2"].sum()),
         "n_lesions": int(len(lesions)),
-        "n_failed_seeds": int((table["lesion_id"] == 0).sum()),
+        "n_failed_seeds": int(failed.sum()),
     }

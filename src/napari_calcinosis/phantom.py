@@ -480,7 +480,9 @@ def make_phantom(
     noise_hu : float, optional
         Standard deviation of the image noise in HU (default: uniform in 6-35 HU).
     max_size_px : int
-        The field of view is narrowed so that neither side exceeds this many pixels.
+        The field of view is narrowed so that neither side exceeds this many pixels, by coarser
+        pixels (up to 0.35 mm) and then a view narrowed towards the fingertip; with
+        ``spacing_mm`` given and no phalanx to cut, a side can exceed it.
     varied : bool
         Draw from the wider distribution the bundled model is trained on: on top of the
         above, flexion contractures, cupped joint bases, acro-osteolysis, erosions and
@@ -501,6 +503,14 @@ def make_phantom(
 
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise CalcinosisError(f"the phantom's seed must be a whole number, 0 or more, got {seed!r}")
+    if spacing_mm is not None and (isinstance(spacing_mm, bool) or not isinstance(spacing_mm, numbers.Real)
+                                   or not 0.01 <= spacing_mm <= 5.0):
+        raise CalcinosisError(f"spacing_mm is one pixel size in mm (square pixels), 0.01 to 5; got {spacing_mm!r}")
+    if n_lesions is not None and (isinstance(n_lesions, bool) or not isinstance(n_lesions, numbers.Integral)
+                                  or n_lesions < 0):
+        raise CalcinosisError(f"n_lesions is a number of deposits, 0 or more; got {n_lesions!r}")
+    if noise_hu is not None and (not isinstance(noise_hu, numbers.Real) or not 0.0 <= noise_hu < 1000.0):
+        raise CalcinosisError(f"noise_hu is the noise's standard deviation in HU, 0 or more; got {noise_hu!r}")
     # The varied phantoms draw from their own stream, so the basic ones stay as they were.
     rng = np.random.default_rng([seed, 7919] if varied else seed)
     finger = _draw_finger(rng)

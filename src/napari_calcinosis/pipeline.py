@@ -12,7 +12,7 @@ from .grow import DEFAULT_MIN_AREA_MM2, grow_lesions
 from ._errors import CalcinosisError
 from .io import CalcinosisImage, _checked_spacing, check_measurable, image_caveats, read_image
 from .measure import measure_lesions
-from .segment import PhalanxModel, load_model, segment_phalanges
+from .segment import MAX_BONE_SHARE, PhalanxModel, load_model, segment_phalanges
 from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU, resolve_margin_mm, subtract_bone
 
 __all__ = ["QuantifyResult", "quantify"]
@@ -182,6 +182,9 @@ def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.Dat
     if not bone_mask.any():
         notes.append("no bone was found: deposits are measured against the whole finger, and bone may be "
                      "measured as calcinosis: is this a sagittal finger CT in HU?")
+    elif bone_mask.mean() > MAX_BONE_SHARE:
+        notes.append(f"the bone mask covers {bone_mask.mean():.0%} of the image (a finger slice is a third bone or "
+                     "less): is it inverted, or a probability rather than a mask (segment_phalanges' bone_mask)?")
     lesions = table[table["lesion_id"] > 0].drop_duplicates("lesion_id")
     large = lesions[lesions["area_mm2"] > MAX_PLAUSIBLE_DEPOSIT_MM2]
     if len(large):

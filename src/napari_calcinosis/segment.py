@@ -9,6 +9,7 @@ any pixel spacing, and its probability map is resampled back onto the original p
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -467,6 +468,11 @@ def _load_weights(network, path: Path, arch: dict) -> None:
     network.load_state_dict(state)
 
 
+# A mask marking more than this share of its image as bone is more likely inverted (bone 0,
+# the rest 255) or a probability than a finger: a sagittal finger slice is a third bone or less.
+MAX_BONE_SHARE = 0.6
+
+
 def load_model(path=None, device: str = "cpu") -> PhalanxModel:
     """Load a phalanx U-Net from safetensors + its JSON card (default: the bundled model).
 
@@ -483,6 +489,9 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
         When the file or its card is missing, unreadable, truncated, or describes another network;
         the message names the file and says what to do.
     """
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise CalcinosisError(f"a model is a .safetensors file's path, a loaded model (load_model) or None for the "
+                              f"bundled one; got {type(path).__name__} {path!r:.40}")
     path = bundled_model_path() if path is None else Path(path)
     # "model.v1" is model.v1.safetensors; a card or checkpoint given for its model (x.json,
     # x.pt) means the x.safetensors beside it.
@@ -858,6 +867,11 @@ def segment_phalanges(
     pixels_hu, spacing, _, _ = _as_hu_and_spacing(image, spacing_mm)
     if pixels_hu.ndim != 2:
         raise CalcinosisError(f"phalanx segmentation needs a 2-D image, got shape {pixels_hu.shape}")
+    if not np.isfinite(pixels_hu).all():
+        raise CalcinosisError("the image has NaN or infinite pixels: give every pixel a number (e.g. -1000 HU, air, "
+                              "outside the field of view), as CalcinosisImage does")
+    if not (isinstance(threshold, (int, float, np.floating)) and 0.0 < threshold < 1.0):
+        raise CalcinosisError(f"threshold is a probability between 0 and 1 (0.5 by default); got {threshold!r}")
     if not isinstance(model, PhalanxModel):
         model = load_model(model, device=device)
     elif device != "auto" or model.device.type == "cpu":

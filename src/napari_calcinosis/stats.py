@@ -44,14 +44,33 @@ EXACT_SPEARMAN_MAX_N = 9
 
 def _as_numbers(values, label: str) -> np.ndarray:
     try:
-        return np.asarray(values, dtype=float).ravel()
+        array = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
         raise CalcinosisError(
             f"{label!r} is not a list of numbers: agreement compares two numeric measurements"
         ) from None
+    if array.ndim > 1 and sum(n > 1 for n in array.shape) > 1:
+        raise CalcinosisError(
+            f"{label!r} is a table of shape {array.shape}, not one measurement per pair: give one column"
+        )
+    return array.ravel()
+
+
+def _checked_confidence(confidence) -> float:
+    if not (isinstance(confidence, (int, float, np.floating)) and 0.0 < confidence < 1.0):
+        raise CalcinosisError(f"confidence is a fraction between 0 and 1, e.g. 0.95 for 95 %; got {confidence!r}")
+    return float(confidence)
 
 
 def _pairs(x, y, x_label: str = "x", y_label: str = "y") -> tuple[np.ndarray, np.ndarray, int]:
+    # (a list's .index is a method; a pandas Series' is its index)
+    x_index, y_index = getattr(x, "index", None), getattr(y, "index", None)
+    if hasattr(x_index, "equals") and hasattr(y_index, "equals") and not x_index.equals(y_index):
+        # pandas would pair them by index, NumPy by position: neither is said, so ask
+        raise CalcinosisError(
+            f"{x_label!r} and {y_label!r} are pandas Series with different indexes: pair them first (two columns "
+            "of one table, or .to_numpy() of each in the same order)"
+        )
     x = _as_numbers(x, x_label)
     y = _as_numbers(y, y_label)
     if x.shape != y.shape:
@@ -113,6 +132,7 @@ def lins_ccc(x, y, confidence: float = 0.95) -> tuple[float, float, float]:
     -------
     (ccc, ci_low, ci_high)
     """
+    confidence = _checked_confidence(confidence)
     x, y, _ = _pairs(x, y)
     n = x.size
     mx, my = x.mean(), y.mean()
@@ -144,6 +164,7 @@ def bland_altman(x, y, confidence: float = 0.95, multiplier: float = 1.96) -> di
 
     Differences are x - y. ``multiplier`` is 1.96 for 95 % limits (Bland & Altman 1986 used 2).
     """
+    confidence = _checked_confidence(confidence)
     x, y, _ = _pairs(x, y)
     n = x.size
     d = x - y
@@ -205,6 +226,7 @@ def agreement(x, y, confidence: float = 0.95, *, x_label: str = "x", y_label: st
     complete pairs, or a measurement with the same value in every pair, raise
     :class:`CalcinosisError` (naming ``x_label`` or ``y_label``).
     """
+    confidence = _checked_confidence(confidence)
     xs, ys, dropped = _pairs(x, y, x_label, y_label)
     rho, p = _spearman(xs, ys)
     pearson = float(np.corrcoef(xs, ys)[0, 1])
@@ -220,6 +242,8 @@ def check_plot_path(path) -> None:
             f"cannot write a plot to {path}: its name must end in one of {', '.join(PLOT_SUFFIXES)} (the suffix picks "
             "the format)"
         )
+    if not Path(path).parent.is_dir():
+        raise CalcinosisError(f"cannot write a plot to {path}: the folder {Path(path).parent} does not exist")
 
 
 def plot_agreement(x, y, path=None, *, x_label: str = "x", y_label: str = "y", unit: str = "mm²", figure=None,

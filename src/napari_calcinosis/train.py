@@ -33,6 +33,7 @@ from ._errors import CalcinosisError
 from .io import (_DICOM_SUFFIXES, WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, CalcinosisImage, _image_stem, _is_image_file,
                  _listed, _one_line, _planes_last, image_caveats, read_image)
 from .segment import (
+    MAX_BONE_SHARE,
     PhalanxModel,
     dice,
     model_file,
@@ -147,9 +148,6 @@ def phantom_samples(
 
 _MASK_SUFFIXES = {".png", ".tif", ".tiff"}
 _MASK_TAILS = ("_bone", "_mask")
-# A mask marking more than this share of its image as bone is more likely inverted (bone 0,
-# the rest 255) than a finger: a sagittal finger slice is a third bone or less.
-MAX_BONE_SHARE = 0.6
 
 
 def _mask_stem(path: Path) -> tuple[str, bool]:
