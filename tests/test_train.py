@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_calcinosis import CalcinosisError, load_model, make_phantom, segment_phalanges, train_segmenter
-from napari_calcinosis.train import TrainingSample, augment, folder_samples
+from napari_calcinosis.train import TrainingSample, _fingerprint, augment, folder_samples
 from napari_calcinosis.segment import DEFAULT_INPUT
 
 
@@ -686,27 +686,67 @@ def test_fine_tuning_keeps_the_model_it_started_from_unless_training_beats_it(tm
         assert torch.equal(tensor, kept.network.state_dict()[name]), name  # the very weights it started from
 
 
-def test_ctrl_c_keeps_the_best_model_and_a_checkpoint_to_resume_from(tmp_path, pairs, monkeypatch):
+def _sigint_in_step(monkeypatch, at_call: int, times: int = 1):
+    """Ctrl+C pressed ``times`` while the ``at_call``-th training step runs (as a terminal sends it)."""
+    import os
+    import signal
+
     from napari_calcinosis import train as train_module
 
     real_step, calls = train_module._training_step, {"n": 0}
 
-    def step_then_ctrl_c(*args):
+    def step_with_ctrl_c(*args):
         calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
+        if calls["n"] == at_call:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
         return real_step(*args)
 
-    monkeypatch.setattr(train_module, "_training_step", step_then_ctrl_c)
+    monkeypatch.setattr(train_module, "_training_step", step_with_ctrl_c)
+
+
+def test_ctrl_c_stops_after_the_step_keeping_the_model_and_a_checkpoint(tmp_path, pairs, monkeypatch):
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    _sigint_in_step(monkeypatch, at_call=3)
     out = tmp_path / "ctrlc.safetensors"
-    result = train_segmenter(out, samples=pairs, epochs=2, steps_per_epoch=4, batch_size=2, crop_px=64, device="cpu")
-    assert result.cancelled and result.interrupted and result.ended == "interrupted (Ctrl+C) at step 2 of 8"
+    events = []
+    result = train_segmenter(out, samples=pairs, epochs=2, steps_per_epoch=4, batch_size=2, crop_px=64, device="cpu",
+                             progress=events.append)
+    assert result.cancelled and result.interrupted and result.ended == "interrupted (Ctrl+C) at step 3 of 8"
+    assert any("Ctrl+C: stopping after this step" in e.message for e in events)
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl+C is the caller's again
     assert out.exists() and (tmp_path / "ctrlc.checkpoint.pt").exists()
     assert json.loads(out.with_suffix(".json").read_text())["training"]["ended"] == result.ended
-    monkeypatch.setattr(train_module, "_training_step", real_step)
+    monkeypatch.undo()
     resumed = train_segmenter(out, samples=pairs, epochs=2, steps_per_epoch=4, batch_size=2, crop_px=64, device="cpu",
                               resume=True)
     assert not resumed.cancelled and resumed.epochs_done == 2 and resumed.ended == "finished: 2 epochs, 8 steps"
+
+
+def test_a_second_ctrl_c_stops_at_once_leaving_the_last_whole_checkpoint(tmp_path, pairs, monkeypatch):
+    import signal
+
+    import torch
+
+    before = signal.getsignal(signal.SIGINT)
+    _sigint_in_step(monkeypatch, at_call=3, times=2)
+    out = tmp_path / "twice.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        train_segmenter(out, samples=pairs, epochs=2, steps_per_epoch=4, batch_size=2, crop_px=64, device="cpu",
+                        checkpoint_every_s=0)
+    assert signal.getsignal(signal.SIGINT) is before
+    assert torch.load(tmp_path / "twice.checkpoint.pt", weights_only=True)["step"] == 2  # the last whole step's
+
+
+def test_a_fine_tune_cancelled_before_its_first_step_keeps_its_model_as_it_is(tmp_path, pairs):
+    from napari_calcinosis.segment import bundled_model_path
+
+    result = train_segmenter(tmp_path / "t", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64,
+                             device="cpu", init_model=bundled_model_path(), should_cancel=lambda: True)
+    assert result.cancelled and result.best_epoch == 0
+    assert result.ended == "cancelled at step 0 of 2; no step was trained: the model it started from is kept as it is"
 
 
 def test_a_new_run_in_place_of_an_old_one_cannot_be_resumed_into_it(tmp_path, pairs):
@@ -736,7 +776,8 @@ def test_resuming_on_changed_pixels_is_refused_and_one_pair_is_named_as_validate
                           steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu")
     card = json.loads(one.model_path.with_suffix(".json").read_text())
     assert one.validated_on_training and "says nothing of other images" in card["validation"]["on_training_images"]
-    assert card["validation"]["images"] == ["f1.dcm"]
+    assert card["validation"]["contents"] == _fingerprint([TrainingSample(*pairs[0])])  # no file names in a card
+    assert "f1.dcm" not in json.dumps(card)
     assert not train_segmenter(tmp_path / "three", samples=pairs, epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64,
                                device="cpu").validated_on_training
 

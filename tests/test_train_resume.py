@@ -99,7 +99,8 @@ def test_ctrl_c_keeps_a_checkpoint_then_resume_finishes(tmp_path):
     assert proc.returncode == 130, stderr[-1000:]
     assert "interrupted: a checkpoint was written; give the same command with --resume" in stderr
     stopped = torch.load(ckpt, weights_only=True)
-    assert 0 < stopped["step"] < EPOCHS * STEPS and "cancelled at step" in load_model(out).card["training"]["ended"]
+    assert 0 < stopped["step"] < EPOCHS * STEPS
+    assert "interrupted (Ctrl+C) at step" in load_model(out).card["training"]["ended"]
     done = subprocess.run(_cli(out, "--resume"), env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "finished: 6 epochs, 24 steps" in done.stdout, done.stderr[-1000:]
     assert torch.load(ckpt, weights_only=True)["step"] == EPOCHS * STEPS

@@ -293,7 +293,7 @@ def test_segmenting_again_after_a_correction_is_the_bone_every_widget_uses(sampl
     seg = dock(viewer, SegmentWidget(viewer))
     seg.image.value, seg.device.value = image, "cpu"
     new = seg.run()
-    assert new.name == "bone (new)" and "your corrected 'bone' is kept, but Subtract, Grow and Quantify now use " \
+    assert new.name == "bone (new)" and "your 'bone' is kept, but Subtract, Grow and Quantify now use " \
         "'bone (new)': delete 'bone (new)' to go back to yours" in seg.status.value
     grow = dock(viewer, GrowWidget(viewer))
     grow.image.value = image
@@ -452,6 +452,7 @@ def test_layers_the_user_made_or_edited_are_never_replaced(sample, monkeypatch):
     seg = dock(viewer, SegmentWidget(viewer))
     seg.image.value, seg.device.value = image, "cpu"
     assert seg.run().name == "bone (new)" and np.array_equal(mine.data, users_bone)
+    assert "your 'bone' is kept" in seg.status.value  # brought in, not painted: named all the same
 
     # A result layer the user painted: the next run goes beside it.
     sub = dock(viewer, SubtractWidget(viewer))
@@ -694,6 +695,29 @@ def test_painting_re_measures_and_regrows(sample, qtbot):
     b.refresh()  # a redraw that changes nothing regrows nothing
     qtbot.wait(50)
     assert viewer.layers["lesions (new)"].metadata["seed_table"] is table
+
+
+def test_a_widget_writing_the_bone_layer_does_not_make_grow_regrow_over_its_result(sample, qtbot, monkeypatch):
+    # Quantify segments again into the widget-made 'bone' Grow is watching: its own lesions stand,
+    # Grow does not regrow its one seed over them once the events are handled.
+    from napari_calcinosis import segment
+    from napari_calcinosis._widgets import GrowWidget, QuantifyWidget, SegmentWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    monkeypatch.setattr(segment, "segment_phalanges", _true_segmentation(bone))  # Segment gives the true bone
+    seg = dock(viewer, SegmentWidget(viewer))
+    seg.image.value, seg.device.value = image, "cpu"
+    made = seg.run()
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value = image
+    assert grow.bone.value is made
+    grow.start_seeding().add(seeds[:1])
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value, q.use_seeds.value = image, "cpu", False
+    result = q.run()  # the U-Net's own mask this time, written into 'bone'
+    assert not np.array_equal(np.asarray(made.data) > 0, bone)
+    qtbot.wait(50)
+    assert len(viewer.layers["lesions"].metadata["seed_table"]) == len(result.table) > 1
 
 
 def test_seeds_clicked_before_the_bone_grow_once_it_is_there(sample, qtbot):

@@ -668,7 +668,9 @@ class TrainWidget(QWidget):
         path = Path(result.model_path)
         saved = result.best_epoch >= 0 and path.exists()
         kept_start = result.best_epoch == 0  # fine-tuning did not beat the model it started from
-        if kept_start and saved:
+        if kept_start and saved and "no step was trained" in result.ended:
+            self._set_status(f"cancelled before training — the model it starts from is kept as it is at {path}")
+        elif kept_start and saved:
             self._set_status(
                 f"{'cancelled' if result.cancelled else 'done'} — no epoch did better on the validation "
                 f"pairs than the model it started from (val Dice {_fmt_dice(result.best_val_dice)}): that model is "

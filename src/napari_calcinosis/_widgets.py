@@ -30,7 +30,7 @@ from magicgui.widgets import (
 )
 
 from ._errors import CalcinosisError
-from .io import _one_line, _squeeze_leading
+from .io import _one_line, _squeeze_leading, uniform_value
 
 EDITED = "calcinosis_edited"  # layer.metadata key: the user painted this layer
 MADE_HERE = "calcinosis_result"  # layer.metadata key: a widget made this layer (others are the user's)
@@ -109,8 +109,9 @@ def input_warning(layer, pixels) -> str:
     if np.allclose(spacing_of(layer), 1.0):
         notes.append(f"'{layer.name}' has scale 1, so areas are in pixels, not mm²: give it its pixel spacing in mm "
                      "in Plugins > napari-calcinosis > Prepare image (the napari-calcinosis reader does this for DICOM)")
-    if pixels.size and pixels.min() == pixels.max():
-        notes.append(f"'{layer.name}' holds one value ({float(pixels.min()):g}) everywhere: there is nothing to measure")
+    uniform = uniform_value(pixels)
+    if uniform is not None:
+        notes.append(f"'{layer.name}' holds one value ({uniform:g}) everywhere: there is nothing to measure")
     elif pixels.size and pixels.min() >= 0 and pixels.max() <= 255 and np.array_equal(pixels, np.round(pixels)):
         notes.append(f"'{layer.name}' holds 0-255, an 8-bit export rather than HU; bone and deposits are then "
                      f"misread. To convert it, {_EXPORT_RECIPE}")
@@ -221,7 +222,11 @@ def put_labels(viewer, name: str, data, image, **kwargs):
     if name in viewer.layers:
         layer = viewer.layers[name]
         layer.metadata[SOURCE] = image.name
-        layer.data = data
+        _WRITING.add(id(layer))  # a widget's result, not the user's edit: Grow does not regrow from it
+        try:
+            layer.data = data
+        finally:
+            _WRITING.discard(id(layer))
         for key, value in placement(image).items():
             setattr(layer, key, value)
         for key, value in kwargs.items():
@@ -770,13 +775,15 @@ class SegmentWidget(_Widget):
                                     device=self.device.value, tta=self.tta.value)
             from napari.layers import Labels
 
-            kept = [b.name for b in _results(self.viewer, Labels, "bone", layer) if b.metadata.get(EDITED)]
+            # the user's: corrected, or brought in (opened from a file)
+            kept = [b.name for b in _results(self.viewer, Labels, "bone", layer)
+                    if b.metadata.get(EDITED) or not b.metadata.get(MADE_HERE)]
             out = put_labels(self.viewer, "bone", seg.bone_mask.astype(np.uint8), layer, opacity=0.4)
             out.metadata["bone_probability"] = seg.probability
             area_mm2 = seg.bone_mask.sum() * np.prod(spacing_of(layer))
             self.status.value = f"bone: {area_mm2:.0f} mm² on '{layer.name}' — paint or erase in '{out.name}' to correct"
             if kept:
-                self.status.value += (f"; your corrected '{kept[-1]}' is kept, but Subtract, Grow and Quantify now use "
+                self.status.value += (f"; your '{kept[-1]}' is kept, but Subtract, Grow and Quantify now use "
                                       f"'{out.name}': delete '{out.name}' to go back to yours")
             self._warn_if_odd(layer, pixels)
             return out
@@ -875,13 +882,23 @@ class GrowWidget(_Widget):
         on), or when another bone layer is chosen, such as one made after the seeds."""
         if self._watched_bone is not None:
             self._disconnect(self._watched_bone.events.paint, self._regrow_soon)
-            self._disconnect(self._watched_bone.events.set_data, self._regrow_if_bone_changed)
+            self._disconnect(self._watched_bone.events.set_data, self._bone_redrawn)
         self._watched_bone = self.bone.value
         if self._watched_bone is not None:
             self._connect(self._watched_bone.events.paint, self._regrow_soon)
-            self._connect(self._watched_bone.events.set_data, self._regrow_if_bone_changed)
+            self._connect(self._watched_bone.events.set_data, self._bone_redrawn)
         if self.points is not None:
             self._regrow_soon()
+
+    def _bone_redrawn(self, *_):
+        """The bone layer was redrawn: by an undo or redo, regrow (once the event is handled) if
+        its mask changed; by a widget writing a new result into it (Quantify segmenting again),
+        that result comes with its own lesions: they are not grown over."""
+        bone = self._watched_bone
+        if bone is not None and id(bone) in _WRITING:
+            self._grown_on = _mask_key(bone.data)
+        else:
+            self._regrow_if_bone_changed()
 
     def _bone_changed_since_growth(self) -> bool:
         bone = self.bone.value
@@ -1166,9 +1183,11 @@ class MeasureWidget(_Widget):
 def _csv_path(path) -> Path:
     """``path`` ending in .csv (``.csv`` added to any other name); a folder is refused."""
     path = Path(path)
+    if path.suffix.lower() != ".csv" and not path.is_dir():
+        path = path.with_name(path.name + ".csv")
     if path.is_dir():
         raise CalcinosisError(f"{path} is a folder: give the name of the CSV file to write in it")
-    return path if path.suffix.lower() == ".csv" else path.with_name(path.name + ".csv")
+    return path
 
 
 def _confirm_replace(parent, path: Path) -> bool:
@@ -1336,7 +1355,8 @@ class AgreementWidget(_Widget):
                 f"bias {a.ba_bias:.2f}{unit} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f}) · "
                 f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}{unit}"
             )
-            plot_agreement(x, y, x_label=self.x.value, y_label=self.y.value, unit="", figure=self.figure, stacked=True)
+            plot_agreement(x, y, x_label=self.x.value, y_label=self.y.value, unit=unit.strip(), figure=self.figure,
+                           stacked=True)
             self.canvas.setVisible(True)
             self.canvas.draw_idle()
             self.status.value = ""

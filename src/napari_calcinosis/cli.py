@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -342,7 +340,8 @@ def cmd_quantify(args) -> int:
     model = load_model(args.model, device=args.device)  # once per run, not per image
     # Which network segmented the bone, on every row: a trial's numbers name their model.
     name = getattr(model, "card", {}).get("name", "phalanx_unet")
-    model_label = f"bundled {name}" if args.model is None else str(args.model)
+    given = getattr(model, "path", None) or args.model  # the file loaded, as a full path
+    model_label = f"bundled {name}" if args.model is None else str(Path(given).resolve())
     frames: list = []
     try:
         failed = _quantify_each(images, labels, seeds, model, args, frames, extras)
@@ -506,35 +505,19 @@ def cmd_train(args) -> int:
         print(("\r" if sys.stderr.isatty() else "") + msg.ljust(100), end=end, file=sys.stderr, flush=True)
 
     command = "napari-calcinosis " + " ".join(sys.argv[1:]) if sys.argv and "train" in sys.argv else ""
-    # Ctrl+C is the command line's Cancel: training stops after the step under way, keeps its
-    # best model and writes a checkpoint to --resume from; a second Ctrl+C stops at once.
-    ctrl_c = threading.Event()
-
-    def on_ctrl_c(signum, frame):
-        if ctrl_c.is_set():
-            raise KeyboardInterrupt
-        ctrl_c.set()
-        print("\nstopping after this step to keep the model and a checkpoint (Ctrl+C again to stop at once)",
-              file=sys.stderr, flush=True)
-
-    try:
-        previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    except ValueError:  # not the main thread (called from a program of one's own): no handler
-        previous = None
-    try:
-        result = train_segmenter(
-            args.out, images_dir=args.images, masks_dir=args.masks, pixel_size_mm=args.pixel_size,
-            n_phantoms=args.phantoms, n_val=args.val_phantoms, epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.lr, crop_px=args.crop_px, steps_per_epoch=args.steps_per_epoch, device=args.device,
-            resume=args.resume, init_model=args.init, seed=args.seed, progress=progress, command=command,
-            checkpoint_every_s=args.checkpoint_every, val_every=args.val_every, stop_at_val_dice=args.stop_at_dice,
-            window_level_hu=args.window_level, window_width_hu=args.window_width, should_cancel=ctrl_c.is_set,
-        )
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    # Ctrl+C is the command line's Cancel (train_segmenter's own): training stops after the step
+    # under way, keeps its best model and writes a checkpoint to --resume from.
+    result = train_segmenter(
+        args.out, images_dir=args.images, masks_dir=args.masks, pixel_size_mm=args.pixel_size,
+        n_phantoms=args.phantoms, n_val=args.val_phantoms, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, crop_px=args.crop_px, steps_per_epoch=args.steps_per_epoch, device=args.device,
+        resume=args.resume, init_model=args.init, seed=args.seed, progress=progress, command=command,
+        checkpoint_every_s=args.checkpoint_every, val_every=args.val_every, stop_at_val_dice=args.stop_at_dice,
+        window_level_hu=args.window_level, window_width_hu=args.window_width,
+    )
     if result.best_epoch < 0:
-        print(f"{result.ended}: no model was saved", file=sys.stderr)
+        older = f"; {result.model_path} still holds an earlier run's model" if result.model_path.exists() else ""
+        print(f"{result.ended}: this run saved no model{older}", file=sys.stderr)
     else:
         print(f"best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}; model written to "
               f"{result.model_path} ({result.ended})")
@@ -544,7 +527,7 @@ def cmd_train(args) -> int:
     if result.best_epoch >= 0 and result.best_val_dice < POOR_DICE:
         print(f"warning: a validation Dice of {result.best_val_dice:.2f} is poor: check the masks (bone non-zero, "
               "matching their images) and the pixel size before using this model", file=sys.stderr)
-    if result.interrupted or ctrl_c.is_set():
+    if result.interrupted:
         print("interrupted: " + ("a checkpoint was written; give the same command with --resume to carry on"
                                  if checkpoint.exists() else "before the first step, nothing to resume"), file=sys.stderr)
         return 130

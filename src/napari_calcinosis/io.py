@@ -435,6 +435,15 @@ def soft_tissue_hu(pixels_hu) -> float | None:
     return float(edges[np.argmax(counts)] + 5.0)
 
 
+def uniform_value(pixels) -> float | None:
+    """The one value of an image that holds no other (a few stray pixels aside), else None."""
+    pixels = np.asarray(pixels, np.float32)
+    if not pixels.size:
+        return None
+    low, high = (float(v) for v in np.percentile(pixels, [0.5, 99.5]))
+    return low if high - low < 1e-3 else None
+
+
 def image_caveats(image: CalcinosisImage) -> list[str]:
     """What makes an image's values or size doubtful as a finger CT in HU, one sentence each
     (empty when nothing does). Measured all the same: these are warnings, for the user to judge.
@@ -452,6 +461,7 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     modality = re.search(r"Modality (\S+): values may not be Hounsfield units", origin)
     if modality:
         notes.append(f"it is not a CT image (the file's Modality is {modality.group(1)}): its values are not HU")
+    uniform = uniform_value(pixels)
     low, high = (float(v) for v in np.percentile(pixels, [0.5, 99.5]))
     # A windowed export clipped what lay outside its window: air reads as the window's bottom,
     # calcium at most its top. Below those, the values are as dark or bright as they can be.
@@ -461,8 +471,8 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
         tolerance = 0.005 * image.window_width_hu
         dark_hu = max(dark_hu, bottom + tolerance)
         bright_hu = min(bright_hu, image.saturated_above_hu - tolerance)
-    if high - low < 1e-3:
-        notes.append(f"it is uniform ({low:g} HU everywhere): there is nothing to measure")
+    if uniform is not None:
+        notes.append(f"it is uniform ({uniform:g} HU everywhere): there is nothing to measure")
     else:
         if "slope 1, intercept 0" in origin and float(pixels.min()) >= 0:
             notes.append("the file has no rescale to HU and no value below 0: these look like raw scanner values "

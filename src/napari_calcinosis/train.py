@@ -92,7 +92,7 @@ class TrainResult:
     history: list = field(default_factory=list)
     device: str = ""
     elapsed_s: float = float("nan")
-    interrupted: bool = False  # stopped by Ctrl+C (cancelled is True too)
+    interrupted: bool = False  # cancelled by Ctrl+C (cancelled is True too)
     validated_on_training: bool = False  # one pair: trained and validated on
     ended: str = ""  # how the run ended, as the card says
 
@@ -437,7 +437,10 @@ def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> di
             f"cannot resume: the checkpoint {ckpt_path} is unreadable ({_one_line(exc)[:120]}); run without --resume to "
             "start afresh"
         ) from exc
-    saved = ckpt.get("settings", {})
+    saved = dict(ckpt.get("settings", {}))
+    if "; contents " not in str(saved.get("data", "")) and "; contents " in str(settings["data"]):
+        # written before the data key carried the pixels' checksum: compared without it
+        saved["data"] = str(saved.get("data", "")) + settings["data"][settings["data"].index("; contents "):]
     differ = [k for k in _RESUME_SETTINGS if k in saved and saved[k] != settings[k]]
     if differ:
         detail = "; ".join(f"{_RESUME_SETTINGS[k]}: {saved[k]!r} there, {settings[k]!r} now" for k in differ)
@@ -735,7 +738,8 @@ def train_segmenter(
         W1500/L450), as for ``quantify``.
 
     A fine-tuned model (``init_model``) is first validated as it is: the run keeps it (epoch 0)
-    unless training does better on the validation images. Ctrl+C stops like ``should_cancel``.
+    unless training does better on the validation images. Ctrl+C (in the main thread) stops like
+    ``should_cancel``, after the step under way; a second Ctrl+C stops at once.
 
     Returns
     -------
@@ -763,7 +767,7 @@ def train_segmenter(
         remove_stale_temporaries(written)  # half-written files of a run that was killed
     dev = select_device(device)
     report = progress or (lambda p: None)
-    cancelled = should_cancel or (lambda: False)
+    asked_to_cancel = should_cancel or (lambda: False)
 
     def data_progress(i, n):
         report(TrainProgress("data", 0, 0, 0, epochs, device=str(dev), message=f"preparing images {i}/{n}"))
@@ -802,6 +806,7 @@ def train_segmenter(
         data_key += f"; contents {_fingerprint(train)}"
     if val_samples is not None:
         val = [_as_sample(s) for s in val_samples]
+        data_key += f"; validation contents {_fingerprint(val)}"
     elif n_phantoms and samples is None and images_dir is None:
         val = phantom_samples(int(n_val or max(4, int(n_phantoms) // 10)), VAL_SEED_OFFSET, progress=data_progress)
     else:
@@ -969,8 +974,9 @@ def train_segmenter(
     }
     if started_from is not None:
         card_training["fine_tuned_from"] = started_from
-    names = [v.name for v in val if v.name]
-    validation_data = {"images": names} if names and (samples is not None or images_dir is not None) else {}
+    # Which images were held out, by a checksum of their pixels rather than by name: file names
+    # from a PACS may identify patients, and cards travel with shared models.
+    validation_data = {"contents": _fingerprint(val)} if samples is not None or images_dir is not None else {}
     if validated_on_training:
         validation_data["on_training_images"] = (
             "yes: one image/mask pair, trained and validated on; this Dice says nothing of other images")
@@ -1032,9 +1038,19 @@ def train_segmenter(
     t0 = last_checkpoint = time.monotonic()  # the clock for checkpoints starts with training
     validated_at_step = None  # a Cancel right after a validation need not validate the same weights again
     steps_this_run = 0
-    was_cancelled = interrupted = stopped_early = False
+    was_cancelled = stopped_early = False
     epochs_done = start_epoch
     losses = []
+    # Ctrl+C (a terminal's, or a notebook's interrupt) is a Cancel, noticed between steps so that
+    # the model and checkpoint kept are whole steps'; a second one stops at once.
+    stack = contextlib.ExitStack()
+    ctrl_c = stack.enter_context(_ctrl_c_stops_after_the_step(lambda: report(TrainProgress(
+        "data", step, total_steps, epochs_done, epochs, device=str(dev),
+        message="Ctrl+C: stopping after this step to keep the model and a checkpoint (Ctrl+C again stops at once)"))))
+
+    def cancelled() -> bool:
+        return ctrl_c.is_set() or asked_to_cancel()
+
     try:
         torch.backends.cudnn.benchmark = autotune and not autotune_dense_only
         if pad_thin:
@@ -1065,26 +1081,20 @@ def train_segmenter(
                 if cancelled():
                     was_cancelled = True
                     break
-                try:
-                    if on_device:
-                        with torch.no_grad():
-                            x, y = augment_batch(device_data, batch_size, crop_px, spec, gen)
-                    else:
-                        batch = [augment(train[rng.integers(len(train))], rng, crop_px, spec) for _ in range(batch_size)]
-                        x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(dev)
-                        y = torch.from_numpy(np.stack([b[1] for b in batch])[:, None]).to(dev)
-                    for group in opt.param_groups:
-                        group["lr"] = lr_at(step)
-                    loss = _training_step(
-                        net, opt, scaler, x,
-                        lambda logits: torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + dice_loss(logits, y),
-                        amp_dtype,
-                    )
-                except KeyboardInterrupt:
-                    # Ctrl+C is the command line's Cancel: the best model and a checkpoint are kept.
-                    # (Stopped within a step, the resumed run is no longer step for step the same.)
-                    was_cancelled = interrupted = True
-                    break
+                if on_device:
+                    with torch.no_grad():
+                        x, y = augment_batch(device_data, batch_size, crop_px, spec, gen)
+                else:
+                    batch = [augment(train[rng.integers(len(train))], rng, crop_px, spec) for _ in range(batch_size)]
+                    x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(dev)
+                    y = torch.from_numpy(np.stack([b[1] for b in batch])[:, None]).to(dev)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step)
+                loss = _training_step(
+                    net, opt, scaler, x,
+                    lambda logits: torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + dice_loss(logits, y),
+                    amp_dtype,
+                )
                 step += 1
                 steps_this_run += 1
                 losses.append(loss.detach())
@@ -1137,6 +1147,7 @@ def train_segmenter(
                 stopped_early = True
                 break
     finally:
+        stack.close()  # Ctrl+C is the caller's again
         torch.backends.cudnn.benchmark = False  # inference meets a new shape with every image
         if autotune_dense_only or pad_thin:
             from ._cuda_convs import restore_convs
@@ -1149,11 +1160,13 @@ def train_segmenter(
         if benchmark_limit is not None:
             torch.backends.cudnn.benchmark_limit = benchmark_limit
     model.to(dev)  # as load_model leaves a model: on CUDA, new image shapes start fast
+    interrupted = was_cancelled and ctrl_c.is_set()
     ended = (f"{'interrupted (Ctrl+C)' if interrupted else 'cancelled'} at step {step} of {total_steps}" if was_cancelled
              else f"stopped at epoch {epochs_done} of {epochs}: the validation Dice reached {stop_at_val_dice:g}"
              if stopped_early else f"finished: {epochs} epoch{'s' if epochs != 1 else ''}, {total_steps} steps")
     if best_epoch == 0 and started_from is not None:
-        ended += "; no epoch did better on the validation images than the model it started from, which is kept"
+        ended += ("; no step was trained: the model it started from is kept as it is" if not steps_this_run else
+                  "; no epoch did better on the validation images than the model it started from, which is kept")
     if best_epoch >= 0 and out.exists():
         _say_how_it_ended(out, ended)
     report(
@@ -1167,6 +1180,34 @@ def train_segmenter(
         cancelled=was_cancelled, history=history, device=str(dev), elapsed_s=time.monotonic() - t_start,
         interrupted=interrupted, ended=ended, validated_on_training=validated_on_training,
     )
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops_after_the_step(say):
+    """Within: the first Ctrl+C (SIGINT) sets the event yielded and calls ``say()``; a second one
+    raises KeyboardInterrupt as usual. Outside the main thread (the napari widget's worker,
+    whose Cancel button does this) Python takes no handler: the event is never set."""
+    import signal
+    import threading
+
+    pressed = threading.Event()
+
+    def on_ctrl_c(signum, frame):
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+        say()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield pressed
+    finally:
+        # None: a handler not set from Python; the default one is Python's own
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def _say_how_it_ended(out: Path, ended: str) -> None:
