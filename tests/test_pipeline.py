@@ -270,3 +270,7 @@ def test_wrong_kinds_of_input_get_a_clear_word(phantom):
     assert not any("bone mask covers" in w for w in quantify(image, phantom.seeds, bone_mask=phantom.bone_mask).warnings)
     with pytest.raises(CalcinosisError, match="a model is a .safetensors file's path, a loaded model"):
         quantify(image, phantom.seeds, model=123)
+    with pytest.raises(CalcinosisError, match="bone_probability goes with the bone_mask it came from"):
+        quantify(image, phantom.seeds, bone_probability=np.zeros(phantom.image_hu.shape, np.float32))
+    with pytest.raises(CalcinosisError, match=r"shape \(1, \d+, \d+\): it is one slice with leading axes of one"):
+        CalcinosisImage(phantom.image_hu[None], phantom.spacing_mm)

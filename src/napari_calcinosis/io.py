@@ -283,9 +283,12 @@ class CalcinosisImage:
     def __post_init__(self) -> None:
         pixels_hu = np.asarray(self.pixels_hu, dtype=np.float32)
         if pixels_hu.ndim != 2:
-            raise CalcinosisError(
-                f"an image must be one 2-D slice, got an array of shape {pixels_hu.shape}"
-            )
+            hint = ""
+            if pixels_hu.ndim > 2 and _squeeze_leading(pixels_hu).ndim == 2:
+                hint = ": it is one slice with leading axes of one, give array.squeeze()"
+            elif pixels_hu.ndim > 2:
+                hint = ": give one slice of a stack, e.g. array[k]"
+            raise CalcinosisError(f"an image must be one 2-D slice, got an array of shape {pixels_hu.shape}{hint}")
         where = f"{self.source}: " if self.source else ""
         finite = np.isfinite(pixels_hu)
         if not finite.all():

@@ -127,6 +127,9 @@ def quantify(
         image = replace(image, spacing_mm=_checked_spacing(pixel_size_mm, "pixel_size_mm"),
                         spacing_origin="user (pixel_size_mm)")
     check_measurable(image)
+    if bone_mask is None and bone_probability is not None:
+        raise CalcinosisError("bone_probability goes with the bone_mask it came from (segment_phalanges' bone_mask "
+                              "and probability): give both, or neither and the image is segmented here")
     probability = None
     if bone_mask is None:
         if not isinstance(model, PhalanxModel):
