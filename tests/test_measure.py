@@ -148,10 +148,18 @@ def test_non_2d_mask_is_rejected():
         feret_axes_mm(np.ones((2, 2, 2), bool), (1.0, 1.0))
 
 
-@pytest.mark.parametrize("spacing", [(0.0, 1.0), (1.0, -0.1), (float("nan"), 1.0), (1.0,), None])
+@pytest.mark.parametrize("spacing", [(0.0, 1.0), (1.0, -0.1), (float("nan"), 1.0), (1.0,), None, True, 0.0])
 def test_bad_spacing_is_a_user_error(spacing):
     with pytest.raises(CalcinosisError):
         feret_axes_mm(np.ones((2, 2), bool), spacing)
+
+
+def test_one_number_is_square_pixels_as_elsewhere():
+    square = np.zeros((9, 9), bool)
+    square[2:6, 2:6] = True
+    assert feret_axes_mm(square, 0.5) == feret_axes_mm(square, (0.5, 0.5))
+    one, pair = measure_lesions(square.astype(np.int32), 0.5), measure_lesions(square.astype(np.int32), (0.5, 0.5))
+    assert one["area_mm2"][0] == pair["area_mm2"][0] == 16 * 0.25
 
 
 # --- measure_lesions ----------------------------------------------------------

@@ -81,14 +81,17 @@ def _check_spacing_mm(spacing_mm) -> tuple[float, float]:
 
     Parameters
     ----------
-    spacing_mm : sequence of float
-        (row_spacing_mm, col_spacing_mm), the pixel size in mm.
+    spacing_mm : float or sequence of float
+        (row_spacing_mm, col_spacing_mm), the pixel size in mm; one number for square pixels,
+        as the other steps take it.
 
     Returns
     -------
     tuple of float
         (row_spacing_mm, col_spacing_mm).
     """
+    if isinstance(spacing_mm, (int, float, np.floating, np.integer)) and not isinstance(spacing_mm, bool):
+        spacing_mm = (spacing_mm, spacing_mm)
     try:
         values = tuple(float(s) for s in spacing_mm)
     except (TypeError, ValueError):
