@@ -308,11 +308,11 @@ def cmd_quantify(args) -> int:
     _checked_window(args.window_level, args.window_width)
     # Said before the first image, not as an error row on each one.
     from ._errors import checked_number
-    from .subtract import MAX_MARGIN_MM, checked_threshold_hu
+    from .subtract import checked_margin_mm, checked_threshold_hu
 
     checked_threshold_hu(args.threshold_hu, "--threshold-hu")
     if args.margin_mm is not None:
-        checked_number(args.margin_mm, "--margin-mm", 0.0, MAX_MARGIN_MM)
+        checked_margin_mm(args.margin_mm, "--margin-mm")
     checked_number(args.min_area_mm2, "--min-area-mm2", 0.0)
     seeds, extras = _read_seeds(args.seeds) if args.seeds else ({}, {})
     _refuse_ambiguous_seeds(images, seeds, args.seeds)
@@ -666,14 +666,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true",
                        help="replace existing output files (without it, an existing output is an error)")
 
+    def add_window(p):
+        p.add_argument("--window-level", type=float, default=WINDOW_LEVEL_HU, metavar="HU",
+                       help=f"level of the window PNG/JPEG/TIFF exports were made with (default {WINDOW_LEVEL_HU:g}, the paper's)")
+        p.add_argument("--window-width", type=float, default=WINDOW_WIDTH_HU, metavar="HU",
+                       help=f"width of that window (default {WINDOW_WIDTH_HU:g}); DICOM files are read in HU and ignore both")
+
     q = sub.add_parser("quantify", help="measure deposits on images; one CSV row per lesion (or per seed)")
     q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     q.add_argument("--seeds", help="CSV with columns image,row,col (image = file name or stem; row/col in pixels)")
     q.add_argument("--pixel-size", type=float, metavar="MM", help="pixel spacing in mm for PNG/JPEG/TIFF exports")
-    q.add_argument("--window-level", type=float, default=WINDOW_LEVEL_HU, metavar="HU",
-                   help=f"level of the window PNG/JPEG/TIFF exports were made with (default {WINDOW_LEVEL_HU:g}, the paper's)")
-    q.add_argument("--window-width", type=float, default=WINDOW_WIDTH_HU, metavar="HU",
-                   help=f"width of that window (default {WINDOW_WIDTH_HU:g}); DICOM files are read in HU and ignore both")
+    add_window(q)
     q.add_argument("--model", help="phalanx U-Net .safetensors (default: the bundled model)")
     add_device(q)
     q.add_argument("--out", help="output CSV (default: standard output)")
@@ -696,10 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--images", help="folder of images (DICOM/PNG/JPEG/TIFF)")
     t.add_argument("--masks", help="folder of bone masks named like the images (stem, stem_bone or stem_mask)")
     t.add_argument("--pixel-size", type=float, metavar="MM", help="pixel spacing for PNG/JPEG/TIFF training images")
-    t.add_argument("--window-level", type=float, default=WINDOW_LEVEL_HU, metavar="HU",
-                   help=f"level of the window PNG/JPEG/TIFF images were exported with (default {WINDOW_LEVEL_HU:g})")
-    t.add_argument("--window-width", type=float, default=WINDOW_WIDTH_HU, metavar="HU",
-                   help=f"width of that window (default {WINDOW_WIDTH_HU:g}); DICOM files are read in HU")
+    add_window(t)
     t.add_argument("--phantoms", type=int, help="train on N synthetic phantoms instead")
     t.add_argument("--val-phantoms", type=int, help="number of validation phantoms (default N/10, at least 4)")
     t.add_argument("--out", required=True, help="output .safetensors (card .json and checkpoint written beside it)")

@@ -26,14 +26,15 @@ from skimage.measure import regionprops
 from skimage.segmentation import flood, watershed
 
 from ._errors import CalcinosisError, checked_number
+from .io import refuse_non_finite
 from .subtract import (
     DEFAULT_MARGIN_MM,
-    MAX_MARGIN_MM,
     DEFAULT_THRESHOLD_HU,
     AIR_HU,
     AIR_RING_MM,
     OUTSIDE_FINGER_AIR,
     _spacing_pair,
+    checked_margin_mm,
     checked_threshold_hu,
     air_and_data,
     air_around,
@@ -342,18 +343,14 @@ def grow_lesions(
         raise CalcinosisError(f"connectivity must be 4 or 8, got {connectivity}")
     threshold_hu = checked_threshold_hu(threshold_hu)
     if margin_mm is not None:  # refused as subtract_bone refuses it, though only automatic mode uses it
-        margin_mm = checked_number(margin_mm, "the bone margin (mm)", 0.0, MAX_MARGIN_MM)
+        margin_mm = checked_margin_mm(margin_mm)
     min_area_mm2 = checked_number(min_area_mm2, "the smallest deposit (mm²)", 0.0)
     min_contrast_hu = checked_number(min_contrast_hu, "the smallest contrast (HU)", 0.0)
     if not (isinstance(fraction, (int, float, np.floating)) and np.isfinite(fraction)):
         raise CalcinosisError(f"fraction must be a number between 0 and 1, got {fraction!r}")
     if not 0.0 < fraction < 1.0:
         raise CalcinosisError(f"fraction must lie between 0 and 1, got {fraction}")
-    if not np.isfinite(image_hu).all():
-        raise CalcinosisError(
-            "the image has NaN or infinite pixels: give every pixel a number (e.g. -1000 HU, air, "
-            "outside the field of view), as CalcinosisImage does"
-        )
+    refuse_non_finite(image_hu)
     given_seeds = None if seeds is None else _checked_seeds(seeds)
     spacing = _spacing_pair(spacing_mm)
     if given_seeds and bone_probability is not None:

@@ -438,6 +438,15 @@ def soft_tissue_hu(pixels_hu) -> float | None:
     return float(edges[np.argmax(counts)] + 5.0)
 
 
+def refuse_non_finite(image_hu) -> None:
+    """A CalcinosisError for an array of HU with NaN or infinite pixels (a step given a bare array)."""
+    if not np.isfinite(image_hu).all():
+        raise CalcinosisError(
+            "the image has NaN or infinite pixels: give every pixel a number (e.g. -1000 HU, air, "
+            "outside the field of view), as CalcinosisImage does"
+        )
+
+
 def uniform_value(pixels) -> float | None:
     """The one value of an image that holds no other (a few stray pixels aside), else None."""
     pixels = np.asarray(pixels, np.float32)

@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
 from .grow import DEFAULT_MIN_AREA_MM2
-from .io import CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit
+from .io import CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit, refuse_non_finite
 from .subtract import (OUTSIDE_FINGER_AIR, _spacing_pair, air_around, label_bone_pieces, median3_at_least,
                        share_around)
 
@@ -867,9 +867,7 @@ def segment_phalanges(
     pixels_hu, spacing, _, _ = _as_hu_and_spacing(image, spacing_mm)
     if pixels_hu.ndim != 2:
         raise CalcinosisError(f"phalanx segmentation needs a 2-D image, got shape {pixels_hu.shape}")
-    if not np.isfinite(pixels_hu).all():
-        raise CalcinosisError("the image has NaN or infinite pixels: give every pixel a number (e.g. -1000 HU, air, "
-                              "outside the field of view), as CalcinosisImage does")
+    refuse_non_finite(pixels_hu)
     if not (isinstance(threshold, (int, float, np.floating)) and 0.0 < threshold < 1.0):
         raise CalcinosisError(f"threshold is a probability between 0 and 1 (0.5 by default); got {threshold!r}")
     if not isinstance(model, PhalanxModel):

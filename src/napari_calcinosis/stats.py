@@ -226,7 +226,6 @@ def agreement(x, y, confidence: float = 0.95, *, x_label: str = "x", y_label: st
     complete pairs, or a measurement with the same value in every pair, raise
     :class:`CalcinosisError` (naming ``x_label`` or ``y_label``).
     """
-    confidence = _checked_confidence(confidence)
     xs, ys, dropped = _pairs(x, y, x_label, y_label)
     rho, p = _spearman(xs, ys)
     pearson = float(np.corrcoef(xs, ys)[0, 1])

@@ -30,6 +30,11 @@ def checked_threshold_hu(threshold_hu, what: str = "the calcium threshold (HU)")
     """``threshold_hu`` as a number within :data:`THRESHOLD_RANGE_HU`, else a CalcinosisError."""
     return checked_number(threshold_hu, what, *THRESHOLD_RANGE_HU)
 
+
+def checked_margin_mm(margin_mm, what: str = "the bone margin (mm)") -> float:
+    """``margin_mm`` as a number from 0 to :data:`MAX_MARGIN_MM`, else a CalcinosisError."""
+    return checked_number(margin_mm, what, 0.0, MAX_MARGIN_MM)
+
 # The cortex is the densest thing in the image; blurred by the scanner's point-spread function
 # it leaves a bright halo outside the bone outline that must not count as calcinosis. How far
 # that halo reaches depends on the scanner's kernel and the cortex density (0.3 mm for a sharp
@@ -292,7 +297,7 @@ def resolve_margin_mm(margin_mm, image_hu, bone_mask, spacing_mm, threshold_hu=D
     threshold_hu = checked_threshold_hu(threshold_hu)
     if margin_mm is None:
         return estimate_bone_margin_mm(image_hu, bone_mask, spacing_mm, threshold_hu=threshold_hu)
-    return checked_number(margin_mm, "the bone margin (mm)", 0.0, MAX_MARGIN_MM)
+    return checked_margin_mm(margin_mm)
 
 
 def subtract_bone(
