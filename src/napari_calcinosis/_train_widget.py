@@ -106,7 +106,6 @@ def _fmt_dice(x) -> str:
     return f"{x:.3f}" if _finite(x) and x >= 0 else "\u2014"
 
 
-
 _WARM_UP: dict = {}
 
 

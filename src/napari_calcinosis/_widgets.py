@@ -12,7 +12,6 @@ they were.
 from __future__ import annotations
 
 import contextlib
-
 from pathlib import Path
 
 import numpy as np
@@ -1232,11 +1231,12 @@ class QuantifyWidget(_Widget):
             # the user corrected it (or brought it in), segmented again when a widget made it.
             # (A painted 'bone' followed by Segment's 'bone (new)' is the new one, everywhere.)
             bones = [b for b in _results(v, Labels, "bone", layer) if b.data.shape == pixels.shape]
-            bones = bones[-1:] if bones and (bones[-1].metadata.get(EDITED) or not bones[-1].metadata.get(MADE_HERE)) else []
-            bone_mask = np.asarray(bones[-1].data) > 0 if bones else None
+            users_bone = bones[-1] if bones and (bones[-1].metadata.get(EDITED) or not bones[-1].metadata.get(MADE_HERE)) \
+                else None
+            bone_mask = np.asarray(users_bone.data) > 0 if users_bone is not None else None
             # With the network's probability kept on the layer, a seed may still take a deposit's
             # part of the mask the network was unsure of, after the user's corrections.
-            probability = bones[-1].metadata.get("bone_probability") if bones else None
+            probability = users_bone.metadata.get("bone_probability") if users_bone is not None else None
             if probability is not None and np.shape(probability) != pixels.shape:
                 probability = None
             model = self._model() if bone_mask is None else None
@@ -1298,8 +1298,7 @@ class AgreementWidget(_Widget):
         self.result.native.setWordWrap(True)
         self.canvas.setMinimumHeight(560)
         self.native.layout().addWidget(self.canvas)
-        # shown once there is a plot: an empty figure is a white block in napari's dark theme
-        self.canvas.setVisible(False)
+        self._clear_result()  # shown once there is a plot
         self.layer.changed.connect(self._reload)
         self.csv.changed.connect(self._reload)
 
@@ -1321,13 +1320,17 @@ class AgreementWidget(_Widget):
             return []
         return [c for c in table.columns if c != "index" and pd.api.types.is_numeric_dtype(table[c])]
 
+    def _clear_result(self) -> None:
+        """No numbers and no plot in view (the empty plot area is hidden: white in the dark theme)."""
+        self.result.value = ""
+        self.canvas.setVisible(False)
+
     def _reload(self, *_):
         """Another table: its columns, two different ones to start from (the tool's area first,
         not an identifier), and no numbers or plot of the table before."""
         self.x.reset_choices()
         self.y.reset_choices()
-        self.result.value = ""
-        self.canvas.setVisible(False)
+        self._clear_result()
         columns = list(self.x.choices)
         if len(columns) >= 2 and self.x.value == self.y.value:
             ids = {"lesion_id", "seed_row", "seed_col", "centroid_row", "centroid_col", "area_px"}
@@ -1338,9 +1341,7 @@ class AgreementWidget(_Widget):
         from .stats import agreement, format_p, plot_agreement
 
         def go():
-            # a failed run must not leave the previous columns' numbers and plot in view
-            self.result.value = ""
-            self.canvas.setVisible(False)
+            self._clear_result()  # a failed run must not leave the previous columns' numbers in view
             table = self.table()
             if self.x.value is None or self.y.value is None:
                 raise CalcinosisError("choose a lesion table or a CSV file, then the two columns to compare")

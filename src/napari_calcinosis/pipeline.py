@@ -185,8 +185,8 @@ def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.Dat
     if not bone_mask.any():
         notes.append("no bone was found: deposits are measured against the whole finger, and bone may be "
                      "measured as calcinosis: is this a sagittal finger CT in HU?")
-    elif bone_mask.mean() > MAX_BONE_SHARE:
-        notes.append(f"the bone mask covers {bone_mask.mean():.0%} of the image (a finger slice is a third bone or "
+    elif (share := bone_mask.mean()) > MAX_BONE_SHARE:
+        notes.append(f"the bone mask covers {share:.0%} of the image (a finger slice is a third bone or "
                      "less): is it inverted, or a probability rather than a mask (segment_phalanges' bone_mask)?")
     lesions = table[table["lesion_id"] > 0].drop_duplicates("lesion_id")
     large = lesions[lesions["area_mm2"] > MAX_PLAUSIBLE_DEPOSIT_MM2]

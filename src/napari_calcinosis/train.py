@@ -48,9 +48,9 @@ __all__ = [
     "TrainingSample", "TrainProgress", "TrainResult", "train_segmenter", "check_schedule", "phantom_samples", "folder_samples",
 ]
 
-# Phantom seeds used for the shipped model; the validation phantoms come from a disjoint block.
 # A trained model under this validation Dice is offered with a warning (the bundled one has 0.98).
 POOR_DICE = 0.8
+# Phantom seeds used for the shipped model; the validation phantoms come from a disjoint block.
 TRAIN_SEED_OFFSET = 1_000_000
 VAL_SEED_OFFSET = 2_000_000
 
@@ -148,6 +148,8 @@ def phantom_samples(
 
 _MASK_SUFFIXES = {".png", ".tif", ".tiff"}
 _MASK_TAILS = ("_bone", "_mask")
+# More distinct values than this in a grey mask are smoothed edges rather than labels.
+MAX_LABEL_VALUES = 16
 
 
 def _mask_stem(path: Path) -> tuple[str, bool]:
@@ -199,10 +201,6 @@ def _read_mask(path: Path, say=None) -> np.ndarray:
             say(f"mask {path.name} holds labels {_listed(values.tolist(), 6)}: all are taken as bone; if some mark "
                 "deposits or other tissue, save a mask of the bone alone")
     return mask > 0
-
-
-# More distinct values than this in a grey mask are smoothed edges rather than labels.
-MAX_LABEL_VALUES = 16
 
 
 def _fidelity(path: Path) -> int:
