@@ -782,16 +782,24 @@ def test_resuming_on_changed_pixels_is_refused_and_one_pair_is_named_as_validate
                                device="cpu").validated_on_training
 
 
+def _exports_and_a_masks_folder(tmp_path, names, seeds):
+    """images/ holding a phantom per name as a W1500/L450 PNG export, an empty masks/, the phantoms."""
+    from napari_calcinosis import write_windowed_png
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    phantoms = [make_phantom(s, max_size_px=120) for s in seeds]
+    for name, p in zip(names, phantoms):
+        write_windowed_png(images / f"{name}.png", p.image_hu)
+    return images, masks, phantoms
+
+
 def test_folder_pairs_name_label_masks_jpeg_masks_and_exports_read_through_the_wrong_window(tmp_path):
     import imageio.v3 as iio
 
     from napari_calcinosis import write_windowed_png
 
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir(), masks.mkdir()
-    phantoms = [make_phantom(s, max_size_px=120) for s in (301, 302, 303)]
-    for i, p in enumerate(phantoms):
-        write_windowed_png(images / f"f{i}.png", p.image_hu)
+    images, masks, phantoms = _exports_and_a_masks_folder(tmp_path, ("f0", "f1", "f2"), (301, 302, 303))
     write_windowed_png(images / "soft.png", phantoms[0].image_hu, window_level_hu=40, window_width_hu=400)
     labels = (phantoms[0].bone_mask + 2 * (phantoms[0].lesion_labels > 0)).astype(np.uint8)
     iio.imwrite(masks / "f0.png", labels)  # bone 1, deposits 2: napari's labels
@@ -820,11 +828,7 @@ def test_masks_named_in_another_case_pair_with_their_image(tmp_path):
 
     from napari_calcinosis import write_windowed_png
 
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir(), masks.mkdir()
-    phantoms = [make_phantom(s, max_size_px=120) for s in (311, 312, 313)]
-    for name, p in zip(("f10", "f12", "f13"), phantoms):
-        write_windowed_png(images / f"{name}.png", p.image_hu)
+    images, masks, phantoms = _exports_and_a_masks_folder(tmp_path, ("f10", "f12", "f13"), (311, 312, 313))
     iio.imwrite(masks / "F10_bone.png", (phantoms[0].bone_mask * 255).astype(np.uint8))
     iio.imwrite(masks / "f12_Bone.png", (phantoms[1].bone_mask * 255).astype(np.uint8))
     iio.imwrite(masks / "F13_MASK.png", (phantoms[2].bone_mask * 255).astype(np.uint8))
