@@ -447,12 +447,19 @@ def refuse_non_finite(image_hu) -> None:
         )
 
 
-def uniform_value(pixels) -> float | None:
-    """The one value of an image that holds no other (a few stray pixels aside), else None."""
+def _value_range(pixels) -> tuple[float, float]:
+    """The lowest and highest values of an image, a few stray pixels aside (0.5th, 99.5th percentiles)."""
+    low, high = np.percentile(pixels, [0.5, 99.5])
+    return float(low), float(high)
+
+
+def uniform_value(pixels, value_range: tuple[float, float] | None = None) -> float | None:
+    """The one value of an image that holds no other (a few stray pixels aside), else None.
+    ``value_range``: its :func:`_value_range`, when already known."""
     pixels = np.asarray(pixels, np.float32)
     if not pixels.size:
         return None
-    low, high = (float(v) for v in np.percentile(pixels, [0.5, 99.5]))
+    low, high = value_range or _value_range(pixels)
     return low if high - low < 1e-3 else None
 
 
@@ -473,8 +480,8 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     modality = re.search(r"Modality (\S+): values may not be Hounsfield units", origin)
     if modality:
         notes.append(f"it is not a CT image (the file's Modality is {modality.group(1)}): its values are not HU")
-    uniform = uniform_value(pixels)
-    low, high = (float(v) for v in np.percentile(pixels, [0.5, 99.5]))
+    low, high = _value_range(pixels)
+    uniform = uniform_value(pixels, (low, high))
     # A windowed export clipped what lay outside its window: air reads as the window's bottom,
     # calcium at most its top. Below those, the values are as dark or bright as they can be.
     dark_hu, bright_hu = -200.0, 150.0
