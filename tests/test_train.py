@@ -169,7 +169,7 @@ def test_resume_with_other_settings_or_a_damaged_checkpoint_is_a_clear_error(tmp
     out = tmp_path / "m.safetensors"
     kw = dict(samples=pairs, steps_per_epoch=2, crop_px=64, device="cpu")
     train_segmenter(out, epochs=1, batch_size=2, **kw)
-    with pytest.raises(CalcinosisError, match=r"other settings \(--batch-size: 2 there, 3 now\); resume with the same"):
+    with pytest.raises(CalcinosisError, match=r"other settings \(the batch size \(--batch-size\): 2 there, 3 now\); resume with the same"):
         train_segmenter(out, epochs=2, batch_size=3, resume=True, **kw)
     with pytest.raises(CalcinosisError, match="nothing to resume: the checkpoint has already done 1 of 1 epochs"):
         train_segmenter(out, epochs=1, batch_size=2, resume=True, **kw)

@@ -287,7 +287,7 @@ def test_training_into_an_existing_model_asks_first(make_napari_viewer, qtbot, t
     out.write_bytes(b"a model trained for hours")
     _tiny_settings(widget, out)
     asked = []
-    monkeypatch.setattr(widget, "_confirm_replace", lambda path: asked.append(path) or False)
+    monkeypatch.setattr(widget, "_ask_about_existing", lambda path: asked.append(path) or "")
     widget.train_button.click()
     assert asked == [out] and not widget.running
     assert out.read_bytes() == b"a model trained for hours" and "kept m.safetensors" in widget.status.text()
@@ -298,11 +298,111 @@ def test_training_into_an_existing_model_asks_first(make_napari_viewer, qtbot, t
     widget.train_button.click()
     assert asked[-1] == unfinished and not widget.running
     widget.output_edit.setText(str(out))
-    monkeypatch.setattr(widget, "_confirm_replace", lambda path: True)
+    monkeypatch.setattr(widget, "_ask_about_existing", lambda path: "replace")
     widget.train_button.click()
     assert widget.running
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
     assert out.read_bytes() != b"a model trained for hours"
+
+
+def _answer_dialog(qtbot, button_text: str, seen: list):
+    """Press ``button_text`` in the next modal message box, recording its buttons and text."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QMessageBox
+
+    def press():
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(50, press)
+            return
+        seen.append(([b.text().replace("&", "") for b in box.buttons()], box.text()))
+        next(b for b in box.buttons() if b.text().replace("&", "") == button_text).click()
+
+    QTimer.singleShot(50, press)
+
+
+def test_train_again_resumes_a_run_from_its_checkpoint(make_napari_viewer, qtbot, tmp_path, phantoms):
+    # The CLI has --resume; the widget could only replace a run, so a run cancelled (or a napari
+    # closed) after an hour on a laptop started again from step 0.
+    import napari_calcinosis._train_widget as tw
+
+    widget = tw.TrainWidget(make_napari_viewer())
+    _add_pairs(widget.viewer, widget, phantoms)
+    out = tmp_path / "r.safetensors"
+    _tiny_settings(widget, out, epochs=1, steps=2)
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert out.exists() and out.with_name("r.checkpoint.pt").exists()
+    first = out.read_bytes()
+
+    widget.epochs.setValue(2)  # train the finished run longer
+    seen = []
+    _answer_dialog(qtbot, "Resume", seen)
+    widget.train_button.click()
+    assert seen and sorted(seen[0][0]) == ["Cancel", "Replace", "Resume"] and str(out) in seen[0][1]
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert widget._loss_xy[0] == [3, 4]  # steps 1-2 were the first run's
+    assert "done" in widget.status.text() and widget.last_result.epochs_done == 2
+    assert json.loads(out.with_suffix(".json").read_text())["training"]["ended"] == "finished: 2 epochs, 4 steps"
+    assert out.read_bytes() != first or widget.last_result.best_epoch == 1  # kept unless epoch 2 did better
+
+    # nothing left to resume, and other settings: said in the status, with the way out; nothing replaced
+    kept = out.read_bytes()
+    for change, said in ((lambda: None, "nothing to resume"), (lambda: widget.batch_size.setValue(3), "the batch size")):
+        change()
+        _answer_dialog(qtbot, "Resume", seen)
+        widget.train_button.click()
+        qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+        assert said in widget.status.text() and "choose Replace to start afresh" in widget.status.text()
+        assert out.read_bytes() == kept
+
+    _answer_dialog(qtbot, "Cancel", seen)  # the dialog's Cancel keeps everything
+    widget.train_button.click()
+    assert not widget.running and "kept r.safetensors" in widget.status.text() and out.read_bytes() == kept
+
+    # a model with no checkpoint beside it offers Replace only
+    out.with_name("r.checkpoint.pt").unlink()
+    _answer_dialog(qtbot, "Cancel", seen)
+    widget.train_button.click()
+    assert sorted(seen[-1][0]) == ["Cancel", "Replace"] and not widget.running
+
+
+def test_fine_tune_from_a_model_of_ones_own(make_napari_viewer, qtbot, tmp_path, phantoms):
+    # A lab fine-tunes, corrects more masks, and fine-tunes again from its own model: the widget
+    # could only start from the bundled one.
+    import napari_calcinosis._train_widget as tw
+
+    widget = tw.TrainWidget(make_napari_viewer())
+    _add_pairs(widget.viewer, widget, phantoms)
+    assert not widget.init_edit.isEnabled()
+    widget.finetune_checkbox.setChecked(True)
+    assert widget.init_edit.isEnabled()
+    assert widget.training_kwargs()["init_model"].name == "phalanx_unet.safetensors"  # blank: the bundled model
+    widget.init_edit.setText(str(tmp_path / "missing.safetensors"))
+    widget.train_button.click()
+    assert not widget.running and "missing.safetensors, is not a file" in widget.status.text()
+
+    own = tmp_path / "lab.safetensors"
+    _tiny_settings(widget, own)
+    widget.finetune_checkbox.setChecked(False)
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    again = tmp_path / "lab2.safetensors"
+    _tiny_settings(widget, again)
+    widget.finetune_checkbox.setChecked(True)
+    widget.init_edit.setText(str(own))
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    card = json.loads(again.with_suffix(".json").read_text())
+    assert card["training"]["fine_tuned_from"]["file"] == str(own)
+    assert len(widget._dice_xy[0]) == 2  # its own model validated first, as the one to beat
+
+    widget.init_edit.setText(str(tmp_path / "notes.safetensors"))
+    (tmp_path / "notes.safetensors").write_text("not a model")
+    _tiny_settings(widget, tmp_path / "lab3.safetensors")
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert widget.status.text().startswith("error:") and "notes.safetensors" in widget.status.text()
 
 
 def test_a_pair_says_what_looks_wrong(make_napari_viewer, phantoms):

@@ -238,8 +238,19 @@ class TrainWidget(QWidget):
         device_row = QHBoxLayout()
         device_row.addWidget(self.device_combo)
         device_row.addWidget(self.device_label, 1)
-        self.finetune_checkbox = QCheckBox("fine-tune from bundled model")
-        self.finetune_checkbox.setToolTip("Start from the shipped phalanx U-Net instead of random weights.")
+        self.finetune_checkbox = QCheckBox("fine-tune from")
+        self.finetune_checkbox.setToolTip("Start from a trained model instead of random weights.")
+        self.init_edit = QLineEdit()
+        self.init_edit.setPlaceholderText("the bundled model")
+        self.init_edit.setToolTip(
+            "The model to start from: blank for the shipped phalanx U-Net, or a .safetensors file trained "
+            "before (a lab's own model, to fine-tune further on newly corrected masks).")
+        self.init_browse_button = QPushButton("\u2026")
+        self.init_browse_button.setMaximumWidth(32)
+        init_row = QHBoxLayout()
+        init_row.addWidget(self.finetune_checkbox)
+        init_row.addWidget(self.init_edit, 1)
+        init_row.addWidget(self.init_browse_button)
         self.output_edit = QLineEdit(str(default_output_path()))
         self.output_edit.setToolTip("Best weights (.safetensors); the model card (.json) and checkpoint go beside it.")
         self._default_output = self.output_edit.text()
@@ -254,7 +265,7 @@ class TrainWidget(QWidget):
         form.addRow("Crop (px)", self.crop_px)
         form.addRow("Steps / epoch", self.steps_per_epoch)
         form.addRow("Device", device_row)
-        form.addRow(self.finetune_checkbox)
+        form.addRow(init_row)
         form.addRow("Output", out_row)
         layout.addWidget(settings_box)
         self._settings_widgets = [pairs_box, settings_box]
@@ -284,6 +295,9 @@ class TrainWidget(QWidget):
         self.train_button.clicked.connect(self._on_train_clicked)
         self.cancel_button.clicked.connect(self.cancel)
         self.browse_button.clicked.connect(self._browse_output)
+        self.init_browse_button.clicked.connect(self._browse_init)
+        self.finetune_checkbox.toggled.connect(self._update_init_row)
+        self._update_init_row()
         self.device_combo.currentTextChanged.connect(self._update_device_label)
         events = self.viewer.layers.events
         events.inserted.connect(self._on_layers_changed)
@@ -485,16 +499,31 @@ class TrainWidget(QWidget):
         if not self._running:
             self._set_status(f"warning: the device could not be started ({error}); Train will try again")
 
-    def _confirm_replace(self, path: Path) -> bool:
-        """Ask before a new run replaces a model already saved there (the CLI asks for --overwrite)."""
+    def _ask_about_existing(self, path: Path) -> str:
+        """Ask what to do with the model or checkpoint already at ``path`` (the CLI asks for
+        --resume or --overwrite): ``"resume"`` its run, ``"replace"`` it, or ``""`` to keep it."""
         from qtpy.QtWidgets import QMessageBox
 
-        answer = QMessageBox.question(
-            self, "Replace the trained model?",
-            f"{path} already holds a trained model (or an unfinished run's checkpoint). Training now replaces it, "
-            "even if the new model is worse.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
+        from .train import _checkpoint_path
+
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("A model is already there")
+        resumable = _checkpoint_path(path).exists()
+        text = f"{path} already holds a trained model" if path.exists() else f"{path} is an unfinished run's place"
+        if resumable:
+            text += (" and the checkpoint of its run.\n\nResume carries that run on from its checkpoint: the same "
+                     "pairs and settings, with more epochs to train a finished run longer.")
+        box.setText(text + "\n\nReplace starts a new run in its place, even if the new model is worse.")
+        resume = box.addButton("Resume", QMessageBox.ButtonRole.AcceptRole) if resumable else None
+        replace = box.addButton("Replace", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(resume or keep)
+        box.exec()
+        clicked = box.clickedButton()
+        if resume is not None and clicked is resume:
+            return "resume"
+        return "replace" if clicked is replace else ""
 
     def _browse_output(self):
         path, _ = QFileDialog.getSaveFileName(
@@ -502,6 +531,36 @@ class TrainWidget(QWidget):
         )
         if path:
             self.output_edit.setText(path)
+
+    def _browse_init(self):
+        start = self.init_edit.text().strip() or str(TRAINED_MODELS[-1] if TRAINED_MODELS else default_output_path().parent)
+        path, _ = QFileDialog.getOpenFileName(self, "Fine-tune from the model", start, "safetensors (*.safetensors)")
+        if path:
+            self.init_edit.setText(path)
+            self.finetune_checkbox.setChecked(True)
+
+    def _update_init_row(self, *_):
+        on = self.finetune_checkbox.isChecked()
+        self.init_edit.setEnabled(on)
+
+    def _init_model(self):
+        """The model to fine-tune from: None (from scratch), the bundled one, or the file given."""
+        if not self.finetune_checkbox.isChecked():
+            return None
+        text = self.init_edit.text().strip()
+        if not text:
+            from .segment import bundled_model_path
+
+            path = bundled_model_path()
+            if not path.exists():
+                raise CalcinosisError(f"the bundled model is missing ({path}); reinstall napari-calcinosis")
+            return path
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise CalcinosisError(
+                f"the model to fine-tune from, {path}, is not a file: choose it with \u2026, or leave the box empty "
+                "for the bundled model")
+        return path
 
     def _output_path(self) -> Path:
         text = self.output_edit.text().strip()
@@ -532,13 +591,7 @@ class TrainWidget(QWidget):
         steps_text = self.steps_per_epoch.text().strip()
         steps = int(steps_text) if steps_text else None
         check_schedule(self.epochs.value(), self.batch_size.value(), float(self.learning_rate.value()), crop, steps)
-        init_model = None
-        if self.finetune_checkbox.isChecked():
-            from .segment import bundled_model_path
-
-            init_model = bundled_model_path()
-            if not init_model.exists():
-                raise CalcinosisError(f"the bundled model is missing ({init_model}); reinstall napari-calcinosis")
+        init_model = self._init_model()
         samples = []
         for image, labels in self.pairs:
             spacing = tuple(float(s) for s in image.scale[-2:])
@@ -569,12 +622,13 @@ class TrainWidget(QWidget):
         except CalcinosisError:
             out = None  # start() says what is wrong with it
         # Asked here, where a person pressed the button; start() itself never waits on a dialog.
-        replace = out is not None and _holds_work(out) and self._confirm_replace(out)
-        self.start(replace=replace)
+        answer = self._ask_about_existing(out) if out is not None and _holds_work(out) else ""
+        self.start(replace=answer == "replace", resume=answer == "resume")
 
-    def start(self, replace: bool = False):
+    def start(self, replace: bool = False, resume: bool = False):
         """Start training in a worker thread; returns the worker (None if the inputs are unusable).
-        A model already in the output file is replaced only with ``replace`` (Train asks)."""
+        A model already in the output file is replaced only with ``replace``, or its run carried
+        on from its checkpoint with ``resume`` (Train asks which)."""
         if self._running:
             return self._worker
         from napari.qt.threading import create_worker
@@ -586,9 +640,10 @@ class TrainWidget(QWidget):
         except CalcinosisError as e:
             self._error(str(e))
             return None
-        if _holds_work(kwargs["out"]) and not replace:
+        if _holds_work(kwargs["out"]) and not (replace or resume):
             self._set_status(f"kept {kwargs['out'].name}: choose another output file to train a new model")
             return None
+        kwargs["resume"] = resume
         self._cancel_event.clear()
         self.last_progress = self.last_result = None
         self._last_val_dice = float("nan")
@@ -602,7 +657,10 @@ class TrainWidget(QWidget):
             try:
                 return train_segmenter(**kwargs, progress=bridge.progress.emit, should_cancel=cancel_event.is_set)
             except CalcinosisError as e:  # a user-fixable problem: shown in the status, not a traceback
-                return _Failure(str(e))  # (a returned exception would be re-raised by the worker)
+                message = str(e)  # (a returned exception would be re-raised by the worker)
+                if resume and "resume" in message:
+                    message += " \u2014 in this widget: press Train and choose Replace to start afresh"
+                return _Failure(message)
 
         # An error is shown by _on_errored, not re-raised into the Qt event loop (where, without
         # napari's exception hook, it would abort the application).

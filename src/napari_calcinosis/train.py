@@ -417,8 +417,9 @@ def _checkpoint_path(out: Path) -> Path:
 # grow), with the CLI option that sets each.
 _RESUME_SETTINGS = {
     "data": "the training data", "n_val": "the validation images (--val-phantoms)",
-    "architecture": "--init (the architecture)", "steps_per_epoch": "--steps-per-epoch",
-    "batch_size": "--batch-size", "crop_px": "--crop-px", "learning_rate": "--lr", "seed": "--seed",
+    "architecture": "the architecture (--init)", "steps_per_epoch": "the steps per epoch (--steps-per-epoch)",
+    "batch_size": "the batch size (--batch-size)", "crop_px": "the crop (--crop-px)",
+    "learning_rate": "the learning rate (--lr)", "seed": "the seed (--seed)",
 }
 
 
@@ -448,7 +449,7 @@ def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> di
         )
     if ckpt["epoch"] >= epochs:
         raise CalcinosisError(
-            f"nothing to resume: the checkpoint has already done {ckpt['epoch']} of {epochs} epochs; ask for more --epochs"
+            f"nothing to resume: the checkpoint has already done {ckpt['epoch']} of {epochs} epochs; ask for more epochs (--epochs)"
         )
     return ckpt
 
