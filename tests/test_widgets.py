@@ -1018,15 +1018,16 @@ def test_a_second_image_keeps_the_first_images_results(sample):
     q.use_seeds.value = False
     second = q.run()
     assert viewer.layers["lesions"].metadata["source_image"] == image.name
-    assert viewer.layers["lesions (new)"].metadata["source_image"] == other.name
+    # the second image's layers are named by it: told apart from the first's, and from a re-run's (new)
+    assert viewer.layers[f"lesions [{other.name}]"].metadata["source_image"] == other.name
     assert np.array_equal(viewer.layers["lesions"].data, first.lesion_labels)
-    assert np.array_equal(viewer.layers["bone (new)"].data > 0, second.bone_mask)
+    assert np.array_equal(viewer.layers[f"bone [{other.name}]"].data > 0, second.bone_mask)
     assert not np.array_equal(second.bone_mask, viewer.layers["bone"].data > 0)
     g = dock(viewer, GrowWidget(viewer))
     g.image.value = image
     assert g.bone.value is viewer.layers["bone"]
     g.image.value = other
-    assert g.bone.value is viewer.layers["bone (new)"]
+    assert g.bone.value is viewer.layers[f"bone [{other.name}]"]
 
 
 def test_each_image_is_measured_with_its_own_seeds(sample):
@@ -1036,7 +1037,7 @@ def test_each_image_is_measured_with_its_own_seeds(sample):
     q.image.value = other
     second = q.run()
     assert (second.table["status"] == "ok").all() and len(second.table) >= 1
-    assert viewer.layers["seeds (new)"].metadata["source_image"] == other.name
+    assert viewer.layers[f"seeds [{other.name}]"].metadata["source_image"] == other.name
     again = q.run()  # the second image's proposal is its seeds now
     assert np.allclose(again.table[["seed_row", "seed_col"]], second.table[["seed_row", "seed_col"]])
 

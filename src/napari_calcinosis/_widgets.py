@@ -27,6 +27,7 @@ from magicgui.widgets import (
     Table,
     create_widget,
 )
+from psygnal import Signal
 
 from ._errors import CalcinosisError
 from .io import _one_line, _squeeze_leading, uniform_value
@@ -165,6 +166,21 @@ def _mark_edits(layer) -> None:
         getattr(layer.events, name).connect(edited)
 
 
+NAMED = "calcinosis_name"  # image layer metadata key: its name as its results record it (SOURCE)
+
+
+def _image_renamed(viewer, image) -> None:
+    """An image layer renamed (a PACS file called 'baseline', say): its results follow it, so
+    that its corrected bone and seeds are still its own (they record its name)."""
+    old, new = image.metadata.get(NAMED), image.name
+    image.metadata[NAMED] = new
+    if old is None or old == new:
+        return
+    for layer in viewer.layers:
+        if layer is not image and layer.metadata.get(SOURCE) == old:
+            layer.metadata[SOURCE] = new
+
+
 def _of_image(layer, image_name: str) -> bool:
     """Whether ``layer`` belongs to the image layer named ``image_name``: made from it, or made
     by the user (no source recorded)."""
@@ -172,8 +188,10 @@ def _of_image(layer, image_name: str) -> bool:
 
 
 def _named(layer, name: str) -> bool:
-    """Whether ``layer`` is called ``name``, or ``name (new)``, ... as :func:`_free_name` names."""
-    return layer.name.split(" (new)")[0] == name
+    """Whether ``layer`` is called ``name``, ``name (new)``, ..., or ``name [image]`` (a second
+    image's result), as :func:`_free_name` names."""
+    base = layer.name.split(" (new)")[0]
+    return base == name or (base.startswith(f"{name} [") and base.endswith("]"))
 
 
 def _results(viewer, kind, name: str, image=None) -> list:
@@ -197,10 +215,25 @@ def _replaceable(layer, kind, shape=None, source=None) -> bool:
 
 
 def _free_name(viewer, name: str, kind, shape=None, source=None) -> str:
-    """``name``, or ``name (new)`` ... past the layers of that name the widgets may not update."""
+    """``name``, or ``name (new)`` ... past the layers of that name the widgets may not update;
+    ``name [source]`` where ``name`` is another image's result (a baseline's and a follow-up's
+    layers, told apart by name)."""
+    if source is not None and name in viewer.layers and viewer.layers[name].metadata.get(SOURCE, source) != source:
+        name = f"{name} [{source}]"
     while name in viewer.layers and not _replaceable(viewer.layers[name], kind, shape, source):
         name = f"{name} (new)"
     return name
+
+
+class _ResultEvents:
+    """Module-wide: ``lesions_shown(layer)`` fires when Quantify or Grow has put a result on a
+    lesions layer (its table in place), so that Measure and Agreement show the image just
+    measured, not the lesions layer inserted last."""
+
+    lesions_shown = Signal(object)
+
+
+RESULT_EVENTS = _ResultEvents()
 
 
 # One colour per kind of layer, so bone, candidates and lesions read apart at a glance.
@@ -231,8 +264,9 @@ def put_labels(viewer, name: str, data, image, **kwargs):
         for key, value in kwargs.items():
             setattr(layer, key, value)
         return layer
-    layer = viewer.add_labels(data, name=name, units="mm", **placement(image), **kwargs)
-    layer.metadata[SOURCE] = image.name
+    # the source in place as the layer is inserted: the pickers follow it from that moment
+    layer = viewer.add_labels(data, name=name, units="mm", metadata={SOURCE: image.name, MADE_HERE: True},
+                              **placement(image), **kwargs)
     _mark_edits(layer)
     return layer
 
@@ -252,9 +286,8 @@ def put_points(viewer, name: str, data, image, size_px: float):
         finally:
             _WRITING.discard(id(layer))
         return layer
-    layer = viewer.add_points(data, name=name, units="mm", size=size_px, face_color="yellow",
-                              border_color="black", **placement(image))
-    layer.metadata[SOURCE] = image.name
+    layer = viewer.add_points(data, name=name, units="mm", size=size_px, face_color="yellow", border_color="black",
+                              metadata={SOURCE: image.name, MADE_HERE: True}, **placement(image))
     _mark_edits(layer)
     return layer
 
@@ -315,24 +348,25 @@ def seeds_of(viewer, image):
     return found[-1] if found else None
 
 
-def _onto_image_grid(points, image) -> None:
-    """A seeds layer of the user's at scale 1 (napari's New points button) used for ``image``
-    in mm: put on the image's grid, each point where it was clicked, in mm and 1 mm across
-    (at scale 1 napari draws the points 10 mm across, over the deposits clicked, and warns of
-    the layers' units at every run). A layer of another scale, or one a widget made, stays."""
-    if points.ndim != 2 or not np.allclose(points.scale, 1.0) or np.allclose(spacing_of(image), 1.0):
-        return
+def _claim_seeds(points, image) -> None:
+    """A seeds layer of the user's (none recorded as its image) used for ``image`` becomes that
+    image's: a second image open beside it (a follow-up scan) does not take the same points.
+    At scale 1 (napari's New points button) and used for an image in mm, it is also put on the
+    image's grid, each point where it was clicked, in mm and 1 mm across (at scale 1 napari
+    draws the points 10 mm across, over the deposits clicked, and warns of the layers' units at
+    every run). A layer a widget made, or already an image's, stays as it is."""
     if points.metadata.get(SOURCE) is not None or points.metadata.get(MADE_HERE):
         return
-    where = points_in_pixels(points, image)
-    with points.events.data.blocker():  # the points do not move: nothing to regrow meanwhile
-        for key, value in placement(image).items():
-            setattr(points, key, value)
-        points.units = ("mm", "mm")
-    points.data = where
-    size_px = 1.0 / min(spacing_of(image))
-    points.size = size_px
-    points.current_size = size_px
+    if points.ndim == 2 and np.allclose(points.scale, 1.0) and not np.allclose(spacing_of(image), 1.0):
+        where = points_in_pixels(points, image)
+        with points.events.data.blocker():  # the points do not move: nothing to regrow meanwhile
+            for key, value in placement(image).items():
+                setattr(points, key, value)
+            points.units = ("mm", "mm")
+        points.data = where
+        size_px = 1.0 / min(spacing_of(image))
+        points.size = size_px
+        points.current_size = size_px
     points.metadata[SOURCE] = image.name
 
 
@@ -428,8 +462,21 @@ class _Widget(Container):
         # Layers carry scale = pixel spacing and units = mm, so the scale bar reads mm.
         viewer.scale_bar.visible = True
         self._connections: list = []
+        self._closed = False
         self._closed_watcher = _WhenUndocked(self.native, self._disconnect_all)
         self.native.destroyed.connect(lambda *_: self._disconnect_all())  # a viewer closed with it docked
+        self._named_images: list = []
+        self._connect(viewer.layers.events.inserted, lambda event: self._watch_image_name(event.value))
+        for layer in viewer.layers:
+            self._watch_image_name(layer)
+
+    def _watch_image_name(self, layer) -> None:
+        from napari.layers import Image
+
+        if isinstance(layer, Image) and not any(seen is layer for seen in self._named_images):
+            self._named_images.append(layer)
+            layer.metadata.setdefault(NAMED, layer.name)
+            self._connect(layer.events.name, lambda *_: _image_renamed(self.viewer, layer))
 
     def _connect(self, emitter, callback) -> None:
         """Connect ``callback`` to an event of the viewer or of a layer, until the widget is closed."""
@@ -447,6 +494,7 @@ class _Widget(Container):
         for emitter, callback in self._connections:
             emitter.disconnect(callback)
         self._connections.clear()
+        self._closed = True  # a regrowth already scheduled does nothing
 
     def _add_model_inputs(self) -> None:
         """The image, model (bundled, trained here, or a file) and device inputs."""
@@ -467,16 +515,24 @@ class _Widget(Container):
         does, took a sample's true bone for the bone to subtract, or the lesions layer for the
         bone once the bone layer was deleted."""
         combo = create_widget(annotation=kind, label=label, options={"nullable": True})
-        state = {"by_hand": False}
-        combo.native.activated.connect(lambda *_: state.update(by_hand=True))  # the user's choice, not ours
+        state = {"by_hand": False, "image": None}
+
+        def picked_by_hand(*_):  # the user's choice, not ours
+            state.update(by_hand=True, image=of_image.value if of_image is not None else None)
+
+        combo.native.activated.connect(picked_by_hand)
 
         def follow(*_):
             combo.reset_choices()
             current = combo.value
-            if state["by_hand"] and current is not None and current in self.viewer.layers:
+            image = of_image.value if of_image is not None else None
+            # A layer picked by hand stays picked; once another image is chosen, only if it is
+            # that image's too (the baseline's bone is not the follow-up's).
+            if (state["by_hand"] and current is not None and current in self.viewer.layers
+                    and (image is state["image"] or image is None or _of_image(current, image.name))):
                 return
             state["by_hand"] = False
-            named = _results(self.viewer, kind, follows, of_image.value if of_image is not None else None)
+            named = _results(self.viewer, kind, follows, image)
             target = named[-1] if named else None
             if target is not current and (target is None or target in combo.choices):
                 combo.value = target
@@ -485,6 +541,16 @@ class _Widget(Container):
             self._connect(event, follow)
         if of_image is not None:
             of_image.changed.connect(follow)
+        else:
+
+            def shown(layer):
+                """A result just put on a layer of any image: picked, even over one picked by hand."""
+                if layer in self.viewer.layers and isinstance(layer, kind) and _named(layer, follows):
+                    state["by_hand"] = False
+                    combo.reset_choices()
+                    combo.value = layer
+
+            self._connect(RESULT_EVENTS.lesions_shown, shown)
         self._follows = getattr(self, "_follows", []) + [follow]
         return combo
 
@@ -837,7 +903,8 @@ class SubtractWidget(_Widget):
             out = put_labels(self.viewer, "calcification candidates", cand.astype(np.uint8), image, opacity=0.6)
             out.metadata.update(threshold_hu=self.threshold_hu.value, margin_mm=margin)
             self.status.value = (f"{cand.sum() * np.prod(spacing_of(image)):.1f} mm² above "
-                                 f"{self.threshold_hu.value:g} HU outside bone + {margin:.2f} mm")
+                                 f"{self.threshold_hu.value:g} HU outside bone + {margin:.2f} mm"
+                                 + _other_image_note(bone, image))
             self._warn_if_odd(image, pixels)
             return out
 
@@ -864,19 +931,18 @@ class GrowWidget(_Widget):
         self.connectivity.changed.connect(self.regrow)
         self.take_unsure.changed.connect(self.regrow)
         self._watched_bone = None
-        self._grown_on = None  # which bone mask the lesions were last grown on (_mask_key)
         self._regrow_soon = _soon(self.regrow)
         self._regrow_if_bone_changed = _soon(lambda: self._bone_changed_since_growth() and self.regrow())
         self.bone.changed.connect(self._watch_bone)
-        self.image.changed.connect(self._let_go_of_seeds)
+        self.image.changed.connect(self._image_chosen)
         self.points = None
         self._watch_bone()
         self.extend([self.image, self.bone, self.connectivity, self.take_unsure, self.add_seeds_button,
                      self.auto_button, self.status])
 
     def _watch_bone(self, *_):
-        """Regrow when the user paints the chosen bone layer (a deposit painted into the bone
-        is then no longer measured, bone erased from it is), undoes or redoes a stroke (napari
+        """Regrow when the user paints the chosen bone layer (bone erased beside a deposit is
+        then measured with it), undoes or redoes a stroke (napari
         then only redraws the layer: regrown if its mask is not the one the lesions were grown
         on), or when another bone layer is chosen, such as one made after the seeds."""
         if self._watched_bone is not None:
@@ -886,22 +952,30 @@ class GrowWidget(_Widget):
         if self._watched_bone is not None:
             self._connect(self._watched_bone.events.paint, self._regrow_soon)
             self._connect(self._watched_bone.events.set_data, self._bone_redrawn)
-        if self.points is not None:
-            self._regrow_soon()
+        self._regrow_if_bone_changed()
 
     def _bone_redrawn(self, *_):
         """The bone layer was redrawn: by an undo or redo, regrow (once the event is handled) if
         its mask changed; by a widget writing a new result into it (Quantify segmenting again),
         that result comes with its own lesions: they are not grown over."""
         bone = self._watched_bone
-        if bone is not None and id(bone) in _WRITING:
-            self._grown_on = _mask_key(bone.data)
-        else:
+        if bone is None or id(bone) not in _WRITING:
             self._regrow_if_bone_changed()
 
     def _bone_changed_since_growth(self) -> bool:
-        bone = self.bone.value
-        return bone is not None and self._grown_on is not None and _mask_key(bone.data) != self._grown_on
+        """Whether the chosen image's lesions were grown on another mask than its bone layer's
+        now (painted while this widget was on another image, undone, or another bone layer
+        chosen), or not grown yet from seeds clicked before there was a bone layer."""
+        from napari.layers import Labels
+
+        image, bone = self.image.value, self.bone.value
+        if image is None or bone is None or self.points is None:
+            return False
+        grown = [lesions for lesions in _results(self.viewer, Labels, "lesions", image) if lesions.metadata.get(MADE_HERE)]
+        if not grown:
+            return len(self.points.data) > 0
+        key = grown[-1].metadata.get(GROWN_ON)
+        return key is not None and key != _mask_key(bone.data)
 
     def seeds_layer(self):
         """The chosen image's seeds layer (:func:`seeds_of`), made when it has none; the lesions
@@ -913,16 +987,36 @@ class GrowWidget(_Widget):
         points = seeds_of(self.viewer, image)
         if points is None:  # points 1 mm across
             points = put_points(self.viewer, "seeds", np.zeros((0, 2)), image, 1.0 / min(spacing_of(image)))
-        _onto_image_grid(points, image)
+        _claim_seeds(points, image)
         self.points = points
         self._connect(points.events.data, self.regrow)
         return points
 
     def _let_go_of_seeds(self, *_):
-        """Stop regrowing from the seeds layer in use (another image was chosen)."""
+        """Stop regrowing from the seeds layer in use."""
         if self.points is not None:
             self._disconnect(self.points.events.data, self.regrow)
         self.points = None
+
+    def _image_chosen(self, *_):
+        """Another image: its own seeds layer (if it has one) regrows its lesions from now on,
+        they are regrown if its bone changed meanwhile, and the status line says where it stands
+        (not the other image's total)."""
+        from napari.layers import Labels
+
+        self._let_go_of_seeds()
+        image = self.image.value
+        self.status.value = ""
+        if image is None:
+            return
+        points = seeds_of(self.viewer, image)
+        if points is not None and points.metadata.get(SOURCE) == image.name:
+            self.points = points
+            self._connect(points.events.data, self.regrow)
+        grown = _results(self.viewer, Labels, "lesions", image)
+        if grown and grown[-1].metadata.get("summary"):
+            self.status.value = f"'{image.name}': {grown[-1].metadata['summary']}"
+        self._regrow_if_bone_changed()
 
     def start_seeding(self, *_):
         if self.image.value is None:
@@ -948,11 +1042,12 @@ class GrowWidget(_Widget):
 
         def go():
             pixels = image_pixels(image)
-            candidates = None
-            if "calcification candidates" in self.viewer.layers:
-                candidates = np.asarray(self.viewer.layers["calcification candidates"].data) > 0
-                if candidates.shape != pixels.shape:
-                    candidates = None
+            from napari.layers import Labels
+
+            # this image's newest candidates (Subtract's threshold and margin), else grow_lesions' own
+            made = [c for c in _results(self.viewer, Labels, "calcification candidates", image)
+                    if c.data.shape == pixels.shape]
+            candidates = np.asarray(made[-1].data) > 0 if made else None
             auto = grow_lesions(pixels, _mask_for(bone, pixels, "bone"), spacing_of(image),
                                 None, candidates=candidates, connectivity=self.connectivity.value)
             ok = auto.seeds[auto.seeds["status"] == "ok"]
@@ -973,7 +1068,7 @@ class GrowWidget(_Widget):
         from .pipeline import quantify
 
         image, bone = self.image.value, self.bone.value
-        if image is None or self.points is None:
+        if image is None or self.points is None or self._closed:
             return None
         if bone is None:
             from napari.layers import Labels
@@ -990,7 +1085,6 @@ class GrowWidget(_Widget):
             calc = calcinosis_image(image, pixels)
             seeds = points_in_pixels(self.points, image)
             mask = _mask_for(bone, pixels, "bone")
-            self._grown_on = _mask_key(bone.data)
             # The network's probability, kept by Segment phalanges: a seed may take a blob of the
             # mask it was unsure of (a deposit against the bone); painted pixels stay bone.
             probability = bone.metadata.get("bone_probability")
@@ -1000,11 +1094,23 @@ class GrowWidget(_Widget):
             result = quantify(calc, seeds, bone_mask=mask, bone_probability=probability,
                               connectivity=self.connectivity.value)
             lesions = show_lesions(self.viewer, result, image)
-            self.status.value = lesions.metadata["summary"]  # failed seeds say why here
+            lesions.metadata[GROWN_ON] = _mask_key(bone.data)
+            self.status.value = lesions.metadata["summary"] + _other_image_note(bone, image)  # failed seeds say why here
             self._warn_if_odd(image, pixels)
             return lesions
 
         return self._run_safely(go)
+
+
+GROWN_ON = "calcinosis_grown_on"  # lesions layer metadata key: the _mask_key of the bone layer grown on
+
+
+def _other_image_note(layer, image) -> str:
+    """``"; note: ..."`` when ``layer`` was made from another image than ``image``, else ""."""
+    source = layer.metadata.get(SOURCE)
+    if source in (None, image.name):
+        return ""
+    return f"; note: '{layer.name}' was made from '{source}', not from '{image.name}'"
 
 
 def _mask_key(data) -> tuple:
@@ -1074,6 +1180,7 @@ def show_lesions(viewer, result, image_layer):
     if n_freed:
         widget_status += f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there"
     layer.metadata["summary"] = widget_status
+    RESULT_EVENTS.lesions_shown.emit(layer)
     return layer
 
 
@@ -1224,7 +1331,7 @@ class QuantifyWidget(_Widget):
             seeds = None
             clicked = seeds_of(v, layer)
             if clicked is not None:
-                _onto_image_grid(clicked, layer)
+                _claim_seeds(clicked, layer)
             if self.use_seeds.value and clicked is not None and len(clicked.data):
                 seeds = points_in_pixels(clicked, layer)
             # The newest bone layer of this image, as Subtract and Grow pick it: used as it is when
@@ -1242,14 +1349,16 @@ class QuantifyWidget(_Widget):
             model = self._model() if bone_mask is None else None
             result = quantify(calc, seeds, model=model, bone_mask=bone_mask, bone_probability=probability,
                               device=self.device.value)
+            bone_layer = users_bone
             if bone_mask is None:
-                made = put_labels(v, "bone", result.bone_mask.astype(np.uint8), layer, opacity=0.4)
-                made.metadata["bone_probability"] = result.bone_probability
+                bone_layer = put_labels(v, "bone", result.bone_mask.astype(np.uint8), layer, opacity=0.4)
+                bone_layer.metadata["bone_probability"] = result.bone_probability
             put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), layer, opacity=0.35)
             if seeds is None:
                 ok = result.table[result.table["status"] == "ok"]
                 put_points(v, "seeds", ok[["seed_row", "seed_col"]].to_numpy(float), layer, 1.0 / min(spacing_of(layer)))
             lesions = show_lesions(v, result, layer)
+            lesions.metadata[GROWN_ON] = _mask_key(bone_layer.data)
             lesions.contour = 1
             self.status.value = lesions.metadata["summary"]
             if seeds is None:
@@ -1301,6 +1410,8 @@ class AgreementWidget(_Widget):
         self._clear_result()  # shown once there is a plot
         self.layer.changed.connect(self._reload)
         self.csv.changed.connect(self._reload)
+        # the table of the layer picked was just made or remade (picked as it was inserted, it had none yet)
+        self._connect(RESULT_EVENTS.lesions_shown, lambda layer: layer is self.layer.value and self._reload())
 
     def table(self) -> pd.DataFrame:
         path = self.csv.value
