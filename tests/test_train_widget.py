@@ -348,13 +348,31 @@ def test_train_again_resumes_a_run_from_its_checkpoint(make_napari_viewer, qtbot
 
     # nothing left to resume, and other settings: said in the status, with the way out; nothing replaced
     kept = out.read_bytes()
-    for change, said in ((lambda: None, "nothing to resume"), (lambda: widget.batch_size.setValue(3), "the batch size")):
+    for change, said, advice in ((lambda: None, "nothing to resume", "raise Epochs and Resume"),
+                                 (lambda: widget.batch_size.setValue(3), "the batch size", "choose Replace to start afresh")):
         change()
         _answer_dialog(qtbot, "Resume", seen)
         widget.train_button.click()
         qtbot.waitUntil(lambda: not widget.running, timeout=60000)
-        assert said in widget.status.text() and "choose Replace to start afresh" in widget.status.text()
+        assert said in widget.status.text() and advice in widget.status.text()
+        assert "--resume" not in widget.status.text()  # the command line's advice, not the widget's
         assert out.read_bytes() == kept
+    widget.batch_size.setValue(2)
+
+    # a run from scratch resumed with 'fine-tune from' ticked is still from scratch (its card said otherwise)
+    widget.epochs.setValue(3)
+    widget.finetune_checkbox.setChecked(True)
+    widget.init_edit.setText(str(tmp_path / "gone.safetensors"))  # nor does a missing start model matter
+    _answer_dialog(qtbot, "Resume", seen)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert widget.last_result is not None and widget.last_result.epochs_done == 3, widget.status.text()
+    assert "fine_tuned_from" not in json.loads(out.with_suffix(".json").read_text())["training"]
+    import torch
+
+    assert torch.load(out.with_name("r.checkpoint.pt"), weights_only=True)["fine_tuned_from"] is None
+    widget.finetune_checkbox.setChecked(False)
+    kept = out.read_bytes()
 
     _answer_dialog(qtbot, "Cancel", seen)  # the dialog's Cancel keeps everything
     widget.train_button.click()
@@ -403,6 +421,18 @@ def test_fine_tune_from_a_model_of_ones_own(make_napari_viewer, qtbot, tmp_path,
     widget.start()
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
     assert widget.status.text().startswith("error:") and "notes.safetensors" in widget.status.text()
+
+
+def test_the_layers_chosen_stay_chosen_when_renamed(make_napari_viewer, phantoms):
+    import napari_calcinosis._train_widget as tw
+
+    widget = tw.TrainWidget(make_napari_viewer())
+    _add_pairs(widget.viewer, widget, phantoms)
+    widget.image_combo.setCurrentText("finger 1")
+    widget.labels_combo.setCurrentText("finger 1 bone")
+    widget.viewer.layers["finger 1"].name = "patient 7"  # chosen by its name, 'finger 0' was chosen instead
+    widget.viewer.layers["finger 1 bone"].name = "patient 7 bone"
+    assert (widget.image_combo.currentText(), widget.labels_combo.currentText()) == ("patient 7", "patient 7 bone")
 
 
 def test_a_pair_says_what_looks_wrong(make_napari_viewer, phantoms):

@@ -47,7 +47,14 @@ from qtpy.QtWidgets import (
 
 from ._errors import CalcinosisError
 from .io import _one_line
-from .train import POOR_DICE  # under it a trained model is offered with a warning
+from .train import POOR_DICE, ResumeRefused  # under POOR_DICE a trained model is offered with a warning
+
+# What to do in this widget when a run cannot be resumed (ResumeRefused.kind)
+_RESUME_ADVICE = {
+    "checkpoint": "press Train and choose Replace to start afresh",
+    "settings": "set them as the run had them and Resume, or press Train and choose Replace to start afresh",
+    "epochs": "raise Epochs and Resume to train it longer",
+}
 
 __all__ = ["TRAINED_MODELS", "TrainWidget", "available_devices", "default_output_path", "trained_model_events"]
 
@@ -381,13 +388,15 @@ class TrainWidget(QWidget):
         from napari.layers import Image, Labels
 
         for combo, kind, attr in ((self.image_combo, Image, "_image_layers"), (self.labels_combo, Labels, "_labels_layers")):
-            current = combo.currentText()
+            before = getattr(self, attr)
+            current = before[combo.currentIndex()] if 0 <= combo.currentIndex() < len(before) else None
             layers = [lyr for lyr in self.viewer.layers if isinstance(lyr, kind)]
             setattr(self, attr, layers)
             combo.blockSignals(True)
             combo.clear()
             combo.addItems([lyr.name for lyr in layers])
-            idx = combo.findText(current)
+            # the layer chosen stays chosen, renamed too (by its name, the first would be)
+            idx = next((i for i, lyr in enumerate(layers) if lyr is current), -1)
             if idx >= 0:
                 combo.setCurrentIndex(idx)
             combo.blockSignals(False)
@@ -581,8 +590,9 @@ class TrainWidget(QWidget):
             raise CalcinosisError(f"the output {out} is a folder: give a file name ending in .safetensors")
         return out
 
-    def training_kwargs(self) -> dict:
-        """The keyword arguments ``start()`` hands to ``train_segmenter`` (without callbacks)."""
+    def training_kwargs(self, resume: bool = False) -> dict:
+        """The keyword arguments ``start()`` hands to ``train_segmenter`` (without callbacks).
+        A resumed run starts from where its checkpoint says, whatever *fine-tune from* says."""
         if not self.pairs:
             raise CalcinosisError("no training pairs: choose an Image and a Labels layer and press Add pair")
         from .train import check_schedule
@@ -591,7 +601,7 @@ class TrainWidget(QWidget):
         steps_text = self.steps_per_epoch.text().strip()
         steps = int(steps_text) if steps_text else None
         check_schedule(self.epochs.value(), self.batch_size.value(), float(self.learning_rate.value()), crop, steps)
-        init_model = self._init_model()
+        init_model = None if resume else self._init_model()
         samples = []
         for image, labels in self.pairs:
             spacing = tuple(float(s) for s in image.scale[-2:])
@@ -606,6 +616,7 @@ class TrainWidget(QWidget):
             "steps_per_epoch": steps,
             "device": self.device_combo.currentText(),
             "init_model": init_model,
+            "resume": resume,
             "command": "napari-calcinosis Train / fine-tune widget",
         }
 
@@ -636,14 +647,13 @@ class TrainWidget(QWidget):
         from .train import train_segmenter
 
         try:
-            kwargs = self.training_kwargs()
+            kwargs = self.training_kwargs(resume)
         except CalcinosisError as e:
             self._error(str(e))
             return None
         if _holds_work(kwargs["out"]) and not (replace or resume):
             self._set_status(f"kept {kwargs['out'].name}: choose another output file to train a new model")
             return None
-        kwargs["resume"] = resume
         self._cancel_event.clear()
         self.last_progress = self.last_result = None
         self._last_val_dice = float("nan")
@@ -656,11 +666,10 @@ class TrainWidget(QWidget):
         def job():
             try:
                 return train_segmenter(**kwargs, progress=bridge.progress.emit, should_cancel=cancel_event.is_set)
+            except ResumeRefused as e:
+                return _Failure(f"{e.reason} \u2014 {_RESUME_ADVICE[e.kind]}")
             except CalcinosisError as e:  # a user-fixable problem: shown in the status, not a traceback
-                message = str(e)  # (a returned exception would be re-raised by the worker)
-                if resume and "resume" in message:
-                    message += " \u2014 in this widget: press Train and choose Replace to start afresh"
-                return _Failure(message)
+                return _Failure(str(e))  # (a returned exception would be re-raised by the worker)
 
         # An error is shown by _on_errored, not re-raised into the Qt event loop (where, without
         # napari's exception hook, it would abort the application).

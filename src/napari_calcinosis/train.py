@@ -423,6 +423,16 @@ _RESUME_SETTINGS = {
 }
 
 
+class ResumeRefused(CalcinosisError):
+    """A run that cannot be resumed. ``reason`` says why; the message adds what to do from the
+    command line, and the Train widget its own. ``kind``: ``"checkpoint"`` (none, unreadable or
+    of another network), ``"settings"`` (other data or settings) or ``"epochs"`` (no epoch left)."""
+
+    def __init__(self, reason: str, kind: str = "checkpoint", advice: str = "run without --resume to start afresh"):
+        super().__init__(f"{reason}; {advice}")
+        self.reason, self.kind = reason, kind
+
+
 def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> dict:
     """The checkpoint beside the model, checked against this run's settings."""
     import torch
@@ -432,10 +442,7 @@ def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> di
         if not isinstance(ckpt, dict) or not {"network", "optimizer", "rng", "epoch", "step"} <= set(ckpt):
             raise ValueError("not a napari-calcinosis training checkpoint")
     except Exception as exc:  # not a checkpoint of ours, or damaged outside this program
-        raise CalcinosisError(
-            f"cannot resume: the checkpoint {ckpt_path} is unreadable ({_one_line(exc)[:120]}); run without --resume to "
-            "start afresh"
-        ) from exc
+        raise ResumeRefused(f"cannot resume: the checkpoint {ckpt_path} is unreadable ({_one_line(exc)[:120]})") from exc
     saved = dict(ckpt.get("settings", {}))
     if "; contents " not in str(saved.get("data", "")) and "; contents " in str(settings["data"]):
         # written before the data key carried the pixels' checksum: compared without it
@@ -443,14 +450,12 @@ def _read_checkpoint(ckpt_path: Path, device, settings: dict, epochs: int) -> di
     differ = [k for k in _RESUME_SETTINGS if k in saved and saved[k] != settings[k]]
     if differ:
         detail = "; ".join(f"{_RESUME_SETTINGS[k]}: {saved[k]!r} there, {settings[k]!r} now" for k in differ)
-        raise CalcinosisError(
-            f"cannot resume: the checkpoint {ckpt_path} comes from a run with other settings ({detail}); resume with "
-            "the same settings, or run without --resume to start afresh"
-        )
+        raise ResumeRefused(
+            f"cannot resume: the checkpoint {ckpt_path} comes from a run with other settings ({detail})", "settings",
+            "resume with the same settings, or run without --resume to start afresh")
     if ckpt["epoch"] >= epochs:
-        raise CalcinosisError(
-            f"nothing to resume: the checkpoint has already done {ckpt['epoch']} of {epochs} epochs; ask for more epochs (--epochs)"
-        )
+        raise ResumeRefused(f"nothing to resume: the checkpoint has already done {ckpt['epoch']} of {epochs} epochs",
+                            "epochs", "ask for more epochs (--epochs)")
     return ckpt
 
 
@@ -761,7 +766,7 @@ def train_segmenter(
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt_path = _checkpoint_path(out)
     if resume and not ckpt_path.exists():
-        raise CalcinosisError(f"cannot resume: no checkpoint at {ckpt_path}; run without --resume to start afresh")
+        raise ResumeRefused(f"cannot resume: no checkpoint at {ckpt_path}")
     for written in (out, out.with_suffix(".json"), ckpt_path):
         remove_stale_temporaries(written)  # half-written files of a run that was killed
     dev = select_device(device)
@@ -878,9 +883,7 @@ def train_segmenter(
             for group in opt.param_groups:  # the fused kernel exists on CUDA only: a checkpoint may move
                 group["fused"] = dev.type == "cuda"
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise CalcinosisError(
-                f"cannot resume: the checkpoint {ckpt_path} holds another network; run without --resume to start afresh"
-            ) from exc
+            raise ResumeRefused(f"cannot resume: the checkpoint {ckpt_path} holds another network") from exc
         if scaler is not None and ckpt.get("grad_scaler"):
             scaler.load_state_dict(ckpt["grad_scaler"])
         rng.bit_generator.state = ckpt["rng"]
