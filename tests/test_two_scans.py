@@ -145,6 +145,7 @@ def test_renaming_a_scan_keeps_its_corrected_bone_and_seeds(scans):
     seeds = _dock(viewer, GrowWidget(viewer), a).start_seeding()
     _click(seeds, a, seeds_a)
     a.name = "IM000001 baseline"  # a PACS name made readable
+    assert q.image.value is a  # magicgui kept the choice by its text: the first image was picked instead
     result = q.run()
     assert bone.metadata[SOURCE] == seeds.metadata[SOURCE] == "IM000001 baseline"
     assert not [layer.name for layer in viewer.layers if "(new)" in layer.name or "[" in layer.name]
@@ -203,3 +204,142 @@ def test_measure_and_agreement_follow_the_scan_just_measured(scans, tmp_path):
     import pandas as pd
 
     assert set(pd.read_csv(written)["image"]) == {"baseline"}
+
+
+def _erase_bone_beside_a_deposit(bone_layer, phantom):
+    """Erase the bone around the phantom's first deposit against it (as a reader corrects it)."""
+    from scipy import ndimage as ndi
+
+    touching = phantom.lesion_sites.index("touching_bone") + 1
+    near = ndi.binary_dilation(phantom.lesion_labels == touching, iterations=4) & (np.asarray(bone_layer.data) > 0)
+    bone_layer.data_setitem(np.nonzero(near), 0)
+
+
+def test_a_duplicated_scan_renamed_takes_nothing_of_the_original(scans):
+    # napari copies a layer's metadata to its duplicate: the duplicate's rename took the
+    # original's corrected bone and seeds along with it.
+    from napari.layers._layer_actions import _duplicate_layer
+
+    viewer, a, _, p, _, _ = scans
+    q = _dock(viewer, QuantifyWidget(viewer), a)
+    q.run()
+    bone = viewer.layers["bone"]
+    _erase_bone_beside_a_deposit(bone, p)
+    corrected = np.asarray(bone.data).copy()
+    viewer.layers.selection = {a}
+    _duplicate_layer(viewer.layers)
+    viewer.layers["baseline copy"].name = "baseline sharpened"
+    assert {layer.metadata.get(SOURCE) for layer in viewer.layers if layer.metadata.get(SOURCE)} == {"baseline"}
+    again = q.run()
+    np.testing.assert_array_equal(again.bone_mask, corrected > 0)
+
+
+def test_a_scan_renamed_while_no_widget_is_open_keeps_its_results(scans):
+    viewer, a, _, p, _, _ = scans
+    q = QuantifyWidget(viewer)
+    dock = viewer.window.add_dock_widget(q, area="right")
+    q.device.value, q.image.value = "cpu", a
+    q.run()
+    bone = viewer.layers["bone"]
+    _erase_bone_beside_a_deposit(bone, p)
+    viewer.window.remove_dock_widget(dock)
+    a.name = "IM000001"
+    again = _dock(viewer, QuantifyWidget(viewer), a).run()  # segmented again, beside the corrected bone
+    np.testing.assert_array_equal(again.bone_mask, np.asarray(bone.data) > 0)
+    assert "bone [IM000001]" not in viewer.layers
+
+
+def test_a_deleted_scan_is_not_held_by_the_widgets(scans):
+    import gc
+    import weakref
+
+    viewer, a, _, _, _, _ = scans
+    widgets = [_dock(viewer, cls(viewer)) for cls in (QuantifyWidget, GrowWidget, MeasureWidget, SubtractWidget)]
+    read = viewer.add_image(np.asarray(a.data).copy(), scale=a.scale, name="read and closed")
+    widgets[0].image.value = read
+    widgets[0].run()
+    gone = weakref.ref(read)
+    for layer in [layer for layer in viewer.layers if layer.metadata.get(SOURCE) == read.name] + [read]:
+        viewer.layers.remove(layer)
+    del read, layer
+    for widget in widgets:
+        widget.reset_choices()
+    gc.collect()
+    assert gone() is None  # a lab reading scan after scan kept every one's pixels
+
+
+def test_only_the_widgets_results_are_told_apart_by_a_scans_name(scans):
+    viewer, a, b, _, _, _ = scans
+    q = _dock(viewer, QuantifyWidget(viewer), a)
+    q.run()
+    # a bone mask the reader opened beside the widget's: napari names it 'bone [1]'; it is not the follow-up's
+    mine = viewer.add_labels(np.zeros(b.data.shape, np.uint8), scale=b.scale, name="bone")
+    assert mine.name == "bone [1]"
+    q.image.value = b
+    on_b = q.run()
+    assert on_b.bone_mask.any() and viewer.layers["bone [followup]"].metadata[SOURCE] == "followup"
+    # an image whose name holds ' (new)' finds its own results
+    b.name = "followup (new)"
+    assert q.image.value is b  # magicgui kept the choice by its text: renamed, the first image was picked
+    bone_b = viewer.layers["bone [followup]"]
+    bone_b.metadata[EDITED] = True
+    grow = _dock(viewer, GrowWidget(viewer), b)
+    assert grow.bone.value is bone_b
+    np.testing.assert_array_equal(q.run().bone_mask, np.asarray(bone_b.data) > 0)
+
+
+def test_agreement_on_a_csv_keeps_its_result_while_seeds_are_clicked(scans, tmp_path):
+    import pandas as pd
+
+    viewer, a, _, _, seeds_a, _ = scans
+    _segment(viewer, a)
+    csv = tmp_path / "readers.csv"
+    pd.DataFrame({"reader1_mm2": [1.0, 2.0, 3.5, 4.0, 6.0], "reader2_mm2": [1.1, 2.3, 3.1, 4.4, 5.8]}).to_csv(csv)
+    agreement = _dock(viewer, AgreementWidget(viewer))
+    agreement.csv.value = csv
+    agreement.x.value, agreement.y.value = "reader1_mm2", "reader2_mm2"
+    agreement.run()
+    shown = agreement.result.value
+    _click(_dock(viewer, GrowWidget(viewer), a).start_seeding(), a, seeds_a[:2])
+    assert shown and agreement.result.value == shown
+
+
+# The same bookkeeping with one scan open
+
+def test_grow_grows_on_a_bone_corrected_before_it_was_opened_or_segmented_again(scans, qtbot):
+    viewer, a, _, p, seeds_a, _ = scans
+    q = _dock(viewer, QuantifyWidget(viewer), a)
+    seeds = viewer.add_points(seeds_a, name="seeds", scale=a.scale)
+    q.run()
+    lesions, bone = viewer.layers["lesions"], viewer.layers["bone"]
+    quantified = _areas(lesions)
+    grow = _dock(viewer, GrowWidget(viewer), a)
+    _erase_bone_beside_a_deposit(bone, p)  # before Add seeds: Grow follows no seeds yet
+    qtbot.wait(50)
+    grow.start_seeding()
+    qtbot.wait(50)
+    expected = _api(a, seeds_a, bone).table["area_mm2"]
+    np.testing.assert_allclose(_areas(lesions), np.sort(expected[expected > 0]))  # Measure showed 13 for 27
+    assert not np.allclose(_areas(lesions), quantified)
+    _segment(viewer, a)  # Segment again writes the network's mask back into the bone layer
+    qtbot.wait(50)
+    np.testing.assert_allclose(_areas(lesions), quantified)
+    assert len(seeds.data) == len(seeds_a)
+
+
+def test_one_regrowth_per_click_and_none_for_quantifys_own_seeds(scans):
+    viewer, a, _, _, seeds_a, _ = scans
+    _segment(viewer, a)
+    grow = _dock(viewer, GrowWidget(viewer), a)
+    calls = []
+    regrow = grow.regrow
+    grow.regrow = lambda *args: calls.append(1) or regrow(*args)
+    points = grow.start_seeding()
+    _click(points, a, seeds_a[:1])
+    assert len(calls) == 1  # napari tells of each click twice: before and after the point is added
+    q = _dock(viewer, QuantifyWidget(viewer), a)
+    q.use_seeds.value = False
+    points.data = np.zeros((0, 2))  # an empty seeds layer: Quantify's proposal goes into it
+    calls.clear()
+    result = q.run()
+    assert calls == [] and len(points.data) == (result.table["status"] == "ok").sum()

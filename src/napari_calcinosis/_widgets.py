@@ -12,6 +12,8 @@ they were.
 from __future__ import annotations
 
 import contextlib
+import re
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -166,19 +168,35 @@ def _mark_edits(layer) -> None:
         getattr(layer.events, name).connect(edited)
 
 
-NAMED = "calcinosis_name"  # image layer metadata key: its name as its results record it (SOURCE)
+# Each image layer's name as its results record it (SOURCE), kept by the layer object, not in
+# its metadata: napari copies metadata to a duplicate, and Prepare replaces it.
+_IMAGE_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _image_renamed(viewer, image) -> None:
-    """An image layer renamed (a PACS file called 'baseline', say): its results follow it, so
-    that its corrected bone and seeds are still its own (they record its name)."""
-    old, new = image.metadata.get(NAMED), image.name
-    image.metadata[NAMED] = new
-    if old is None or old == new:
+def _track_image_name(layers, image) -> None:
+    """From now on, for as long as ``image`` lives and whether or not a widget is open, its
+    results follow it when it is renamed (a PACS file called 'baseline', say), so that its
+    corrected bone and seeds stay its own. Holds neither the image nor the layer list."""
+    from napari.layers import Image
+
+    if not isinstance(image, Image) or image in _IMAGE_NAMES:
         return
-    for layer in viewer.layers:
-        if layer is not image and layer.metadata.get(SOURCE) == old:
-            layer.metadata[SOURCE] = new
+    _IMAGE_NAMES[image] = image.name
+    image_ref, layers_ref = weakref.ref(image), weakref.ref(layers)
+
+    def renamed(*_):
+        image, layers = image_ref(), layers_ref()
+        if image is None or layers is None:
+            return
+        old, new = _IMAGE_NAMES.get(image), image.name
+        _IMAGE_NAMES[image] = new
+        if old is None or old == new:
+            return
+        for layer in layers:
+            if layer is not image and layer.metadata.get(SOURCE) == old:
+                layer.metadata[SOURCE] = new
+
+    image.events.name.connect(renamed)
 
 
 def _of_image(layer, image_name: str) -> bool:
@@ -188,10 +206,12 @@ def _of_image(layer, image_name: str) -> bool:
 
 
 def _named(layer, name: str) -> bool:
-    """Whether ``layer`` is called ``name``, ``name (new)``, ..., or ``name [image]`` (a second
-    image's result), as :func:`_free_name` names."""
-    base = layer.name.split(" (new)")[0]
-    return base == name or (base.startswith(f"{name} [") and base.endswith("]"))
+    """Whether ``layer`` is called ``name``, ``name (new)``, ..., or, made by a widget,
+    ``name [image]`` (a second image's result), as :func:`_free_name` names. A layer of the
+    user's called ``bone [1]`` (napari's name for a second ``bone`` opened) is not a result."""
+    if re.fullmatch(rf"{re.escape(name)}( \(new\))*", layer.name):
+        return True
+    return bool(layer.metadata.get(MADE_HERE) and re.fullmatch(rf"{re.escape(name)} \[.+\]( \(new\))*", layer.name))
 
 
 def _results(viewer, kind, name: str, image=None) -> list:
@@ -465,18 +485,9 @@ class _Widget(Container):
         self._closed = False
         self._closed_watcher = _WhenUndocked(self.native, self._disconnect_all)
         self.native.destroyed.connect(lambda *_: self._disconnect_all())  # a viewer closed with it docked
-        self._named_images: list = []
-        self._connect(viewer.layers.events.inserted, lambda event: self._watch_image_name(event.value))
+        self._connect(viewer.layers.events.inserted, lambda event: _track_image_name(viewer.layers, event.value))
         for layer in viewer.layers:
-            self._watch_image_name(layer)
-
-    def _watch_image_name(self, layer) -> None:
-        from napari.layers import Image
-
-        if isinstance(layer, Image) and not any(seen is layer for seen in self._named_images):
-            self._named_images.append(layer)
-            layer.metadata.setdefault(NAMED, layer.name)
-            self._connect(layer.events.name, lambda *_: _image_renamed(self.viewer, layer))
+            _track_image_name(viewer.layers, layer)
 
     def _connect(self, emitter, callback) -> None:
         """Connect ``callback`` to an event of the viewer or of a layer, until the widget is closed."""
@@ -555,7 +566,29 @@ class _Widget(Container):
         return combo
 
     def reset_choices(self, *args):
-        super().reset_choices(*args)
+        """New choices (napari calls this when layers come, go, move or are renamed), each
+        picker keeping the layer it had while that is still there: magicgui keeps a choice by
+        its text, so renaming the chosen image ('IM000001' to 'baseline') picked the first image
+        instead, and the next run measured another scan."""
+        from magicgui.widgets.bases import CategoricalWidget
+
+        kept = {widget: widget.value for widget in self
+                if isinstance(widget, CategoricalWidget) and widget.value is not None}
+        with contextlib.ExitStack() as quiet:
+            for widget in kept:
+                quiet.enter_context(widget.changed.blocked())
+            super().reset_choices(*args)
+        def same(x, y) -> bool:  # layers by identity, choices such as a model's name by value
+            return x is y or (isinstance(x, str) and x == y)
+
+        for widget, value in kept.items():
+            if same(widget.value, value):
+                continue
+            if any(same(choice, value) for choice in widget.choices):
+                with widget.changed.blocked():
+                    widget.value = value
+            else:  # its layer is gone: the new choice is said, as magicgui would have
+                widget.changed.emit(widget.value)
         for follow in getattr(self, "_follows", []):
             follow()
 
@@ -942,81 +975,81 @@ class GrowWidget(_Widget):
 
     def _watch_bone(self, *_):
         """Regrow when the user paints the chosen bone layer (bone erased beside a deposit is
-        then measured with it), undoes or redoes a stroke (napari
-        then only redraws the layer: regrown if its mask is not the one the lesions were grown
-        on), or when another bone layer is chosen, such as one made after the seeds."""
+        then measured with it), when its mask is redrawn otherwise (an undo or redo, after which
+        napari only redraws the layer, or Segment phalanges run again) if it is not the mask the
+        lesions were grown on, and when another bone layer is chosen, such as one made after
+        the seeds."""
         if self._watched_bone is not None:
             self._disconnect(self._watched_bone.events.paint, self._regrow_soon)
-            self._disconnect(self._watched_bone.events.set_data, self._bone_redrawn)
+            self._disconnect(self._watched_bone.events.set_data, self._regrow_if_bone_changed)
         self._watched_bone = self.bone.value
         if self._watched_bone is not None:
             self._connect(self._watched_bone.events.paint, self._regrow_soon)
-            self._connect(self._watched_bone.events.set_data, self._bone_redrawn)
+            # (Quantify writing a new bone comes with its lesions, grown on it: nothing to regrow)
+            self._connect(self._watched_bone.events.set_data, self._regrow_if_bone_changed)
         self._regrow_if_bone_changed()
 
-    def _bone_redrawn(self, *_):
-        """The bone layer was redrawn: by an undo or redo, regrow (once the event is handled) if
-        its mask changed; by a widget writing a new result into it (Quantify segmenting again),
-        that result comes with its own lesions: they are not grown over."""
-        bone = self._watched_bone
-        if bone is None or id(bone) not in _WRITING:
-            self._regrow_if_bone_changed()
+    def _grown(self):
+        """The chosen image's newest lesions layer a widget made, or None."""
+        from napari.layers import Labels
+
+        grown = [layer for layer in _results(self.viewer, Labels, "lesions", self.image.value)
+                 if layer.metadata.get(MADE_HERE)] if self.image.value is not None else []
+        return grown[-1] if grown else None
 
     def _bone_changed_since_growth(self) -> bool:
         """Whether the chosen image's lesions were grown on another mask than its bone layer's
-        now (painted while this widget was on another image, undone, or another bone layer
-        chosen), or not grown yet from seeds clicked before there was a bone layer."""
-        from napari.layers import Labels
-
-        image, bone = self.image.value, self.bone.value
-        if image is None or bone is None or self.points is None:
+        now (painted while this widget was on another image or closed, undone, segmented again,
+        another bone layer chosen), or not grown yet from seeds clicked before there was a bone
+        layer."""
+        bone, grown = self.bone.value, self._grown()
+        if self.image.value is None or bone is None or self.points is None:
             return False
-        grown = [lesions for lesions in _results(self.viewer, Labels, "lesions", image) if lesions.metadata.get(MADE_HERE)]
-        if not grown:
+        if grown is None:
             return len(self.points.data) > 0
-        key = grown[-1].metadata.get(GROWN_ON)
+        key = grown.metadata.get(GROWN_ON)
         return key is not None and key != _mask_key(bone.data)
 
     def seeds_layer(self):
         """The chosen image's seeds layer (:func:`seeds_of`), made when it has none; the lesions
-        regrow whenever its points change."""
+        regrow whenever its points change, and now if its bone changed since they were grown."""
         image = self.image.value
         if self.points is not None and self.points in self.viewer.layers and _of_image(self.points, image.name):
             return self.points
-        self._let_go_of_seeds()
         points = seeds_of(self.viewer, image)
         if points is None:  # points 1 mm across
             points = put_points(self.viewer, "seeds", np.zeros((0, 2)), image, 1.0 / min(spacing_of(image)))
         _claim_seeds(points, image)
-        self.points = points
-        self._connect(points.events.data, self.regrow)
+        self._use_seeds(points)
         return points
 
-    def _let_go_of_seeds(self, *_):
-        """Stop regrowing from the seeds layer in use."""
+    def _use_seeds(self, points) -> None:
+        """Regrow from ``points`` (None: from no seeds layer) when they change."""
         if self.points is not None:
-            self._disconnect(self.points.events.data, self.regrow)
-        self.points = None
+            self._disconnect(self.points.events.data, self._seeds_changed)
+        self.points = points
+        if points is not None:
+            self._connect(points.events.data, self._seeds_changed)
+            self._regrow_if_bone_changed()
+
+    def _seeds_changed(self, event=None):
+        """Regrow once a point was added, moved or removed: not on napari's event before the
+        change (each click sends both), and not when a widget writes its own seeds there
+        (Quantify's proposal comes with its own lesions)."""
+        if str(getattr(event, "action", "")).lower().endswith("ing") or id(self.points) in _WRITING:
+            return
+        self.regrow()
 
     def _image_chosen(self, *_):
         """Another image: its own seeds layer (if it has one) regrows its lesions from now on,
         they are regrown if its bone changed meanwhile, and the status line says where it stands
         (not the other image's total)."""
-        from napari.layers import Labels
-
-        self._let_go_of_seeds()
         image = self.image.value
-        self.status.value = ""
-        if image is None:
-            return
-        points = seeds_of(self.viewer, image)
-        if points is not None and points.metadata.get(SOURCE) == image.name:
-            self.points = points
-            self._connect(points.events.data, self.regrow)
-        grown = _results(self.viewer, Labels, "lesions", image)
-        if grown and grown[-1].metadata.get("summary"):
-            self.status.value = f"'{image.name}': {grown[-1].metadata['summary']}"
-        self._regrow_if_bone_changed()
+        points = seeds_of(self.viewer, image) if image is not None else None
+        self._use_seeds(points if points is not None and points.metadata.get(SOURCE) == image.name else None)
+        grown = self._grown()
+        self.status.value = f"'{image.name}': {grown.metadata['summary']}" if grown is not None and \
+            grown.metadata.get("summary") else ""
 
     def start_seeding(self, *_):
         if self.image.value is None:
@@ -1408,14 +1441,21 @@ class AgreementWidget(_Widget):
         self.canvas.setMinimumHeight(560)
         self.native.layout().addWidget(self.canvas)
         self._clear_result()  # shown once there is a plot
-        self.layer.changed.connect(self._reload)
         self.csv.changed.connect(self._reload)
-        # the table of the layer picked was just made or remade (picked as it was inserted, it had none yet)
-        self._connect(RESULT_EVENTS.lesions_shown, lambda layer: layer is self.layer.value and self._reload())
+        # Another lesions layer, or the table of the one picked just made or remade (picked as
+        # it was inserted, it had none yet): reloaded, unless a CSV is chosen (its result stays).
+        self.layer.changed.connect(lambda *_: self._csv() is None and self._reload())
+        self._connect(RESULT_EVENTS.lesions_shown,
+                      lambda layer: layer is self.layer.value and self._csv() is None and self._reload())
+
+    def _csv(self):
+        """The CSV file chosen, or None: then the lesions layer's table is used."""
+        path = self.csv.value
+        return Path(path) if path is not None and str(path) not in ("", ".") and Path(path).is_file() else None
 
     def table(self) -> pd.DataFrame:
-        path = self.csv.value
-        if path is not None and str(path) not in ("", ".") and Path(path).is_file():
+        path = self._csv()
+        if path is not None:
             from .io import read_csv_or_refuse
 
             return read_csv_or_refuse(path)
