@@ -740,7 +740,7 @@ class TrainWidget(QWidget):
             self._set_status(
                 f"{'cancelled' if result.cancelled else 'done'} — no epoch did better on the validation "
                 f"pairs than the model it started from (val Dice {_fmt_dice(result.best_val_dice)}): that model is "
-                f"kept at {path}; try a lower learning rate")
+                f"kept at {path}; try another learning rate (lower or higher), more epochs or more pairs")
         elif result.cancelled:
             if saved:
                 self._set_status(
