@@ -471,6 +471,11 @@ def device_choices(*_):
     return available_devices()
 
 
+def _same_choice(x, y) -> bool:
+    """Layers by identity, other choices (a model's name) by value."""
+    return x is y or (isinstance(x, str) and x == y)
+
+
 class _Widget(Container):
     def __init__(self, viewer, **kwargs):
         super().__init__(**kwargs)
@@ -578,13 +583,10 @@ class _Widget(Container):
             for widget in kept:
                 quiet.enter_context(widget.changed.blocked())
             super().reset_choices(*args)
-        def same(x, y) -> bool:  # layers by identity, choices such as a model's name by value
-            return x is y or (isinstance(x, str) and x == y)
-
         for widget, value in kept.items():
-            if same(widget.value, value):
+            if _same_choice(widget.value, value):
                 continue
-            if any(same(choice, value) for choice in widget.choices):
+            if any(_same_choice(choice, value) for choice in widget.choices):
                 with widget.changed.blocked():
                     widget.value = value
             else:  # its layer is gone: the new choice is said, as magicgui would have
@@ -1002,9 +1004,10 @@ class GrowWidget(_Widget):
         now (painted while this widget was on another image or closed, undone, segmented again,
         another bone layer chosen), or not grown yet from seeds clicked before there was a bone
         layer."""
-        bone, grown = self.bone.value, self._grown()
+        bone = self.bone.value
         if self.image.value is None or bone is None or self.points is None:
             return False
+        grown = self._grown()
         if grown is None:
             return len(self.points.data) > 0
         key = grown.metadata.get(GROWN_ON)
@@ -1048,8 +1051,8 @@ class GrowWidget(_Widget):
         points = seeds_of(self.viewer, image) if image is not None else None
         self._use_seeds(points if points is not None and points.metadata.get(SOURCE) == image.name else None)
         grown = self._grown()
-        self.status.value = f"'{image.name}': {grown.metadata['summary']}" if grown is not None and \
-            grown.metadata.get("summary") else ""
+        summary = grown.metadata.get("summary") if grown is not None else None
+        self.status.value = f"'{image.name}': {summary}" if summary else ""
 
     def start_seeding(self, *_):
         if self.image.value is None:
@@ -1126,8 +1129,7 @@ class GrowWidget(_Widget):
                 probability = None
             result = quantify(calc, seeds, bone_mask=mask, bone_probability=probability,
                               connectivity=self.connectivity.value)
-            lesions = show_lesions(self.viewer, result, image)
-            lesions.metadata[GROWN_ON] = _mask_key(bone.data)
+            lesions = show_lesions(self.viewer, result, image, bone)
             self.status.value = lesions.metadata["summary"] + _other_image_note(bone, image)  # failed seeds say why here
             self._warn_if_odd(image, pixels)
             return lesions
@@ -1183,8 +1185,9 @@ def _left_out_text(statuses, verb: str, advice: str = "") -> str:
     return text
 
 
-def show_lesions(viewer, result, image_layer):
-    """Put a quantify() result's lesions on the ``lesions`` layer, measurements in ``features``."""
+def show_lesions(viewer, result, image_layer, bone_layer=None):
+    """Put a quantify() result's lesions on the ``lesions`` layer, measurements in ``features``;
+    with the ``bone_layer`` they were grown on, which mask that was (Grow regrows when it changes)."""
     table = result.table
     lesions = table[table["lesion_id"] > 0].drop_duplicates("lesion_id").copy()
     features = lesions.assign(index=lesions["lesion_id"]).reset_index(drop=True)
@@ -1213,6 +1216,8 @@ def show_lesions(viewer, result, image_layer):
     if n_freed:
         widget_status += f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there"
     layer.metadata["summary"] = widget_status
+    if bone_layer is not None:
+        layer.metadata[GROWN_ON] = _mask_key(bone_layer.data)
     RESULT_EVENTS.lesions_shown.emit(layer)
     return layer
 
@@ -1390,8 +1395,7 @@ class QuantifyWidget(_Widget):
             if seeds is None:
                 ok = result.table[result.table["status"] == "ok"]
                 put_points(v, "seeds", ok[["seed_row", "seed_col"]].to_numpy(float), layer, 1.0 / min(spacing_of(layer)))
-            lesions = show_lesions(v, result, layer)
-            lesions.metadata[GROWN_ON] = _mask_key(bone_layer.data)
+            lesions = show_lesions(v, result, layer, bone_layer)
             lesions.contour = 1
             self.status.value = lesions.metadata["summary"]
             if seeds is None:
