@@ -277,6 +277,39 @@ def test_the_default_output_folder_is_made_on_first_use(make_napari_viewer, tmp_
     assert out.parent == tmp_path / "napari-calcinosis-models" and out.parent.is_dir()
 
 
+def test_a_cancelled_run_in_the_default_file_stays_there_to_resume(make_napari_viewer, qtbot, tmp_path, phantoms,
+                                                                   monkeypatch):
+    # After a Cancel the box moved on to a new default file: Train started afresh, and the
+    # cancelled run's checkpoint was never offered.
+    import itertools
+
+    import napari_calcinosis._train_widget as tw
+
+    names = (tmp_path / f"phalanx_{i}.safetensors" for i in itertools.count())
+    monkeypatch.setattr(tw, "default_output_path", lambda: next(names))
+    widget = tw.TrainWidget(make_napari_viewer())
+    _add_pairs(widget.viewer, widget, phantoms)
+    first = Path(widget.output_edit.text())
+    _tiny_settings(widget, first, epochs=5, steps=50)  # the default file, as it was
+    widget.start()
+    qtbot.waitUntil(lambda: widget.last_progress is not None and widget.last_progress.phase == "train", timeout=60000)
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert widget.last_result.cancelled and widget.output_edit.text() == str(first)
+    asked = []
+    monkeypatch.setattr(widget, "_ask_about_existing", lambda path: asked.append(path) or "")
+    widget.train_button.click()
+    assert asked == [first]
+    # a finished run moves the box on to a new default file, so that the next run does not replace it
+    again = tw.TrainWidget(widget.viewer)
+    again.add_pair(*widget.pairs[0])
+    done = Path(again.output_edit.text())
+    _tiny_settings(again, done)
+    again.start()
+    qtbot.waitUntil(lambda: not again.running, timeout=60000)
+    assert done.exists() and again.output_edit.text() not in ("", str(done))
+
+
 def test_training_into_an_existing_model_asks_first(make_napari_viewer, qtbot, tmp_path, phantoms, monkeypatch):
     # The CLI asks for --overwrite; the widget replaced a good model without a word.
     import napari_calcinosis._train_widget as tw

@@ -4,6 +4,7 @@ grew on, measured and exported the other scan's layers)."""
 
 import numpy as np
 import pytest
+from qtpy.QtWidgets import QApplication
 
 from napari_calcinosis import CalcinosisImage, make_phantom, quantify
 from napari_calcinosis._widgets import (
@@ -343,3 +344,75 @@ def test_one_regrowth_per_click_and_none_for_quantifys_own_seeds(scans):
     calls.clear()
     result = q.run()
     assert calls == [] and len(points.data) == (result.table["status"] == "ok").sum()
+
+
+# From a third reader's run, on the fixes above
+
+def test_a_bone_mask_of_the_readers_belongs_to_the_scan_it_is_first_used_for(scans):
+    viewer, a, b, p, _, _ = scans
+    mine = viewer.add_labels(p.bone_mask.astype(np.uint8), name="bone", scale=a.scale)  # the baseline's, opened
+    q = _dock(viewer, QuantifyWidget(viewer), a)
+    np.testing.assert_array_equal(q.run().bone_mask, p.bone_mask)
+    assert mine.metadata[SOURCE] == "baseline"
+    q.image.value = b
+    on_b = q.run()  # was measured on the baseline's mask: 54 mm² for 31
+    alone = quantify(CalcinosisImage(np.asarray(b.data), tuple(b.scale)))
+    np.testing.assert_array_equal(on_b.bone_mask, alone.bone_mask)
+    assert np.isclose(on_b.table["area_mm2"].sum(), alone.table["area_mm2"].sum())
+    # picked by hand in Grow, it stays the baseline's when Grow goes to the follow-up
+    grow = _dock(viewer, GrowWidget(viewer), a)
+    grow.bone.value = mine
+    grow.bone.native.activated.emit(grow.bone.native.currentIndex())
+    grow.image.value = b
+    assert grow.bone.value is viewer.layers["bone [followup]"]
+    np.testing.assert_allclose(_areas(viewer.layers["lesions [followup]"]), np.sort(on_b.table["area_mm2"]))
+
+
+def test_a_closed_scans_results_are_not_taken_by_the_next_scan_of_its_name(scans):
+    viewer, a, b, p, seeds_a, _ = scans
+    seeds = viewer.add_points(seeds_a, name="seeds", scale=a.scale)
+    q = _dock(viewer, QuantifyWidget(viewer), a)
+    q.run()
+    _erase_bone_beside_a_deposit(viewer.layers["bone"], p)
+    viewer.layers.remove(a)  # the reader closes the scan, not its layers
+    viewer.layers.remove(b)
+    other = viewer.add_image(np.asarray(b.data).copy(), scale=b.scale, name="baseline")  # the next patient's baseline.dcm
+    q.reset_choices()
+    q.image.value = other
+    result = q.run()  # took patient 1's corrected bone and seeds: 101 mm² for 31
+    alone = quantify(CalcinosisImage(np.asarray(other.data), tuple(other.scale)))
+    np.testing.assert_array_equal(result.bone_mask, alone.bone_mask)
+    assert "seeds proposed automatically" in q.status.value and len(seeds.data) == len(seeds_a)
+    assert np.isclose(result.table["area_mm2"].sum(), alone.table["area_mm2"].sum())
+
+
+def test_renaming_the_scan_grow_is_on_keeps_its_bone_and_its_layer_names(scans):
+    viewer, _, b, _, _, seeds_b = scans
+    _segment(viewer, b)
+    grow = _dock(viewer, GrowWidget(viewer), b)
+    sub = _dock(viewer, SubtractWidget(viewer), b)
+    bone = viewer.layers["bone"]
+    _click(grow.start_seeding(), b, seeds_b)
+    lesions = viewer.layers["lesions"]
+    b.name = "FU 2024-06"
+    assert grow.bone.value is bone and sub.bone.value is bone  # emptied: Grow stopped regrowing
+    seeds = viewer.layers["seeds"]
+    seeds.data = seeds.data[:-1]
+    assert len(lesions.features) == len(seeds_b) - 1
+    q = _dock(viewer, QuantifyWidget(viewer), b)
+    q.run()
+    assert [layer.name for layer in viewer.layers if layer.name.startswith("bone")] == ["bone"]
+
+
+def test_measure_follows_an_undone_lesion_paint(scans):
+    viewer, a, _, _, _, _ = scans
+    measure = _dock(viewer, MeasureWidget(viewer))
+    _dock(viewer, QuantifyWidget(viewer), a).run()
+    lesions = viewer.layers["lesions"]
+    n = len(measure.frame())
+    lesions.data_setitem(np.nonzero(np.asarray(lesions.data) == 1), 0)  # the reader erases lesion 1
+    QApplication.processEvents()
+    assert len(measure.frame()) == n - 1
+    lesions.undo()
+    QApplication.processEvents()
+    assert len(measure.frame()) == n and measure.status.value.startswith(f"{n} lesion(s)")

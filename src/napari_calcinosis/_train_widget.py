@@ -771,7 +771,9 @@ class TrainWidget(QWidget):
                 TRAINED_MODELS.append(path)
             self.model_trained.emit(path)
             trained_model_events.model_trained.emit(path)
-            if self.output_edit.text() == self._default_output:  # don't overwrite it next time
+            # A finished run's default file is not trained over next time; a cancelled run's stays
+            # in the box, so that Train offers to resume it.
+            if self.output_edit.text() == self._default_output and not result.cancelled:
                 self._default_output = str(default_output_path())
                 if self._default_output != str(path):
                     self.output_edit.setText(self._default_output)

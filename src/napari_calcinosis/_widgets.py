@@ -37,6 +37,9 @@ from .io import _one_line, _squeeze_leading, uniform_value
 EDITED = "calcinosis_edited"  # layer.metadata key: the user painted this layer
 MADE_HERE = "calcinosis_result"  # layer.metadata key: a widget made this layer (others are the user's)
 SOURCE = "source_image"  # layer.metadata key: the name of the image layer a result was made from
+# layer.metadata key: that image layer's unique id. The name alone took a closed scan's leftovers
+# for those of the next scan opened under the same name (every patient's file is baseline.dcm).
+SOURCE_ID = "source_image_id"
 CONVERTED = "calcinosis_converted_to"  # layer.metadata key: the HU layer Prepare image made of this export
 _MODEL_CACHE: dict = {}
 TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]
@@ -193,16 +196,34 @@ def _track_image_name(layers, image) -> None:
         if old is None or old == new:
             return
         for layer in layers:
-            if layer is not image and layer.metadata.get(SOURCE) == old:
+            if layer is not image and layer.metadata.get(SOURCE) == old and (
+                    layer.metadata.get(SOURCE_ID) in (None, str(image.unique_id))):
                 layer.metadata[SOURCE] = new
 
     image.events.name.connect(renamed)
 
 
-def _of_image(layer, image_name: str) -> bool:
-    """Whether ``layer`` belongs to the image layer named ``image_name``: made from it, or made
-    by the user (no source recorded)."""
-    return layer.metadata.get(SOURCE, image_name) == image_name
+def _from(image) -> dict:
+    """The metadata that says a layer was made from the image layer ``image``."""
+    return {SOURCE: image.name, SOURCE_ID: str(image.unique_id)}
+
+
+def _of_image(layer, image) -> bool:
+    """Whether ``layer`` belongs to the image layer ``image``: made from it (by its id where that
+    was recorded, else by its name), or made by the user (no source recorded)."""
+    source_id = layer.metadata.get(SOURCE_ID)
+    if source_id is not None:
+        return source_id == str(image.unique_id)
+    return layer.metadata.get(SOURCE, image.name) == image.name
+
+
+def _source_of(viewer, layer):
+    """The image layer ``layer`` was made from, if it is open; else None."""
+    from napari.layers import Image
+
+    if layer.metadata.get(SOURCE) is None:
+        return None
+    return next((image for image in viewer.layers if isinstance(image, Image) and _of_image(layer, image)), None)
 
 
 def _named(layer, name: str) -> bool:
@@ -218,13 +239,13 @@ def _results(viewer, kind, name: str, image=None) -> list:
     """The layers of ``kind`` called ``name`` (or ``name (new)``, ...), oldest first; with an
     ``image``, those that belong to it (:func:`_of_image`)."""
     return [layer for layer in viewer.layers if isinstance(layer, kind) and _named(layer, name)
-            and (image is None or _of_image(layer, image.name))]
+            and (image is None or _of_image(layer, image))]
 
 
 def _replaceable(layer, kind, shape=None, source=None) -> bool:
     """Whether a widget may update ``layer``: one it made, unedited, of the right kind and shape,
-    from the image ``source`` (a result of another image is that image's, and stays); or an
-    empty Points layer (a ``seeds`` layer made to click in, where nothing was clicked yet)."""
+    from the image layer ``source`` (a result of another image is that image's, and stays); or
+    an empty Points layer (a ``seeds`` layer made to click in, where nothing was clicked yet)."""
     from napari.layers import Points
 
     if kind is Points and isinstance(layer, Points) and len(layer.data) == 0:
@@ -236,10 +257,16 @@ def _replaceable(layer, kind, shape=None, source=None) -> bool:
 
 def _free_name(viewer, name: str, kind, shape=None, source=None) -> str:
     """``name``, or ``name (new)`` ... past the layers of that name the widgets may not update;
-    ``name [source]`` where ``name`` is another image's result (a baseline's and a follow-up's
-    layers, told apart by name)."""
-    if source is not None and name in viewer.layers and viewer.layers[name].metadata.get(SOURCE, source) != source:
-        name = f"{name} [{source}]"
+    ``name [image]`` where ``name`` is another image's result (a baseline's and a follow-up's
+    layers, told apart by name). ``source``: the image layer the result is made from; its newest
+    result of that name the widgets may update keeps its name, also once the image is renamed."""
+    if source is not None:
+        own = [layer for layer in _results(viewer, kind, name, source)
+               if layer.metadata.get(SOURCE) is not None and _replaceable(layer, kind, shape, source)]
+        if own:
+            return own[-1].name
+        if name in viewer.layers and not _of_image(viewer.layers[name], source):
+            name = f"{name} [{source.name}]"
     while name in viewer.layers and not _replaceable(viewer.layers[name], kind, shape, source):
         name = f"{name} (new)"
     return name
@@ -270,10 +297,10 @@ def put_labels(viewer, name: str, data, image, **kwargs):
         kwargs["colormap"] = DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: colour})
     from napari.layers import Labels
 
-    name = _free_name(viewer, name, Labels, data.shape, image.name)
+    name = _free_name(viewer, name, Labels, data.shape, image)
     if name in viewer.layers:
         layer = viewer.layers[name]
-        layer.metadata[SOURCE] = image.name
+        layer.metadata.update(_from(image))
         _WRITING.add(id(layer))  # a widget's result, not the user's edit: Grow does not regrow from it
         try:
             layer.data = data
@@ -285,7 +312,7 @@ def put_labels(viewer, name: str, data, image, **kwargs):
             setattr(layer, key, value)
         return layer
     # the source in place as the layer is inserted: the pickers follow it from that moment
-    layer = viewer.add_labels(data, name=name, units="mm", metadata={SOURCE: image.name, MADE_HERE: True},
+    layer = viewer.add_labels(data, name=name, units="mm", metadata={**_from(image), MADE_HERE: True},
                               **placement(image), **kwargs)
     _mark_edits(layer)
     return layer
@@ -296,10 +323,10 @@ def put_points(viewer, name: str, data, image, size_px: float):
     edited it. An empty Points layer of that name is filled: it holds nothing to lose."""
     from napari.layers import Points
 
-    name = _free_name(viewer, name, Points, source=image.name)
+    name = _free_name(viewer, name, Points, source=image)
     if name in viewer.layers:
         layer = viewer.layers[name]
-        layer.metadata[SOURCE] = image.name
+        layer.metadata.update(_from(image))
         _WRITING.add(id(layer))
         try:
             layer.data = pixels_in_points(layer, image, data)
@@ -307,7 +334,7 @@ def put_points(viewer, name: str, data, image, size_px: float):
             _WRITING.discard(id(layer))
         return layer
     layer = viewer.add_points(data, name=name, units="mm", size=size_px, face_color="yellow", border_color="black",
-                              metadata={SOURCE: image.name, MADE_HERE: True}, **placement(image))
+                              metadata={**_from(image), MADE_HERE: True}, **placement(image))
     _mark_edits(layer)
     return layer
 
@@ -387,7 +414,15 @@ def _claim_seeds(points, image) -> None:
         size_px = 1.0 / min(spacing_of(image))
         points.size = size_px
         points.current_size = size_px
-    points.metadata[SOURCE] = image.name
+    _claim(points, image)
+
+
+def _claim(layer, image) -> None:
+    """A layer of the user's (a bone mask or seeds opened or made by hand: no image recorded)
+    used for ``image`` becomes that image's, so that a second image open beside it (a follow-up
+    scan) is not measured with it."""
+    if layer.metadata.get(SOURCE) is None and not layer.metadata.get(MADE_HERE):
+        layer.metadata.update(_from(image))
 
 
 def lesion_table(viewer, layer) -> pd.DataFrame:
@@ -399,7 +434,7 @@ def lesion_table(viewer, layer) -> pd.DataFrame:
     from .measure import measure_lesions
 
     labels = np.asarray(layer.data)
-    source = viewer.layers[layer.metadata[SOURCE]] if layer.metadata.get(SOURCE) in viewer.layers else None
+    source = _source_of(viewer, layer)
     try:
         pixels = image_pixels(source) if source is not None else None
     except CalcinosisError:
@@ -545,7 +580,7 @@ class _Widget(Container):
             # A layer picked by hand stays picked; once another image is chosen, only if it is
             # that image's too (the baseline's bone is not the follow-up's).
             if (state["by_hand"] and current is not None and current in self.viewer.layers
-                    and (image is state["image"] or image is None or _of_image(current, image.name))):
+                    and (image is state["image"] or image is None or _of_image(current, image))):
                 return
             state["by_hand"] = False
             named = _results(self.viewer, kind, follows, image)
@@ -781,8 +816,8 @@ class PrepareWidget(_Widget):
             image_pixels(layer)  # a stack (grey + alpha, (rows, cols, 2), is one slice): say what to do
         image = image_from_export(data, size_mm, self.level_hu.value, self.width_hu.value, source=layer.name)
         pixels, kwargs, _ = _layer_data(image)
-        kwargs["metadata"].update({SOURCE: layer.name, MADE_HERE: True, "spacing_origin": "given in napari (Prepare image)"})
-        name = _free_name(self.viewer, f"{layer.name} (HU)", Image, pixels.shape, layer.name)
+        kwargs["metadata"].update({**_from(layer), MADE_HERE: True, "spacing_origin": "given in napari (Prepare image)"})
+        name = _free_name(self.viewer, f"{layer.name} (HU)", Image, pixels.shape, layer)
         kwargs["name"] = name
         # The export's own layer gets the same pixel size first, so that both lie in one world in
         # mm (at scale 1 it would dwarf the finger and take the scale bar out of mm); hidden.
@@ -830,7 +865,7 @@ def _follow_pixel_size(viewer, image, old_spacing, grid=()) -> str:
     own_grid = not others if np.allclose(old_spacing, 1.0) else not any(
         np.allclose(spacing_of(other), old_spacing) for other in others)
     on_old_grid = [other for other in viewer.layers if isinstance(other, (Labels, Points))
-                   and (other.metadata.get(SOURCE) in {g.name for g in grid}
+                   and ((other.metadata.get(SOURCE) is not None and any(_of_image(other, g) for g in grid))
                         or (own_grid and other.metadata.get(SOURCE) is None
                             and np.allclose(spacing_of(other), old_spacing)))]
     if not on_old_grid:
@@ -935,6 +970,7 @@ class SubtractWidget(_Widget):
                 with self.margin_mm.changed.blocked():
                     self.margin_mm.value = round(margin, 2)
             cand = subtract_bone(pixels, mask, spacing_of(image), threshold_hu=self.threshold_hu.value, margin_mm=margin)
+            _claim(bone, image)
             out = put_labels(self.viewer, "calcification candidates", cand.astype(np.uint8), image, opacity=0.6)
             out.metadata.update(threshold_hu=self.threshold_hu.value, margin_mm=margin)
             self.status.value = (f"{cand.sum() * np.prod(spacing_of(image)):.1f} mm² above "
@@ -1017,7 +1053,7 @@ class GrowWidget(_Widget):
         """The chosen image's seeds layer (:func:`seeds_of`), made when it has none; the lesions
         regrow whenever its points change, and now if its bone changed since they were grown."""
         image = self.image.value
-        if self.points is not None and self.points in self.viewer.layers and _of_image(self.points, image.name):
+        if self.points is not None and self.points in self.viewer.layers and _of_image(self.points, image):
             return self.points
         points = seeds_of(self.viewer, image)
         if points is None:  # points 1 mm across
@@ -1049,7 +1085,8 @@ class GrowWidget(_Widget):
         (not the other image's total)."""
         image = self.image.value
         points = seeds_of(self.viewer, image) if image is not None else None
-        self._use_seeds(points if points is not None and points.metadata.get(SOURCE) == image.name else None)
+        # the image's own: not a layer of the user's that no image has used yet
+        self._use_seeds(points if points is not None and points.metadata.get(SOURCE) is not None else None)
         grown = self._grown()
         summary = grown.metadata.get("summary") if grown is not None else None
         self.status.value = f"'{image.name}': {summary}" if summary else ""
@@ -1125,10 +1162,11 @@ class GrowWidget(_Widget):
             # mask it was unsure of (a deposit against the bone); painted pixels stay bone.
             probability = bone.metadata.get("bone_probability")
             if (not self.take_unsure.value or probability is None or np.shape(probability) != mask.shape
-                    or not _of_image(bone, image.name)):
+                    or not _of_image(bone, image)):
                 probability = None
             result = quantify(calc, seeds, bone_mask=mask, bone_probability=probability,
                               connectivity=self.connectivity.value)
+            _claim(bone, image)
             lesions = show_lesions(self.viewer, result, image, bone)
             self.status.value = lesions.metadata["summary"] + _other_image_note(bone, image)  # failed seeds say why here
             self._warn_if_odd(image, pixels)
@@ -1143,7 +1181,7 @@ GROWN_ON = "calcinosis_grown_on"  # lesions layer metadata key: the _mask_key of
 def _other_image_note(layer, image) -> str:
     """``"; note: ..."`` when ``layer`` was made from another image than ``image``, else ""."""
     source = layer.metadata.get(SOURCE)
-    if source in (None, image.name):
+    if source is None or _of_image(layer, image):
         return ""
     return f"; note: '{layer.name}' was made from '{source}', not from '{image.name}'"
 
@@ -1258,8 +1296,10 @@ class MeasureWidget(_Widget):
             if self._connected is not None:
                 self._disconnect(self._connected.events.features, self.refresh)
                 self._disconnect(self._connected.events.paint, self._refresh_soon)
+                self._disconnect(self._connected.events.set_data, self._refresh_soon)
             self._connect(layer.events.features, self.refresh)
             self._connect(layer.events.paint, self._refresh_soon)  # painting a lesion re-measures it
+            self._connect(layer.events.set_data, self._refresh_soon)  # and so does undoing it (Ctrl+Z)
             self._connected = layer
         frame = self.frame()
         cols = [c for c in TABLE_COLUMNS if c in frame]
@@ -1388,6 +1428,8 @@ class QuantifyWidget(_Widget):
             result = quantify(calc, seeds, model=model, bone_mask=bone_mask, bone_probability=probability,
                               device=self.device.value)
             bone_layer = users_bone
+            if users_bone is not None:
+                _claim(users_bone, layer)
             if bone_mask is None:
                 bone_layer = put_labels(v, "bone", result.bone_mask.astype(np.uint8), layer, opacity=0.4)
                 bone_layer.metadata["bone_probability"] = result.bone_probability
