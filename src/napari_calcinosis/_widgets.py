@@ -41,6 +41,7 @@ SOURCE = "source_image"  # layer.metadata key: the name of the image layer a res
 # for those of the next scan opened under the same name (every patient's file is baseline.dcm).
 SOURCE_ID = "source_image_id"
 CONVERTED = "calcinosis_converted_to"  # layer.metadata key: the HU layer Prepare image made of this export
+GROWN_ON = "calcinosis_grown_on"  # lesions layer metadata key: the _mask_key of the bone layer grown on
 _MODEL_CACHE: dict = {}
 TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]
 
@@ -1173,9 +1174,6 @@ class GrowWidget(_Widget):
             return lesions
 
         return self._run_safely(go)
-
-
-GROWN_ON = "calcinosis_grown_on"  # lesions layer metadata key: the _mask_key of the bone layer grown on
 
 
 def _other_image_note(layer, image) -> str:
