@@ -172,34 +172,29 @@ def _mark_edits(layer) -> None:
         getattr(layer.events, name).connect(edited)
 
 
-# Each image layer's name as its results record it (SOURCE), kept by the layer object, not in
-# its metadata: napari copies metadata to a duplicate, and Prepare replaces it.
-_IMAGE_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# The image layers whose renames are followed (held weakly: a closed scan is let go).
+_RENAMES_FOLLOWED: weakref.WeakSet = weakref.WeakSet()
 
 
 def _track_image_name(layers, image) -> None:
-    """From now on, for as long as ``image`` lives and whether or not a widget is open, its
-    results follow it when it is renamed (a PACS file called 'baseline', say), so that its
-    corrected bone and seeds stay its own. Holds neither the image nor the layer list."""
+    """From now on, for as long as ``image`` lives and whether or not a widget is open, the
+    name its results record (SOURCE) follows it when it is renamed (a PACS file called
+    'baseline', say): they know it by its id (SOURCE_ID), the name is what they show. Holds
+    neither the image nor the layer list."""
     from napari.layers import Image
 
-    if not isinstance(image, Image) or image in _IMAGE_NAMES:
+    if not isinstance(image, Image) or image in _RENAMES_FOLLOWED:
         return
-    _IMAGE_NAMES[image] = image.name
+    _RENAMES_FOLLOWED.add(image)
     image_ref, layers_ref = weakref.ref(image), weakref.ref(layers)
 
     def renamed(*_):
         image, layers = image_ref(), layers_ref()
         if image is None or layers is None:
             return
-        old, new = _IMAGE_NAMES.get(image), image.name
-        _IMAGE_NAMES[image] = new
-        if old is None or old == new:
-            return
         for layer in layers:
-            if layer is not image and layer.metadata.get(SOURCE) == old and (
-                    layer.metadata.get(SOURCE_ID) in (None, str(image.unique_id))):
-                layer.metadata[SOURCE] = new
+            if layer is not image and layer.metadata.get(SOURCE_ID) == str(image.unique_id):
+                layer.metadata[SOURCE] = image.name
 
     image.events.name.connect(renamed)
 
@@ -403,9 +398,8 @@ def _claim_seeds(points, image) -> None:
     image's grid, each point where it was clicked, in mm and 1 mm across (at scale 1 napari
     draws the points 10 mm across, over the deposits clicked, and warns of the layers' units at
     every run). A layer a widget made, or already an image's, stays as it is."""
-    if points.metadata.get(SOURCE) is not None or points.metadata.get(MADE_HERE):
-        return
-    if points.ndim == 2 and np.allclose(points.scale, 1.0) and not np.allclose(spacing_of(image), 1.0):
+    if (_unclaimed(points) and points.ndim == 2 and np.allclose(points.scale, 1.0)
+            and not np.allclose(spacing_of(image), 1.0)):
         where = points_in_pixels(points, image)
         with points.events.data.blocker():  # the points do not move: nothing to regrow meanwhile
             for key, value in placement(image).items():
@@ -418,11 +412,15 @@ def _claim_seeds(points, image) -> None:
     _claim(points, image)
 
 
+def _unclaimed(layer) -> bool:
+    """A layer of the user's (a bone mask or seeds opened or made by hand) no image has used yet."""
+    return layer.metadata.get(SOURCE) is None and not layer.metadata.get(MADE_HERE)
+
+
 def _claim(layer, image) -> None:
-    """A layer of the user's (a bone mask or seeds opened or made by hand: no image recorded)
-    used for ``image`` becomes that image's, so that a second image open beside it (a follow-up
-    scan) is not measured with it."""
-    if layer.metadata.get(SOURCE) is None and not layer.metadata.get(MADE_HERE):
+    """A layer of the user's no image has used yet, used for ``image``, becomes that image's, so
+    that a second image open beside it (a follow-up scan) is not measured with it."""
+    if _unclaimed(layer):
         layer.metadata.update(_from(image))
 
 
