@@ -804,13 +804,13 @@ def train_segmenter(
         )
     else:
         raise CalcinosisError("no training data: give image/mask folders, layers, or a number of phantoms")
-    if samples is not None or images_dir is not None:
+    given = samples is not None or images_dir is not None  # the user's images, not phantoms
+    if given:
         # Resuming needs the same pixels, not only as many pairs from the same folders: a mask
         # corrected in between is another run.
         data_key += f"; contents {_fingerprint(train)}"
     if val_samples is not None:
         val = [_as_sample(s) for s in val_samples]
-        data_key += f"; validation contents {_fingerprint(val)}"
     elif n_phantoms and samples is None and images_dir is None:
         val = phantom_samples(int(n_val or max(4, int(n_phantoms) // 10)), VAL_SEED_OFFSET, progress=data_progress)
     else:
@@ -822,6 +822,10 @@ def train_segmenter(
     validated_on_training = not val
     if validated_on_training:
         val = train  # a single pair: validate on it rather than not at all
+    # The validation images' checksum, for --resume and for the card (not their names).
+    val_contents = _fingerprint(val) if given or val_samples is not None else None
+    if val_samples is not None:
+        data_key += f"; validation contents {val_contents}"
 
     # ---- model, optimiser, schedule
     torch.manual_seed(seed)  # before the network is built: the seed decides its initial weights too
@@ -978,7 +982,7 @@ def train_segmenter(
         card_training["fine_tuned_from"] = started_from
     # Which images were held out, by a checksum of their pixels rather than by name: file names
     # from a PACS may identify patients, and cards travel with shared models.
-    validation_data = {"contents": _fingerprint(val)} if samples is not None or images_dir is not None else {}
+    validation_data = {"contents": val_contents} if given else {}
     if validated_on_training:
         validation_data["on_training_images"] = (
             "yes: one image/mask pair, trained and validated on; this Dice says nothing of other images")
