@@ -715,6 +715,7 @@ def test_ctrl_c_stops_after_the_step_keeping_the_model_and_a_checkpoint(tmp_path
     result = train_segmenter(out, samples=pairs, epochs=2, steps_per_epoch=4, batch_size=2, crop_px=64, device="cpu",
                              progress=events.append)
     assert result.cancelled and result.interrupted and result.ended == "interrupted (Ctrl+C) at step 3 of 8"
+    assert result.steps_trained == 3
     assert any("Ctrl+C: stopping after this step" in e.message for e in events)
     assert signal.getsignal(signal.SIGINT) is before  # Ctrl+C is the caller's again
     assert out.exists() and (tmp_path / "ctrlc.checkpoint.pt").exists()
@@ -723,6 +724,7 @@ def test_ctrl_c_stops_after_the_step_keeping_the_model_and_a_checkpoint(tmp_path
     resumed = train_segmenter(out, samples=pairs, epochs=2, steps_per_epoch=4, batch_size=2, crop_px=64, device="cpu",
                               resume=True)
     assert not resumed.cancelled and resumed.epochs_done == 2 and resumed.ended == "finished: 2 epochs, 8 steps"
+    assert resumed.steps_trained == 5  # this run's steps: the first 3 were the interrupted run's
 
 
 def test_a_second_ctrl_c_stops_at_once_leaving_the_last_whole_checkpoint(tmp_path, pairs, monkeypatch):
@@ -745,7 +747,7 @@ def test_a_fine_tune_cancelled_before_its_first_step_keeps_its_model_as_it_is(tm
 
     result = train_segmenter(tmp_path / "t", samples=pairs, epochs=1, steps_per_epoch=2, batch_size=2, crop_px=64,
                              device="cpu", init_model=bundled_model_path(), should_cancel=lambda: True)
-    assert result.cancelled and result.best_epoch == 0
+    assert result.cancelled and result.best_epoch == 0 and result.steps_trained == 0
     assert result.ended == "cancelled at step 0 of 2; no step was trained: the model it started from is kept as it is"
 
 

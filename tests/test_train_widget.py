@@ -125,6 +125,25 @@ def test_cancel_keeps_best_model(make_napari_viewer, qtbot, tmp_path, phantoms):
     assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
 
 
+def test_a_fine_tune_cancelled_before_its_first_step_says_its_start_is_kept(make_napari_viewer, qtbot, tmp_path,
+                                                                           phantoms):
+    from napari_calcinosis._train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    _add_pairs(viewer, widget, phantoms)
+    out = tmp_path / "f.safetensors"
+    _tiny_settings(widget, out, epochs=1, steps=2)
+    widget.finetune_checkbox.setChecked(True)
+    assert widget.start() is not None
+    widget.cancel()  # before the worker reaches its first step
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+
+    assert widget.last_result.cancelled and widget.last_result.steps_trained == 0
+    assert widget.status.text().startswith("cancelled before training — the model it starts from is kept as it is at ")
+    assert str(out) in widget.status.text() and out.exists()
+
+
 def test_bad_inputs_show_in_status(make_napari_viewer, qtbot, tmp_path, phantoms, monkeypatch):
     from napari_calcinosis import CalcinosisError
     from napari_calcinosis import train as train_module

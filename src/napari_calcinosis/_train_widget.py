@@ -734,7 +734,7 @@ class TrainWidget(QWidget):
         path = Path(result.model_path)
         saved = result.best_epoch >= 0 and path.exists()
         kept_start = result.best_epoch == 0  # fine-tuning did not beat the model it started from
-        if kept_start and saved and "no step was trained" in result.ended:
+        if kept_start and saved and not result.steps_trained:
             self._set_status(f"cancelled before training — the model it starts from is kept as it is at {path}")
         elif kept_start and saved:
             self._set_status(

@@ -95,6 +95,7 @@ class TrainResult:
     interrupted: bool = False  # cancelled by Ctrl+C (cancelled is True too)
     validated_on_training: bool = False  # one pair: trained and validated on
     ended: str = ""  # how the run ended, as the card says
+    steps_trained: int = 0  # steps this run trained (a resumed run's earlier steps not counted)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1185,6 +1186,7 @@ def train_segmenter(
         model_path=out, best_val_dice=best_dice, best_epoch=best_epoch, epochs_done=epochs_done,
         cancelled=was_cancelled, history=history, device=str(dev), elapsed_s=time.monotonic() - t_start,
         interrupted=interrupted, ended=ended, validated_on_training=validated_on_training,
+        steps_trained=steps_this_run,
     )
 
 
