@@ -141,7 +141,7 @@ def test_quantify_automatic_mode_to_stdout(samples):
     r = run("quantify", samples / "phantom_000033.dcm", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert lines[0].startswith("image,lesion_id")
+    assert lines[0].startswith("image,path,lesion_id")
     assert len(lines) >= 2
     assert "without --seeds every candidate deposit was measured" in r.stderr  # a first look, said so
 
@@ -154,6 +154,18 @@ def test_demo(tmp_path):
     assert (table["status"] == "ok").all()
     png = iio.imread(tmp_path / "demo" / "sample_finger_overlay.png")
     assert png.ndim == 3 and png.shape[0] > 200
+
+
+def test_fine_tuning_from_the_bundled_model_needs_no_path(tmp_path):
+    # An installed tool has no src/ folder: the model card's command names the model "bundled".
+    from napari_calcinosis.segment import bundled_model_path
+
+    r = run("train", "--phantoms", "2", "--val-phantoms", "1", "--epochs", "1", "--steps-per-epoch", "1",
+            "--batch-size", "2", "--crop-px", "64", "--device", "cpu", "--init", "bundled", "--out", "m.safetensors",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "m.json").read_text())
+    assert card["training"]["fine_tuned_from"]["file"] == str(bundled_model_path())
 
 
 def test_train_and_resume_from_the_cli(tmp_path):

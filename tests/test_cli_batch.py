@@ -203,3 +203,7 @@ def test_every_row_names_the_model_given(phantoms, tmp_path):
                      "--device", "cpu"]) == 0
     table = pd.read_csv(out)
     assert len(table) and (table["model"] == str(mine)).all() and list(table.columns)[-1] == "model"
+    assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", "bundled", "--out", str(out),
+                     "--device", "cpu", "--overwrite"]) == 0
+    assert (pd.read_csv(out)["model"] == "bundled phalanx_unet").all()
+    assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", ".", "--device", "cpu"]) == 2

@@ -397,6 +397,31 @@ def test_prefer_file_spacing_keeps_the_dicom_spacing_in_a_mixed_batch():
     assert read_image(path, pixel_size_mm=0.3).spacing_mm == (0.3, 0.3)  # an explicit override otherwise
 
 
+@pytest.mark.parametrize(("body_part", "warned"), [("HEAD", True), ("WHOLE BODY", True), ("HAND", False),
+                                                    ("UPR EXTREMITY", False), ("RIGHT FINGER", False), ("", False)])
+def test_a_dicom_of_another_body_part_is_warned_about(tmp_path, body_part, warned):
+    import pydicom
+
+    from napari_calcinosis import read_image
+    from napari_calcinosis.io import image_caveats, write_dicom
+
+    finger = np.full((128, 128), 40, np.float32)
+    finger[:, :10], finger[60:70, 60:70] = -1000, 900
+    path = tmp_path / "slice.dcm"
+    write_dicom(path, finger, 0.25)
+    ds = pydicom.dcmread(path)
+    ds.BodyPartExamined = body_part
+    ds.save_as(path)
+    image = read_image(path)
+    assert image.body_part == body_part
+    expected = [f"the DICOM header names the body part {body_part} (BodyPartExamined), not a hand or finger: the "
+                "method measures a sagittal finger slice, check that this is one"] if warned else []
+    assert image_caveats(image) == expected
+    # pydicom's own CT of a head (BodyPartExamined HEAD), measured without a word before
+    head = read_image(pydicom.data.get_testdata_file("J2K_pixelrep_mismatch.dcm"))
+    assert any("body part HEAD" in note for note in image_caveats(head))
+
+
 def test_image_caveats_name_values_that_are_not_hu():
     import pydicom.data
 

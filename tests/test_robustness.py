@@ -438,17 +438,24 @@ def test_an_existing_output_is_refused_before_any_work_unless_overwrite(fake_pip
 
     code, _ = _cli(capsys, "quantify", paths[0], "--pixel-size", 0.25, "--out", out, "--masks", masks, "--overwrite")
     assert code == 0
-    assert out.read_text().startswith("image,lesion_id")
+    assert out.read_text().startswith("image,path,lesion_id")
     assert tifffile.imread(masks / "good_1_lesions.tif").shape == (64, 64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["areas.csv", "images", "masks", "seeds.csv"]
 
 
-def test_two_images_with_one_stem_cannot_share_mask_files(fake_pipeline, batch, tmp_path, capsys):
+def test_images_that_share_a_stem_get_mask_files_along_their_paths(fake_pipeline, batch, tmp_path, capsys):
     paths, _ = batch
-    other = tmp_path / "good_1.dcm"
+    other, beside = tmp_path / "good_1.dcm", paths[0].parent / "good_1.dcm"
     write_dicom(other, _ramp_hu((64, 64)), 0.25)
-    code, err = _cli(capsys, "quantify", paths[0], other, "--pixel-size", 0.25, "--masks", tmp_path / "m")
-    assert code == 2 and "share the file stem good_1" in err
+    write_dicom(beside, _ramp_hu((64, 64)), 0.25)  # a DICOM beside its export: one stem in one folder
+    masks = tmp_path / "m"
+    code, err = _cli(capsys, "quantify", paths[0], other, beside, "--pixel-size", 0.25, "--masks", masks)
+    assert code == 0, err
+    written = sorted(str(p.relative_to(masks)) for p in masks.rglob("*") if p.is_file())
+    assert written == ["good_1_bone.png", "good_1_lesions.tif",  # other, in the folder all the images lie in
+                       "images/good_1.dcm_bone.png", "images/good_1.dcm_lesions.tif",
+                       "images/good_1.png_bone.png", "images/good_1.png_lesions.tif"]
+    assert _cli(capsys, "quantify", paths[0], other, "--pixel-size", 0.25, "--masks", masks)[0] == 2  # all exist
 
 
 @pytest.mark.parametrize(
@@ -499,14 +506,138 @@ def test_a_seeds_sheet_saved_by_a_european_excel_is_read(fake_pipeline, batch, t
     assert read_csv_table(pairs)["b"].tolist() == [1.4, 2.7, 3.1]
 
 
-def test_seeds_for_images_not_given_are_listed_not_dropped_silently(fake_pipeline, batch, tmp_path, capsys):
+def test_a_seeds_file_of_only_its_header_is_refused_not_taken_for_automatic_mode(fake_pipeline, batch, tmp_path,
+                                                                                  capsys):
     paths, _ = batch
     seeds = tmp_path / "seeds.csv"
+    seeds.write_text("image,row,col\n")
+    code, err = _cli(capsys, "quantify", paths[0], "--seeds", seeds, "--pixel-size", 0.25)
+    assert code == 2 and f"seeds file {seeds} has no seeds, only its header" in err
+    assert fake_pipeline["load_model"] == 0
+
+
+def test_pydicoms_warnings_name_the_file_they_are_about(fake_pipeline, tmp_path, capsys):
+    import shutil
+
+    import pydicom.data
+
+    padded = tmp_path / "IM000007"
+    shutil.copy(pydicom.data.get_testdata_file("MR_small_padded.dcm"), padded)
+    code, err = _cli(capsys, "quantify", padded)
+    assert code == 0, err
+    assert "warning: IM000007: while reading it: The pixel data is 8320 bytes long" in err
+
+
+def test_seeds_for_images_not_given_are_listed_not_dropped_silently(fake_pipeline, batch, tmp_path, capsys):
+    import pandas as pd
+
+    paths, _ = batch
+    seeds, out = tmp_path / "seeds.csv", tmp_path / "areas.csv"
     seeds.write_text("image,row,col\ngood_1.png,12,14\nfinger_07,1,2\nfinger_08,3,4\n")
-    code, err = _cli(capsys, "quantify", paths[0], paths[4], "--seeds", seeds, "--pixel-size", 0.25)
+    code, err = _cli(capsys, "quantify", paths[0], paths[4], "--seeds", seeds, "--pixel-size", 0.25, "--out", out)
     assert code == 0
     assert "has seeds for 2 image(s) not given here, not measured: finger_07, finger_08" in err
-    assert "good_2.png: no seeds in" in err and "automatic mode" in err
+    # an image the seeds file does not name is measured automatically, and every row says so
+    assert "1 image(s) had no seeds in" in err and "automatic mode (the mode column says which rows): good_2.png" in err
+    table = pd.read_csv(out)
+    assert table.groupby("image")["mode"].unique().map(list).to_dict() == {"good_1.png": ["seeded"],
+                                                                          "good_2.png": ["automatic"]}
+    automatic = table[table["image"] == "good_2.png"]
+    assert automatic["warnings"].str.startswith(f"{seeds} has no seeds for this image").all()
+    assert table["path"].tolist() == [str(paths[0].resolve()), str(paths[4].resolve())]
+
+
+def test_an_image_named_on_several_lines_or_in_other_ways_takes_all_its_seeds(fake_pipeline, batch, tmp_path,
+                                                                               capsys, monkeypatch):
+    import pandas as pd
+
+    paths, _ = batch
+    good_1 = paths[0]
+    monkeypatch.chdir(tmp_path)
+    seeds, out = tmp_path / "seeds.csv", tmp_path / "areas.csv"
+    # stem, file name, Windows path, another case, absolute path, the last folder and name: all good_1.png
+    seeds.write_text("Image,Row,Col,reader\ngood_1,1,1,a\ngood_1.png,2,2,b\nimages\\good_1.png,3,3,c\n"
+                     f"GOOD_1.PNG,4,4,d\n{good_1.resolve()},5,5,e\nimages/good_1.png,6,6,f\ngood_2,7,7,g\n"
+                     "./images/good_2.png,8,8,h\n")
+    code, err = _cli(capsys, "quantify", "images/good_1.png", "images/good_2.png", "--seeds", seeds,
+                     "--pixel-size", 0.25, "--out", out)
+    assert code == 0, err
+    assert "not given here" not in err and "automatic" not in err
+    assert "names 'GOOD_1.PNG', taken as images/good_1.png (the case of the letters differs)" in err
+    table = pd.read_csv(out)
+    assert table["seed_row"].tolist() == [1, 2, 3, 4, 5, 6, 7, 8]  # in the file's order, none dropped
+    assert table["reader"].tolist() == list("abcdefgh")  # each seed's own line's columns beside it
+    assert set(table["mode"]) == {"seeded"}
+
+
+def test_a_file_given_twice_is_measured_once(fake_pipeline, batch, tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    paths, _ = batch
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "areas.csv"
+    code, err = _cli(capsys, "quantify", paths[0], "images/good_1.png", "./images/../images/good_1.png", paths[4],
+                     "--pixel-size", 0.25, "--out", out)
+    assert code == 0, err
+    assert fake_pipeline["images"] == ["good_1", "good_2"]
+    assert pd.read_csv(out)["image"].tolist() == ["good_1.png", "good_2.png"]
+    assert f"note: images/good_1.png is {paths[0]}, given already: measured once" in err
+
+
+def test_subfolders_are_said_and_searched_with_recursive_and_masks_are_no_images(fake_pipeline, batch, tmp_path,
+                                                                                 capsys):
+    import pandas as pd
+
+    paths, _ = batch
+    study = tmp_path / "study"
+    for visit in ("P01/baseline", "P01/follow-up"):
+        (study / visit).mkdir(parents=True)
+        write_dicom(study / visit / "IM000001", _ramp_hu((64, 64)), 0.25)
+    code, err = _cli(capsys, "quantify", study, "--out", tmp_path / "none.csv")
+    assert code == 2 and "its 1 subfolder(s) were not searched (P01): give --recursive" in err
+    masks, out = study / "masks", tmp_path / "areas.csv"
+    code, err = _cli(capsys, "quantify", study, "--recursive", "--masks", masks, "--out", out)
+    assert code == 0, err
+    assert sorted(pd.read_csv(out)["image"]) == [str(study / "P01/baseline/IM000001"),
+                                                 str(study / "P01/follow-up/IM000001")]
+    assert (masks / "baseline" / "IM000001_bone.png").exists() and (masks / "follow-up" / "IM000001_bone.png").exists()
+    # a second run over the tree does not take the masks written into it for finger images
+    code, err = _cli(capsys, "quantify", study, "-r", "--out", out, "--overwrite")
+    assert code == 0 and "skipped 4 mask file(s) that --masks writes" in err
+    assert len(pd.read_csv(out)) == 2
+
+
+def test_an_interrupted_run_keeps_an_earlier_runs_partial_rows_and_sigterm_is_a_ctrl_c(fake_pipeline, batch,
+                                                                                       tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    import pandas as pd
+
+    from napari_calcinosis import pipeline
+
+    paths, _ = batch
+    good = [paths[0], paths[4]]
+    fake = pipeline.quantify
+
+    def terminated_on_the_second(image, seeds, **kwargs):
+        if image.name == "good_2":
+            os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's time limit
+        return fake(image, seeds, **kwargs)
+
+    monkeypatch.setattr(pipeline, "quantify", terminated_on_the_second)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "areas.csv"
+    earlier = tmp_path / "areas.partial.csv"
+    earlier.write_text("image\nan earlier run's 38 images\n")
+    code, err = _cli(capsys, *["quantify", *good, "--pixel-size", 0.25, "--out", out])
+    assert code == 143 and "terminated (SIGTERM)" in err
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert earlier.read_text() == "image\nan earlier run's 38 images\n"
+    assert pd.read_csv(tmp_path / "areas.partial-2.csv")["image"].tolist() == ["good_1.png"]
+    monkeypatch.setattr(pipeline, "quantify", fake)
+    code, err = _cli(capsys, *["quantify", *good, "--pixel-size", 0.25, "--out", out])
+    assert code == 0 and f"{earlier}, {tmp_path / 'areas.partial-2.csv'} hold(s) an interrupted run's rows" in err
 
 
 @pytest.mark.parametrize("bad", ["0", "-0.2", "nan", "7"])

@@ -287,6 +287,19 @@ def test_missing_model_file_checkpoint_or_folder_is_a_clear_error(tmp_path):
     (tmp_path / "d.safetensors").mkdir()
     with pytest.raises(CalcinosisError, match="is a folder, not a model file"):
         load_model(tmp_path / "d.safetensors")
+    for folder in (".", "..", tmp_path):  # "." raised a ValueError from pathlib
+        with pytest.raises(CalcinosisError, match="is a folder, not a model file"):
+            load_model(folder)
+
+
+def test_bundled_names_the_bundled_model_for_the_cli_and_the_api(tmp_path, monkeypatch):
+    from napari_calcinosis.segment import bundled_model_path
+
+    monkeypatch.chdir(tmp_path)
+    assert load_model("bundled", device="cpu").path == bundled_model_path()
+    (tmp_path / "bundled").write_bytes(b"")  # a file of that name is the file
+    with pytest.raises(CalcinosisError, match="bundled"):
+        load_model("bundled", device="cpu")
 
 
 def test_save_model_round_trip_leaves_no_temporary_file(tmp_path):

@@ -250,6 +250,19 @@ def test_agreement_cli_refuses_what_it_cannot_compare(tmp_path):
         assert not (tmp_path / plot).exists()
 
 
+def test_agreement_cli_takes_the_unit_from_the_column_names(tmp_path):
+    table = "area_mm2,reader_mm2,mean_value,peak_hu,level_hu\n1,1.5,300,400,200\n2,2.2,500,650,310\n3,3.1,700,900,460\n"
+    r = _agreement_cli(tmp_path, table, "--x", "area_mm2", "--y", "reader_mm2")
+    assert r.returncode == 0, r.stderr
+    assert "Bland-Altman bias (x - y) -0.27 mm² (95 % CI" in r.stdout and "agreement -0.67 to 0.14 mm²" in r.stdout
+    r = _agreement_cli(tmp_path, table, "--x", "peak_hu", "--y", "level_hu", "--json")
+    assert json.loads(r.stdout)["unit"] == "HU"
+    r = _agreement_cli(tmp_path, table, "--x", "mean_value", "--y", "peak_hu")  # HU beside a value of no unit
+    assert r.returncode == 0 and "mm²" not in r.stdout and "bias (x - y) -150.00 (95 % CI" in r.stdout
+    r = _agreement_cli(tmp_path, table, "--x", "mean_value", "--y", "peak_hu", "--unit", "HU")
+    assert "bias (x - y) -150.00 HU (95 % CI" in r.stdout
+
+
 def test_agreement_cli_prints_an_exact_p_for_three_pairs(tmp_path):
     r = _agreement_cli(tmp_path, "a,b\n1,2\n2,3\n3,5\n,4\n", "--x", "a", "--y", "b")
     assert r.returncode == 0, r.stderr

@@ -225,6 +225,9 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
     out = m.export(tmp_path / "lesions")
     written = pd.read_csv(out)
     assert out.suffix == ".csv" and len(written) == len(seeds) and "area_mm2" in written
+    # the command line's key: the image file's absolute path, beside the layer's name
+    assert list(written.columns[:3]) == ["image", "path", "lesion_id"]
+    assert set(written["path"]) == {str((DATA_DIR / "sample_finger.dcm").resolve())}
     screenshot(viewer, "widget_quantify")
 
 
@@ -872,6 +875,8 @@ def test_prepare_again_at_another_pixel_size_keeps_seeds_and_results_on_their_pi
     # Export CSV writes what the table shows, not the per-seed table measured at the old size
     exported = pd.read_csv(m.export(tmp_path / "after.csv"))
     np.testing.assert_allclose(sorted(exported["area_mm2"]), sorted(remeasured["area_mm2"]))
+    # which scan the rows are of, also as measured from the layer: the file the export was opened from
+    assert set(exported["image"]) == {"finger (HU)"} and set(exported["path"]) == {str(path.resolve())}
     assert "Quantify again" in m.status.value
     q.image.value = hu
     again = q.run()

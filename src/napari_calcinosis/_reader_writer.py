@@ -73,6 +73,7 @@ def _layer_data(image) -> tuple:
         "window_level_hu": level_hu,
         "window_width_hu": width_hu,
         "saturated_above_hu": image.saturated_above_hu,
+        "body_part": image.body_part,
     }
     kwargs = {
         "name": image.name,

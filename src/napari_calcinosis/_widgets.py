@@ -42,6 +42,7 @@ SOURCE = "source_image"  # layer.metadata key: the name of the image layer a res
 SOURCE_ID = "source_image_id"
 CONVERTED = "calcinosis_converted_to"  # layer.metadata key: the HU layer Prepare image made of this export
 GROWN_ON = "calcinosis_grown_on"  # lesions layer metadata key: the _mask_key of the bone layer grown on
+IMAGE_FILE = "calcinosis_image_file"  # lesions layer metadata key: the file its image was opened from
 _MODEL_CACHE: dict = {}
 TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]
 
@@ -88,7 +89,8 @@ _EXPORT_RECIPE = ("use Plugins > napari-calcinosis > Prepare image (pixel size, 
 
 # What the napari-calcinosis reader and Prepare image record of a file in the layer's metadata,
 # passed on to the measurement: the window, where the values came from, where the export clipped.
-_RECORDED = ("window_level_hu", "window_width_hu", "value_origin", "spacing_origin", "saturated_above_hu")
+_RECORDED = ("window_level_hu", "window_width_hu", "value_origin", "spacing_origin", "saturated_above_hu",
+             "body_part")
 
 
 def calcinosis_image(layer, pixels):
@@ -220,6 +222,16 @@ def _source_of(viewer, layer):
     if layer.metadata.get(SOURCE) is None:
         return None
     return next((image for image in viewer.layers if isinstance(image, Image) and _of_image(layer, image)), None)
+
+
+def _image_file(viewer, image) -> str:
+    """The absolute path of the file the image layer ``image`` was opened from, or of the export
+    Prepare image converted it from; "" for an image made in napari or the console."""
+    for candidate in (getattr(getattr(image, "source", None), "path", None), (image.metadata or {}).get("source")):
+        if candidate and Path(str(candidate)).is_file():
+            return str(Path(str(candidate)).resolve())
+    export = _source_of(viewer, image)  # Prepare image's layer in HU: the export it was made of
+    return _image_file(viewer, export) if export is not None and export is not image else ""
 
 
 def _named(layer, name: str) -> bool:
@@ -1228,6 +1240,7 @@ def show_lesions(viewer, result, image_layer, bone_layer=None):
     layer = put_labels(viewer, "lesions", result.lesion_labels, image_layer, opacity=0.7)
     layer.features = features
     layer.metadata["seed_table"] = table
+    layer.metadata[IMAGE_FILE] = _image_file(viewer, image_layer)
     from .grow import LEFT_OUT_STATUSES
 
     failed = (table["lesion_id"] == 0) & ~table["status"].isin(LEFT_OUT_STATUSES)
@@ -1331,10 +1344,15 @@ class MeasureWidget(_Widget):
         # The seed table (a row per seed, with its status) holds until the user paints the lesions
         # or the pixel size changes (the layer is then measured as it is, at the new size).
         table = layer.metadata.get("seed_table") if not painted else None
+        out = (table if table is not None else self.frame()).copy()
+        # which scan, as the command line says it: its name, and its file's path (a key to merge by)
+        if "image" not in out:
+            out.insert(0, "image", layer.metadata.get(SOURCE) or "")
+        out.insert(int(out.columns.get_loc("image")) + 1, "path", layer.metadata.get(IMAGE_FILE) or "")
         from .io import atomic_output
 
         with atomic_output(path) as temporary:  # all or nothing
-            (table if table is not None else self.frame()).to_csv(temporary, index=False)
+            out.to_csv(temporary, index=False)
         how = (" (measured as painted: a row per lesion, no seed rows)" if painted
                else " (measured as the layer is: a row per lesion, no seed rows; Quantify again for them)"
                if table is None else "")
@@ -1449,14 +1467,6 @@ class QuantifyWidget(_Widget):
             return self._run_safely(go)
 
 
-def _shared_unit(x_column: str, y_column: str) -> str:
-    """The unit " mm²" or " mm" when both columns' names end in that unit (area_mm2, long_axis_mm), else ""."""
-    for tail, unit in (("_mm2", " mm²"), ("_mm", " mm")):
-        if str(x_column).lower().endswith(tail) and str(y_column).lower().endswith(tail):
-            return unit
-    return ""
-
-
 class AgreementWidget(_Widget):
     """Agreement of two numeric columns (a lesion table or a CSV): statistics and both plots."""
 
@@ -1531,7 +1541,7 @@ class AgreementWidget(_Widget):
             self.x.value, self.y.value = ordered[0], ordered[1]
 
     def run(self, *_):
-        from .stats import agreement, format_p, plot_agreement
+        from .stats import agreement, format_p, plot_agreement, shared_unit
 
         def go():
             self._clear_result()  # a failed run must not leave the previous columns' numbers in view
@@ -1542,14 +1552,15 @@ class AgreementWidget(_Widget):
             if self.x.value == self.y.value:
                 raise CalcinosisError(f"x and y are both {self.x.value!r}: choose the two different columns to compare")
             a = agreement(x, y, x_label=self.x.value, y_label=self.y.value)
-            unit = _shared_unit(self.x.value, self.y.value)
+            unit = shared_unit(self.x.value, self.y.value)
+            u = f" {unit}" if unit else ""
             self.result.value = (
                 f"n = {a.n} ({a.n_dropped} dropped) · Spearman ρ {a.spearman_rho:.3f} ({format_p(a.spearman_p)})\n"
                 f"Lin's CCC {a.ccc:.3f} (95 % CI {a.ccc_ci_low:.3f}–{a.ccc_ci_high:.3f})\n"
-                f"bias {a.ba_bias:.2f}{unit} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f}) · "
-                f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}{unit}"
+                f"bias {a.ba_bias:.2f}{u} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f}) · "
+                f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}{u}"
             )
-            plot_agreement(x, y, x_label=self.x.value, y_label=self.y.value, unit=unit.strip(), figure=self.figure,
+            plot_agreement(x, y, x_label=self.x.value, y_label=self.y.value, unit=unit, figure=self.figure,
                            stacked=True)
             self.canvas.setVisible(True)
             self.canvas.draw_idle()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
+import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +20,10 @@ from .io import (WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _is_image_file, 
                  _one_line, atomic_output, read_csv_or_refuse, read_csv_table)
 
 OUTPUT_COLUMNS = [
-    "image", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
+    "image", "path", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
     "ellipse_area_mm2", "mean_value", "max_value", "value_unit", "centroid_row", "centroid_col",
     "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2", "bone_margin_mm", "hu_clipped", "status",
-    "warnings", "model",
+    "mode", "warnings", "model",
 ]
 
 
@@ -52,18 +56,33 @@ class _Progress:
                 print(line, file=sys.stderr, flush=True)
 
 
-def _expand_images(paths) -> list[Path]:
-    """The files given, and the image files of the folders given (sorted); what a folder holds
-    besides images is named on stderr, so that no image is skipped without a word."""
+# The mask files --masks and sample write, and demo's overlay: a folder of results holds no finger images.
+_MASK_FILE = re.compile(r"_(bone\.png|lesions\.(png|tiff?)|overlay\.png)$", re.IGNORECASE)
+
+
+def _expand_images(paths, recursive: bool = False) -> list[Path]:
+    """The files given, and the image files of the folders given (sorted; with ``recursive``, of
+    their subfolders too); what a folder holds besides images is named on stderr, and so are the
+    subfolders not searched, so that no image is skipped without a word."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-            images = [f for f in files if _is_image_file(f)]
-            others = [f.name for f in files if f not in images]
+            visible = [f for f in sorted(p.rglob("*") if recursive else p.iterdir())
+                       if not any(part.startswith(".") for part in f.relative_to(p).parts)]
+            files = [f for f in visible if f.is_file()]
+            ours = [f for f in files if _MASK_FILE.search(f.name)]
+            images = [f for f in files if f not in ours and _is_image_file(f)]
+            others = [str(f.relative_to(p)) for f in files if f not in images and f not in ours]
             if others:
                 print(f"{p}: skipped {len(others)} file(s) that are not DICOM, PNG, JPEG or TIFF images: "
                       f"{_listed(others)}", file=sys.stderr)
+            if ours:
+                print(f"{p}: skipped {len(ours)} mask file(s) that --masks writes, not finger images: "
+                      f"{_listed([str(f.relative_to(p)) for f in ours], 3)}", file=sys.stderr)
+            folders = [f.name for f in visible if f.is_dir()] if not recursive else []
+            if folders:
+                print(f"{p}: its {len(folders)} subfolder(s) were not searched ({_listed(folders, 3)}): give "
+                      "--recursive to measure the images in them too", file=sys.stderr)
             out.extend(images)
         else:
             out.append(p)
@@ -77,17 +96,61 @@ def _image_labels(images: list[Path]) -> dict[Path, str]:
     return {path: path.name if names.count(path.name) == 1 else str(path) for path in images}
 
 
-def _refuse_ambiguous_seeds(images: list[Path], seeds: dict, seeds_path) -> None:
-    """Refuse seeds keyed by a file name or stem that images in several folders share (a DICOM
+def _normalised(key: str) -> str:
+    """A seeds file's image name as a path in this system's form: Windows' backslashes are slashes."""
+    return key.strip().replace("\\", "/")
+
+
+def _names_of(path: Path) -> set[str]:
+    """What a seeds file may call an image: its path as given, its file name, its stem."""
+    return {_normalised(str(path)), path.name, _image_stem(path)}
+
+
+def _key_matches(key: str, path: Path, seeds_folder: Path | None, ignore_case: bool = False) -> bool:
+    """Whether the seeds file's image name ``key`` names ``path``: its path as given, file name
+    or stem; a path to the same file (absolute, or relative to here or to the seeds file); or the
+    last folders and name of its path (``P01/baseline/IM000001`` of a whole study's tree).
+    ``ignore_case``: compare the names as a spreadsheet typed on Windows may give them."""
+    key = _normalised(key)
+    if ignore_case:
+        return key.casefold() in {name.casefold() for name in _names_of(path)}
+    if key in _names_of(path):
+        return True
+    if "/" not in key:
+        return False
+    parts = [part for part in key.split("/") if part not in ("", ".")]
+    if ".." not in parts and len(parts) > 1 and list(path.parts[-len(parts):]) == parts:
+        return True
+    resolved = path.resolve()
+    for folder in (Path.cwd(), seeds_folder):
+        if folder is not None and (folder / key).resolve() == resolved:
+            return True
+    return False
+
+
+def _match_seeds(images: list[Path], keys, seeds_path) -> dict[str, list[Path]]:
+    """The images each image name of the seeds file names: by name, stem or path, or, for a
+    name that names none so, by the same ignoring case (said on stderr). A name that names
+    images in several folders is refused: it would give one image's seeds to another (a DICOM
     and its PNG export side by side, as ``sample`` writes them, are one image: they share seeds)."""
-    for key in seeds:
-        matching = [path for path in images if key in (path.name, path.stem) and key != str(path)]
+    seeds_folder = Path(seeds_path).parent if seeds_path else None
+    matches = {}
+    for key in dict.fromkeys(keys):
+        matching = [path for path in images if _key_matches(key, path, seeds_folder)]
+        if not matching:
+            matching = [path for path in images if _key_matches(key, path, seeds_folder, ignore_case=True)]
+            if matching:
+                print(f"note: {seeds_path} names {key!r}, taken as {_listed([str(p) for p in matching], 3)} "
+                      "(the case of the letters differs)", file=sys.stderr)
         if len({path.parent for path in matching}) > 1:
             shown = ", ".join(str(path) for path in matching[:3])
             raise CalcinosisError(
                 f"{seeds_path} gives seeds for {key!r}, the name of {len(matching)} of the images ({shown}): "
-                "write the image's path as given on the command line in its image column"
+                "write the image's path as given on the command line, or its folders and name "
+                "(e.g. P01/baseline/IM000001), in its image column"
             )
+        matches[key] = matching
+    return matches
 
 
 def _file_line(path, row_index: int) -> int:
@@ -100,10 +163,11 @@ def _file_line(path, row_index: int) -> int:
     return filled[row_index + 1] if row_index + 1 < len(filled) else row_index + 2
 
 
-def _read_seeds(path) -> tuple[dict[str, list[tuple[float, float]]], dict[str, pd.DataFrame]]:
-    """Seeds by image name from a CSV with columns image,row,col; every bad line is refused.
-    Its other columns (a radiologist's reading of each deposit, a lesion's name) come back per
-    image in seed order, to be carried onto the output rows; numbers as numbers."""
+def _read_seeds(path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The seeds of a CSV with columns image,row,col (any case), one row per seed in the file's
+    order (image: the name as written; row, col: numbers); every bad line is refused. Its other
+    columns (a radiologist's reading of each deposit, a lesion's name), row for row, to be
+    carried onto the output rows; numbers as numbers."""
     try:
         table = read_csv_table(path, text=True)
     except CalcinosisError as exc:
@@ -115,13 +179,17 @@ def _read_seeds(path) -> tuple[dict[str, list[tuple[float, float]]], dict[str, p
     except Exception as exc:
         raise CalcinosisError(f"could not read seeds file {path}: {_one_line(exc)}") from exc
     table.columns = [str(c).strip() for c in table.columns]
+    # Image,Row,Col as a spreadsheet capitalises them (not where the file has both spellings)
+    lower = [c.lower() for c in table.columns]
+    table.columns = [c.lower() if c.lower() in ("image", "row", "col") and lower.count(c.lower()) == 1 else c
+                     for c in table.columns]
     missing = [c for c in ("image", "row", "col") if c not in table.columns]
     if missing:
         separator = " (it looks semicolon-separated: save it as comma-separated)" if any(
             ";" in c for c in table.columns) else ""
         raise CalcinosisError(
             f"seeds file {path} lacks column(s) {', '.join(missing)}{separator}: its header is "
-            f"{','.join(table.columns)!r}, it needs image,row,col (image = file name or stem; row/col in pixels)"
+            f"{','.join(table.columns)!r}, it needs image,row,col (image = file name, stem or path; row/col in pixels)"
         )
     extra = _extra_seed_columns(table)
     table = table[["image", "row", "col"]].apply(lambda column: column.str.strip())
@@ -134,12 +202,12 @@ def _read_seeds(path) -> tuple[dict[str, list[tuple[float, float]]], dict[str, p
             f"seeds file {path}, line {_file_line(path, first)} (image {image!r}, row {row!r}, col {col!r}): each line needs an "
             f"image name and row, col in pixels as numbers; {int(bad.sum())} line(s) are bad: fix or delete them"
         )
-    seeds: dict[str, list] = {}
-    for image, row, col in zip(table["image"], coords["row"], coords["col"]):
-        seeds.setdefault(image, []).append((float(row), float(col)))
-    extras = {image: rows.reset_index(drop=True) for image, rows in extra.groupby(table["image"], sort=False)} \
-        if len(extra.columns) else {}
-    return seeds, extras
+    if table.empty:
+        raise CalcinosisError(f"seeds file {path} has no seeds, only its header: add a line per deposit "
+                              "(image,row,col), or leave --seeds out to measure every candidate deposit")
+    seeds = pd.DataFrame({"image": table["image"], "row": coords["row"].astype(float),
+                          "col": coords["col"].astype(float)})
+    return seeds.reset_index(drop=True), extra.reset_index(drop=True)
 
 
 def _extra_seed_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -163,23 +231,20 @@ def _extra_seed_columns(table: pd.DataFrame) -> pd.DataFrame:
     return extra
 
 
-def _seed_key(image_path: Path, seeds: dict) -> str | None:
-    """The name the seeds file gives ``image_path``: its path, file name or stem."""
-    for key in (str(image_path), image_path.name, image_path.stem):
-        if key in seeds:
-            return key
-    return None
-
-
-def _seeds_for(image_path: Path, seeds: dict):
-    key = _seed_key(image_path, seeds)
-    return None if key is None else seeds[key]
-
-
-def _unmatched_seed_images(images: list[Path], seeds: dict) -> list[str]:
-    """Names in the seeds file that match none of the images (file name, stem or path)."""
-    given = {key for path in images for key in (path.name, path.stem, str(path))}
-    return sorted(name for name in seeds if name not in given)
+def _seeds_of_each(images: list[Path], seeds: pd.DataFrame, extra: pd.DataFrame, matches: dict):
+    """Each image's seeds in the file's order, from every line whose name names it (a stem on some
+    lines and the file name on others are one image), with those lines' other columns; None for
+    an image the file has no seeds for."""
+    of_each = {}
+    for path in images:
+        lines = seeds["image"].map(lambda key: path in matches.get(key, ())).to_numpy(bool)
+        if lines.any():
+            rows = seeds[lines]
+            of_each[path] = (list(zip(rows["row"], rows["col"])),
+                             extra[lines].reset_index(drop=True) if len(extra.columns) else None)
+        else:
+            of_each[path] = (None, None)
+    return of_each
 
 
 def _refuse_existing(paths, overwrite: bool) -> None:
@@ -216,12 +281,30 @@ def _write_image(array: np.ndarray, path, overwrite: bool = True) -> None:
             iio.imwrite(temporary, array)
 
 
-def _mask_paths(masks_dir: Path, stem: str) -> tuple[Path, Path]:
-    return masks_dir / f"{stem}_bone.png", masks_dir / f"{stem}_lesions.tif"
+def _mask_names(images: list[Path]) -> dict[Path, str]:
+    """What each image's --masks files are named after: its stem, or, where images share a stem
+    (a PACS export names every patient's first file IM000001), its path below the folder all the
+    images lie in, so that the masks folder mirrors the study's tree (and the file name where a
+    DICOM and its export lie side by side)."""
+    stems = [_image_stem(path) for path in images]
+    if len(set(stems)) == len(stems):
+        return dict(zip(images, stems))
+    folders = [path.resolve().parent for path in images]
+    common = Path(os.path.commonpath(folders)) if folders else Path()
+    names = {}
+    for path, stem, folder in zip(images, stems, folders):
+        shared_here = sum(1 for p, s, f in zip(images, stems, folders) if s == stem and f == folder) > 1
+        names[path] = (folder.relative_to(common) / (path.name if shared_here else stem)).as_posix()
+    return names
 
 
-def _write_masks(masks_dir: Path, stem: str, bone_mask, lesion_labels, overwrite: bool):
-    bone_path, lesions_path = _mask_paths(masks_dir, stem)
+def _mask_paths(masks_dir: Path, name: str) -> tuple[Path, Path]:
+    return masks_dir / f"{name}_bone.png", masks_dir / f"{name}_lesions.tif"
+
+
+def _write_masks(masks_dir: Path, name: str, bone_mask, lesion_labels, overwrite: bool):
+    bone_path, lesions_path = _mask_paths(masks_dir, name)
+    _make_folder(bone_path.parent, "masks")
     _write_image((np.asarray(bone_mask, bool) * 255).astype(np.uint8), bone_path, overwrite)
     _write_image(np.asarray(lesion_labels).astype(np.uint16), lesions_path, overwrite)
 
@@ -243,39 +326,54 @@ def _image_error(path: Path, exc: Exception) -> str:
     return message if path.name in message else f"{path.name}: {message}"
 
 
-def _quantify_each(images, labels, seeds, model, args, frames: list, extras=None) -> int:
+def _quantify_each(images, labels, seeds_of, model, args, frames: list) -> int:
     """Measure each image into ``frames`` (a table per image, so an interruption keeps them);
-    returns how many failed. One bad image never ends the batch. ``extras``: the seeds file's
-    other columns per image, put beside the rows of its seeds (one row per seed, in order)."""
+    returns how many failed. One bad image never ends the batch. ``seeds_of``: each image's
+    seeds and the seeds file's other columns, put beside the rows of its seeds (one row per
+    seed, in order)."""
     from .io import read_image
     from .pipeline import quantify
 
     failed = 0
+    said_own_spacing = False
+    mask_names = _mask_names(images) if args.masks else {}
     bar = _Progress(len(images))
     for path in images:
         label = labels[path]
-        image_seeds = _seeds_for(path, seeds) if args.seeds else None
-        extra = (extras or {}).get(_seed_key(path, seeds)) if image_seeds is not None else None
+        image_seeds, extra = seeds_of.get(path, (None, None))
+        no_seeds = (f"{args.seeds} has no seeds for this image: every candidate deposit was measured "
+                    "(automatic mode)") if args.seeds and image_seeds is None else ""
 
         def beside(rows: pd.DataFrame) -> pd.DataFrame:
+            rows = rows.assign(path=str(path.resolve()), mode="automatic" if image_seeds is None else "seeded")
+            if no_seeds:
+                rows["warnings"] = [no_seeds if not isinstance(w, str) or not w else f"{no_seeds}; {w}"
+                                    for w in rows["warnings"]]
             if extra is None or len(rows) != len(extra):
                 return rows
             return pd.concat([rows.reset_index(drop=True), extra], axis=1)
-        if args.seeds and image_seeds is None:
-            print(f"{label}: no seeds in {args.seeds}; measuring every candidate deposit (automatic mode)", file=sys.stderr)
+        if no_seeds:
+            print(f"warning: {label}: {no_seeds}", file=sys.stderr)
         try:
             # In a batch, --pixel-size serves the exports; a DICOM file keeps its own spacing.
-            image = read_image(path, pixel_size_mm=args.pixel_size, prefer_file_spacing=True,
-                               window_level_hu=args.window_level, window_width_hu=args.window_width)
-            if "was not used" in image.spacing_origin:
-                print(f"{label}: {image.spacing_origin}", file=sys.stderr)
+            # pydicom's warnings about a file's header are said with the file's name.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                image = read_image(path, pixel_size_mm=args.pixel_size, prefer_file_spacing=True,
+                                   window_level_hu=args.window_level, window_width_hu=args.window_width)
+            for said in dict.fromkeys(_one_line(w.message) for w in caught):
+                print(f"warning: {label}: while reading it: {said}", file=sys.stderr)
+            if "was not used" in image.spacing_origin and not said_own_spacing:
+                said_own_spacing = True
+                print(f"note: {label} and every other DICOM file with a pixel spacing of its own keep it; "
+                      f"--pixel-size {args.pixel_size:g} serves the exports (PNG, JPEG, TIFF)", file=sys.stderr)
             result = quantify(
                 image, image_seeds, model=model, device=args.device, tta=args.tta,
                 threshold_hu=args.threshold_hu, margin_mm=args.margin_mm, connectivity=args.connectivity,
                 min_area_mm2=args.min_area_mm2,
             )
             if args.masks:
-                _write_masks(Path(args.masks), _image_stem(path), result.bone_mask, result.lesion_labels, args.overwrite)
+                _write_masks(Path(args.masks), mask_names[path], result.bone_mask, result.lesion_labels, args.overwrite)
         except Exception as exc:  # noqa: BLE001 - one bad image must not end the batch
             failed += 1
             message = _image_error(path, exc)
@@ -296,11 +394,55 @@ def _quantify_each(images, labels, seeds, model, args, frames: list, extras=None
     return failed
 
 
+def _once_each(images: list[Path]) -> list[Path]:
+    """``images`` with each file once (a file given twice, or in a folder given too, would be
+    measured and counted twice); what was left out is said on stderr."""
+    seen: dict[Path, Path] = {}
+    for path in images:
+        first = seen.setdefault(path.resolve(), path)
+        if first is not path:
+            print(f"note: {path} is {first}, given already: measured once", file=sys.stderr)
+    return list(seen.values())
+
+
+def _partial_path(out) -> Path:
+    """Where an interrupted run writes what it measured: beside the output, never over an
+    earlier run's partial results."""
+    first = Path(out).with_suffix(".partial.csv")
+    candidates = [first] + [first.with_name(f"{Path(out).stem}.partial-{k}.csv") for k in range(2, 1000)]
+    return next((path for path in candidates if not path.exists()), candidates[-1])
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's time limit, ``kill``) during a run: handled as Ctrl-C is."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """Within: SIGTERM raises :class:`Terminated`, so that what was measured is kept as after a
+    Ctrl-C. Outside the main thread Python takes no handler: nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 def cmd_quantify(args) -> int:
     from .io import _checked_spacing, _checked_window
     from .segment import load_model
 
-    images = _expand_images(args.images)
+    images = _once_each(_expand_images(args.images, args.recursive))
     if not images:
         raise CalcinosisError("no images given (DICOM, PNG, JPEG or TIFF files, or folders of them)")
     if args.pixel_size is not None:
@@ -314,24 +456,22 @@ def cmd_quantify(args) -> int:
     if args.margin_mm is not None:
         checked_margin_mm(args.margin_mm, "--margin-mm")
     checked_number(args.min_area_mm2, "--min-area-mm2", 0.0)
-    seeds, extras = _read_seeds(args.seeds) if args.seeds else ({}, {})
-    _refuse_ambiguous_seeds(images, seeds, args.seeds)
+    seeds_of = {}
+    if args.seeds:
+        seeds, extra = _read_seeds(args.seeds)
+        matches = _match_seeds(images, seeds["image"], args.seeds)
+        seeds_of = _seeds_of_each(images, seeds, extra, matches)
+        unmatched = [key for key, matching in matches.items() if not matching]
+        if unmatched:
+            print(f"warning: {args.seeds} has seeds for {len(unmatched)} image(s) not given here, not measured: "
+                  f"{_listed(unmatched)} (the image column holds a file name, stem or path)", file=sys.stderr)
     labels = _image_labels(images)
-    unmatched = _unmatched_seed_images(images, seeds)
-    if unmatched:
-        print(f"warning: {args.seeds} has seeds for {len(unmatched)} image(s) not given here, not measured: "
-              f"{_listed(unmatched)} (the image column holds a file name or stem)", file=sys.stderr)
     # Every output is checked before the first image, not after an hour of work.
     if args.out and Path(args.out).is_dir():
         raise CalcinosisError(f"--out {args.out} is a folder: give the CSV file to write, e.g. {Path(args.out) / 'lesions.csv'}")
     outputs = [Path(args.out)] if args.out else []
     if args.masks:
-        stems = [_image_stem(path) for path in images]  # a UID's last number is no suffix
-        twice = sorted({stem for stem in stems if stems.count(stem) > 1})
-        if twice:
-            raise CalcinosisError(f"several images share the file stem {', '.join(twice)}, so their --masks "
-                                  "files would overwrite each other: measure them in separate runs")
-        outputs += [p for stem in stems for p in _mask_paths(Path(args.masks), stem)]
+        outputs += [p for name in _mask_names(images).values() for p in _mask_paths(Path(args.masks), name)]
     _refuse_existing(outputs, args.overwrite)
     if args.out:
         _make_folder(Path(args.out).parent, "output")
@@ -341,14 +481,19 @@ def cmd_quantify(args) -> int:
     # Which network segmented the bone, on every row: a trial's numbers name their model.
     name = getattr(model, "card", {}).get("name", "phalanx_unet")
     given = getattr(model, "path", None) or args.model  # the file loaded, as a full path
-    model_label = f"bundled {name}" if args.model is None else str(Path(given).resolve())
+    from .segment import bundled_model_path
+
+    bundled = args.model is None or Path(given).resolve() == bundled_model_path().resolve()
+    model_label = f"bundled {name}" if bundled else str(Path(given).resolve())
     frames: list = []
     try:
-        failed = _quantify_each(images, labels, seeds, model, args, frames, extras)
+        with _sigterm_interrupts():
+            failed = _quantify_each(images, labels, seeds_of, model, args, frames)
     except KeyboardInterrupt:
-        # What was measured before Ctrl-C is kept, beside the output rather than in its place.
+        # What was measured before Ctrl-C (or a scheduler's SIGTERM) is kept, beside the output
+        # rather than in its place.
         if args.out and frames:
-            partial = Path(args.out).with_suffix(".partial.csv")
+            partial = _partial_path(args.out)
             _write_csv(pd.concat(frames, ignore_index=True).assign(model=model_label), partial)
             print(f"interrupted after {len(frames)} of {len(images)} image(s): wrote those to {partial}", file=sys.stderr)
         raise
@@ -358,6 +503,11 @@ def cmd_quantify(args) -> int:
         _write_csv(out, args.out, args.overwrite)
         n_ok = int((out["status"] == "ok").sum())
         print(f"wrote {len(out)} rows ({n_ok} lesions measured) for {len(images)} image(s) to {args.out}", file=sys.stderr)
+        earlier = sorted(Path(args.out).parent.glob(f"{glob.escape(Path(args.out).stem)}.partial*.csv"),
+                         key=lambda path: (len(path.name), path.name))
+        if earlier:
+            print(f"note: {_listed([str(p) for p in earlier], 3)} hold(s) an interrupted run's rows; this run's are "
+                  f"all in {args.out}", file=sys.stderr)
     else:
         out.to_csv(sys.stdout, index=False)
     # The rows not measured, by status, so that a lab sees them without filtering the CSV.
@@ -370,6 +520,10 @@ def cmd_quantify(args) -> int:
     if warned:
         print(f"{len(warned)} of {len(images)} image(s) have warnings (the warnings column): check them before "
               "reporting their numbers", file=sys.stderr)
+    automatic = [labels[path] for path, (image_seeds, _) in seeds_of.items() if image_seeds is None]
+    if automatic:
+        print(f"{len(automatic)} image(s) had no seeds in {args.seeds} and were measured in automatic mode (the mode "
+              f"column says which rows): {_listed(automatic, 3)}", file=sys.stderr)
     if not args.seeds and failed < len(images):
         print("note: without --seeds every candidate deposit was measured (automatic mode), a first look: on images "
               "from unknown sources it also measures some arteries and the nail and misses some deposits (bright "
@@ -602,7 +756,7 @@ def _numeric_column(table: pd.DataFrame, column: str, path) -> pd.Series:
 def cmd_agreement(args) -> int:
     import json
 
-    from .stats import agreement, check_plot_path, format_p, plot_agreement
+    from .stats import agreement, check_plot_path, format_p, plot_agreement, shared_unit
 
     if args.x == args.y:
         raise CalcinosisError(f"--x and --y are both {args.x!r}: give the two different columns to compare")
@@ -616,18 +770,20 @@ def cmd_agreement(args) -> int:
     x = _numeric_column(table, args.x, args.csv)
     y = _numeric_column(table, args.y, args.csv)
     result = agreement(x, y, x_label=args.x, y_label=args.y)
+    unit = shared_unit(args.x, args.y) if args.unit is None else args.unit
     if args.plot:
         with atomic_output(args.plot) as temporary:
-            plot_agreement(x, y, temporary, x_label=args.x, y_label=args.y, unit=args.unit)
+            plot_agreement(x, y, temporary, x_label=args.x, y_label=args.y, unit=unit)
     if args.json:
-        print(json.dumps(result.to_dict()))
+        print(json.dumps({**result.to_dict(), "unit": unit}))
     else:
         r = result
+        u = f" {unit}" if unit else ""
         print(f"n = {r.n} pairs ({r.n_dropped} with an empty cell dropped); x = {args.x}, y = {args.y}")
         print(f"Spearman's rho {r.spearman_rho:.3f} ({format_p(r.spearman_p)})")
         print(f"Lin's CCC {r.ccc:.3f} (95 % CI {r.ccc_ci_low:.3f} to {r.ccc_ci_high:.3f})")
-        print(f"Bland-Altman bias (x - y) {r.ba_bias:.2f} {args.unit} (95 % CI {r.ba_bias_ci_low:.2f} to {r.ba_bias_ci_high:.2f}), "
-              f"SD {r.ba_sd:.2f}; limits of agreement {r.ba_loa_low:.2f} to {r.ba_loa_high:.2f} {args.unit}")
+        print(f"Bland-Altman bias (x - y) {r.ba_bias:.2f}{u} (95 % CI {r.ba_bias_ci_low:.2f} to {r.ba_bias_ci_high:.2f}), "
+              f"SD {r.ba_sd:.2f}; limits of agreement {r.ba_loa_low:.2f} to {r.ba_loa_high:.2f}{u}")
         if np.isfinite(r.ba_proportional_slope):
             print(f"proportional bias: slope {r.ba_proportional_slope:.3f} of the difference on the mean "
                   f"({format_p(r.ba_proportional_p)})")
@@ -674,10 +830,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("quantify", help="measure deposits on images; one CSV row per lesion (or per seed)")
     q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    q.add_argument("--seeds", help="CSV with columns image,row,col (image = file name or stem; row/col in pixels)")
+    q.add_argument("--recursive", "-r", action="store_true",
+                   help="measure the images in the subfolders of the folders given too (a study's tree)")
+    q.add_argument("--seeds", help="CSV with columns image,row,col (image = file name, stem or path; row/col in "
+                   "pixels; an image named on several lines takes all their seeds)")
     q.add_argument("--pixel-size", type=float, metavar="MM", help="pixel spacing in mm for PNG/JPEG/TIFF exports")
     add_window(q)
-    q.add_argument("--model", help="phalanx U-Net .safetensors (default: the bundled model)")
+    q.add_argument("--model", help="phalanx U-Net .safetensors (default, or 'bundled': the model that comes with "
+                   "the tool)")
     add_device(q)
     q.add_argument("--out", help="output CSV (default: standard output)")
     q.add_argument("--masks", metavar="DIR", help="write <stem>_bone.png and <stem>_lesions.tif per image")
@@ -709,7 +869,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--crop-px", type=int, default=192, help="square training crops at 0.25 mm/px (default 192 = 48 mm)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--init", help="fine-tune from this .safetensors model (e.g. the bundled one)")
+    t.add_argument("--init", help="fine-tune from this .safetensors model ('bundled': the model that comes with "
+                   "the tool)")
     add_overwrite(t)
     t.add_argument("--resume", action="store_true",
                    help="carry on from the checkpoint beside --out, with the same data and settings (more --epochs allowed)")
@@ -727,7 +888,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--y", required=True, help="second measurement column")
     a.add_argument("--json", action="store_true", help="print one JSON object")
     a.add_argument("--plot", help="write the scatter and Bland-Altman plots (PNG or SVG)")
-    a.add_argument("--unit", default="mm²", help="unit for labels (default mm²)")
+    a.add_argument("--unit", help="unit of both columns, for the output and the plot (default: from the column "
+                   "names: mm² for *_mm2, mm for *_mm, HU for *_hu, else none)")
     add_overwrite(a)
     a.set_defaults(func=cmd_agreement)
 
@@ -762,6 +924,9 @@ def main(argv=None) -> int:
     except CalcinosisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -269,6 +269,8 @@ class CalcinosisImage:
         For windowed exports, the top of the export window in HU: values at or above it
         were clipped by the export and are lower bounds.  None when nothing was clipped
         (DICOM).
+    body_part : str
+        The body part a DICOM file's header names (BodyPartExamined), or "" where none does.
     """
 
     pixels_hu: np.ndarray
@@ -279,6 +281,7 @@ class CalcinosisImage:
     value_origin: str = ""
     spacing_origin: str = ""
     saturated_above_hu: float | None = None
+    body_part: str = ""
 
     def __post_init__(self) -> None:
         pixels_hu = np.asarray(self.pixels_hu, dtype=np.float32)
@@ -463,6 +466,13 @@ def uniform_value(pixels, value_range: tuple[float, float] | None = None) -> flo
     return low if high - low < 1e-3 else None
 
 
+# BodyPartExamined values (DICOM's defined terms and what scanners write) that a finger slice
+# may carry: a hand, a finger, the upper limb, an extremity. Anything else (HEAD, CHEST, ...)
+# is said in image_caveats; an empty one is not.
+_HAND_PART = re.compile(r"HAND|FING|THUMB|DIGIT|PHALAN|WRIST|CARP|EXTREM|XTREM|ARM|LIMB|JOINT|GOUT|MSK|SKELET",
+                        re.IGNORECASE)
+
+
 def image_caveats(image: CalcinosisImage) -> list[str]:
     """What makes an image's values or size doubtful as a finger CT in HU, one sentence each
     (empty when nothing does). Measured all the same: these are warnings, for the user to judge.
@@ -472,7 +482,8 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     - no pixel as dark as air or fat (under -200 HU; every finger slice has air around it) or none
       as bright as calcium (over 150 HU): raw, offset or normalised values rather than HU;
     - a uniform image;
-    - a field of view under :data:`SMALL_FIELD_OF_VIEW_MM` (20 mm: a pixel size in cm typed as mm?).
+    - a field of view under :data:`SMALL_FIELD_OF_VIEW_MM` (20 mm: a pixel size in cm typed as mm?);
+    - a DICOM header naming a body part other than a hand or finger (BodyPartExamined HEAD, ...).
     """
     notes = []
     pixels = image.pixels_hu
@@ -480,6 +491,9 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     modality = re.search(r"Modality (\S+): values may not be Hounsfield units", origin)
     if modality:
         notes.append(f"it is not a CT image (the file's Modality is {modality.group(1)}): its values are not HU")
+    if image.body_part and not _HAND_PART.search(image.body_part):
+        notes.append(f"the DICOM header names the body part {image.body_part} (BodyPartExamined), not a hand or "
+                     "finger: the method measures a sagittal finger slice, check that this is one")
     low, high = _value_range(pixels)
     uniform = uniform_value(pixels, (low, high))
     # A windowed export clipped what lay outside its window: air reads as the window's bottom,
@@ -1084,6 +1098,7 @@ def _read_dicom_quietly(
         value_origin=value_origin,
         spacing_origin=spacing_origin,
         saturated_above_hu=saturated_above_hu,
+        body_part=" ".join(str(ds.get("BodyPartExamined") or "").split()),
     )
 
 

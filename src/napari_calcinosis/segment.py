@@ -313,7 +313,7 @@ def model_file(path) -> Path:
     CLI, the Train widget and :func:`save_model` name a file alike (``model.v1`` and ``model.v2``
     are two models, not both ``model.safetensors``)."""
     path = Path(path)
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or path.name in ("", ".", ".."):  # a folder ("."): said by its user
         return path
     if path.suffix.lower() in _MODEL_SUFFIXES:
         return path.with_suffix(".safetensors")
@@ -479,7 +479,8 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
     Parameters
     ----------
     path : str or Path, optional
-        A ``.safetensors`` file with a ``.json`` card beside it. Default: the shipped model.
+        A ``.safetensors`` file with a ``.json`` card beside it. Default (or ``"bundled"``): the
+        shipped model.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
 
@@ -492,7 +493,11 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise CalcinosisError(f"a model is a .safetensors file's path, a loaded model (load_model) or None for the "
                               f"bundled one; got {type(path).__name__} {path!r:.40}")
+    if path is not None and str(path) == "bundled" and not Path(path).exists():
+        path = None  # the CLI's --model bundled / --init bundled, the widgets' choice
     path = bundled_model_path() if path is None else Path(path)
+    if path.is_dir():
+        raise CalcinosisError(f"{path} is a folder, not a model file: give the .safetensors file inside it")
     # "model.v1" is model.v1.safetensors; a card or checkpoint given for its model (x.json,
     # x.pt) means the x.safetensors beside it.
     if path.suffix != ".safetensors" and model_file(path).exists() and (

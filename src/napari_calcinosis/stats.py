@@ -219,6 +219,16 @@ class Agreement:
         return asdict(self)
 
 
+def shared_unit(x_column: str, y_column: str) -> str:
+    """The unit both columns carry in their names ("mm²" for area_mm2, "mm" for long_axis_mm,
+    "HU" for peak_hu), else "": a column's unit is in its name, and two columns of different
+    units, or of none, get no unit on their statistics or plot."""
+    for tail, unit in (("_mm2", "mm²"), ("_mm", "mm"), ("_hu", "HU")):
+        if str(x_column).lower().endswith(tail) and str(y_column).lower().endswith(tail):
+            return unit
+    return ""
+
+
 def agreement(x, y, confidence: float = 0.95, *, x_label: str = "x", y_label: str = "y") -> Agreement:
     """All the paper's agreement statistics for paired measurements ``x`` and ``y``.
 
