@@ -447,15 +447,18 @@ def test_images_that_share_a_stem_get_mask_files_along_their_paths(fake_pipeline
     paths, _ = batch
     other, beside = tmp_path / "good_1.dcm", paths[0].parent / "good_1.dcm"
     write_dicom(other, _ramp_hu((64, 64)), 0.25)
-    write_dicom(beside, _ramp_hu((64, 64)), 0.25)  # a DICOM beside its export: one stem in one folder
     masks = tmp_path / "m"
-    code, err = _cli(capsys, "quantify", paths[0], other, beside, "--pixel-size", 0.25, "--masks", masks)
+    code, err = _cli(capsys, "quantify", paths[0], other, paths[4], "--pixel-size", 0.25, "--masks", masks)
     assert code == 0, err
     written = sorted(str(p.relative_to(masks)) for p in masks.rglob("*") if p.is_file())
-    assert written == ["good_1_bone.png", "good_1_lesions.tif",  # other, in the folder all the images lie in
-                       "images/good_1.dcm_bone.png", "images/good_1.dcm_lesions.tif",
-                       "images/good_1.png_bone.png", "images/good_1.png_lesions.tif"]
+    # the folders below the one all the images lie in: each folder's masks pair with its images for train
+    assert written == ["good_1_bone.png", "good_1_lesions.tif", "images/good_1_bone.png", "images/good_1_lesions.tif",
+                       "images/good_2_bone.png", "images/good_2_lesions.tif"]
     assert _cli(capsys, "quantify", paths[0], other, "--pixel-size", 0.25, "--masks", masks)[0] == 2  # all exist
+    write_dicom(beside, _ramp_hu((64, 64)), 0.25)  # a DICOM beside its export: one stem in one folder
+    code, err = _cli(capsys, "quantify", paths[0], beside, "--pixel-size", 0.25, "--masks", tmp_path / "m2")
+    assert code == 2 and "images of one stem in one folder" in err and "would share their --masks files" in err
+    assert fake_pipeline["images"].count("good_1") == 2  # only the first run measured
 
 
 @pytest.mark.parametrize(
@@ -545,6 +548,9 @@ def test_seeds_for_images_not_given_are_listed_not_dropped_silently(fake_pipelin
     automatic = table[table["image"] == "good_2.png"]
     assert automatic["warnings"].str.startswith(f"{seeds} has no seeds for this image").all()
     assert table["path"].tolist() == [str(paths[0].resolve()), str(paths[4].resolve())]
+    # an image that fails is not said to have been measured, automatically or at all
+    code, err = _cli(capsys, "quantify", paths[0], paths[1], "--seeds", seeds, "--pixel-size", 0.25)
+    assert code == 1 and "automatic mode" not in err and "have warnings" not in err
 
 
 def test_an_image_named_on_several_lines_or_in_other_ways_takes_all_its_seeds(fake_pipeline, batch, tmp_path,
@@ -570,6 +576,34 @@ def test_an_image_named_on_several_lines_or_in_other_ways_takes_all_its_seeds(fa
     assert set(table["mode"]) == {"seeded"}
 
 
+def test_a_study_trees_seeds_may_name_folders_and_stem_from_anywhere(fake_pipeline, tmp_path, capsys,
+                                                                      monkeypatch):
+    import pandas as pd
+
+    study = tmp_path / "study"
+    for patient in ("P01", "P02"):
+        (study / patient / "baseline").mkdir(parents=True)
+        write_dicom(study / patient / "baseline" / "IM1.dcm", _ramp_hu((64, 64)), 0.25)
+    seeds, out = tmp_path / "seeds.csv", tmp_path / "areas.csv"
+    # folders and stem; a path from the seeds file's folder through ".."; another case with backslashes
+    seeds.write_text("image,row,col\nP01/baseline/IM1,1,1\nstudy/P02/baseline/../baseline/IM1.dcm,2,2\n"
+                     "p01\\BASELINE\\im1,3,3\n")
+    monkeypatch.chdir(study / "P01" / "baseline")  # the images given from elsewhere than the seeds file
+    code, err = _cli(capsys, "quantify", "IM1.dcm", "../../P02/baseline/IM1.dcm", "--seeds", seeds, "--out", out)
+    assert code == 0, err
+    assert "not given here" not in err and "taken as IM1.dcm (the case of the letters differs)" in err
+    table = pd.read_csv(out)
+    assert table[["image", "seed_row"]].values.tolist() == [["IM1.dcm", 1], ["IM1.dcm", 3],
+                                                            ["../../P02/baseline/IM1.dcm", 2]]
+    # one folder written two ways is one folder: a stem there names the DICOM and its export as one image
+    write_windowed_png(study / "P01" / "baseline" / "IM1.png", _ramp_hu((64, 64)))
+    seeds.write_text("image,row,col\nIM1,5,5\n")
+    code, err = _cli(capsys, "quantify", "IM1.dcm", str(study / "P01" / "baseline" / "IM1.png"), "--seeds", seeds,
+                     "--pixel-size", 0.25, "--out", out, "--overwrite")
+    assert code == 0, err
+    assert pd.read_csv(out)["seed_row"].tolist() == [5, 5]
+
+
 def test_a_file_given_twice_is_measured_once(fake_pipeline, batch, tmp_path, capsys, monkeypatch):
     import pandas as pd
 
@@ -581,7 +615,24 @@ def test_a_file_given_twice_is_measured_once(fake_pipeline, batch, tmp_path, cap
     assert code == 0, err
     assert fake_pipeline["images"] == ["good_1", "good_2"]
     assert pd.read_csv(out)["image"].tolist() == ["good_1.png", "good_2.png"]
-    assert f"note: images/good_1.png is {paths[0]}, given already: measured once" in err
+    assert f"note: images/good_1.png is the file {paths[0]} (given already): measured once, as {paths[0]}" in err
+    code, err = _cli(capsys, "quantify", paths[4], paths[4], "--pixel-size", 0.25)
+    assert f"note: {paths[4]} is given more than once: measured once" in err
+
+
+def test_a_link_to_an_image_is_measured_once_and_its_name_names_it(fake_pipeline, batch, tmp_path, capsys):
+    import pandas as pd
+
+    paths, _ = batch
+    link = paths[0].parent / "linked.png"
+    link.symlink_to(paths[0].name)
+    seeds, out = tmp_path / "seeds.csv", tmp_path / "areas.csv"
+    seeds.write_text("image,row,col\nlinked,3,4\n")
+    code, err = _cli(capsys, "quantify", paths[0], link, "--seeds", seeds, "--pixel-size", 0.25, "--out", out)
+    assert code == 0, err
+    assert "not given here" not in err
+    table = pd.read_csv(out)
+    assert table[["image", "seed_row", "mode"]].values.tolist() == [["good_1.png", 3, "seeded"]]
 
 
 def test_subfolders_are_said_and_searched_with_recursive_and_masks_are_no_images(fake_pipeline, batch, tmp_path,
@@ -605,6 +656,16 @@ def test_subfolders_are_said_and_searched_with_recursive_and_masks_are_no_images
     code, err = _cli(capsys, "quantify", study, "-r", "--out", out, "--overwrite")
     assert code == 0 and "skipped 4 mask file(s) that --masks writes" in err
     assert len(pd.read_csv(out)) == 2
+    code, err = _cli(capsys, "quantify", *sorted((masks / "baseline").iterdir()), study / "P01/baseline/IM000001")
+    assert code == 0 and "IM000001_bone.png: skipped, a mask file that --masks writes" in err
+    assert fake_pipeline["images"][-1:] == ["IM000001"]
+    # a linked folder is followed, each real folder once (a link back up the tree is no loop)
+    (study / "P02").mkdir()
+    (study / "P02" / "elsewhere").symlink_to(tmp_path / "images", target_is_directory=True)
+    (study / "P02" / "up").symlink_to(study, target_is_directory=True)
+    code, err = _cli(capsys, "quantify", study, "-r", "--pixel-size", 0.25, "--out", out, "--overwrite")
+    assert code in (0, 1), err
+    assert sorted(pd.read_csv(out)["image"].unique())[-3:] == ["dot.png", "good_1.png", "good_2.png"]
 
 
 def test_an_interrupted_run_keeps_an_earlier_runs_partial_rows_and_sigterm_is_a_ctrl_c(fake_pipeline, batch,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import glob
 import os
 import re
 import sys
 import time
+import unicodedata
 import warnings
 from pathlib import Path
 
@@ -60,32 +62,63 @@ class _Progress:
 _MASK_FILE = re.compile(r"_(bone\.png|lesions\.(png|tiff?)|overlay\.png)$", re.IGNORECASE)
 
 
+def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
+    """The visible files of ``folder`` and, with ``recursive``, of its subfolders (linked ones
+    too, each real folder once), sorted; and the visible subfolders not searched."""
+    if not recursive:
+        entries = sorted(f for f in folder.iterdir() if not f.name.startswith("."))
+        return [f for f in entries if f.is_file()], [f for f in entries if f.is_dir()]
+    files, seen = [], set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree, or a second link to one folder
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [Path(root) / n for n in sorted(names) if not n.startswith(".") and (Path(root) / n).is_file()]
+    return sorted(files), []
+
+
+def _holds_only_masks(folder: Path) -> bool:
+    """Whether ``folder`` holds the mask files this tool writes and nothing else (``sample``'s
+    masks/), so that not searching it skips no image."""
+    try:
+        entries = [f for f in folder.iterdir() if not f.name.startswith(".")]
+    except OSError:
+        return False
+    return bool(entries) and all(f.is_file() and _MASK_FILE.search(f.name) for f in entries)
+
+
 def _expand_images(paths, recursive: bool = False) -> list[Path]:
     """The files given, and the image files of the folders given (sorted; with ``recursive``, of
     their subfolders too); what a folder holds besides images is named on stderr, and so are the
-    subfolders not searched, so that no image is skipped without a word."""
+    subfolders not searched (but those of mask files only), so that no image is skipped without a
+    word. The mask files this tool writes are never taken for images, given or found."""
     out = []
     for p in map(Path, paths):
-        if p.is_dir():
-            visible = [f for f in sorted(p.rglob("*") if recursive else p.iterdir())
-                       if not any(part.startswith(".") for part in f.relative_to(p).parts)]
-            files = [f for f in visible if f.is_file()]
-            ours = [f for f in files if _MASK_FILE.search(f.name)]
-            images = [f for f in files if f not in ours and _is_image_file(f)]
-            others = [str(f.relative_to(p)) for f in files if f not in images and f not in ours]
-            if others:
-                print(f"{p}: skipped {len(others)} file(s) that are not DICOM, PNG, JPEG or TIFF images: "
-                      f"{_listed(others)}", file=sys.stderr)
-            if ours:
-                print(f"{p}: skipped {len(ours)} mask file(s) that --masks writes, not finger images: "
-                      f"{_listed([str(f.relative_to(p)) for f in ours], 3)}", file=sys.stderr)
-            folders = [f.name for f in visible if f.is_dir()] if not recursive else []
-            if folders:
-                print(f"{p}: its {len(folders)} subfolder(s) were not searched ({_listed(folders, 3)}): give "
-                      "--recursive to measure the images in them too", file=sys.stderr)
-            out.extend(images)
-        else:
-            out.append(p)
+        if not p.is_dir():
+            if _MASK_FILE.search(p.name) and p.is_file():
+                print(f"{p}: skipped, a mask file that --masks writes, not a finger image", file=sys.stderr)
+            else:
+                out.append(p)
+            continue
+        files, folders = _walk(p, recursive)
+        ours = {f for f in files if _MASK_FILE.search(f.name)}
+        images = [f for f in files if f not in ours and _is_image_file(f)]
+        found = set(images)
+        others = [str(f.relative_to(p)) for f in files if f not in found and f not in ours]
+        if others:
+            print(f"{p}: skipped {len(others)} file(s) that are not DICOM, PNG, JPEG or TIFF images: "
+                  f"{_listed(others)}", file=sys.stderr)
+        if ours:
+            print(f"{p}: skipped {len(ours)} mask file(s) that --masks writes, not finger images: "
+                  f"{_listed(sorted(str(f.relative_to(p)) for f in ours), 3)}", file=sys.stderr)
+        unsearched = [f.name for f in folders if not _holds_only_masks(f)]
+        if unsearched:
+            print(f"{p}: its {len(unsearched)} subfolder(s) were not searched ({_listed(unsearched, 3)}): give "
+                  "--recursive to measure the images in them too", file=sys.stderr)
+        out.extend(images)
     return out
 
 
@@ -97,52 +130,56 @@ def _image_labels(images: list[Path]) -> dict[Path, str]:
 
 
 def _normalised(key: str) -> str:
-    """A seeds file's image name as a path in this system's form: Windows' backslashes are slashes."""
-    return key.strip().replace("\\", "/")
+    """An image's name or path as a seeds file may write it, in one form: Windows' backslashes as
+    slashes, no ``./`` or doubled slash, letters composed (a Mac writes é as e and an accent)."""
+    text = unicodedata.normalize("NFC", key.strip().replace("\\", "/"))
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    return ("/" if text.startswith("/") else "") + "/".join(parts)
 
 
-def _names_of(path: Path) -> set[str]:
-    """What a seeds file may call an image: its path as given, its file name, its stem."""
-    return {_normalised(str(path)), path.name, _image_stem(path)}
-
-
-def _key_matches(key: str, path: Path, seeds_folder: Path | None, ignore_case: bool = False) -> bool:
-    """Whether the seeds file's image name ``key`` names ``path``: its path as given, file name
-    or stem; a path to the same file (absolute, or relative to here or to the seeds file); or the
-    last folders and name of its path (``P01/baseline/IM000001`` of a whole study's tree).
-    ``ignore_case``: compare the names as a spreadsheet typed on Windows may give them."""
-    key = _normalised(key)
-    if ignore_case:
-        return key.casefold() in {name.casefold() for name in _names_of(path)}
-    if key in _names_of(path):
-        return True
-    if "/" not in key:
-        return False
-    parts = [part for part in key.split("/") if part not in ("", ".")]
-    if ".." not in parts and len(parts) > 1 and list(path.parts[-len(parts):]) == parts:
-        return True
+def _spellings(path: Path) -> set[str]:
+    """Every name by which a seeds file may name the image ``path``: its path as given and as an
+    absolute path; its file name and stem; and its last folders with its file name or stem
+    (``P01/baseline/IM000001``, ``P01/IM1.dcm``, ``P01/IM1``), of either path."""
     resolved = path.resolve()
-    for folder in (Path.cwd(), seeds_folder):
-        if folder is not None and (folder / key).resolve() == resolved:
-            return True
-    return False
+    names = {_normalised(str(path)), _normalised(str(resolved))}
+    for parts in (path.parts, resolved.parts):
+        folders = [_normalised(part) for part in parts[:-1] if part not in ("/", "")]
+        for last in (path.name, _image_stem(path)):
+            names.update("/".join([*folders[len(folders) - k:], _normalised(last)]) for k in range(len(folders) + 1))
+    return names
 
 
-def _match_seeds(images: list[Path], keys, seeds_path) -> dict[str, list[Path]]:
-    """The images each image name of the seeds file names: by name, stem or path, or, for a
-    name that names none so, by the same ignoring case (said on stderr). A name that names
-    images in several folders is refused: it would give one image's seeds to another (a DICOM
-    and its PNG export side by side, as ``sample`` writes them, are one image: they share seeds)."""
-    seeds_folder = Path(seeds_path).parent if seeds_path else None
+def _match_seeds(images: list[Path], keys, seeds_path, aliases: dict | None = None) -> dict[str, list[Path]]:
+    """The images each image name of the seeds file names (:func:`_spellings`, or a path relative
+    to here or to the seeds file), or, for a name that names none so, the same ignoring the case
+    of the letters (said on stderr). ``aliases``: other paths given for an image (a symlink),
+    whose names name it too. A name that names images in several folders is refused: it would
+    give one image's seeds to another (a DICOM and its PNG export side by side, as ``sample``
+    writes them, are one image: they share seeds)."""
+    exact: dict[str, set[Path]] = {}
+    for path in images:
+        for given in (path, *(aliases or {}).get(path, ())):
+            for name in _spellings(given):
+                exact.setdefault(name, set()).add(path)
+    folded: dict[str, set[Path]] = {}
+    for name, paths in exact.items():
+        folded.setdefault(name.casefold(), set()).update(paths)
+    folders = [Path.cwd()] + ([Path(seeds_path).parent] if seeds_path else [])
     matches = {}
     for key in dict.fromkeys(keys):
-        matching = [path for path in images if _key_matches(key, path, seeds_folder)]
-        if not matching:
-            matching = [path for path in images if _key_matches(key, path, seeds_folder, ignore_case=True)]
-            if matching:
-                print(f"note: {seeds_path} names {key!r}, taken as {_listed([str(p) for p in matching], 3)} "
+        name = _normalised(key)
+        found = set(exact.get(name, ()))
+        if "/" in name:  # a relative path with "..": where it leads from here or from the seeds file
+            for folder in folders:
+                found |= exact.get(_normalised(str((folder / name).resolve())), set())
+        if not found:
+            found = set(folded.get(name.casefold(), ()))
+            if found:
+                print(f"note: {seeds_path} names {key!r}, taken as {_listed(sorted(map(str, found)), 3)} "
                       "(the case of the letters differs)", file=sys.stderr)
-        if len({path.parent for path in matching}) > 1:
+        matching = [path for path in images if path in found]  # in the order given
+        if len({path.resolve().parent for path in matching}) > 1:
             shown = ", ".join(str(path) for path in matching[:3])
             raise CalcinosisError(
                 f"{seeds_path} gives seeds for {key!r}, the name of {len(matching)} of the images ({shown}): "
@@ -235,13 +272,16 @@ def _seeds_of_each(images: list[Path], seeds: pd.DataFrame, extra: pd.DataFrame,
     """Each image's seeds in the file's order, from every line whose name names it (a stem on some
     lines and the file name on others are one image), with those lines' other columns; None for
     an image the file has no seeds for."""
+    lines: dict[Path, list[int]] = {}
+    for line, key in enumerate(seeds["image"]):
+        for path in matches.get(key, ()):
+            lines.setdefault(path, []).append(line)
     of_each = {}
     for path in images:
-        lines = seeds["image"].map(lambda key: path in matches.get(key, ())).to_numpy(bool)
-        if lines.any():
-            rows = seeds[lines]
+        if path in lines:
+            rows = seeds.iloc[lines[path]]
             of_each[path] = (list(zip(rows["row"], rows["col"])),
-                             extra[lines].reset_index(drop=True) if len(extra.columns) else None)
+                             extra.iloc[lines[path]].reset_index(drop=True) if len(extra.columns) else None)
         else:
             of_each[path] = (None, None)
     return of_each
@@ -282,19 +322,20 @@ def _write_image(array: np.ndarray, path, overwrite: bool = True) -> None:
 
 
 def _mask_names(images: list[Path]) -> dict[Path, str]:
-    """What each image's --masks files are named after: its stem, or, where images share a stem
-    (a PACS export names every patient's first file IM000001), its path below the folder all the
-    images lie in, so that the masks folder mirrors the study's tree (and the file name where a
-    DICOM and its export lie side by side)."""
-    stems = [_image_stem(path) for path in images]
-    if len(set(stems)) == len(stems):
-        return dict(zip(images, stems))
+    """What each image's --masks files are named after: its stem, in the folders that lead to it
+    from the folder all the images lie in, so that the masks folder mirrors the study's tree
+    (every patient's first file is IM000001): flat when the images lie in one folder, each
+    folder's masks then read back by ``train --images F --masks DIR/F``. Images of one stem in
+    one folder (a DICOM beside its export) are refused: their masks would be one file."""
     folders = [path.resolve().parent for path in images]
     common = Path(os.path.commonpath(folders)) if folders else Path()
-    names = {}
-    for path, stem, folder in zip(images, stems, folders):
-        shared_here = sum(1 for p, s, f in zip(images, stems, folders) if s == stem and f == folder) > 1
-        names[path] = (folder.relative_to(common) / (path.name if shared_here else stem)).as_posix()
+    names = {path: (folder.relative_to(common) / _image_stem(path)).as_posix() for path, folder in zip(images, folders)}
+    counts = collections.Counter(names.values())
+    twice = sorted({str(path) for path, name in names.items() if counts[name] > 1})
+    if twice:
+        raise CalcinosisError(f"images of one stem in one folder ({_listed(twice, 4)}) would share their --masks "
+                              "files: give one of them (a DICOM and its export are one image: e.g. DIR/*.dcm), "
+                              "or measure them in separate runs")
     return names
 
 
@@ -326,7 +367,7 @@ def _image_error(path: Path, exc: Exception) -> str:
     return message if path.name in message else f"{path.name}: {message}"
 
 
-def _quantify_each(images, labels, seeds_of, model, args, frames: list) -> int:
+def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: list) -> int:
     """Measure each image into ``frames`` (a table per image, so an interruption keeps them);
     returns how many failed. One bad image never ends the batch. ``seeds_of``: each image's
     seeds and the seeds file's other columns, put beside the rows of its seeds (one row per
@@ -336,15 +377,12 @@ def _quantify_each(images, labels, seeds_of, model, args, frames: list) -> int:
 
     failed = 0
     said_own_spacing = False
-    mask_names = _mask_names(images) if args.masks else {}
     bar = _Progress(len(images))
     for path in images:
         label = labels[path]
         image_seeds, extra = seeds_of.get(path, (None, None))
-        no_seeds = (f"{args.seeds} has no seeds for this image: every candidate deposit was measured "
-                    "(automatic mode)") if args.seeds and image_seeds is None else ""
 
-        def beside(rows: pd.DataFrame) -> pd.DataFrame:
+        def beside(rows: pd.DataFrame, no_seeds: str = "") -> pd.DataFrame:
             rows = rows.assign(path=str(path.resolve()), mode="automatic" if image_seeds is None else "seeded")
             if no_seeds:
                 rows["warnings"] = [no_seeds if not isinstance(w, str) or not w else f"{no_seeds}; {w}"
@@ -352,8 +390,6 @@ def _quantify_each(images, labels, seeds_of, model, args, frames: list) -> int:
             if extra is None or len(rows) != len(extra):
                 return rows
             return pd.concat([rows.reset_index(drop=True), extra], axis=1)
-        if no_seeds:
-            print(f"warning: {label}: {no_seeds}", file=sys.stderr)
         try:
             # In a batch, --pixel-size serves the exports; a DICOM file keeps its own spacing.
             # pydicom's warnings about a file's header are said with the file's name.
@@ -381,7 +417,9 @@ def _quantify_each(images, labels, seeds_of, model, args, frames: list) -> int:
             frames.append(beside(_error_rows(label, message, image_seeds)))
             bar.update(label)
             continue
-        for warning in result.warnings:
+        no_seeds = (f"{args.seeds} has no seeds for this image: every candidate deposit was measured "
+                    "(automatic mode)") if args.seeds and image_seeds is None else ""
+        for warning in ([no_seeds] if no_seeds else []) + list(result.warnings):
             print(f"warning: {label}: {warning}", file=sys.stderr)
         table = result.table.copy()
         table["image"] = label
@@ -389,20 +427,27 @@ def _quantify_each(images, labels, seeds_of, model, args, frames: list) -> int:
             table = pd.DataFrame([{**{c: np.nan for c in OUTPUT_COLUMNS}, "image": label, "lesion_id": 0,
                                    "area_mm2": 0.0, "area_px": 0, "status": "no_deposit_found"}])
         table["warnings"] = "; ".join(result.warnings)
-        frames.append(beside(table.reindex(columns=OUTPUT_COLUMNS)))
+        frames.append(beside(table.reindex(columns=OUTPUT_COLUMNS), no_seeds))
         bar.update(label)
     return failed
 
 
-def _once_each(images: list[Path]) -> list[Path]:
+def _once_each(images: list[Path]) -> tuple[list[Path], dict[Path, list[Path]]]:
     """``images`` with each file once (a file given twice, or in a folder given too, would be
-    measured and counted twice); what was left out is said on stderr."""
+    measured and counted twice), said on stderr; and, for each image kept, the other paths it was
+    given by (a link to it), by which a seeds file may name it too."""
     seen: dict[Path, Path] = {}
+    aliases: dict[Path, list[Path]] = {}
     for path in images:
         first = seen.setdefault(path.resolve(), path)
-        if first is not path:
-            print(f"note: {path} is {first}, given already: measured once", file=sys.stderr)
-    return list(seen.values())
+        if first is path:
+            continue
+        if str(path) == str(first):
+            print(f"note: {path} is given more than once: measured once", file=sys.stderr)
+        else:
+            print(f"note: {path} is the file {first} (given already): measured once, as {first}", file=sys.stderr)
+            aliases.setdefault(first, []).append(path)
+    return list(seen.values()), aliases
 
 
 def _partial_path(out) -> Path:
@@ -442,7 +487,7 @@ def cmd_quantify(args) -> int:
     from .io import _checked_spacing, _checked_window
     from .segment import load_model
 
-    images = _once_each(_expand_images(args.images, args.recursive))
+    images, aliases = _once_each(_expand_images(args.images, args.recursive))
     if not images:
         raise CalcinosisError("no images given (DICOM, PNG, JPEG or TIFF files, or folders of them)")
     if args.pixel_size is not None:
@@ -459,7 +504,7 @@ def cmd_quantify(args) -> int:
     seeds_of = {}
     if args.seeds:
         seeds, extra = _read_seeds(args.seeds)
-        matches = _match_seeds(images, seeds["image"], args.seeds)
+        matches = _match_seeds(images, seeds["image"], args.seeds, aliases)
         seeds_of = _seeds_of_each(images, seeds, extra, matches)
         unmatched = [key for key, matching in matches.items() if not matching]
         if unmatched:
@@ -470,8 +515,8 @@ def cmd_quantify(args) -> int:
     if args.out and Path(args.out).is_dir():
         raise CalcinosisError(f"--out {args.out} is a folder: give the CSV file to write, e.g. {Path(args.out) / 'lesions.csv'}")
     outputs = [Path(args.out)] if args.out else []
-    if args.masks:
-        outputs += [p for name in _mask_names(images).values() for p in _mask_paths(Path(args.masks), name)]
+    mask_names = _mask_names(images) if args.masks else {}
+    outputs += [p for name in mask_names.values() for p in _mask_paths(Path(args.masks), name)]
     _refuse_existing(outputs, args.overwrite)
     if args.out:
         _make_folder(Path(args.out).parent, "output")
@@ -488,7 +533,7 @@ def cmd_quantify(args) -> int:
     frames: list = []
     try:
         with _sigterm_interrupts():
-            failed = _quantify_each(images, labels, seeds_of, model, args, frames)
+            failed = _quantify_each(images, labels, seeds_of, mask_names, model, args, frames)
     except KeyboardInterrupt:
         # What was measured before Ctrl-C (or a scheduler's SIGTERM) is kept, beside the output
         # rather than in its place.
@@ -520,7 +565,9 @@ def cmd_quantify(args) -> int:
     if warned:
         print(f"{len(warned)} of {len(images)} image(s) have warnings (the warnings column): check them before "
               "reporting their numbers", file=sys.stderr)
-    automatic = [labels[path] for path, (image_seeds, _) in seeds_of.items() if image_seeds is None]
+    measured = set(out.loc[~out["status"].astype(str).str.startswith("error"), "image"])
+    automatic = [labels[path] for path, (image_seeds, _) in seeds_of.items()
+                 if image_seeds is None and labels[path] in measured]
     if automatic:
         print(f"{len(automatic)} image(s) had no seeds in {args.seeds} and were measured in automatic mode (the mode "
               f"column says which rows): {_listed(automatic, 3)}", file=sys.stderr)
@@ -840,7 +887,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the tool)")
     add_device(q)
     q.add_argument("--out", help="output CSV (default: standard output)")
-    q.add_argument("--masks", metavar="DIR", help="write <stem>_bone.png and <stem>_lesions.tif per image")
+    q.add_argument("--masks", metavar="DIR", help="write <stem>_bone.png and <stem>_lesions.tif per image (in "
+                   "subfolders as the images' own when they lie in several folders)")
     q.add_argument("--tta", action="store_true", help="flip test-time augmentation for segmentation (4x slower)")
     q.add_argument("--threshold-hu", type=float, default=None, help="calcium threshold in HU (default 200)")
     q.add_argument("--margin-mm", type=float, default=None, help="bone margin in mm (default: measured on each image from the bone's blur halo)")
