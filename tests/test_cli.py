@@ -156,6 +156,28 @@ def test_demo(tmp_path):
     assert png.ndim == 3 and png.shape[0] > 200
 
 
+def test_a_reader_that_stops_reading_ends_the_run_quietly(samples):
+    # quantify ... | head: the pipe closes before the table is written
+    process = subprocess.Popen([sys.executable, "-m", "napari_calcinosis", "quantify", str(samples / "phantom_000033.dcm"),
+                                "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 141 and b"Traceback" not in err and b"BrokenPipeError" not in err
+
+
+def test_a_file_name_that_is_not_utf8_does_not_lose_the_run(samples, tmp_path):
+    import os
+    import shutil
+
+    folder = tmp_path / "share"
+    folder.mkdir()
+    shutil.copy(samples / "phantom_000033.dcm", os.fsencode(folder) + b"/caf\xe9.dcm")  # Latin-1, not UTF-8
+    out = tmp_path / "r.csv"
+    r = run("quantify", folder, "--out", out, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert b"/caf\xe9.dcm," in out.read_bytes()  # the file's own name, byte for byte
+
+
 def test_fine_tuning_from_the_bundled_model_needs_no_path(tmp_path):
     # An installed tool has no src/ folder: the model card's command names the model "bundled".
     from napari_calcinosis.segment import bundled_model_path

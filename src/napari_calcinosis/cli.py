@@ -305,8 +305,10 @@ def _make_folder(folder: Path, what: str) -> None:
 
 
 def _write_csv(table: pd.DataFrame, path, overwrite: bool = True) -> None:
+    # A file name that is not UTF-8 (an old share's café.dcm) goes out as its own bytes, as on
+    # standard output, rather than losing the whole run to an encoding error at the end.
     with atomic_output(path, overwrite=overwrite) as temporary:
-        table.to_csv(temporary, index=False)
+        table.to_csv(temporary, index=False, errors="surrogateescape")
 
 
 def _write_image(array: np.ndarray, path, overwrite: bool = True) -> None:
@@ -555,6 +557,7 @@ def cmd_quantify(args) -> int:
                   f"all in {args.out}", file=sys.stderr)
     else:
         out.to_csv(sys.stdout, index=False)
+        sys.stdout.flush()  # a reader gone (| head) is met here, not at exit
     # The rows not measured, by status, so that a lab sees them without filtering the CSV.
     not_ok = out["status"].astype(str).str.split(":").str[0]
     not_ok = not_ok[~not_ok.isin(["ok", "no_deposit_found"])].value_counts()
@@ -978,6 +981,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of standard output has gone (| head): what it did not read is not wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
