@@ -429,8 +429,15 @@ def test_image_caveats_name_values_that_are_not_hu():
     from napari_calcinosis.io import image_caveats
 
     assert image_caveats(read_image(pydicom.data.get_testdata_file("CT_small.dcm"))) == []
-    mr = image_caveats(read_image(pydicom.data.get_testdata_file("MR_small.dcm")))
+    mr_image = read_image(pydicom.data.get_testdata_file("MR_small.dcm"))
+    mr = image_caveats(mr_image)
     assert any("not a CT image (the file's Modality is MR)" in note for note in mr)
+    # the table's value_unit says so too (it said HU)
+    assert mr_image.value_unit == "stored value"
+    assert read_image(pydicom.data.get_testdata_file("CT_small.dcm")).value_unit == "HU"
+    from napari_calcinosis import quantify
+
+    assert set(quantify(mr_image, [(32, 32)], device="cpu").table["value_unit"]) == {"stored value"}
     unit = np.linspace(0, 1, 128 * 128, dtype=np.float32).reshape(128, 128)  # a normalised float export
     notes = image_caveats(CalcinosisImage(unit, (0.25, 0.25)))
     assert any(n.startswith("no pixel is as dark as air or fat") for n in notes)

@@ -246,6 +246,10 @@ def _checked_spacing(spacing_mm, what: str) -> tuple[float, float]:
     return row_mm, col_mm
 
 
+# What the DICOM reader adds to value_origin for a Modality other than CT (MR, NM, ...).
+_NOT_HU_MODALITY = ": values may not be Hounsfield units"
+
+
 @dataclass
 class CalcinosisImage:
     """One 2-D CT slice in Hounsfield units with its pixel spacing.
@@ -313,6 +317,12 @@ class CalcinosisImage:
     def shape(self) -> tuple[int, int]:
         """(rows, cols) in pixels."""
         return tuple(self.pixels_hu.shape)
+
+    @property
+    def value_unit(self) -> str:
+        """``"HU"``, or ``"stored value"`` for a DICOM whose Modality is not CT (its values are the
+        file's, not Hounsfield units): the table's ``value_unit`` column."""
+        return "stored value" if _NOT_HU_MODALITY in self.value_origin else "HU"
 
     @property
     def name(self) -> str:
@@ -488,7 +498,7 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     notes = []
     pixels = image.pixels_hu
     origin = image.value_origin
-    modality = re.search(r"Modality (\S+): values may not be Hounsfield units", origin)
+    modality = re.search(rf"Modality (\S+){_NOT_HU_MODALITY}", origin)
     if modality:
         notes.append(f"it is not a CT image (the file's Modality is {modality.group(1)}): its values are not HU")
     if image.body_part and not _HAND_PART.search(image.body_part):
@@ -1066,7 +1076,7 @@ def _read_dicom_quietly(
         pixels_hu, value_origin = _dicom_to_hu(ds, stored)
         modality = str(ds.get("Modality", "")).upper()
         if modality and modality != "CT":
-            value_origin += f" (Modality {modality}: values may not be Hounsfield units)"
+            value_origin += f" (Modality {modality}{_NOT_HU_MODALITY})"
 
     file_spacing_mm, file_spacing_origin, spacing_problem = _dicom_spacing(ds)
     if prefer_file_spacing and file_spacing_mm is not None:

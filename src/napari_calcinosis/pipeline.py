@@ -157,7 +157,7 @@ def quantify(
         candidates = subtract_bone(image.pixels_hu, bone_mask, spacing, threshold_hu=threshold_hu, margin_mm=margin_mm)
     s = grown.seeds
     table = measure_lesions(
-        grown.lesion_labels, spacing, image.pixels_hu, value_unit="HU",
+        grown.lesion_labels, spacing, image.pixels_hu, value_unit=image.value_unit,
         seeds=list(zip(s["seed_row"], s["seed_col"])), statuses=list(s["status"]), lesion_ids=list(s["lesion_id"]),
     )
     for col in ("peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2"):
