@@ -1170,7 +1170,7 @@ def train_segmenter(
     interrupted = was_cancelled and ctrl_c.is_set()
     ended = (f"{'interrupted (Ctrl+C)' if interrupted else 'cancelled'} at step {step} of {total_steps}" if was_cancelled
              else f"stopped at epoch {epochs_done} of {epochs}: the validation Dice reached {stop_at_val_dice:g}"
-             if stopped_early else f"finished: {epochs} epoch{'s' if epochs != 1 else ''}, {total_steps} steps")
+             if stopped_early else f"finished: {_counted(epochs, 'epoch')}, {_counted(total_steps, 'step')}")
     if best_epoch == 0 and started_from is not None:
         ended += ("; no step was trained: the model it started from is kept as it is" if not steps_this_run else
                   "; no epoch did better on the validation images than the model it started from, which is kept")
@@ -1216,6 +1216,11 @@ def _ctrl_c_stops_after_the_step(say):
     finally:
         # None: a handler not set from Python; the default one is Python's own
         signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
+def _counted(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _say_how_it_ended(out: Path, ended: str) -> None:
