@@ -1,6 +1,7 @@
 """The quantify command on batches as scanners and labs hand them over, in process (cli.main)."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -207,3 +208,35 @@ def test_every_row_names_the_model_given(phantoms, tmp_path):
                      "--device", "cpu", "--overwrite"]) == 0
     assert (pd.read_csv(out)["model"] == "bundled phalanx_unet").all()
     assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", ".", "--device", "cpu"]) == 2
+
+
+def test_summary_gives_each_images_total_area_and_none_for_one_that_failed(phantoms, tmp_path):
+    # A trial's endpoint is the burden per image: the sum of its deposits, each once.
+    dicoms = sorted(phantoms.glob("*.dcm"))
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(dicoms[0].read_bytes()[:3000])
+    seeds = pd.read_csv(phantoms / "seeds.csv")
+    first = seeds[seeds["image"] == dicoms[0].stem]
+    # a second click on the first deposit (duplicate_seed, measured once) and one on the air (no_deposit)
+    extra = pd.DataFrame({"image": [dicoms[0].stem] * 2, "row": [first["row"].iloc[0], 0], "col": [first["col"].iloc[0], 0]})
+    pd.concat([seeds, extra]).to_csv(tmp_path / "seeds.csv", index=False)
+    out, summary = tmp_path / "lesions.csv", tmp_path / "per_image.csv"
+    code = cli.main(["quantify", *map(str, dicoms), str(broken), "--seeds", str(tmp_path / "seeds.csv"),
+                     "--out", str(out), "--summary", str(summary), "--device", "cpu"])
+    assert code == 1
+    lesions, per_image = pd.read_csv(out), pd.read_csv(summary, keep_default_na=False, na_values=[""])
+    assert list(per_image.columns) == cli.SUMMARY_COLUMNS
+    assert per_image["image"].tolist() == [p.name for p in dicoms] + ["broken.dcm"]
+    for name, row in zip(per_image["image"], per_image.itertuples()):
+        rows = lesions[(lesions["image"] == name) & (lesions["status"] == "ok")]
+        if name == "broken.dcm":
+            assert np.isnan(row.total_area_mm2) and row.lesions == 0 and "truncated" in row.error
+            continue
+        assert row.lesions == rows["lesion_id"].nunique() > 0 and pd.isna(row.error)
+        assert np.isclose(row.total_area_mm2, rows.drop_duplicates("lesion_id")["area_mm2"].sum())
+        assert row.mode == "seeded" and row.path == str(Path(phantoms / name).resolve())
+    statuses = lesions.loc[lesions["image"] == dicoms[0].name, "status"].tolist()
+    assert "duplicate_seed" in statuses and "no_deposit" in statuses
+    assert per_image["seeds_not_measured"].tolist()[0] == sum(s not in ("ok", "duplicate_seed") for s in statuses)
+    assert cli.main(["quantify", str(dicoms[0]), "--out", str(out), "--summary", str(out), "--overwrite",
+                     "--device", "cpu"]) == 2  # one file for both

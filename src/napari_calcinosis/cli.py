@@ -434,6 +434,34 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
     return failed
 
 
+SUMMARY_COLUMNS = ["image", "path", "mode", "lesions", "total_area_mm2", "seeds_not_measured", "error",
+                   "warnings", "model"]
+
+
+def _per_image(out: pd.DataFrame) -> pd.DataFrame:
+    """One row per image of a quantify table: its deposits measured and their total area (each
+    lesion once, however many seeds lie on it), the seeds not measured (on_bone, no_deposit,
+    ...; automatic mode's left-out things are not seeds), and its error. An image that failed
+    has no total (empty, not 0: its burden is unknown); one where nothing was found has 0."""
+    from .grow import LEFT_OUT_STATUSES
+
+    rows = []
+    for label, table in out.groupby("image", sort=False):
+        status = table["status"].astype(str)
+        error = status.str.startswith("error: ")
+        lesions = table[(status == "ok") & (table["lesion_id"] > 0)].drop_duplicates("lesion_id")
+        not_measured = ~status.isin(["ok", "duplicate_seed", "no_deposit_found", *LEFT_OUT_STATUSES]) & ~error
+        warnings_text = next((w for w in table["warnings"] if isinstance(w, str) and w), "")
+        rows.append({
+            "image": label, "path": table["path"].iloc[0], "mode": table["mode"].iloc[0],
+            "lesions": len(lesions), "total_area_mm2": np.nan if error.any() else float(lesions["area_mm2"].sum()),
+            "seeds_not_measured": int(not_measured.sum()),
+            "error": status[error].iloc[0].removeprefix("error: ") if error.any() else "",
+            "warnings": warnings_text, "model": table["model"].iloc[0],
+        })
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
 def _once_each(images: list[Path]) -> tuple[list[Path], dict[Path, list[Path]]]:
     """``images`` with each file once (a file given twice, or in a folder given too, would be
     measured and counted twice), said on stderr; and, for each image kept, the other paths it was
@@ -516,12 +544,18 @@ def cmd_quantify(args) -> int:
     # Every output is checked before the first image, not after an hour of work.
     if args.out and Path(args.out).is_dir():
         raise CalcinosisError(f"--out {args.out} is a folder: give the CSV file to write, e.g. {Path(args.out) / 'lesions.csv'}")
-    outputs = [Path(args.out)] if args.out else []
+    if args.summary and Path(args.summary).is_dir():
+        raise CalcinosisError(f"--summary {args.summary} is a folder: give the CSV file to write, e.g. "
+                              f"{Path(args.summary) / 'per_image.csv'}")
+    outputs = [Path(p) for p in (args.out, args.summary) if p]
+    if len(set(map(os.path.abspath, outputs))) < len(outputs):
+        raise CalcinosisError("--out and --summary name one file: give each its own")
     mask_names = _mask_names(images) if args.masks else {}
     outputs += [p for name in mask_names.values() for p in _mask_paths(Path(args.masks), name)]
     _refuse_existing(outputs, args.overwrite)
-    if args.out:
-        _make_folder(Path(args.out).parent, "output")
+    for output in (args.out, args.summary):
+        if output:
+            _make_folder(Path(output).parent, "output")
     if args.masks:
         _make_folder(Path(args.masks), "masks")
     model = load_model(args.model, device=args.device)  # once per run, not per image
@@ -558,6 +592,9 @@ def cmd_quantify(args) -> int:
     else:
         out.to_csv(sys.stdout, index=False)
         sys.stdout.flush()  # a reader gone (| head) is met here, not at exit
+    if args.summary:
+        _write_csv(_per_image(out), args.summary, args.overwrite)
+        print(f"wrote one row per image ({len(images)}) with its total area to {args.summary}", file=sys.stderr)
     # The rows not measured, by status, so that a lab sees them without filtering the CSV.
     not_ok = out["status"].astype(str).str.split(":").str[0]
     not_ok = not_ok[~not_ok.isin(["ok", "no_deposit_found"])].value_counts()
@@ -890,6 +927,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the tool)")
     add_device(q)
     q.add_argument("--out", help="output CSV (default: standard output)")
+    q.add_argument("--summary", metavar="CSV", help="also write one row per image: its lesions, their total area "
+                   "(mm²; empty for an image that failed), the seeds not measured, its error and warnings")
     q.add_argument("--masks", metavar="DIR", help="write <stem>_bone.png and <stem>_lesions.tif per image (in "
                    "subfolders as the images' own when they lie in several folders)")
     q.add_argument("--tta", action="store_true", help="flip test-time augmentation for segmentation (4x slower)")
