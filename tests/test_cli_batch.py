@@ -218,19 +218,27 @@ def test_summary_gives_each_images_total_area_and_none_for_one_that_failed(phant
     seeds = pd.read_csv(phantoms / "seeds.csv")
     first = seeds[seeds["image"] == dicoms[0].stem]
     # a second click on the first deposit (duplicate_seed, measured once) and one on the air (no_deposit)
-    extra = pd.DataFrame({"image": [dicoms[0].stem] * 2, "row": [first["row"].iloc[0], 0], "col": [first["col"].iloc[0], 0]})
-    pd.concat([seeds, extra]).to_csv(tmp_path / "seeds.csv", index=False)
+    extra = pd.DataFrame({"image": [dicoms[0].stem] * 2 + ["broken"] * 2, "row": [first["row"].iloc[0], 0, 5, 6],
+                          "col": [first["col"].iloc[0], 0, 5, 6]})
+    seeds = pd.concat([seeds, extra], ignore_index=True)
+    # a column of one value per image comes along to the summary; one per seed does not
+    seeds["patient"] = "P-" + seeds["image"]
+    seeds["reader_mm2"] = np.arange(len(seeds), dtype=float)
+    seeds.to_csv(tmp_path / "seeds.csv", index=False)
     out, summary = tmp_path / "lesions.csv", tmp_path / "per_image.csv"
     code = cli.main(["quantify", *map(str, dicoms), str(broken), "--seeds", str(tmp_path / "seeds.csv"),
                      "--out", str(out), "--summary", str(summary), "--device", "cpu"])
     assert code == 1
     lesions, per_image = pd.read_csv(out), pd.read_csv(summary, keep_default_na=False, na_values=[""])
-    assert list(per_image.columns) == cli.SUMMARY_COLUMNS
+    assert list(per_image.columns) == cli.SUMMARY_COLUMNS + ["patient"]
+    assert per_image["patient"].tolist() == [f"P-{p.stem}" for p in dicoms] + ["P-broken"]
     assert per_image["image"].tolist() == [p.name for p in dicoms] + ["broken.dcm"]
     for name, row in zip(per_image["image"], per_image.itertuples()):
         rows = lesions[(lesions["image"] == name) & (lesions["status"] == "ok")]
         if name == "broken.dcm":
-            assert np.isnan(row.total_area_mm2) and row.lesions == 0 and "truncated" in row.error
+            # unknown, not 0: no count, no total, and both its seeds not measured
+            assert pd.isna(row.total_area_mm2) and pd.isna(row.lesions) and "truncated" in row.error
+            assert row.seeds_not_measured == 2
             continue
         assert row.lesions == rows["lesion_id"].nunique() > 0 and pd.isna(row.error)
         assert np.isclose(row.total_area_mm2, rows.drop_duplicates("lesion_id")["area_mm2"].sum())

@@ -604,6 +604,111 @@ def test_a_study_trees_seeds_may_name_folders_and_stem_from_anywhere(fake_pipeli
     assert pd.read_csv(out)["seed_row"].tolist() == [5, 5]
 
 
+def test_a_path_to_an_image_not_given_never_names_another_centres_image(fake_pipeline, tmp_path, capsys,
+                                                                        monkeypatch):
+    import pandas as pd
+
+    for centre in ("CentreA", "CentreC"):
+        (tmp_path / centre / "P01" / "baseline").mkdir(parents=True)
+        write_dicom(tmp_path / centre / "P01" / "baseline" / "IM000001", _ramp_hu((64, 64)), 0.25)
+    seeds = tmp_path / "CentreA" / "seeds.csv"  # centre A's reader, run on centre C's images only
+    seeds.write_text("image,row,col\nP01/baseline/IM000001,240,86\n")
+    monkeypatch.chdir(tmp_path / "CentreA")
+    code, err = _cli(capsys, "quantify", "../CentreC", "-r", "--seeds", seeds)
+    assert code == 2 and "none of the 1 image names in" in err  # not one seed given to centre C
+    both = tmp_path / "both.csv"
+    both.write_text("image,row,col\nCentreA/P01/baseline/IM000001,1,1\nCentreC/P01/baseline/IM000001,2,2\n")
+    out = tmp_path / "areas.csv"
+    code, err = _cli(capsys, "quantify", "../CentreC", "-r", "--seeds", both, "--out", out)
+    assert code == 0, err
+    assert "has seeds for 1 image(s) not given here, not measured: CentreA/P01/baseline/IM000001" in err
+    assert pd.read_csv(out)["seed_row"].tolist() == [2]
+    # folders that lead to no file from here or from the seeds file: taken by the image's last folders, said
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text("image,row,col\nP01/baseline/IM000001.dcm,3,3\n")  # .dcm written, none on the file
+    code, err = _cli(capsys, "quantify", "../CentreC", "-r", "--seeds", elsewhere, "--out", out, "--overwrite")
+    assert code == 0, err
+    assert "names 1 image(s) by folders that lead to no file from here or from its own folder, taken by their " \
+           "last folders: 'P01/baseline/IM000001.dcm' as ../CentreC/P01/baseline/IM000001" in err
+    assert pd.read_csv(out)["seed_row"].tolist() == [3]
+
+
+def test_mask_files_of_a_study_lie_alike_in_every_run_from_one_place(fake_pipeline, tmp_path, capsys, monkeypatch):
+    for patient in ("P11", "P12"):
+        for visit in ("baseline", "follow-up"):
+            (tmp_path / "T" / patient / visit).mkdir(parents=True)
+            write_dicom(tmp_path / "T" / patient / visit / "IM000001", _ramp_hu((64, 64)), 0.25)
+    monkeypatch.chdir(tmp_path)
+    for patient in ("P12", "P11"):  # patient by patient into one masks folder: none replaces another's
+        assert _cli(capsys, "quantify", f"T/{patient}", "-r", "--masks", "masks")[0] == 0
+    assert sorted(str(p.relative_to(tmp_path / "masks")) for p in (tmp_path / "masks").rglob("*_bone.png")) == [
+        "T/P11/baseline/IM000001_bone.png", "T/P11/follow-up/IM000001_bone.png",
+        "T/P12/baseline/IM000001_bone.png", "T/P12/follow-up/IM000001_bone.png"]
+
+
+def test_a_dash_is_standard_output_not_a_file_named_dash(fake_pipeline, batch, tmp_path, capsys, monkeypatch):
+    paths, _ = batch
+    monkeypatch.chdir(tmp_path)
+    assert _cli(capsys, "quantify", paths[0], "--pixel-size", 0.25, "--out", "-")[0] == 0
+    out = tmp_path / "areas.csv"
+    assert _cli(capsys, "quantify", paths[0], "--pixel-size", 0.25, "--out", out, "--summary", "-")[0] == 0
+    assert not (tmp_path / "-").exists()
+    code, err = _cli(capsys, "quantify", paths[0], "--pixel-size", 0.25, "--summary", "-")
+    assert code == 2 and "cannot both go to standard output" in err
+
+
+def test_an_empty_file_named_as_a_scanner_names_them_is_an_error_not_skipped(fake_pipeline, tmp_path, capsys):
+    import pandas as pd
+
+    folder = tmp_path / "P09"
+    folder.mkdir()
+    write_dicom(folder / "IM000001", _ramp_hu((64, 64)), 0.25)
+    (folder / "IM000002").write_bytes(b"")  # a transfer that failed
+    out = tmp_path / "areas.csv"
+    code, err = _cli(capsys, "quantify", folder, "--out", out)
+    assert code == 1 and "skipped" not in err
+    table = pd.read_csv(out)
+    assert table["status"].tolist()[-1] == f"error: {folder / 'IM000002'}: the file is empty (0 bytes); copy or export it again"
+
+
+def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fake_pipeline, batch, tmp_path, capsys,
+                                                                             monkeypatch):
+    import os
+    import signal
+
+    import pandas as pd
+
+    from napari_calcinosis import pipeline
+
+    paths, _ = batch
+    good = [paths[0], paths[4], paths[2]]  # good_1, good_2, dot (fails)
+    fake = pipeline.quantify
+
+    def terminated_on_good_2(image, seeds, **kwargs):
+        if image.name == "good_2":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return fake(image, seeds, **kwargs)
+
+    monkeypatch.setattr(pipeline, "quantify", terminated_on_good_2)
+    out, summary, masks = tmp_path / "areas.csv", tmp_path / "per_image.csv", tmp_path / "m"
+    args = ["quantify", *good, "--pixel-size", 0.25, "--out", out, "--summary", summary, "--masks", masks]
+    assert _cli(capsys, *args)[0] == 143
+    assert _cli(capsys, *args)[0] == 2  # good_1's masks exist: a plain re-run is refused
+    monkeypatch.setattr(pipeline, "quantify", fake)
+    measured_before = list(fake_pipeline["images"])
+    code, err = _cli(capsys, *args, "--resume")
+    assert code == 1, err  # dot.png fails, as before
+    assert "resuming: 1 of 3 image(s) measured before" in err and "measuring the other 2" in err
+    assert fake_pipeline["images"][len(measured_before):] == ["good_2", "dot"]  # good_1 not again
+    assert pd.read_csv(out)["image"].tolist() == ["good_1.png", "good_2.png", "dot.png"]  # in the order given
+    assert pd.read_csv(summary)["image"].tolist() == ["good_1.png", "good_2.png", "dot.png"]
+    assert not list(tmp_path.glob("areas.partial*.csv")) and "removed" in err
+    # another model than the partial rows' is refused
+    (tmp_path / "areas.partial.csv").write_text(f"image,path,status,model\ngood_1.png,{paths[0].resolve()},ok,mine\n")
+    code, err = _cli(capsys, *args, "--resume", "--overwrite")
+    assert code == 2 and "were measured with the model mine, this run uses bundled phalanx_unet" in err
+
+
 def test_a_file_given_twice_is_measured_once(fake_pipeline, batch, tmp_path, capsys, monkeypatch):
     import pandas as pd
 

@@ -229,6 +229,11 @@ def test_folder_pairs(tmp_path):
     tifffile.imwrite(tmp_path / "msk" / "f1_bone.tif", planes, photometric="rgb", planarconfig="separate")
     [sample] = folder_samples(tmp_path / "img", tmp_path / "msk")
     assert np.array_equal(sample.bone_mask, p.bone_mask)
+    # a study's tree (quantify --masks mirrors it) is not searched below the folder given: said so
+    (tmp_path / "T" / "P01" / "baseline").mkdir(parents=True)
+    (tmp_path / "img" / "f1.dcm").rename(tmp_path / "T" / "P01" / "baseline" / "IM000001.dcm")
+    with pytest.raises(CalcinosisError, match=r"no image in .*T has a mask .*; its subfolders \(P01\) are not searched"):
+        folder_samples(tmp_path / "T", tmp_path / "msk")
 
 
 @pytest.mark.gpu

@@ -151,42 +151,67 @@ def _spellings(path: Path) -> set[str]:
 
 
 def _match_seeds(images: list[Path], keys, seeds_path, aliases: dict | None = None) -> dict[str, list[Path]]:
-    """The images each image name of the seeds file names (:func:`_spellings`, or a path relative
-    to here or to the seeds file), or, for a name that names none so, the same ignoring the case
-    of the letters (said on stderr). ``aliases``: other paths given for an image (a symlink),
-    whose names name it too. A name that names images in several folders is refused: it would
-    give one image's seeds to another (a DICOM and its PNG export side by side, as ``sample``
-    writes them, are one image: they share seeds)."""
+    """The images each image name of the seeds file names, or none (said on stderr by the caller):
+
+    - a path that leads to a file from here or from the seeds file's folder (or an absolute one)
+      names that file: the image given of that file, else none, even where another image given
+      ends in the same folders (another centre's ``P01/baseline/IM000001``);
+    - else a path names the image whose path ends in its folders and its name or stem
+      (``P01/baseline/IM000001`` of a study's tree; said on stderr, to be checked), and a name
+      without folders the images of that file name or stem;
+    - a name that names no image so names the same ignoring the case of its letters (said).
+
+    ``aliases``: other paths given for an image (a link), whose names name it too. A name that
+    names images in several folders is refused: it would give one image's seeds to another (a
+    DICOM and its PNG export side by side, as ``sample`` writes them, are one image: they
+    share seeds)."""
     exact: dict[str, set[Path]] = {}
+    by_file: dict[Path, set[Path]] = {}
     for path in images:
         for given in (path, *(aliases or {}).get(path, ())):
+            by_file.setdefault(given.resolve(), set()).add(path)
             for name in _spellings(given):
                 exact.setdefault(name, set()).add(path)
     folded: dict[str, set[Path]] = {}
     for name, paths in exact.items():
         folded.setdefault(name.casefold(), set()).update(paths)
     folders = [Path.cwd()] + ([Path(seeds_path).parent] if seeds_path else [])
-    matches = {}
+    matches, by_folders = {}, []
     for key in dict.fromkeys(keys):
         name = _normalised(key)
-        found = set(exact.get(name, ()))
-        if "/" in name:  # a relative path with "..": where it leads from here or from the seeds file
-            for folder in folders:
-                found |= exact.get(_normalised(str((folder / name).resolve())), set())
-        if not found:
+        files = {(folder / name).resolve() for folder in folders} if "/" in name else set()
+        files = {file for file in files if file.is_file()}
+        if files:
+            found = set().union(*(by_file.get(file, set()) for file in files))
+        else:
+            stem = "/".join([*name.split("/")[:-1], _image_stem(Path(name))])  # .dcm written, none on the file
+            found = set(exact.get(name) or exact.get(stem) or ())
+            if "/" in name and found:
+                by_folders.append(f"{key!r} as {_listed(sorted(map(str, found)), 2)}")
+        if not found and not files:
             found = set(folded.get(name.casefold(), ()))
             if found:
                 print(f"note: {seeds_path} names {key!r}, taken as {_listed(sorted(map(str, found)), 3)} "
                       "(the case of the letters differs)", file=sys.stderr)
         matching = [path for path in images if path in found]  # in the order given
         if len({path.resolve().parent for path in matching}) > 1:
-            shown = ", ".join(str(path) for path in matching[:3])
             raise CalcinosisError(
-                f"{seeds_path} gives seeds for {key!r}, the name of {len(matching)} of the images ({shown}): "
-                "write the image's path as given on the command line, or its folders and name "
-                "(e.g. P01/baseline/IM000001), in its image column"
+                f"{seeds_path} gives seeds for {key!r}, the name of {len(matching)} of the images "
+                f"({_listed(map(str, matching), 3)}): write in its image column a path that leads to the file "
+                "from the seeds file's folder, or more of its folders"
             )
         matches[key] = matching
+    if by_folders:
+        print(f"note: {seeds_path} names {len(by_folders)} image(s) by folders that lead to no file from here or "
+              f"from its own folder, taken by their last folders: {_listed(by_folders, 3)}; check that these are "
+              "the images meant", file=sys.stderr)
+    if keys is not None and len(matches) and not any(matches.values()):
+        raise CalcinosisError(
+            f"none of the {len(matches)} image names in {seeds_path} names an image given here (e.g. "
+            f"{next(iter(matches))!r}): write each image's file name or stem, its path from the seeds file's "
+            "folder, or its last folders and name (a path on another computer, C:\\... or \\\\server\\..., "
+            "cannot be looked up here)"
+        )
     return matches
 
 
@@ -324,13 +349,20 @@ def _write_image(array: np.ndarray, path, overwrite: bool = True) -> None:
 
 
 def _mask_names(images: list[Path]) -> dict[Path, str]:
-    """What each image's --masks files are named after: its stem, in the folders that lead to it
-    from the folder all the images lie in, so that the masks folder mirrors the study's tree
-    (every patient's first file is IM000001): flat when the images lie in one folder, each
-    folder's masks then read back by ``train --images F --masks DIR/F``. Images of one stem in
-    one folder (a DICOM beside its export) are refused: their masks would be one file."""
+    """What each image's --masks files are named after: its stem; where the images lie in several
+    folders, in the folders that lead to it from here (or, for images not below here, from the
+    folder they all lie in), so that the masks folder mirrors the study's tree (every patient's
+    first file is IM000001) alike in every run from one place, and each folder's masks read back
+    by ``train --images F --masks DIR/F``. Images of one stem in one folder (a DICOM beside its
+    export) are refused: their masks would be one file."""
     folders = [path.resolve().parent for path in images]
-    common = Path(os.path.commonpath(folders)) if folders else Path()
+    here = Path.cwd().resolve()
+    if len(set(folders)) == 1:
+        common = folders[0]
+    elif all(folder == here or here in folder.parents for folder in folders):
+        common = here
+    else:
+        common = Path(os.path.commonpath(folders))
     names = {path: (folder.relative_to(common) / _image_stem(path)).as_posix() for path, folder in zip(images, folders)}
     counts = collections.Counter(names.values())
     twice = sorted({str(path) for path, name in names.items() if counts[name] > 1})
@@ -440,26 +472,36 @@ SUMMARY_COLUMNS = ["image", "path", "mode", "lesions", "total_area_mm2", "seeds_
 
 def _per_image(out: pd.DataFrame) -> pd.DataFrame:
     """One row per image of a quantify table: its deposits measured and their total area (each
-    lesion once, however many seeds lie on it), the seeds not measured (on_bone, no_deposit,
-    ...; automatic mode's left-out things are not seeds), and its error. An image that failed
-    has no total (empty, not 0: its burden is unknown); one where nothing was found has 0."""
+    lesion once, however many seeds lie on it), the seeds not measured (on_bone, no_deposit, or
+    all of a failed image's; automatic mode's left-out things are not seeds), and its error. An
+    image that failed has no count nor total (empty, not 0: its burden is unknown); one where
+    nothing was found has 0. The seeds file's columns that hold one value for all of an image's
+    seeds (a patient, a visit) come along, after the tool's own."""
     from .grow import LEFT_OUT_STATUSES
 
+    images = out.groupby("image", sort=False)
+    carried = [column for column in out.columns if column not in OUTPUT_COLUMNS
+               and images[column].nunique(dropna=False).le(1).all()]  # one value per image, in every image
     rows = []
-    for label, table in out.groupby("image", sort=False):
+    for label, table in images:
         status = table["status"].astype(str)
         error = status.str.startswith("error: ")
         lesions = table[(status == "ok") & (table["lesion_id"] > 0)].drop_duplicates("lesion_id")
-        not_measured = ~status.isin(["ok", "duplicate_seed", "no_deposit_found", *LEFT_OUT_STATUSES]) & ~error
+        not_measured = ~status.isin(["ok", "duplicate_seed", "no_deposit_found", *LEFT_OUT_STATUSES])
+        not_measured &= ~error | table["seed_row"].notna()  # a failed image's seeds, not its one seedless row
         warnings_text = next((w for w in table["warnings"] if isinstance(w, str) and w), "")
         rows.append({
             "image": label, "path": table["path"].iloc[0], "mode": table["mode"].iloc[0],
-            "lesions": len(lesions), "total_area_mm2": np.nan if error.any() else float(lesions["area_mm2"].sum()),
+            "lesions": np.nan if error.any() else len(lesions),
+            "total_area_mm2": np.nan if error.any() else float(lesions["area_mm2"].sum()),
             "seeds_not_measured": int(not_measured.sum()),
             "error": status[error].iloc[0].removeprefix("error: ") if error.any() else "",
             "warnings": warnings_text, "model": table["model"].iloc[0],
+            **{column: table[column].iloc[0] for column in carried},
         })
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS + carried)
+    summary["lesions"] = summary["lesions"].astype("Int64")  # a count, empty for an image that failed
+    return summary
 
 
 def _once_each(images: list[Path]) -> tuple[list[Path], dict[Path, list[Path]]]:
@@ -478,6 +520,32 @@ def _once_each(images: list[Path]) -> tuple[list[Path], dict[Path, list[Path]]]:
             print(f"note: {path} is the file {first} (given already): measured once, as {first}", file=sys.stderr)
             aliases.setdefault(first, []).append(path)
     return list(seen.values()), aliases
+
+
+def _partial_files(out) -> list[Path]:
+    """The partial results interrupted runs left beside ``out``, oldest name first."""
+    return sorted(Path(out).parent.glob(f"{glob.escape(Path(out).stem)}.partial*.csv"),
+                  key=lambda path: (len(path.name), path.name))
+
+
+def _measured_before(out, images: list[Path]) -> tuple[dict[str, pd.DataFrame], list[Path]]:
+    """For --resume: the rows interrupted runs wrote beside ``out``, by image path, of the images
+    of this run that were measured (an image that failed is measured again), and those files."""
+    partials = _partial_files(out)
+    if not partials:
+        print(f"note: --resume: no partial results beside {out} ({Path(out).stem}.partial.csv): every image is "
+              "measured", file=sys.stderr)
+        return {}, []
+    earlier = pd.concat([read_csv_or_refuse(path) for path in partials], ignore_index=True)
+    if "path" not in earlier.columns:
+        raise CalcinosisError(f"--resume: {partials[0]} has no path column (an older version wrote it): measure "
+                              "again without --resume")
+    given = {str(path.resolve()) for path in images}
+    measured = earlier[~earlier["status"].astype(str).str.startswith("error") & earlier["path"].isin(given)]
+    done = {path: rows for path, rows in measured.groupby("path", sort=False)}
+    print(f"resuming: {len(done)} of {len(images)} image(s) measured before (in {_listed(map(str, partials), 2)}) "
+          f"are kept; measuring the other {len(images) - len(done)}", file=sys.stderr)
+    return done, partials
 
 
 def _partial_path(out) -> Path:
@@ -517,6 +585,9 @@ def cmd_quantify(args) -> int:
     from .io import _checked_spacing, _checked_window
     from .segment import load_model
 
+    args.out = None if args.out == "-" else args.out  # "-": standard output, as without --out
+    if args.summary == "-" and not args.out:
+        raise CalcinosisError("--summary - and the lesion rows cannot both go to standard output: give --out a file")
     images, aliases = _once_each(_expand_images(args.images, args.recursive))
     if not images:
         raise CalcinosisError("no images given (DICOM, PNG, JPEG or TIFF files, or folders of them)")
@@ -547,15 +618,19 @@ def cmd_quantify(args) -> int:
     if args.summary and Path(args.summary).is_dir():
         raise CalcinosisError(f"--summary {args.summary} is a folder: give the CSV file to write, e.g. "
                               f"{Path(args.summary) / 'per_image.csv'}")
-    outputs = [Path(p) for p in (args.out, args.summary) if p]
+    tables = [Path(p) for p in (args.out, args.summary) if p and p != "-"]
+    outputs = list(tables)
     if len(set(map(os.path.abspath, outputs))) < len(outputs):
         raise CalcinosisError("--out and --summary name one file: give each its own")
+    if args.resume and not args.out:
+        raise CalcinosisError("--resume carries on a run that wrote --out: give the same --out (and arguments)")
     mask_names = _mask_names(images) if args.masks else {}
-    outputs += [p for name in mask_names.values() for p in _mask_paths(Path(args.masks), name)]
+    done, partials = _measured_before(args.out, images) if args.resume else ({}, [])
+    to_measure = [path for path in images if str(path.resolve()) not in done]
+    outputs += [p for path in to_measure if args.masks for p in _mask_paths(Path(args.masks), mask_names[path])]
     _refuse_existing(outputs, args.overwrite)
-    for output in (args.out, args.summary):
-        if output:
-            _make_folder(Path(output).parent, "output")
+    for output in tables:
+        _make_folder(output.parent, "output")
     if args.masks:
         _make_folder(Path(args.masks), "masks")
     model = load_model(args.model, device=args.device)  # once per run, not per image
@@ -566,33 +641,48 @@ def cmd_quantify(args) -> int:
 
     bundled = args.model is None or Path(given).resolve() == bundled_model_path().resolve()
     model_label = f"bundled {name}" if bundled else str(Path(given).resolve())
+    other_models = sorted({str(m) for rows in done.values() for m in rows["model"].dropna()} - {model_label})
+    if other_models:
+        raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} were measured with the model "
+                              f"{other_models[0]}, this run uses {model_label}: give the same --model, or measure "
+                              "again without --resume")
     frames: list = []
     try:
         with _sigterm_interrupts():
-            failed = _quantify_each(images, labels, seeds_of, mask_names, model, args, frames)
+            failed = _quantify_each(to_measure, labels, seeds_of, mask_names, model, args, frames)
     except KeyboardInterrupt:
         # What was measured before Ctrl-C (or a scheduler's SIGTERM) is kept, beside the output
         # rather than in its place.
         if args.out and frames:
             partial = _partial_path(args.out)
             _write_csv(pd.concat(frames, ignore_index=True).assign(model=model_label), partial)
-            print(f"interrupted after {len(frames)} of {len(images)} image(s): wrote those to {partial}", file=sys.stderr)
+            print(f"interrupted after {len(frames) + len(done)} of {len(images)} image(s): wrote the "
+                  f"{len(frames)} this run measured to {partial}" + (f" (the others are in {_listed(map(str, partials), 2)}"
+                  "; --resume takes them all)" if partials else "; --resume carries on"), file=sys.stderr)
         raise
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=OUTPUT_COLUMNS)
+    new = {frame["path"].iloc[0]: frame for frame in frames}
+    tables = [done.get(str(path.resolve()), new.get(str(path.resolve()))) for path in images]
+    out = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=OUTPUT_COLUMNS)
     out["model"] = model_label
     if args.out:
         _write_csv(out, args.out, args.overwrite)
         n_ok = int((out["status"] == "ok").sum())
         print(f"wrote {len(out)} rows ({n_ok} lesions measured) for {len(images)} image(s) to {args.out}", file=sys.stderr)
-        earlier = sorted(Path(args.out).parent.glob(f"{glob.escape(Path(args.out).stem)}.partial*.csv"),
-                         key=lambda path: (len(path.name), path.name))
+        for partial in partials:  # their rows are in the output now
+            partial.unlink()
+        if partials:
+            print(f"removed {_listed(map(str, partials), 3)}: their rows are in {args.out}", file=sys.stderr)
+        earlier = _partial_files(args.out)
         if earlier:
             print(f"note: {_listed([str(p) for p in earlier], 3)} hold(s) an interrupted run's rows; this run's are "
                   f"all in {args.out}", file=sys.stderr)
     else:
         out.to_csv(sys.stdout, index=False)
         sys.stdout.flush()  # a reader gone (| head) is met here, not at exit
-    if args.summary:
+    if args.summary == "-":
+        _per_image(out).to_csv(sys.stdout, index=False)
+        sys.stdout.flush()
+    elif args.summary:
         _write_csv(_per_image(out), args.summary, args.overwrite)
         print(f"wrote one row per image ({len(images)}) with its total area to {args.summary}", file=sys.stderr)
     # The rows not measured, by status, so that a lab sees them without filtering the CSV.
@@ -927,6 +1017,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "the tool)")
     add_device(q)
     q.add_argument("--out", help="output CSV (default: standard output)")
+    q.add_argument("--resume", action="store_true",
+                   help="carry on a run interrupted (Ctrl-C, SIGTERM): the same command with --resume keeps the "
+                   "images measured in OUT.partial*.csv and measures the others")
     q.add_argument("--summary", metavar="CSV", help="also write one row per image: its lesions, their total area "
                    "(mm²; empty for an image that failed), the seeds not measured, its error and warnings")
     q.add_argument("--masks", metavar="DIR", help="write <stem>_bone.png and <stem>_lesions.tif per image (in "

@@ -811,13 +811,18 @@ def _forced_dicom(path) -> bool:
 def _is_image_file(path: Path) -> bool:
     """An image by its suffix, or by its content: scanners name DICOM files by their UID
     (``1.2.840.113619.2.55.3.604688119``) or ``IM000001``, with no image suffix, and older ones
-    leave out the ``DICM`` marker. A DICOMDIR is an index, not an image."""
+    leave out the ``DICM`` marker. A DICOMDIR is an index, not an image. An empty file named so
+    is taken, to be refused as empty rather than passed over."""
     if path.name.upper() == "DICOMDIR":
         return False
     suffix = path.suffix.lower()
     if suffix and (suffix in _DICOM_SUFFIXES or suffix in _RASTER_SUFFIXES):
         return True
     try:
+        if path.stat().st_size == 0:
+            # a transfer that failed: named as a scanner names its files (IM000002, a UID), it is
+            # an image to say is empty, not a file to pass over
+            return not suffix or re.fullmatch(r"[\d.]+", path.name) is not None
         sniffed = _sniff_format(path)
     except OSError:
         return False
