@@ -125,8 +125,8 @@ def _expand_images(paths, recursive: bool = False) -> list[Path]:
 def _image_labels(images: list[Path]) -> dict[Path, str]:
     """What the ``image`` column calls each image: its file name, or the path as given where
     images in different folders share a name (scanners name every patient's files IM0001...)."""
-    names = [path.name for path in images]
-    return {path: path.name if names.count(path.name) == 1 else str(path) for path in images}
+    names = collections.Counter(path.name for path in images)
+    return {path: path.name if names[path.name] == 1 else str(path) for path in images}
 
 
 def _normalised(key: str) -> str:
@@ -138,12 +138,11 @@ def _normalised(key: str) -> str:
 
 
 def _spellings(path: Path) -> set[str]:
-    """Every name by which a seeds file may name the image ``path``: its path as given and as an
-    absolute path; its file name and stem; and its last folders with its file name or stem
-    (``P01/baseline/IM000001``, ``P01/IM1.dcm``, ``P01/IM1``), of either path."""
-    resolved = path.resolve()
-    names = {_normalised(str(path)), _normalised(str(resolved))}
-    for parts in (path.parts, resolved.parts):
+    """The names by which a seeds file may name the image ``path`` other than a path that leads
+    to it: its file name or stem, after none or some of its last folders (``IM1.dcm``, ``IM1``,
+    ``P01/baseline/IM1``), of its path as given or as an absolute path."""
+    names = set()
+    for parts in (path.parts, path.resolve().parts):
         folders = [_normalised(part) for part in parts[:-1] if part not in ("/", "")]
         for last in (path.name, _image_stem(path)):
             names.update("/".join([*folders[len(folders) - k:], _normalised(last)]) for k in range(len(folders) + 1))
@@ -205,7 +204,7 @@ def _match_seeds(images: list[Path], keys, seeds_path, aliases: dict | None = No
         print(f"note: {seeds_path} names {len(by_folders)} image(s) by folders that lead to no file from here or "
               f"from its own folder, taken by their last folders: {_listed(by_folders, 3)}; check that these are "
               "the images meant", file=sys.stderr)
-    if keys is not None and len(matches) and not any(matches.values()):
+    if matches and not any(matches.values()):
         raise CalcinosisError(
             f"none of the {len(matches)} image names in {seeds_path} names an image given here (e.g. "
             f"{next(iter(matches))!r}): write each image's file name or stem, its path from the seeds file's "
@@ -537,9 +536,10 @@ def _measured_before(out, images: list[Path]) -> tuple[dict[str, pd.DataFrame], 
               "measured", file=sys.stderr)
         return {}, []
     earlier = pd.concat([read_csv_or_refuse(path) for path in partials], ignore_index=True)
-    if "path" not in earlier.columns:
-        raise CalcinosisError(f"--resume: {partials[0]} has no path column (an older version wrote it): measure "
-                              "again without --resume")
+    missing = [column for column in ("path", "status", "model") if column not in earlier.columns]
+    if missing:
+        raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} lack the column(s) {', '.join(missing)} "
+                              "(an older version, or an edit, wrote them): measure again without --resume")
     given = {str(path.resolve()) for path in images}
     measured = earlier[~earlier["status"].astype(str).str.startswith("error") & earlier["path"].isin(given)]
     done = {path: rows for path, rows in measured.groupby("path", sort=False)}
@@ -618,8 +618,8 @@ def cmd_quantify(args) -> int:
     if args.summary and Path(args.summary).is_dir():
         raise CalcinosisError(f"--summary {args.summary} is a folder: give the CSV file to write, e.g. "
                               f"{Path(args.summary) / 'per_image.csv'}")
-    tables = [Path(p) for p in (args.out, args.summary) if p and p != "-"]
-    outputs = list(tables)
+    csv_files = [Path(p) for p in (args.out, args.summary) if p and p != "-"]
+    outputs = list(csv_files)
     if len(set(map(os.path.abspath, outputs))) < len(outputs):
         raise CalcinosisError("--out and --summary name one file: give each its own")
     if args.resume and not args.out:
@@ -629,7 +629,7 @@ def cmd_quantify(args) -> int:
     to_measure = [path for path in images if str(path.resolve()) not in done]
     outputs += [p for path in to_measure if args.masks for p in _mask_paths(Path(args.masks), mask_names[path])]
     _refuse_existing(outputs, args.overwrite)
-    for output in tables:
+    for output in csv_files:
         _make_folder(output.parent, "output")
     if args.masks:
         _make_folder(Path(args.masks), "masks")

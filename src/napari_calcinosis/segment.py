@@ -496,8 +496,6 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
     if path is not None and str(path) == "bundled" and not Path(path).exists():
         path = None  # the CLI's --model bundled / --init bundled, the widgets' choice
     path = bundled_model_path() if path is None else Path(path)
-    if path.is_dir():
-        raise CalcinosisError(f"{path} is a folder, not a model file: give the .safetensors file inside it")
     # "model.v1" is model.v1.safetensors; a card or checkpoint given for its model (x.json,
     # x.pt) means the x.safetensors beside it.
     if path.suffix != ".safetensors" and model_file(path).exists() and (

@@ -332,9 +332,9 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None, *, win
         samples.append(TrainingSample(image.pixels_hu, mask, image.spacing_mm, f.name))
     if not samples:
         subfolders = [d.name for d in images_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
-        below = (f"; its subfolders ({', '.join(sorted(subfolders)[:3])}{', ...' if len(subfolders) > 3 else ''}) are "
-                 "not searched: give a folder that holds the images, with its masks folder (quantify --masks "
-                 "mirrors a study's folders: --images T/P01/baseline --masks DIR/T/P01/baseline)") if subfolders else ""
+        below = (f"; its subfolders ({_listed(sorted(subfolders), 3)}) are not searched: give a folder that holds "
+                 "the images, with its masks folder (quantify --masks mirrors a study's folders: --images "
+                 "T/P01/baseline --masks DIR/T/P01/baseline)") if subfolders else ""
         raise CalcinosisError(
             f"no image in {images_dir} has a mask of the same name in {masks_dir} "
             f"(expected e.g. finger01.dcm with finger01.png or finger01_bone.png){below}"
