@@ -131,10 +131,13 @@ def test_quantify_png_needs_pixel_size_and_a_bad_file_does_not_stop_the_batch(sa
     assert len(good) == len(want) and (good["status"] == "ok").all()
     assert np.allclose(good["area_mm2"], want["area_mm2"], rtol=0.35, atol=0.8)
 
+    # exports only, and no pixel size: refused before the model is loaded, not image by image
     r = run("quantify", png, "--out", tmp_path / "r2.csv", "--device", "cpu")
-    assert r.returncode == 1
-    assert "pixel_size_mm" in r.stderr or "--pixel-size" in r.stderr
-    assert "without --seeds" not in r.stderr  # nothing was measured, so no note about how
+    assert r.returncode == 2 and not (tmp_path / "r2.csv").exists()
+    assert "the image is an export (PNG, JPEG, TIFF), which carry no pixel size: give it with --pixel-size" in r.stderr
+    # beside a DICOM (which has its own), an export without one fails on its own row
+    r = run("quantify", samples / f"{stem}.dcm", png, "--out", tmp_path / "r3.csv", "--device", "cpu")
+    assert r.returncode == 1 and "a PNG image carries no pixel size" in r.stderr
 
 
 def test_quantify_automatic_mode_to_stdout(samples):

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ._errors import CalcinosisError
-from .io import (WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _is_image_file, _listed, _numbers_where_all_are,
+from .io import (_RASTER_SUFFIXES, WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _is_image_file, _listed,
+                 _numbers_where_all_are,
                  _one_line, atomic_output, read_csv_or_refuse, read_csv_table)
 
 OUTPUT_COLUMNS = [
@@ -593,6 +594,9 @@ def cmd_quantify(args) -> int:
         raise CalcinosisError("no images given (DICOM, PNG, JPEG or TIFF files, or folders of them)")
     if args.pixel_size is not None:
         _checked_spacing(args.pixel_size, "--pixel-size")
+    elif all(path.suffix.lower() in _RASTER_SUFFIXES for path in images):  # each would fail, one by one
+        raise CalcinosisError(f"{'the image is an export' if len(images) == 1 else f'all {len(images)} images are exports'} "
+                              "(PNG, JPEG, TIFF), which carry no pixel size: give it with --pixel-size (in mm)")
     _checked_window(args.window_level, args.window_width)
     # Said before the first image, not as an error row on each one.
     from ._errors import checked_number
