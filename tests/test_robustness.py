@@ -623,14 +623,93 @@ def test_a_path_to_an_image_not_given_never_names_another_centres_image(fake_pip
     assert code == 0, err
     assert "has seeds for 1 image(s) not given here, not measured: CentreA/P01/baseline/IM000001" in err
     assert pd.read_csv(out)["seed_row"].tolist() == [2]
-    # folders that lead to no file from here or from the seeds file: taken by the image's last folders, said
+    # from centre A's folder, its own image written with .dcm, or in other letters, is still its own
+    for key in ("P01/baseline/IM000001.dcm", "p01\\Baseline\\im000001"):
+        seeds.write_text(f"image,row,col\n{key},240,86\n")
+        assert _cli(capsys, "quantify", "../CentreC", "-r", "--seeds", seeds)[0] == 2
+    # folders that lead to no folder from here or from the seeds file: taken by the image's last folders, said
+    monkeypatch.chdir(tmp_path)
     elsewhere = tmp_path / "elsewhere.csv"
     elsewhere.write_text("image,row,col\nP01/baseline/IM000001.dcm,3,3\n")  # .dcm written, none on the file
-    code, err = _cli(capsys, "quantify", "../CentreC", "-r", "--seeds", elsewhere, "--out", out, "--overwrite")
+    code, err = _cli(capsys, "quantify", "CentreC", "-r", "--seeds", elsewhere, "--out", out, "--overwrite")
     assert code == 0, err
-    assert "names 1 image(s) by folders that lead to no file from here or from its own folder, taken by their " \
-           "last folders: 'P01/baseline/IM000001.dcm' as ../CentreC/P01/baseline/IM000001" in err
+    assert "names 1 image(s) by folders that lead to no folder from here or from its own folder, taken by their " \
+           "last folders: 'P01/baseline/IM000001.dcm' as CentreC/P01/baseline/IM000001" in err
     assert pd.read_csv(out)["seed_row"].tolist() == [3]
+
+
+def test_resume_takes_each_image_once_from_its_newest_partial_file_and_keeps_other_runs_files(
+        fake_pipeline, batch, tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    import pandas as pd
+
+    from napari_calcinosis import pipeline
+
+    paths, _ = batch
+    good_1, good_2 = paths[0], paths[4]
+    other = tmp_path / "other.dcm"
+    write_dicom(other, _ramp_hu((64, 64)), 0.25)
+    seeds = tmp_path / "seeds.csv"
+    # a patient id of 007 and a note of NA: read back from a partial file, they must stay as written
+    seeds.write_text("image,row,col,patient,note\ngood_1,1,1,007,NA\ngood_1,2,2,007,n/a\ngood_2,3,3,008,x\n"
+                     "other,4,4,009,y\n")
+    fake = pipeline.quantify
+
+    def terminated_on(stem):
+        def quantify(image, image_seeds, **kwargs):
+            if image.name == stem:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return fake(image, image_seeds, **kwargs)
+        return quantify
+
+    out, summary = tmp_path / "areas.csv", tmp_path / "per_image.csv"
+    # an earlier run over other.dcm alone, interrupted: its partial rows are no image of the next run's
+    monkeypatch.setattr(pipeline, "quantify", terminated_on("never"))
+    base = ["--seeds", seeds, "--pixel-size", 0.25, "--out", out]
+    assert _cli(capsys, "quantify", other, *base)[0] == 0
+    os.replace(out, tmp_path / "areas.partial.csv")
+    # two interrupted runs over good_1 and good_2: both partial files hold good_1
+    for stem in ("good_2", "good_2"):
+        monkeypatch.setattr(pipeline, "quantify", terminated_on(stem))
+        assert _cli(capsys, "quantify", good_1, good_2, *base)[0] == 143
+    monkeypatch.setattr(pipeline, "quantify", fake)
+    code, err = _cli(capsys, "quantify", good_1, good_2, *base, "--summary", summary, "--resume")
+    assert code == 0, err
+    table = pd.read_csv(out, dtype=str, keep_default_na=False)
+    fresh = tmp_path / "fresh.csv"
+    assert _cli(capsys, "quantify", good_1, good_2, *base[:-1], fresh)[0] == 0
+    # once each, in order, with the seeds file's columns as a fresh run writes them
+    assert table.equals(pd.read_csv(fresh, dtype=str, keep_default_na=False))
+    assert table["patient"].tolist()[:2] == ["007", "007"] and table["note"].tolist()[:2] == ["NA", "n/a"]
+    assert pd.read_csv(summary)["image"].tolist() == ["good_1.png", "good_2.png"]
+    # the file of the run over other.dcm is left; the two of this run are removed
+    assert sorted(p.name for p in tmp_path.glob("areas.partial*.csv")) == ["areas.partial.csv"]
+    assert "also hold(s) rows of images not in this run: left as they are" in err
+    # seeds changed since the interrupted run: that image is measured again, not kept
+    monkeypatch.setattr(pipeline, "quantify", terminated_on("good_2"))
+    assert _cli(capsys, "quantify", good_1, good_2, *base, "--overwrite")[0] == 143
+    seeds.write_text("image,row,col\ngood_1,5,5\ngood_2,6,6\n")
+    monkeypatch.setattr(pipeline, "quantify", fake)
+    code, err = _cli(capsys, "quantify", good_1, good_2, *base, "--resume", "--overwrite")
+    assert code == 0 and "measuring 1 image(s) again whose seeds differ" in err
+    assert pd.read_csv(out)["seed_row"].tolist() == [5, 6]
+
+
+def test_a_seeds_column_named_like_a_summary_column_does_not_replace_the_tools_number(fake_pipeline, batch,
+                                                                                      tmp_path, capsys):
+    import pandas as pd
+
+    paths, _ = batch
+    seeds, out, summary = tmp_path / "seeds.csv", tmp_path / "areas.csv", tmp_path / "per_image.csv"
+    seeds.write_text("image,row,col,total_area_mm2,lesions,error\ngood_1,1,1,14.6,3,x\ngood_1,2,2,14.6,3,x\n")
+    code, err = _cli(capsys, "quantify", paths[0], "--seeds", seeds, "--pixel-size", 0.25, "--out", out,
+                     "--summary", summary)
+    assert code == 0, err
+    row = pd.read_csv(summary).iloc[0]
+    assert row["lesions"] == 2 and row["total_area_mm2"] == 3.0  # the fake pipeline's two 1.5 mm² lesions
+    assert row["seeds_total_area_mm2"] == 14.6 and row["seeds_lesions"] == 3
 
 
 def test_mask_files_of_a_study_lie_alike_in_every_run_from_one_place(fake_pipeline, tmp_path, capsys, monkeypatch):
@@ -664,9 +743,10 @@ def test_an_empty_file_named_as_a_scanner_names_them_is_an_error_not_skipped(fak
     folder.mkdir()
     write_dicom(folder / "IM000001", _ramp_hu((64, 64)), 0.25)
     (folder / "IM000002").write_bytes(b"")  # a transfer that failed
+    (folder / "COMPLETE").write_bytes(b"")  # a marker some exports leave: no image
     out = tmp_path / "areas.csv"
     code, err = _cli(capsys, "quantify", folder, "--out", out)
-    assert code == 1 and "skipped" not in err
+    assert code == 1 and "skipped 1 file(s) that are not DICOM, PNG, JPEG or TIFF images: COMPLETE" in err
     table = pd.read_csv(out)
     assert table["status"].tolist()[-1] == f"error: {folder / 'IM000002'}: the file is empty (0 bytes); copy or export it again"
 
@@ -704,7 +784,7 @@ def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fak
     assert pd.read_csv(summary)["image"].tolist() == ["good_1.png", "good_2.png", "dot.png"]
     assert not list(tmp_path.glob("areas.partial*.csv")) and "removed" in err
     # another model than the partial rows' is refused
-    (tmp_path / "areas.partial.csv").write_text(f"image,path,status,model\ngood_1.png,{paths[0].resolve()},ok,mine\n")
+    pd.read_csv(out).assign(model="mine").to_csv(tmp_path / "areas.partial.csv", index=False)
     code, err = _cli(capsys, *args, "--resume", "--overwrite")
     assert code == 2 and "were measured with the model mine, this run uses bundled phalanx_unet" in err
 

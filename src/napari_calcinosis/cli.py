@@ -150,15 +150,36 @@ def _spellings(path: Path) -> set[str]:
     return names
 
 
+def _folder_led_to(base: Path, parts: list[str]) -> Path | None:
+    """The folder that the folders ``parts`` lead to from ``base``, the case of their letters aside
+    (a sheet typed on Windows); None where they lead to none."""
+    folder = base
+    for part in parts:
+        if part == "..":
+            folder = folder.parent
+        elif (folder / part).is_dir():
+            folder = folder / part
+        else:
+            try:
+                alike = [f for f in folder.iterdir() if f.is_dir() and f.name.casefold() == part.casefold()]
+            except OSError:
+                return None
+            if len(alike) != 1:
+                return None
+            folder = alike[0]
+    return folder.resolve()
+
+
 def _match_seeds(images: list[Path], keys, seeds_path, aliases: dict | None = None) -> dict[str, list[Path]]:
     """The images each image name of the seeds file names, or none (said on stderr by the caller):
 
-    - a path that leads to a file from here or from the seeds file's folder (or an absolute one)
-      names that file: the image given of that file, else none, even where another image given
-      ends in the same folders (another centre's ``P01/baseline/IM000001``);
-    - else a path names the image whose path ends in its folders and its name or stem
-      (``P01/baseline/IM000001`` of a study's tree; said on stderr, to be checked), and a name
-      without folders the images of that file name or stem;
+    - a path whose folders lead to a folder from here or from the seeds file's folder (or an
+      absolute one) names the image of that folder with its file name or stem (any suffix, any
+      case), else none: never another image whose path ends in the same folders (another
+      centre's ``P01/baseline/IM000001``);
+    - a path whose folders lead nowhere names the image whose path ends in its folders and its
+      name or stem (``P01/baseline/IM000001`` of a study's tree; said on stderr, to be checked);
+      a name without folders names the images of that file name or stem;
     - a name that names no image so names the same ignoring the case of its letters (said).
 
     ``aliases``: other paths given for an image (a link), whose names name it too. A name that
@@ -166,33 +187,38 @@ def _match_seeds(images: list[Path], keys, seeds_path, aliases: dict | None = No
     DICOM and its PNG export side by side, as ``sample`` writes them, are one image: they
     share seeds)."""
     exact: dict[str, set[Path]] = {}
-    by_file: dict[Path, set[Path]] = {}
+    in_folder: dict[Path, list[tuple[set[str], Path]]] = {}
     for path in images:
         for given in (path, *(aliases or {}).get(path, ())):
-            by_file.setdefault(given.resolve(), set()).add(path)
+            in_folder.setdefault(given.parent.resolve(), []).append(
+                ({given.name.casefold(), _image_stem(given).casefold()}, path))
             for name in _spellings(given):
                 exact.setdefault(name, set()).add(path)
     folded: dict[str, set[Path]] = {}
     for name, paths in exact.items():
         folded.setdefault(name.casefold(), set()).update(paths)
-    folders = [Path.cwd()] + ([Path(seeds_path).parent] if seeds_path else [])
+    bases = [Path.cwd()] + ([Path(seeds_path).parent] if seeds_path else [])
     matches, by_folders = {}, []
     for key in dict.fromkeys(keys):
         name = _normalised(key)
-        files = {(folder / name).resolve() for folder in folders} if "/" in name else set()
-        files = {file for file in files if file.is_file()}
-        if files:
-            found = set().union(*(by_file.get(file, set()) for file in files))
+        parts = name.split("/")
+        folders = set()
+        if len(parts) > 1:
+            starts = [Path("/")] if name.startswith("/") else bases
+            folders = {_folder_led_to(base, [p for p in parts[:-1] if p]) for base in starts} - {None}
+        if folders:  # the folders of the path lead to a folder: the image of that folder, or none
+            last = {parts[-1].casefold(), _image_stem(Path(parts[-1])).casefold()}
+            found = {path for folder in folders for names, path in in_folder.get(folder, ()) if names & last}
         else:
-            stem = "/".join([*name.split("/")[:-1], _image_stem(Path(name))])  # .dcm written, none on the file
+            stem = "/".join([*parts[:-1], _image_stem(Path(parts[-1]))])  # .dcm written, none on the file
             found = set(exact.get(name) or exact.get(stem) or ())
-            if "/" in name and found:
+            if not found:
+                found = set(folded.get(name.casefold()) or folded.get(stem.casefold()) or ())
+                if found:
+                    print(f"note: {seeds_path} names {key!r}, taken as {_listed(sorted(map(str, found)), 3)} "
+                          "(the case of the letters differs)", file=sys.stderr)
+            if len(parts) > 1 and found:
                 by_folders.append(f"{key!r} as {_listed(sorted(map(str, found)), 2)}")
-        if not found and not files:
-            found = set(folded.get(name.casefold(), ()))
-            if found:
-                print(f"note: {seeds_path} names {key!r}, taken as {_listed(sorted(map(str, found)), 3)} "
-                      "(the case of the letters differs)", file=sys.stderr)
         matching = [path for path in images if path in found]  # in the order given
         if len({path.resolve().parent for path in matching}) > 1:
             raise CalcinosisError(
@@ -202,7 +228,7 @@ def _match_seeds(images: list[Path], keys, seeds_path, aliases: dict | None = No
             )
         matches[key] = matching
     if by_folders:
-        print(f"note: {seeds_path} names {len(by_folders)} image(s) by folders that lead to no file from here or "
+        print(f"note: {seeds_path} names {len(by_folders)} image(s) by folders that lead to no folder from here or "
               f"from its own folder, taken by their last folders: {_listed(by_folders, 3)}; check that these are "
               "the images meant", file=sys.stderr)
     if matches and not any(matches.values()):
@@ -279,7 +305,8 @@ def _extra_seed_columns(table: pd.DataFrame) -> pd.DataFrame:
     extra = extra.loc[:, [not str(c).startswith("Unnamed:") or (extra[c] != "").any() for c in extra.columns]]
     names: list[str] = []
     for column in map(str, extra.columns):
-        while column in OUTPUT_COLUMNS or column in names or column in extra.columns[len(names) + 1:]:
+        while (column in OUTPUT_COLUMNS or column in SUMMARY_COLUMNS or column in names
+               or column in extra.columns[len(names) + 1:]):
             column = f"seeds_{column}"  # a previous run's output as the seeds: area_mm2 and seeds_area_mm2
         names.append(column)
     extra.columns = names
@@ -479,11 +506,11 @@ def _per_image(out: pd.DataFrame) -> pd.DataFrame:
     seeds (a patient, a visit) come along, after the tool's own."""
     from .grow import LEFT_OUT_STATUSES
 
-    images = out.groupby("image", sort=False)
+    images = out.groupby("path", sort=False)
     carried = [column for column in out.columns if column not in OUTPUT_COLUMNS
                and images[column].nunique(dropna=False).le(1).all()]  # one value per image, in every image
     rows = []
-    for label, table in images:
+    for _, table in images:
         status = table["status"].astype(str)
         error = status.str.startswith("error: ")
         lesions = table[(status == "ok") & (table["lesion_id"] > 0)].drop_duplicates("lesion_id")
@@ -491,7 +518,7 @@ def _per_image(out: pd.DataFrame) -> pd.DataFrame:
         not_measured &= ~error | table["seed_row"].notna()  # a failed image's seeds, not its one seedless row
         warnings_text = next((w for w in table["warnings"] if isinstance(w, str) and w), "")
         rows.append({
-            "image": label, "path": table["path"].iloc[0], "mode": table["mode"].iloc[0],
+            "image": table["image"].iloc[0], "path": table["path"].iloc[0], "mode": table["mode"].iloc[0],
             "lesions": np.nan if error.any() else len(lesions),
             "total_area_mm2": np.nan if error.any() else float(lesions["area_mm2"].sum()),
             "seeds_not_measured": int(not_measured.sum()),
@@ -528,25 +555,60 @@ def _partial_files(out) -> list[Path]:
                   key=lambda path: (len(path.name), path.name))
 
 
-def _measured_before(out, images: list[Path]) -> tuple[dict[str, pd.DataFrame], list[Path]]:
-    """For --resume: the rows interrupted runs wrote beside ``out``, by image path, of the images
-    of this run that were measured (an image that failed is measured again), and those files."""
+# The tool's own columns that hold numbers (a partial file is read back as text, as written).
+_NUMERIC_COLUMNS = [c for c in OUTPUT_COLUMNS if c not in ("image", "path", "value_unit", "hu_clipped", "status",
+                                                           "mode", "warnings", "model")]
+
+
+def _measured_before(out, images: list[Path], labels: dict, seeds_of: dict, mask_names: dict, masks):
+    """For --resume: the rows interrupted runs wrote beside ``out`` of the images of this run that
+    can be kept, by image path; and the partial files whose every row is of this run's images
+    (to be removed once the output holds them). An image is kept from the newest file that holds
+    it, and only when it was measured (one that failed is measured again) with the seeds this
+    run gives it and, with --masks, its masks written; its rows take this run's image name and
+    the seeds file's columns as this run reads them."""
     partials = _partial_files(out)
     if not partials:
         print(f"note: --resume: no partial results beside {out} ({Path(out).stem}.partial.csv): every image is "
               "measured", file=sys.stderr)
         return {}, []
-    earlier = pd.concat([read_csv_or_refuse(path) for path in partials], ignore_index=True)
-    missing = [column for column in ("path", "status", "model") if column not in earlier.columns]
-    if missing:
-        raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} lack the column(s) {', '.join(missing)} "
-                              "(an older version, or an edit, wrote them): measure again without --resume")
-    given = {str(path.resolve()) for path in images}
-    measured = earlier[~earlier["status"].astype(str).str.startswith("error") & earlier["path"].isin(given)]
-    done = {path: rows for path, rows in measured.groupby("path", sort=False)}
+    by_path, consumed = {}, []
+    given = {str(path.resolve()): path for path in images}
+    for partial in partials:  # oldest first: a newer file's rows of an image replace an older one's
+        rows = read_csv_table(partial, text=True)
+        missing = [column for column in OUTPUT_COLUMNS if column not in rows.columns]
+        if missing:
+            raise CalcinosisError(f"--resume: {partial} lacks the column(s) {', '.join(missing)} (an older version, "
+                                  "or an edit, wrote it): measure again without --resume")
+        by_path.update({key: table for key, table in rows.groupby("path", sort=False)})
+        if rows["path"].isin(given).all():
+            consumed.append(partial)
+    done, again = {}, []
+    for key, rows in by_path.items():
+        path = given.get(key)
+        if path is None or rows["status"].str.startswith("error").any():
+            continue
+        seeds, extra = seeds_of.get(path, (None, None))
+        kept_seeds = list(zip(pd.to_numeric(rows["seed_row"]), pd.to_numeric(rows["seed_col"])))
+        if (seeds is None) != (rows["mode"].iloc[0] == "automatic") or (seeds is not None and kept_seeds != seeds) or (
+                masks and not all(p.exists() for p in _mask_paths(Path(masks), mask_names[path]))):
+            again.append(labels[path])
+            continue
+        rows = rows[[c for c in rows.columns if c in OUTPUT_COLUMNS]].reset_index(drop=True)
+        rows[_NUMERIC_COLUMNS] = rows[_NUMERIC_COLUMNS].apply(pd.to_numeric, errors="coerce")
+        rows["hu_clipped"] = rows["hu_clipped"].map({"True": True, "False": False})
+        rows["image"] = labels[path]
+        done[key] = pd.concat([rows, extra], axis=1) if extra is not None and len(extra) == len(rows) else rows
     print(f"resuming: {len(done)} of {len(images)} image(s) measured before (in {_listed(map(str, partials), 2)}) "
           f"are kept; measuring the other {len(images) - len(done)}", file=sys.stderr)
-    return done, partials
+    if again:
+        print(f"note: --resume: measuring {len(again)} image(s) again whose seeds differ from the partial rows', or "
+              f"whose masks are missing: {_listed(again, 3)}", file=sys.stderr)
+    kept_files = [partial for partial in partials if partial not in consumed]
+    if kept_files:
+        print(f"note: {_listed(map(str, kept_files), 2)} also hold(s) rows of images not in this run: left as they are",
+              file=sys.stderr)
+    return done, consumed
 
 
 def _partial_path(out) -> Path:
@@ -629,7 +691,11 @@ def cmd_quantify(args) -> int:
     if args.resume and not args.out:
         raise CalcinosisError("--resume carries on a run that wrote --out: give the same --out (and arguments)")
     mask_names = _mask_names(images) if args.masks else {}
-    done, partials = _measured_before(args.out, images) if args.resume else ({}, [])
+    done, partials = (_measured_before(args.out, images, labels, seeds_of, mask_names, args.masks) if args.resume
+                      else ({}, []))
+    if args.out and not args.resume and _partial_files(args.out):
+        print(f"note: {_listed(map(str, _partial_files(args.out)), 2)} hold(s) an interrupted run's rows: the same "
+              "command with --resume would carry it on; this run measures every image", file=sys.stderr)
     to_measure = [path for path in images if str(path.resolve()) not in done]
     outputs += [p for path in to_measure if args.masks for p in _mask_paths(Path(args.masks), mask_names[path])]
     _refuse_existing(outputs, args.overwrite)
@@ -672,7 +738,7 @@ def cmd_quantify(args) -> int:
         _write_csv(out, args.out, args.overwrite)
         n_ok = int((out["status"] == "ok").sum())
         print(f"wrote {len(out)} rows ({n_ok} lesions measured) for {len(images)} image(s) to {args.out}", file=sys.stderr)
-        for partial in partials:  # their rows are in the output now
+        for partial in partials:  # every row of theirs is of this run's images, now in the output
             partial.unlink()
         if partials:
             print(f"removed {_listed(map(str, partials), 3)}: their rows are in {args.out}", file=sys.stderr)

@@ -822,7 +822,7 @@ def _is_image_file(path: Path) -> bool:
         if path.stat().st_size == 0:
             # a transfer that failed: named as a scanner names its files (IM000002, a UID), it is
             # an image to say is empty, not a file to pass over
-            return not suffix or re.fullmatch(r"[\d.]+", path.name) is not None
+            return re.fullmatch(r"[A-Za-z]{0,4}[-_]?\d[\d._-]*", path.name) is not None
         sniffed = _sniff_format(path)
     except OSError:
         return False
