@@ -560,20 +560,21 @@ _NUMERIC_COLUMNS = [c for c in OUTPUT_COLUMNS if c not in ("image", "path", "val
                                                            "mode", "warnings", "model")]
 
 
-def _measured_before(out, images: list[Path], labels: dict, seeds_of: dict, mask_names: dict, masks):
+def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, mask_names: dict, masks):
     """For --resume: the rows interrupted runs wrote beside ``out`` of the images of this run that
     can be kept, by image path; and the partial files whose every row is of this run's images
     (to be removed once the output holds them). An image is kept from the newest file that holds
     it, and only when it was measured (one that failed is measured again) with the seeds this
     run gives it and, with --masks, its masks written; its rows take this run's image name and
-    the seeds file's columns as this run reads them."""
+    the seeds file's columns as this run reads them. ``keys``: each image's absolute path, the
+    ``path`` column's value."""
     partials = _partial_files(out)
     if not partials:
         print(f"note: --resume: no partial results beside {out} ({Path(out).stem}.partial.csv): every image is "
               "measured", file=sys.stderr)
         return {}, []
     by_path, consumed = {}, []
-    given = {str(path.resolve()): path for path in images}
+    given = {key: path for path, key in keys.items()}
     for partial in partials:  # oldest first: a newer file's rows of an image replace an older one's
         rows = read_csv_table(partial, text=True)
         missing = [column for column in OUTPUT_COLUMNS if column not in rows.columns]
@@ -599,8 +600,8 @@ def _measured_before(out, images: list[Path], labels: dict, seeds_of: dict, mask
         rows["hu_clipped"] = rows["hu_clipped"].map({"True": True, "False": False})
         rows["image"] = labels[path]
         done[key] = pd.concat([rows, extra], axis=1) if extra is not None and len(extra) == len(rows) else rows
-    print(f"resuming: {len(done)} of {len(images)} image(s) measured before (in {_listed(map(str, partials), 2)}) "
-          f"are kept; measuring the other {len(images) - len(done)}", file=sys.stderr)
+    print(f"resuming: {len(done)} of {len(keys)} image(s) measured before (in {_listed(map(str, partials), 2)}) "
+          f"are kept; measuring the other {len(keys) - len(done)}", file=sys.stderr)
     if again:
         print(f"note: --resume: measuring {len(again)} image(s) again whose seeds differ from the partial rows', or "
               f"whose masks are missing: {_listed(again, 3)}", file=sys.stderr)
@@ -628,20 +629,14 @@ def _sigterm_interrupts():
     """Within: SIGTERM raises :class:`Terminated`, so that what was measured is kept as after a
     Ctrl-C. Outside the main thread Python takes no handler: nothing changes."""
     import signal
-    import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    from ._signals import handling
 
     def on_sigterm(signum, frame):
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
+    with handling(signal.SIGTERM, on_sigterm):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def cmd_quantify(args) -> int:
@@ -691,12 +686,14 @@ def cmd_quantify(args) -> int:
     if args.resume and not args.out:
         raise CalcinosisError("--resume carries on a run that wrote --out: give the same --out (and arguments)")
     mask_names = _mask_names(images) if args.masks else {}
-    done, partials = (_measured_before(args.out, images, labels, seeds_of, mask_names, args.masks) if args.resume
+    keys = {path: str(path.resolve()) for path in images}  # the path column's values
+    done, partials = (_measured_before(args.out, keys, labels, seeds_of, mask_names, args.masks) if args.resume
                       else ({}, []))
-    if args.out and not args.resume and _partial_files(args.out):
-        print(f"note: {_listed(map(str, _partial_files(args.out)), 2)} hold(s) an interrupted run's rows: the same "
-              "command with --resume would carry it on; this run measures every image", file=sys.stderr)
-    to_measure = [path for path in images if str(path.resolve()) not in done]
+    earlier = _partial_files(args.out) if args.out and not args.resume else []
+    if earlier:
+        print(f"note: {_listed(map(str, earlier), 2)} hold(s) an interrupted run's rows: the same command with "
+              "--resume would carry it on; this run measures every image", file=sys.stderr)
+    to_measure = [path for path in images if keys[path] not in done]
     outputs += [p for path in to_measure if args.masks for p in _mask_paths(Path(args.masks), mask_names[path])]
     _refuse_existing(outputs, args.overwrite)
     for output in csv_files:
@@ -730,8 +727,8 @@ def cmd_quantify(args) -> int:
                   f"{len(frames)} this run measured to {partial}" + (f" (the others are in {_listed(map(str, partials), 2)}"
                   "; --resume takes them all)" if partials else "; --resume carries on"), file=sys.stderr)
         raise
-    new = {frame["path"].iloc[0]: frame for frame in frames}
-    tables = [done.get(str(path.resolve()), new.get(str(path.resolve()))) for path in images]
+    new = dict(zip(to_measure, frames))  # one table per image measured, in its order
+    tables = [done[keys[path]] if keys[path] in done else new[path] for path in images]
     out = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=OUTPUT_COLUMNS)
     out["model"] = model_label
     if args.out:
@@ -742,10 +739,6 @@ def cmd_quantify(args) -> int:
             partial.unlink()
         if partials:
             print(f"removed {_listed(map(str, partials), 3)}: their rows are in {args.out}", file=sys.stderr)
-        earlier = _partial_files(args.out)
-        if earlier:
-            print(f"note: {_listed([str(p) for p in earlier], 3)} hold(s) an interrupted run's rows; this run's are "
-                  f"all in {args.out}", file=sys.stderr)
     else:
         out.to_csv(sys.stdout, index=False)
         sys.stdout.flush()  # a reader gone (| head) is met here, not at exit

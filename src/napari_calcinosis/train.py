@@ -1202,6 +1202,8 @@ def _ctrl_c_stops_after_the_step(say):
     import signal
     import threading
 
+    from ._signals import handling
+
     pressed = threading.Event()
 
     def on_ctrl_c(signum, frame):
@@ -1210,16 +1212,8 @@ def _ctrl_c_stops_after_the_step(say):
         pressed.set()
         say()
 
-    if threading.current_thread() is not threading.main_thread():
+    with handling(signal.SIGINT, on_ctrl_c):
         yield pressed
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
-        yield pressed
-    finally:
-        # None: a handler not set from Python; the default one is Python's own
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def _counted(n: int, noun: str) -> str:
