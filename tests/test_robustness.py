@@ -59,23 +59,82 @@ def test_broken_pydicom_files_name_what_is_wrong(name, words):
         assert word in message
 
 
+def _compress_dicom(src, dst, syntax: str) -> None:
+    """Recompress a DICOM file as a PACS would export it, with GDCM (a dependency)."""
+    import gdcm
+
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(src))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(dst))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()
+
+
+@pytest.mark.parametrize(
+    ("syntax", "uid"),
+    [
+        # the syntax most PACS exports use
+        ("JPEGLosslessProcess14_1", "1.2.840.10008.1.2.4.70"),
+        ("JPEGLSLossless", "1.2.840.10008.1.2.4.80"),
+        ("JPEG2000Lossless", "1.2.840.10008.1.2.4.90"),
+        ("RLELossless", "1.2.840.10008.1.2.5"),
+    ],
+)
+def test_a_finger_ct_exported_compressed_reads_as_the_uncompressed_one(tmp_path, syntax, uid):
+    phantom = make_phantom(seed=3)
+    plain = write_dicom(tmp_path / "plain.dcm", phantom.image_hu, phantom.spacing_mm)
+    _compress_dicom(plain, tmp_path / "pacs.dcm", syntax)
+    assert pydicom.dcmread(tmp_path / "pacs.dcm", stop_before_pixels=True).file_meta.TransferSyntaxUID == uid
+    expected, image = read_image(plain), read_image(tmp_path / "pacs.dcm")
+    np.testing.assert_array_equal(image.pixels_hu, expected.pixels_hu)
+    assert image.spacing_mm == expected.spacing_mm and image.value_origin == expected.value_origin
+
+
+@pytest.mark.parametrize(
+    "name", ["MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "MR_small_RLE.dcm"]
+)
+def test_pydicoms_compressed_files_read_as_their_uncompressed_twin(name):
+    image = read_image(get_testdata_file(name))
+    np.testing.assert_array_equal(image.pixels_hu, read_image(get_testdata_file("MR_small.dcm")).pixels_hu)
+
+
 @pytest.mark.parametrize(
     ("name", "syntax", "install"),
     [
         ("MR_small_jpeg_ls_lossless.dcm", "JPEG-LS Lossless", "pylibjpeg-libjpeg"),
-        ("JPEG-lossy.dcm", "JPEG Extended", "pylibjpeg-libjpeg"),  # 12-bit: beyond Pillow
+        ("SC_rgb_jpeg_gdcm.dcm", "JPEG Lossless", "pylibjpeg-libjpeg"),
+        ("MR_small_jp2klossless.dcm", "JPEG 2000", "pylibjpeg-openjpeg"),
     ],
 )
-def test_compressed_dicom_without_a_decoder_says_what_to_install(name, syntax, install):
+def test_compressed_dicom_without_a_decoder_says_what_to_install(monkeypatch, name, syntax, install):
+    # As on a computer where python-gdcm, a dependency, could not be installed.
+    from pydicom.pixels import get_decoder
+
+    import napari_calcinosis.io
+
     path = get_testdata_file(name)
-    try:
-        read_image(path, pixel_size_mm=0.3)
-    except CalcinosisError as exc:
-        message = str(exc)
-    else:
-        pytest.skip(f"a decoder for {syntax} is installed here")
-    assert name in message and syntax in message
-    assert f"pip install pylibjpeg {install}" in message
+    decoder = get_decoder(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+    monkeypatch.setattr(decoder, "_available", {})
+    monkeypatch.setattr(napari_calcinosis.io, "_gdcm_installed", lambda: False)
+    message = _error_of(read_image, path, pixel_size_mm=0.3)
+    assert name in message and syntax in message and "no installed decoder can read" in message
+    assert f"install a decoder (pip install python-gdcm, or pip install pylibjpeg {install})" in message
+    assert "export the slice uncompressed" in message
+
+
+def test_12_bit_lossy_jpeg_is_refused_with_each_decoders_reason():
+    # JPEG Extended with 12-bit samples: neither GDCM (through pydicom) nor Pillow decodes it.
+    message = _error_of(read_image, get_testdata_file("JPEG-lossy.dcm"), pixel_size_mm=0.3)
+    assert "JPEG-lossy.dcm" in message and "JPEG Extended" in message
+    assert "(gdcm: GDCM does not support 'JPEG Extended' for samples with 12-bit precision; pillow:" in message
+    assert "install a decoder (pip install pylibjpeg pylibjpeg-libjpeg)" in message
     assert "export the slice uncompressed" in message
 
 
@@ -84,7 +143,6 @@ def test_compressed_dicom_without_a_decoder_says_what_to_install(name, syntax, i
     [("693_J2KI.dcm", (512, 512), "DICOM RescaleSlope/Intercept"), ("SC_rgb_jpeg_dcmtk.dcm", (100, 100), "YBR_FULL")],
 )
 def test_compressed_dicom_with_a_decoder_is_read(name, shape, origin):
-    # JPEG 2000 and 8-bit JPEG decode through Pillow, a dependency of the package.
     image = read_image(get_testdata_file(name))
     assert image.shape == shape and np.isfinite(image.pixels_hu).all()
     assert image.value_origin.startswith(origin)

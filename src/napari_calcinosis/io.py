@@ -923,15 +923,29 @@ def _check_pixel_description(ds, path: Path) -> None:
         _check_pixel_count(int(rows), int(cols), f"{path}: ")
 
 
-def _decoder_hint(transfer_syntax) -> str:
-    """What to install to decode a compressed transfer syntax (pydicom's decoder plugins)."""
-    from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes
+def _gdcm_installed() -> bool:
+    import importlib.util
 
+    return importlib.util.find_spec("gdcm") is not None
+
+
+def _decoder_hint(transfer_syntax) -> str:
+    """What to install to decode a compressed transfer syntax (pydicom's decoder plugins).
+
+    python-gdcm is a dependency and decodes what PACS export (JPEG Lossless, JPEG-LS,
+    JPEG 2000, RLE); it is named only where it is missing. Through pydicom it does not decode
+    12-bit lossy JPEG, which pylibjpeg-libjpeg does.
+    """
+    from pydicom.uid import JPEG2000TransferSyntaxes, JPEGExtended12Bit
+
+    options = []
+    if transfer_syntax != JPEGExtended12Bit and not _gdcm_installed():
+        options.append("pip install python-gdcm")
     if transfer_syntax in JPEG2000TransferSyntaxes:
-        return "pip install pylibjpeg pylibjpeg-openjpeg"
-    if transfer_syntax in JPEGLSTransferSyntaxes:
-        return "pip install pylibjpeg pylibjpeg-libjpeg, or pip install pyjpegls"
-    return "pip install pylibjpeg pylibjpeg-libjpeg, or pip install python-gdcm"
+        options.append("pip install pylibjpeg pylibjpeg-openjpeg")
+    else:
+        options.append("pip install pylibjpeg pylibjpeg-libjpeg")
+    return ", or ".join(options)
 
 
 def _decode_dicom_pixels(ds, path: Path) -> np.ndarray:
@@ -944,8 +958,9 @@ def _decode_dicom_pixels(ds, path: Path) -> np.ndarray:
         if transfer_syntax is not None and getattr(transfer_syntax, "is_compressed", False):
             syntax_name = getattr(transfer_syntax, "name", "") or str(transfer_syntax)
             # pydicom says "missing dependencies" when no decoder is installed at all; when one is,
-            # its own reason (e.g. Pillow and 12-bit JPEG) tells why it could not decode.
-            found = "" if "missing dependencies" in reason else f" ({reason.split('plugins: ')[-1]})"
+            # each decoder's own reason (e.g. 12-bit JPEG) follows on a line of its own.
+            reasons = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())
+            found = "" if "missing dependencies" in reason else f" ({reasons or reason})"
             raise CalcinosisError(
                 f"{path}: the pixel data is compressed as {syntax_name}, which no installed "
                 f"decoder can read{found}; install a decoder ({_decoder_hint(transfer_syntax)}) "
