@@ -203,10 +203,14 @@ def test_every_row_names_the_model_given(phantoms, tmp_path):
     assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", str(mine), "--out", str(out),
                      "--device", "cpu"]) == 0
     table = pd.read_csv(out)
-    assert len(table) and (table["model"] == str(mine)).all() and list(table.columns)[-1] == "model"
+    assert len(table) and (table["model"] == str(mine)).all() and list(table.columns)[-2:] == ["model", "settings"]
+    assert (table["settings"] == "threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no; "
+                                 "export_window_hu=W1500/L450").all()
     assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", "bundled", "--out", str(out),
-                     "--device", "cpu", "--overwrite"]) == 0
-    assert (pd.read_csv(out)["model"] == "bundled phalanx_unet").all()
+                     "--device", "cpu", "--overwrite", "--threshold-hu", "250", "--margin-mm", "0.5"]) == 0
+    table = pd.read_csv(out)
+    assert (table["model"] == "bundled phalanx_unet").all()
+    assert (table["settings"].str.startswith("threshold_hu=250; margin_mm=0.5; ")).all()
     assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", ".", "--device", "cpu"]) == 2
 
 

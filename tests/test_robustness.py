@@ -845,6 +845,14 @@ def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fak
     pd.read_csv(out).assign(model="mine").to_csv(tmp_path / "areas.partial.csv", index=False)
     code, err = _cli(capsys, *args, "--resume", "--overwrite")
     assert code == 2 and "were measured with the model mine, this run uses bundled phalanx_unet" in err
+    # so is another threshold: one table holds the numbers of one setting
+    settings = pd.read_csv(out)["settings"]
+    assert settings.nunique() == 1 and settings[0].startswith("threshold_hu=200; margin_mm=per image; connectivity=4")
+    assert pd.read_csv(summary)["settings"].tolist() == [settings[0]] * 3
+    pd.read_csv(out).to_csv(tmp_path / "areas.partial.csv", index=False)
+    code, err = _cli(capsys, *args, "--resume", "--overwrite", "--threshold-hu", 150)
+    assert code == 2 and "were measured with threshold_hu=200, this run with threshold_hu=150;" in err
+    assert "give the same settings, or measure again without --resume" in err
 
 
 def test_a_file_given_twice_is_measured_once(fake_pipeline, batch, tmp_path, capsys, monkeypatch):

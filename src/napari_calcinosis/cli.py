@@ -26,7 +26,7 @@ OUTPUT_COLUMNS = [
     "image", "path", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
     "ellipse_area_mm2", "mean_value", "max_value", "value_unit", "centroid_row", "centroid_col",
     "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2", "bone_margin_mm", "hu_clipped", "status",
-    "mode", "warnings", "model",
+    "mode", "warnings", "model", "settings",
 ]
 
 
@@ -494,7 +494,7 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
 
 
 SUMMARY_COLUMNS = ["image", "path", "mode", "lesions", "total_area_mm2", "seeds_not_measured", "error",
-                   "warnings", "model"]
+                   "warnings", "model", "settings"]
 
 
 def _per_image(out: pd.DataFrame) -> pd.DataFrame:
@@ -523,7 +523,7 @@ def _per_image(out: pd.DataFrame) -> pd.DataFrame:
             "total_area_mm2": np.nan if error.any() else float(lesions["area_mm2"].sum()),
             "seeds_not_measured": int(not_measured.sum()),
             "error": status[error].iloc[0].removeprefix("error: ") if error.any() else "",
-            "warnings": warnings_text, "model": table["model"].iloc[0],
+            "warnings": warnings_text, "model": table["model"].iloc[0], "settings": table["settings"].iloc[0],
             **{column: table[column].iloc[0] for column in carried},
         })
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS + carried)
@@ -557,7 +557,7 @@ def _partial_files(out) -> list[Path]:
 
 # The tool's own columns that hold numbers (a partial file is read back as text, as written).
 _NUMERIC_COLUMNS = [c for c in OUTPUT_COLUMNS if c not in ("image", "path", "value_unit", "hu_clipped", "status",
-                                                           "mode", "warnings", "model")]
+                                                           "mode", "warnings", "model", "settings")]
 
 
 def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, mask_names: dict, masks):
@@ -610,6 +610,23 @@ def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, m
         print(f"note: {_listed(map(str, kept_files), 2)} also hold(s) rows of images not in this run: left as they are",
               file=sys.stderr)
     return done, consumed
+
+
+def _settings_label(args) -> str:
+    """The settings a quantify run measured with, as its rows' ``settings`` column says them: with
+    the model, what makes two runs' numbers comparable (and a resumed run's rows one table)."""
+    from .grow import DEFAULT_MIN_AREA_MM2
+    from .subtract import DEFAULT_THRESHOLD_HU
+
+    threshold = DEFAULT_THRESHOLD_HU if args.threshold_hu is None else args.threshold_hu
+    min_area = DEFAULT_MIN_AREA_MM2 if args.min_area_mm2 is None else args.min_area_mm2
+    parts = [f"threshold_hu={threshold:g}",
+             "margin_mm=per image" if args.margin_mm is None else f"margin_mm={args.margin_mm:g}",
+             f"connectivity={args.connectivity}", f"min_area_mm2={min_area:g}", f"tta={'yes' if args.tta else 'no'}"]
+    if args.pixel_size is not None:  # it serves the exports; a DICOM keeps its own
+        parts.append(f"export_pixel_size_mm={args.pixel_size:g}")
+    parts.append(f"export_window_hu=W{args.window_width:g}/L{args.window_level:g}")
+    return "; ".join(parts)
 
 
 def _partial_path(out) -> Path:
@@ -689,6 +706,12 @@ def cmd_quantify(args) -> int:
     keys = {path: str(path.resolve()) for path in images}  # the path column's values
     done, partials = (_measured_before(args.out, keys, labels, seeds_of, mask_names, args.masks) if args.resume
                       else ({}, []))
+    settings = _settings_label(args)  # with the model, what makes a resumed run's rows one table
+    other_settings = sorted({str(s) for rows in done.values() for s in rows["settings"].dropna()} - {settings})
+    if other_settings:
+        differ = sorted(set(other_settings[0].split("; ")) - set(settings.split("; ")))
+        raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} were measured with {', '.join(differ) or other_settings[0]}, "
+                              f"this run with {settings}: give the same settings, or measure again without --resume")
     earlier = _partial_files(args.out) if args.out and not args.resume else []
     if earlier:
         print(f"note: {_listed(map(str, earlier), 2)} hold(s) an interrupted run's rows: the same command with "
@@ -722,7 +745,7 @@ def cmd_quantify(args) -> int:
         # rather than in its place.
         if args.out and frames:
             partial = _partial_path(args.out)
-            _write_csv(pd.concat(frames, ignore_index=True).assign(model=model_label), partial)
+            _write_csv(pd.concat(frames, ignore_index=True).assign(model=model_label, settings=settings), partial)
             print(f"interrupted after {len(frames) + len(done)} of {len(images)} image(s): wrote the "
                   f"{len(frames)} this run measured to {partial}" + (f" (the others are in {_listed(map(str, partials), 2)}"
                   "; --resume takes them all)" if partials else "; --resume carries on"), file=sys.stderr)
@@ -730,7 +753,7 @@ def cmd_quantify(args) -> int:
     new = dict(zip(to_measure, frames))  # one table per image measured, in its order
     tables = [done[keys[path]] if keys[path] in done else new[path] for path in images]
     out = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=OUTPUT_COLUMNS)
-    out["model"] = model_label
+    out["model"], out["settings"] = model_label, settings
     if args.out:
         _write_csv(out, args.out, args.overwrite)
         n_ok = int((out["status"] == "ok").sum())
