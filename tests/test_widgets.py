@@ -208,7 +208,7 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
     assert np.allclose(result.table["area_mm2"][:3], areas[:3], rtol=0.25, atol=0.5)
     assert 0 < result.table["area_mm2"][3] <= areas[3] * 1.25
     assert dice(viewer.layers["bone"].data > 0, bone) >= 0.97
-    assert viewer.scale_bar.visible
+    assert getattr(getattr(viewer, "canvas", None), "overlays", viewer).scale_bar.visible
     assert all(str(u) == "millimeter" for layer in viewer.layers for u in layer.units)
 
     m = dock(viewer, MeasureWidget(viewer))

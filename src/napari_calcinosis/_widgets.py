@@ -522,6 +522,14 @@ def _same_choice(x, y) -> bool:
     return x is y or (isinstance(x, str) and x == y)
 
 
+def _show_scale_bar(viewer) -> None:
+    """Show the scale bar (napari 0.9 moved it to ``viewer.canvas.overlays``)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    scale_bar = getattr(overlays, "scale_bar", None) or viewer.scale_bar
+    scale_bar.visible = True
+
+
 class _Widget(Container):
     def __init__(self, viewer, **kwargs):
         super().__init__(**kwargs)
@@ -531,7 +539,7 @@ class _Widget(Container):
         # until the canvas is squeezed out of the window.
         self.status.native.setWordWrap(True)
         # Layers carry scale = pixel spacing and units = mm, so the scale bar reads mm.
-        viewer.scale_bar.visible = True
+        _show_scale_bar(viewer)
         self._connections: list = []
         self._closed = False
         self._closed_watcher = _WhenUndocked(self.native, self._disconnect_all)
@@ -1459,7 +1467,7 @@ class QuantifyWidget(_Widget):
                 # the nail, and misses deposits (docs/validation.md): a proposal to check.
                 self.status.value += "; seeds proposed automatically: check them, then Quantify again"
             self._warn_if_odd(layer, pixels)
-            v.scale_bar.visible = True
+            _show_scale_bar(v)
             v.layers.selection.active = lesions
             return result
 
