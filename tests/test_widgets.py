@@ -659,6 +659,43 @@ def test_quantify_measures_the_proposed_seeds_the_user_kept(sample):
                        [image.world_to_data(empty.data_to_world(p)) for p in kept])
 
 
+def test_a_proposed_seed_deleted_then_measured_is_never_exported_stale(sample, qtbot, tmp_path):
+    # Quantify proposes seeds; the user deletes one (an artery). With only Quantify and Measure
+    # docked the table is out of date until Quantify runs again: Measure says so and Export
+    # refuses; so after painting the bone. Grow docked afterwards follows those seeds: deleting
+    # another regrows at once.
+    from napari_calcinosis._errors import CalcinosisError
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget, QuantifyWidget
+
+    viewer, image, _, _, _, _ = sample
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = image, "cpu"
+    measure = dock(viewer, MeasureWidget(viewer))
+    first = q.run()
+    seeds, n = viewer.layers["seeds"], int((first.table["status"] == "ok").sum())
+    assert len(seeds.data) == n >= 3
+    seeds.data = seeds.data[1:]
+    qtbot.waitUntil(lambda: measure.status.value.startswith("out of date: the points of 'seeds'"))
+    with pytest.raises(CalcinosisError, match="not exported: the points of 'seeds' were added, moved or deleted"):
+        measure.export(tmp_path / "stale.csv")
+    assert not (tmp_path / "stale.csv").exists()
+    q.run()
+    qtbot.waitUntil(lambda: measure.status.value.startswith(f"{n - 1} lesion(s)"))
+    assert len(pd.read_csv(measure.export(tmp_path / "kept.csv"))) == n - 1
+    viewer.layers["bone"].paint((5, 5), 1, refresh=True)
+    qtbot.waitUntil(lambda: measure.status.value.startswith("out of date: the bone mask ('bone') changed"))
+    q.run()  # grown on the painted bone
+    qtbot.waitUntil(lambda: not measure.status.value.startswith("out of date"))
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value = image
+    assert grow.points is seeds
+    seeds.data = seeds.data[1:]
+    qtbot.waitUntil(lambda: len(np.unique(viewer.layers["lesions"].data)) - 1 == n - 2)
+    measure.refresh()
+    assert not measure.status.value.startswith("out of date")
+    assert len(pd.read_csv(measure.export(tmp_path / "regrown.csv"))) == n - 2
+
+
 def test_painting_re_measures_and_regrows(sample, qtbot):
     # Measure's and Agreement's tables follow a painted lesions layer; painting a deposit into
     # the bone layer while seeding regrows without it.

@@ -42,6 +42,7 @@ SOURCE = "source_image"  # layer.metadata key: the name of the image layer a res
 SOURCE_ID = "source_image_id"
 CONVERTED = "calcinosis_converted_to"  # layer.metadata key: the HU layer Prepare image made of this export
 GROWN_ON = "calcinosis_grown_on"  # lesions layer metadata key: the _mask_key of the bone layer grown on
+GROWN_FROM = "calcinosis_grown_from"  # lesions layer metadata key: the _points_key of the seeds grown from
 IMAGE_FILE = "calcinosis_image_file"  # lesions layer metadata key: the file its image was opened from
 _MODEL_CACHE: dict = {}
 TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]
@@ -1027,8 +1028,21 @@ class GrowWidget(_Widget):
         self.image.changed.connect(self._image_chosen)
         self.points = None
         self._watch_bone()
+        # Seeds Quantify proposes (or another Grow makes) after this widget opened are followed too.
+        self._connect(self.viewer.layers.events.inserted, self._layer_added)
         self.extend([self.image, self.bone, self.connectivity, self.take_unsure, self.add_seeds_button,
                      self.auto_button, self.status])
+        self._image_chosen()
+
+    def _layer_added(self, event) -> None:
+        """A seeds layer made for the chosen image (by Quantify) is followed: moving or deleting
+        its points regrows the lesions."""
+        from napari.layers import Points
+
+        layer, image = event.value, self.image.value
+        if (isinstance(layer, Points) and image is not None and layer.metadata.get(SOURCE) is not None
+                and seeds_of(self.viewer, image) is layer):
+            self._use_seeds(layer)
 
     def _watch_bone(self, *_):
         """Regrow when the user paints the chosen bone layer (bone erased beside a deposit is
@@ -1210,6 +1224,36 @@ def _mask_key(data) -> tuple:
     return mask.shape, zlib.crc32(np.packbits(mask).tobytes())
 
 
+def _points_key(points) -> tuple | None:
+    """A fingerprint of a Points layer's points (None for no layer), to tell whether they changed."""
+    import zlib
+
+    if points is None:
+        return None
+    data = np.round(np.asarray(points.data, float), 6)
+    return data.shape, zlib.crc32(data.tobytes())
+
+
+def _out_of_date(viewer, lesions) -> str:
+    """What changed since a widget grew ``lesions``: the seeds of their image were added, moved
+    or deleted, or its bone layer is another mask (painted, segmented again); "" when nothing
+    did, or when the user painted the lesions themselves (then measured as painted)."""
+    from napari.layers import Labels
+
+    name = lesions.metadata.get(SOURCE)
+    if lesions.metadata.get(EDITED) or not lesions.metadata.get(MADE_HERE) or name not in viewer.layers:
+        return ""
+    image = viewer.layers[name]
+    changed = []
+    seeds = seeds_of(viewer, image)
+    if GROWN_FROM in lesions.metadata and seeds is not None and _points_key(seeds) != lesions.metadata[GROWN_FROM]:
+        changed.append(f"the points of '{seeds.name}' were added, moved or deleted")
+    bones = [b for b in _results(viewer, Labels, "bone", image) if np.shape(b.data) == np.shape(lesions.data)]
+    if GROWN_ON in lesions.metadata and bones and _mask_key(bones[-1].data) != lesions.metadata[GROWN_ON]:
+        changed.append(f"the bone mask ('{bones[-1].name}') changed")
+    return " and ".join(changed)
+
+
 def _mask_for(layer, pixels, what: str) -> np.ndarray:
     """A Labels layer as a mask (> 0) for an image of ``pixels``' shape, else CalcinosisError."""
     mask = _squeeze_leading(np.asarray(layer.data))
@@ -1273,6 +1317,7 @@ def show_lesions(viewer, result, image_layer, bone_layer=None):
     layer.metadata["summary"] = widget_status
     if bone_layer is not None:
         layer.metadata[GROWN_ON] = _mask_key(bone_layer.data)
+    layer.metadata[GROWN_FROM] = _points_key(seeds_of(viewer, image_layer))  # Measure tells when they move
     RESULT_EVENTS.lesions_shown.emit(layer)
     return layer
 
@@ -1300,6 +1345,7 @@ class MeasureWidget(_Widget):
         self.extend([self.lesions, self.table, self.refresh_button, self.export_button, self.status])
         self._connected = None
         self._refresh_soon = _soon(self.refresh)
+        self._inputs_watched: list = []  # the lesions' seeds and bone: moving a seed makes them out of date
 
     def frame(self) -> pd.DataFrame:
         layer = self.lesions.value
@@ -1318,6 +1364,7 @@ class MeasureWidget(_Widget):
             self._connect(layer.events.paint, self._refresh_soon)  # painting a lesion re-measures it
             self._connect(layer.events.set_data, self._refresh_soon)  # and so does undoing it (Ctrl+Z)
             self._connected = layer
+        self._watch_inputs(layer)
         frame = self.frame()
         cols = [c for c in TABLE_COLUMNS if c in frame]
         shown = frame[cols].copy()
@@ -1327,7 +1374,29 @@ class MeasureWidget(_Widget):
         self.table.value = shown.to_dict(orient="list")
         total = frame["area_mm2"].sum() if len(frame) else 0.0
         self.status.value = f"{len(frame)} lesion(s), total {total:.2f} mm²"
+        stale = _out_of_date(self.viewer, layer) if layer is not None else ""
+        if stale:
+            self.status.value = f"out of date: {stale} since these lesions were grown: {_REGROW_HINT}"
         return frame
+
+    def _watch_inputs(self, layer) -> None:
+        """Refresh when the seeds or the bone of the lesions' image change (the table is then
+        out of date until they are grown again)."""
+        from napari.layers import Labels, Points
+
+        for emitter in self._inputs_watched:
+            self._disconnect(emitter, self._refresh_soon)
+        self._inputs_watched = []
+        name = layer.metadata.get(SOURCE) if layer is not None else None
+        if name not in self.viewer.layers:
+            return
+        image = self.viewer.layers[name]
+        for kind, what in ((Points, "seeds"), (Labels, "bone")):
+            for watched in _results(self.viewer, kind, what, image):
+                for emitter in (watched.events.data, getattr(watched.events, "paint", None)):
+                    if emitter is not None:
+                        self._connect(emitter, self._refresh_soon)
+                        self._inputs_watched.append(emitter)
 
     def select_row(self, row: int):
         frame = self.frame()
@@ -1348,6 +1417,10 @@ class MeasureWidget(_Widget):
             raise CalcinosisError("no lesions layer to export: choose one, or run Quantify (or Grow) first")
         if path.exists() and not replace:
             raise CalcinosisError(f"{path} exists: choose another name, or confirm replacing it in the dialog")
+        stale = _out_of_date(self.viewer, layer)
+        if stale:
+            raise CalcinosisError(f"not exported: {stale} since these lesions were grown, so their numbers are not "
+                                  f"those of what you see: {_REGROW_HINT}, then export")
         painted = bool(layer.metadata.get(EDITED))
         # The seed table (a row per seed, with its status) holds until the user paints the lesions
         # or the pixel size changes (the layer is then measured as it is, at the new size).
@@ -1384,6 +1457,9 @@ class MeasureWidget(_Widget):
             return self.export(path, replace=True)
 
         return self._run_safely(go)
+
+
+_REGROW_HINT = "press Quantify again (or dock Grow from seeds, which regrows them as you edit)"
 
 
 def _csv_path(path) -> Path:
