@@ -799,8 +799,9 @@ def test_odd_images_get_a_clear_word(sample):
     png = viewer.add_image(np.clip((image.data - (450 - 750)) / 1500 * 255, 0, 255).round().astype(np.uint8), name="png")
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value = png, "cpu"
-    q.run()
-    assert q.status.value.startswith("warning: 'png' has scale 1") and "8-bit export" in q.status.value
+    assert q.run() is None and "lesions" not in viewer.layers  # refused: no pixel counts as mm², no 0-255 as HU
+    assert q.status.value.startswith("error: 'png' holds an export's values (uint8, 0-255), not HU")
+    assert "Prepare image (pixel size, HU)" in q.status.value
     q.image.value = image
     q.run()
     assert not q.status.value.startswith("warning")

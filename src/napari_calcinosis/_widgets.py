@@ -63,9 +63,10 @@ def converted_message(layer) -> str:
             f"'{layer.metadata.get(CONVERTED)}': choose that one (if it was deleted, Convert to HU again)")
 
 
-def image_pixels(layer) -> np.ndarray:
+def image_pixels(layer, export_ok: bool = False) -> np.ndarray:
     """An Image layer's pixels as one 2-D greyscale slice (float32); a leading axis of one slice
-    is dropped. A colour image or a stack raises :class:`CalcinosisError` saying what to do."""
+    is dropped. A colour image, a stack or (unless ``export_ok``: Prepare image's own reading)
+    an export's 0-255 values raise :class:`CalcinosisError` saying what to do."""
     if layer.metadata.get(CONVERTED):
         raise CalcinosisError(converted_message(layer))
     if getattr(layer, "rgb", False):
@@ -79,6 +80,12 @@ def image_pixels(layer) -> np.ndarray:
         raise CalcinosisError(
             f"'{layer.name}' is a stack of shape {tuple(data.shape)}: the measurement works on one 2-D "
             "sagittal slice. Right-click the layer > Split Stack, then choose the slice's layer"
+        )
+    if not export_ok and _looks_like_export(layer):
+        # napari's own reader opened a PNG/JPEG/TIFF: 0-255 are no HU, and its scale 1 no mm
+        raise CalcinosisError(
+            f"'{layer.name}' holds an export's values ({data.dtype}, {data.min():g}-{data.max():g}), not HU: "
+            f"measured as they are its areas would not be mm² nor its values HU; {_EXPORT_RECIPE}"
         )
     return data.astype(np.float32, copy=False)
 
@@ -791,7 +798,7 @@ class PrepareWidget(_Widget):
                                  "they are; Set pixel size makes them square")
         else:
             try:
-                notes = image_caveats(calcinosis_image(layer, image_pixels(layer)))
+                notes = image_caveats(calcinosis_image(layer, image_pixels(layer, export_ok=True)))
             except CalcinosisError as exc:
                 notes = [str(exc)]
             self.status.value = (f"warning: '{layer.name}': {'; '.join(notes)}" if notes else
@@ -833,7 +840,7 @@ class PrepareWidget(_Widget):
 
         data = np.asarray(layer.data)
         if data.ndim == 3 and not getattr(layer, "rgb", False) and data.shape[-1] not in (2, 3, 4):
-            image_pixels(layer)  # a stack (grey + alpha, (rows, cols, 2), is one slice): say what to do
+            image_pixels(layer, export_ok=True)  # a stack (grey + alpha, (rows, cols, 2), is one slice): say what to do
         image = image_from_export(data, size_mm, self.level_hu.value, self.width_hu.value, source=layer.name)
         pixels, kwargs, _ = _layer_data(image)
         kwargs["metadata"].update({**_from(layer), MADE_HERE: True, "spacing_origin": "given in napari (Prepare image)"})
