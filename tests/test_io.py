@@ -128,6 +128,33 @@ def test_rgb_dicom_is_mapped_back_through_the_window_not_taken_as_hu():
     assert image.saturated_above_hu == BONE_TOP_HU
 
 
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_a_grey_screen_save_dicom_is_mapped_back_through_the_window_like_its_png(tmp_path, photometric):
+    # A workstation's grey secondary capture of the W1500/L450 view: 8-bit display levels and no
+    # rescale. Read as HU (0-255) every deposit against the bone grew into it (41 mm² for 2.4).
+    from napari_calcinosis import make_phantom, quantify, write_windowed_png
+    from napari_calcinosis.io import write_dicom
+
+    phantom = make_phantom(seed=10)
+    png = write_windowed_png(tmp_path / "view.png", phantom.image_hu)
+    grey = np.asarray(Image.open(png))
+    ds = pydicom.dcmread(write_dicom(tmp_path / "sc.dcm", phantom.image_hu, phantom.spacing_mm))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture
+    ds.Modality, ds.ImageType = "OT", ["DERIVED", "SECONDARY", "SCREEN SAVE"]
+    for keyword in ("RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter", "WindowWidth"):
+        delattr(ds, keyword)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PhotometricInterpretation = photometric
+    ds.PixelData = (grey if photometric == "MONOCHROME2" else 255 - grey).astype(np.uint8).tobytes()
+    ds.save_as(tmp_path / "sc.dcm")
+    image, export = read_image(tmp_path / "sc.dcm"), read_image(png, pixel_size_mm=phantom.spacing_mm)
+    np.testing.assert_allclose(image.pixels_hu, export.pixels_hu, atol=1e-3)
+    assert image.value_origin.startswith(f"{photometric} DICOM (not HU): 8-bit grey levels")
+    assert image.saturated_above_hu == BONE_TOP_HU and np.allclose(image.spacing_mm, phantom.spacing_mm)
+    areas = quantify(image, phantom.seeds).table["area_mm2"].to_numpy()
+    np.testing.assert_allclose(areas, phantom.lesion_areas_mm2, rtol=0.35, atol=0.3)
+
+
 @pytest.mark.parametrize(
     ("name", "words"),
     [

@@ -1073,23 +1073,32 @@ def _read_dicom_quietly(
         image_level_hu, image_width_hu = level_hu, width_hu
 
     saturated_above_hu = None
-    if is_colour:
-        # A colour DICOM is a screenshot-like secondary capture: its values are display
-        # grey levels, so it is a windowed export, mapped back through the given window.
-        rgb = stored
-        if photometric == "PALETTE COLOR":
-            from pydicom.pixels import apply_color_lut
+    # A grey DICOM of 8-bit values and no modality transform is a screen save (a workstation's
+    # secondary capture) as a colour one is: display grey levels, not HU.
+    bits_stored = int(_first_number(ds.get("BitsStored")) or 8 * stored.dtype.itemsize)
+    grey_capture = not is_colour and bits_stored <= 8 and "ModalityLUTSequence" not in ds and _rescale_of(ds) == (None, None)
+    if is_colour or grey_capture:
+        # Its values are display grey levels: a windowed export, mapped back through the given window.
+        if is_colour:
+            rgb = stored
+            if photometric == "PALETTE COLOR":
+                from pydicom.pixels import apply_color_lut
 
-            rgb = apply_color_lut(stored, ds)
-        bits = 8 if rgb.dtype == np.uint8 else int(_first_number(ds.get("BitsStored")) or 16)
-        if photometric == "PALETTE COLOR" and rgb.dtype != np.uint8:
-            bits = 8 * rgb.dtype.itemsize
-        grey = _luminance(rgb)
+                rgb = apply_color_lut(stored, ds)
+            bits = 8 if rgb.dtype == np.uint8 else int(_first_number(ds.get("BitsStored")) or 16)
+            if photometric == "PALETTE COLOR" and rgb.dtype != np.uint8:
+                bits = 8 * rgb.dtype.itemsize
+            grey, what = _luminance(rgb), "luminance"
+        else:
+            bits, what = bits_stored, "grey levels"
+            grey = np.asarray(stored, dtype=np.float64)
+            if photometric == "MONOCHROME1":  # shown inverted: the brightest is 0
+                grey, what = (2**bits - 1) - grey, "grey levels (MONOCHROME1, inverted)"
         pixels_hu = _windowed_export_to_hu(grey, bits, level_hu, width_hu)
         image_level_hu, image_width_hu = level_hu, width_hu
         saturated_above_hu = level_hu + width_hu / 2.0
         value_origin = (
-            f"{photometric or 'colour'} DICOM (not HU): {bits}-bit luminance mapped back "
+            f"{photometric or 'colour'} DICOM (not HU): {bits}-bit {what} mapped back "
             f"through {_window_label(level_hu, width_hu)}"
         )
     else:
@@ -1141,15 +1150,7 @@ def _dicom_to_hu(ds, stored: np.ndarray) -> tuple[np.ndarray, str]:
             np.asarray(apply_modality_lut(stored, ds), dtype=np.float32),
             "DICOM Modality LUT Sequence",
         )
-    slope = _first_number(ds.get("RescaleSlope"))
-    intercept = _first_number(ds.get("RescaleIntercept"))
-    if slope is None and intercept is None:
-        slope = _first_number(
-            _functional_group_value(ds, "PixelValueTransformationSequence", "RescaleSlope")
-        )
-        intercept = _first_number(
-            _functional_group_value(ds, "PixelValueTransformationSequence", "RescaleIntercept")
-        )
+    slope, intercept = _rescale_of(ds)
     if slope is None and intercept is None:
         how = "DICOM stored values (no RescaleSlope/Intercept: slope 1, intercept 0)"
     else:
@@ -1158,6 +1159,17 @@ def _dicom_to_hu(ds, stored: np.ndarray) -> tuple[np.ndarray, str]:
     intercept = 0.0 if intercept is None else intercept
     pixels_hu = np.asarray(stored, dtype=np.float64) * slope + intercept
     return pixels_hu.astype(np.float32), how
+
+
+def _rescale_of(ds) -> tuple[float | None, float | None]:
+    """(RescaleSlope, RescaleIntercept) of the header, or of an enhanced image's functional
+    groups; None where absent."""
+    slope = _first_number(ds.get("RescaleSlope"))
+    intercept = _first_number(ds.get("RescaleIntercept"))
+    if slope is None and intercept is None:
+        slope = _first_number(_functional_group_value(ds, "PixelValueTransformationSequence", "RescaleSlope"))
+        intercept = _first_number(_functional_group_value(ds, "PixelValueTransformationSequence", "RescaleIntercept"))
+    return slope, intercept
 
 
 def _multi_frame_error(path: Path, n_frames: int, what: str) -> CalcinosisError:
