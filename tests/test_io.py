@@ -155,6 +155,36 @@ def test_a_grey_screen_save_dicom_is_mapped_back_through_the_window_like_its_png
     np.testing.assert_allclose(areas, phantom.lesion_areas_mm2, rtol=0.35, atol=0.3)
 
 
+@pytest.mark.parametrize(("signed", "padding"), [(False, 63536), (True, -2000), (False, -2000), (True, 63536)])
+def test_pixel_padding_outside_the_field_of_view_is_no_tissue(tmp_path, signed, padding):
+    # PixelPaddingValue marks the pixels outside the reconstructed circle. Stored unsigned as
+    # 63536 (-2000 written as unsigned, as some scanners do) it read as +62512 HU: calcium
+    # around the finger, and a false "soft tissue as bright as calcium" warning on every row.
+    from napari_calcinosis import make_phantom, quantify
+    from napari_calcinosis.io import PADDING_HU, write_dicom
+
+    phantom = make_phantom(seed=10)
+    hu = phantom.image_hu
+    rows, cols = np.mgrid[: hu.shape[0], : hu.shape[1]]
+    outside = ((rows / hu.shape[0] - 0.5) / 0.62) ** 2 + ((cols / hu.shape[1] - 0.5) / 0.62) ** 2 > 1
+    ds = pydicom.dcmread(write_dicom(tmp_path / "pad.dcm", hu, phantom.spacing_mm))
+    stored = np.clip(np.round(hu) + 1024, 0, None).astype(np.int64)
+    expected_hu = stored - 1024.0
+    stored[outside] = padding
+    ds.PixelRepresentation = int(signed)
+    ds.PixelData = stored.astype(np.int16 if signed else np.uint16).tobytes()
+    ds.add_new(0x00280120, "SS" if signed else "US", padding if (padding < 0) == signed else
+               (padding - 65536 if signed else padding + 65536))
+    ds.save_as(tmp_path / "pad.dcm")
+    image = read_image(tmp_path / "pad.dcm")
+    assert (image.pixels_hu[outside] == PADDING_HU).all()
+    np.testing.assert_array_equal(image.pixels_hu[~outside], expected_hu[~outside])
+    assert f"{outside.sum()} pixels of PixelPaddingValue" in image.value_origin
+    result = quantify(image, phantom.seeds)
+    assert result.warnings == []
+    np.testing.assert_allclose(result.table["area_mm2"], phantom.lesion_areas_mm2, rtol=0.35, atol=0.3)
+
+
 @pytest.mark.parametrize(
     ("name", "words"),
     [

@@ -1158,7 +1158,37 @@ def _dicom_to_hu(ds, stored: np.ndarray) -> tuple[np.ndarray, str]:
     slope = 1.0 if slope is None else slope
     intercept = 0.0 if intercept is None else intercept
     pixels_hu = np.asarray(stored, dtype=np.float64) * slope + intercept
+    padding = _padding_pixels(ds, stored)
+    if padding is not None:
+        pixels_hu[padding] = PADDING_HU
+        how += f"; {int(padding.sum())} pixels of PixelPaddingValue (outside the field of view) set to {PADDING_HU:g} HU"
     return pixels_hu.astype(np.float32), how
+
+
+# What a pixel the header marks as padding (PixelPaddingValue: outside the reconstructed field
+# of view) becomes: below subtract.NO_DATA_HU, neither air nor tissue, as scanners write it.
+PADDING_HU = -3024.0
+
+
+def _padding_pixels(ds, stored: np.ndarray) -> np.ndarray | None:
+    """The pixels whose stored value is the header's PixelPaddingValue (to its
+    PixelPaddingRangeLimit, where given), or None. A padding written signed (-2000) over
+    unsigned pixels (63536), as some scanners do, is matched too. Not all pixels: a header that
+    calls every pixel padding is wrong, not an empty image."""
+    value = _first_number(ds.get("PixelPaddingValue"))
+    if value is None:
+        return None
+    limit = _first_number(ds.get("PixelPaddingRangeLimit"))
+    bits = int(_first_number(ds.get("BitsAllocated")) or 8 * stored.dtype.itemsize)
+    values = stored.astype(np.int64)
+    found = np.zeros(stored.shape, bool)
+    def readings(v):  # as written, as unsigned and as signed in BitsAllocated bits
+        wrapped = int(v) % 2**bits
+        return [int(v), wrapped, wrapped - 2**bits if wrapped >= 2 ** (bits - 1) else wrapped]
+
+    for pad, end in zip(readings(value), readings(value if limit is None else limit)):
+        found |= (values >= min(pad, end)) & (values <= max(pad, end))
+    return found if found.any() and not found.all() else None
 
 
 def _rescale_of(ds) -> tuple[float | None, float | None]:
