@@ -479,6 +479,36 @@ def test_a_dicom_of_another_body_part_is_warned_about(tmp_path, body_part, warne
     assert any("body part HEAD" in note for note in image_caveats(head))
 
 
+@pytest.mark.parametrize(("header", "kev"), [({"MonoenergeticEnergyEquivalent": 40.0}, 40.0),
+                                             ({"SeriesDescription": "MonoE 40keV"}, 40.0),
+                                             ({"SeriesDescription": "Mono+ 190 keV"}, 190.0),
+                                             ({"MonoenergeticEnergyEquivalent": 70.0}, 70.0),
+                                             ({"SeriesDescription": "DE_Hand 80kV/Sn140kV"}, None)])
+def test_a_low_or_high_kev_monoenergetic_image_is_warned_about(tmp_path, header, kev):
+    # A dual-energy CT's 40 keV image shows calcium about twice as bright: the bone mask and the
+    # 200 HU threshold no longer hold (a helper saw 69 mm² for 2.4 with no warning).
+    import pydicom
+
+    from napari_calcinosis import make_phantom, quantify, read_image
+    from napari_calcinosis.io import write_dicom
+
+    phantom = make_phantom(seed=10)
+    path = write_dicom(tmp_path / "vmi.dcm", phantom.image_hu, phantom.spacing_mm)
+    ds = pydicom.dcmread(path)
+    for keyword, value in header.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path)
+    image = read_image(path)
+    assert image.energy_kev == kev
+    warnings = quantify(image, phantom.seeds).warnings
+    if kev in (40.0, 190.0):
+        assert [w for w in warnings if w.startswith(f"it is a virtual monoenergetic image at {kev:g} keV: bone and "
+                                                     f"calcium read {'brighter' if kev < 60 else 'darker'} than")]
+        assert any("measure the mixed or a 70 keV series" in w for w in warnings)
+    else:
+        assert not any("monoenergetic" in w for w in warnings)
+
+
 def test_image_caveats_name_values_that_are_not_hu():
     import pydicom.data
 

@@ -74,6 +74,7 @@ def _layer_data(image) -> tuple:
         "window_width_hu": width_hu,
         "saturated_above_hu": image.saturated_above_hu,
         "body_part": image.body_part,
+        "energy_kev": image.energy_kev,
     }
     kwargs = {
         "name": image.name,
