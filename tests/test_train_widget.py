@@ -271,10 +271,14 @@ def test_an_unwritable_output_is_refused_before_training(make_napari_viewer, tmp
     image = viewer.add_image(np.zeros((64, 64), np.float32), scale=(0.25, 0.25))
     labels = viewer.add_labels(np.zeros((64, 64), np.uint8))
     widget.add_pair(image, labels)
-    widget.output_edit.setText(str(tmp_path / "no such folder" / "model.safetensors"))
-    with pytest.raises(CalcinosisError, match="no such folder does not exist"):
+    widget.output_edit.setText(str(tmp_path / "new folder" / "model.safetensors"))  # typed: made, as the CLI does
+    assert widget.training_kwargs()["out"] == tmp_path / "new folder" / "model.safetensors"
+    assert (tmp_path / "new folder").is_dir()
+    (tmp_path / "notes.txt").write_text("not a folder")
+    widget.output_edit.setText(str(tmp_path / "notes.txt" / "sub" / "model.safetensors"))
+    with pytest.raises(CalcinosisError, match="notes.txt/sub cannot be made"):
         widget.training_kwargs()
-    assert widget.start() is None and "does not exist" in widget.status.text()
+    assert widget.start() is None and "cannot be made" in widget.status.text()
     (tmp_path / "a.safetensors").mkdir()
     widget.output_edit.setText(str(tmp_path / "a.safetensors"))
     with pytest.raises(CalcinosisError, match="is a folder"):

@@ -802,6 +802,10 @@ def test_odd_images_get_a_clear_word(sample):
     assert q.run() is None and "lesions" not in viewer.layers  # refused: no pixel counts as mm², no 0-255 as HU
     assert q.status.value.startswith("error: 'png' holds an export's values (uint8, 0-255), not HU")
     assert "Prepare image (pixel size, HU)" in q.status.value
+    wide = viewer.add_image(np.full((300, 900), 40, np.float32), name="wide")  # HU, but scale 1: 900 "mm"
+    q.image.value = wide
+    assert q.run() is None and "the image spans 300 x 900 mm" in q.status.value
+    assert q.status.value.endswith("; in napari, Plugins > napari-calcinosis > Prepare image (pixel size, HU) sets it")
     q.image.value = image
     q.run()
     assert not q.status.value.startswith("warning")
@@ -811,12 +815,12 @@ def test_odd_images_get_a_clear_word(sample):
     assert input_warning(blank, blank.data) == "'blank' holds one value (0) everywhere: there is nothing to measure"
 
 
-def test_prepare_turns_an_export_opened_by_napari_into_hu_and_mm(sample, tmp_path):
+def test_prepare_turns_an_export_opened_by_napari_into_hu_and_mm(sample, tmp_path, qtbot):
     # The paper's route: a JPEG/PNG exported at W1500/L450, opened with napari's own reader
     # (0-255, scale 1). Prepare image maps it back to HU with the pixel size given, and the
     # deposits measure as they do on the DICOM.
     from napari_calcinosis import read_image, write_windowed_png
-    from napari_calcinosis._widgets import PrepareWidget, QuantifyWidget
+    from napari_calcinosis._widgets import PrepareWidget, QuantifyWidget, SegmentWidget
 
     viewer, image, _, _, seeds, areas = sample
     spacing_mm = float(image.scale[-1])
@@ -830,9 +834,13 @@ def test_prepare_turns_an_export_opened_by_napari_into_hu_and_mm(sample, tmp_pat
     assert prep.run() is None and "give the pixel size in mm" in prep.status.value
     assert [layer.name for layer in viewer.layers][-1] == "finger"  # nothing added
 
+    segment = dock(viewer, SegmentWidget(viewer))
+    segment.image.value = png  # chosen before the conversion: moves to the HU layer with it
     prep.pixel_size_mm.value = spacing_mm
     hu = prep.run()
     assert hu.name == "finger (HU)" and tuple(hu.scale) == (spacing_mm, spacing_mm) and not png.visible
+    qtbot.waitUntil(lambda: segment.image.value is hu)
+    assert prep.image.value is png  # Prepare says what it made of the export, on the export
     assert tuple(png.scale) == (spacing_mm, spacing_mm) and png.data.dtype == np.uint8  # one world, in mm
     expected = read_image(path, pixel_size_mm=spacing_mm)
     np.testing.assert_allclose(hu.data, expected.pixels_hu)

@@ -580,10 +580,14 @@ class TrainWidget(QWidget):
         out = model_file(Path(text).expanduser())
         # Said now, not after the first epoch's checkpoint fails.
         folder = out.parent
-        if not folder.exists() and folder == default_output_path().parent:
-            folder.mkdir(parents=True)  # the widget's own default place, made on first use
+        if not folder.exists():  # a new folder typed in the box (or the default place), made as the CLI does
+            try:
+                folder.mkdir(parents=True)
+            except OSError as exc:
+                raise CalcinosisError(f"the output folder {folder} cannot be made ({exc.strerror or exc}): choose the "
+                                      "model file's place with \u2026") from None
         if not folder.is_dir():
-            raise CalcinosisError(f"the output folder {folder} does not exist: choose the model file's place with \u2026")
+            raise CalcinosisError(f"the output folder {folder} is a file: choose the model file's place with \u2026")
         if not os.access(folder, os.W_OK):
             raise CalcinosisError(f"the output folder {folder} cannot be written to: choose another place with \u2026")
         if out.is_dir():

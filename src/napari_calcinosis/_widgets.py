@@ -555,6 +555,25 @@ class _Widget(Container):
         self._connect(viewer.layers.events.inserted, lambda event: _track_image_name(viewer.layers, event.value))
         for layer in viewer.layers:
             _track_image_name(viewer.layers, layer)
+        self._connect(viewer.layers.events.inserted, self._take_converted)
+
+    # Whether the image picker moves from an export to the HU layer Prepare image makes of it.
+    _follows_conversion = True
+
+    def _take_converted(self, event) -> None:
+        """The export chosen here was converted to HU (Prepare image): choose the HU layer, once
+        the picker lists it (the export itself can no longer be measured)."""
+        picker, layer = getattr(self, "image", None), event.value
+        chosen = getattr(picker, "value", None)
+        if not self._follows_conversion or chosen is None or chosen.metadata.get(CONVERTED) != layer.name:
+            return
+        from qtpy.QtCore import QTimer
+
+        def choose():
+            if not self._closed and layer in self.viewer.layers and layer in picker.choices:
+                picker.value = layer
+
+        QTimer.singleShot(0, choose)
 
     def _connect(self, emitter, callback) -> None:
         """Connect ``callback`` to an event of the viewer or of a layer, until the widget is closed."""
@@ -702,8 +721,11 @@ class _Widget(Container):
         try:
             return fn()
         except CalcinosisError as exc:
-            self.status.value = f"error: {exc}"
-            show_error(str(exc))
+            message = str(exc)
+            if "check the pixel size" in message:  # the command line's words: say where napari sets it
+                message += "; in napari, Plugins > napari-calcinosis > Prepare image (pixel size, HU) sets it"
+            self.status.value = f"error: {message}"
+            show_error(message)
         except Exception as exc:  # a bug rather than the user's doing: the viewer carries on
             self.status.value = f"failed: {type(exc).__name__}: {_one_line(exc)}"
             show_exception(exc)
@@ -730,6 +752,8 @@ def _looks_like_export(layer) -> bool:
 class PrepareWidget(_Widget):
     """A PNG/JPEG/TIFF export, or an image without a pixel size -> an image in HU whose scale is
     its pixel spacing in mm: what every other widget measures."""
+
+    _follows_conversion = False  # it says what it made of the export, on the export
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
@@ -866,8 +890,8 @@ class PrepareWidget(_Widget):
         self.viewer.layers.selection.active = out
         self.viewer.reset_view()
         clipped = f"; above {image.saturated_above_hu:.0f} HU it was clipped" if image.saturated_above_hu else ""
-        self.status.value = (f"'{name}': {image.value_origin}{clipped}, {size_mm:g} mm pixels. Choose it in the other "
-                             f"widgets; '{layer.name}' is hidden, its pixels unchanged{moved}")
+        self.status.value = (f"'{name}': {image.value_origin}{clipped}, {size_mm:g} mm pixels: measure this one (widgets "
+                             f"that had the export chosen now have it); '{layer.name}' is hidden, its pixels unchanged{moved}")
         return out
 
 
@@ -1320,7 +1344,8 @@ def show_lesions(viewer, result, image_layer, bone_layer=None):
                           f"{result.image.saturated_above_hu:.0f} HU: their HU are lower bounds (hu_clipped)")
     n_freed = int(((table["freed_from_bone_mm2"] > 0) & (table["status"] == "ok")).sum())
     if n_freed:
-        widget_status += f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there"
+        widget_status += (f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there "
+                          "(a seed on bone takes it as a deposit: delete the seed to leave it out)")
     layer.metadata["summary"] = widget_status
     if bone_layer is not None:
         layer.metadata[GROWN_ON] = _mask_key(bone_layer.data)
