@@ -228,6 +228,13 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
     # the command line's key: the image file's absolute path, beside the layer's name
     assert list(written.columns[:3]) == ["image", "path", "lesion_id"]
     assert set(written["path"]) == {str((DATA_DIR / "sample_finger.dcm").resolve())}
+    # how they were measured, as the command line's rows say it
+    assert list(written.columns[-3:]) == ["mode", "warnings", "model"]
+    assert set(written["mode"]) == {"seeded"} and set(written["model"]) == {"bundled phalanx_unet"}
+    assert written["warnings"].isna().all()  # nothing doubtful about the sample
+    viewer.layers["bone"].paint((5, 5), 1, refresh=True)
+    q.run()  # grown on the corrected bone
+    assert set(pd.read_csv(m.export(tmp_path / "corrected.csv"))["model"]) == {"bundled phalanx_unet, corrected by hand"}
     screenshot(viewer, "widget_quantify")
 
 

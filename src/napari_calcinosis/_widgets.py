@@ -43,6 +43,7 @@ SOURCE_ID = "source_image_id"
 CONVERTED = "calcinosis_converted_to"  # layer.metadata key: the HU layer Prepare image made of this export
 GROWN_ON = "calcinosis_grown_on"  # lesions layer metadata key: the _mask_key of the bone layer grown on
 GROWN_FROM = "calcinosis_grown_from"  # lesions layer metadata key: the _points_key of the seeds grown from
+MODEL = "calcinosis_model"  # bone/lesions layer metadata key: the network that segmented the bone (model_label)
 IMAGE_FILE = "calcinosis_image_file"  # lesions layer metadata key: the file its image was opened from
 _MODEL_CACHE: dict = {}
 TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]
@@ -966,6 +967,9 @@ class SegmentWidget(_Widget):
                     if b.metadata.get(EDITED) or not b.metadata.get(MADE_HERE)]
             out = put_labels(self.viewer, "bone", seg.bone_mask.astype(np.uint8), layer, opacity=0.4)
             out.metadata["bone_probability"] = seg.probability
+            from .segment import model_label
+
+            out.metadata[MODEL] = model_label(model)
             area_mm2 = seg.bone_mask.sum() * np.prod(spacing_of(layer))
             self.status.value = f"bone: {area_mm2:.0f} mm² on '{layer.name}' — paint or erase in '{out.name}' to correct"
             if kept:
@@ -1285,6 +1289,17 @@ def _out_of_date(viewer, lesions) -> str:
     return " and ".join(changed)
 
 
+def _bone_model(bone_layer) -> str:
+    """What segmented a bone layer, for the export's ``model`` column: the network, said to be
+    corrected by hand when the user painted it; a bone mask of the user's own says so."""
+    if bone_layer is None:
+        return ""
+    model = bone_layer.metadata.get(MODEL)
+    if model is None or not bone_layer.metadata.get(MADE_HERE):
+        return f"bone mask given as the layer '{bone_layer.name}'"
+    return f"{model}, corrected by hand" if bone_layer.metadata.get(EDITED) else model
+
+
 def _mask_for(layer, pixels, what: str) -> np.ndarray:
     """A Labels layer as a mask (> 0) for an image of ``pixels``' shape, else CalcinosisError."""
     mask = _squeeze_leading(np.asarray(layer.data))
@@ -1314,9 +1329,12 @@ def _left_out_text(statuses, verb: str, advice: str = "") -> str:
     return text
 
 
-def show_lesions(viewer, result, image_layer, bone_layer=None):
+def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool = False):
     """Put a quantify() result's lesions on the ``lesions`` layer, measurements in ``features``;
-    with the ``bone_layer`` they were grown on, which mask that was (Grow regrows when it changes)."""
+    with the ``bone_layer`` they were grown on, which mask that was (Grow regrows when it changes).
+    What the command line's rows say of how they were measured goes into the layer's metadata
+    for the export: ``mode`` (``automatic``: seeds proposed, not the user's), ``warnings`` and
+    ``model``."""
     table = result.table
     lesions = table[table["lesion_id"] > 0].drop_duplicates("lesion_id").copy()
     features = lesions.assign(index=lesions["lesion_id"]).reset_index(drop=True)
@@ -1347,6 +1365,8 @@ def show_lesions(viewer, result, image_layer, bone_layer=None):
         widget_status += (f"; {n_freed} deposit(s) the bone mask had taken were measured: check the bone layer there "
                           "(a seed on bone takes it as a deposit: delete the seed to leave it out)")
     layer.metadata["summary"] = widget_status
+    layer.metadata.update(mode="automatic" if automatic else "seeded", warnings="; ".join(warnings or []))
+    layer.metadata[MODEL] = _bone_model(bone_layer)
     if bone_layer is not None:
         layer.metadata[GROWN_ON] = _mask_key(bone_layer.data)
     layer.metadata[GROWN_FROM] = _points_key(seeds_of(viewer, image_layer))  # Measure tells when they move
@@ -1462,6 +1482,10 @@ class MeasureWidget(_Widget):
         if "image" not in out:
             out.insert(0, "image", layer.metadata.get(SOURCE) or "")
         out.insert(int(out.columns.get_loc("image")) + 1, "path", layer.metadata.get(IMAGE_FILE) or "")
+        # how they were measured, as the command line's rows say it
+        for column in ("mode", "warnings"):
+            out[column] = layer.metadata.get(column, "")
+        out["model"] = layer.metadata.get(MODEL, "")
         from .io import atomic_output
 
         with atomic_output(path) as temporary:  # all or nothing
@@ -1563,11 +1587,14 @@ class QuantifyWidget(_Widget):
             if bone_mask is None:
                 bone_layer = put_labels(v, "bone", result.bone_mask.astype(np.uint8), layer, opacity=0.4)
                 bone_layer.metadata["bone_probability"] = result.bone_probability
+                from .segment import model_label
+
+                bone_layer.metadata[MODEL] = model_label(model)
             put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), layer, opacity=0.35)
             if seeds is None:
                 ok = result.table[result.table["status"] == "ok"]
                 put_points(v, "seeds", ok[["seed_row", "seed_col"]].to_numpy(float), layer, 1.0 / min(spacing_of(layer)))
-            lesions = show_lesions(v, result, layer, bone_layer)
+            lesions = show_lesions(v, result, layer, bone_layer, automatic=seeds is None)
             lesions.contour = 1
             self.status.value = lesions.metadata["summary"]
             if seeds is None:

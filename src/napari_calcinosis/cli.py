@@ -725,12 +725,9 @@ def cmd_quantify(args) -> int:
         _make_folder(Path(args.masks), "masks")
     model = load_model(args.model, device=args.device)  # once per run, not per image
     # Which network segmented the bone, on every row: a trial's numbers name their model.
-    name = getattr(model, "card", {}).get("name", "phalanx_unet")
-    given = getattr(model, "path", None) or args.model  # the file loaded, as a full path
-    from .segment import bundled_model_path
+    from .segment import model_label as label_of
 
-    bundled = args.model is None or Path(given).resolve() == bundled_model_path().resolve()
-    model_label = f"bundled {name}" if bundled else str(Path(given).resolve())
+    model_label = label_of(model)
     other_models = sorted({str(m) for rows in done.values() for m in rows["model"].dropna()} - {model_label})
     if other_models:
         raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} were measured with the model "

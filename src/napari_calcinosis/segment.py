@@ -63,6 +63,15 @@ def bundled_model_path() -> Path:
     return _MODEL_DIR / f"{BUNDLED_MODEL}.safetensors"
 
 
+def model_label(model) -> str:
+    """How results name the network that segmented the bone: ``bundled <name>`` for the shipped
+    model, else its file's absolute path."""
+    path = getattr(model, "path", None)
+    if path is None or Path(path).resolve() == bundled_model_path().resolve():
+        return f"bundled {getattr(model, 'card', {}).get('name', BUNDLED_MODEL)}"
+    return str(Path(path).resolve())
+
+
 def select_device(device: str = "auto"):
     """Resolve ``"auto"`` to CUDA, then Apple MPS, then CPU; check an explicit choice exists."""
     import torch
