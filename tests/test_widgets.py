@@ -232,10 +232,10 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
     assert list(written.columns[-3:]) == ["mode", "warnings", "model"]
     assert set(written["mode"]) == {"seeded"} and set(written["model"]) == {"bundled phalanx_unet"}
     assert written["warnings"].isna().all()  # nothing doubtful about the sample
+    screenshot(viewer, "widget_quantify")
     viewer.layers["bone"].paint((5, 5), 1, refresh=True)
     q.run()  # grown on the corrected bone
     assert set(pd.read_csv(m.export(tmp_path / "corrected.csv"))["model"]) == {"bundled phalanx_unet, corrected by hand"}
-    screenshot(viewer, "widget_quantify")
 
 
 def test_export_asks_before_replacing_a_file_and_refuses_what_it_cannot_write(sample, tmp_path, monkeypatch):

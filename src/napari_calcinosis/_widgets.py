@@ -350,7 +350,9 @@ def put_points(viewer, name: str, data, image, size_px: float):
         finally:
             _WRITING.discard(id(layer))
         return layer
-    layer = viewer.add_points(data, name=name, units="mm", size=size_px, face_color="yellow", border_color="black",
+    # hollow: a seed marks a deposit of a few mm² without hiding it, or the lesion's outline
+    layer = viewer.add_points(data, name=name, units="mm", size=size_px, face_color="transparent",
+                              border_color="yellow", border_width=0.3,
                               metadata={**_from(image), MADE_HERE: True}, **placement(image))
     _mark_edits(layer)
     return layer
@@ -1590,7 +1592,8 @@ class QuantifyWidget(_Widget):
                 from .segment import model_label
 
                 bone_layer.metadata[MODEL] = model_label(model)
-            put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), layer, opacity=0.35)
+            candidates = put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), layer, opacity=0.35)
+            candidates.visible = False  # a step on the way, over the deposits: shown by ticking its eye
             if seeds is None:
                 ok = result.table[result.table["status"] == "ok"]
                 put_points(v, "seeds", ok[["seed_row", "seed_col"]].to_numpy(float), layer, 1.0 / min(spacing_of(layer)))
