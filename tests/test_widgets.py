@@ -303,8 +303,9 @@ def test_segmenting_again_after_a_correction_is_the_bone_every_widget_uses(sampl
     seg = dock(viewer, SegmentWidget(viewer))
     seg.image.value, seg.device.value = image, "cpu"
     new = seg.run()
-    assert new.name == "bone (new)" and "your 'bone' is kept, but Subtract, Grow and Quantify now use " \
-        "'bone (new)': delete 'bone (new)' to go back to yours" in seg.status.value
+    assert new.name == "bone (new)" and "your 'bone' is kept, hidden, but Subtract, Grow and Quantify now use " \
+        "'bone (new)': delete 'bone (new)' (and show yours) to go back to yours" in seg.status.value
+    assert not mine.visible and new.visible  # the mask in view is the one used
     grow = dock(viewer, GrowWidget(viewer))
     grow.image.value = image
     assert grow.bone.value is new

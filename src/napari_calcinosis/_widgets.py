@@ -965,7 +965,7 @@ class SegmentWidget(_Widget):
             from napari.layers import Labels
 
             # the user's: corrected, or brought in (opened from a file)
-            kept = [b.name for b in _results(self.viewer, Labels, "bone", layer)
+            kept = [b for b in _results(self.viewer, Labels, "bone", layer)
                     if b.metadata.get(EDITED) or not b.metadata.get(MADE_HERE)]
             out = put_labels(self.viewer, "bone", seg.bone_mask.astype(np.uint8), layer, opacity=0.4)
             out.metadata["bone_probability"] = seg.probability
@@ -975,8 +975,10 @@ class SegmentWidget(_Widget):
             area_mm2 = seg.bone_mask.sum() * np.prod(spacing_of(layer))
             self.status.value = f"bone: {area_mm2:.0f} mm² on '{layer.name}' — paint or erase in '{out.name}' to correct"
             if kept:
-                self.status.value += (f"; your '{kept[-1]}' is kept, but Subtract, Grow and Quantify now use "
-                                      f"'{out.name}': delete '{out.name}' to go back to yours")
+                for mine in kept:  # two bone masks drawn over each other: the one in view is the one used
+                    mine.visible = False
+                self.status.value += (f"; your '{kept[-1].name}' is kept, hidden, but Subtract, Grow and Quantify "
+                                      f"now use '{out.name}': delete '{out.name}' (and show yours) to go back to yours")
             self._warn_if_odd(layer, pixels)
             return out
 
