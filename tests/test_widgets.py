@@ -232,6 +232,16 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
     assert list(written.columns[-3:]) == ["mode", "warnings", "model"]
     assert set(written["mode"]) == {"seeded"} and set(written["model"]) == {"bundled phalanx_unet"}
     assert written["warnings"].isna().all()  # nothing doubtful about the sample
+    # File > Save Selected Layers (the plugin's writer): one row per lesion, the same keys
+    from napari_calcinosis._reader_writer import write_lesions_csv
+
+    lesions_layer = viewer.layers["lesions"]
+    saved = pd.read_csv(write_lesions_csv(str(tmp_path / "saved.csv"), lesions_layer.data,
+                                          lesions_layer.as_layer_data_tuple()[1])[0])
+    assert "index" not in saved and list(saved.columns[:3]) == ["image", "path", "lesion_id"]
+    assert saved["path"].tolist() == written["path"].tolist()[: len(saved)]
+    assert set(saved["model"]) == {"bundled phalanx_unet"}
+    assert (written["seed_row"] == written["seed_row"].round(3)).all()
     screenshot(viewer, "widget_quantify")
     viewer.layers["bone"].paint((5, 5), 1, refresh=True)
     q.run()  # grown on the corrected bone

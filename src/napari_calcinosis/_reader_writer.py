@@ -187,13 +187,17 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
     if out.suffix.lower() != ".csv":
         out = out.with_name(out.name + ".csv")
 
-    from ._widgets import EDITED
+    from ._widgets import EDITED, MADE_HERE, SOURCE, with_provenance
 
     # A layer painted since its table was made is measured as it is now.
-    painted = bool((attributes.get("metadata") or {}).get(EDITED))
+    metadata = attributes.get("metadata") or {}
+    painted = bool(metadata.get(EDITED))
     table = _as_table(None if painted else attributes.get("features"))
     if table.empty:
         table = _lesion_table(data, attributes)
+    # a lesions layer of the plugin's: with what Export CSV writes of its scan and how it was measured
+    table = (with_provenance(table, metadata) if metadata.get(MADE_HERE) or metadata.get(SOURCE)
+             else table.drop(columns=["index"], errors="ignore"))
 
     # napari's save dialog has already asked before replacing an existing file.
     with atomic_output(out) as temporary:

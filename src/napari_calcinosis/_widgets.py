@@ -1481,15 +1481,7 @@ class MeasureWidget(_Widget):
         # The seed table (a row per seed, with its status) holds until the user paints the lesions
         # or the pixel size changes (the layer is then measured as it is, at the new size).
         table = layer.metadata.get("seed_table") if not painted else None
-        out = (table if table is not None else self.frame()).copy()
-        # which scan, as the command line says it: its name, and its file's path (a key to merge by)
-        if "image" not in out:
-            out.insert(0, "image", layer.metadata.get(SOURCE) or "")
-        out.insert(int(out.columns.get_loc("image")) + 1, "path", layer.metadata.get(IMAGE_FILE) or "")
-        # how they were measured, as the command line's rows say it
-        for column in ("mode", "warnings"):
-            out[column] = layer.metadata.get(column, "")
-        out["model"] = layer.metadata.get(MODEL, "")
+        out = with_provenance(table if table is not None else self.frame(), layer.metadata)
         from .io import atomic_output
 
         with atomic_output(path) as temporary:  # all or nothing
@@ -1517,6 +1509,23 @@ class MeasureWidget(_Widget):
             return self.export(path, replace=True)
 
         return self._run_safely(go)
+
+
+def with_provenance(table: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+    """A lesions layer's table as Export CSV and the CSV writer write it, with what the command
+    line's rows say: which scan (its name, and its file's absolute path, a key to merge by) and
+    how it was measured (``mode``, ``warnings``, ``model``); seed positions to 1/1000 px."""
+    out = table.drop(columns=["index"], errors="ignore").copy()  # napari's own key for features
+    if "image" not in out:
+        out.insert(0, "image", metadata.get(SOURCE) or "")
+    out.insert(int(out.columns.get_loc("image")) + 1, "path", metadata.get(IMAGE_FILE) or "")
+    for column in ("mode", "warnings"):
+        out[column] = metadata.get(column, "")
+    out["model"] = metadata.get(MODEL, "")
+    for column in ("seed_row", "seed_col"):  # a click's pixel position, not 104.00000000000001
+        if column in out:
+            out[column] = pd.to_numeric(out[column], errors="coerce").round(3)
+    return out
 
 
 _REGROW_HINT = "press Quantify again (or dock Grow from seeds, which regrows them as you edit)"
