@@ -407,6 +407,7 @@ def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pef
     w.layer.value = viewer.layers["lesions"]
     w.reset_choices()
     assert w.x.value == "area_mm2" and w.y.value != "lesion_id"
+    assert "lesion_id" not in w.x.choices and "hu_clipped" not in w.x.choices  # an id and a flag: nothing to agree on
     w.x.value, w.y.value = "area_mm2", "ellipse_area_mm2"
     a = w.run()
     assert a.n == len(viewer.layers["lesions"].features)

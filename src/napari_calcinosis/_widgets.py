@@ -1678,7 +1678,9 @@ class AgreementWidget(_Widget):
             table = self.table()
         except CalcinosisError:
             return []
-        return [c for c in table.columns if c != "index" and pd.api.types.is_numeric_dtype(table[c])]
+        # measurements: not identifiers (lesion_id) nor yes/no flags (hu_clipped)
+        return [c for c in table.columns if c != "index" and not str(c).endswith("_id")
+                and pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
 
     def _clear_result(self) -> None:
         """No numbers and no plot in view (the empty plot area is hidden: white in the dark theme)."""
