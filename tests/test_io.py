@@ -509,6 +509,20 @@ def test_a_low_or_high_kev_monoenergetic_image_is_warned_about(tmp_path, header,
         assert not any("monoenergetic" in w for w in warnings)
 
 
+def test_a_pixel_spacing_written_with_decimal_commas_is_read(tmp_path):
+    # '0,25\\0,25' from a localised exporter: a DICOM list is split by backslashes, so the comma
+    # can only be a decimal one. It was refused as an unknown pixel size.
+    from napari_calcinosis import read_image
+    from napari_calcinosis.io import write_dicom
+
+    path = write_dicom(tmp_path / "comma.dcm", np.full((64, 64), 40.0), 0.25)
+    raw = path.read_bytes()
+    assert raw.count(b"0.25\\0.25") == 1
+    path.write_bytes(raw.replace(b"0.25\\0.25", b"0,25\\0,25"))
+    image = read_image(path)
+    assert image.spacing_mm == (0.25, 0.25) and image.spacing_origin == "PixelSpacing (written with decimal commas)"
+
+
 def test_image_caveats_name_values_that_are_not_hu():
     import pydicom.data
 

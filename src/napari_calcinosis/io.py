@@ -746,6 +746,9 @@ def _functional_group_value(ds, sequence_keyword: str, keyword: str):
     return None
 
 
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+
+
 def _dicom_spacing(ds) -> tuple[tuple[float, float] | None, str, str]:
     """(spacing in mm or None, origin, problem) from the header's spacing attributes."""
     candidates = [
@@ -761,7 +764,13 @@ def _dicom_spacing(ds) -> tuple[tuple[float, float] | None, str, str]:
             if not isinstance(value, (str, bytes, numbers.Real)) and len(value) == 0:
                 continue
             # One number where two belong (a header written with a single value): square pixels.
-            return _checked_spacing(value if isinstance(value, numbers.Real) else list(value), keyword), keyword, ""
+            values = value if isinstance(value, numbers.Real) else list(value)
+            # '0,1729': a decimal comma (a localised exporter; a DICOM list is split by backslashes)
+            commas = [str(v).strip().replace(",", ".") if isinstance(v, str) and _DECIMAL_COMMA.fullmatch(v.strip())
+                      else v for v in ([values] if isinstance(values, str) else values)]
+            if commas != ([values] if isinstance(values, str) else values):
+                return _checked_spacing(commas, keyword), f"{keyword} (written with decimal commas)", ""
+            return _checked_spacing(values, keyword), keyword, ""
         except (CalcinosisError, TypeError) as exc:
             problem = str(exc)
     return None, "", problem
