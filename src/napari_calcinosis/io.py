@@ -766,9 +766,10 @@ def _dicom_spacing(ds) -> tuple[tuple[float, float] | None, str, str]:
             # One number where two belong (a header written with a single value): square pixels.
             values = value if isinstance(value, numbers.Real) else list(value)
             # '0,1729': a decimal comma (a localised exporter; a DICOM list is split by backslashes)
-            commas = [str(v).strip().replace(",", ".") if isinstance(v, str) and _DECIMAL_COMMA.fullmatch(v.strip())
-                      else v for v in ([values] if isinstance(values, str) else values)]
-            if commas != ([values] if isinstance(values, str) else values):
+            items = [values] if isinstance(values, (str, numbers.Real)) else values
+            commas = [v.strip().replace(",", ".") if isinstance(v, str) and _DECIMAL_COMMA.fullmatch(v.strip()) else v
+                      for v in items]
+            if commas != items:
                 return _checked_spacing(commas, keyword), f"{keyword} (written with decimal commas)", ""
             return _checked_spacing(values, keyword), keyword, ""
         except (CalcinosisError, TypeError) as exc:
