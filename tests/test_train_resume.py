@@ -81,7 +81,11 @@ def test_kill_9_at_a_random_step_then_resume_finishes(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="needs POSIX SIGINT")
-def test_ctrl_c_keeps_a_checkpoint_then_resume_finishes(tmp_path):
+@pytest.mark.parametrize(("signum", "code", "said", "how"), [
+    ("SIGINT", 130, "interrupted", "Ctrl+C"),  # what Ctrl+C in the terminal sends
+    ("SIGTERM", 143, "terminated (SIGTERM)", "SIGTERM"),  # a batch scheduler's time limit
+])
+def test_ctrl_c_keeps_a_checkpoint_then_resume_finishes(tmp_path, signum, code, said, how):
     import torch
 
     out = tmp_path / "m.safetensors"
@@ -92,15 +96,15 @@ def test_ctrl_c_keeps_a_checkpoint_then_resume_finishes(tmp_path):
         while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         assert proc.poll() is None, f"training ended before Ctrl+C: {proc.stderr.read()[-500:]}"
-        proc.send_signal(signal.SIGINT)  # what Ctrl+C in the terminal sends
+        proc.send_signal(getattr(signal, signum))
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, stderr[-1000:]
-    assert "interrupted: a checkpoint was written; give the same command with --resume" in stderr
+    assert proc.returncode == code, stderr[-1000:]
+    assert f"{said}: a checkpoint was written; give the same command with --resume" in stderr
     stopped = torch.load(ckpt, weights_only=True)
     assert 0 < stopped["step"] < EPOCHS * STEPS
-    assert "interrupted (Ctrl+C) at step" in load_model(out).card["training"]["ended"]
+    assert f"interrupted ({how}) at step" in load_model(out).card["training"]["ended"]
     done = subprocess.run(_cli(out, "--resume"), env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "finished: 6 epochs, 24 steps" in done.stdout, done.stderr[-1000:]
     assert torch.load(ckpt, weights_only=True)["step"] == EPOCHS * STEPS

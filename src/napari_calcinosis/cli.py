@@ -942,9 +942,10 @@ def cmd_train(args) -> int:
         print(f"warning: a validation Dice of {result.best_val_dice:.2f} is poor: check the masks (bone non-zero, "
               "matching their images) and the pixel size before using this model", file=sys.stderr)
     if result.interrupted:
-        print("interrupted: " + ("a checkpoint was written; give the same command with --resume to carry on"
-                                 if checkpoint.exists() else "before the first step, nothing to resume"), file=sys.stderr)
-        return 130
+        print(f"{'terminated (SIGTERM)' if result.interrupted_by == 'SIGTERM' else 'interrupted'}: "
+              + ("a checkpoint was written; give the same command with --resume to carry on"
+                 if checkpoint.exists() else "before the first step, nothing to resume"), file=sys.stderr)
+        return 143 if result.interrupted_by == "SIGTERM" else 130
     return 0
 
 

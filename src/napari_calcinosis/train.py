@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -92,7 +93,8 @@ class TrainResult:
     history: list = field(default_factory=list)
     device: str = ""
     elapsed_s: float = float("nan")
-    interrupted: bool = False  # cancelled by Ctrl+C (cancelled is True too)
+    interrupted: bool = False  # cancelled by Ctrl+C or SIGTERM (cancelled is True too)
+    interrupted_by: str = ""  # "Ctrl+C" or "SIGTERM" (a batch scheduler's time limit)
     validated_on_training: bool = False  # one pair: trained and validated on
     ended: str = ""  # how the run ended, as the card says
     steps_trained: int = 0  # steps this run trained (a resumed run's earlier steps not counted)
@@ -1055,9 +1057,9 @@ def train_segmenter(
     # Ctrl+C (a terminal's, or a notebook's interrupt) is a Cancel, noticed between steps so that
     # the model and checkpoint kept are whole steps'; a second one stops at once.
     stack = contextlib.ExitStack()
-    ctrl_c = stack.enter_context(_ctrl_c_stops_after_the_step(lambda: report(TrainProgress(
+    ctrl_c = stack.enter_context(_ctrl_c_stops_after_the_step(lambda name: report(TrainProgress(
         "data", step, total_steps, epochs_done, epochs, device=str(dev),
-        message="Ctrl+C: stopping after this step to keep the model and a checkpoint (Ctrl+C again stops at once)"))))
+        message=f"{name}: stopping after this step to keep the model and a checkpoint ({name} again stops at once)"))))
 
     def cancelled() -> bool:
         return ctrl_c.is_set() or asked_to_cancel()
@@ -1172,7 +1174,8 @@ def train_segmenter(
             torch.backends.cudnn.benchmark_limit = benchmark_limit
     model.to(dev)  # as load_model leaves a model: on CUDA, new image shapes start fast
     interrupted = was_cancelled and ctrl_c.is_set()
-    ended = (f"{'interrupted (Ctrl+C)' if interrupted else 'cancelled'} at step {step} of {total_steps}" if was_cancelled
+    ended = (f"{f'interrupted ({ctrl_c.by})' if interrupted else 'cancelled'} at step {step} of {total_steps}"
+             if was_cancelled
              else f"stopped at epoch {epochs_done} of {epochs}: the validation Dice reached {stop_at_val_dice:g}"
              if stopped_early else f"finished: {_counted(epochs, 'epoch')}, {_counted(total_steps, 'step')}")
     if best_epoch == 0 and started_from is not None:
@@ -1189,31 +1192,39 @@ def train_segmenter(
     return TrainResult(
         model_path=out, best_val_dice=best_dice, best_epoch=best_epoch, epochs_done=epochs_done,
         cancelled=was_cancelled, history=history, device=str(dev), elapsed_s=time.monotonic() - t_start,
-        interrupted=interrupted, ended=ended, validated_on_training=validated_on_training,
+        interrupted=interrupted, interrupted_by=ctrl_c.by if interrupted else "", ended=ended,
+        validated_on_training=validated_on_training,
         steps_trained=steps_this_run,
     )
 
 
+class _Stop(threading.Event):
+    """Set by the first Ctrl+C or SIGTERM; ``by`` says which."""
+
+    by = ""
+
+
 @contextlib.contextmanager
 def _ctrl_c_stops_after_the_step(say):
-    """Within: the first Ctrl+C (SIGINT) sets the event yielded and calls ``say()``; a second one
-    raises KeyboardInterrupt as usual. Outside the main thread (the napari widget's worker,
-    whose Cancel button does this) Python takes no handler: the event is never set."""
+    """Within: the first Ctrl+C (SIGINT) or SIGTERM (a batch scheduler's time limit, which
+    leaves some seconds before it kills) sets the event yielded and calls ``say(name)``; a
+    second one raises KeyboardInterrupt as usual. Outside the main thread (the napari widget's
+    worker, whose Cancel button does this) Python takes no handler: the event is never set."""
     import signal
-    import threading
 
     from ._signals import handling
 
-    pressed = threading.Event()
+    stop = _Stop()
 
-    def on_ctrl_c(signum, frame):
-        if pressed.is_set():
+    def on_signal(signum, frame):
+        if stop.is_set():
             raise KeyboardInterrupt
-        pressed.set()
-        say()
+        stop.by = "SIGTERM" if signum == signal.SIGTERM else "Ctrl+C"
+        stop.set()
+        say(stop.by)
 
-    with handling(signal.SIGINT, on_ctrl_c):
-        yield pressed
+    with handling(signal.SIGINT, on_signal), handling(signal.SIGTERM, on_signal):
+        yield stop
 
 
 def _counted(n: int, noun: str) -> str:
