@@ -715,7 +715,43 @@ def test_a_proposed_seed_deleted_then_measured_is_never_exported_stale(sample, q
     assert len(pd.read_csv(measure.export(tmp_path / "regrown.csv"))) == n - 2
 
 
-def test_painting_re_measures_and_regrows(sample, qtbot):
+def test_out_of_date_follows_the_layers_grown_from_not_their_names(sample, qtbot, tmp_path):
+    # Grown in Grow on a bone layer picked by hand beside another 'bone': up to date, and
+    # regrowing keeps it so. A renamed seeds layer is still the one they were grown from. A
+    # bone mask made since (Segment again) is one Quantify would now use: out of date.
+    from napari_calcinosis._errors import CalcinosisError
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget, SegmentWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    viewer.add_labels(np.zeros(bone.shape, np.uint8), name="bone", scale=image.scale, units="mm")
+    mine = viewer.add_labels(bone.astype(np.uint8), name="my bone", scale=image.scale, units="mm")
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value, grow.bone.value = image, mine
+    grow.bone.native.activated.emit(grow.bone.native.currentIndex())  # picked by hand: kept
+    points = grow.start_seeding()
+    points.data = seeds
+    qtbot.waitUntil(lambda: "lesions" in viewer.layers)
+    assert grow.bone.value is mine and grow.status.value.startswith(f"{len(seeds)} lesion(s)")
+    measure = dock(viewer, MeasureWidget(viewer))
+    measure.lesions.value = viewer.layers["lesions"]
+    measure.refresh()
+    assert not measure.status.value.startswith("out of date"), measure.status.value
+    measure.export(tmp_path / "fine.csv")
+    points.name = "seeds checked"
+    with points.events.data.blocker():  # as if Grow were closed: nothing regrows
+        points.data = seeds[1:]
+    with pytest.raises(CalcinosisError, match="the points of 'seeds checked' were added, moved or deleted"):
+        measure.export(tmp_path / "stale.csv")
+    grow.regrow()
+    measure.refresh()
+    assert not measure.status.value.startswith("out of date")
+    seg = dock(viewer, SegmentWidget(viewer))
+    seg.image.value, seg.device.value = image, "cpu"
+    seg.run()
+    qtbot.waitUntil(lambda: "a new bone mask ('bone (new)') was made" in measure.status.value)
+
+
+def test_painting_re_measures_and_regrows(sample, qtbot, tmp_path):
     # Measure's and Agreement's tables follow a painted lesions layer; painting a deposit into
     # the bone layer while seeding regrows without it.
     from napari_calcinosis._widgets import AgreementWidget, GrowWidget, MeasureWidget
@@ -736,6 +772,8 @@ def test_painting_re_measures_and_regrows(sample, qtbot):
     assert np.isclose(now["area_mm2"][0], (lesions.data == 1).sum() * area_px)
     assert now["area_mm2"][0] > before["area_mm2"][0]
     assert m.status.value.startswith(f"{len(seeds)} lesion(s), total {now['area_mm2'].sum():.2f}")
+    exported = pd.read_csv(m.export(tmp_path / "painted.csv"))
+    assert set(exported["mode"]) == {"painted"} and np.allclose(exported["area_mm2"], now["area_mm2"])
     a = dock(viewer, AgreementWidget(viewer))  # Agreement reads the table as painted too
     a.layer.value = lesions
     assert np.allclose(a.table()["area_mm2"], now["area_mm2"])

@@ -43,6 +43,9 @@ SOURCE_ID = "source_image_id"
 CONVERTED = "calcinosis_converted_to"  # layer.metadata key: the HU layer Prepare image made of this export
 GROWN_ON = "calcinosis_grown_on"  # lesions layer metadata key: the _mask_key of the bone layer grown on
 GROWN_FROM = "calcinosis_grown_from"  # lesions layer metadata key: the _points_key of the seeds grown from
+# lesions layer metadata key: the unique_id of the seeds and bone layers grown from, and of every
+# bone layer of the image then (a bone mask made since is one the widgets would now grow on)
+GROWN_INPUTS = "calcinosis_grown_inputs"
 MODEL = "calcinosis_model"  # bone/lesions layer metadata key: the network that segmented the bone (model_label)
 IMAGE_FILE = "calcinosis_image_file"  # lesions layer metadata key: the file its image was opened from
 _MODEL_CACHE: dict = {}
@@ -1239,7 +1242,7 @@ class GrowWidget(_Widget):
             result = quantify(calc, seeds, bone_mask=mask, bone_probability=probability,
                               connectivity=self.connectivity.value)
             _claim(bone, image)
-            lesions = show_lesions(self.viewer, result, image, bone)
+            lesions = show_lesions(self.viewer, result, image, bone, seeds_layer=self.points)
             self.status.value = lesions.metadata["summary"] + _other_image_note(bone, image)  # failed seeds say why here
             self._warn_if_odd(image, pixels)
             return lesions
@@ -1273,23 +1276,44 @@ def _points_key(points) -> tuple | None:
     return data.shape, zlib.crc32(data.tobytes())
 
 
-def _out_of_date(viewer, lesions) -> str:
-    """What changed since a widget grew ``lesions``: the seeds of their image were added, moved
-    or deleted, or its bone layer is another mask (painted, segmented again); "" when nothing
-    did, or when the user painted the lesions themselves (then measured as painted)."""
+def _grown_inputs(viewer, image_layer, seeds_layer, bone_layer) -> dict:
+    """Which layers lesions are grown from, by ``unique_id`` (kept through a rename), and which
+    bone layers the image has now (:func:`_out_of_date`)."""
     from napari.layers import Labels
 
-    name = lesions.metadata.get(SOURCE)
-    if lesions.metadata.get(EDITED) or not lesions.metadata.get(MADE_HERE) or name not in viewer.layers:
+    uid = lambda layer: str(layer.unique_id) if layer is not None else None  # noqa: E731
+    return {"seeds": uid(seeds_layer), "bone": uid(bone_layer),
+            "bones": [uid(b) for b in _results(viewer, Labels, "bone", image_layer)]}
+
+
+def _by_id(viewer, unique_id):
+    """The layer of ``unique_id`` in the viewer, or None (deleted, or none recorded)."""
+    return next((layer for layer in viewer.layers if unique_id is not None and str(layer.unique_id) == unique_id), None)
+
+
+def _out_of_date(viewer, lesions) -> str:
+    """What changed since a widget grew ``lesions``: the points of the seeds layer they were
+    grown from were added, moved or deleted, the bone layer they were grown on was painted, or
+    a bone mask the widgets would now use was made for their image (Segment again); "" when
+    nothing did, or when the user painted the lesions themselves (then measured as painted)."""
+    from napari.layers import Labels
+
+    meta = lesions.metadata
+    inputs = meta.get(GROWN_INPUTS)
+    if meta.get(EDITED) or not meta.get(MADE_HERE) or not inputs:
         return ""
-    image = viewer.layers[name]
     changed = []
-    seeds = seeds_of(viewer, image)
-    if GROWN_FROM in lesions.metadata and seeds is not None and _points_key(seeds) != lesions.metadata[GROWN_FROM]:
+    seeds = _by_id(viewer, inputs["seeds"])
+    if seeds is not None and _points_key(seeds) != meta.get(GROWN_FROM):
         changed.append(f"the points of '{seeds.name}' were added, moved or deleted")
-    bones = [b for b in _results(viewer, Labels, "bone", image) if np.shape(b.data) == np.shape(lesions.data)]
-    if GROWN_ON in lesions.metadata and bones and _mask_key(bones[-1].data) != lesions.metadata[GROWN_ON]:
-        changed.append(f"the bone mask ('{bones[-1].name}') changed")
+    bone = _by_id(viewer, inputs["bone"])
+    if bone is not None and _mask_key(bone.data) != meta.get(GROWN_ON):
+        changed.append(f"the bone mask ('{bone.name}') changed")
+    image = viewer.layers[meta[SOURCE]] if meta.get(SOURCE) in viewer.layers else None
+    made_since = [b for b in (_results(viewer, Labels, "bone", image) if image is not None else [])
+                  if str(b.unique_id) not in inputs["bones"] and np.shape(b.data) == np.shape(lesions.data)]
+    if made_since:
+        changed.append(f"a new bone mask ('{made_since[-1].name}') was made")
     return " and ".join(changed)
 
 
@@ -1333,12 +1357,12 @@ def _left_out_text(statuses, verb: str, advice: str = "") -> str:
     return text
 
 
-def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool = False):
+def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool = False, seeds_layer=None):
     """Put a quantify() result's lesions on the ``lesions`` layer, measurements in ``features``;
     with the ``bone_layer`` they were grown on, which mask that was (Grow regrows when it changes).
     What the command line's rows say of how they were measured goes into the layer's metadata
     for the export: ``mode`` (``automatic``: seeds proposed, not the user's), ``warnings`` and
-    ``model``."""
+    ``model``. ``seeds_layer``: the points they were grown from (default: the image's seeds)."""
     table = result.table
     lesions = table[table["lesion_id"] > 0].drop_duplicates("lesion_id").copy()
     features = lesions.assign(index=lesions["lesion_id"]).reset_index(drop=True)
@@ -1373,7 +1397,9 @@ def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool =
     layer.metadata[MODEL] = _bone_model(bone_layer)
     if bone_layer is not None:
         layer.metadata[GROWN_ON] = _mask_key(bone_layer.data)
-    layer.metadata[GROWN_FROM] = _points_key(seeds_of(viewer, image_layer))  # Measure tells when they move
+    seeds_layer = seeds_layer if seeds_layer is not None else seeds_of(viewer, image_layer)
+    layer.metadata[GROWN_FROM] = _points_key(seeds_layer)  # Measure tells when they move
+    layer.metadata[GROWN_INPUTS] = _grown_inputs(viewer, image_layer, seeds_layer, bone_layer)
     RESULT_EVENTS.lesions_shown.emit(layer)
     return layer
 
@@ -1402,6 +1428,7 @@ class MeasureWidget(_Widget):
         self._connected = None
         self._refresh_soon = _soon(self.refresh)
         self._inputs_watched: list = []  # the lesions' seeds and bone: moving a seed makes them out of date
+        self._connect(self.viewer.layers.events.inserted, self._refresh_soon)  # a new bone mask (Segment again)
 
     def frame(self) -> pd.DataFrame:
         layer = self.lesions.value
@@ -1447,12 +1474,14 @@ class MeasureWidget(_Widget):
         if name not in self.viewer.layers:
             return
         image = self.viewer.layers[name]
-        for kind, what in ((Points, "seeds"), (Labels, "bone")):
-            for watched in _results(self.viewer, kind, what, image):
-                for emitter in (watched.events.data, getattr(watched.events, "paint", None)):
-                    if emitter is not None:
-                        self._connect(emitter, self._refresh_soon)
-                        self._inputs_watched.append(emitter)
+        inputs = layer.metadata.get(GROWN_INPUTS) or {}
+        recorded = [_by_id(self.viewer, inputs.get(key)) for key in ("seeds", "bone")]  # also when renamed
+        named = [found for kind, what in ((Points, "seeds"), (Labels, "bone")) for found in _results(self.viewer, kind, what, image)]
+        for watched in {id(w): w for w in recorded + named if w is not None}.values():
+            for emitter in (watched.events.data, getattr(watched.events, "paint", None)):
+                if emitter is not None:
+                    self._connect(emitter, self._refresh_soon)
+                    self._inputs_watched.append(emitter)
 
     def select_row(self, row: int):
         frame = self.frame()
@@ -1519,8 +1548,9 @@ def with_provenance(table: pd.DataFrame, metadata: dict) -> pd.DataFrame:
     if "image" not in out:
         out.insert(0, "image", metadata.get(SOURCE) or "")
     out.insert(int(out.columns.get_loc("image")) + 1, "path", metadata.get(IMAGE_FILE) or "")
-    for column in ("mode", "warnings"):
-        out[column] = metadata.get(column, "")
+    # painted by hand: measured as painted, whatever seeds it was first grown from
+    out["mode"] = "painted" if metadata.get(EDITED) else metadata.get("mode", "")
+    out["warnings"] = metadata.get("warnings", "")
     out["model"] = metadata.get(MODEL, "")
     for column in ("seed_row", "seed_col"):  # a click's pixel position, not 104.00000000000001
         if column in out:
@@ -1605,10 +1635,12 @@ class QuantifyWidget(_Widget):
                 bone_layer.metadata[MODEL] = model_label(model)
             candidates = put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), layer, opacity=0.35)
             candidates.visible = False  # a step on the way, over the deposits: shown by ticking its eye
+            seeds_layer = clicked
             if seeds is None:
                 ok = result.table[result.table["status"] == "ok"]
-                put_points(v, "seeds", ok[["seed_row", "seed_col"]].to_numpy(float), layer, 1.0 / min(spacing_of(layer)))
-            lesions = show_lesions(v, result, layer, bone_layer, automatic=seeds is None)
+                seeds_layer = put_points(v, "seeds", ok[["seed_row", "seed_col"]].to_numpy(float), layer,
+                                         1.0 / min(spacing_of(layer)))
+            lesions = show_lesions(v, result, layer, bone_layer, automatic=seeds is None, seeds_layer=seeds_layer)
             lesions.contour = 1
             self.status.value = lesions.metadata["summary"]
             if seeds is None:
