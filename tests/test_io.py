@@ -128,8 +128,9 @@ def test_rgb_dicom_is_mapped_back_through_the_window_not_taken_as_hu():
     assert image.saturated_above_hu == BONE_TOP_HU
 
 
-@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
-def test_a_grey_screen_save_dicom_is_mapped_back_through_the_window_like_its_png(tmp_path, photometric):
+@pytest.mark.parametrize(("photometric", "rescale"), [("MONOCHROME2", None), ("MONOCHROME1", None),
+                                                     ("MONOCHROME2", (1, 0))])  # an identity rescale says nothing
+def test_a_grey_screen_save_dicom_is_mapped_back_through_the_window_like_its_png(tmp_path, photometric, rescale):
     # A workstation's grey secondary capture of the W1500/L450 view: 8-bit display levels and no
     # rescale. Read as HU (0-255) every deposit against the bone grew into it (41 mm² for 2.4).
     from napari_calcinosis import make_phantom, quantify, write_windowed_png
@@ -145,6 +146,8 @@ def test_a_grey_screen_save_dicom_is_mapped_back_through_the_window_like_its_png
         delattr(ds, keyword)
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PhotometricInterpretation = photometric
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
     ds.PixelData = (grey if photometric == "MONOCHROME2" else 255 - grey).astype(np.uint8).tobytes()
     ds.save_as(tmp_path / "sc.dcm")
     image, export = read_image(tmp_path / "sc.dcm"), read_image(png, pixel_size_mm=phantom.spacing_mm)
@@ -153,6 +156,27 @@ def test_a_grey_screen_save_dicom_is_mapped_back_through_the_window_like_its_png
     assert image.saturated_above_hu == BONE_TOP_HU and np.allclose(image.spacing_mm, phantom.spacing_mm)
     areas = quantify(image, phantom.seeds).table["area_mm2"].to_numpy()
     np.testing.assert_allclose(areas, phantom.lesion_areas_mm2, rtol=0.35, atol=0.3)
+
+
+def test_a_one_bit_dicom_is_no_screen_save():
+    # pydicom's SEG (1-bit, no rescale) keeps its stored values: a mask, not display levels
+    image = read_image(get_testdata_file("liver_1frame.dcm"), pixel_size_mm=0.5)
+    assert "mapped back" not in image.value_origin and float(image.pixels_hu.max()) <= 1
+
+
+def test_a_padding_value_that_reads_as_tissue_or_air_marks_nothing(tmp_path):
+    # PixelPaddingValue 0 over HU stored as they are: 0 HU is soft tissue, so nothing is padding
+    from napari_calcinosis import make_phantom
+    from napari_calcinosis.io import write_dicom
+
+    phantom = make_phantom(seed=10)
+    ds = pydicom.dcmread(write_dicom(tmp_path / "pad0.dcm", phantom.image_hu, phantom.spacing_mm))
+    ds.add_new(0x00280120, "SS", 1024)  # 0 HU once rescaled (intercept -1024)
+    ds.save_as(tmp_path / "pad0.dcm")
+    image = read_image(tmp_path / "pad0.dcm")
+    assert "PixelPaddingValue" not in image.value_origin
+    np.testing.assert_array_equal(image.pixels_hu, read_image(write_dicom(tmp_path / "plain.dcm", phantom.image_hu,
+                                                                            phantom.spacing_mm)).pixels_hu)
 
 
 @pytest.mark.parametrize(("signed", "padding"), [(False, 63536), (True, -2000), (False, -2000), (True, 63536)])

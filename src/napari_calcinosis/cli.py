@@ -709,9 +709,12 @@ def cmd_quantify(args) -> int:
     settings = _settings_label(args)  # with the model, what makes a resumed run's rows one table
     other_settings = sorted({str(s) for rows in done.values() for s in rows["settings"].dropna()} - {settings})
     if other_settings:
-        differ = sorted(set(other_settings[0].split("; ")) - set(settings.split("; ")))
-        raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} were measured with {', '.join(differ) or other_settings[0]}, "
-                              f"this run with {settings}: give the same settings, or measure again without --resume")
+        theirs, mine = set(other_settings[0].split("; ")), set(settings.split("; "))
+        said = lambda parts, others: ", ".join(sorted(parts)) or "no " + ", ".join(  # noqa: E731
+            sorted(p.split("=")[0] for p in others))
+        raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} were measured with {said(theirs - mine, mine - theirs)}, "
+                              f"this run with {said(mine - theirs, theirs - mine)}: give the same settings, or measure "
+                              "again without --resume")
     earlier = _partial_files(args.out) if args.out and not args.resume else []
     if earlier:
         print(f"note: {_listed(map(str, earlier), 2)} hold(s) an interrupted run's rows: the same command with "
@@ -1087,7 +1090,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--window-level", type=float, default=WINDOW_LEVEL_HU, metavar="HU",
                        help=f"level of the window PNG/JPEG/TIFF exports were made with (default {WINDOW_LEVEL_HU:g}, the paper's)")
         p.add_argument("--window-width", type=float, default=WINDOW_WIDTH_HU, metavar="HU",
-                       help=f"width of that window (default {WINDOW_WIDTH_HU:g}); DICOM files are read in HU and ignore both")
+                       help=f"width of that window (default {WINDOW_WIDTH_HU:g}); DICOM files in HU ignore both, "
+                            "screen-save DICOMs (secondary captures of a view) use them")
 
     q = sub.add_parser("quantify", help="measure deposits on images; one CSV row per lesion (or per seed)")
     q.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")

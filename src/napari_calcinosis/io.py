@@ -1112,10 +1112,13 @@ def _read_dicom_quietly(
         image_level_hu, image_width_hu = level_hu, width_hu
 
     saturated_above_hu = None
-    # A grey DICOM of 8-bit values and no modality transform is a screen save (a workstation's
-    # secondary capture) as a colour one is: display grey levels, not HU.
+    # A grey DICOM of 8-bit values without a rescale to HU is a screen save (a workstation's
+    # secondary capture) as a colour one is: display grey levels, not HU. Some write an identity
+    # rescale (slope 1, intercept 0), which says nothing of HU in a capture.
     bits_stored = int(_first_number(ds.get("BitsStored")) or 8 * stored.dtype.itemsize)
-    grey_capture = not is_colour and bits_stored <= 8 and "ModalityLUTSequence" not in ds and _rescale_of(ds) == (None, None)
+    grey_capture = not is_colour and bits_stored == 8 and "ModalityLUTSequence" not in ds and (
+        _rescale_of(ds) == (None, None) or (_rescale_of(ds) in ((1.0, 0.0), (None, 0.0), (1.0, None))
+                                            and _is_capture(ds)))
     if is_colour or grey_capture:
         # Its values are display grey levels: a windowed export, mapped back through the given window.
         if is_colour:
@@ -1213,22 +1216,41 @@ PADDING_HU = -3024.0
 def _padding_pixels(ds, stored: np.ndarray) -> np.ndarray | None:
     """The pixels whose stored value is the header's PixelPaddingValue (to its
     PixelPaddingRangeLimit, where given), or None. A padding written signed (-2000) over
-    unsigned pixels (63536), as some scanners do, is matched too. Not all pixels: a header that
-    calls every pixel padding is wrong, not an empty image."""
+    unsigned pixels (63536), as some scanners do, is matched too. Only a padding below
+    subtract.NO_DATA_HU in HU, and not all pixels: a header that calls every pixel padding is
+    wrong, not an empty image."""
     value = _first_number(ds.get("PixelPaddingValue"))
     if value is None:
         return None
     limit = _first_number(ds.get("PixelPaddingRangeLimit"))
     bits = int(_first_number(ds.get("BitsAllocated")) or 8 * stored.dtype.itemsize)
+    from .subtract import NO_DATA_HU
+
+    slope, intercept = _rescale_of(ds)
+    slope, intercept = (1.0 if slope is None else slope), (0.0 if intercept is None else intercept)
     values = stored.astype(np.int64)
     found = np.zeros(stored.shape, bool)
+
     def readings(v):  # as written, as unsigned and as signed in BitsAllocated bits
         wrapped = int(v) % 2**bits
         return [int(v), wrapped, wrapped - 2**bits if wrapped >= 2 ** (bits - 1) else wrapped]
 
+    # A padding that reads as tissue or air in HU, however taken (0, or -1024 HU: some write
+    # one), cannot be told from those pixels: they are left as they are.
+    if min(readings(value)) * slope + intercept >= NO_DATA_HU:
+        return None
     for pad, end in zip(readings(value), readings(value if limit is None else limit)):
         found |= (values >= min(pad, end)) & (values <= max(pad, end))
     return found if found.any() and not found.all() else None
+
+
+def _is_capture(ds) -> bool:
+    """Whether the header says the image is a screen capture: a Secondary Capture object, a
+    Modality of OT (other), or an ImageType of SECONDARY / SCREEN SAVE."""
+    sop_class = str(ds.get("SOPClassUID") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+    image_type = {str(v).upper() for v in (ds.get("ImageType") or [])}
+    return (sop_class.startswith("1.2.840.10008.5.1.4.1.1.7") or str(ds.get("Modality", "")).upper() in ("OT", "")
+            or bool(image_type & {"SECONDARY", "SCREEN SAVE"}))
 
 
 def _rescale_of(ds) -> tuple[float | None, float | None]:
