@@ -1281,7 +1281,9 @@ def _grown_inputs(viewer, image_layer, seeds_layer, bone_layer) -> dict:
     bone layers the image has now (:func:`_out_of_date`)."""
     from napari.layers import Labels
 
-    uid = lambda layer: str(layer.unique_id) if layer is not None else None  # noqa: E731
+    def uid(layer):
+        return str(layer.unique_id) if layer is not None else None
+
     return {"seeds": uid(seeds_layer), "bone": uid(bone_layer),
             "bones": [uid(b) for b in _results(viewer, Labels, "bone", image_layer)]}
 
@@ -1463,21 +1465,16 @@ class MeasureWidget(_Widget):
         return frame
 
     def _watch_inputs(self, layer) -> None:
-        """Refresh when the seeds or the bone of the lesions' image change (the table is then
-        out of date until they are grown again)."""
-        from napari.layers import Labels, Points
-
+        """Refresh when the seeds or the bone the lesions were grown from change, also renamed
+        (the table is then out of date until they are grown again; a new bone layer is seen as
+        it is added)."""
         for emitter in self._inputs_watched:
             self._disconnect(emitter, self._refresh_soon)
         self._inputs_watched = []
-        name = layer.metadata.get(SOURCE) if layer is not None else None
-        if name not in self.viewer.layers:
-            return
-        image = self.viewer.layers[name]
-        inputs = layer.metadata.get(GROWN_INPUTS) or {}
-        recorded = [_by_id(self.viewer, inputs.get(key)) for key in ("seeds", "bone")]  # also when renamed
-        named = [found for kind, what in ((Points, "seeds"), (Labels, "bone")) for found in _results(self.viewer, kind, what, image)]
-        for watched in {id(w): w for w in recorded + named if w is not None}.values():
+        inputs = (layer.metadata.get(GROWN_INPUTS) if layer is not None else None) or {}
+        for watched in (_by_id(self.viewer, inputs.get(key)) for key in ("seeds", "bone")):
+            if watched is None:
+                continue
             for emitter in (watched.events.data, getattr(watched.events, "paint", None)):
                 if emitter is not None:
                     self._connect(emitter, self._refresh_soon)

@@ -710,8 +710,10 @@ def cmd_quantify(args) -> int:
     other_settings = sorted({str(s) for rows in done.values() for s in rows["settings"].dropna()} - {settings})
     if other_settings:
         theirs, mine = set(other_settings[0].split("; ")), set(settings.split("; "))
-        said = lambda parts, others: ", ".join(sorted(parts)) or "no " + ", ".join(  # noqa: E731
-            sorted(p.split("=")[0] for p in others))
+
+        def said(parts, others):  # the parts one run has and the other not ("no X" where it has none)
+            return ", ".join(sorted(parts)) or "no " + ", ".join(sorted(p.split("=")[0] for p in others))
+
         raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} were measured with {said(theirs - mine, mine - theirs)}, "
                               f"this run with {said(mine - theirs, theirs - mine)}: give the same settings, or measure "
                               "again without --resume")

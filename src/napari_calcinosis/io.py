@@ -1116,9 +1116,9 @@ def _read_dicom_quietly(
     # secondary capture) as a colour one is: display grey levels, not HU. Some write an identity
     # rescale (slope 1, intercept 0), which says nothing of HU in a capture.
     bits_stored = int(_first_number(ds.get("BitsStored")) or 8 * stored.dtype.itemsize)
+    rescale = _rescale_of(ds)
     grey_capture = not is_colour and bits_stored == 8 and "ModalityLUTSequence" not in ds and (
-        _rescale_of(ds) == (None, None) or (_rescale_of(ds) in ((1.0, 0.0), (None, 0.0), (1.0, None))
-                                            and _is_capture(ds)))
+        rescale == (None, None) or (rescale in ((1.0, 0.0), (None, 0.0), (1.0, None)) and _is_capture(ds)))
     if is_colour or grey_capture:
         # Its values are display grey levels: a windowed export, mapped back through the given window.
         if is_colour:

@@ -1054,15 +1054,16 @@ def train_segmenter(
     was_cancelled = stopped_early = False
     epochs_done = start_epoch
     losses = []
-    # Ctrl+C (a terminal's, or a notebook's interrupt) is a Cancel, noticed between steps so that
-    # the model and checkpoint kept are whole steps'; a second one stops at once.
+    # Ctrl+C (a terminal's, or a notebook's interrupt) or SIGTERM (a scheduler's time limit) is a
+    # Cancel, noticed between steps so that the model and checkpoint kept are whole steps'; a
+    # second one stops at once.
     stack = contextlib.ExitStack()
-    ctrl_c = stack.enter_context(_ctrl_c_stops_after_the_step(lambda name: report(TrainProgress(
+    signalled = stack.enter_context(_a_signal_stops_after_the_step(lambda name: report(TrainProgress(
         "data", step, total_steps, epochs_done, epochs, device=str(dev),
         message=f"{name}: stopping after this step to keep the model and a checkpoint ({name} again stops at once)"))))
 
     def cancelled() -> bool:
-        return ctrl_c.is_set() or asked_to_cancel()
+        return signalled.is_set() or asked_to_cancel()
 
     try:
         torch.backends.cudnn.benchmark = autotune and not autotune_dense_only
@@ -1173,8 +1174,8 @@ def train_segmenter(
         if benchmark_limit is not None:
             torch.backends.cudnn.benchmark_limit = benchmark_limit
     model.to(dev)  # as load_model leaves a model: on CUDA, new image shapes start fast
-    interrupted = was_cancelled and ctrl_c.is_set()
-    ended = (f"{f'interrupted ({ctrl_c.by})' if interrupted else 'cancelled'} at step {step} of {total_steps}"
+    interrupted = was_cancelled and signalled.is_set()
+    ended = (f"{f'interrupted ({signalled.by})' if interrupted else 'cancelled'} at step {step} of {total_steps}"
              if was_cancelled
              else f"stopped at epoch {epochs_done} of {epochs}: the validation Dice reached {stop_at_val_dice:g}"
              if stopped_early else f"finished: {_counted(epochs, 'epoch')}, {_counted(total_steps, 'step')}")
@@ -1192,7 +1193,7 @@ def train_segmenter(
     return TrainResult(
         model_path=out, best_val_dice=best_dice, best_epoch=best_epoch, epochs_done=epochs_done,
         cancelled=was_cancelled, history=history, device=str(dev), elapsed_s=time.monotonic() - t_start,
-        interrupted=interrupted, interrupted_by=ctrl_c.by if interrupted else "", ended=ended,
+        interrupted=interrupted, interrupted_by=signalled.by if interrupted else "", ended=ended,
         validated_on_training=validated_on_training,
         steps_trained=steps_this_run,
     )
@@ -1205,7 +1206,7 @@ class _Stop(threading.Event):
 
 
 @contextlib.contextmanager
-def _ctrl_c_stops_after_the_step(say):
+def _a_signal_stops_after_the_step(say):
     """Within: the first Ctrl+C (SIGINT) or SIGTERM (a batch scheduler's time limit, which
     leaves some seconds before it kills) sets the event yielded and calls ``say(name)``; a
     second one raises KeyboardInterrupt as usual. Outside the main thread (the napari widget's
