@@ -274,6 +274,10 @@ def test_an_unwritable_output_is_refused_before_training(make_napari_viewer, tmp
     widget.output_edit.setText(str(tmp_path / "new folder" / "model.safetensors"))  # typed: made, as the CLI does
     assert widget.training_kwargs()["out"] == tmp_path / "new folder" / "model.safetensors"
     assert (tmp_path / "new folder").is_dir()
+    for folder in (f"{tmp_path / 'runs'}/", str(tmp_path / "new folder")):  # a folder, typed or existing: into it
+        widget.output_edit.setText(folder)
+        out = widget.training_kwargs()["out"]
+        assert out.parent == Path(folder.rstrip("/")) and out.suffix == ".safetensors" and out.parent.is_dir()
     (tmp_path / "notes.txt").write_text("not a folder")
     widget.output_edit.setText(str(tmp_path / "notes.txt" / "sub" / "model.safetensors"))
     with pytest.raises(CalcinosisError, match="notes.txt/sub cannot be made"):

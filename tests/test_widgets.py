@@ -698,6 +698,12 @@ def test_a_proposed_seed_deleted_then_measured_is_never_exported_stale(sample, q
     with pytest.raises(CalcinosisError, match="not exported: the points of 'seeds' were added, moved or deleted"):
         measure.export(tmp_path / "stale.csv")
     assert not (tmp_path / "stale.csv").exists()
+    from napari_calcinosis._reader_writer import write_lesions_csv  # File > Save Selected Layers refuses too
+
+    lesions = viewer.layers["lesions"]
+    with pytest.raises(CalcinosisError, match="stale.csv: not saved: the points of 'seeds' were added, moved"):
+        write_lesions_csv(str(tmp_path / "stale.csv"), lesions.data, lesions.as_layer_data_tuple()[1])
+    assert not (tmp_path / "stale.csv").exists()
     q.run()
     qtbot.waitUntil(lambda: measure.status.value.startswith(f"{n - 1} lesion(s)"))
     assert len(pd.read_csv(measure.export(tmp_path / "kept.csv"))) == n - 1
@@ -749,6 +755,33 @@ def test_out_of_date_follows_the_layers_grown_from_not_their_names(sample, qtbot
     seg.image.value, seg.device.value = image, "cpu"
     seg.run()
     qtbot.waitUntil(lambda: "a new bone mask ('bone (new)') was made" in measure.status.value)
+
+
+def test_an_undone_stroke_leaves_lesions_as_grown_and_naparis_new_points_are_seeds(sample, qtbot,
+                                                                                                      tmp_path):
+    # A stroke on the lesions undone (Ctrl+Z): the seed table holds and moving a seed still makes
+    # them out of date. Points clicked with napari's own New points button ('Points') are the seeds.
+    from napari_calcinosis._errors import CalcinosisError
+    from napari_calcinosis._widgets import MeasureWidget, QuantifyWidget
+
+    viewer, image, _, _, seeds, _ = sample
+    clicked = viewer.add_points(seeds, name="Points")  # scale 1, as napari's button makes it
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = image, "cpu"
+    result = q.run()
+    assert len(result.table) == len(seeds) and "proposed automatically" not in q.status.value
+    measure = dock(viewer, MeasureWidget(viewer))
+    lesions = viewer.layers["lesions"]
+    measure.lesions.value = lesions
+    lesions.brush_size = 3
+    lesions.paint((5, 5), 1, refresh=True)
+    lesions.undo()
+    measure.refresh()
+    assert set(pd.read_csv(measure.export(tmp_path / "undone.csv"))["mode"]) == {"seeded"}
+    clicked.data = clicked.data[1:]
+    qtbot.waitUntil(lambda: measure.status.value.startswith("out of date: the points of 'Points'"))
+    with pytest.raises(CalcinosisError, match="not exported"):
+        measure.export(tmp_path / "stale.csv")
 
 
 def test_painting_re_measures_and_regrows(sample, qtbot, tmp_path):

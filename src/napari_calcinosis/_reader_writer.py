@@ -187,16 +187,20 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
     if out.suffix.lower() != ".csv":
         out = out.with_name(out.name + ".csv")
 
-    from ._widgets import EDITED, MADE_HERE, SOURCE, with_provenance
+    from ._widgets import MADE_HERE, SOURCE, _painted, stale_refusal, with_provenance
 
     # A layer painted since its table was made is measured as it is now.
     metadata = attributes.get("metadata") or {}
-    painted = bool(metadata.get(EDITED))
+    painted = _painted(metadata, data)
+    # lesions whose seeds or bone changed since they were grown are refused, as by Export CSV
+    refusal = stale_refusal(metadata, data, verb="saved")
+    if refusal:
+        raise CalcinosisError(f"{out.name}: {refusal}")
     table = _as_table(None if painted else attributes.get("features"))
     if table.empty:
         table = _lesion_table(data, attributes)
     # a lesions layer of the plugin's: with what Export CSV writes of its scan and how it was measured
-    table = (with_provenance(table, metadata) if metadata.get(MADE_HERE) or metadata.get(SOURCE)
+    table = (with_provenance(table, metadata, painted) if metadata.get(MADE_HERE) or metadata.get(SOURCE)
              else table.drop(columns=["index"], errors="ignore"))
 
     # napari's save dialog has already asked before replacing an existing file.

@@ -577,7 +577,10 @@ class TrainWidget(QWidget):
             raise CalcinosisError("give an output file for the trained model")
         from .segment import model_file
 
-        out = model_file(Path(text).expanduser())
+        given = Path(text).expanduser()
+        if text.endswith(("/", os.sep)) or (given.is_dir() and given.suffix.lower() != ".safetensors"):
+            given = given / default_output_path().name  # a folder: the model goes into it
+        out = model_file(given)
         # Said now, not after the first epoch's checkpoint fails.
         folder = out.parent
         if not folder.exists():  # a new folder typed in the box (or the default place), made as the CLI does

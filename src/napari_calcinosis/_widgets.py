@@ -46,6 +46,8 @@ GROWN_FROM = "calcinosis_grown_from"  # lesions layer metadata key: the _points_
 # lesions layer metadata key: the unique_id of the seeds and bone layers grown from, and of every
 # bone layer of the image then (a bone mask made since is one the widgets would now grow on)
 GROWN_INPUTS = "calcinosis_grown_inputs"
+GROWN_LABELS = "calcinosis_grown_labels"  # lesions layer metadata key: the _labels_key of the lesions as grown
+MADE_MASK = "calcinosis_made_mask"  # bone layer metadata key: the _mask_key of the mask as the network made it
 MODEL = "calcinosis_model"  # bone/lesions layer metadata key: the network that segmented the bone (model_label)
 IMAGE_FILE = "calcinosis_image_file"  # lesions layer metadata key: the file its image was opened from
 _MODEL_CACHE: dict = {}
@@ -409,12 +411,20 @@ def _soon(fn):
 
 def seeds_of(viewer, image):
     """The newest Points layer named ``seeds`` (or ``seeds (new)``, ...) that belongs to ``image``:
-    made from it, or made by the user (no source recorded); None if there is none. The seeds of
-    another image are that image's, even where the two overlap in the viewer."""
+    made from it, or made by the user (no source recorded); else the only Points layer with
+    points that is the image's or no image's yet (napari's *New points* makes 'Points'); None if
+    there is none. The seeds of another image are that image's, even where the two overlap in
+    the viewer."""
     from napari.layers import Points
 
     found = _results(viewer, Points, "seeds", image)
-    return found[-1] if found else None
+    if found:
+        return found[-1]
+    # Otherwise the one points layer with points that is the image's or no image's yet: napari's
+    # own New points button makes 'Points', a seeds layer may have been renamed.
+    others = [layer for layer in viewer.layers if isinstance(layer, Points) and len(layer.data)
+              and (_unclaimed(layer) or (layer.metadata.get(SOURCE) is not None and _of_image(layer, image)))]
+    return others[0] if len(others) == 1 else None
 
 
 def _claim_seeds(points, image) -> None:
@@ -454,7 +464,7 @@ def lesion_table(viewer, layer) -> pd.DataFrame:
     """A lesions layer's table: its ``features``, or, once the user has painted the layer (or it
     has none), the layer measured as it is now, over its source image where that is open."""
     features = layer.features
-    if not layer.metadata.get(EDITED) and features is not None and len(features) and "area_mm2" in features:
+    if not _painted(layer.metadata, layer.data) and features is not None and len(features) and "area_mm2" in features:
         return features
     from .measure import measure_lesions
 
@@ -578,6 +588,8 @@ class _Widget(Container):
         def choose():
             if not self._closed and layer in self.viewer.layers and layer in picker.choices:
                 picker.value = layer
+                if self.status.value.startswith("error:"):  # said of the export, not of this layer
+                    self.status.value = ""
 
         QTimer.singleShot(0, choose)
 
@@ -974,7 +986,7 @@ class SegmentWidget(_Widget):
             out.metadata["bone_probability"] = seg.probability
             from .segment import model_label
 
-            out.metadata[MODEL] = model_label(model)
+            out.metadata[MODEL], out.metadata[MADE_MASK] = model_label(model), _mask_key(out.data)
             area_mm2 = seg.bone_mask.sum() * np.prod(spacing_of(layer))
             self.status.value = f"bone: {area_mm2:.0f} mm² on '{layer.name}' — paint or erase in '{out.name}' to correct"
             if kept:
@@ -1266,6 +1278,23 @@ def _mask_key(data) -> tuple:
     return mask.shape, zlib.crc32(np.packbits(mask).tobytes())
 
 
+def _labels_key(data) -> tuple:
+    """A fingerprint of a Labels layer's values (each lesion's number too)."""
+    import zlib
+
+    labels = np.ascontiguousarray(np.asarray(data))
+    return labels.shape, str(labels.dtype), zlib.crc32(labels.tobytes())
+
+
+def _painted(metadata: dict, data) -> bool:
+    """Whether the user painted a lesions layer into other lesions than a widget grew: a brush
+    stroke undone (Ctrl+Z) leaves the lesions as grown, and their seed table holds."""
+    if not metadata.get(EDITED):
+        return False
+    grown = metadata.get(GROWN_LABELS)
+    return grown is None or _labels_key(data) != grown
+
+
 def _points_key(points) -> tuple | None:
     """A fingerprint of a Points layer's points (None for no layer), to tell whether they changed."""
     import zlib
@@ -1302,7 +1331,7 @@ def _out_of_date(viewer, lesions) -> str:
 
     meta = lesions.metadata
     inputs = meta.get(GROWN_INPUTS)
-    if meta.get(EDITED) or not meta.get(MADE_HERE) or not inputs:
+    if _painted(meta, lesions.data) or not meta.get(MADE_HERE) or not inputs:
         return ""
     changed = []
     seeds = _by_id(viewer, inputs["seeds"])
@@ -1327,7 +1356,8 @@ def _bone_model(bone_layer) -> str:
     model = bone_layer.metadata.get(MODEL)
     if model is None or not bone_layer.metadata.get(MADE_HERE):
         return f"bone mask given as the layer '{bone_layer.name}'"
-    return f"{model}, corrected by hand" if bone_layer.metadata.get(EDITED) else model
+    painted = bone_layer.metadata.get(EDITED) and _mask_key(bone_layer.data) != bone_layer.metadata.get(MADE_MASK)
+    return f"{model}, corrected by hand" if painted else model
 
 
 def _mask_for(layer, pixels, what: str) -> np.ndarray:
@@ -1402,6 +1432,7 @@ def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool =
     seeds_layer = seeds_layer if seeds_layer is not None else seeds_of(viewer, image_layer)
     layer.metadata[GROWN_FROM] = _points_key(seeds_layer)  # Measure tells when they move
     layer.metadata[GROWN_INPUTS] = _grown_inputs(viewer, image_layer, seeds_layer, bone_layer)
+    layer.metadata[GROWN_LABELS] = _labels_key(layer.data)
     RESULT_EVENTS.lesions_shown.emit(layer)
     return layer
 
@@ -1475,7 +1506,9 @@ class MeasureWidget(_Widget):
         for watched in (_by_id(self.viewer, inputs.get(key)) for key in ("seeds", "bone")):
             if watched is None:
                 continue
-            for emitter in (watched.events.data, getattr(watched.events, "paint", None)):
+            # points moved; a brush stroke, and its undo or redo (Ctrl+Z), on a bone layer
+            for name in ("data", "paint", "labels_update", "set_data"):
+                emitter = getattr(watched.events, name, None)
                 if emitter is not None:
                     self._connect(emitter, self._refresh_soon)
                     self._inputs_watched.append(emitter)
@@ -1499,15 +1532,14 @@ class MeasureWidget(_Widget):
             raise CalcinosisError("no lesions layer to export: choose one, or run Quantify (or Grow) first")
         if path.exists() and not replace:
             raise CalcinosisError(f"{path} exists: choose another name, or confirm replacing it in the dialog")
-        stale = _out_of_date(self.viewer, layer)
-        if stale:
-            raise CalcinosisError(f"not exported: {stale} since these lesions were grown, so their numbers are not "
-                                  f"those of what you see: {_REGROW_HINT}, then export")
-        painted = bool(layer.metadata.get(EDITED))
+        refusal = stale_refusal(layer.metadata, layer.data, self.viewer)
+        if refusal:
+            raise CalcinosisError(refusal)
+        painted = _painted(layer.metadata, layer.data)
         # The seed table (a row per seed, with its status) holds until the user paints the lesions
         # or the pixel size changes (the layer is then measured as it is, at the new size).
         table = layer.metadata.get("seed_table") if not painted else None
-        out = with_provenance(table if table is not None else self.frame(), layer.metadata)
+        out = with_provenance(table if table is not None else self.frame(), layer.metadata, painted)
         from .io import atomic_output
 
         with atomic_output(path) as temporary:  # all or nothing
@@ -1537,7 +1569,7 @@ class MeasureWidget(_Widget):
         return self._run_safely(go)
 
 
-def with_provenance(table: pd.DataFrame, metadata: dict) -> pd.DataFrame:
+def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) -> pd.DataFrame:
     """A lesions layer's table as Export CSV and the CSV writer write it, with what the command
     line's rows say: which scan (its name, and its file's absolute path, a key to merge by) and
     how it was measured (``mode``, ``warnings``, ``model``); seed positions to 1/1000 px."""
@@ -1546,13 +1578,28 @@ def with_provenance(table: pd.DataFrame, metadata: dict) -> pd.DataFrame:
         out.insert(0, "image", metadata.get(SOURCE) or "")
     out.insert(int(out.columns.get_loc("image")) + 1, "path", metadata.get(IMAGE_FILE) or "")
     # painted by hand: measured as painted, whatever seeds it was first grown from
-    out["mode"] = "painted" if metadata.get(EDITED) else metadata.get("mode", "")
+    out["mode"] = "painted" if painted else metadata.get("mode", "")
     out["warnings"] = metadata.get("warnings", "")
     out["model"] = metadata.get(MODEL, "")
     for column in ("seed_row", "seed_col"):  # a click's pixel position, not 104.00000000000001
         if column in out:
             out[column] = pd.to_numeric(out[column], errors="coerce").round(3)
     return out
+
+
+def stale_refusal(metadata: dict, data, viewer=None, verb: str = "exported") -> str:
+    """Why lesions must not be written (Export CSV, the CSV writer): their seeds or bone changed
+    since a widget grew them (:func:`_out_of_date`, in ``viewer`` or napari's current one); ""
+    when they may."""
+    from types import SimpleNamespace
+
+    if viewer is None:
+        import napari
+
+        viewer = napari.current_viewer()
+    stale = _out_of_date(viewer, SimpleNamespace(metadata=metadata, data=data)) if viewer is not None else ""
+    return (f"not {verb}: {stale} since these lesions were grown, so their numbers are not those of what you "
+            f"see: {_REGROW_HINT}, then save them") if stale else ""
 
 
 _REGROW_HINT = "press Quantify again (or dock Grow from seeds, which regrows them as you edit)"
@@ -1629,7 +1676,7 @@ class QuantifyWidget(_Widget):
                 bone_layer.metadata["bone_probability"] = result.bone_probability
                 from .segment import model_label
 
-                bone_layer.metadata[MODEL] = model_label(model)
+                bone_layer.metadata[MODEL], bone_layer.metadata[MADE_MASK] = model_label(model), _mask_key(bone_layer.data)
             candidates = put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), layer, opacity=0.35)
             candidates.visible = False  # a step on the way, over the deposits: shown by ticking its eye
             seeds_layer = clicked
@@ -1698,7 +1745,7 @@ class AgreementWidget(_Widget):
 
             return read_csv_or_refuse(path)
         layer = self.layer.value
-        if layer is not None and (layer.metadata.get(EDITED) or (layer.features is not None and len(layer.features))):
+        if layer is not None and (_painted(layer.metadata, layer.data) or (layer.features is not None and len(layer.features))):
             return lesion_table(self.viewer, layer)
         return pd.DataFrame()
 
