@@ -892,6 +892,11 @@ def test_odd_images_get_a_clear_word(sample):
     assert q.run() is None and "lesions" not in viewer.layers  # refused: no pixel counts as mm², no 0-255 as HU
     assert q.status.value.startswith("error: 'png' holds an export's values (uint8, 0-255), not HU")
     assert "Prepare image (pixel size, HU)" in q.status.value
+    from napari_calcinosis._widgets import GrowWidget, SubtractWidget
+
+    for widget, press in ((dock(viewer, SubtractWidget(viewer)), "run"), (dock(viewer, GrowWidget(viewer)), "auto_seed")):
+        widget.image.value = png  # no bone layer yet: the export is what to say first
+        assert getattr(widget, press)() is None and "holds an export's values" in widget.status.value
     wide = viewer.add_image(np.full((300, 900), 40, np.float32), name="wide")  # HU, but scale 1: 900 "mm"
     q.image.value = wide
     assert q.run() is None and "the image spans 300 x 900 mm" in q.status.value

@@ -1031,6 +1031,8 @@ class SubtractWidget(_Widget):
         from .subtract import resolve_margin_mm, subtract_bone
 
         image, bone = self.image.value, self.bone.value
+        if image is not None and self._run_safely(lambda: image_pixels(image)) is None:
+            return None  # an export, a stack: said before asking for a bone layer it cannot have
         if image is None or bone is None:
             self.status.value = "choose an image and its bone layer (run Segment phalanges first)"
             return None
@@ -1196,6 +1198,8 @@ class GrowWidget(_Widget):
         from .grow import grow_lesions
 
         image, bone = self.image.value, self.bone.value
+        if image is not None and self._run_safely(lambda: image_pixels(image)) is None:
+            return None  # an export, a stack: said before asking for a bone layer it cannot have
         if image is None or bone is None:
             self.status.value = "choose an image and its bone layer first"
             return None
