@@ -547,13 +547,45 @@ def test_a_pixel_spacing_written_with_decimal_commas_is_read(tmp_path):
     assert image.spacing_mm == (0.25, 0.25) and image.spacing_origin == "PixelSpacing (written with decimal commas)"
 
 
+@pytest.mark.parametrize(("header", "slab"), [
+    ({"ImageType": ["DERIVED", "PRIMARY", "MIP"], "SliceThickness": 3}, "a MIP of 3 mm"),
+    ({"SeriesDescription": "Sag MinIP 5mm"}, "a MINIP"),
+    ({"ImageType": ["DERIVED", "SECONDARY", "AVERAGE"], "SliceThickness": 5}, "an AVERAGE slab of 5 mm"),
+    ({"ImageType": ["DERIVED", "SECONDARY", "AVERAGE"], "SliceThickness": 1}, ""),  # a thin average: fine
+    ({"SliceThickness": 4}, "a 4 mm thick slice"),
+    ({"SliceThickness": 0.6, "SeriesDescription": "Hand Bone 0.6 Sag"}, ""),
+])
+def test_a_thick_slab_or_projection_is_warned_about(tmp_path, header, slab):
+    # A MIP or a thick average adds neighbouring slices' deposits and bone (a helper's run: a MIP of
+    # 5 slices read deposits about half as large again, with no warning).
+    from napari_calcinosis.io import image_caveats, write_dicom
+
+    finger = np.full((128, 128), 40, np.float32)
+    finger[:, :10], finger[60:70, 60:70] = -1000, 900
+    path = write_dicom(tmp_path / "slab.dcm", finger, 0.25)
+    ds = pydicom.dcmread(path)
+    for keyword, value in header.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path)
+    image = read_image(path)
+    assert image.slab == slab
+    notes = [n for n in image_caveats(image) if "neighbouring slices add up" in n]
+    assert notes == ([f"the DICOM header says it is {slab} (ImageType, SeriesDescription or SliceThickness): deposits "
+                      "and bone of neighbouring slices add up in it (a MIP enlarges deposits): measure a thin slice "
+                      "(at most 3 mm, no projection)"] if slab else [])
+
+
 def test_image_caveats_name_values_that_are_not_hu():
     import pydicom.data
 
     from napari_calcinosis import CalcinosisImage, read_image
     from napari_calcinosis.io import image_caveats
 
-    assert image_caveats(read_image(pydicom.data.get_testdata_file("CT_small.dcm"))) == []
+    # pydicom's CT_small (an axial slice of a vertebra) has HU values: its only caveat is its 5 mm
+    assert image_caveats(read_image(pydicom.data.get_testdata_file("CT_small.dcm"))) == [
+        "the DICOM header says it is a 5 mm thick slice (ImageType, SeriesDescription or SliceThickness): deposits "
+        "and bone of neighbouring slices add up in it (a MIP enlarges deposits): measure a thin slice (at most 3 mm, "
+        "no projection)"]
     mr_image = read_image(pydicom.data.get_testdata_file("MR_small.dcm"))
     mr = image_caveats(mr_image)
     assert any("not a CT image (the file's Modality is MR)" in note for note in mr)

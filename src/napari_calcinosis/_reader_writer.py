@@ -75,6 +75,7 @@ def _layer_data(image) -> tuple:
         "saturated_above_hu": image.saturated_above_hu,
         "body_part": image.body_part,
         "energy_kev": image.energy_kev,
+        "slab": image.slab,
     }
     kwargs = {
         "name": image.name,

@@ -104,7 +104,7 @@ _EXPORT_RECIPE = ("use Plugins > napari-calcinosis > Prepare image (pixel size, 
 # What the napari-calcinosis reader and Prepare image record of a file in the layer's metadata,
 # passed on to the measurement: the window, where the values came from, where the export clipped.
 _RECORDED = ("window_level_hu", "window_width_hu", "value_origin", "spacing_origin", "saturated_above_hu",
-             "body_part", "energy_kev")
+             "body_part", "energy_kev", "slab")
 
 
 def calcinosis_image(layer, pixels):
