@@ -503,6 +503,17 @@ def test_a_dicom_of_another_body_part_is_warned_about(tmp_path, body_part, warne
     assert any("body part HEAD" in note for note in image_caveats(head))
 
 
+def _dicom_with(path, pixels_hu, spacing_mm, header: dict):
+    """A CT DICOM of ``pixels_hu`` (write_dicom) whose header also holds ``header``'s keywords."""
+    from napari_calcinosis.io import write_dicom
+
+    ds = pydicom.dcmread(write_dicom(path, pixels_hu, spacing_mm))
+    for keyword, value in header.items():
+        setattr(ds, keyword, value)
+    ds.save_as(path)
+    return path
+
+
 @pytest.mark.parametrize(("header", "kev"), [({"MonoenergeticEnergyEquivalent": 40.0}, 40.0),
                                              ({"SeriesDescription": "MonoE 40keV"}, 40.0),
                                              ({"SeriesDescription": "Mono+ 190 keV"}, 190.0),
@@ -511,18 +522,10 @@ def test_a_dicom_of_another_body_part_is_warned_about(tmp_path, body_part, warne
 def test_a_low_or_high_kev_monoenergetic_image_is_warned_about(tmp_path, header, kev):
     # A dual-energy CT's 40 keV image shows calcium about twice as bright: the bone mask and the
     # 200 HU threshold no longer hold (a helper saw 69 mm² for 2.4 with no warning).
-    import pydicom
-
     from napari_calcinosis import make_phantom, quantify, read_image
-    from napari_calcinosis.io import write_dicom
 
     phantom = make_phantom(seed=10)
-    path = write_dicom(tmp_path / "vmi.dcm", phantom.image_hu, phantom.spacing_mm)
-    ds = pydicom.dcmread(path)
-    for keyword, value in header.items():
-        setattr(ds, keyword, value)
-    ds.save_as(path)
-    image = read_image(path)
+    image = read_image(_dicom_with(tmp_path / "vmi.dcm", phantom.image_hu, phantom.spacing_mm, header))
     assert image.energy_kev == kev
     warnings = quantify(image, phantom.seeds).warnings
     if kev in (40.0, 190.0):
@@ -558,16 +561,11 @@ def test_a_pixel_spacing_written_with_decimal_commas_is_read(tmp_path):
 def test_a_thick_slab_or_projection_is_warned_about(tmp_path, header, slab):
     # A MIP or a thick average adds neighbouring slices' deposits and bone (a helper's run: a MIP of
     # 5 slices read deposits about half as large again, with no warning).
-    from napari_calcinosis.io import image_caveats, write_dicom
+    from napari_calcinosis.io import image_caveats
 
     finger = np.full((128, 128), 40, np.float32)
     finger[:, :10], finger[60:70, 60:70] = -1000, 900
-    path = write_dicom(tmp_path / "slab.dcm", finger, 0.25)
-    ds = pydicom.dcmread(path)
-    for keyword, value in header.items():
-        setattr(ds, keyword, value)
-    ds.save_as(path)
-    image = read_image(path)
+    image = read_image(_dicom_with(tmp_path / "slab.dcm", finger, 0.25, header))
     assert image.slab == slab
     notes = [n for n in image_caveats(image) if "neighbouring slices add up" in n]
     assert notes == ([f"the DICOM header says it is {slab} (ImageType, SeriesDescription or SliceThickness): deposits "
