@@ -1326,16 +1326,16 @@ def _by_id(viewer, unique_id):
     return next((layer for layer in viewer.layers if unique_id is not None and str(layer.unique_id) == unique_id), None)
 
 
-def _out_of_date(viewer, lesions) -> str:
-    """What changed since a widget grew ``lesions``: the points of the seeds layer they were
-    grown from were added, moved or deleted, the bone layer they were grown on was painted, or
-    a bone mask the widgets would now use was made for their image (Segment again); "" when
-    nothing did, or when the user painted the lesions themselves (then measured as painted)."""
+def _out_of_date(viewer, meta: dict, data) -> str:
+    """What changed since a widget grew the lesions of ``meta`` and ``data`` (a lesions layer's
+    metadata and labels): the points of the seeds layer they were grown from were added, moved
+    or deleted, the bone layer they were grown on was painted, or a bone mask the widgets would
+    now use was made for their image (Segment again); "" when nothing did, or when the user
+    painted the lesions themselves (then measured as painted)."""
     from napari.layers import Labels
 
-    meta = lesions.metadata
     inputs = meta.get(GROWN_INPUTS)
-    if _painted(meta, lesions.data) or not meta.get(MADE_HERE) or not inputs:
+    if _painted(meta, data) or not meta.get(MADE_HERE) or not inputs:
         return ""
     changed = []
     seeds = _by_id(viewer, inputs["seeds"])
@@ -1346,7 +1346,7 @@ def _out_of_date(viewer, lesions) -> str:
         changed.append(f"the bone mask ('{bone.name}') changed")
     image = viewer.layers[meta[SOURCE]] if meta.get(SOURCE) in viewer.layers else None
     made_since = [b for b in (_results(viewer, Labels, "bone", image) if image is not None else [])
-                  if str(b.unique_id) not in inputs["bones"] and np.shape(b.data) == np.shape(lesions.data)]
+                  if str(b.unique_id) not in inputs["bones"] and np.shape(b.data) == np.shape(data)]
     if made_since:
         changed.append(f"a new bone mask ('{made_since[-1].name}') was made")
     return " and ".join(changed)
@@ -1494,7 +1494,7 @@ class MeasureWidget(_Widget):
         self.table.value = shown.to_dict(orient="list")
         total = frame["area_mm2"].sum() if len(frame) else 0.0
         self.status.value = f"{len(frame)} lesion(s), total {total:.2f} mm²"
-        stale = _out_of_date(self.viewer, layer) if layer is not None else ""
+        stale = _out_of_date(self.viewer, layer.metadata, layer.data) if layer is not None else ""
         if stale:
             self.status.value = f"out of date: {stale} since these lesions were grown: {_REGROW_HINT}"
         return frame
@@ -1595,13 +1595,11 @@ def stale_refusal(metadata: dict, data, viewer=None, verb: str = "exported") -> 
     """Why lesions must not be written (Export CSV, the CSV writer): their seeds or bone changed
     since a widget grew them (:func:`_out_of_date`, in ``viewer`` or napari's current one); ""
     when they may."""
-    from types import SimpleNamespace
-
     if viewer is None:
         import napari
 
         viewer = napari.current_viewer()
-    stale = _out_of_date(viewer, SimpleNamespace(metadata=metadata, data=data)) if viewer is not None else ""
+    stale = _out_of_date(viewer, metadata, data) if viewer is not None else ""
     return (f"not {verb}: {stale} since these lesions were grown, so their numbers are not those of what you "
             f"see: {_REGROW_HINT}, then save them") if stale else ""
 

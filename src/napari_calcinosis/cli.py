@@ -614,15 +614,12 @@ def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, m
 
 def _settings_label(args) -> str:
     """The settings a quantify run measured with, as its rows' ``settings`` column says them: with
-    the model, what makes two runs' numbers comparable (and a resumed run's rows one table)."""
-    from .grow import DEFAULT_MIN_AREA_MM2
-    from .subtract import DEFAULT_THRESHOLD_HU
-
-    threshold = DEFAULT_THRESHOLD_HU if args.threshold_hu is None else args.threshold_hu
-    min_area = DEFAULT_MIN_AREA_MM2 if args.min_area_mm2 is None else args.min_area_mm2
-    parts = [f"threshold_hu={threshold:g}",
+    the model, what makes two runs' numbers comparable (and a resumed run's rows one table).
+    main() has put the defaults of the threshold and the smallest area in ``args``."""
+    parts = [f"threshold_hu={args.threshold_hu:g}",
              "margin_mm=per image" if args.margin_mm is None else f"margin_mm={args.margin_mm:g}",
-             f"connectivity={args.connectivity}", f"min_area_mm2={min_area:g}", f"tta={'yes' if args.tta else 'no'}"]
+             f"connectivity={args.connectivity}", f"min_area_mm2={args.min_area_mm2:g}",
+             f"tta={'yes' if args.tta else 'no'}"]
     if args.pixel_size is not None:  # it serves the exports; a DICOM keeps its own
         parts.append(f"export_pixel_size_mm={args.pixel_size:g}")
     parts.append(f"export_window_hu=W{args.window_width:g}/L{args.window_level:g}")

@@ -1238,7 +1238,7 @@ def _dicom_to_hu(ds, stored: np.ndarray) -> tuple[np.ndarray, str]:
     slope = 1.0 if slope is None else slope
     intercept = 0.0 if intercept is None else intercept
     pixels_hu = np.asarray(stored, dtype=np.float64) * slope + intercept
-    padding = _padding_pixels(ds, stored)
+    padding = _padding_pixels(ds, stored, slope, intercept)
     if padding is not None:
         pixels_hu[padding] = PADDING_HU
         how += f"; {int(padding.sum())} pixels of PixelPaddingValue (outside the field of view) set to {PADDING_HU:g} HU"
@@ -1250,9 +1250,10 @@ def _dicom_to_hu(ds, stored: np.ndarray) -> tuple[np.ndarray, str]:
 PADDING_HU = -3024.0
 
 
-def _padding_pixels(ds, stored: np.ndarray) -> np.ndarray | None:
+def _padding_pixels(ds, stored: np.ndarray, slope: float, intercept: float) -> np.ndarray | None:
     """The pixels whose stored value is the header's PixelPaddingValue (to its
-    PixelPaddingRangeLimit, where given), or None. A padding written signed (-2000) over
+    PixelPaddingRangeLimit, where given), or None; ``slope``, ``intercept``: the rescale to HU
+    the pixels are read with. A padding written signed (-2000) over
     unsigned pixels (63536), as some scanners do, is matched too. Only a padding below
     subtract.NO_DATA_HU in HU, and not all pixels: a header that calls every pixel padding is
     wrong, not an empty image."""
@@ -1263,8 +1264,6 @@ def _padding_pixels(ds, stored: np.ndarray) -> np.ndarray | None:
     bits = int(_first_number(ds.get("BitsAllocated")) or 8 * stored.dtype.itemsize)
     from .subtract import NO_DATA_HU
 
-    slope, intercept = _rescale_of(ds)
-    slope, intercept = (1.0 if slope is None else slope), (0.0 if intercept is None else intercept)
     values = stored.astype(np.int64)
     found = np.zeros(stored.shape, bool)
 
