@@ -85,6 +85,25 @@ def test_segment_widget_makes_an_editable_bone_layer(sample):
     screenshot(viewer, "widget_segment")
 
 
+def test_settings_say_whether_the_bone_was_segmented_with_flips(sample):
+    """Segment phalanges' flip test-time augmentation reaches the lesions' settings through the
+    bone layer Grow grows on; Quantify, which segments again without, says so over it."""
+    from napari_calcinosis._widgets import SETTINGS, GrowWidget, QuantifyWidget, SegmentWidget
+
+    viewer, image, _, _, seeds, _ = sample
+    seg = dock(viewer, SegmentWidget(viewer))
+    seg.image.value, seg.device.value, seg.tta.value = image, "cpu", True
+    bone = seg.run()
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value, grow.bone.value = image, bone
+    grow.seeds_layer().add(seeds[0])
+    assert "; tta=yes" in viewer.layers["lesions"].metadata[SETTINGS]
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = image, "cpu"
+    q.run()  # the bone layer a widget made is segmented again, here without flips
+    assert viewer.layers["bone"] is bone and "; tta=no" in viewer.layers["lesions"].metadata[SETTINGS]
+
+
 def test_subtract_widget_live_preview(sample):
     from napari_calcinosis._widgets import SubtractWidget
 
@@ -153,7 +172,7 @@ def test_grow_widget_uses_the_networks_probability_kept_on_the_bone_layer(sample
     whole; without it, only its part outside the layer."""
     from scipy import ndimage as ndi
 
-    from napari_calcinosis._widgets import GrowWidget
+    from napari_calcinosis._widgets import SETTINGS, GrowWidget
 
     viewer, image, bone, lesions, seeds, areas = sample
     touching = [k for k in range(1, len(seeds) + 1) if (ndi.binary_dilation(bone, iterations=2) & (lesions == k)).any()]
@@ -173,8 +192,13 @@ def test_grow_widget_uses_the_networks_probability_kept_on_the_bone_layer(sample
     assert grown["area_mm2"][0] > without + 0.5 * covered.sum() * np.prod(image.scale[-2:])
     assert "bone mask had taken" in w.status.value
     screenshot(viewer, "widget_grow_unsure_bone")
+    assert "unsure_bone" not in viewer.layers["lesions"].metadata[SETTINGS]  # as quantify() does it
     w.take_unsure.value = False  # the user's veto: the bone layer is taken as it is
     assert viewer.layers["lesions"].features["area_mm2"].sum() == pytest.approx(without)
+    w.connectivity.value = 8
+    # and the export says so, as it says the connectivity
+    assert viewer.layers["lesions"].metadata[SETTINGS].endswith("connectivity=8; min_area_mm2=0.3; tta=no; "
+                                                                "unsure_bone=left as bone")
 
 
 def test_auto_seed_fills_points_from_candidates(sample):
@@ -229,9 +253,11 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
     assert list(written.columns[:3]) == ["image", "path", "lesion_id"]
     assert set(written["path"]) == {str((DATA_DIR / "sample_finger.dcm").resolve())}
     # how they were measured, as the command line's rows say it
-    assert list(written.columns[-3:]) == ["mode", "warnings", "model"]
+    assert list(written.columns[-4:]) == ["mode", "warnings", "model", "settings"]
     assert set(written["mode"]) == {"seeded"} and set(written["model"]) == {"bundled phalanx_unet"}
     assert written["warnings"].isna().all()  # nothing doubtful about the sample
+    # a DICOM measured with the defaults: the command line's row of the same says the same
+    assert set(written["settings"]) == {"threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no"}
     # File > Save Selected Layers (the plugin's writer): one row per lesion, the same keys
     from napari_calcinosis._reader_writer import write_lesions_csv
 
@@ -1018,6 +1044,14 @@ def test_prepare_again_at_another_pixel_size_keeps_seeds_and_results_on_their_pi
     np.testing.assert_allclose(sorted(exported["area_mm2"]), sorted(remeasured["area_mm2"]))
     # which scan the rows are of, also as measured from the layer: the file the export was opened from
     assert set(exported["image"]) == {"finger (HU)"} and set(exported["path"]) == {str(path.resolve())}
+    # what the rows were measured with: the export's pixel size now, its window; and that the
+    # growth's seeds and statuses are gone
+    assert set(first_settings := exported["settings"]) == {
+        f"threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no; "
+        f"export_pixel_size_mm={spacing_mm:g}; export_window_hu=W1500/L450"}, first_settings
+    assert set(exported["warnings"]) == {
+        f"measured again from the lesion labels after the pixel size changed from {wrong:g} to {spacing_mm:g} mm, "
+        "without their seeds and statuses: Quantify again to measure them anew"}
     assert "Quantify again" in m.status.value
     q.image.value = hu
     again = q.run()
@@ -1116,15 +1150,17 @@ def test_the_widgets_hear_what_the_reader_recorded_of_the_file(sample):
 def test_many_failed_seeds_are_counted_not_listed(sample):
     from types import SimpleNamespace
 
-    from napari_calcinosis._widgets import show_lesions
+    from napari_calcinosis._widgets import calcinosis_image, show_lesions
 
     viewer, image, _, _, _, _ = sample
     statuses = ["no_deposit"] * 8 + ["on_bone"]
     table = pd.DataFrame({"lesion_id": 0, "status": statuses, "area_mm2": np.nan, "freed_from_bone_mm2": 0.0})
-    result = SimpleNamespace(table=table, lesion_labels=np.zeros(image.data.shape, np.int32))
+    measured = calcinosis_image(image, np.asarray(image.data, np.float32))
+    result = SimpleNamespace(table=table, lesion_labels=np.zeros(image.data.shape, np.int32), image=measured)
     summary = show_lesions(viewer, result, image).metadata["summary"]
     assert summary == "0 lesion(s), 0.00 mm² in all; 9 seed(s) failed: 8 no_deposit, 1 on_bone"
-    few = show_lesions(viewer, SimpleNamespace(table=table[-3:], lesion_labels=result.lesion_labels), image)
+    few = show_lesions(viewer, SimpleNamespace(table=table[-3:], lesion_labels=result.lesion_labels, image=measured),
+                       image)
     assert few.metadata["summary"].endswith("3 seed(s) failed: no_deposit, no_deposit, on_bone")
 
 

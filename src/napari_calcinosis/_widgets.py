@@ -49,6 +49,8 @@ GROWN_INPUTS = "calcinosis_grown_inputs"
 GROWN_LABELS = "calcinosis_grown_labels"  # lesions layer metadata key: the _labels_key of the lesions as grown
 MADE_MASK = "calcinosis_made_mask"  # bone layer metadata key: the _mask_key of the mask as the network made it
 MODEL = "calcinosis_model"  # bone/lesions layer metadata key: the network that segmented the bone (model_label)
+TTA = "calcinosis_tta"  # bone layer metadata key: whether the network segmented it with flip test-time augmentation
+SETTINGS = "calcinosis_settings"  # lesions layer metadata key: what they were grown with (pipeline.settings_label)
 IMAGE_FILE = "calcinosis_image_file"  # lesions layer metadata key: the file its image was opened from
 _MODEL_CACHE: dict = {}
 TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]
@@ -949,9 +951,22 @@ def _follow_pixel_size(viewer, image, old_spacing, grid=()) -> str:
             other.features = pd.DataFrame()
             for key in ("seed_table", "summary"):
                 other.metadata.pop(key, None)
+            _remeasured_note(other.metadata, old_spacing, new)
     names = ", ".join(f"'{other.name}'" for other in on_old_grid)
     return (f". {names} moved with it, their pixels as they were; lesion tables are measured again at the "
             "new size (Quantify again for seeds and statuses)")
+
+
+def _remeasured_note(metadata: dict, old_spacing, new_spacing) -> None:
+    """What an export of lesions measured again at a new pixel size says of it: the growth's
+    warnings held for the old size, and an export's pixel size in the settings is the new one."""
+    old_mm, new_mm = (f"{r:g}" if r == c else f"{r:g} x {c:g}" for r, c in (old_spacing, new_spacing))
+    metadata["warnings"] = (f"measured again from the lesion labels after the pixel size changed from {old_mm} to "
+                            f"{new_mm} mm, without their seeds and statuses: Quantify again to measure them anew")
+    settings = metadata.get(SETTINGS)
+    if settings and new_spacing[0] == new_spacing[1]:
+        metadata[SETTINGS] = "; ".join(f"export_pixel_size_mm={new_spacing[0]:g}" if part.startswith("export_pixel_size_mm=")
+                                       else part for part in settings.split("; "))
 
 
 class SegmentWidget(_Widget):
@@ -987,6 +1002,7 @@ class SegmentWidget(_Widget):
             from .segment import model_label
 
             out.metadata[MODEL], out.metadata[MADE_MASK] = model_label(model), _mask_key(out.data)
+            out.metadata[TTA] = bool(self.tta.value)
             area_mm2 = seg.bone_mask.sum() * np.prod(spacing_of(layer))
             self.status.value = f"bone: {area_mm2:.0f} mm² on '{layer.name}' — paint or erase in '{out.name}' to correct"
             if kept:
@@ -1258,7 +1274,8 @@ class GrowWidget(_Widget):
             result = quantify(calc, seeds, bone_mask=mask, bone_probability=probability,
                               connectivity=self.connectivity.value)
             _claim(bone, image)
-            lesions = show_lesions(self.viewer, result, image, bone, seeds_layer=self.points)
+            lesions = show_lesions(self.viewer, result, image, bone, seeds_layer=self.points,
+                                   connectivity=self.connectivity.value, unsure_bone_taken=self.take_unsure.value)
             self.status.value = lesions.metadata["summary"] + _other_image_note(bone, image)  # failed seeds say why here
             self._warn_if_odd(image, pixels)
             return lesions
@@ -1393,12 +1410,15 @@ def _left_out_text(statuses, verb: str, advice: str = "") -> str:
     return text
 
 
-def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool = False, seeds_layer=None):
+def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool = False, seeds_layer=None,
+                 connectivity: int = 4, unsure_bone_taken: bool = True):
     """Put a quantify() result's lesions on the ``lesions`` layer, measurements in ``features``;
     with the ``bone_layer`` they were grown on, which mask that was (Grow regrows when it changes).
     What the command line's rows say of how they were measured goes into the layer's metadata
-    for the export: ``mode`` (``automatic``: seeds proposed, not the user's), ``warnings`` and
-    ``model``. ``seeds_layer``: the points they were grown from (default: the image's seeds)."""
+    for the export: ``mode`` (``automatic``: seeds proposed, not the user's), ``warnings``,
+    ``model`` and the settings (``connectivity`` and ``unsure_bone_taken``: what ``result`` was
+    grown with, the rest quantify()'s defaults). ``seeds_layer``: the points they were grown from
+    (default: the image's seeds)."""
     table = result.table
     lesions = table[table["lesion_id"] > 0].drop_duplicates("lesion_id").copy()
     features = lesions.assign(index=lesions["lesion_id"]).reset_index(drop=True)
@@ -1431,6 +1451,7 @@ def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool =
     layer.metadata["summary"] = widget_status
     layer.metadata.update(mode="automatic" if automatic else "seeded", warnings="; ".join(warnings or []))
     layer.metadata[MODEL] = _bone_model(bone_layer)
+    layer.metadata[SETTINGS] = _settings_of(result.image, bone_layer, connectivity, unsure_bone_taken)
     if bone_layer is not None:
         layer.metadata[GROWN_ON] = _mask_key(bone_layer.data)
     seeds_layer = seeds_layer if seeds_layer is not None else seeds_of(viewer, image_layer)
@@ -1439,6 +1460,21 @@ def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool =
     layer.metadata[GROWN_LABELS] = _labels_key(layer.data)
     RESULT_EVENTS.lesions_shown.emit(layer)
     return layer
+
+
+def _settings_of(image, bone_layer, connectivity: int, unsure_bone_taken: bool) -> str:
+    """The ``settings`` of lesions grown on ``image`` (a CalcinosisImage) with the widgets, in the
+    command line's words: quantify()'s threshold, margin and smallest area, the bone's test-time
+    augmentation (Segment phalanges' tick box), and an export's pixel size and window."""
+    from .pipeline import settings_label
+
+    export = image.saturated_above_hu is not None  # mapped back through a window (Prepare image, a screen save)
+    row_mm, col_mm = image.spacing_mm
+    return settings_label(
+        connectivity=connectivity, unsure_bone_taken=unsure_bone_taken,
+        tta=bool(bone_layer is not None and bone_layer.metadata.get(TTA)),
+        export_pixel_size_mm=row_mm if export and row_mm == col_mm else None,
+        export_window_hu=(image.window_width_hu, image.window_level_hu) if export else None)
 
 
 class MeasureWidget(_Widget):
@@ -1576,7 +1612,7 @@ class MeasureWidget(_Widget):
 def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) -> pd.DataFrame:
     """A lesions layer's table as Export CSV and the CSV writer write it, with what the command
     line's rows say: which scan (its name, and its file's absolute path, a key to merge by) and
-    how it was measured (``mode``, ``warnings``, ``model``); seed positions to 1/1000 px."""
+    how it was measured (``mode``, ``warnings``, ``model``, ``settings``); seed positions to 1/1000 px."""
     out = table.drop(columns=["index"], errors="ignore").copy()  # napari's own key for features
     if "image" not in out:
         out.insert(0, "image", metadata.get(SOURCE) or "")
@@ -1585,6 +1621,7 @@ def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) 
     out["mode"] = "painted" if painted else metadata.get("mode", "")
     out["warnings"] = metadata.get("warnings", "")
     out["model"] = metadata.get(MODEL, "")
+    out["settings"] = metadata.get(SETTINGS, "")
     for column in ("seed_row", "seed_col"):  # a click's pixel position, not 104.00000000000001
         if column in out:
             out[column] = pd.to_numeric(out[column], errors="coerce").round(3)
@@ -1679,6 +1716,7 @@ class QuantifyWidget(_Widget):
                 from .segment import model_label
 
                 bone_layer.metadata[MODEL], bone_layer.metadata[MADE_MASK] = model_label(model), _mask_key(bone_layer.data)
+                bone_layer.metadata[TTA] = False  # segmented here, without: a layer it replaces may have been with
             candidates = put_labels(v, "calcification candidates", result.candidates.astype(np.uint8), layer, opacity=0.35)
             candidates.visible = False  # a step on the way, over the deposits: shown by ticking its eye
             seeds_layer = clicked

@@ -613,17 +613,14 @@ def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, m
 
 
 def _settings_label(args) -> str:
-    """The settings a quantify run measured with, as its rows' ``settings`` column says them: with
-    the model, what makes two runs' numbers comparable (and a resumed run's rows one table).
-    main() has put the defaults of the threshold and the smallest area in ``args``."""
-    parts = [f"threshold_hu={args.threshold_hu:g}",
-             "margin_mm=per image" if args.margin_mm is None else f"margin_mm={args.margin_mm:g}",
-             f"connectivity={args.connectivity}", f"min_area_mm2={args.min_area_mm2:g}",
-             f"tta={'yes' if args.tta else 'no'}"]
-    if args.pixel_size is not None:  # it serves the exports; a DICOM keeps its own
-        parts.append(f"export_pixel_size_mm={args.pixel_size:g}")
-    parts.append(f"export_window_hu=W{args.window_width:g}/L{args.window_level:g}")
-    return "; ".join(parts)
+    """The settings a quantify run measured with (:func:`~napari_calcinosis.pipeline.settings_label`).
+    main() has put the defaults of the threshold and the smallest area in ``args``; the export's
+    pixel size only when given (it serves the exports; a DICOM keeps its own)."""
+    from .pipeline import settings_label
+
+    return settings_label(threshold_hu=args.threshold_hu, margin_mm=args.margin_mm, connectivity=args.connectivity,
+                          min_area_mm2=args.min_area_mm2, tta=args.tta, export_pixel_size_mm=args.pixel_size,
+                          export_window_hu=(args.window_width, args.window_level))
 
 
 def _partial_path(out) -> Path:

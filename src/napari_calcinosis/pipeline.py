@@ -15,7 +15,7 @@ from .measure import measure_lesions
 from .segment import MAX_BONE_SHARE, PhalanxModel, load_model, segment_phalanges
 from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU, resolve_margin_mm, subtract_bone
 
-__all__ = ["QuantifyResult", "quantify"]
+__all__ = ["QuantifyResult", "quantify", "settings_label"]
 
 
 @dataclass
@@ -171,6 +171,26 @@ def quantify(
         table = table[~table["status"].isin(["duplicate_seed", "no_deposit"])].reset_index(drop=True)
     warnings = image_caveats(image) + _result_caveats(image, bone_mask, table)
     return QuantifyResult(image, bone_mask, probability, candidates, grown.lesion_labels, table, margin_mm, warnings)
+
+
+def settings_label(*, threshold_hu: float = DEFAULT_THRESHOLD_HU, margin_mm: float | None = DEFAULT_MARGIN_MM,
+                   connectivity: int = 4, min_area_mm2: float = DEFAULT_MIN_AREA_MM2, tta: bool = False,
+                   export_pixel_size_mm: float | None = None, export_window_hu: tuple[float, float] | None = None,
+                   unsure_bone_taken: bool = True) -> str:
+    """The settings deposits were measured with, as the ``settings`` column of the command line's
+    rows and of the widgets' exports says them: with the model, what makes two tables' numbers
+    comparable. ``export_window_hu``: (width, level) an export was mapped back through. The same
+    settings read the same, whichever way the deposits were measured."""
+    parts = [f"threshold_hu={threshold_hu:g}",
+             "margin_mm=per image" if margin_mm is None else f"margin_mm={margin_mm:g}",
+             f"connectivity={connectivity}", f"min_area_mm2={min_area_mm2:g}", f"tta={'yes' if tta else 'no'}"]
+    if export_pixel_size_mm is not None:
+        parts.append(f"export_pixel_size_mm={export_pixel_size_mm:g}")
+    if export_window_hu is not None:
+        parts.append(f"export_window_hu=W{export_window_hu[0]:g}/L{export_window_hu[1]:g}")
+    if not unsure_bone_taken:  # the widgets' choice; quantify() always lets a seed take it
+        parts.append("unsure_bone=left as bone")
+    return "; ".join(parts)
 
 
 # No calcinosis deposit of the paper (nor of the 14 image sets of docs/validation.md, whose
