@@ -179,6 +179,40 @@ def test_a_padding_value_that_reads_as_tissue_or_air_marks_nothing(tmp_path):
                                                                             phantom.spacing_mm)).pixels_hu)
 
 
+@pytest.mark.parametrize("intercept", [0, -1024])
+def test_signed_values_under_an_unsigned_header_are_read_as_signed(tmp_path, intercept):
+    # A converter wrote signed HU (air -1000) but PixelRepresentation 0: air read +64536 HU, and
+    # the phantom's deposits were grown in a finger of "calcium", warned of but measured.
+    from napari_calcinosis import make_phantom, quantify
+    from napari_calcinosis.io import write_dicom
+
+    phantom = make_phantom(seed=10)
+    plain = read_image(write_dicom(tmp_path / "plain.dcm", phantom.image_hu, phantom.spacing_mm))
+    ds = pydicom.dcmread(tmp_path / "plain.dcm")
+    ds.PixelRepresentation, ds.RescaleIntercept = 0, intercept
+    ds.PixelData = (np.round(plain.pixels_hu) - intercept).astype(np.int16).view(np.uint16).tobytes()
+    ds.save_as(tmp_path / "unsigned.dcm")
+    image = read_image(tmp_path / "unsigned.dcm")
+    np.testing.assert_array_equal(image.pixels_hu, plain.pixels_hu)
+    assert "read as signed 16-bit numbers: the header says unsigned (PixelRepresentation 0)" in image.value_origin
+    result = quantify(image, phantom.seeds)
+    assert result.warnings == []
+    np.testing.assert_allclose(result.table["area_mm2"], phantom.lesion_areas_mm2, rtol=0.35, atol=0.3)
+
+
+def test_unsigned_values_that_a_ct_gives_are_left_unsigned(tmp_path):
+    # The usual unsigned file (HU + 1024, up to 3071 HU), and values up to the extended scale
+    from napari_calcinosis.io import write_dicom
+
+    ds = pydicom.dcmread(write_dicom(tmp_path / "plain.dcm", np.zeros((64, 64)), 0.25))
+    stored = np.full((64, 64), 24, np.uint16)  # air
+    stored[10:20, 10:20] = 31734  # 30710 HU, the top of an extended CT scale (metal)
+    ds.PixelRepresentation, ds.RescaleIntercept, ds.PixelData = 0, -1024, stored.tobytes()
+    ds.save_as(tmp_path / "extended.dcm")
+    image = read_image(tmp_path / "extended.dcm")
+    assert image.pixels_hu.max() == 30710 and image.pixels_hu.min() == -1000 and "signed" not in image.value_origin
+
+
 @pytest.mark.parametrize(("signed", "padding"), [(False, 63536), (True, -2000), (False, -2000), (True, 63536)])
 def test_pixel_padding_outside_the_field_of_view_is_no_tissue(tmp_path, signed, padding):
     # PixelPaddingValue marks the pixels outside the reconstructed circle. Stored unsigned as

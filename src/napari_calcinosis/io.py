@@ -1239,10 +1239,25 @@ def _dicom_to_hu(ds, stored: np.ndarray) -> tuple[np.ndarray, str]:
     intercept = 0.0 if intercept is None else intercept
     pixels_hu = np.asarray(stored, dtype=np.float64) * slope + intercept
     padding = _padding_pixels(ds, stored, slope, intercept)
+    read = pixels_hu if padding is None else pixels_hu[~padding]
+    if stored.dtype == np.uint16 and slope == 1 and read.size and read.max() > MAX_STORED_HU:
+        # Signed values written with an unsigned header (PixelRepresentation 0, as some
+        # converters do): air's -1000 reads +64536. No CT gives that; read as signed, it is air.
+        top = read.max()
+        stored = stored.view(np.int16)
+        pixels_hu = stored.astype(np.float64) + intercept
+        padding = _padding_pixels(ds, stored, slope, intercept)
+        how += (f"; stored values read as signed 16-bit numbers: the header says unsigned (PixelRepresentation 0), "
+                f"but so read they reach {top:.0f} HU, which no CT gives")
     if padding is not None:
         pixels_hu[padding] = PADDING_HU
         how += f"; {int(padding.sum())} pixels of PixelPaddingValue (outside the field of view) set to {PADDING_HU:g} HU"
     return pixels_hu.astype(np.float32), how
+
+
+# More than a signed 16-bit number can hold: no CT value (an extended scale reaches about
+# 30,700 HU), so stored values read as this are signed values under an unsigned header.
+MAX_STORED_HU = 32767.0
 
 
 # What a pixel the header marks as padding (PixelPaddingValue: outside the reconstructed field
