@@ -242,9 +242,14 @@ def test_summary_gives_each_images_total_area_and_none_for_one_that_failed(phant
         if name == "broken.dcm":
             # unknown, not 0: no count, no total, and both its seeds not measured
             assert pd.isna(row.total_area_mm2) and pd.isna(row.lesions) and "truncated" in row.error
-            assert row.seeds_not_measured == 2
+            assert row.seeds_not_measured == 2 and pd.isna(row.lesions_near_resolution)
             continue
         assert row.lesions == rows["lesion_id"].nunique() > 0 and pd.isna(row.error)
+        once = rows.drop_duplicates("lesion_id")
+        assert row.lesions_near_resolution == once["near_resolution"].sum()
+        # flagged as measure_lesions flags: under 4.5 pixels wide
+        spacing_mm = read_image(phantoms / name).spacing_mm[0]
+        assert (once["near_resolution"] == (once["short_axis_mm"] < 4.5 * spacing_mm)).all()
         assert np.isclose(row.total_area_mm2, rows.drop_duplicates("lesion_id")["area_mm2"].sum())
         assert row.mode == "seeded" and row.path == str(Path(phantoms / name).resolve())
     statuses = lesions.loc[lesions["image"] == dicoms[0].name, "status"].tolist()

@@ -10,6 +10,7 @@ from skimage import draw
 from napari_calcinosis._errors import CalcinosisError
 from napari_calcinosis.measure import (
     LESION_COLUMNS,
+    NEAR_RESOLUTION_PX,
     feret_axes_mm,
     measure_lesions,
     summarize,
@@ -203,6 +204,29 @@ def test_ellipse_area_approximates_true_ellipse():
     )
     assert row.ellipse_area_mm2 == pytest.approx(true_area_mm2, rel=0.04)
     assert row.area_mm2 == pytest.approx(true_area_mm2, rel=0.02)
+
+
+def test_near_resolution_is_a_width_in_pixels_of_the_coarser_side():
+    # Disks 3, 5, 7 and 10 pixels across, and a bar 2 pixels wide of 60 pixels: a lesion is
+    # flagged by its width (the short axis, across the long one) in pixels, not its pixel count.
+    assert 4 < NEAR_RESOLUTION_PX < 5
+    labels = np.zeros((80, 80), np.int32)
+    for k, (r, c, radius) in enumerate([(10, 10, 1.5), (10, 30, 2.5), (30, 10, 3.5), (30, 30, 5)], 1):
+        labels[draw.disk((r, c), radius)] = k
+    labels[50:52, 10:40] = 5
+    square = measure_lesions(labels, (0.25, 0.25))
+    assert square["near_resolution"].dtype == bool
+    assert square["near_resolution"].tolist() == [True, False, False, False, True]
+    assert square["area_px"][4] > square["area_px"][2]  # the bar has more pixels than a disk that is not flagged
+    # the same labels at coarser square pixels: as many pixels wide, flagged alike
+    assert measure_lesions(labels, (0.5, 0.5))["near_resolution"].tolist() == [True, False, False, False, True]
+    # pixels twice as long one way: widths are counted in the coarser pixels
+    for spacing in [(0.5, 0.25), (0.25, 0.5)]:
+        flagged = measure_lesions(labels, spacing)["near_resolution"].tolist()
+        assert flagged == [True, True, True, False, True], spacing
+    # a failed seed's row is not flagged
+    seeded = measure_lesions(labels, (0.25, 0.25), lesion_ids=[0, 1], statuses=["on_bone", "ok"])
+    assert seeded["near_resolution"].tolist() == [False, True]
 
 
 def test_rows_sorted_by_label_with_mean_and_max_over_known_image():

@@ -201,6 +201,31 @@ def test_grow_widget_uses_the_networks_probability_kept_on_the_bone_layer(sample
                                                                 "unsure_bone=left as bone")
 
 
+def test_deposits_near_the_resolution_are_flagged_in_the_status_and_the_table(make_napari_viewer):
+    # A phantom drawn at 0.5 mm pixels: two of its four deposits are under 4.5 pixels wide
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget
+    from napari_calcinosis.phantom import make_phantom
+
+    phantom = make_phantom(5, spacing_mm=0.5, n_lesions=4)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(phantom.image_hu, name="coarse", scale=phantom.spacing_mm, units="mm")
+    grow = with_true_bone(viewer, GrowWidget(viewer), image, phantom.bone_mask)
+    grow.seeds_layer().add(phantom.seeds)
+    features = viewer.layers["lesions"].features
+    assert len(features) == 4 and features["near_resolution"].sum() == 2
+    said = (f"; lesions {', '.join(map(str, features.loc[features['near_resolution'], 'lesion_id']))} are under 4.5 "
+            "pixels wide: read their areas as uncertain (near_resolution)")
+    assert said in grow.status.value
+    m = dock(viewer, MeasureWidget(viewer))
+    m.lesions.value = viewer.layers["lesions"]
+    m.refresh()
+    shown = m.table.data.to_list()
+    column = list(m.table.column_headers).index("near_resolution")
+    # "yes" where flagged, a blank cell (None) where not
+    assert [row[column] for row in shown] == ["yes" if flag else None for flag in features["near_resolution"]]
+    assert m.status.value.endswith(said)
+
+
 def test_auto_seed_fills_points_from_candidates(sample):
     from napari_calcinosis._widgets import GrowWidget
 

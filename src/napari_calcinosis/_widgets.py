@@ -53,7 +53,8 @@ TTA = "calcinosis_tta"  # bone layer metadata key: whether the network segmented
 SETTINGS = "calcinosis_settings"  # lesions layer metadata key: what they were grown with (pipeline.settings_label)
 IMAGE_FILE = "calcinosis_image_file"  # lesions layer metadata key: the file its image was opened from
 _MODEL_CACHE: dict = {}
-TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status"]
+TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status",
+                 "near_resolution"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1441,6 +1442,7 @@ def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool =
                   else ", ".join(f"{n} {status}" for status, n in statuses.value_counts().items()))
         widget_status += f"; {int(failed.sum())} seed(s) failed: {listed}"
     widget_status += _left_out_text(table["status"], "left out")
+    widget_status += _near_resolution_text(features)
     if "hu_clipped" in features and features["hu_clipped"].any():
         widget_status += (f"; {int(features['hu_clipped'].sum())} reach the export's top of "
                           f"{result.image.saturated_above_hu:.0f} HU: their HU are lower bounds (hu_clipped)")
@@ -1475,6 +1477,19 @@ def _settings_of(image, bone_layer, connectivity: int, unsure_bone_taken: bool) 
         tta=bool(bone_layer is not None and bone_layer.metadata.get(TTA)),
         export_pixel_size_mm=row_mm if export and row_mm == col_mm else None,
         export_window_hu=(image.window_width_hu, image.window_level_hu) if export else None)
+
+
+def _near_resolution_text(lesions: pd.DataFrame) -> str:
+    """``"; lesions 2, 3 are under 4.5 pixels wide: ..."`` for the lesions flagged
+    ``near_resolution`` (counted beyond six), or ""."""
+    from .measure import NEAR_RESOLUTION_PX
+
+    if "near_resolution" not in lesions or not lesions["near_resolution"].eq(True).any():
+        return ""
+    ids = lesions.loc[lesions["near_resolution"].eq(True), "lesion_id"].astype(int).tolist()
+    which = f"lesion {ids[0]} is" if len(ids) == 1 else (
+        f"lesions {', '.join(map(str, ids))} are" if len(ids) <= 6 else f"{len(ids)} lesions are")
+    return f"; {which} under {NEAR_RESOLUTION_PX:g} pixels wide: read their areas as uncertain (near_resolution)"
 
 
 class MeasureWidget(_Widget):
@@ -1527,9 +1542,11 @@ class MeasureWidget(_Widget):
         for c in shown.columns:
             if shown[c].dtype.kind == "f":  # as text: the table would show 4.94 as 4.9400
                 shown[c] = [f"{v:.2f}" if np.isfinite(v) else "" for v in shown[c]]
+            elif shown[c].dtype.kind == "b":  # a flag: "yes" where raised, blank where not
+                shown[c] = ["yes" if v else "" for v in shown[c]]
         self.table.value = shown.to_dict(orient="list")
         total = frame["area_mm2"].sum() if len(frame) else 0.0
-        self.status.value = f"{len(frame)} lesion(s), total {total:.2f} mm²"
+        self.status.value = f"{len(frame)} lesion(s), total {total:.2f} mm²" + _near_resolution_text(frame)
         stale = _out_of_date(self.viewer, layer.metadata, layer.data) if layer is not None else ""
         if stale:
             self.status.value = f"out of date: {stale} since these lesions were grown: {_REGROW_HINT}"

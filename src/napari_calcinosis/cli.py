@@ -24,7 +24,7 @@ from .io import (_RASTER_SUFFIXES, WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem
 
 OUTPUT_COLUMNS = [
     "image", "path", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
-    "ellipse_area_mm2", "mean_value", "max_value", "value_unit", "centroid_row", "centroid_col",
+    "ellipse_area_mm2", "near_resolution", "mean_value", "max_value", "value_unit", "centroid_row", "centroid_col",
     "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2", "bone_margin_mm", "hu_clipped", "status",
     "mode", "warnings", "model", "settings",
 ]
@@ -493,8 +493,8 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
     return failed
 
 
-SUMMARY_COLUMNS = ["image", "path", "mode", "lesions", "total_area_mm2", "seeds_not_measured", "error",
-                   "warnings", "model", "settings"]
+SUMMARY_COLUMNS = ["image", "path", "mode", "lesions", "lesions_near_resolution", "total_area_mm2", "seeds_not_measured",
+                   "error", "warnings", "model", "settings"]
 
 
 def _per_image(out: pd.DataFrame) -> pd.DataFrame:
@@ -520,6 +520,7 @@ def _per_image(out: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "image": table["image"].iloc[0], "path": table["path"].iloc[0], "mode": table["mode"].iloc[0],
             "lesions": np.nan if error.any() else len(lesions),
+            "lesions_near_resolution": np.nan if error.any() else int(lesions["near_resolution"].eq(True).sum()),
             "total_area_mm2": np.nan if error.any() else float(lesions["area_mm2"].sum()),
             "seeds_not_measured": int(not_measured.sum()),
             "error": status[error].iloc[0].removeprefix("error: ") if error.any() else "",
@@ -527,7 +528,8 @@ def _per_image(out: pd.DataFrame) -> pd.DataFrame:
             **{column: table[column].iloc[0] for column in carried},
         })
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS + carried)
-    summary["lesions"] = summary["lesions"].astype("Int64")  # a count, empty for an image that failed
+    for count in ("lesions", "lesions_near_resolution"):  # counts, empty for an image that failed
+        summary[count] = summary[count].astype("Int64")
     return summary
 
 
@@ -556,7 +558,8 @@ def _partial_files(out) -> list[Path]:
 
 
 # The tool's own columns that hold numbers (a partial file is read back as text, as written).
-_NUMERIC_COLUMNS = [c for c in OUTPUT_COLUMNS if c not in ("image", "path", "value_unit", "hu_clipped", "status",
+_FLAG_COLUMNS = ["near_resolution", "hu_clipped"]
+_NUMERIC_COLUMNS = [c for c in OUTPUT_COLUMNS if c not in ("image", "path", "value_unit", *_FLAG_COLUMNS, "status",
                                                            "mode", "warnings", "model", "settings")]
 
 
@@ -597,7 +600,8 @@ def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, m
             continue
         rows = rows[[c for c in rows.columns if c in OUTPUT_COLUMNS]].reset_index(drop=True)
         rows[_NUMERIC_COLUMNS] = rows[_NUMERIC_COLUMNS].apply(pd.to_numeric, errors="coerce")
-        rows["hu_clipped"] = rows["hu_clipped"].map({"True": True, "False": False})
+        for flag in _FLAG_COLUMNS:
+            rows[flag] = rows[flag].map({"True": True, "False": False})
         rows["image"] = labels[path]
         done[key] = pd.concat([rows, extra], axis=1) if extra is not None and len(extra) == len(rows) else rows
     print(f"resuming: {len(done)} of {len(keys)} image(s) measured before (in {_listed(map(str, partials), 2)}) "
@@ -753,7 +757,13 @@ def cmd_quantify(args) -> int:
     if args.out:
         _write_csv(out, args.out, args.overwrite)
         n_ok = int((out["status"] == "ok").sum())
-        print(f"wrote {len(out)} rows ({n_ok} lesions measured) for {len(images)} image(s) to {args.out}", file=sys.stderr)
+        from .measure import NEAR_RESOLUTION_PX
+
+        n_near = int(((out["status"] == "ok") & out["near_resolution"].eq(True)).sum())
+        near = (f", {n_near} of them under {NEAR_RESOLUTION_PX:g} pixels wide: uncertain areas (near_resolution)"
+                if n_near else "")
+        print(f"wrote {len(out)} rows ({n_ok} lesions measured{near}) for {len(images)} image(s) to {args.out}",
+              file=sys.stderr)
         for partial in partials:  # every row of theirs is of this run's images, now in the output
             partial.unlink()
         if partials:

@@ -28,7 +28,16 @@ from scipy.spatial import ConvexHull
 from napari_calcinosis._errors import CalcinosisError
 from napari_calcinosis.grow import LEFT_OUT_STATUSES
 
-__all__ = ["LESION_COLUMNS", "feret_axes_mm", "measure_lesions", "summarize"]
+__all__ = ["LESION_COLUMNS", "NEAR_RESOLUTION_PX", "feret_axes_mm", "measure_lesions", "summarize"]
+
+# A lesion narrower than this many pixels (its short axis, over the coarser pixel side) is
+# flagged ``near_resolution``: its half-maximum edge moves by about half a pixel on each side
+# with noise and partial volume, so its area is uncertain by more than about 2 x 0.5 / 4.5 =
+# 20 %. On 14 finger-CT sources at 0.1-0.6 mm pixels, 2,849 seeded deposits
+# (benchmarks/near_resolution/), flagged deposits read a median |error| of 61 % against 13 %
+# for the rest; the width was chosen alike with any one source left out, and flags thin
+# deposits of many pixels that a pixel count misses.
+NEAR_RESOLUTION_PX = 4.5
 
 LESION_COLUMNS = [
     "lesion_id",
@@ -39,6 +48,7 @@ LESION_COLUMNS = [
     "long_axis_mm",
     "short_axis_mm",
     "ellipse_area_mm2",
+    "near_resolution",
     "mean_value",
     "max_value",
     "value_unit",
@@ -59,6 +69,7 @@ _COLUMN_DTYPES = {
     "long_axis_mm": "float64",
     "short_axis_mm": "float64",
     "ellipse_area_mm2": "float64",
+    "near_resolution": "bool",
     "mean_value": "float64",
     "max_value": "float64",
     "value_unit": "object",
@@ -310,6 +321,10 @@ def measure_lesions(
         ``ellipse_area_mm2``
             ``pi * long/2 * short/2``, the radiologists' ellipse
             approximation [mm^2].
+        ``near_resolution``
+            The lesion is narrower than :data:`NEAR_RESOLUTION_PX` pixels (short
+            axis over the coarser pixel side): read its area as uncertain by more
+            than about 20 %. False for a failed seed.
         ``mean_value``, ``max_value``, ``value_unit``
             Mean and maximum of ``image`` over the lesion, in ``value_unit``.
         ``centroid_row``, ``centroid_col``
@@ -466,6 +481,7 @@ def measure_lesions(
             "long_axis_mm": long_axis_mm,
             "short_axis_mm": short_axis_mm,
             "ellipse_area_mm2": np.pi * (long_axis_mm / 2) * (short_axis_mm / 2),
+            "near_resolution": found & (short_axis_mm < NEAR_RESOLUTION_PX * max(row_spacing_mm, col_spacing_mm)),
             "mean_value": per_row(mean_all, np.nan),
             "max_value": per_row(max_all, np.nan),
             "value_unit": [value_unit] * n_rows,
