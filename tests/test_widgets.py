@@ -1102,6 +1102,10 @@ def test_seeds_clicked_on_the_export_before_converting_stay_on_their_deposits(sa
     prep.image.value, prep.pixel_size_mm.value = png, spacing_mm
     hu = prep.run()
     assert tuple(clicks.scale) == (spacing_mm, spacing_mm) and "'seeds' moved with it" in prep.status.value
+    # what that pixel size makes of the view, in mm, for the user to judge against the finger
+    rows, cols = hu.data.shape
+    assert f"(the view spans {rows * spacing_mm:.0f} x {cols * spacing_mm:.0f} mm, as the scale bar shows" in prep.status.value
+    assert getattr(getattr(viewer, "canvas", None), "overlays", viewer).scale_bar.visible
     assert all(str(u) == "millimeter" for u in clicks.units)
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value = hu, "cpu"

@@ -871,7 +871,9 @@ class PrepareWidget(_Widget):
             layer.metadata.update(spacing_mm=(size_mm, size_mm), spacing_origin="given in napari (Prepare image)")
             moved = _follow_pixel_size(self.viewer, layer, old)
             self.viewer.reset_view()
-            self.status.value = f"'{layer.name}' now has {size_mm:g} mm pixels; its values are taken as HU{moved}"
+            _show_scale_bar(self.viewer)
+            self.status.value = (f"'{layer.name}' now has {size_mm:g} mm pixels{_spans(layer)}; its values are taken as "
+                                 f"HU{moved}")
             self._warn_if_odd(layer, image_pixels(layer))
             return layer
 
@@ -911,9 +913,21 @@ class PrepareWidget(_Widget):
         self.viewer.layers.selection.active = out
         self.viewer.reset_view()
         clipped = f"; above {image.saturated_above_hu:.0f} HU it was clipped" if image.saturated_above_hu else ""
-        self.status.value = (f"'{name}': {image.value_origin}{clipped}, {size_mm:g} mm pixels: measure this one (widgets "
-                             f"that had the export chosen now have it); '{layer.name}' is hidden, its pixels unchanged{moved}")
+        _show_scale_bar(self.viewer)
+        self.status.value = (f"'{name}': {image.value_origin}{clipped}, {size_mm:g} mm pixels{_spans(out)}: measure "
+                             f"this one (widgets that had the export chosen now have it); '{layer.name}' is hidden, its "
+                             f"pixels unchanged{moved}")
         return out
+
+
+def _spans(layer) -> str:
+    """``" (the view spans 38 x 51 mm: ...)"``: a pixel size typed wrong (an export resized since)
+    shows as a finger too large or too small for its view, which no check can tell for sure."""
+    rows, cols = np.shape(layer.data)[-2:]
+    row_mm, col_mm = spacing_of(layer)
+    return (f" (the view spans {rows * row_mm:.0f} x {cols * col_mm:.0f} mm, as the scale bar shows: if the finger "
+            "looks too large or too small for that, check the pixel size; an export resized after it was made no "
+            "longer has the scan's)")
 
 
 def _set_pixel_size(layer, size_mm: float) -> None:
