@@ -545,6 +545,10 @@ def test_layers_the_user_made_or_edited_are_never_replaced(sample, monkeypatch):
     painted = lesions.data.copy()
     points.add(seeds[1])
     assert "lesions (new)" in viewer.layers and np.array_equal(lesions.data, painted)
+    # the painted layer is kept, hidden under the new one, and the status line says where each is
+    assert not lesions.visible and viewer.layers["lesions (new)"].visible
+    assert ("your painted 'lesions' is kept as you painted it, hidden: these seeds' lesions are 'lesions (new)'"
+            in grow.status.value)
     # Auto-seeding keeps the user's clicks and adds a seed on each other deposit.
     grow.auto_seed()
     assert np.allclose(points.data[:2], seeds[:2]) and len(points.data) >= len(seeds)

@@ -1457,6 +1457,7 @@ def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool =
         widget_status += f"; {int(failed.sum())} seed(s) failed: {listed}"
     widget_status += _left_out_text(table["status"], "left out")
     widget_status += _near_resolution_text(features)
+    widget_status += _painted_kept_text(viewer, layer, image_layer)
     if "hu_clipped" in features and features["hu_clipped"].any():
         widget_status += (f"; {int(features['hu_clipped'].sum())} reach the export's top of "
                           f"{result.image.saturated_above_hu:.0f} HU: their HU are lower bounds (hu_clipped)")
@@ -1491,6 +1492,22 @@ def _settings_of(image, bone_layer, connectivity: int, unsure_bone_taken: bool) 
         tta=bool(bone_layer is not None and bone_layer.metadata.get(TTA)),
         export_pixel_size_mm=row_mm if export and row_mm == col_mm else None,
         export_window_hu=(image.window_width_hu, image.window_level_hu) if export else None)
+
+
+def _painted_kept_text(viewer, layer, image_layer) -> str:
+    """Lesions the user painted are not grown over: new ones go to ``lesions (new)``. The painted
+    layer is hidden then (two lesion layers drawn over each other, the one in view would not be
+    the one measured), and the user is told where each is."""
+    from napari.layers import Labels
+
+    painted = [other for other in _results(viewer, Labels, "lesions", image_layer)
+               if other is not layer and other.metadata.get(EDITED) and other.visible]
+    for other in painted:
+        other.visible = False
+    if not painted:
+        return ""
+    return (f"; your painted '{painted[-1].name}' is kept as you painted it, hidden: these seeds' lesions are "
+            f"'{layer.name}', which Measure now shows (delete '{layer.name}' and show yours to go back to it)")
 
 
 def _near_resolution_text(lesions: pd.DataFrame) -> str:
