@@ -200,6 +200,36 @@ def test_signed_values_under_an_unsigned_header_are_read_as_signed(tmp_path, int
     np.testing.assert_allclose(result.table["area_mm2"], phantom.lesion_areas_mm2, rtol=0.35, atol=0.3)
 
 
+def test_signed_values_under_an_unsigned_header_are_read_as_signed_big_endian_too(tmp_path):
+    from napari_calcinosis.io import write_dicom
+
+    ds = pydicom.dcmread(write_dicom(tmp_path / "plain.dcm", np.zeros((64, 64)), 0.25))
+    hu = np.full((64, 64), -1000, np.int16)
+    hu[10:20, 10:20] = 500
+    ds.PixelRepresentation, ds.RescaleIntercept = 0, 0
+    ds.PixelData = hu.astype(">i2").tobytes()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+    pydicom.dcmwrite(tmp_path / "big.dcm", ds, little_endian=False, implicit_vr=False, force_encoding=True)
+    assert pydicom.dcmread(tmp_path / "big.dcm").pixel_array.dtype.byteorder == ">"  # as pydicom gives it
+    image = read_image(tmp_path / "big.dcm")
+    np.testing.assert_array_equal(image.pixels_hu, hu)
+
+
+def test_unsigned_values_of_another_modality_are_left_unsigned(tmp_path):
+    # an MR image's intensities fill the unsigned range: they are no signed HU
+    from napari_calcinosis.io import write_dicom
+
+    ds = pydicom.dcmread(write_dicom(tmp_path / "plain.dcm", np.zeros((64, 64)), 0.25))
+    stored = np.full((64, 64), 1000, np.uint16)
+    stored[20:40, 20:40] = 40000
+    ds.Modality, ds.PixelRepresentation, ds.PixelData = "MR", 0, stored.tobytes()
+    del ds.RescaleSlope, ds.RescaleIntercept
+    ds.save_as(tmp_path / "mr.dcm")
+    image = read_image(tmp_path / "mr.dcm")
+    np.testing.assert_array_equal(image.pixels_hu, stored)
+    assert "signed" not in image.value_origin
+
+
 def test_unsigned_values_that_a_ct_gives_are_left_unsigned(tmp_path):
     # The usual unsigned file (HU + 1024, up to 3071 HU), and values up to the extended scale
     from napari_calcinosis.io import write_dicom

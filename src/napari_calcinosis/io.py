@@ -1240,11 +1240,13 @@ def _dicom_to_hu(ds, stored: np.ndarray) -> tuple[np.ndarray, str]:
     pixels_hu = np.asarray(stored, dtype=np.float64) * slope + intercept
     padding = _padding_pixels(ds, stored, slope, intercept)
     read = pixels_hu if padding is None else pixels_hu[~padding]
-    if stored.dtype == np.uint16 and slope == 1 and read.size and read.max() > MAX_STORED_HU:
+    ct = str(ds.get("Modality", "CT")).upper() in ("CT", "")
+    if (ct and stored.dtype.kind == "u" and stored.dtype.itemsize == 2 and slope == 1 and read.size
+            and read.max() > MAX_STORED_HU):
         # Signed values written with an unsigned header (PixelRepresentation 0, as some
         # converters do): air's -1000 reads +64536. No CT gives that; read as signed, it is air.
         top = read.max()
-        stored = stored.view(np.int16)
+        stored = stored.astype(np.uint16).view(np.int16)  # native byte order first (a big-endian file)
         pixels_hu = stored.astype(np.float64) + intercept
         padding = _padding_pixels(ds, stored, slope, intercept)
         how += (f"; stored values read as signed 16-bit numbers: the header says unsigned (PixelRepresentation 0), "
