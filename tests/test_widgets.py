@@ -41,6 +41,13 @@ def sample(make_napari_viewer):
     return viewer, image, bone, lesions, seeds, areas
 
 
+def settings_of(lesions):
+    """The ``settings`` column Export CSV writes for a lesions layer."""
+    from napari_calcinosis._widgets import with_provenance
+
+    return with_provenance(pd.DataFrame({"lesion_id": [1]}), lesions.metadata)["settings"][0]
+
+
 def dock(viewer, widget):
     viewer.window.add_dock_widget(widget, area="right", name=type(widget).__name__.replace("Widget", ""))
     widget.reset_choices()
@@ -88,7 +95,7 @@ def test_segment_widget_makes_an_editable_bone_layer(sample):
 def test_settings_say_whether_the_bone_was_segmented_with_flips(sample):
     """Segment phalanges' flip test-time augmentation reaches the lesions' settings through the
     bone layer Grow grows on; Quantify, which segments again without, says so over it."""
-    from napari_calcinosis._widgets import SETTINGS, GrowWidget, QuantifyWidget, SegmentWidget
+    from napari_calcinosis._widgets import GrowWidget, QuantifyWidget, SegmentWidget
 
     viewer, image, _, _, seeds, _ = sample
     seg = dock(viewer, SegmentWidget(viewer))
@@ -97,11 +104,11 @@ def test_settings_say_whether_the_bone_was_segmented_with_flips(sample):
     grow = dock(viewer, GrowWidget(viewer))
     grow.image.value, grow.bone.value = image, bone
     grow.seeds_layer().add(seeds[0])
-    assert "; tta=yes" in viewer.layers["lesions"].metadata[SETTINGS]
+    assert "; tta=yes;" in settings_of(viewer.layers["lesions"])
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value = image, "cpu"
     q.run()  # the bone layer a widget made is segmented again, here without flips
-    assert viewer.layers["bone"] is bone and "; tta=no" in viewer.layers["lesions"].metadata[SETTINGS]
+    assert viewer.layers["bone"] is bone and "; tta=no;" in settings_of(viewer.layers["lesions"])
 
 
 def test_subtract_widget_live_preview(sample):
@@ -172,7 +179,7 @@ def test_grow_widget_uses_the_networks_probability_kept_on_the_bone_layer(sample
     whole; without it, only its part outside the layer."""
     from scipy import ndimage as ndi
 
-    from napari_calcinosis._widgets import SETTINGS, GrowWidget
+    from napari_calcinosis._widgets import GrowWidget
 
     viewer, image, bone, lesions, seeds, areas = sample
     touching = [k for k in range(1, len(seeds) + 1) if (ndi.binary_dilation(bone, iterations=2) & (lesions == k)).any()]
@@ -192,13 +199,13 @@ def test_grow_widget_uses_the_networks_probability_kept_on_the_bone_layer(sample
     assert grown["area_mm2"][0] > without + 0.5 * covered.sum() * np.prod(image.scale[-2:])
     assert "bone mask had taken" in w.status.value
     screenshot(viewer, "widget_grow_unsure_bone")
-    assert "unsure_bone" not in viewer.layers["lesions"].metadata[SETTINGS]  # as quantify() does it
+    assert "unsure_bone" not in settings_of(viewer.layers["lesions"])  # as quantify() does it
     w.take_unsure.value = False  # the user's veto: the bone layer is taken as it is
     assert viewer.layers["lesions"].features["area_mm2"].sum() == pytest.approx(without)
     w.connectivity.value = 8
     # and the export says so, as it says the connectivity
-    assert viewer.layers["lesions"].metadata[SETTINGS].endswith("connectivity=8; min_area_mm2=0.3; tta=no; "
-                                                                "unsure_bone=left as bone")
+    assert settings_of(viewer.layers["lesions"]).endswith("connectivity=8; min_area_mm2=0.3; tta=no; "
+                                                          "export_window_hu=W1500/L450; unsure_bone=left as bone")
 
 
 def test_deposits_near_the_resolution_are_flagged_in_the_status_and_the_table(make_napari_viewer):
@@ -282,7 +289,9 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
     assert set(written["mode"]) == {"seeded"} and set(written["model"]) == {"bundled phalanx_unet"}
     assert written["warnings"].isna().all()  # nothing doubtful about the sample
     # a DICOM measured with the defaults: the command line's row of the same says the same
-    assert set(written["settings"]) == {"threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no"}
+    # (tests/test_cli_batch.py::test_every_row_names_the_model_given)
+    assert set(written["settings"]) == {"threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; "
+                                        "tta=no; export_window_hu=W1500/L450"}
     # File > Save Selected Layers (the plugin's writer): one row per lesion, the same keys
     from napari_calcinosis._reader_writer import write_lesions_csv
 
@@ -1104,12 +1113,14 @@ def test_seeds_clicked_on_the_export_before_converting_stay_on_their_deposits(sa
     clicks = viewer.add_points(seeds, name="seeds")  # clicked on the export, at its scale 1
     prep = dock(viewer, PrepareWidget(viewer))
     prep.image.value, prep.pixel_size_mm.value = png, spacing_mm
+    scale_bar = getattr(getattr(viewer, "canvas", None), "overlays", viewer).scale_bar
+    scale_bar.visible = False  # hidden by the user: Prepare image shows it again with the mm it gave
     hu = prep.run()
     assert tuple(clicks.scale) == (spacing_mm, spacing_mm) and "'seeds' moved with it" in prep.status.value
     # what that pixel size makes of the view, in mm, for the user to judge against the finger
     rows, cols = hu.data.shape
-    assert f"(the view spans {rows * spacing_mm:.0f} x {cols * spacing_mm:.0f} mm, as the scale bar shows" in prep.status.value
-    assert getattr(getattr(viewer, "canvas", None), "overlays", viewer).scale_bar.visible
+    assert (f"(the view spans {rows * spacing_mm:.0f} mm high and {cols * spacing_mm:.0f} mm wide, as the scale bar "
+            "shows" in prep.status.value) and scale_bar.visible
     assert all(str(u) == "millimeter" for u in clicks.units)
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value = hu, "cpu"
@@ -1124,6 +1135,41 @@ def test_seeds_clicked_on_the_export_before_converting_stay_on_their_deposits(sa
     seg = dock(viewer, SegmentWidget(viewer))
     seg.image.value, seg.device.value = png, "cpu"
     assert seg.run() is None and "if it was deleted, Convert to HU again" in seg.status.value
+
+
+def test_an_export_converted_again_keeps_its_warnings_and_says_its_new_window(sample, tmp_path):
+    # An export made through a soft-tissue window, grown on, then converted again at the same
+    # pixel size through that window: the export's rows keep the image's warning, say they were
+    # measured again, and carry the window they were measured through now.
+    from napari_calcinosis import write_windowed_png
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget, PrepareWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    spacing_mm = float(image.scale[-1])
+    path = write_windowed_png(tmp_path / "finger.png", image.data, window_level_hu=40, window_width_hu=400)
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+    prep = dock(viewer, PrepareWidget(viewer))
+    [png] = viewer.open(str(path), plugin="napari")
+    prep.image.value, prep.pixel_size_mm.value = png, spacing_mm
+    hu = prep.run()
+    grow = with_true_bone(viewer, GrowWidget(viewer), hu, bone)
+    grow.seeds_layer().add(seeds)
+    lesions = viewer.layers["lesions"]
+    grown_warning = lesions.metadata["warnings"]
+    assert "soft tissue" in grown_warning and "export_window_hu=W1500/L450" in settings_of(lesions)
+    prep.image.value = png
+    prep.level_hu.value, prep.width_hu.value = 40, 400
+    for _ in range(2):  # twice: one note, not two
+        prep.run()
+    m = dock(viewer, MeasureWidget(viewer))
+    m.lesions.value = lesions
+    exported = pd.read_csv(m.export(tmp_path / "again.csv"))
+    assert set(exported["warnings"]) == {
+        f"{grown_warning}; measured again from the lesion labels after the image was converted again from its "
+        "export, without their seeds and statuses: Quantify again to measure them anew"}
+    assert set(exported["settings"]) == {"threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; "
+                                         f"tta=no; export_pixel_size_mm={spacing_mm:g}; export_window_hu=W400/L40"}
 
 
 def test_prepare_on_awkward_inputs(sample):

@@ -50,7 +50,7 @@ GROWN_LABELS = "calcinosis_grown_labels"  # lesions layer metadata key: the _lab
 MADE_MASK = "calcinosis_made_mask"  # bone layer metadata key: the _mask_key of the mask as the network made it
 MODEL = "calcinosis_model"  # bone/lesions layer metadata key: the network that segmented the bone (model_label)
 TTA = "calcinosis_tta"  # bone layer metadata key: whether the network segmented it with flip test-time augmentation
-SETTINGS = "calcinosis_settings"  # lesions layer metadata key: what they were grown with (pipeline.settings_label)
+SETTINGS = "calcinosis_settings"  # lesions layer metadata key: what they were grown with (pipeline.settings_label's keywords)
 IMAGE_FILE = "calcinosis_image_file"  # lesions layer metadata key: the file its image was opened from
 _MODEL_CACHE: dict = {}
 TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status",
@@ -921,13 +921,13 @@ class PrepareWidget(_Widget):
 
 
 def _spans(layer) -> str:
-    """``" (the view spans 38 x 51 mm: ...)"``: a pixel size typed wrong (an export resized since)
+    """``" (the view spans 38 mm high and 51 mm wide, ...)"``: a pixel size typed wrong (an export resized since)
     shows as a finger too large or too small for its view, which no check can tell for sure."""
     rows, cols = np.shape(layer.data)[-2:]
     row_mm, col_mm = spacing_of(layer)
-    return (f" (the view spans {rows * row_mm:.0f} x {cols * col_mm:.0f} mm, as the scale bar shows: if the finger "
-            "looks too large or too small for that, check the pixel size; an export resized after it was made no "
-            "longer has the scan's)")
+    return (f" (the view spans {rows * row_mm:.0f} mm high and {cols * col_mm:.0f} mm wide, as the scale bar shows: "
+            "if the finger looks too large or too small for that, check the pixel size; an export resized after it "
+            "was made no longer has the scan's)")
 
 
 def _set_pixel_size(layer, size_mm: float) -> None:
@@ -966,22 +966,33 @@ def _follow_pixel_size(viewer, image, old_spacing, grid=()) -> str:
             other.features = pd.DataFrame()
             for key in ("seed_table", "summary"):
                 other.metadata.pop(key, None)
-            _remeasured_note(other.metadata, old_spacing, new)
+            _remeasured_note(other.metadata, image, old_spacing)
     names = ", ".join(f"'{other.name}'" for other in on_old_grid)
     return (f". {names} moved with it, their pixels as they were; lesion tables are measured again at the "
             "new size (Quantify again for seeds and statuses)")
 
 
-def _remeasured_note(metadata: dict, old_spacing, new_spacing) -> None:
-    """What an export of lesions measured again at a new pixel size says of it: the growth's
-    warnings held for the old size, and an export's pixel size in the settings is the new one."""
-    old_mm, new_mm = (f"{r:g}" if r == c else f"{r:g} x {c:g}" for r, c in (old_spacing, new_spacing))
-    metadata["warnings"] = (f"measured again from the lesion labels after the pixel size changed from {old_mm} to "
-                            f"{new_mm} mm, without their seeds and statuses: Quantify again to measure them anew")
-    settings = metadata.get(SETTINGS)
-    if settings and new_spacing[0] == new_spacing[1]:
-        metadata[SETTINGS] = "; ".join(f"export_pixel_size_mm={new_spacing[0]:g}" if part.startswith("export_pixel_size_mm=")
-                                       else part for part in settings.split("; "))
+_REMEASURED = "measured again from the lesion labels after "
+
+
+def _remeasured_note(metadata: dict, image, old_spacing) -> None:
+    """What an export of lesions measured again after Prepare image changed their image says:
+    the note is added to the growth's warnings (an earlier such note replaced), and the
+    settings take the image's export pixel size and window as they are now."""
+    new_spacing = spacing_of(image)
+    if tuple(old_spacing) != tuple(new_spacing):
+        old_mm, new_mm = (f"{r:g}" if r == c else f"{r:g} x {c:g}" for r, c in (old_spacing, new_spacing))
+        what = f"the pixel size changed from {old_mm} to {new_mm} mm"
+    else:  # converted again from the export, through another window
+        what = "the image was converted again from its export"
+    note = f"{_REMEASURED}{what}, without their seeds and statuses: Quantify again to measure them anew"
+    kept = [part for part in str(metadata.get("warnings") or "").split("; ") if part and not part.startswith(_REMEASURED)]
+    metadata["warnings"] = "; ".join([*kept, note])
+    if isinstance(metadata.get(SETTINGS), dict):
+        meta = image.metadata or {}
+        export = meta.get("saturated_above_hu") is not None
+        window = (meta.get("window_width_hu"), meta.get("window_level_hu"))
+        metadata[SETTINGS] = {**metadata[SETTINGS], **_export_settings(export, new_spacing, window)}
 
 
 class SegmentWidget(_Widget):
@@ -1479,19 +1490,26 @@ def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool =
     return layer
 
 
-def _settings_of(image, bone_layer, connectivity: int, unsure_bone_taken: bool) -> str:
-    """The ``settings`` of lesions grown on ``image`` (a CalcinosisImage) with the widgets, in the
-    command line's words: quantify()'s threshold, margin and smallest area, the bone's test-time
-    augmentation (Segment phalanges' tick box), and an export's pixel size and window."""
-    from .pipeline import settings_label
-
+def _settings_of(image, bone_layer, connectivity: int, unsure_bone_taken: bool) -> dict:
+    """What lesions grown on ``image`` (a CalcinosisImage) with the widgets were grown with, as
+    :func:`~napari_calcinosis.pipeline.settings_label`'s keywords (the export says them in the
+    command line's words): quantify()'s threshold, margin and smallest area by default, the
+    bone's test-time augmentation (Segment phalanges' tick box), an export's pixel size and window."""
     export = image.saturated_above_hu is not None  # mapped back through a window (Prepare image, a screen save)
-    row_mm, col_mm = image.spacing_mm
-    return settings_label(
-        connectivity=connectivity, unsure_bone_taken=unsure_bone_taken,
-        tta=bool(bone_layer is not None and bone_layer.metadata.get(TTA)),
-        export_pixel_size_mm=row_mm if export and row_mm == col_mm else None,
-        export_window_hu=(image.window_width_hu, image.window_level_hu) if export else None)
+    return dict(connectivity=connectivity, unsure_bone_taken=unsure_bone_taken,
+                tta=bool(bone_layer is not None and bone_layer.metadata.get(TTA)),
+                **_export_settings(export, image.spacing_mm, (image.window_width_hu, image.window_level_hu)))
+
+
+def _export_settings(export: bool, spacing_mm, window_hu) -> dict:
+    """settings_label's export keywords for an image: an export's pixel size (square) and window
+    (width, level); for a DICOM, the default window, as the command line's rows of a run without
+    --window-* say it."""
+    from .io import WINDOW_LEVEL_HU, WINDOW_WIDTH_HU
+
+    row_mm, col_mm = spacing_mm
+    return dict(export_pixel_size_mm=float(row_mm) if export and row_mm == col_mm else None,
+                export_window_hu=tuple(map(float, window_hu)) if export else (WINDOW_WIDTH_HU, WINDOW_LEVEL_HU))
 
 
 def _painted_kept_text(viewer, layer, image_layer) -> str:
@@ -1661,6 +1679,8 @@ def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) 
     """A lesions layer's table as Export CSV and the CSV writer write it, with what the command
     line's rows say: which scan (its name, and its file's absolute path, a key to merge by) and
     how it was measured (``mode``, ``warnings``, ``model``, ``settings``); seed positions to 1/1000 px."""
+    from .pipeline import settings_label
+
     out = table.drop(columns=["index"], errors="ignore").copy()  # napari's own key for features
     if "image" not in out:
         out.insert(0, "image", metadata.get(SOURCE) or "")
@@ -1669,7 +1689,8 @@ def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) 
     out["mode"] = "painted" if painted else metadata.get("mode", "")
     out["warnings"] = metadata.get("warnings", "")
     out["model"] = metadata.get(MODEL, "")
-    out["settings"] = metadata.get(SETTINGS, "")
+    settings = metadata.get(SETTINGS)
+    out["settings"] = settings_label(**settings) if isinstance(settings, dict) else ""
     for column in ("seed_row", "seed_col"):  # a click's pixel position, not 104.00000000000001
         if column in out:
             out[column] = pd.to_numeric(out[column], errors="coerce").round(3)
