@@ -214,7 +214,7 @@ def test_every_row_names_the_model_given(phantoms, tmp_path):
     assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", ".", "--device", "cpu"]) == 2
 
 
-def test_summary_gives_each_images_total_area_and_none_for_one_that_failed(phantoms, tmp_path):
+def test_summary_gives_each_images_total_area_and_none_for_one_that_failed(phantoms, tmp_path, capsys):
     # A trial's endpoint is the burden per image: the sum of its deposits, each once.
     dicoms = sorted(phantoms.glob("*.dcm"))
     broken = tmp_path / "broken.dcm"
@@ -235,6 +235,9 @@ def test_summary_gives_each_images_total_area_and_none_for_one_that_failed(phant
     assert code == 1
     lesions, per_image = pd.read_csv(out), pd.read_csv(summary, keep_default_na=False, na_values=[""])
     assert list(per_image.columns) == cli.SUMMARY_COLUMNS + ["patient"]
+    # the run's last word counts the lesions to read as uncertain (a 0.45 mm² deposit here)
+    near = int(((lesions["status"] == "ok") & lesions["near_resolution"]).sum())
+    assert near >= 1 and f"lesions measured, {near} of them under 4.5 pixels wide" in capsys.readouterr().err
     assert per_image["patient"].tolist() == [f"P-{p.stem}" for p in dicoms] + ["P-broken"]
     assert per_image["image"].tolist() == [p.name for p in dicoms] + ["broken.dcm"]
     for name, row in zip(per_image["image"], per_image.itertuples()):
