@@ -220,8 +220,9 @@ def test_deposits_near_the_resolution_are_flagged_in_the_status_and_the_table(ma
     grow.seeds_layer().add(phantom.seeds)
     features = viewer.layers["lesions"].features
     assert len(features) == 4 and features["near_resolution"].sum() == 2
-    said = (f"; lesions {', '.join(map(str, features.loc[features['near_resolution'], 'lesion_id']))} are under 4.5 "
-            "pixels wide: read their areas as uncertain (near_resolution)")
+    said = (f"; lesions {', '.join(map(str, features.loc[features['near_resolution'], 'lesion_id']))} are narrower "
+            "than 2.2 mm (4.5 pixels of 0.5 mm): read their areas as uncertain by 20 % or more, or measure them on a "
+            "finer reconstruction (near_resolution)")
     assert said in grow.status.value
     m = dock(viewer, MeasureWidget(viewer))
     m.lesions.value = viewer.layers["lesions"]
@@ -231,6 +232,24 @@ def test_deposits_near_the_resolution_are_flagged_in_the_status_and_the_table(ma
     # "yes" where flagged, a blank cell (None) where not
     assert [row[column] for row in shown] == ["yes" if flag else None for flag in features["near_resolution"]]
     assert m.status.value.endswith(said)
+
+
+def test_grow_docked_before_quantify_does_not_go_on_saying_there_is_no_bone(sample, qtbot):
+    # Grow docked first and seeds clicked (no bone yet), then Quantify makes the bone: Grow's
+    # status line went on saying "no bone layer" beside the bone its picker now showed.
+    from napari_calcinosis._widgets import GrowWidget, QuantifyWidget
+
+    viewer, image, _, _, seeds, _ = sample
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value = image
+    grow.start_seeding().add(seeds)  # clicked before there is a bone layer
+    assert grow.status.value.startswith("no bone layer for 'sample_finger'")
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = image, "cpu"
+    q.run()
+    qtbot.wait(50)
+    assert grow.bone.value is viewer.layers["bone"]
+    assert not grow.status.value.startswith("no bone layer"), grow.status.value
 
 
 def test_auto_seed_fills_points_from_candidates(sample):
@@ -848,6 +867,38 @@ def test_an_undone_stroke_leaves_lesions_as_grown_and_naparis_new_points_are_see
         measure.export(tmp_path / "stale.csv")
 
 
+def test_a_seed_added_on_no_painted_lesion_is_not_lost_without_a_word(sample, qtbot, tmp_path):
+    # Quantify on three seeds, a lesion painted larger, then the missed fourth deposit clicked
+    # (Grow not docked, so nothing regrows): the painted lesions would be exported without it.
+    from napari_calcinosis._errors import CalcinosisError
+    from napari_calcinosis._widgets import MeasureWidget, QuantifyWidget
+
+    viewer, image, _, truth, seeds, _ = sample
+    clicks = viewer.add_points(seeds[:3], name="seeds", scale=image.scale, units="mm")
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = image, "cpu"
+    q.run()
+    lesions = viewer.layers["lesions"]
+    measure = dock(viewer, MeasureWidget(viewer))
+    measure.lesions.value = lesions
+    lesions.brush_size = 1
+    rows, cols = np.nonzero(lesions.data == 2)
+    lesions.paint((rows.max() + 1, cols[rows.argmax()]), 2, refresh=True)  # lesion 2 a pixel larger
+    measure.refresh()
+    assert len(pd.read_csv(measure.export(tmp_path / "painted.csv"))) == 3  # painted, and nothing missing
+    clicks.add(seeds[3])
+    row, col = np.round(seeds[3]).astype(int)
+    said = f"1 seed(s) were added on no lesion you painted (row {row}, col {col}: paint each deposit into the lesions"
+    qtbot.waitUntil(lambda: measure.status.value.startswith(f"out of date: {said}"))
+    with pytest.raises(CalcinosisError, match="not exported: 1 seed"):
+        measure.export(tmp_path / "missing.csv")
+    lesions.paint((row, col), 4, refresh=True)  # painted in: measured with the others
+    lesions.data = np.where(truth == 4, 4, lesions.data)
+    measure.refresh()
+    exported = pd.read_csv(measure.export(tmp_path / "all.csv"))
+    assert sorted(exported["lesion_id"]) == [1, 2, 3, 4] and set(exported["mode"]) == {"painted"}
+
+
 def test_painting_re_measures_and_regrows(sample, qtbot, tmp_path):
     # Measure's and Agreement's tables follow a painted lesions layer; painting a deposit into
     # the bone layer while seeding regrows without it.
@@ -1119,8 +1170,9 @@ def test_seeds_clicked_on_the_export_before_converting_stay_on_their_deposits(sa
     assert tuple(clicks.scale) == (spacing_mm, spacing_mm) and "'seeds' moved with it" in prep.status.value
     # what that pixel size makes of the view, in mm, for the user to judge against the finger
     rows, cols = hu.data.shape
-    assert (f"(the view spans {rows * spacing_mm:.0f} mm high and {cols * spacing_mm:.0f} mm wide, as the scale bar "
-            "shows" in prep.status.value) and scale_bar.visible
+    assert prep.status.value.startswith(f"'finger (HU)': {spacing_mm:g} mm pixels, so the view is {rows * spacing_mm:.0f} "
+                                        f"mm high and {cols * spacing_mm:.0f} mm wide (see the scale bar)")
+    assert scale_bar.visible
     assert all(str(u) == "millimeter" for u in clicks.units)
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value = hu, "cpu"
@@ -1162,6 +1214,9 @@ def test_an_export_converted_again_keeps_its_warnings_and_says_its_new_window(sa
     prep.level_hu.value, prep.width_hu.value = 40, 400
     for _ in range(2):  # twice: one note, not two
         prep.run()
+    # Grow's status line no longer gives the total grown before, but the one measured now
+    assert grow.status.value.startswith(f"warning: {grown_warning}. 'lesions' measured again at {spacing_mm:g} mm "
+                                        f"pixels: {len(seeds)} lesion(s)")
     m = dock(viewer, MeasureWidget(viewer))
     m.lesions.value = lesions
     exported = pd.read_csv(m.export(tmp_path / "again.csv"))

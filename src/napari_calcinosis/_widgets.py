@@ -53,8 +53,8 @@ TTA = "calcinosis_tta"  # bone layer metadata key: whether the network segmented
 SETTINGS = "calcinosis_settings"  # lesions layer metadata key: what they were grown with (pipeline.settings_label's keywords)
 IMAGE_FILE = "calcinosis_image_file"  # lesions layer metadata key: the file its image was opened from
 _MODEL_CACHE: dict = {}
-TABLE_COLUMNS = ["lesion_id", "area_mm2", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2", "mean_value", "status",
-                 "near_resolution"]
+TABLE_COLUMNS = ["lesion_id", "area_mm2", "near_resolution", "long_axis_mm", "short_axis_mm", "ellipse_area_mm2",
+                 "mean_value", "status"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,9 +300,12 @@ def _free_name(viewer, name: str, kind, shape=None, source=None) -> str:
 class _ResultEvents:
     """Module-wide: ``lesions_shown(layer)`` fires when Quantify or Grow has put a result on a
     lesions layer (its table in place), so that Measure and Agreement show the image just
-    measured, not the lesions layer inserted last."""
+    measured, not the lesions layer inserted last. ``lesions_remeasured(layer, summary)`` fires
+    when Prepare image changed their image and their table was measured again: a status line
+    that still says their ``summary`` (Quantify's, Grow's) says what they measure now."""
 
     lesions_shown = Signal(object)
+    lesions_remeasured = Signal(object, str)
 
 
 RESULT_EVENTS = _ResultEvents()
@@ -575,6 +578,22 @@ class _Widget(Container):
         for layer in viewer.layers:
             _track_image_name(viewer.layers, layer)
         self._connect(viewer.layers.events.inserted, self._take_converted)
+        self._connect(RESULT_EVENTS.lesions_remeasured, self._lesions_remeasured)
+
+    def _lesions_remeasured(self, layer, summary: str) -> None:
+        """A status line that gave ``layer``'s totals when they were grown gives them as they
+        are measured now (no stale total beside Measure's)."""
+        if not summary or not self.status.value.startswith(summary) or layer not in self.viewer.layers:
+            return
+        frame = lesion_table(self.viewer, layer)
+        total = float(frame["area_mm2"].sum()) if len(frame) else 0.0
+        row_mm, col_mm = spacing_of(layer)
+        size = f"{row_mm:g}" if row_mm == col_mm else f"{row_mm:g} x {col_mm:g}"
+        grown_warnings = [w for w in str(layer.metadata.get("warnings") or "").split("; ")
+                          if w and not w.startswith(_REMEASURED)]  # the image's, as they were said
+        self.status.value = ((f"warning: {'; '.join(grown_warnings)}. " if grown_warnings else "")
+                             + f"'{layer.name}' measured again at {size} mm pixels: {len(frame)} lesion(s), "
+                             f"{total:.2f} mm² in all; press Quantify again for their seeds and statuses")
 
     # Whether the image picker moves from an export to the HU layer Prepare image makes of it.
     _follows_conversion = True
@@ -872,8 +891,8 @@ class PrepareWidget(_Widget):
             moved = _follow_pixel_size(self.viewer, layer, old)
             self.viewer.reset_view()
             _show_scale_bar(self.viewer)
-            self.status.value = (f"'{layer.name}' now has {size_mm:g} mm pixels{_spans(layer)}; its values are taken as "
-                                 f"HU{moved}")
+            self.status.value = (f"'{layer.name}' now has {size_mm:g} mm pixels, {_spans(layer)}. Its values are "
+                                 f"taken as HU{moved}")
             self._warn_if_odd(layer, image_pixels(layer))
             return layer
 
@@ -914,21 +933,21 @@ class PrepareWidget(_Widget):
         self.viewer.reset_view()
         clipped = f"; above {image.saturated_above_hu:.0f} HU it was clipped" if image.saturated_above_hu else ""
         _show_scale_bar(self.viewer)
-        self.status.value = (f"'{name}': {image.value_origin}{clipped}, {size_mm:g} mm pixels{_spans(out)}: measure "
-                             f"this one (widgets that had the export chosen now have it); '{layer.name}' is hidden, its "
-                             f"pixels unchanged{moved}")
+        self.status.value = (f"'{name}': {size_mm:g} mm pixels, {_spans(out)}. Measure this one (widgets that had "
+                             f"the export chosen now have it): {image.value_origin}{clipped}; '{layer.name}' is hidden, "
+                             f"its pixels unchanged{moved}")
         return out
 
 
 def _spans(layer) -> str:
-    """``" (the view spans 38 mm high and 51 mm wide, ...)"``: a pixel size typed wrong (an
-    export resized since) shows as a finger too large or too small for its view, which no check
-    can tell for sure (benchmarks: the widest bone spans 3-15 mm on correct images)."""
+    """``"so the view is 38 mm high and 51 mm wide (...)"``: a pixel size typed wrong (an export
+    resized since) shows as a finger too large or too small for its view, which no check can
+    tell for sure (benchmarks/pixel_size_check: the widest bone spans 3-15 mm on correct images)."""
     rows, cols = np.shape(layer.data)[-2:]
     row_mm, col_mm = spacing_of(layer)
-    return (f" (the view spans {rows * row_mm:.0f} mm high and {cols * col_mm:.0f} mm wide, as the scale bar shows: "
-            "if the finger looks too large or too small for that, check the pixel size; an export resized after it "
-            "was made no longer has the scan's)")
+    return (f"so the view is {rows * row_mm:.0f} mm high and {cols * col_mm:.0f} mm wide (see the scale bar): if the "
+            "finger looks too large or too small for that, check the pixel size; an export resized after it was made "
+            "no longer has the scan's")
 
 
 def _set_pixel_size(layer, size_mm: float) -> None:
@@ -965,9 +984,10 @@ def _follow_pixel_size(viewer, image, old_spacing, grid=()) -> str:
             # measured again from the labels, at the new size; the per-seed table (Export CSV)
             # and its summary held the old mm², so they go too until Quantify runs again
             other.features = pd.DataFrame()
-            for key in ("seed_table", "summary"):
-                other.metadata.pop(key, None)
+            summary = other.metadata.pop("summary", "")
+            other.metadata.pop("seed_table", None)
             _remeasured_note(other.metadata, image, old_spacing)
+            RESULT_EVENTS.lesions_remeasured.emit(other, summary)
     names = ", ".join(f"'{other.name}'" for other in on_old_grid)
     return (f". {names} moved with it, their pixels as they were; lesion tables are measured again at the "
             "new size (Quantify again for seeds and statuses)")
@@ -1157,6 +1177,8 @@ class GrowWidget(_Widget):
             self._connect(self._watched_bone.events.paint, self._regrow_soon)
             # (Quantify writing a new bone comes with its lesions, grown on it: nothing to regrow)
             self._connect(self._watched_bone.events.set_data, self._regrow_if_bone_changed)
+            if self.status.value.startswith("no bone layer for "):  # said before this bone came (Quantify's)
+                self._image_chosen()
         self._regrow_if_bone_changed()
 
     def _grown(self):
@@ -1379,8 +1401,10 @@ def _out_of_date(viewer, meta: dict, data) -> str:
     from napari.layers import Labels
 
     inputs = meta.get(GROWN_INPUTS)
-    if _painted(meta, data) or not meta.get(MADE_HERE) or not inputs:
+    if not meta.get(MADE_HERE) or not inputs:
         return ""
+    if _painted(meta, data):
+        return _seeds_off_painted(viewer, meta, data)
     changed = []
     seeds = _by_id(viewer, inputs["seeds"])
     if seeds is not None and _points_key(seeds) != meta.get(GROWN_FROM):
@@ -1394,6 +1418,32 @@ def _out_of_date(viewer, meta: dict, data) -> str:
     if made_since:
         changed.append(f"a new bone mask ('{made_since[-1].name}') was made")
     return " and ".join(changed)
+
+
+def _seeds_off_painted(viewer, meta: dict, data) -> str:
+    """Lesions the user painted are measured as painted, whatever their seeds; but a seed added
+    since they were grown that lies on none of them is a deposit clicked and not measured:
+    what to say of it (its pixel), or ""."""
+    seeds = _by_id(viewer, meta[GROWN_INPUTS]["seeds"])
+    image = viewer.layers[meta[SOURCE]] if meta.get(SOURCE) in viewer.layers else None
+    if seeds is None or image is None or _points_key(seeds) == meta.get(GROWN_FROM):
+        return ""
+    labels = _squeeze_leading(np.asarray(data))
+    table = meta.get("seed_table")
+    grown = (table[["seed_row", "seed_col"]].to_numpy(float) if table is not None and len(table)
+             else np.zeros((0, 2)))
+    off = []
+    for r, c in points_in_pixels(seeds, image):
+        if any(np.hypot(r - gr, c - gc) <= 0.5 for gr, gc in grown):
+            continue  # grown from, measured or said to have failed then
+        row, col = int(round(r)), int(round(c))
+        if not (0 <= row < labels.shape[0] and 0 <= col < labels.shape[1]) or labels[row, col] == 0:
+            off.append(f"row {row}, col {col}")
+    if not off:
+        return ""
+    return (f"{len(off)} seed(s) were added on no lesion you painted ({'; '.join(off[:3])}"
+            f"{'; ...' if len(off) > 3 else ''}: paint each deposit into the lesions layer to measure it with "
+            "your lesions, or delete the seed)")
 
 
 def _bone_model(bone_layer) -> str:
@@ -1468,7 +1518,7 @@ def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool =
                   else ", ".join(f"{n} {status}" for status, n in statuses.value_counts().items()))
         widget_status += f"; {int(failed.sum())} seed(s) failed: {listed}"
     widget_status += _left_out_text(table["status"], "left out")
-    widget_status += _near_resolution_text(features)
+    widget_status += _near_resolution_text(features, result.image.spacing_mm)
     widget_status += _painted_kept_text(viewer, layer, image_layer)
     if "hu_clipped" in features and features["hu_clipped"].any():
         widget_status += (f"; {int(features['hu_clipped'].sum())} reach the export's top of "
@@ -1529,17 +1579,21 @@ def _painted_kept_text(viewer, layer, image_layer) -> str:
             f"'{layer.name}', which Measure now shows (delete '{layer.name}' and show yours to go back to it)")
 
 
-def _near_resolution_text(lesions: pd.DataFrame) -> str:
-    """``"; lesions 2, 3 are under 4.5 pixels wide: ..."`` for the lesions flagged
-    ``near_resolution`` (counted beyond six), or ""."""
+def _near_resolution_text(lesions: pd.DataFrame, spacing_mm) -> str:
+    """``"; lesions 2, 3 are narrower than 1.1 mm ..."`` for the lesions flagged
+    ``near_resolution`` (counted beyond six) on pixels of ``spacing_mm``, or ""."""
     from .measure import NEAR_RESOLUTION_PX
 
     if "near_resolution" not in lesions or not lesions["near_resolution"].eq(True).any():
         return ""
     ids = lesions.loc[lesions["near_resolution"].eq(True), "lesion_id"].astype(int).tolist()
-    which = f"lesion {ids[0]} is" if len(ids) == 1 else (
+    one = len(ids) == 1
+    which = f"lesion {ids[0]} is" if one else (
         f"lesions {', '.join(map(str, ids))} are" if len(ids) <= 6 else f"{len(ids)} lesions are")
-    return f"; {which} under {NEAR_RESOLUTION_PX:g} pixels wide: read their areas as uncertain (near_resolution)"
+    pixel_mm = max(spacing_mm)
+    return (f"; {which} narrower than {NEAR_RESOLUTION_PX * pixel_mm:.1f} mm ({NEAR_RESOLUTION_PX:g} pixels of "
+            f"{pixel_mm:g} mm): read {'its area' if one else 'their areas'} as uncertain by 20 % or more, or measure "
+            f"{'it' if one else 'them'} on a finer reconstruction (near_resolution)")
 
 
 class MeasureWidget(_Widget):
@@ -1596,7 +1650,9 @@ class MeasureWidget(_Widget):
                 shown[c] = ["yes" if v else "" for v in shown[c]]
         self.table.value = shown.to_dict(orient="list")
         total = frame["area_mm2"].sum() if len(frame) else 0.0
-        self.status.value = f"{len(frame)} lesion(s), total {total:.2f} mm²" + _near_resolution_text(frame)
+        self.status.value = f"{len(frame)} lesion(s), total {total:.2f} mm²"
+        if layer is not None:
+            self.status.value += _near_resolution_text(frame, spacing_of(layer))
         stale = _out_of_date(self.viewer, layer.metadata, layer.data) if layer is not None else ""
         if stale:
             self.status.value = f"out of date: {stale} since these lesions were grown: {_REGROW_HINT}"
