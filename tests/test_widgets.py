@@ -1175,7 +1175,8 @@ def test_seeds_clicked_on_the_export_before_converting_stay_on_their_deposits(sa
     assert scale_bar.visible
     assert all(str(u) == "millimeter" for u in clicks.units)
     q = dock(viewer, QuantifyWidget(viewer))
-    q.image.value, q.device.value = hu, "cpu"
+    assert q.image.value is hu  # docked after: the HU layer, not the (hidden) export listed first
+    q.device.value = "cpu"
     result = q.run()
     assert (result.table["status"] == "ok").all()
     assert np.allclose(result.table["area_mm2"][:3], areas[:3], rtol=0.25, atol=0.5)

@@ -712,6 +712,14 @@ class _Widget(Container):
                     widget.value = value
             else:  # its layer is gone: the new choice is said, as magicgui would have
                 widget.changed.emit(widget.value)
+        picker = getattr(self, "image", None)
+        first = getattr(picker, "value", None)
+        if self._follows_conversion and first is not None and first.metadata.get(CONVERTED):
+            # an export Prepare image converted (hidden, not measurable; magicgui's first pick of a
+            # widget docked since): its HU layer, as _take_converted does when it is made
+            converted = first.metadata[CONVERTED]
+            if converted in self.viewer.layers and self.viewer.layers[converted] in picker.choices:
+                picker.value = self.viewer.layers[converted]
         for follow in getattr(self, "_follows", []):
             follow()
 
