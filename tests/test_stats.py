@@ -291,3 +291,30 @@ def test_a_plot_into_a_missing_folder_is_refused_before_drawing(tmp_path, pefr):
 
     with pytest.raises(CalcinosisError, match="the folder .*missing does not exist"):
         plot_agreement(*pefr, tmp_path / "missing" / "a.png")
+
+
+def test_agreement_without_the_deposits_flagged_near_resolution(tmp_path):
+    # A quantify table's small deposits, flagged, make most of the disagreement with a reader:
+    # the command line says how the rest agree, and leaves it out where nothing is flagged.
+    from napari_calcinosis.stats import agreement_without
+
+    area = [10.0, 20.0, 30.0, 40.0, 0.5, 1.0]
+    reader = [10.5, 19.0, 31.0, 39.5, 2.5, 3.0]
+    flags = [False, False, False, False, True, "True"]  # as pandas reads a CSV with an empty cell, or not
+    both = agreement(area, reader)
+    rest, left_out = agreement_without(area, reader, flags)
+    assert left_out == 2 and rest.n == 4
+    assert rest.ccc == pytest.approx(agreement(area[:4], reader[:4]).ccc) and rest.ccc > both.ccc
+    assert agreement_without(area, reader, [False] * 6) is None
+    assert agreement_without(area, reader, [True] * 4 + [False] * 2) is None  # two pairs left: nothing to say
+    table = pd.DataFrame({"area_mm2": area, "reader_mm2": reader, "near_resolution": flags})
+    r = _agreement_cli(tmp_path, table.to_csv(index=False), "--x", "area_mm2", "--y", "reader_mm2")
+    assert r.returncode == 0, r.stderr
+    assert (f"without the 2 near_resolution deposit(s) (too narrow for their areas to be trusted): n = 4, Lin's CCC "
+            f"{rest.ccc:.3f}") in r.stdout
+    out = json.loads(_agreement_cli(tmp_path, table.to_csv(index=False), "--x", "area_mm2", "--y", "reader_mm2",
+                                    "--json").stdout)
+    assert out["without_near_resolution"]["n"] == 4 and out["without_near_resolution"]["left_out"] == 2
+    r = _agreement_cli(tmp_path, table.drop(columns="near_resolution").to_csv(index=False), "--x", "area_mm2",
+                       "--y", "reader_mm2")
+    assert r.returncode == 0 and "near_resolution" not in r.stdout

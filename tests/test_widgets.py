@@ -477,6 +477,13 @@ def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pef
     w.y.value = "wright"
     assert w.run() is None and "both 'wright'" in w.status.value
     assert w.result.value == "" and w.canvas.isHidden()
+    # an exported table with flagged deposits: how the others agree, on a line of its own
+    flagged = tmp_path / "flagged.csv"
+    pd.DataFrame({"area_mm2": [10.0, 20.0, 30.0, 40.0, 0.5], "reader_mm2": [10.5, 19.0, 31.0, 39.5, 2.5],
+                  "near_resolution": [False] * 4 + [True]}).to_csv(flagged, index=False)
+    w.csv.value = flagged
+    w.x.value, w.y.value = "area_mm2", "reader_mm2"
+    assert w.run().n == 5 and "\nwithout the 1 near_resolution: n = 4 · CCC" in w.result.value
 
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value = image, "cpu"

@@ -1950,7 +1950,7 @@ class AgreementWidget(_Widget):
             self.x.value, self.y.value = ordered[0], ordered[1]
 
     def run(self, *_):
-        from .stats import agreement, format_p, plot_agreement, shared_unit
+        from .stats import agreement, agreement_without, format_p, plot_agreement, shared_unit
 
         def go():
             self._clear_result()  # a failed run must not leave the previous columns' numbers in view
@@ -1969,6 +1969,12 @@ class AgreementWidget(_Widget):
                 f"bias {a.ba_bias:.2f}{u} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f}) · "
                 f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}{u}"
             )
+            without = (agreement_without(x, y, table["near_resolution"], x_label=self.x.value, y_label=self.y.value)
+                       if "near_resolution" in table.columns else None)
+            if without:  # the deposits too narrow to trust: how the rest agree
+                w, left_out = without
+                self.result.value += (f"\nwithout the {left_out} near_resolution: n = {w.n} · CCC {w.ccc:.3f} "
+                                      f"({w.ccc_ci_low:.3f}–{w.ccc_ci_high:.3f}) · bias {w.ba_bias:.2f}{u}")
             plot_agreement(x, y, x_label=self.x.value, y_label=self.y.value, unit=unit, figure=self.figure,
                            stacked=True)
             self.canvas.setVisible(True)

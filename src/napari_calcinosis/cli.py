@@ -1026,7 +1026,7 @@ def _numeric_column(table: pd.DataFrame, column: str, path) -> pd.Series:
 def cmd_agreement(args) -> int:
     import json
 
-    from .stats import agreement, check_plot_path, format_p, plot_agreement, shared_unit
+    from .stats import agreement, agreement_without, check_plot_path, format_p, plot_agreement, shared_unit
 
     if args.x == args.y:
         raise CalcinosisError(f"--x and --y are both {args.x!r}: give the two different columns to compare")
@@ -1040,12 +1040,16 @@ def cmd_agreement(args) -> int:
     x = _numeric_column(table, args.x, args.csv)
     y = _numeric_column(table, args.y, args.csv)
     result = agreement(x, y, x_label=args.x, y_label=args.y)
+    # a quantify table's deposits too narrow to trust: how the rest agree
+    without = (agreement_without(x, y, table["near_resolution"], x_label=args.x, y_label=args.y)
+               if "near_resolution" in table.columns else None)
     unit = shared_unit(args.x, args.y) if args.unit is None else args.unit
     if args.plot:
         with atomic_output(args.plot) as temporary:
             plot_agreement(x, y, temporary, x_label=args.x, y_label=args.y, unit=unit)
     if args.json:
-        print(json.dumps({**result.to_dict(), "unit": unit}))
+        extra = {"without_near_resolution": {**without[0].to_dict(), "left_out": without[1]}} if without else {}
+        print(json.dumps({**result.to_dict(), "unit": unit, **extra}))
     else:
         r = result
         u = f" {unit}" if unit else ""
@@ -1059,6 +1063,11 @@ def cmd_agreement(args) -> int:
                   f"({format_p(r.ba_proportional_p)})")
         else:
             print("proportional bias: not defined (x + y is the same in every pair, so the means do not spread)")
+        if without:
+            w, left_out = without
+            print(f"without the {left_out} near_resolution deposit(s) (too narrow for their areas to be trusted): "
+                  f"n = {w.n}, Lin's CCC {w.ccc:.3f} (95 % CI {w.ccc_ci_low:.3f} to {w.ccc_ci_high:.3f}), bias "
+                  f"{w.ba_bias:.2f}{u}, limits of agreement {w.ba_loa_low:.2f} to {w.ba_loa_high:.2f}{u}")
     if args.plot:
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

@@ -30,8 +30,8 @@ from scipy import stats as sps
 
 from ._errors import CalcinosisError
 
-__all__ = ["Agreement", "agreement", "lins_ccc", "bland_altman", "plot_agreement", "check_plot_path", "format_p",
-           "PLOT_SUFFIXES"]
+__all__ = ["Agreement", "agreement", "agreement_without", "lins_ccc", "bland_altman", "plot_agreement", "check_plot_path",
+           "format_p", "PLOT_SUFFIXES"]
 
 # What plot_agreement writes: matplotlib's formats less raw/rgba (headerless pixel dumps no viewer
 # opens), pgf (needs a LaTeX installation) and those that depend on optional Pillow codecs.
@@ -242,6 +242,26 @@ def agreement(x, y, confidence: float = 0.95, *, x_label: str = "x", y_label: st
     ccc, lo, hi = lins_ccc(xs, ys, confidence)
     return Agreement(n=int(xs.size), n_dropped=dropped, spearman_rho=rho, spearman_p=p, pearson_r=pearson,
                      ccc=ccc, ccc_ci_low=lo, ccc_ci_high=hi, **bland_altman(xs, ys, confidence))
+
+
+def agreement_without(x, y, flags, *, x_label: str = "x", y_label: str = "y"):
+    """The agreement of ``x`` and ``y`` without the pairs whose flag is true (``True``, as a CSV
+    holds it, counts): with a table's ``near_resolution``, the deposits too narrow for their
+    areas to be trusted, so that a reader sees how much of the disagreement they make. Returns
+    ``(Agreement, n_left_out)`` where complete pairs were flagged and at least 3 remain, else None."""
+    flagged = np.array([str(value).strip().lower() in ("true", "1", "yes") for value in flags], bool)
+    xs = _as_numbers(x, x_label)
+    ys = _as_numbers(y, y_label)
+    if not flagged.any() or flagged.shape != xs.shape:
+        return None
+    complete = np.isfinite(xs) & np.isfinite(ys)
+    left_out = int((flagged & complete).sum())
+    if not left_out or (complete & ~flagged).sum() < 3:
+        return None
+    try:
+        return agreement(xs[~flagged], ys[~flagged], x_label=x_label, y_label=y_label), left_out
+    except CalcinosisError:  # the rest alike in every pair: nothing to say of them
+        return None
 
 
 def check_plot_path(path) -> None:
