@@ -221,7 +221,7 @@ def test_deposits_near_the_resolution_are_flagged_in_the_status_and_the_table(ma
     features = viewer.layers["lesions"].features
     assert len(features) == 4 and features["near_resolution"].sum() == 2
     said = (f"; lesions {', '.join(map(str, features.loc[features['near_resolution'], 'lesion_id']))} are narrower "
-            "than 2.2 mm (4.5 pixels of 0.5 mm): read their areas as uncertain by 20 % or more, or measure them on a "
+            "than 2.25 mm (4.5 pixels of 0.5 mm): read their areas as uncertain by 20 % or more, or measure them on a "
             "finer reconstruction (near_resolution)")
     assert said in grow.status.value
     m = dock(viewer, MeasureWidget(viewer))
@@ -895,8 +895,9 @@ def test_a_seed_added_on_no_painted_lesion_is_not_lost_without_a_word(sample, qt
     assert len(pd.read_csv(measure.export(tmp_path / "painted.csv"))) == 3  # painted, and nothing missing
     clicks.add(seeds[3])
     row, col = np.round(seeds[3]).astype(int)
-    said = f"1 seed(s) were added on no lesion you painted (row {row}, col {col}: paint each deposit into the lesions"
+    said = f"1 seed(s) were added on no lesion you painted (row {row}, col {col}): paint each deposit into the lesions"
     qtbot.waitUntil(lambda: measure.status.value.startswith(f"out of date: {said}"))
+    assert "Quantify again" not in measure.status.value  # it would not measure the painting
     with pytest.raises(CalcinosisError, match="not exported: 1 seed"):
         measure.export(tmp_path / "missing.csv")
     lesions.paint((row, col), 4, refresh=True)  # painted in: measured with the others
@@ -1197,22 +1198,31 @@ def test_seeds_clicked_on_the_export_before_converting_stay_on_their_deposits(sa
     assert seg.run() is None and "if it was deleted, Convert to HU again" in seg.status.value
 
 
-def test_an_export_converted_again_keeps_its_warnings_and_says_its_new_window(sample, tmp_path):
-    # An export made through a soft-tissue window, grown on, then converted again at the same
-    # pixel size through that window: the export's rows keep the image's warning, say they were
-    # measured again, and carry the window they were measured through now.
+def _sample_as_prepared_export(sample, tmp_path, **window):
+    """The sample as a user has it from a PNG export alone, converted by Prepare image at its
+    pixel size: (Prepare, the export's layer, the HU layer, the pixel size)."""
     from napari_calcinosis import write_windowed_png
-    from napari_calcinosis._widgets import GrowWidget, MeasureWidget, PrepareWidget
+    from napari_calcinosis._widgets import PrepareWidget
 
-    viewer, image, bone, _, seeds, _ = sample
+    viewer, image, *_ = sample
     spacing_mm = float(image.scale[-1])
-    path = write_windowed_png(tmp_path / "finger.png", image.data, window_level_hu=40, window_width_hu=400)
+    path = write_windowed_png(tmp_path / "finger.png", image.data, **window)
     for layer in list(viewer.layers):
         viewer.layers.remove(layer)
     prep = dock(viewer, PrepareWidget(viewer))
     [png] = viewer.open(str(path), plugin="napari")
     prep.image.value, prep.pixel_size_mm.value = png, spacing_mm
-    hu = prep.run()
+    return prep, png, prep.run(), spacing_mm
+
+
+def test_an_export_converted_again_keeps_its_warnings_and_says_its_new_window(sample, tmp_path):
+    # An export made through a soft-tissue window, grown on, then converted again at the same
+    # pixel size through that window: the export's rows keep the image's warning, say they were
+    # measured again, and carry the window they were measured through now.
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget
+
+    viewer, _, bone, _, seeds, _ = sample
+    prep, png, hu, spacing_mm = _sample_as_prepared_export(sample, tmp_path, window_level_hu=40, window_width_hu=400)
     grow = with_true_bone(viewer, GrowWidget(viewer), hu, bone)
     grow.seeds_layer().add(seeds)
     lesions = viewer.layers["lesions"]
@@ -1233,6 +1243,43 @@ def test_an_export_converted_again_keeps_its_warnings_and_says_its_new_window(sa
         "export, without their seeds and statuses: Quantify again to measure them anew"}
     assert set(exported["settings"]) == {"threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; "
                                          f"tta=no; export_pixel_size_mm={spacing_mm:g}; export_window_hu=W400/L40"}
+
+
+def test_pixel_size_changed_twice_with_a_failed_seed_and_a_painted_lesion(sample, tmp_path):
+    # Grow's status (and a second Grow's, which names the image first) follow each pixel-size
+    # change, not the first only; a seed that failed at growth is no seed "added" since, after
+    # the pixel size changed, once the lesions are painted.
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget
+
+    viewer, _, bone, _, seeds, _ = sample
+    prep, png, hu, _ = _sample_as_prepared_export(sample, tmp_path)
+    grow = with_true_bone(viewer, GrowWidget(viewer), hu, bone)
+    grow.seeds_layer().add(np.vstack([seeds, [[3.0, 3.0]]]))  # the last finds no deposit
+    assert "1 seed(s) failed: no_deposit" in grow.status.value
+    second = dock(viewer, GrowWidget(viewer))
+    second.image.value = hu
+    assert second.status.value.startswith("'finger (HU)': ")
+    lesions = viewer.layers["lesions"]
+    m = dock(viewer, MeasureWidget(viewer))
+    m.lesions.value = lesions
+    for size_mm in (0.3, 0.4):
+        prep.image.value, prep.pixel_size_mm.value = png, size_mm
+        prep.run()
+        total = f"{m.refresh()['area_mm2'].sum():.2f} mm² in all"
+        assert grow.status.value.startswith(f"'lesions' measured again at {size_mm:g} mm pixels: {len(seeds)} lesion(s), "
+                                            f"{total}"), grow.status.value
+        assert second.status.value.startswith(f"'finger (HU)': 'lesions' measured again at {size_mm:g} mm pixels")
+        assert total in second.status.value
+    for g in (grow, second):
+        g._disconnect_all()  # undocked: nothing regrows now
+    lesions.brush_size = 1
+    rows, cols = np.nonzero(lesions.data == 2)
+    lesions.paint((rows.max() + 1, cols[rows.argmax()]), 2, refresh=True)
+    on_lesion = np.argwhere(lesions.data == 1)[0].astype(float)
+    viewer.layers["seeds"].add(on_lesion)  # a seed put on a painted lesion
+    m.refresh()
+    assert not m.status.value.startswith("out of date"), m.status.value
+    assert len(pd.read_csv(m.export(tmp_path / "painted.csv"))) == len(seeds)
 
 
 def test_prepare_on_awkward_inputs(sample):

@@ -47,6 +47,7 @@ GROWN_FROM = "calcinosis_grown_from"  # lesions layer metadata key: the _points_
 # bone layer of the image then (a bone mask made since is one the widgets would now grow on)
 GROWN_INPUTS = "calcinosis_grown_inputs"
 GROWN_LABELS = "calcinosis_grown_labels"  # lesions layer metadata key: the _labels_key of the lesions as grown
+GROWN_SEEDS = "calcinosis_grown_seeds"  # lesions layer metadata key: the seeds grown from, (n, 2) image pixels
 MADE_MASK = "calcinosis_made_mask"  # bone layer metadata key: the _mask_key of the mask as the network made it
 MODEL = "calcinosis_model"  # bone/lesions layer metadata key: the network that segmented the bone (model_label)
 TTA = "calcinosis_tta"  # bone layer metadata key: whether the network segmented it with flip test-time augmentation
@@ -581,19 +582,10 @@ class _Widget(Container):
         self._connect(RESULT_EVENTS.lesions_remeasured, self._lesions_remeasured)
 
     def _lesions_remeasured(self, layer, summary: str) -> None:
-        """A status line that gave ``layer``'s totals when they were grown gives them as they
-        are measured now (no stale total beside Measure's)."""
-        if not summary or not self.status.value.startswith(summary) or layer not in self.viewer.layers:
-            return
-        frame = lesion_table(self.viewer, layer)
-        total = float(frame["area_mm2"].sum()) if len(frame) else 0.0
-        row_mm, col_mm = spacing_of(layer)
-        size = f"{row_mm:g}" if row_mm == col_mm else f"{row_mm:g} x {col_mm:g}"
-        grown_warnings = [w for w in str(layer.metadata.get("warnings") or "").split("; ")
-                          if w and not w.startswith(_REMEASURED)]  # the image's, as they were said
-        self.status.value = ((f"warning: {'; '.join(grown_warnings)}. " if grown_warnings else "")
-                             + f"'{layer.name}' measured again at {size} mm pixels: {len(frame)} lesion(s), "
-                             f"{total:.2f} mm² in all; press Quantify again for their seeds and statuses")
+        """A status line that gave ``layer``'s totals (its old ``summary``, after the image's
+        name or before other notes) gives them as they are measured now."""
+        if summary and summary in self.status.value and layer in self.viewer.layers:
+            self.status.value = self.status.value.replace(summary, layer.metadata.get("summary", ""))
 
     # Whether the image picker moves from an export to the HU layer Prepare image makes of it.
     _follows_conversion = True
@@ -988,13 +980,17 @@ def _follow_pixel_size(viewer, image, old_spacing, grid=()) -> str:
     for other in on_old_grid:
         other.scale = tuple(other.scale[:-2]) + new
         other.units = ("mm",) * other.ndim
-        if isinstance(other, Labels) and other.features is not None and "area_mm2" in other.features:
+        measured = other.features is not None and "area_mm2" in other.features
+        if isinstance(other, Labels) and (measured or other.metadata.get(GROWN_LABELS) is not None):
+            # (a lesions layer measured again at a change before has no table left, but its
+            # warnings, settings and summary follow each change)
             # measured again from the labels, at the new size; the per-seed table (Export CSV)
             # and its summary held the old mm², so they go too until Quantify runs again
             other.features = pd.DataFrame()
             summary = other.metadata.pop("summary", "")
             other.metadata.pop("seed_table", None)
             _remeasured_note(other.metadata, image, old_spacing)
+            other.metadata["summary"] = _remeasured_summary(viewer, other)  # matched again at the next change
             RESULT_EVENTS.lesions_remeasured.emit(other, summary)
     names = ", ".join(f"'{other.name}'" for other in on_old_grid)
     return (f". {names} moved with it, their pixels as they were; lesion tables are measured again at the "
@@ -1002,6 +998,20 @@ def _follow_pixel_size(viewer, image, old_spacing, grid=()) -> str:
 
 
 _REMEASURED = "measured again from the lesion labels after "
+
+
+def _remeasured_summary(viewer, layer) -> str:
+    """The status line of lesions measured again after their image changed (Prepare image): the
+    image's warnings as they were said, and the total now."""
+    frame = lesion_table(viewer, layer)
+    total = float(frame["area_mm2"].sum()) if len(frame) else 0.0
+    row_mm, col_mm = spacing_of(layer)
+    size = f"{row_mm:g}" if row_mm == col_mm else f"{row_mm:g} x {col_mm:g}"
+    grown_warnings = [w for w in str(layer.metadata.get("warnings") or "").split("; ")
+                      if w and not w.startswith(_REMEASURED)]
+    return ((f"warning: {'; '.join(grown_warnings)}. " if grown_warnings else "")
+            + f"'{layer.name}' measured again at {size} mm pixels: {len(frame)} lesion(s), {total:.2f} mm² in all; "
+            "press Quantify again for their seeds and statuses")
 
 
 def _remeasured_note(metadata: dict, image, old_spacing) -> None:
@@ -1437,9 +1447,7 @@ def _seeds_off_painted(viewer, meta: dict, data) -> str:
     if seeds is None or image is None or _points_key(seeds) == meta.get(GROWN_FROM):
         return ""
     labels = _squeeze_leading(np.asarray(data))
-    table = meta.get("seed_table")
-    grown = (table[["seed_row", "seed_col"]].to_numpy(float) if table is not None and len(table)
-             else np.zeros((0, 2)))
+    grown = np.asarray(meta.get(GROWN_SEEDS, np.zeros((0, 2))), float).reshape(-1, 2)  # kept at a new pixel size
     off = []
     for r, c in points_in_pixels(seeds, image):
         if any(np.hypot(r - gr, c - gc) <= 0.5 for gr, gc in grown):
@@ -1450,8 +1458,8 @@ def _seeds_off_painted(viewer, meta: dict, data) -> str:
     if not off:
         return ""
     return (f"{len(off)} seed(s) were added on no lesion you painted ({'; '.join(off[:3])}"
-            f"{'; ...' if len(off) > 3 else ''}: paint each deposit into the lesions layer to measure it with "
-            "your lesions, or delete the seed)")
+            f"{'; ...' if len(off) > 3 else ''}): paint each deposit into the lesions layer to measure it with "
+            "your lesions, or delete the seed")
 
 
 def _bone_model(bone_layer) -> str:
@@ -1545,6 +1553,7 @@ def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool =
     layer.metadata[GROWN_FROM] = _points_key(seeds_layer)  # Measure tells when they move
     layer.metadata[GROWN_INPUTS] = _grown_inputs(viewer, image_layer, seeds_layer, bone_layer)
     layer.metadata[GROWN_LABELS] = _labels_key(layer.data)
+    layer.metadata[GROWN_SEEDS] = table.reindex(columns=["seed_row", "seed_col"]).to_numpy(float)
     RESULT_EVENTS.lesions_shown.emit(layer)
     return layer
 
@@ -1588,7 +1597,7 @@ def _painted_kept_text(viewer, layer, image_layer) -> str:
 
 
 def _near_resolution_text(lesions: pd.DataFrame, spacing_mm) -> str:
-    """``"; lesions 2, 3 are narrower than 1.1 mm ..."`` for the lesions flagged
+    """``"; lesions 2, 3 are narrower than 1.12 mm ..."`` for the lesions flagged
     ``near_resolution`` (counted beyond six) on pixels of ``spacing_mm``, or ""."""
     from .measure import NEAR_RESOLUTION_PX
 
@@ -1599,7 +1608,7 @@ def _near_resolution_text(lesions: pd.DataFrame, spacing_mm) -> str:
     which = f"lesion {ids[0]} is" if one else (
         f"lesions {', '.join(map(str, ids))} are" if len(ids) <= 6 else f"{len(ids)} lesions are")
     pixel_mm = max(spacing_mm)
-    return (f"; {which} narrower than {NEAR_RESOLUTION_PX * pixel_mm:.1f} mm ({NEAR_RESOLUTION_PX:g} pixels of "
+    return (f"; {which} narrower than {NEAR_RESOLUTION_PX * pixel_mm:.3g} mm ({NEAR_RESOLUTION_PX:g} pixels of "
             f"{pixel_mm:g} mm): read {'its area' if one else 'their areas'} as uncertain by 20 % or more, or measure "
             f"{'it' if one else 'them'} on a finer reconstruction (near_resolution)")
 
@@ -1663,7 +1672,8 @@ class MeasureWidget(_Widget):
             self.status.value += _near_resolution_text(frame, spacing_of(layer))
         stale = _out_of_date(self.viewer, layer.metadata, layer.data) if layer is not None else ""
         if stale:
-            self.status.value = f"out of date: {stale} since these lesions were grown: {_REGROW_HINT}"
+            self.status.value = (f"out of date: {stale}" if _painted(layer.metadata, layer.data) else
+                                 f"out of date: {stale} since these lesions were grown: {_REGROW_HINT}")
         return frame
 
     def _watch_inputs(self, layer) -> None:
@@ -1771,6 +1781,8 @@ def stale_refusal(metadata: dict, data, viewer=None, verb: str = "exported") -> 
 
         viewer = napari.current_viewer()
     stale = _out_of_date(viewer, metadata, data) if viewer is not None else ""
+    if stale and _painted(metadata, data):  # a seed on no painted lesion: regrowing would not measure the painting
+        return f"not {verb}: {stale}, then save them"
     return (f"not {verb}: {stale} since these lesions were grown, so their numbers are not those of what you "
             f"see: {_REGROW_HINT}, then save them") if stale else ""
 
