@@ -32,7 +32,7 @@ from magicgui.widgets import (
 from psygnal import Signal
 
 from ._errors import CalcinosisError
-from .io import _one_line, _squeeze_leading, uniform_value
+from .io import _one_line, _squeeze_leading, pixel_size_text, uniform_value
 
 EDITED = "calcinosis_edited"  # layer.metadata key: the user painted this layer
 MADE_HERE = "calcinosis_result"  # layer.metadata key: a widget made this layer (others are the user's)
@@ -227,19 +227,24 @@ def _from(image) -> dict:
 def _of_image(layer, image) -> bool:
     """Whether ``layer`` belongs to the image layer ``image``: made from it (by its id where that
     was recorded, else by its name), or made by the user (no source recorded)."""
-    source_id = layer.metadata.get(SOURCE_ID)
+    return _from_image(layer.metadata, image)
+
+
+def _from_image(metadata: dict, image) -> bool:
+    """:func:`_of_image` of a layer's ``metadata``."""
+    source_id = metadata.get(SOURCE_ID)
     if source_id is not None:
         return source_id == str(image.unique_id)
-    return layer.metadata.get(SOURCE, image.name) == image.name
+    return metadata.get(SOURCE, image.name) == image.name
 
 
-def _source_of(viewer, layer):
-    """The image layer ``layer`` was made from, if it is open; else None."""
+def _source_of(viewer, metadata: dict):
+    """The image layer a layer of ``metadata`` was made from, if it is open; else None."""
     from napari.layers import Image
 
-    if layer.metadata.get(SOURCE) is None:
+    if metadata.get(SOURCE) is None:
         return None
-    return next((image for image in viewer.layers if isinstance(image, Image) and _of_image(layer, image)), None)
+    return next((image for image in viewer.layers if isinstance(image, Image) and _from_image(metadata, image)), None)
 
 
 def _image_file(viewer, image) -> str:
@@ -248,7 +253,7 @@ def _image_file(viewer, image) -> str:
     for candidate in (getattr(getattr(image, "source", None), "path", None), (image.metadata or {}).get("source")):
         if candidate and Path(str(candidate)).is_file():
             return str(Path(str(candidate)).resolve())
-    export = _source_of(viewer, image)  # Prepare image's layer in HU: the export it was made of
+    export = _source_of(viewer, image.metadata)  # Prepare image's layer in HU: the export it was made of
     return _image_file(viewer, export) if export is not None and export is not image else ""
 
 
@@ -476,7 +481,7 @@ def lesion_table(viewer, layer) -> pd.DataFrame:
     from .measure import measure_lesions
 
     labels = np.asarray(layer.data)
-    source = _source_of(viewer, layer)
+    source = _source_of(viewer, layer.metadata)
     try:
         pixels = image_pixels(source) if source is not None else None
     except CalcinosisError:
@@ -982,10 +987,10 @@ def _follow_pixel_size(viewer, image, old_spacing, grid=()) -> str:
         other.units = ("mm",) * other.ndim
         measured = other.features is not None and "area_mm2" in other.features
         if isinstance(other, Labels) and (measured or other.metadata.get(GROWN_LABELS) is not None):
-            # (a lesions layer measured again at a change before has no table left, but its
-            # warnings, settings and summary follow each change)
             # measured again from the labels, at the new size; the per-seed table (Export CSV)
-            # and its summary held the old mm², so they go too until Quantify runs again
+            # and its summary held the old mm², so they go too until Quantify runs again. A layer
+            # measured again at an earlier change has no table left; its warnings, settings and
+            # summary follow each change all the same.
             other.features = pd.DataFrame()
             summary = other.metadata.pop("summary", "")
             other.metadata.pop("seed_table", None)
@@ -1005,12 +1010,11 @@ def _remeasured_summary(viewer, layer) -> str:
     image's warnings as they were said, and the total now."""
     frame = lesion_table(viewer, layer)
     total = float(frame["area_mm2"].sum()) if len(frame) else 0.0
-    row_mm, col_mm = spacing_of(layer)
-    size = f"{row_mm:g}" if row_mm == col_mm else f"{row_mm:g} x {col_mm:g}"
     grown_warnings = [w for w in str(layer.metadata.get("warnings") or "").split("; ")
                       if w and not w.startswith(_REMEASURED)]
     return ((f"warning: {'; '.join(grown_warnings)}. " if grown_warnings else "")
-            + f"'{layer.name}' measured again at {size} mm pixels: {len(frame)} lesion(s), {total:.2f} mm² in all; "
+            + f"'{layer.name}' measured again at {pixel_size_text(spacing_of(layer))} mm pixels: {len(frame)} lesion(s), "
+            f"{total:.2f} mm² in all; "
             "press Quantify again for their seeds and statuses")
 
 
@@ -1020,8 +1024,7 @@ def _remeasured_note(metadata: dict, image, old_spacing) -> None:
     settings take the image's export pixel size and window as they are now."""
     new_spacing = spacing_of(image)
     if tuple(old_spacing) != tuple(new_spacing):
-        old_mm, new_mm = (f"{r:g}" if r == c else f"{r:g} x {c:g}" for r, c in (old_spacing, new_spacing))
-        what = f"the pixel size changed from {old_mm} to {new_mm} mm"
+        what = f"the pixel size changed from {pixel_size_text(old_spacing)} to {pixel_size_text(new_spacing)} mm"
     else:  # converted again from the export, through another window
         what = "the image was converted again from its export"
     note = f"{_REMEASURED}{what}, without their seeds and statuses: Quantify again to measure them anew"
@@ -1430,7 +1433,7 @@ def _out_of_date(viewer, meta: dict, data) -> str:
     bone = _by_id(viewer, inputs["bone"])
     if bone is not None and _mask_key(bone.data) != meta.get(GROWN_ON):
         changed.append(f"the bone mask ('{bone.name}') changed")
-    image = viewer.layers[meta[SOURCE]] if meta.get(SOURCE) in viewer.layers else None
+    image = _source_of(viewer, meta)
     made_since = [b for b in (_results(viewer, Labels, "bone", image) if image is not None else [])
                   if str(b.unique_id) not in inputs["bones"] and np.shape(b.data) == np.shape(data)]
     if made_since:
@@ -1443,7 +1446,7 @@ def _seeds_off_painted(viewer, meta: dict, data) -> str:
     since they were grown that lies on none of them is a deposit clicked and not measured:
     what to say of it (its pixel), or ""."""
     seeds = _by_id(viewer, meta[GROWN_INPUTS]["seeds"])
-    image = viewer.layers[meta[SOURCE]] if meta.get(SOURCE) in viewer.layers else None
+    image = _source_of(viewer, meta)
     if seeds is None or image is None or _points_key(seeds) == meta.get(GROWN_FROM):
         return ""
     labels = _squeeze_leading(np.asarray(data))
@@ -1981,8 +1984,7 @@ class AgreementWidget(_Widget):
                 f"bias {a.ba_bias:.2f}{u} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f}) · "
                 f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}{u}"
             )
-            without = (agreement_without(x, y, table["near_resolution"], x_label=self.x.value, y_label=self.y.value)
-                       if "near_resolution" in table.columns else None)
+            without = agreement_without(x, y, table.get("near_resolution"), x_label=self.x.value, y_label=self.y.value)
             if without:  # the deposits too narrow to trust: how the rest agree
                 w, left_out = without
                 self.result.value += (f"\nwithout the {left_out} near_resolution: n = {w.n} · CCC {w.ccc:.3f} "

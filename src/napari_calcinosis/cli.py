@@ -1041,8 +1041,7 @@ def cmd_agreement(args) -> int:
     y = _numeric_column(table, args.y, args.csv)
     result = agreement(x, y, x_label=args.x, y_label=args.y)
     # a quantify table's deposits too narrow to trust: how the rest agree
-    without = (agreement_without(x, y, table["near_resolution"], x_label=args.x, y_label=args.y)
-               if "near_resolution" in table.columns else None)
+    without = agreement_without(x, y, table.get("near_resolution"), x_label=args.x, y_label=args.y)
     unit = shared_unit(args.x, args.y) if args.unit is None else args.unit
     if args.plot:
         with atomic_output(args.plot) as temporary:

@@ -237,9 +237,8 @@ def _checked_spacing(spacing_mm, what: str) -> tuple[float, float]:
     except (TypeError, ValueError) as exc:
         raise CalcinosisError(f"{what} must be numbers in mm, got {spacing_mm!r}") from exc
     if not all(math.isfinite(v) and 0 < v <= MAX_PIXEL_SIZE_MM for v in (row_mm, col_mm)):
-        size = f"{row_mm:g}" if f"{row_mm:g}" == f"{col_mm:g}" else f"{row_mm:g} x {col_mm:g}"
         raise CalcinosisError(
-            f"{what} of {size} mm is not a plausible pixel size: it must be "
+            f"{what} of {pixel_size_text((row_mm, col_mm))} mm is not a plausible pixel size: it must be "
             f"positive and at most {MAX_PIXEL_SIZE_MM:g} mm (finger DECT: 0.15-0.35 mm); "
             "give it in mm"
         )
@@ -373,6 +372,13 @@ def _check_pixel_count(rows: int, cols: int, where: str) -> None:
     """Refuse an image above MAX_IMAGE_PIXELS, naming its size (before decoding, when reading)."""
     if rows * cols > MAX_IMAGE_PIXELS:
         raise _too_large_error(where, f"{rows} x {cols} px ({_megapixels(rows * cols)})")
+
+
+def pixel_size_text(spacing_mm) -> str:
+    """A pixel size as messages say it, without "mm": ``0.25`` for square pixels, ``0.3 x 0.15``
+    (rows x columns) for others."""
+    row_mm, col_mm = spacing_mm
+    return f"{row_mm:g}" if f"{row_mm:g}" == f"{col_mm:g}" else f"{row_mm:g} x {col_mm:g}"
 
 
 def check_measurable(image: CalcinosisImage) -> None:
@@ -1237,20 +1243,19 @@ def _dicom_to_hu(ds, stored: np.ndarray) -> tuple[np.ndarray, str]:
         how = "DICOM RescaleSlope/Intercept"
     slope = 1.0 if slope is None else slope
     intercept = 0.0 if intercept is None else intercept
-    pixels_hu = np.asarray(stored, dtype=np.float64) * slope + intercept
     padding = _padding_pixels(ds, stored, slope, intercept)
-    read = pixels_hu if padding is None else pixels_hu[~padding]
-    ct = str(ds.get("Modality", "CT")).upper() in ("CT", "")
-    if (ct and stored.dtype.kind == "u" and stored.dtype.itemsize == 2 and slope == 1 and read.size
-            and read.max() > MAX_STORED_HU):
-        # Signed values written with an unsigned header (PixelRepresentation 0, as some
-        # converters do): air's -1000 reads +64536. No CT gives that; read as signed, it is air.
-        top = read.max()
-        stored = stored.astype(np.uint16).view(np.int16)  # native byte order first (a big-endian file)
-        pixels_hu = stored.astype(np.float64) + intercept
-        padding = _padding_pixels(ds, stored, slope, intercept)
-        how += (f"; stored values read as signed 16-bit numbers: the header says unsigned (PixelRepresentation 0), "
-                f"but so read they reach {top:.0f} HU, which no CT gives")
+    if (str(ds.get("Modality", "CT")).upper() in ("CT", "") and stored.dtype.kind == "u" and stored.dtype.itemsize == 2
+            and slope == 1):
+        read = stored if padding is None else stored[~padding]
+        top = float(read.max()) + intercept if read.size else -math.inf
+        if top > MAX_STORED_HU:
+            # Signed values written with an unsigned header (PixelRepresentation 0, as some
+            # converters do): air's -1000 reads +64536. No CT gives that; read as signed, it is air.
+            stored = stored.astype(np.uint16).view(np.int16)  # native byte order first (a big-endian file)
+            padding = _padding_pixels(ds, stored, slope, intercept)
+            how += (f"; stored values read as signed 16-bit numbers: the header says unsigned (PixelRepresentation "
+                    f"0), but so read they reach {top:.0f} HU, which no CT gives")
+    pixels_hu = np.asarray(stored, dtype=np.float64) * slope + intercept
     if padding is not None:
         pixels_hu[padding] = PADDING_HU
         how += f"; {int(padding.sum())} pixels of PixelPaddingValue (outside the field of view) set to {PADDING_HU:g} HU"

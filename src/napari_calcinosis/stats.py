@@ -248,7 +248,10 @@ def agreement_without(x, y, flags, *, x_label: str = "x", y_label: str = "y"):
     """The agreement of ``x`` and ``y`` without the pairs whose flag is true (``True``, as a CSV
     holds it, counts): with a table's ``near_resolution``, the deposits too narrow for their
     areas to be trusted, so that a reader sees how much of the disagreement they make. Returns
-    ``(Agreement, n_left_out)`` where complete pairs were flagged and at least 3 remain, else None."""
+    ``(Agreement, n_left_out)`` where complete pairs were flagged and at least 3 remain, else None
+    (also for ``flags`` None: a table without the column)."""
+    if flags is None:
+        return None
     flagged = np.array([str(value).strip().lower() in ("true", "1", "yes") for value in flags], bool)
     xs = _as_numbers(x, x_label)
     ys = _as_numbers(y, y_label)
