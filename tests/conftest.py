@@ -30,6 +30,17 @@ def no_tf32():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = was
 
 
+@pytest.fixture(scope="session")
+def bundled_model_label():
+    """How rows name the bundled model: its name and the start of its file's SHA-256, as
+    ``sha256sum`` prints it (computed here, not by the package)."""
+    import hashlib
+
+    from napari_calcinosis.segment import bundled_model_path
+
+    return f"bundled phalanx_unet (sha256 {hashlib.sha256(bundled_model_path().read_bytes()).hexdigest()[:12]})"
+
+
 # Bland JM, Altman DG. Statistical methods for assessing agreement between two methods of
 # clinical measurement. Lancet 1986;327:307-310, Table 1: peak expiratory flow rate (l/min) of
 # 17 subjects, first reading with the Wright peak flow meter and with the mini Wright meter.

@@ -95,7 +95,7 @@ def test_the_export_window_is_an_option(phantoms, tmp_path):
     assert not np.allclose(areas["default"], areas["dicom"], rtol=0.1, atol=0.3)
 
 
-def test_values_that_are_not_hu_are_warned_in_the_table(phantoms, tmp_path, capsys):
+def test_values_that_are_not_hu_are_warned_in_the_table(phantoms, tmp_path, capsys, bundled_model_label):
     # A raw 16-bit export (HU + 1024) read as a windowed export has no calcium at all: measured,
     # but each row of that image says why its numbers are doubtful.
     image = read_image(sorted(phantoms.glob("*.dcm"))[0])
@@ -109,7 +109,7 @@ def test_values_that_are_not_hu_are_warned_in_the_table(phantoms, tmp_path, caps
     raw_rows = table["image"] == "raw.png"
     assert raw_rows.any() and warned[raw_rows].str.contains("nothing is as bright as calcium").all()
     assert (~raw_rows).any() and (warned[~raw_rows] == "").all()
-    assert (table["model"] == "bundled phalanx_unet").all()  # every row names the network that found the bone
+    assert (table["model"] == bundled_model_label).all()  # every row names the network that found the bone
     err = capsys.readouterr().err
     assert "warning: raw.png: nothing is as bright as calcium" in err and "1 of 2 image(s) have warnings" in err
 
@@ -191,7 +191,7 @@ def test_train_refuses_a_stop_dice_that_is_no_dice(tmp_path, capsys):
     assert "--stop-at-dice is a Dice between 0 and 1, e.g. 0.98 (got 98)" in capsys.readouterr().err
 
 
-def test_every_row_names_the_model_given(phantoms, tmp_path):
+def test_every_row_names_the_model_given(phantoms, tmp_path, bundled_model_label):
     import shutil
 
     from napari_calcinosis.segment import bundled_model_path
@@ -203,13 +203,19 @@ def test_every_row_names_the_model_given(phantoms, tmp_path):
     assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", str(mine), "--out", str(out),
                      "--device", "cpu"]) == 0
     table = pd.read_csv(out)
-    assert len(table) and (table["model"] == str(mine)).all() and list(table.columns)[-2:] == ["model", "settings"]
+    import hashlib
+
+    from napari_calcinosis import __version__
+
+    assert len(table) and (table["model"] == f"{mine} (sha256 {hashlib.sha256(mine.read_bytes()).hexdigest()[:12]})").all()
+    assert list(table.columns)[-3:] == ["model", "settings", "software"]
+    assert (table["software"] == f"napari-calcinosis {__version__}").all()
     assert (table["settings"] == "threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no; "
                                  "export_window_hu=W1500/L450").all()
     assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", "bundled", "--out", str(out),
                      "--device", "cpu", "--overwrite", "--threshold-hu", "250", "--margin-mm", "0.5"]) == 0
     table = pd.read_csv(out)
-    assert (table["model"] == "bundled phalanx_unet").all()
+    assert (table["model"] == bundled_model_label).all()
     assert (table["settings"].str.startswith("threshold_hu=250; margin_mm=0.5; ")).all()
     assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", ".", "--device", "cpu"]) == 2
 

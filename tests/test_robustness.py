@@ -402,9 +402,10 @@ def fake_pipeline(monkeypatch):
 
     calls = {"load_model": 0, "images": []}
 
-    def load_model(*args, **kwargs):
+    def load_model(*args, **kwargs):  # no network, but named as the bundled model is
         calls["load_model"] += 1
-        return "model"
+        return SimpleNamespace(path=segment.bundled_model_path(), card={"name": "phalanx_unet"},
+                               sha256=_bundled_sha256())
 
     def fake_quantify(image, seeds, **kwargs):
         calls["images"].append(image.name)
@@ -422,6 +423,14 @@ def fake_pipeline(monkeypatch):
     monkeypatch.setattr(segment, "load_model", load_model)
     monkeypatch.setattr(pipeline, "quantify", fake_quantify)
     return calls
+
+
+def _bundled_sha256() -> str:
+    import hashlib
+
+    from napari_calcinosis.segment import bundled_model_path
+
+    return hashlib.sha256(bundled_model_path().read_bytes()).hexdigest()
 
 
 def _cli(capsys, *args) -> tuple[int, str]:
@@ -847,10 +856,25 @@ def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fak
     assert pd.read_csv(out)["image"].tolist() == ["good_1.png", "good_2.png", "dot.png"]  # in the order given
     assert pd.read_csv(summary)["image"].tolist() == ["good_1.png", "good_2.png", "dot.png"]
     assert not list(tmp_path.glob("areas.partial*.csv")) and "removed" in err
-    # another model than the partial rows' is refused
+    # another model than the partial rows' is refused, and so is the same file changed since
+    bundled = f"bundled phalanx_unet (sha256 {_bundled_sha256()[:12]})"
+    assert (pd.read_csv(out)["model"] == bundled).all() and (pd.read_csv(summary)["model"] == bundled).all()
     pd.read_csv(out).assign(model="mine").to_csv(tmp_path / "areas.partial.csv", index=False)
     code, err = _cli(capsys, *args, "--resume", "--overwrite")
-    assert code == 2 and "were measured with the model mine, this run uses bundled phalanx_unet" in err
+    assert code == 2 and f"were measured with the model mine, this run uses {bundled}: give the same --model" in err
+    pd.read_csv(out).assign(model="bundled phalanx_unet (sha256 0123456789ab)").to_csv(tmp_path / "areas.partial.csv",
+                                                                                        index=False)
+    code, err = _cli(capsys, *args, "--resume", "--overwrite")
+    assert code == 2 and "the file has changed since (retrained, replaced, or another release's bundled model)" in err
+    # and rows another version measured: one table, one version
+    from napari_calcinosis import __version__
+
+    software = pd.read_csv(out)["software"]
+    assert (software == f"napari-calcinosis {__version__}").all() and pd.read_csv(summary)["software"].nunique() == 1
+    pd.read_csv(out).assign(software="napari-calcinosis 0.0.9").to_csv(tmp_path / "areas.partial.csv", index=False)
+    code, err = _cli(capsys, *args, "--resume", "--overwrite")
+    assert code == 2 and (f"were measured by napari-calcinosis 0.0.9, this run is napari-calcinosis {__version__}: "
+                          "measure again without --resume") in err
     # so is another threshold: one table holds the numbers of one setting
     settings = pd.read_csv(out)["settings"]
     assert settings.nunique() == 1 and settings[0].startswith("threshold_hu=200; margin_mm=per image; connectivity=4")

@@ -302,6 +302,33 @@ def test_bundled_names_the_bundled_model_for_the_cli_and_the_api(tmp_path, monke
         load_model("bundled", device="cpu")
 
 
+def test_results_name_a_model_by_its_file_and_its_contents(tmp_path):
+    import hashlib
+
+    import torch
+
+    from napari_calcinosis import save_model
+    from napari_calcinosis.segment import bundled_model_path, model_label, new_model
+
+    def sha(path):  # what `sha256sum` prints, computed here
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+    bundled = load_model(device="cpu")
+    assert model_label(bundled) == f"bundled phalanx_unet (sha256 {sha(bundled_model_path())[:12]})"
+    out = tmp_path / "mine.safetensors"
+    save_model(bundled, out)
+    mine = load_model(out)
+    first = model_label(mine)
+    assert first == f"{out.resolve()} (sha256 {sha(out)[:12]})" and model_label(bundled) == first
+    with torch.no_grad():  # retrained into the same file: another model, though the same path
+        next(mine.network.parameters()).add_(0.01)
+    save_model(mine, out)
+    second = model_label(load_model(out))
+    assert second.startswith(str(out.resolve())) and second != first and model_label(mine) == second
+    # a network never saved is not taken for the bundled one
+    assert model_label(new_model()) == "a network in memory (not saved to a file)"
+
+
 def test_save_model_round_trip_leaves_no_temporary_file(tmp_path):
     from napari_calcinosis import save_model
 

@@ -264,7 +264,7 @@ def test_auto_seed_fills_points_from_candidates(sample):
         assert (grown[lesions == lesion_id] > 0).any()
 
 
-def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
+def test_quantify_widget_one_click_and_measure_table(sample, tmp_path, bundled_model_label):
     from napari_calcinosis._widgets import MeasureWidget, QuantifyWidget
 
     viewer, image, bone, lesions, seeds, areas = sample
@@ -304,8 +304,11 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
     assert list(written.columns[:3]) == ["image", "path", "lesion_id"]
     assert set(written["path"]) == {str((DATA_DIR / "sample_finger.dcm").resolve())}
     # how they were measured, as the command line's rows say it
-    assert list(written.columns[-4:]) == ["mode", "warnings", "model", "settings"]
-    assert set(written["mode"]) == {"seeded"} and set(written["model"]) == {"bundled phalanx_unet"}
+    from napari_calcinosis import __version__
+
+    assert list(written.columns[-5:]) == ["mode", "warnings", "model", "settings", "software"]
+    assert set(written["mode"]) == {"seeded"} and set(written["model"]) == {bundled_model_label}
+    assert set(written["software"]) == {f"napari-calcinosis {__version__}"}
     assert written["warnings"].isna().all()  # nothing doubtful about the sample
     # a DICOM measured with the defaults: the command line's row of the same says the same
     # (tests/test_cli_batch.py::test_every_row_names_the_model_given)
@@ -319,12 +322,12 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path):
                                           lesions_layer.as_layer_data_tuple()[1])[0])
     assert "index" not in saved and list(saved.columns[:3]) == ["image", "path", "lesion_id"]
     assert saved["path"].tolist() == written["path"].tolist()[: len(saved)]
-    assert set(saved["model"]) == {"bundled phalanx_unet"}
+    assert set(saved["model"]) == {bundled_model_label} and set(saved["software"]) == set(written["software"])
     assert (written["seed_row"] == written["seed_row"].round(3)).all()
     screenshot(viewer, "widget_quantify")
     viewer.layers["bone"].paint((5, 5), 1, refresh=True)
     q.run()  # grown on the corrected bone
-    assert set(pd.read_csv(m.export(tmp_path / "corrected.csv"))["model"]) == {"bundled phalanx_unet, corrected by hand"}
+    assert set(pd.read_csv(m.export(tmp_path / "corrected.csv"))["model"]) == {f"{bundled_model_label}, corrected by hand"}
 
 
 def test_export_asks_before_replacing_a_file_and_refuses_what_it_cannot_write(sample, tmp_path, monkeypatch):

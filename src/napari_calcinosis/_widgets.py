@@ -1756,8 +1756,9 @@ class MeasureWidget(_Widget):
 def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) -> pd.DataFrame:
     """A lesions layer's table as Export CSV and the CSV writer write it, with what the command
     line's rows say: which scan (its name, and its file's absolute path, a key to merge by) and
-    how it was measured (``mode``, ``warnings``, ``model``, ``settings``); seed positions to 1/1000 px."""
-    from .pipeline import settings_label
+    how it was measured (``mode``, ``warnings``, ``model``, ``settings``, ``software``); seed
+    positions to 1/1000 px."""
+    from .pipeline import settings_label, software_label
 
     out = table.drop(columns=["index"], errors="ignore").copy()  # napari's own key for features
     if "image" not in out:
@@ -1769,6 +1770,7 @@ def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) 
     out["model"] = metadata.get(MODEL, "")
     settings = metadata.get(SETTINGS)
     out["settings"] = settings_label(**settings) if isinstance(settings, dict) else ""
+    out["software"] = software_label()
     for column in ("seed_row", "seed_col"):  # a click's pixel position, not 104.00000000000001
         if column in out:
             out[column] = pd.to_numeric(out[column], errors="coerce").round(3)

@@ -26,7 +26,7 @@ OUTPUT_COLUMNS = [
     "image", "path", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
     "ellipse_area_mm2", "near_resolution", "mean_value", "max_value", "value_unit", "centroid_row", "centroid_col",
     "peak_hu", "background_hu", "level_hu", "freed_from_bone_mm2", "bone_margin_mm", "hu_clipped", "status",
-    "mode", "warnings", "model", "settings",
+    "mode", "warnings", "model", "settings", "software",
 ]
 
 
@@ -494,7 +494,7 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
 
 
 SUMMARY_COLUMNS = ["image", "path", "mode", "lesions", "lesions_near_resolution", "total_area_mm2", "seeds_not_measured",
-                   "error", "warnings", "model", "settings"]
+                   "error", "warnings", "model", "settings", "software"]
 
 
 def _per_image(out: pd.DataFrame) -> pd.DataFrame:
@@ -525,6 +525,7 @@ def _per_image(out: pd.DataFrame) -> pd.DataFrame:
             "seeds_not_measured": int(not_measured.sum()),
             "error": status[error].iloc[0].removeprefix("error: ") if error.any() else "",
             "warnings": warnings_text, "model": table["model"].iloc[0], "settings": table["settings"].iloc[0],
+            "software": table["software"].iloc[0],
             **{column: table[column].iloc[0] for column in carried},
         })
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS + carried)
@@ -560,7 +561,7 @@ def _partial_files(out) -> list[Path]:
 # The tool's own columns that hold numbers (a partial file is read back as text, as written).
 _FLAG_COLUMNS = ["near_resolution", "hu_clipped"]
 _NUMERIC_COLUMNS = [c for c in OUTPUT_COLUMNS if c not in ("image", "path", "value_unit", *_FLAG_COLUMNS, "status",
-                                                           "mode", "warnings", "model", "settings")]
+                                                           "mode", "warnings", "model", "settings", "software")]
 
 
 def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, mask_names: dict, masks):
@@ -715,6 +716,14 @@ def cmd_quantify(args) -> int:
         raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} were measured with {said(theirs - mine, mine - theirs)}, "
                               f"this run with {said(mine - theirs, theirs - mine)}: give the same settings, or measure "
                               "again without --resume")
+    from .pipeline import software_label
+
+    software = software_label()
+    other_software = sorted({str(s) for rows in done.values() for s in rows["software"].dropna()} - {software})
+    if other_software:
+        raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} were measured by {other_software[0]}, this "
+                              f"run is {software}: measure again without --resume, so that one table's numbers come "
+                              "from one version")
     earlier = _partial_files(args.out) if args.out and not args.resume else []
     if earlier:
         print(f"note: {_listed(map(str, earlier), 2)} hold(s) an interrupted run's rows: the same command with "
@@ -733,9 +742,12 @@ def cmd_quantify(args) -> int:
     model_label = label_of(model)
     other_models = sorted({str(m) for rows in done.values() for m in rows["model"].dropna()} - {model_label})
     if other_models:
+        same_file = other_models[0].split(" (sha256 ")[0] == model_label.split(" (sha256 ")[0]
         raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} were measured with the model "
-                              f"{other_models[0]}, this run uses {model_label}: give the same --model, or measure "
-                              "again without --resume")
+                              f"{other_models[0]}, this run uses {model_label}: "
+                              + ("the file has changed since (retrained, replaced, or another release's bundled "
+                                 "model): measure again without --resume" if same_file else
+                                 "give the same --model, or measure again without --resume"))
     frames: list = []
     try:
         with _sigterm_interrupts():
@@ -745,7 +757,8 @@ def cmd_quantify(args) -> int:
         # rather than in its place.
         if args.out and frames:
             partial = _partial_path(args.out)
-            _write_csv(pd.concat(frames, ignore_index=True).assign(model=model_label, settings=settings), partial)
+            _write_csv(pd.concat(frames, ignore_index=True).assign(model=model_label, settings=settings, software=software),
+                       partial)
             print(f"interrupted after {len(frames) + len(done)} of {len(images)} image(s): wrote the "
                   f"{len(frames)} this run measured to {partial}" + (f" (the others are in {_listed(map(str, partials), 2)}"
                   "; --resume takes them all)" if partials else "; --resume carries on"), file=sys.stderr)
@@ -753,7 +766,7 @@ def cmd_quantify(args) -> int:
     new = dict(zip(to_measure, frames))  # one table per image measured, in its order
     tables = [done[keys[path]] if keys[path] in done else new[path] for path in images]
     out = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=OUTPUT_COLUMNS)
-    out["model"], out["settings"] = model_label, settings
+    out["model"], out["settings"], out["software"] = model_label, settings, software
     if args.out:
         _write_csv(out, args.out, args.overwrite)
         n_ok = int((out["status"] == "ok").sum())

@@ -15,7 +15,7 @@ from .measure import measure_lesions
 from .segment import MAX_BONE_SHARE, PhalanxModel, load_model, segment_phalanges
 from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU, resolve_margin_mm, subtract_bone
 
-__all__ = ["QuantifyResult", "quantify", "settings_label"]
+__all__ = ["QuantifyResult", "quantify", "settings_label", "software_label"]
 
 
 @dataclass
@@ -191,6 +191,14 @@ def settings_label(*, threshold_hu: float = DEFAULT_THRESHOLD_HU, margin_mm: flo
     if not unsure_bone_taken:  # the widgets' choice; quantify() always lets a seed take it
         parts.append("unsure_bone=left as bone")
     return "; ".join(parts)
+
+
+def software_label() -> str:
+    """What measured the rows (their ``software`` column): this package and its version. With
+    ``model`` and ``settings``, it makes two tables' numbers comparable, or says why not."""
+    from . import __version__
+
+    return f"napari-calcinosis {__version__}"
 
 
 # No calcinosis deposit of the paper (nor of the 14 image sets of docs/validation.md, whose

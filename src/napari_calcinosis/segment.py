@@ -8,6 +8,7 @@ any pixel spacing, and its probability map is resampled back onto the original p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -63,13 +64,30 @@ def bundled_model_path() -> Path:
     return _MODEL_DIR / f"{BUNDLED_MODEL}.safetensors"
 
 
+# How many hex digits of a model file's SHA-256 results give: enough to tell two files apart
+# (collisions at 48 bits need millions of models), short enough to read in a table.
+SHA256_DIGITS = 12
+
+
 def model_label(model) -> str:
     """How results name the network that segmented the bone: ``bundled <name>`` for the shipped
-    model, else its file's absolute path."""
-    path = getattr(model, "path", None)
-    if path is None or Path(path).resolve() == bundled_model_path().resolve():
-        return f"bundled {getattr(model, 'card', {}).get('name', BUNDLED_MODEL)}"
-    return str(Path(path).resolve())
+    model, else its file's absolute path; then the start of the file's SHA-256, so that a model
+    retrained into the same file, or the bundled model of another release, reads as another
+    model. A network never saved to a file says so."""
+    path, sha256 = getattr(model, "path", None), getattr(model, "sha256", None)
+    if path is None:
+        return f"{getattr(model, 'card', {}).get('name') or 'a network'} in memory (not saved to a file)"
+    name = (f"bundled {getattr(model, 'card', {}).get('name', BUNDLED_MODEL)}"
+            if Path(path).resolve() == bundled_model_path().resolve() else str(Path(path).resolve()))
+    return f"{name} (sha256 {sha256[:SHA256_DIGITS]})" if sha256 else name
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def select_device(device: str = "auto"):
@@ -269,11 +287,15 @@ class PhalanxModel:
         ``training`` and ``validation``.
     path : Path or None
         Where the weights were loaded from.
+    sha256 : str or None
+        The SHA-256 of that file as it was loaded (``sha256sum`` gives the same), so that results
+        name these weights, not whatever the file holds later.
     """
 
     network: object
     card: dict = field(default_factory=dict)
     path: Path | None = None
+    sha256: str | None = None
 
     @property
     def input(self) -> dict:
@@ -350,6 +372,7 @@ def save_model(model: PhalanxModel, path, extra_card: dict | None = None) -> Pat
     data = save(state, metadata={_CARD_KEY: text})
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
     atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
+    model.path, model.sha256 = path, hashlib.sha256(data).hexdigest()  # results now name the file
     return path
 
 
@@ -521,6 +544,7 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
         raise CalcinosisError(f"{path} is a folder, not a model file: give the .safetensors file inside it")
     try:
         _check_safetensors(path)  # first: a damaged file says so, rather than asking for its card
+        sha256 = _file_sha256(path)
     except OSError as exc:
         raise _unreadable(path, exc) from exc
     card_path = path.with_suffix(".json")
@@ -543,7 +567,7 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
     except OSError as exc:
         raise _unreadable(path, exc) from exc
     network.eval()
-    model = PhalanxModel(network=network, card=card, path=path)
+    model = PhalanxModel(network=network, card=card, path=path, sha256=sha256)
     return model.to(device)
 
 
