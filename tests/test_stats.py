@@ -307,6 +307,10 @@ def test_agreement_without_the_deposits_flagged_near_resolution(tmp_path):
     assert rest.ccc == pytest.approx(agreement(area[:4], reader[:4]).ccc) and rest.ccc > both.ccc
     assert agreement_without(area, reader, [False] * 6) is None
     assert agreement_without(area, reader, [True] * 4 + [False] * 2) is None  # two pairs left: nothing to say
+    # as a spreadsheet saves flags (TRUE), or pandas a column of flags with gaps (1.0, nan)
+    for saved in (["FALSE"] * 4 + ["TRUE", " yes"], [0.0, 0.0, np.nan, 0.0, 1.0, "1"]):
+        assert agreement_without(area, reader, saved)[1] == 2
+    assert agreement_without(area, reader, ["no", "0", "", "nan", "2", "False"]) is None
     table = pd.DataFrame({"area_mm2": area, "reader_mm2": reader, "near_resolution": flags})
     r = _agreement_cli(tmp_path, table.to_csv(index=False), "--x", "area_mm2", "--y", "reader_mm2")
     assert r.returncode == 0, r.stderr

@@ -1135,8 +1135,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--resume", action="store_true",
                    help="carry on a run interrupted (Ctrl-C, SIGTERM): the same command with --resume keeps the "
                    "images measured in OUT.partial*.csv and measures the others")
+    from .measure import NEAR_RESOLUTION_PX
+
     q.add_argument("--summary", metavar="CSV", help="also write one row per image: its lesions (and how many of them are "
-                   "near_resolution: under 4.5 pixels wide, their areas uncertain), their total area (mm²; empty for an "
+                   f"near_resolution: under {NEAR_RESOLUTION_PX:g} pixels wide, their areas uncertain), their total area (mm²; empty for an "
                    "image that failed), the seeds not measured, its error and warnings")
     q.add_argument("--masks", metavar="DIR", help="write <stem>_bone.png and <stem>_lesions.tif per image (in "
                    "subfolders as the images' own when they lie in several folders)")

@@ -244,15 +244,27 @@ def agreement(x, y, confidence: float = 0.95, *, x_label: str = "x", y_label: st
                      ccc=ccc, ccc_ci_low=lo, ccc_ci_high=hi, **bland_altman(xs, ys, confidence))
 
 
+def _is_true(value) -> bool:
+    """A flag as a table holds it: ``True``, ``yes``, or the number 1 (``1.0`` where a column of
+    flags with gaps was saved as numbers)."""
+    text = str(value).strip().lower()
+    if text in ("true", "yes"):
+        return True
+    try:
+        return float(text) == 1.0
+    except ValueError:
+        return False
+
+
 def agreement_without(x, y, flags, *, x_label: str = "x", y_label: str = "y"):
-    """The agreement of ``x`` and ``y`` without the pairs whose flag is true (``True``, as a CSV
-    holds it, counts): with a table's ``near_resolution``, the deposits too narrow for their
+    """The agreement of ``x`` and ``y`` without the pairs whose flag is true (``True`` as a CSV
+    holds it, ``TRUE`` as a spreadsheet saves it, ``yes``, ``1`` or ``1.0`` count): with a table's ``near_resolution``, the deposits too narrow for their
     areas to be trusted, so that a reader sees how much of the disagreement they make. Returns
     ``(Agreement, n_left_out)`` where complete pairs were flagged and at least 3 remain, else None
     (also for ``flags`` None: a table without the column)."""
     if flags is None:
         return None
-    flagged = np.array([str(value).strip().lower() in ("true", "1", "yes") for value in flags], bool)
+    flagged = np.array([_is_true(value) for value in flags], bool)
     xs = _as_numbers(x, x_label)
     ys = _as_numbers(y, y_label)
     if not flagged.any() or flagged.shape != xs.shape:
