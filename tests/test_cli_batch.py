@@ -74,6 +74,48 @@ def test_ctrl_c_keeps_the_images_already_measured(phantoms, tmp_path, monkeypatc
     assert "interrupted after 2 of 3 image(s)" in capsys.readouterr().err
 
 
+def test_a_dicoms_rows_say_no_export_window_and_resume_keeps_them_under_another(phantoms, tmp_path, monkeypatch, capsys):
+    # A DICOM is read with its own spacing and HU: its rows must not say the export's pixel size
+    # and window a mixed run was given (a reader took them for the DICOM's display window), and
+    # resuming with another export window keeps them, while an export's rows are refused.
+    import napari_calcinosis.pipeline as pipeline
+
+    dicom = sorted(phantoms.glob("*.dcm"))[0]
+    image = read_image(dicom)
+    png = tmp_path / "export.png"
+    write_windowed_png(png, image.pixels_hu)
+    shared = "threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no"
+    out = tmp_path / "r.csv"
+    args = ["quantify", str(dicom), str(png), "--pixel-size", f"{image.spacing_mm[0]:g}", "--out", str(out),
+            "--device", "cpu"]
+    assert cli.main(args) == 0
+    settings = pd.read_csv(out).groupby("image")["settings"].unique()
+    assert settings[dicom.name].tolist() == [shared]
+    assert settings[png.name].tolist() == [f"{shared}; export_pixel_size_mm={image.spacing_mm[0]:g}; "
+                                           "export_window_hu=W1500/L450"]
+    real, calls = pipeline.quantify, []
+
+    def interrupted_on_the_second(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "quantify", interrupted_on_the_second)
+    assert cli.main([*args, "--overwrite"]) == 130
+    monkeypatch.setattr(pipeline, "quantify", real)
+    capsys.readouterr()
+    assert cli.main([*args, "--overwrite", "--resume", "--window-level", "500"]) == 0
+    assert "resuming: 1 of 2 image(s) measured before" in capsys.readouterr().err  # the DICOM's rows kept
+    settings = pd.read_csv(out).groupby("image")["settings"].unique()
+    assert settings[dicom.name].tolist() == [shared] and settings[png.name][0].endswith("export_window_hu=W1500/L500")
+    # an export's rows measured through another window are refused
+    pd.read_csv(out).to_csv(tmp_path / "r.partial.csv", index=False)
+    assert cli.main([*args, "--overwrite", "--resume"]) == 2
+    assert ("were measured with export_window_hu=W1500/L500, this run with export_window_hu=W1500/L450: give the same "
+            "settings") in capsys.readouterr().err
+
+
 def test_the_export_window_is_an_option(phantoms, tmp_path):
     # An export made at another window reads as HU again only through that window.
     dicom = sorted(phantoms.glob("*.dcm"))[0]
@@ -210,8 +252,7 @@ def test_every_row_names_the_model_given(phantoms, tmp_path, bundled_model_label
     assert len(table) and (table["model"] == f"{mine} (sha256 {hashlib.sha256(mine.read_bytes()).hexdigest()[:12]})").all()
     assert list(table.columns)[-3:] == ["model", "settings", "software"]
     assert (table["software"] == f"napari-calcinosis {__version__}").all()
-    assert (table["settings"] == "threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no; "
-                                 "export_window_hu=W1500/L450").all()
+    assert (table["settings"] == "threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no").all()
     assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", "bundled", "--out", str(out),
                      "--device", "cpu", "--overwrite", "--threshold-hu", "250", "--margin-mm", "0.5"]) == 0
     table = pd.read_csv(out)

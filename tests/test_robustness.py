@@ -877,8 +877,11 @@ def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fak
                           "measure again without --resume") in err
     # so is another threshold: one table holds the numbers of one setting
     settings = pd.read_csv(out)["settings"]
-    assert settings.nunique() == 1 and settings[0].startswith("threshold_hu=200; margin_mm=per image; connectivity=4")
-    assert pd.read_csv(summary)["settings"].tolist() == [settings[0]] * 3
+    shared = "threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no"
+    # the exports measured say the pixel size and window they were read through; dot.png, which
+    # failed, only the settings every image of the run shares
+    assert settings.tolist() == [f"{shared}; export_pixel_size_mm=0.25; export_window_hu=W1500/L450"] * 2 + [shared]
+    assert pd.read_csv(summary)["settings"].tolist() == settings.tolist()
     pd.read_csv(out).to_csv(tmp_path / "areas.partial.csv", index=False)
     code, err = _cli(capsys, *args, "--resume", "--overwrite", "--threshold-hu", 150)
     assert code == 2 and "were measured with threshold_hu=200, this run with threshold_hu=150: give the same" in err

@@ -1034,7 +1034,8 @@ def _remeasured_note(metadata: dict, image, old_spacing) -> None:
         meta = image.metadata or {}
         export = meta.get("saturated_above_hu") is not None
         window = (meta.get("window_width_hu"), meta.get("window_level_hu"))
-        metadata[SETTINGS] = {**metadata[SETTINGS], **_export_settings(export, new_spacing, window)}
+        metadata[SETTINGS] = {**metadata[SETTINGS], **_export_settings(
+            export, new_spacing, window, pixel_size_given=export or tuple(old_spacing) != tuple(new_spacing))}
 
 
 class SegmentWidget(_Widget):
@@ -1569,18 +1570,18 @@ def _settings_of(image, bone_layer, connectivity: int, unsure_bone_taken: bool) 
     export = image.saturated_above_hu is not None  # mapped back through a window (Prepare image, a screen save)
     return dict(connectivity=connectivity, unsure_bone_taken=unsure_bone_taken,
                 tta=bool(bone_layer is not None and bone_layer.metadata.get(TTA)),
-                **_export_settings(export, image.spacing_mm, (image.window_width_hu, image.window_level_hu)))
+                **_export_settings(export, image.spacing_mm, (image.window_width_hu, image.window_level_hu),
+                                   pixel_size_given=export or image.spacing_origin.startswith("user")))
 
 
-def _export_settings(export: bool, spacing_mm, window_hu) -> dict:
-    """settings_label's export keywords for an image: an export's pixel size (square) and window
-    (width, level); for a DICOM, the default window, as the command line's rows of a run without
-    --window-* say it."""
-    from .io import WINDOW_LEVEL_HU, WINDOW_WIDTH_HU
-
+def _export_settings(export: bool, spacing_mm, window_hu, pixel_size_given: bool) -> dict:
+    """settings_label's export keywords for an image, as the command line's rows say them: the
+    pixel size (square) where the user gave it (an export's; a DICOM's only where it had none or
+    Prepare image changed it) and an export's window (width, level); a DICOM read with its own
+    spacing and HU says neither."""
     row_mm, col_mm = spacing_mm
-    return dict(export_pixel_size_mm=float(row_mm) if export and row_mm == col_mm else None,
-                export_window_hu=tuple(map(float, window_hu)) if export else (WINDOW_WIDTH_HU, WINDOW_LEVEL_HU))
+    return dict(export_pixel_size_mm=float(row_mm) if pixel_size_given and row_mm == col_mm else None,
+                export_window_hu=tuple(map(float, window_hu)) if export else None)
 
 
 def _painted_kept_text(viewer, layer, image_layer) -> str:

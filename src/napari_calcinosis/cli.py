@@ -13,6 +13,7 @@ import time
 import unicodedata
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -475,7 +476,7 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
             failed += 1
             message = _image_error(path, exc)
             print(f"error: {message}", file=sys.stderr)
-            frames.append(beside(_error_rows(label, message, image_seeds)))
+            frames.append(beside(_error_rows(label, message, image_seeds)).assign(settings=_settings_label(args)))
             bar.update(label)
             continue
         no_seeds = (f"{args.seeds} has no seeds for this image: every candidate deposit was measured "
@@ -488,6 +489,7 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
             table = pd.DataFrame([{**{c: np.nan for c in OUTPUT_COLUMNS}, "image": label, "lesion_id": 0,
                                    "area_mm2": 0.0, "area_px": 0, "status": "no_deposit_found"}])
         table["warnings"] = "; ".join(result.warnings)
+        table["settings"] = _settings_label(args, image)  # a DICOM's own spacing and HU: no export settings
         frames.append(beside(table.reindex(columns=OUTPUT_COLUMNS), no_seeds))
         bar.update(label)
     return failed
@@ -617,15 +619,45 @@ def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, m
     return done, consumed
 
 
-def _settings_label(args) -> str:
-    """The settings a quantify run measured with (:func:`~napari_calcinosis.pipeline.settings_label`).
-    main() has put the defaults of the threshold and the smallest area in ``args``; the export's
-    pixel size only when given (it serves the exports; a DICOM keeps its own)."""
+# The parts of a settings label that only an export's rows carry (an image read through them).
+_EXPORT_SETTINGS = ("export_pixel_size_mm=", "export_window_hu=")
+
+
+def _settings_label(args, image=None) -> str:
+    """The settings a quantify run measured ``image`` with (:func:`~napari_calcinosis.pipeline.settings_label`).
+    main() has put the defaults of the threshold and the smallest area in ``args``. The given
+    pixel size where the image took it (an export, or a DICOM without one of its own), the
+    window where the image was mapped back through it (an export): a DICOM measured with its own
+    spacing and HU says neither. ``image`` None: the settings every image of the run shares."""
     from .pipeline import settings_label
 
+    pixel_size_used = image is not None and image.spacing_origin.startswith("user")
     return settings_label(threshold_hu=args.threshold_hu, margin_mm=args.margin_mm, connectivity=args.connectivity,
-                          min_area_mm2=args.min_area_mm2, tta=args.tta, export_pixel_size_mm=args.pixel_size,
-                          export_window_hu=(args.window_width, args.window_level))
+                          min_area_mm2=args.min_area_mm2, tta=args.tta,
+                          export_pixel_size_mm=args.pixel_size if pixel_size_used else None,
+                          export_window_hu=((args.window_width, args.window_level)
+                                            if image is not None and image.saturated_above_hu is not None else None))
+
+
+def _settings_refusal(done: dict, partials, args) -> str:
+    """Why --resume cannot keep the rows of ``done`` (by image path) with this run's settings, or
+    "". An image's rows must carry the settings every image of this run shares, and each export
+    setting they carry (a pixel size or window they were read through) as this run gives it."""
+    shared = set(_settings_label(args).split("; "))
+    an_export = SimpleNamespace(spacing_origin="user (pixel_size_mm)", saturated_above_hu=0.0)
+    given = {part for part in _settings_label(args, an_export).split("; ") if part.startswith(_EXPORT_SETTINGS)}
+    for theirs in sorted({str(s) for rows in done.values() for s in rows["settings"].dropna()}):
+        parts = set(theirs.split("; "))
+        carried = {part.split("=")[0] for part in parts if part.startswith(_EXPORT_SETTINGS)}
+        mine = shared | {part for part in given if part.split("=")[0] in carried}
+        if parts != mine:
+            def said(these, others):  # the parts one run has and the other not ("no X" where it has none)
+                return ", ".join(sorted(these)) or "no " + ", ".join(sorted(p.split("=")[0] for p in others))
+
+            return (f"--resume: {_listed(map(str, partials), 2)} were measured with {said(parts - mine, mine - parts)}, "
+                    f"this run with {said(mine - parts, parts - mine)}: give the same settings, or measure again "
+                    "without --resume")
+    return ""
 
 
 def _partial_path(out) -> Path:
@@ -705,17 +737,9 @@ def cmd_quantify(args) -> int:
     keys = {path: str(path.resolve()) for path in images}  # the path column's values
     done, partials = (_measured_before(args.out, keys, labels, seeds_of, mask_names, args.masks) if args.resume
                       else ({}, []))
-    settings = _settings_label(args)  # with the model, what makes a resumed run's rows one table
-    other_settings = sorted({str(s) for rows in done.values() for s in rows["settings"].dropna()} - {settings})
-    if other_settings:
-        theirs, mine = set(other_settings[0].split("; ")), set(settings.split("; "))
-
-        def said(parts, others):  # the parts one run has and the other not ("no X" where it has none)
-            return ", ".join(sorted(parts)) or "no " + ", ".join(sorted(p.split("=")[0] for p in others))
-
-        raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} were measured with {said(theirs - mine, mine - theirs)}, "
-                              f"this run with {said(mine - theirs, theirs - mine)}: give the same settings, or measure "
-                              "again without --resume")
+    refusal = _settings_refusal(done, partials, args)  # with the model, what makes a resumed run's rows one table
+    if refusal:
+        raise CalcinosisError(refusal)
     from .pipeline import software_label
 
     software = software_label()
@@ -757,8 +781,7 @@ def cmd_quantify(args) -> int:
         # rather than in its place.
         if args.out and frames:
             partial = _partial_path(args.out)
-            _write_csv(pd.concat(frames, ignore_index=True).assign(model=model_label, settings=settings, software=software),
-                       partial)
+            _write_csv(pd.concat(frames, ignore_index=True).assign(model=model_label, software=software), partial)
             print(f"interrupted after {len(frames) + len(done)} of {len(images)} image(s): wrote the "
                   f"{len(frames)} this run measured to {partial}" + (f" (the others are in {_listed(map(str, partials), 2)}"
                   "; --resume takes them all)" if partials else "; --resume carries on"), file=sys.stderr)
@@ -766,7 +789,7 @@ def cmd_quantify(args) -> int:
     new = dict(zip(to_measure, frames))  # one table per image measured, in its order
     tables = [done[keys[path]] if keys[path] in done else new[path] for path in images]
     out = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=OUTPUT_COLUMNS)
-    out["model"], out["settings"], out["software"] = model_label, settings, software
+    out["model"], out["software"] = model_label, software
     if args.out:
         _write_csv(out, args.out, args.overwrite)
         n_ok = int((out["status"] == "ok").sum())
