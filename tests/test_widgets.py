@@ -1163,7 +1163,7 @@ def test_seeds_clicked_on_the_export_before_converting_stay_on_their_deposits(sa
     from napari_calcinosis import write_windowed_png
     from napari_calcinosis._errors import CalcinosisError
     from napari_calcinosis._train_widget import TrainWidget
-    from napari_calcinosis._widgets import PrepareWidget, QuantifyWidget, SegmentWidget, input_warning
+    from napari_calcinosis._widgets import PrepareWidget, QuantifyWidget, SegmentWidget, image_pixels, input_warning
 
     viewer, image, bone, _, seeds, areas = sample
     spacing_mm = float(image.scale[-1])
@@ -1185,8 +1185,11 @@ def test_seeds_clicked_on_the_export_before_converting_stay_on_their_deposits(sa
                                         f"mm high and {cols * spacing_mm:.0f} mm wide (see the scale bar)")
     assert scale_bar.visible
     assert all(str(u) == "millimeter" for u in clicks.units)
+    hu.name = "finger HU (mine)"  # renamed by the user: the export's link follows it
     q = dock(viewer, QuantifyWidget(viewer))
     assert q.image.value is hu  # docked after: the HU layer, not the (hidden) export listed first
+    with pytest.raises(CalcinosisError, match=r"made its image in HU, 'finger HU \(mine\)': choose that one"):
+        image_pixels(png)
     q.device.value = "cpu"
     result = q.run()
     assert (result.table["status"] == "ok").all()

@@ -932,6 +932,7 @@ class PrepareWidget(_Widget):
             moved = _follow_pixel_size(self.viewer, out, old, grid=(layer,))
         else:
             out = self.viewer.add_image(pixels, **kwargs)
+            _follow_rename(layer, out)
             # seeds clicked on the export before it was converted stay on their pixels
             moved = _follow_pixel_size(self.viewer, layer, export_old, grid=(out,))
         self.viewer.layers.selection.active = out
@@ -942,6 +943,20 @@ class PrepareWidget(_Widget):
                              f"the export chosen now have it): {image.value_origin}{clipped}; '{layer.name}' is hidden, "
                              f"its pixels unchanged{moved}")
         return out
+
+
+def _follow_rename(export, hu) -> None:
+    """The export's link to its HU layer (``CONVERTED``, a layer name) follows the HU layer when
+    the user renames it, so that widgets docked since still choose it and messages name it."""
+    was = hu.name
+
+    def renamed(event=None):
+        nonlocal was
+        if export.metadata.get(CONVERTED) == was:  # not once the export was converted into another layer
+            export.metadata[CONVERTED] = hu.name
+        was = hu.name
+
+    hu.events.name.connect(renamed)
 
 
 def _spans(layer) -> str:
