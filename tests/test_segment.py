@@ -34,6 +34,12 @@ def test_bundled_model_is_small_and_carded():
     assert card["input"]["window_width_hu"] == 1500.0 and card["input"]["window_level_hu"] == 450.0
     assert "phantom" in card["training"]["data"] and card["training"]["command"].startswith("napari-calcinosis train")
     assert card["validation"]["dice_mean"] >= 0.97
+    # the model card page names the weights it describes, as rows name them (retrained: update it)
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    page = (Path(__file__).parents[1] / "docs" / "model_card.md").read_text()
+    assert f"`{digest}`" in page and f"`bundled phalanx_unet (sha256 {digest[:12]})`" in page
 
 
 @pytest.mark.parametrize("seed,cut_off", [(11, False), (12, True), (13, True)])
