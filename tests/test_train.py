@@ -595,6 +595,9 @@ def test_a_fine_tuned_model_card_says_where_it_started_not_its_results(tmp_path,
     assert "test" not in card and "previous_model" not in card["training"]
     started = card["training"]["fine_tuned_from"]
     assert started["name"] == "phalanx_unet" and started["file"].endswith("phalanx_unet.safetensors")
+    import hashlib  # the weights it started from, as sha256sum names them
+
+    assert started["sha256"] == hashlib.sha256(bundled_model_path().read_bytes()).hexdigest()
     assert "synthetic finger phantoms" in started["trained_on"]
     assert card["architecture"]["encoder_name"] == "mobilenet_v2"
 
@@ -614,6 +617,7 @@ def test_fine_tuning_is_remembered_through_a_resume_and_in_memory(tmp_path, pair
                              device="cpu", init_model=new_model())
     card = json.loads(memory.model_path.with_suffix(".json").read_text())
     assert card["training"]["fine_tuned_from"]["file"] == "a model given in memory"
+    assert card["training"]["fine_tuned_from"]["sha256"] == ""  # no file, no checksum
 
 
 def test_a_series_named_by_uid_pairs_with_the_masks_quantify_writes(tmp_path):

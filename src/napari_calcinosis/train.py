@@ -846,6 +846,8 @@ def train_segmenter(
         in_memory = isinstance(init_model, PhalanxModel) and model.path is None
         started_from = {"name": model.card.get("name", ""),
                         "file": "a model given in memory" if in_memory else str(model.path or init_model),
+                        # which weights, whatever the file holds later (rows name them the same way)
+                        "sha256": getattr(model, "sha256", None) or "",
                         "trained_on": (model.card.get("training") or {}).get("data", "")}
         # A copy: the caller's model (one in use in the viewer, say) is not trained in place.
         model = PhalanxModel(copy.deepcopy(model.network).cpu(),
