@@ -581,7 +581,15 @@ def test_layers_the_user_made_or_edited_are_never_replaced(sample, monkeypatch):
     lesions = viewer.layers["lesions"]
     lesions.paint((3, 3), 1)
     painted = lesions.data.copy()
-    points.add(seeds[1])
+    points.add(seeds[1])  # clicked after painting: its lesion is added to the painting, which stays
+    assert "lesions (new)" not in viewer.layers and lesions.visible
+    row, col = np.round(seeds[1]).astype(int)
+    assert np.array_equal(lesions.data[painted > 0], painted[painted > 0]) and lesions.data[row, col] == painted.max() + 1
+    assert "1 seed(s) added to your painted 'lesions' of 'sample_finger': lesion(s) 2 grown" in grow.status.value
+    painted = lesions.data.copy()
+    moved = points.data.copy()
+    moved[0] += 1.0
+    points.data = moved  # a seed moved: all grow again, into a new layer
     assert "lesions (new)" in viewer.layers and np.array_equal(lesions.data, painted)
     # the painted layer is kept, hidden under the new one, and the status line says where each is
     assert not lesions.visible and viewer.layers["lesions (new)"].visible
@@ -589,7 +597,7 @@ def test_layers_the_user_made_or_edited_are_never_replaced(sample, monkeypatch):
             in grow.status.value)
     # Auto-seeding keeps the user's clicks and adds a seed on each other deposit.
     grow.auto_seed()
-    assert np.allclose(points.data[:2], seeds[:2]) and len(points.data) >= len(seeds)
+    assert np.allclose(points.data[:2], moved[:2]) and len(points.data) >= len(seeds)
 
     # Quantify without the user's seeds: its own seeds go to a new layer, the clicks stay.
     clicked = points.data.copy()
@@ -877,6 +885,13 @@ def test_an_undone_stroke_leaves_lesions_as_grown_and_naparis_new_points_are_see
         measure.export(tmp_path / "stale.csv")
 
 
+def _paint_a_pixel_more(lesions, k: int) -> None:
+    """Lesion ``k`` one pixel larger, below its lowest row, with the brush (as the user paints)."""
+    lesions.brush_size = 1
+    rows, cols = np.nonzero(np.asarray(lesions.data) == k)
+    lesions.paint((rows.max() + 1, cols[rows.argmax()]), k)
+
+
 def test_a_seed_added_on_no_painted_lesion_is_not_lost_without_a_word(sample, qtbot, tmp_path):
     # Quantify on three seeds, a lesion painted larger, then the missed fourth deposit clicked
     # (Grow not docked, so nothing regrows): the painted lesions would be exported without it.
@@ -891,9 +906,7 @@ def test_a_seed_added_on_no_painted_lesion_is_not_lost_without_a_word(sample, qt
     lesions = viewer.layers["lesions"]
     measure = dock(viewer, MeasureWidget(viewer))
     measure.lesions.value = lesions
-    lesions.brush_size = 1
-    rows, cols = np.nonzero(lesions.data == 2)
-    lesions.paint((rows.max() + 1, cols[rows.argmax()]), 2, refresh=True)  # lesion 2 a pixel larger
+    _paint_a_pixel_more(lesions, 2)
     measure.refresh()
     assert len(pd.read_csv(measure.export(tmp_path / "painted.csv"))) == 3  # painted, and nothing missing
     clicks.add(seeds[3])
@@ -910,6 +923,38 @@ def test_a_seed_added_on_no_painted_lesion_is_not_lost_without_a_word(sample, qt
     assert sorted(exported["lesion_id"]) == [1, 2, 3, 4] and set(exported["mode"]) == {"painted"}
 
 
+def test_seeds_clicked_after_painting_are_grown_into_the_painted_lesions(sample, qtbot, tmp_path):
+    # Grow docked: two deposits grown, one painted larger, then the missed third clicked, and a
+    # click on the painted one. The painting stays; the third is grown and added to it; the
+    # export holds all three, as painted.
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget
+
+    viewer, image, bone, truth, seeds, areas = sample
+    grow = with_true_bone(viewer, GrowWidget(viewer), image, bone)
+    points = grow.start_seeding()
+    points.add(seeds[:2])
+    lesions = viewer.layers["lesions"]
+    measure = dock(viewer, MeasureWidget(viewer))
+    measure.lesions.value = lesions
+    _paint_a_pixel_more(lesions, 1)
+    painted = lesions.data.copy()
+    points.add(seeds[2])
+    assert "lesions (new)" not in viewer.layers and lesions.visible
+    assert np.array_equal(lesions.data[painted > 0], painted[painted > 0])  # the painting as it was
+    third = lesions.data == 3
+    row, col = np.round(seeds[2]).astype(int)
+    assert third[row, col] and not (third & (painted > 0)).any()
+    assert third.sum() * 0.25**2 == pytest.approx(areas[2], rel=0.25)  # the deposit, against the truth
+    assert f"lesion(s) 3 grown ({third.sum() * 0.25**2:.2f} mm²) and added" in grow.status.value
+    points.add(np.argwhere(painted == 1)[0])  # a click on the painted lesion: measured as painted
+    assert "1 on a lesion you painted, measured as painted" in grow.status.value
+    assert np.array_equal(lesions.data == 3, third) and "lesions (new)" not in viewer.layers
+    qtbot.waitUntil(lambda: not measure.status.value.startswith("out of date"))
+    exported = pd.read_csv(measure.export(tmp_path / "all.csv"))  # nothing out of date: exported
+    assert sorted(exported["lesion_id"]) == [1, 2, 3] and set(exported["mode"]) == {"painted"}
+    assert exported.set_index("lesion_id")["area_mm2"][1] == pytest.approx((painted == 1).sum() * 0.25**2)
+
+
 def test_painting_re_measures_and_regrows(sample, qtbot, tmp_path):
     # Measure's and Agreement's tables follow a painted lesions layer; painting a deposit into
     # the bone layer while seeding regrows without it.
@@ -921,10 +966,7 @@ def test_painting_re_measures_and_regrows(sample, qtbot, tmp_path):
     lesions = viewer.layers["lesions"]
     m = dock(viewer, MeasureWidget(viewer))
     before = m.refresh()
-    first = lesions.data == 1
-    rows, cols = np.nonzero(first)
-    lesions.brush_size = 1
-    lesions.paint((rows.max() + 1, cols[rows.argmax()]), 1)  # one pixel more, painted
+    _paint_a_pixel_more(lesions, 1)
     qtbot.wait(50)  # the table follows once the paint is written
     area_px = 0.25 * 0.25
     now = m.frame()
@@ -1278,9 +1320,7 @@ def test_pixel_size_changed_twice_with_a_failed_seed_and_a_painted_lesion(sample
         assert total in second.status.value
     for g in (grow, second):
         g._disconnect_all()  # undocked: nothing regrows now
-    lesions.brush_size = 1
-    rows, cols = np.nonzero(lesions.data == 2)
-    lesions.paint((rows.max() + 1, cols[rows.argmax()]), 2, refresh=True)
+    _paint_a_pixel_more(lesions, 2)
     on_lesion = np.argwhere(lesions.data == 1)[0].astype(float)
     viewer.layers["seeds"].add(on_lesion)  # a seed put on a painted lesion
     m.refresh()

@@ -1357,6 +1357,10 @@ class GrowWidget(_Widget):
             if (not self.take_unsure.value or probability is None or np.shape(probability) != mask.shape
                     or not _of_image(bone, image)):
                 probability = None
+            painted = self._painted_to_add_to(bone)
+            added = _seeds_added_since(painted, seeds) if painted is not None else None
+            if added is not None:  # seeds clicked after painting: grown into the painting, which stays
+                return self._grow_into_painted(painted, calc, added, mask, probability)
             result = quantify(calc, seeds, bone_mask=mask, bone_probability=probability,
                               connectivity=self.connectivity.value)
             _claim(bone, image)
@@ -1367,6 +1371,70 @@ class GrowWidget(_Widget):
             return lesions
 
         return self._run_safely(go)
+
+
+    def _painted_to_add_to(self, bone):
+        """The chosen image's lesions layer the user painted, shown, grown on the bone layer as it
+        is now with this widget's settings: seeds added since go into it; else None."""
+        grown = self._grown()
+        if grown is None or not grown.visible or not _painted(grown.metadata, grown.data):
+            return None
+        settings = grown.metadata.get(SETTINGS) or {}
+        if (grown.metadata.get(GROWN_ON) != _mask_key(bone.data)
+                or settings.get("connectivity", self.connectivity.value) != self.connectivity.value
+                or settings.get("unsure_bone_taken", self.take_unsure.value) != self.take_unsure.value):
+            return None
+        return grown
+
+    def _grow_into_painted(self, layer, calc, added, mask, probability):
+        """Grow the seeds ``added`` (image pixels) since ``layer`` was painted and add their
+        lesions to it under new numbers, on pixels no painted lesion holds: the painting stays as
+        it is, and a seed on a painted lesion is measured as painted."""
+        from .pipeline import quantify
+
+        labels = _squeeze_leading(np.asarray(layer.data))
+        rc = np.round(added).astype(int)
+        inside = np.all((rc >= 0) & (rc < labels.shape), axis=1)
+        on_painted = np.zeros(len(added), bool)
+        on_painted[inside] = labels[rc[inside, 0], rc[inside, 1]] > 0
+        merged, new_ids, failed = labels.copy(), [], []
+        if (~on_painted).any():
+            result = quantify(calc, added[~on_painted], bone_mask=mask, bone_probability=probability,
+                              connectivity=self.connectivity.value)
+            table = result.table
+            failed = table.loc[table["lesion_id"] == 0, "status"].tolist()
+            fresh = (result.lesion_labels > 0) & (labels == 0)
+            for k in np.unique(result.lesion_labels[fresh]):
+                new_ids.append(int(merged.max()) + 1)
+                merged[fresh & (result.lesion_labels == k)] = new_ids[-1]
+        row_mm, col_mm = spacing_of(self.image.value)
+        area_mm2 = float(np.isin(merged, new_ids).sum() * row_mm * col_mm)
+        layer.data = merged.reshape(np.shape(layer.data))  # Measure measures it again, as painted
+        grown = np.asarray(layer.metadata.get(GROWN_SEEDS, np.zeros((0, 2))), float).reshape(-1, 2)
+        layer.metadata[GROWN_SEEDS] = np.vstack([grown, added])
+        layer.metadata[GROWN_FROM] = _points_key(self.points)
+        said = [f"lesion(s) {', '.join(map(str, new_ids))} grown ({area_mm2:.2f} mm²) and added"] if new_ids else []
+        if on_painted.any():
+            said.append(f"{int(on_painted.sum())} on a lesion you painted, measured as painted")
+        if failed:
+            said.append(f"{len(failed)} failed: {', '.join(failed)}")
+        self.status.value = (f"{len(added)} seed(s) added to your painted '{layer.name}' of '{self.image.value.name}': "
+                             + "; ".join(said) + " (moving or deleting a seed, or changing the bone, grows them all "
+                             "again into a new layer, yours kept hidden)")
+        return layer
+
+
+def _seeds_added_since(layer, seeds) -> np.ndarray | None:
+    """The seeds (image pixels) added since ``layer``'s lesions were grown, when every seed they
+    were grown from is still where it was; None when none was added or one moved or went."""
+    grown = np.asarray(layer.metadata.get(GROWN_SEEDS, np.zeros((0, 2))), float).reshape(-1, 2)
+    seeds = np.asarray(seeds, float).reshape(-1, 2)
+    if not len(seeds):
+        return None
+    near = np.hypot(*(seeds[:, None, :] - grown[None, :, :]).transpose(2, 0, 1)) <= 0.5  # (seeds, grown)
+    if not near.any(axis=0).all() or near.any(axis=1).all():
+        return None
+    return seeds[~near.any(axis=1)]
 
 
 def _other_image_note(layer, image) -> str:
