@@ -948,6 +948,9 @@ def test_seeds_clicked_after_painting_are_grown_into_the_painted_lesions(sample,
     assert f"lesion(s) 3 grown ({third.sum() * 0.25**2:.2f} mm²) and added" in grow.status.value
     points.add(np.argwhere(painted == 1)[0])  # a click on the painted lesion: measured as painted
     assert "1 on a lesion you painted, measured as painted" in grow.status.value
+    grow.status.value = ""
+    grow._image_chosen()  # the image chosen again (after another): the status says where its lesions stand
+    assert "1 on a lesion you painted, measured as painted" in grow.status.value
     assert np.array_equal(lesions.data == 3, third) and "lesions (new)" not in viewer.layers
     qtbot.waitUntil(lambda: not measure.status.value.startswith("out of date"))
     exported = pd.read_csv(measure.export(tmp_path / "all.csv"))  # nothing out of date: exported

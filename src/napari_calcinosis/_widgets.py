@@ -1418,9 +1418,11 @@ class GrowWidget(_Widget):
             said.append(f"{int(on_painted.sum())} on a lesion you painted, measured as painted")
         if failed:
             said.append(f"{len(failed)} failed: {', '.join(failed)}")
-        self.status.value = (f"{len(added)} seed(s) added to your painted '{layer.name}' of '{self.image.value.name}': "
-                             + "; ".join(said) + " (moving or deleting a seed, or changing the bone, grows them all "
-                             "again into a new layer, yours kept hidden)")
+        # the layer's summary, as growth's is: said again when the image is chosen, followed when its pixel size changes
+        layer.metadata["summary"] = self.status.value = (
+            f"{len(added)} seed(s) added to your painted '{layer.name}' of '{self.image.value.name}': "
+            + "; ".join(said) + " (moving or deleting a seed, or changing the bone, grows them all again into a new "
+            "layer, yours kept hidden)")
         return layer
 
 
