@@ -585,7 +585,7 @@ def test_layers_the_user_made_or_edited_are_never_replaced(sample, monkeypatch):
     assert "lesions (new)" not in viewer.layers and lesions.visible
     row, col = np.round(seeds[1]).astype(int)
     assert np.array_equal(lesions.data[painted > 0], painted[painted > 0]) and lesions.data[row, col] == painted.max() + 1
-    assert "1 seed(s) added to your painted 'lesions' of 'sample_finger': lesion(s) 2 grown" in grow.status.value
+    assert "seeds changed since you painted 'lesions' of 'sample_finger': lesion(s) 2 grown" in grow.status.value
     painted = lesions.data.copy()
     moved = points.data.copy()
     moved[0] += 1.0
@@ -927,6 +927,8 @@ def test_seeds_clicked_after_painting_are_grown_into_the_painted_lesions(sample,
     # Grow docked: two deposits grown, one painted larger, then the missed third clicked, and a
     # click on the painted one. The painting stays; the third is grown and added to it; the
     # export holds all three, as painted.
+    from scipy import ndimage as ndi
+
     from napari_calcinosis._widgets import GrowWidget, MeasureWidget
 
     viewer, image, bone, truth, seeds, areas = sample
@@ -956,6 +958,57 @@ def test_seeds_clicked_after_painting_are_grown_into_the_painted_lesions(sample,
     exported = pd.read_csv(measure.export(tmp_path / "all.csv"))  # nothing out of date: exported
     assert sorted(exported["lesion_id"]) == [1, 2, 3] and set(exported["mode"]) == {"painted"}
     assert exported.set_index("lesion_id")["area_mm2"][1] == pytest.approx((painted == 1).sum() * 0.25**2)
+
+    # Ctrl+Z takes the added lesion back (not the user's brush stroke); its seed is then measured
+    # no more, which Measure says
+    lesions.undo()
+    assert np.array_equal(lesions.data, painted)
+    qtbot.waitUntil(lambda: measure.status.value.startswith("out of date: 1 seed(s) were added on no lesion you painted"))
+    lesions.redo()
+    # a click beside a painted lesion, on its rim the user erased: the deposit is the painted
+    # one, which stands; nothing is added
+    rim = np.argwhere(ndi.binary_dilation(lesions.data == 1) & (lesions.data == 0))
+    before = lesions.data.copy()
+    points.add(rim[0])
+    assert np.array_equal(lesions.data, before)
+    assert "1 grew into a lesion you painted, which stands as painted" in grow.status.value
+    # the third deposit's seed deleted (a mis-click): its lesion goes, the painting stays
+    points.selected_data = {2}
+    points.remove_selected()
+    assert "lesions (new)" not in viewer.layers and lesions.visible and not (lesions.data == 3).any()
+    assert np.array_equal(lesions.data, painted) and "lesion(s) 3 of the seed(s) you deleted taken out" in grow.status.value
+    # one grown before the painting moved: all grow again, beside the painting
+    moved = points.data.copy()
+    moved[0] += 1.0
+    points.data = moved
+    assert "lesions (new)" in viewer.layers and not lesions.visible
+
+
+def test_a_click_after_automatic_quantify_and_painting_is_added_to_the_painting(sample):
+    # Quantify's own seeds hold only the deposits it measured, not the things it left out: a
+    # deposit clicked after painting is added to the painting, not grown again with every seed.
+    from napari_calcinosis._widgets import GrowWidget, QuantifyWidget
+
+    from scipy import ndimage as ndi
+
+    viewer, image, bone, truth, seeds, areas = sample
+    data = np.asarray(image.data, np.float32)
+    air_rows = np.flatnonzero(~ndi.binary_dilation(ndi.binary_fill_holes(data > -500), iterations=12).any(axis=1))
+    image.data = np.where(np.isin(np.arange(data.shape[0]), air_rows[:4])[:, None], 2500.0, data)  # a splint in air
+    q = dock(viewer, QuantifyWidget(viewer))
+    q.image.value, q.device.value = image, "cpu"
+    assert "outside_finger" in set(q.run().table["status"])  # left out: no seed of it in the seeds layer
+    lesions = viewer.layers["lesions"]
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value = image
+    last = int(lesions.data.max())
+    where = np.nonzero(lesions.data == last)
+    lesions.data_setitem(where, 0)  # erased with the brush: the user took it for an artefact
+    painted = lesions.data.copy()
+    viewer.layers["seeds"].add(np.argwhere(truth == truth[where].max()).mean(axis=0))  # then clicked it back
+    assert "lesions (new)" not in viewer.layers and np.array_equal(lesions.data[painted > 0], painted[painted > 0])
+    back = (lesions.data > 0) & (painted == 0)
+    assert back.sum() == pytest.approx(len(where[0]), rel=0.2) and "grown" in grow.status.value
 
 
 def test_painting_re_measures_and_regrows(sample, qtbot, tmp_path):

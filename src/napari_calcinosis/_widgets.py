@@ -48,6 +48,7 @@ GROWN_FROM = "calcinosis_grown_from"  # lesions layer metadata key: the _points_
 GROWN_INPUTS = "calcinosis_grown_inputs"
 GROWN_LABELS = "calcinosis_grown_labels"  # lesions layer metadata key: the _labels_key of the lesions as grown
 GROWN_SEEDS = "calcinosis_grown_seeds"  # lesions layer metadata key: the seeds grown from, (n, 2) image pixels
+ADDED_SEEDS = "calcinosis_added_seeds"  # painted lesions metadata key: seeds Grow added to it, (n, 3): row, col, lesion (0: none)
 MADE_MASK = "calcinosis_made_mask"  # bone layer metadata key: the _mask_key of the mask as the network made it
 MODEL = "calcinosis_model"  # bone/lesions layer metadata key: the network that segmented the bone (model_label)
 TTA = "calcinosis_tta"  # bone layer metadata key: whether the network segmented it with flip test-time augmentation
@@ -1358,9 +1359,9 @@ class GrowWidget(_Widget):
                     or not _of_image(bone, image)):
                 probability = None
             painted = self._painted_to_add_to(bone)
-            added = _seeds_added_since(painted, seeds) if painted is not None else None
-            if added is not None:  # seeds clicked after painting: grown into the painting, which stays
-                return self._grow_into_painted(painted, calc, added, mask, probability)
+            change = _seeds_changed_since(painted, seeds) if painted is not None else None
+            if change is not None:  # seeds clicked (or those deleted) after painting: the painting stays
+                return self._grow_into_painted(painted, calc, *change, mask, probability)
             result = quantify(calc, seeds, bone_mask=mask, bone_probability=probability,
                               connectivity=self.connectivity.value)
             _claim(bone, image)
@@ -1386,57 +1387,97 @@ class GrowWidget(_Widget):
             return None
         return grown
 
-    def _grow_into_painted(self, layer, calc, added, mask, probability):
+    def _grow_into_painted(self, layer, calc, added, kept, mask, probability):
         """Grow the seeds ``added`` (image pixels) since ``layer`` was painted and add their
-        lesions to it under new numbers, on pixels no painted lesion holds: the painting stays as
-        it is, and a seed on a painted lesion is measured as painted."""
+        lesions to it under new numbers, on pixels no painted lesion holds; take out the lesions
+        of seeds added so and deleted since (``kept``: which of the seeds the layer accounts for
+        stay). The painting stays as it is: a seed whose deposit the user painted (or erased) is
+        measured as painted, and one change is one step of the layer's undo (Ctrl+Z)."""
         from .pipeline import quantify
 
         labels = _squeeze_leading(np.asarray(layer.data))
+        accounted, grown_ids = _accounted_seeds(layer.metadata)
+        merged = labels.copy()
+        gone = [int(k) for k in grown_ids[~kept] if k > 0]
+        merged[np.isin(merged, gone)] = 0
         rc = np.round(added).astype(int)
         inside = np.all((rc >= 0) & (rc < labels.shape), axis=1)
         on_painted = np.zeros(len(added), bool)
-        on_painted[inside] = labels[rc[inside, 0], rc[inside, 1]] > 0
-        merged, new_ids, failed = labels.copy(), [], []
-        if (~on_painted).any():
-            result = quantify(calc, added[~on_painted], bone_mask=mask, bone_probability=probability,
+        on_painted[inside] = merged[rc[inside, 0], rc[inside, 1]] > 0
+        ids, failed, warnings, into_painted = np.zeros(len(added), int), [], [], []
+        to_grow = np.flatnonzero(~on_painted)
+        if len(to_grow):
+            result = quantify(calc, added[to_grow], bone_mask=mask, bone_probability=probability,
                               connectivity=self.connectivity.value)
-            table = result.table
-            failed = table.loc[table["lesion_id"] == 0, "status"].tolist()
-            fresh = (result.lesion_labels > 0) & (labels == 0)
-            for k in np.unique(result.lesion_labels[fresh]):
-                new_ids.append(int(merged.max()) + 1)
-                merged[fresh & (result.lesion_labels == k)] = new_ids[-1]
-        row_mm, col_mm = spacing_of(self.image.value)
-        area_mm2 = float(np.isin(merged, new_ids).sum() * row_mm * col_mm)
-        layer.data = merged.reshape(np.shape(layer.data))  # Measure measures it again, as painted
-        grown = np.asarray(layer.metadata.get(GROWN_SEEDS, np.zeros((0, 2))), float).reshape(-1, 2)
-        layer.metadata[GROWN_SEEDS] = np.vstack([grown, added])
+            # one row per seed given, in order (quantify() drops rows only of automatic mode)
+            table, grown = result.table, result.lesion_labels
+            warnings = list(result.warnings)
+            for j, row in zip(to_grow, table.itertuples()):
+                if not row.lesion_id:
+                    failed.append(row.status)
+                    continue
+                lesion = grown == row.lesion_id
+                if (lesion & (merged > 0)).any():
+                    into_painted.append(j)  # a deposit you painted (or whose rim you erased): yours stands
+                    continue
+                ids[j] = int(merged.max()) + 1
+                merged[lesion] = ids[j]
+        changed = np.nonzero(merged != labels)
+        if changed[0].size:  # one undo step: Ctrl+Z takes this back, not your last brush stroke
+            lead = tuple(np.zeros_like(changed[0]) for _ in range(np.ndim(layer.data) - 2))
+            layer.data_setitem(lead + changed, merged[changed])
+        layer.metadata[GROWN_SEEDS] = np.vstack([accounted[kept], added])
+        layer.metadata[ADDED_SEEDS] = np.vstack([np.column_stack([accounted, grown_ids])[kept & (grown_ids >= 0)],
+                                                 np.column_stack([added, ids])])
         layer.metadata[GROWN_FROM] = _points_key(self.points)
-        said = [f"lesion(s) {', '.join(map(str, new_ids))} grown ({area_mm2:.2f} mm²) and added"] if new_ids else []
+        if warnings:  # a lesion too large to be a deposit, say: in the export's warnings too
+            kept_warnings = [w for w in str(layer.metadata.get("warnings") or "").split("; ") if w]
+            layer.metadata["warnings"] = "; ".join(dict.fromkeys([*kept_warnings, *warnings]))
+        row_mm, col_mm = spacing_of(self.image.value)
+        new_ids = ids[ids > 0]
+        said = ([f"lesion(s) {', '.join(map(str, new_ids))} grown "
+                 f"({float(np.isin(merged, new_ids).sum() * row_mm * col_mm):.2f} mm²) and added"] if len(new_ids) else [])
         if on_painted.any():
             said.append(f"{int(on_painted.sum())} on a lesion you painted, measured as painted")
+        if into_painted:
+            said.append(f"{len(into_painted)} grew into a lesion you painted, which stands as painted (paint the "
+                        "deposit in yourself if it is another)")
         if failed:
             said.append(f"{len(failed)} failed: {', '.join(failed)}")
+        if gone:
+            said.append(f"lesion(s) {', '.join(map(str, gone))} of the seed(s) you deleted taken out")
+        head = f"warning: {'; '.join(warnings)}. " if warnings else ""
         # the layer's summary, as growth's is: said again when the image is chosen, followed when its pixel size changes
         layer.metadata["summary"] = self.status.value = (
-            f"{len(added)} seed(s) added to your painted '{layer.name}' of '{self.image.value.name}': "
-            + "; ".join(said) + " (moving or deleting a seed, or changing the bone, grows them all again into a new "
-            "layer, yours kept hidden)")
+            f"{head}seeds changed since you painted '{layer.name}' of '{self.image.value.name}': " + "; ".join(said)
+            + " (moving or deleting a seed grown before you painted, or changing the bone, grows them all again "
+            "into a new layer, yours kept hidden)")
         return layer
 
 
-def _seeds_added_since(layer, seeds) -> np.ndarray | None:
-    """The seeds (image pixels) added since ``layer``'s lesions were grown, when every seed they
-    were grown from is still where it was; None when none was added or one moved or went."""
-    grown = np.asarray(layer.metadata.get(GROWN_SEEDS, np.zeros((0, 2))), float).reshape(-1, 2)
+def _accounted_seeds(metadata: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The seeds (image pixels) a lesions layer accounts for (its ``metadata``), and for each the
+    lesion Grow added to the painting for it (-1: grown before the painting; 0: added, but none:
+    on a painted lesion, or failed)."""
+    accounted = np.asarray(metadata.get(GROWN_SEEDS, np.zeros((0, 2))), float).reshape(-1, 2)
+    ids = np.full(len(accounted), -1)
+    for r, c, k in np.asarray(metadata.get(ADDED_SEEDS, np.zeros((0, 3))), float).reshape(-1, 3):
+        ids[np.all(np.isclose(accounted, (r, c)), axis=1)] = int(k)
+    return accounted, ids
+
+
+def _seeds_changed_since(layer, seeds):
+    """How the seeds changed since ``layer`` was painted: ``(added, kept)``, the seeds (image
+    pixels) added, and which of those the layer accounts for are still there; None when a seed
+    grown before the painting moved or went (all grow again), or when nothing changed."""
+    accounted, ids = _accounted_seeds(layer.metadata)
     seeds = np.asarray(seeds, float).reshape(-1, 2)
-    if not len(seeds):
+    near = np.hypot(*(seeds[:, None, :] - accounted[None, :, :]).transpose(2, 0, 1)) <= 0.5  # (seeds, accounted)
+    kept = near.any(axis=0)
+    added = seeds[~near.any(axis=1)]
+    if (ids[~kept] < 0).any() or (kept.all() and not len(added)):
         return None
-    near = np.hypot(*(seeds[:, None, :] - grown[None, :, :]).transpose(2, 0, 1)) <= 0.5  # (seeds, grown)
-    if not near.any(axis=0).all() or near.any(axis=1).all():
-        return None
-    return seeds[~near.any(axis=1)]
+    return added, kept
 
 
 def _other_image_note(layer, image) -> str:
@@ -1533,10 +1574,13 @@ def _seeds_off_painted(viewer, meta: dict, data) -> str:
     what to say of it (its pixel), or ""."""
     seeds = _by_id(viewer, meta[GROWN_INPUTS]["seeds"])
     image = _source_of(viewer, meta)
-    if seeds is None or image is None or _points_key(seeds) == meta.get(GROWN_FROM):
-        return ""
     labels = _squeeze_leading(np.asarray(data))
-    grown = np.asarray(meta.get(GROWN_SEEDS, np.zeros((0, 2))), float).reshape(-1, 2)  # kept at a new pixel size
+    accounted, ids = _accounted_seeds(meta)  # in pixels: kept at a new pixel size
+    # a seed Grow added to the painting whose lesion is gone (Ctrl+Z, or erased) is measured no more
+    undone = (ids > 0) & ~np.isin(ids, labels)
+    if seeds is None or image is None or (_points_key(seeds) == meta.get(GROWN_FROM) and not undone.any()):
+        return ""
+    grown = accounted[~undone]
     off = []
     for r, c in points_in_pixels(seeds, image):
         if any(np.hypot(r - gr, c - gc) <= 0.5 for gr, gc in grown):
@@ -1642,7 +1686,10 @@ def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool =
     layer.metadata[GROWN_FROM] = _points_key(seeds_layer)  # Measure tells when they move
     layer.metadata[GROWN_INPUTS] = _grown_inputs(viewer, image_layer, seeds_layer, bone_layer)
     layer.metadata[GROWN_LABELS] = _labels_key(layer.data)
-    layer.metadata[GROWN_SEEDS] = table.reindex(columns=["seed_row", "seed_col"]).to_numpy(float)
+    # the seeds as the seeds layer holds them: automatic mode puts there only the deposits it measured
+    in_layer = table["status"].eq("ok") if automatic else np.ones(len(table), bool)
+    layer.metadata[GROWN_SEEDS] = table.loc[in_layer, ["seed_row", "seed_col"]].to_numpy(float)
+    layer.metadata.pop(ADDED_SEEDS, None)
     RESULT_EVENTS.lesions_shown.emit(layer)
     return layer
 
