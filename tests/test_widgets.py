@@ -984,6 +984,25 @@ def test_seeds_clicked_after_painting_are_grown_into_the_painted_lesions(sample,
     assert "lesions (new)" in viewer.layers and not lesions.visible
 
 
+def test_settings_say_a_pixel_size_given_in_prepare_image_as_the_command_line_does(sample):
+    # The sample DICOM's own 0.25 mm: its rows say no pixel size. Given 0.3 mm in Prepare image,
+    # its rows measured at 0.3 mm say so, as the command line's rows of a DICOM given
+    # --pixel-size without one of its own do.
+    from napari_calcinosis._widgets import GrowWidget, PrepareWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    grow = with_true_bone(viewer, GrowWidget(viewer), image, bone)
+    points = grow.start_seeding()
+    points.add(seeds[:1])
+    assert settings_of(viewer.layers["lesions"]).endswith("tta=no")
+    prep = dock(viewer, PrepareWidget(viewer))
+    prep.image.value, prep.export.value, prep.pixel_size_mm.value = image, False, 0.3
+    prep.run()
+    viewer.layers["bone"].scale = image.scale
+    points.add(seeds[1:2])  # grown again at the pixel size given
+    assert settings_of(viewer.layers["lesions"]).endswith("tta=no; export_pixel_size_mm=0.3")
+
+
 def test_a_click_after_automatic_quantify_and_painting_is_added_to_the_painting(sample):
     # Quantify's own seeds hold only the deposits it measured, not the things it left out: a
     # deposit clicked after painting is added to the painting, not grown again with every seed.

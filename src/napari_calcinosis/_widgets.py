@@ -1703,14 +1703,20 @@ def _settings_of(image, bone_layer, connectivity: int, unsure_bone_taken: bool) 
     return dict(connectivity=connectivity, unsure_bone_taken=unsure_bone_taken,
                 tta=bool(bone_layer is not None and bone_layer.metadata.get(TTA)),
                 **_export_settings(export, image.spacing_mm, (image.window_width_hu, image.window_level_hu),
-                                   pixel_size_given=export or image.spacing_origin.startswith("user")))
+                                   pixel_size_given=_pixel_size_given(image)))
+
+
+def _pixel_size_given(image) -> bool:
+    """Whether a CalcinosisImage's pixel size is one the user gave (the command line's
+    --pixel-size, Prepare image, a scale set in napari since the file was read, or a layer of
+    their own), not the DICOM's own: its rows then say it, as ``export_pixel_size_mm``."""
+    return not image.spacing_origin or image.spacing_origin.startswith(("user", "given in napari"))
 
 
 def _export_settings(export: bool, spacing_mm, window_hu, pixel_size_given: bool) -> dict:
     """settings_label's export keywords for an image, as the command line's rows say them: the
-    pixel size (square) where the user gave it (an export's; a DICOM's only where it had none or
-    Prepare image changed it) and an export's window (width, level); a DICOM read with its own
-    spacing and HU says neither."""
+    pixel size (square) where the user gave it (:func:`_pixel_size_given`) and an export's window
+    (width, level); a DICOM read with its own spacing and HU says neither."""
     row_mm, col_mm = spacing_mm
     return dict(export_pixel_size_mm=float(row_mm) if pixel_size_given and row_mm == col_mm else None,
                 export_window_hu=tuple(map(float, window_hu)) if export else None)
