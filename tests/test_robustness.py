@@ -822,6 +822,8 @@ def test_an_empty_file_named_as_a_scanner_names_them_is_an_error_not_skipped(fak
     assert code == 1 and "skipped 1 file(s) that are not DICOM, PNG, JPEG or TIFF images: COMPLETE" in err
     table = pd.read_csv(out)
     assert table["status"].tolist()[-1] == f"error: {folder / 'IM000002'}: the file is empty (0 bytes); copy or export it again"
+    # never read: its row says only the settings every image of the run shares
+    assert table["settings"].tolist()[-1] == "threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no"
 
 
 def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fake_pipeline, batch, tmp_path, capsys,
@@ -878,9 +880,8 @@ def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fak
     # so is another threshold: one table holds the numbers of one setting
     settings = pd.read_csv(out)["settings"]
     shared = "threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no"
-    # the exports measured say the pixel size and window they were read through; dot.png, which
-    # failed, only the settings every image of the run shares
-    assert settings.tolist() == [f"{shared}; export_pixel_size_mm=0.25; export_window_hu=W1500/L450"] * 2 + [shared]
+    # the exports say the pixel size and window they were read through, dot.png too: read, then refused
+    assert settings.tolist() == [f"{shared}; export_pixel_size_mm=0.25; export_window_hu=W1500/L450"] * 3
     assert pd.read_csv(summary)["settings"].tolist() == settings.tolist()
     pd.read_csv(out).to_csv(tmp_path / "areas.partial.csv", index=False)
     code, err = _cli(capsys, *args, "--resume", "--overwrite", "--threshold-hu", 150)

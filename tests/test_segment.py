@@ -38,8 +38,11 @@ def test_bundled_model_is_small_and_carded():
     import hashlib
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    page = (Path(__file__).parents[1] / "docs" / "model_card.md").read_text()
+    root = Path(__file__).parents[1]
+    page = (root / "docs" / "model_card.md").read_text()
     assert f"`{digest}`" in page and f"`bundled phalanx_unet (sha256 {digest[:12]})`" in page
+    for guide in (root / "README.md", root / "docs" / "user_guide.md"):  # their example of a row's model
+        assert f"phalanx_unet (sha256 {digest[:12]})" in " ".join(guide.read_text().split()), guide
 
 
 @pytest.mark.parametrize("seed,cut_off", [(11, False), (12, True), (13, True)])

@@ -452,6 +452,7 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
             if extra is None or len(rows) != len(extra):
                 return rows
             return pd.concat([rows.reset_index(drop=True), extra], axis=1)
+        image = None
         try:
             # In a batch, --pixel-size serves the exports; a DICOM file keeps its own spacing.
             # pydicom's warnings about a file's header are said with the file's name.
@@ -476,7 +477,8 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
             failed += 1
             message = _image_error(path, exc)
             print(f"error: {message}", file=sys.stderr)
-            frames.append(beside(_error_rows(label, message, image_seeds)).assign(settings=_settings_label(args)))
+            # read and refused (a span too large for --pixel-size, say): what it was read with, too
+            frames.append(beside(_error_rows(label, message, image_seeds)).assign(settings=_settings_label(args, image)))
             bar.update(label)
             continue
         no_seeds = (f"{args.seeds} has no seeds for this image: every candidate deposit was measured "
