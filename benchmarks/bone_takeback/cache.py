@@ -1,6 +1,7 @@
 """Segment every case once and cache it (image, truth, the U-Net's mask and probability).
 
     python benchmarks/bone_takeback/cache.py SOURCE [SOURCE ...]   (seeds 0-14 each)
+    python benchmarks/bone_takeback/cache.py --seeds 15-29 SOURCE [SOURCE ...]   (round 2's held-out seeds)
 
 Writes /tmp/bone_takeback_cache/SOURCE_SEED.npz. The loading is benchmarks/ood_eval.py's
 (load_generator, make_case, square spacing, integer seeds); the mask and probability are
@@ -22,9 +23,14 @@ OOD = Path(__file__).resolve().parents[1] / "ood"
 def main():
     CACHE.mkdir(exist_ok=True)
     model = load_model(device="cpu")
-    for name in sys.argv[1:]:
+    args = sys.argv[1:]
+    seeds_range = range(15)
+    if args[:1] == ["--seeds"]:
+        lo, hi = map(int, args[1].split("-"))
+        seeds_range, args = range(lo, hi + 1), args[2:]
+    for name in args:
         gen = load_generator(OOD / f"{name}.py")
-        for seed in range(15):
+        for seed in seeds_range:
             out = CACHE / f"{name}_{seed}.npz"
             if out.exists():
                 continue
