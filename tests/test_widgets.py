@@ -1307,6 +1307,8 @@ def test_seeds_clicked_on_the_export_before_converting_stay_on_their_deposits(sa
     assert q.image.value is hu  # docked after: the HU layer, not the (hidden) export listed first
     with pytest.raises(CalcinosisError, match=r"made its image in HU, 'finger HU \(mine\)': choose that one"):
         image_pixels(png)
+    prep.image.value = png
+    assert prep.run() is hu and hu.name == "finger HU (mine)"  # converted again: into the renamed layer, not a new one
     q.device.value = "cpu"
     result = q.run()
     assert (result.table["status"] == "ok").all()

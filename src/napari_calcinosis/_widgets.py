@@ -916,7 +916,11 @@ class PrepareWidget(_Widget):
         image = image_from_export(data, size_mm, self.level_hu.value, self.width_hu.value, source=layer.name)
         pixels, kwargs, _ = _layer_data(image)
         kwargs["metadata"].update({**_from(layer), MADE_HERE: True, "spacing_origin": "given in napari (Prepare image)"})
-        name = _free_name(self.viewer, f"{layer.name} (HU)", Image, pixels.shape, layer)
+        linked = layer.metadata.get(CONVERTED)  # its HU layer made before, by the name it has now
+        if not (linked in self.viewer.layers and isinstance(self.viewer.layers[linked], Image)
+                and self.viewer.layers[linked].data.shape == pixels.shape):
+            linked = None
+        name = linked or _free_name(self.viewer, f"{layer.name} (HU)", Image, pixels.shape, layer)
         kwargs["name"] = name
         # The export's own layer gets the same pixel size first, so that both lie in one world in
         # mm (at scale 1 it would dwarf the finger and take the scale bar out of mm); hidden.
