@@ -739,17 +739,17 @@ def cmd_quantify(args) -> int:
     keys = {path: str(path.resolve()) for path in images}  # the path column's values
     done, partials = (_measured_before(args.out, keys, labels, seeds_of, mask_names, args.masks) if args.resume
                       else ({}, []))
-    refusal = _settings_refusal(done, partials, args)  # with the model, what makes a resumed run's rows one table
-    if refusal:
-        raise CalcinosisError(refusal)
     from .pipeline import software_label
 
-    software = software_label()
+    software = software_label()  # first: another version may word its settings otherwise
     other_software = sorted({str(s) for rows in done.values() for s in rows["software"].dropna()} - {software})
     if other_software:
         raise CalcinosisError(f"--resume: {_listed(map(str, partials), 2)} were measured by {other_software[0]}, this "
                               f"run is {software}: measure again without --resume, so that one table's numbers come "
                               "from one version")
+    refusal = _settings_refusal(done, partials, args)  # with the model, what makes a resumed run's rows one table
+    if refusal:
+        raise CalcinosisError(refusal)
     earlier = _partial_files(args.out) if args.out and not args.resume else []
     if earlier:
         print(f"note: {_listed(map(str, earlier), 2)} hold(s) an interrupted run's rows: the same command with "
