@@ -948,6 +948,11 @@ def test_seeds_clicked_after_painting_are_grown_into_the_painted_lesions(sample,
     assert third[row, col] and not (third & (painted > 0)).any()
     assert third.sum() * 0.25**2 == pytest.approx(areas[2], rel=0.25)  # the deposit, against the truth
     assert f"lesion(s) 3 grown ({third.sum() * 0.25**2:.2f} mm²) and added" in grow.status.value
+    points.add(np.argwhere(third)[0])  # a second click on the deposit just added: the same lesion, not a new one
+    assert np.array_equal(lesions.data == 3, third) and lesions.data.max() == 3
+    points.selected_data = {len(points.data) - 1}
+    points.remove_selected()  # deleted again: the lesion stays, its first seed is on it
+    assert np.array_equal(lesions.data == 3, third)
     points.add(np.argwhere(painted == 1)[0])  # a click on the painted lesion: measured as painted
     assert "1 on a lesion you painted, measured as painted" in grow.status.value
     grow.status.value = ""

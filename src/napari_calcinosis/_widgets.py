@@ -1402,7 +1402,7 @@ class GrowWidget(_Widget):
         labels = _squeeze_leading(np.asarray(layer.data))
         accounted, grown_ids = _accounted_seeds(layer.metadata)
         merged = labels.copy()
-        gone = [int(k) for k in grown_ids[~kept] if k > 0]
+        gone = sorted({int(k) for k in grown_ids[~kept] if k > 0} - set(grown_ids[kept].tolist()))  # no seed left on it
         merged[np.isin(merged, gone)] = 0
         rc = np.round(added).astype(int)
         inside = np.all((rc >= 0) & (rc < labels.shape), axis=1)
@@ -1416,15 +1416,19 @@ class GrowWidget(_Widget):
             # one row per seed given, in order (quantify() drops rows only of automatic mode)
             table, grown = result.table, result.lesion_labels
             warnings = list(result.warnings)
+            given = {}  # grown lesion -> its number in the painting (two new seeds on one deposit: one lesion)
             for j, row in zip(to_grow, table.itertuples()):
                 if not row.lesion_id:
                     failed.append(row.status)
+                    continue
+                if row.lesion_id in given:
+                    ids[j] = given[row.lesion_id]
                     continue
                 lesion = grown == row.lesion_id
                 if (lesion & (merged > 0)).any():
                     into_painted.append(j)  # a deposit you painted (or whose rim you erased): yours stands
                     continue
-                ids[j] = int(merged.max()) + 1
+                ids[j] = given[row.lesion_id] = int(merged.max()) + 1
                 merged[lesion] = ids[j]
         changed = np.nonzero(merged != labels)
         if changed[0].size:  # one undo step: Ctrl+Z takes this back, not your last brush stroke
@@ -1438,7 +1442,7 @@ class GrowWidget(_Widget):
             kept_warnings = [w for w in str(layer.metadata.get("warnings") or "").split("; ") if w]
             layer.metadata["warnings"] = "; ".join(dict.fromkeys([*kept_warnings, *warnings]))
         row_mm, col_mm = spacing_of(self.image.value)
-        new_ids = ids[ids > 0]
+        new_ids = np.unique(ids[ids > 0])
         said = ([f"lesion(s) {', '.join(map(str, new_ids))} grown "
                  f"({float(np.isin(merged, new_ids).sum() * row_mm * col_mm):.2f} mm²) and added"] if len(new_ids) else [])
         if on_painted.any():
