@@ -923,15 +923,11 @@ def test_a_seed_added_on_no_painted_lesion_is_not_lost_without_a_word(sample, qt
     assert sorted(exported["lesion_id"]) == [1, 2, 3, 4] and set(exported["mode"]) == {"painted"}
 
 
-def test_seeds_clicked_after_painting_are_grown_into_the_painted_lesions(sample, qtbot, tmp_path):
-    # Grow docked: two deposits grown, one painted larger, then the missed third clicked, and a
-    # click on the painted one. The painting stays; the third is grown and added to it; the
-    # export holds all three, as painted.
-    from scipy import ndimage as ndi
-
+def _two_grown_then_one_painted(sample):
+    """Grow and Measure docked; the sample's first two deposits grown, lesion 1 painted a pixel larger."""
     from napari_calcinosis._widgets import GrowWidget, MeasureWidget
 
-    viewer, image, bone, truth, seeds, areas = sample
+    viewer, image, bone, _, seeds, _ = sample
     grow = with_true_bone(viewer, GrowWidget(viewer), image, bone)
     points = grow.start_seeding()
     points.add(seeds[:2])
@@ -939,6 +935,19 @@ def test_seeds_clicked_after_painting_are_grown_into_the_painted_lesions(sample,
     measure = dock(viewer, MeasureWidget(viewer))
     measure.lesions.value = lesions
     _paint_a_pixel_more(lesions, 1)
+    return grow, points, lesions, measure
+
+
+def test_seeds_clicked_after_painting_are_grown_into_the_painted_lesions(sample, qtbot, tmp_path):
+    # Grow docked: two deposits grown, one painted larger, then the missed third clicked, and a
+    # click on the painted one. The painting stays; the third is grown and added to it; the
+    # export holds all three, as painted.
+    from scipy import ndimage as ndi
+
+    from napari_calcinosis._errors import CalcinosisError
+
+    viewer, image, bone, truth, seeds, areas = sample
+    grow, points, lesions, measure = _two_grown_then_one_painted(sample)
     painted = lesions.data.copy()
     points.add(seeds[2])
     assert "lesions (new)" not in viewer.layers and lesions.visible
@@ -969,14 +978,24 @@ def test_seeds_clicked_after_painting_are_grown_into_the_painted_lesions(sample,
     lesions.undo()
     assert np.array_equal(lesions.data, painted)
     qtbot.waitUntil(lambda: measure.status.value.startswith("out of date: 1 seed(s) were added on no lesion you painted"))
+    lesions.undo()  # the brush stroke too: the lesions as grown, which never measured the third seed
+    qtbot.waitUntil(lambda: measure.status.value.startswith("out of date: the points of 'seeds' were added"))
+    with pytest.raises(CalcinosisError, match="not exported"):
+        measure.export(tmp_path / "undone.csv")
     lesions.redo()
+    lesions.redo()
+    assert np.array_equal(lesions.data == 3, third)
     # a click beside a painted lesion, on its rim the user erased: the deposit is the painted
-    # one, which stands; nothing is added
+    # one, which stands; nothing is added, and the seed stays unmeasured until painted in or deleted
     rim = np.argwhere(ndi.binary_dilation(lesions.data == 1) & (lesions.data == 0))
     before = lesions.data.copy()
     points.add(rim[0])
     assert np.array_equal(lesions.data, before)
-    assert "1 grew into a lesion you painted, which stands as painted" in grow.status.value
+    assert "1 grew into a lesion you painted, which stands: paint its deposit in" in grow.status.value
+    qtbot.waitUntil(lambda: measure.status.value.startswith("out of date: 1 seed(s) were added on no lesion you painted"))
+    points.selected_data = {len(points.data) - 1}
+    points.remove_selected()
+    qtbot.waitUntil(lambda: not measure.status.value.startswith("out of date"))
     # the third deposit's seed deleted (a mis-click): its lesion goes, the painting stays
     points.selected_data = {2}
     points.remove_selected()
@@ -1006,6 +1025,28 @@ def test_settings_say_a_pixel_size_given_in_prepare_image_as_the_command_line_do
     viewer.layers["bone"].scale = image.scale
     points.add(seeds[1:2])  # grown again at the pixel size given
     assert settings_of(viewer.layers["lesions"]).endswith("tta=no; export_pixel_size_mm=0.3")
+
+
+def test_a_lesion_added_to_a_painting_and_undone_keeps_its_number_unused(sample, qtbot):
+    # The third deposit added (lesion 3), then undone with Ctrl+Z, then the fourth clicked: it is
+    # lesion 4, so the undone seed is still told apart as unmeasured, and deleting it takes out
+    # nothing of the fourth.
+    viewer, image, bone, truth, seeds, areas = sample
+    grow, points, lesions, measure = _two_grown_then_one_painted(sample)
+    points.add(seeds[2])
+    assert (lesions.data == 3).any()
+    lesions.undo()
+    points.add(seeds[3])
+    fourth = lesions.data == 4
+    assert fourth.any() and not (lesions.data == 3).any()
+    row, col = np.round(seeds[2]).astype(int)
+    qtbot.waitUntil(lambda: measure.status.value.startswith(
+        f"out of date: 1 seed(s) were added on no lesion you painted (row {row}, col {col})"))
+    points.selected_data = {2}
+    points.remove_selected()  # the undone one
+    assert np.array_equal(lesions.data == 4, fourth) and "lesion(s) 3 of the seed(s) you deleted left as you changed" \
+        in grow.status.value
+    qtbot.waitUntil(lambda: not measure.status.value.startswith("out of date"))
 
 
 def test_a_click_after_automatic_quantify_and_painting_is_added_to_the_painting(sample):

@@ -48,7 +48,9 @@ GROWN_FROM = "calcinosis_grown_from"  # lesions layer metadata key: the _points_
 GROWN_INPUTS = "calcinosis_grown_inputs"
 GROWN_LABELS = "calcinosis_grown_labels"  # lesions layer metadata key: the _labels_key of the lesions as grown
 GROWN_SEEDS = "calcinosis_grown_seeds"  # lesions layer metadata key: the seeds grown from, (n, 2) image pixels
-ADDED_SEEDS = "calcinosis_added_seeds"  # painted lesions metadata key: seeds Grow added to it, (n, 3): row, col, lesion (0: none)
+ADDED_SEEDS = "calcinosis_added_seeds"  # painted lesions metadata key: seeds Grow added to it, (n, 5): row, col, lesion, a pixel of it
+PAINTED_FROM = "calcinosis_painted_from"  # painted lesions metadata key: the _points_key of the seeds it accounts for
+LAST_ADDED_ID = "calcinosis_last_added_id"  # painted lesions metadata key: the highest number Grow gave a lesion added
 MADE_MASK = "calcinosis_made_mask"  # bone layer metadata key: the _mask_key of the mask as the network made it
 MODEL = "calcinosis_model"  # bone/lesions layer metadata key: the network that segmented the bone (model_label)
 TTA = "calcinosis_tta"  # bone layer metadata key: whether the network segmented it with flip test-time augmentation
@@ -1393,22 +1395,35 @@ class GrowWidget(_Widget):
 
     def _grow_into_painted(self, layer, calc, added, kept, mask, probability):
         """Grow the seeds ``added`` (image pixels) since ``layer`` was painted and add their
-        lesions to it under new numbers, on pixels no painted lesion holds; take out the lesions
-        of seeds added so and deleted since (``kept``: which of the seeds the layer accounts for
-        stay). The painting stays as it is: a seed whose deposit the user painted (or erased) is
-        measured as painted, and one change is one step of the layer's undo (Ctrl+Z)."""
+        lesions to it under new numbers (never one used before); take out the lesions of seeds
+        added so and deleted since (``kept``: which of the seeds the layer accounts for stay).
+        The painting stays as it is: a seed on a painted lesion is measured as painted, one whose
+        deposit grows into a painted lesion adds nothing and stays unmeasured (Measure says so
+        until it is painted in or deleted), and one change is one step of the layer's undo."""
+        from scipy import ndimage as ndi
+
         from .pipeline import quantify
 
         labels = _squeeze_leading(np.asarray(layer.data))
-        accounted, grown_ids = _accounted_seeds(layer.metadata)
+        accounted, grown_ids, anchors = _accounted_seeds(layer.metadata)
         merged = labels.copy()
-        gone = sorted({int(k) for k in grown_ids[~kept] if k > 0} - set(grown_ids[kept].tolist()))  # no seed left on it
-        merged[np.isin(merged, gone)] = 0
+        gone, changed_since = [], []
+        for k in sorted({int(k) for k in grown_ids[~kept] if k > 0} - set(grown_ids[kept].tolist())):  # no seed left on it
+            r, c = anchors[grown_ids == k][0].astype(int)
+            if merged[r, c] != k:  # painted over or undone since: the user's, left as it is
+                changed_since.append(k)
+                continue
+            piece, _ = ndi.label(merged == k)
+            merged[piece == piece[r, c]] = 0
+            gone.append(k)
         rc = np.round(added).astype(int)
         inside = np.all((rc >= 0) & (rc < labels.shape), axis=1)
         on_painted = np.zeros(len(added), bool)
         on_painted[inside] = merged[rc[inside, 0], rc[inside, 1]] > 0
-        ids, failed, warnings, into_painted = np.zeros(len(added), int), [], [], []
+        ids = np.where(on_painted, 0, NOT_MEASURED)  # a failed seed is 0 (said, as growth says it), as on_painted
+        new_anchors = np.full((len(added), 2), np.nan)
+        failed, warnings, into_painted = [], [], 0
+        next_id = max(int(merged.max()), int(layer.metadata.get(LAST_ADDED_ID, 0))) + 1
         to_grow = np.flatnonzero(~on_painted)
         if len(to_grow):
             result = quantify(calc, added[to_grow], bone_mask=mask, bone_probability=probability,
@@ -1420,24 +1435,27 @@ class GrowWidget(_Widget):
             for j, row in zip(to_grow, table.itertuples()):
                 if not row.lesion_id:
                     failed.append(row.status)
-                    continue
-                if row.lesion_id in given:
-                    ids[j] = given[row.lesion_id]
-                    continue
-                lesion = grown == row.lesion_id
-                if (lesion & (merged > 0)).any():
-                    into_painted.append(j)  # a deposit you painted (or whose rim you erased): yours stands
-                    continue
-                ids[j] = given[row.lesion_id] = int(merged.max()) + 1
-                merged[lesion] = ids[j]
+                    ids[j] = 0
+                elif row.lesion_id in given:
+                    ids[j], new_anchors[j] = given[row.lesion_id]
+                elif (grown == row.lesion_id)[merged > 0].any():
+                    into_painted += 1  # a deposit you painted, or one touching it: yours stands, this one unmeasured
+                else:
+                    lesion = grown == row.lesion_id
+                    ids[j], new_anchors[j] = next_id, np.argwhere(lesion)[0]
+                    given[row.lesion_id] = (ids[j], new_anchors[j])
+                    merged[lesion] = next_id
+                    next_id += 1
         changed = np.nonzero(merged != labels)
         if changed[0].size:  # one undo step: Ctrl+Z takes this back, not your last brush stroke
             lead = tuple(np.zeros_like(changed[0]) for _ in range(np.ndim(layer.data) - 2))
             layer.data_setitem(lead + changed, merged[changed])
+        still = kept & (grown_ids != GROWN_BEFORE_PAINTING)
         layer.metadata[GROWN_SEEDS] = np.vstack([accounted[kept], added])
-        layer.metadata[ADDED_SEEDS] = np.vstack([np.column_stack([accounted, grown_ids])[kept & (grown_ids >= 0)],
-                                                 np.column_stack([added, ids])])
-        layer.metadata[GROWN_FROM] = _points_key(self.points)
+        layer.metadata[ADDED_SEEDS] = np.vstack([np.column_stack([accounted, grown_ids, anchors])[still],
+                                                 np.column_stack([added, ids, new_anchors])])
+        layer.metadata[LAST_ADDED_ID] = next_id - 1
+        layer.metadata[PAINTED_FROM] = _points_key(self.points)  # GROWN_FROM stays: the seeds the growth measured
         if warnings:  # a lesion too large to be a deposit, say: in the export's warnings too
             kept_warnings = [w for w in str(layer.metadata.get("warnings") or "").split("; ") if w]
             layer.metadata["warnings"] = "; ".join(dict.fromkeys([*kept_warnings, *warnings]))
@@ -1448,42 +1466,53 @@ class GrowWidget(_Widget):
         if on_painted.any():
             said.append(f"{int(on_painted.sum())} on a lesion you painted, measured as painted")
         if into_painted:
-            said.append(f"{len(into_painted)} grew into a lesion you painted, which stands as painted (paint the "
-                        "deposit in yourself if it is another)")
+            said.append(f"{into_painted} grew into a lesion you painted, which stands: paint its deposit in yourself "
+                        "if it is another, or delete the seed")
         if failed:
             said.append(f"{len(failed)} failed: {', '.join(failed)}")
         if gone:
             said.append(f"lesion(s) {', '.join(map(str, gone))} of the seed(s) you deleted taken out")
+        if changed_since:
+            said.append(f"lesion(s) {', '.join(map(str, changed_since))} of the seed(s) you deleted left as you "
+                        "changed them")
         head = f"warning: {'; '.join(warnings)}. " if warnings else ""
         # the layer's summary, as growth's is: said again when the image is chosen, followed when its pixel size changes
         layer.metadata["summary"] = self.status.value = (
-            f"{head}seeds changed since you painted '{layer.name}' of '{self.image.value.name}': " + "; ".join(said)
+            f"{head}seeds changed since you painted '{layer.name}' of '{self.image.value.name}': "
+            + ("; ".join(said) or "nothing to grow or take out")
             + " (moving or deleting a seed grown before you painted, or changing the bone, grows them all again "
             "into a new layer, yours kept hidden)")
         return layer
 
 
-def _accounted_seeds(metadata: dict) -> tuple[np.ndarray, np.ndarray]:
-    """The seeds (image pixels) a lesions layer accounts for (its ``metadata``), and for each the
-    lesion Grow added to the painting for it (-1: grown before the painting; 0: added, but none:
-    on a painted lesion, or failed)."""
+# What ADDED_SEEDS records of a seed besides its lesion's number: grown before the painting (not
+# in ADDED_SEEDS), or added and grown into a painted lesion, so measured nowhere.
+GROWN_BEFORE_PAINTING, NOT_MEASURED = -1, -2
+
+
+def _accounted_seeds(metadata: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The seeds (image pixels) a lesions layer accounts for (its ``metadata``); for each, the
+    lesion Grow added to the painting for it (GROWN_BEFORE_PAINTING; 0: none, on a painted lesion
+    or failed; NOT_MEASURED), and a pixel of that lesion as added (nan where none)."""
     accounted = np.asarray(metadata.get(GROWN_SEEDS, np.zeros((0, 2))), float).reshape(-1, 2)
-    ids = np.full(len(accounted), -1)
-    for r, c, k in np.asarray(metadata.get(ADDED_SEEDS, np.zeros((0, 3))), float).reshape(-1, 3):
-        ids[np.all(np.isclose(accounted, (r, c)), axis=1)] = int(k)
-    return accounted, ids
+    ids = np.full(len(accounted), GROWN_BEFORE_PAINTING)
+    anchors = np.full((len(accounted), 2), np.nan)
+    for r, c, k, ar, ac in np.asarray(metadata.get(ADDED_SEEDS, np.zeros((0, 5))), float).reshape(-1, 5):
+        at = np.all(np.isclose(accounted, (r, c)), axis=1)
+        ids[at], anchors[at] = int(k), (ar, ac)
+    return accounted, ids, anchors
 
 
 def _seeds_changed_since(layer, seeds):
     """How the seeds changed since ``layer`` was painted: ``(added, kept)``, the seeds (image
     pixels) added, and which of those the layer accounts for are still there; None when a seed
     grown before the painting moved or went (all grow again), or when nothing changed."""
-    accounted, ids = _accounted_seeds(layer.metadata)
+    accounted, ids, _ = _accounted_seeds(layer.metadata)
     seeds = np.asarray(seeds, float).reshape(-1, 2)
     near = np.hypot(*(seeds[:, None, :] - accounted[None, :, :]).transpose(2, 0, 1)) <= 0.5  # (seeds, accounted)
     kept = near.any(axis=0)
     added = seeds[~near.any(axis=1)]
-    if (ids[~kept] < 0).any() or (kept.all() and not len(added)):
+    if (ids[~kept] == GROWN_BEFORE_PAINTING).any() or (kept.all() and not len(added)):
         return None
     return added, kept
 
@@ -1583,12 +1612,19 @@ def _seeds_off_painted(viewer, meta: dict, data) -> str:
     seeds = _by_id(viewer, meta[GROWN_INPUTS]["seeds"])
     image = _source_of(viewer, meta)
     labels = _squeeze_leading(np.asarray(data))
-    accounted, ids = _accounted_seeds(meta)  # in pixels: kept at a new pixel size
-    # a seed Grow added to the painting whose lesion is gone (Ctrl+Z, or erased) is measured no more
-    undone = (ids > 0) & ~np.isin(ids, labels)
-    if seeds is None or image is None or (_points_key(seeds) == meta.get(GROWN_FROM) and not undone.any()):
+    accounted, ids, anchors = _accounted_seeds(meta)  # in pixels: kept at a new pixel size
+    # a seed Grow added to the painting whose lesion is gone from where it was added (Ctrl+Z, or
+    # erased), or whose deposit grew into a painted lesion, is measured nowhere
+    at = np.nan_to_num(anchors, nan=-1).astype(int)
+    held = (at >= 0).all(axis=1) & (at < labels.shape).all(axis=1)
+    there = np.zeros(len(ids), np.int64)
+    there[held] = labels[at[held, 0], at[held, 1]]
+    undone = (ids > 0) & (there != ids)
+    unmeasured = undone | (ids == NOT_MEASURED)
+    key = meta.get(PAINTED_FROM, meta.get(GROWN_FROM))
+    if seeds is None or image is None or (_points_key(seeds) == key and not unmeasured.any()):
         return ""
-    grown = accounted[~undone]
+    grown = accounted[~unmeasured]
     off = []
     for r, c in points_in_pixels(seeds, image):
         if any(np.hypot(r - gr, c - gc) <= 0.5 for gr, gc in grown):
@@ -1695,9 +1731,10 @@ def show_lesions(viewer, result, image_layer, bone_layer=None, automatic: bool =
     layer.metadata[GROWN_INPUTS] = _grown_inputs(viewer, image_layer, seeds_layer, bone_layer)
     layer.metadata[GROWN_LABELS] = _labels_key(layer.data)
     # the seeds as the seeds layer holds them: automatic mode puts there only the deposits it measured
-    in_layer = table["status"].eq("ok") if automatic else np.ones(len(table), bool)
-    layer.metadata[GROWN_SEEDS] = table.loc[in_layer, ["seed_row", "seed_col"]].to_numpy(float)
-    layer.metadata.pop(ADDED_SEEDS, None)
+    in_layer = table["status"].eq("ok").to_numpy() if automatic else np.ones(len(table), bool)
+    layer.metadata[GROWN_SEEDS] = table.reindex(columns=["seed_row", "seed_col"]).to_numpy(float)[in_layer]
+    for key in (ADDED_SEEDS, PAINTED_FROM, LAST_ADDED_ID):  # grown anew: nothing added to a painting yet
+        layer.metadata.pop(key, None)
     RESULT_EVENTS.lesions_shown.emit(layer)
     return layer
 
