@@ -48,7 +48,9 @@ GROWN_FROM = "calcinosis_grown_from"  # lesions layer metadata key: the _points_
 GROWN_INPUTS = "calcinosis_grown_inputs"
 GROWN_LABELS = "calcinosis_grown_labels"  # lesions layer metadata key: the _labels_key of the lesions as grown
 GROWN_SEEDS = "calcinosis_grown_seeds"  # lesions layer metadata key: the seeds grown from, (n, 2) image pixels
-ADDED_SEEDS = "calcinosis_added_seeds"  # painted lesions metadata key: seeds Grow added to it, (n, 5): row, col, lesion, a pixel of it
+# painted lesions metadata key: the seeds Grow added to the painting, (n, 5): row, col, the lesion's
+# number, and a pixel of that lesion as added
+ADDED_SEEDS = "calcinosis_added_seeds"
 PAINTED_FROM = "calcinosis_painted_from"  # painted lesions metadata key: the _points_key of the seeds it accounts for
 LAST_ADDED_ID = "calcinosis_last_added_id"  # painted lesions metadata key: the highest number Grow gave a lesion added
 MADE_MASK = "calcinosis_made_mask"  # bone layer metadata key: the _mask_key of the mask as the network made it

@@ -258,8 +258,9 @@ def _is_true(value) -> bool:
 
 def agreement_without(x, y, flags, *, x_label: str = "x", y_label: str = "y"):
     """The agreement of ``x`` and ``y`` without the pairs whose flag is true (``True`` as a CSV
-    holds it, ``TRUE`` as a spreadsheet saves it, ``yes``, ``1`` or ``1.0`` count): with a table's ``near_resolution``, the deposits too narrow for their
-    areas to be trusted, so that a reader sees how much of the disagreement they make. Returns
+    holds it, ``TRUE`` as a spreadsheet saves it, ``yes``, ``1`` or ``1.0`` count): with a
+    table's ``near_resolution``, the deposits too narrow for their areas to be trusted, so that
+    a reader sees how much of the disagreement they make. Returns
     ``(Agreement, n_left_out)`` where complete pairs were flagged and at least 3 remain, else None
     (also for ``flags`` None: a table without the column)."""
     if flags is None:
