@@ -1381,7 +1381,6 @@ class GrowWidget(_Widget):
 
         return self._run_safely(go)
 
-
     def _painted_to_add_to(self, bone):
         """The chosen image's lesions layer the user painted, shown, grown on the bone layer as it
         is now with this widget's settings: seeds added since go into it; else None."""
@@ -1418,10 +1417,7 @@ class GrowWidget(_Widget):
             piece, _ = ndi.label(merged == k)
             merged[piece == piece[r, c]] = 0
             gone.append(k)
-        rc = np.round(added).astype(int)
-        inside = np.all((rc >= 0) & (rc < labels.shape), axis=1)
-        on_painted = np.zeros(len(added), bool)
-        on_painted[inside] = merged[rc[inside, 0], rc[inside, 1]] > 0
+        on_painted = _label_at(merged, added) > 0
         ids = np.where(on_painted, 0, NOT_MEASURED)  # a failed seed is 0 (said, as growth says it), as on_painted
         new_anchors = np.full((len(added), 2), np.nan)
         failed, warnings, into_painted = [], [], 0
@@ -1505,13 +1501,30 @@ def _accounted_seeds(metadata: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return accounted, ids, anchors
 
 
+def _label_at(labels: np.ndarray, pixels) -> np.ndarray:
+    """The label under each of ``pixels`` ((n, 2) image pixels, rounded); 0 outside the image
+    or where a pixel is nan."""
+    at = np.round(np.nan_to_num(np.asarray(pixels, float).reshape(-1, 2), nan=-1.0)).astype(int)
+    inside = np.all((at >= 0) & (at < labels.shape), axis=1)
+    found = np.zeros(len(at), np.int64)
+    found[inside] = labels[at[inside, 0], at[inside, 1]]
+    return found
+
+
+def _near_seeds(seeds, others) -> np.ndarray:
+    """(len(seeds), len(others)): whether each seed lies within half a pixel of each of ``others``
+    ((n, 2) image pixels), as a seed still where it was grown from does."""
+    seeds, others = (np.asarray(p, float).reshape(-1, 2) for p in (seeds, others))
+    return np.hypot(*(seeds[:, None, :] - others[None, :, :]).transpose(2, 0, 1)) <= 0.5
+
+
 def _seeds_changed_since(layer, seeds):
     """How the seeds changed since ``layer`` was painted: ``(added, kept)``, the seeds (image
     pixels) added, and which of those the layer accounts for are still there; None when a seed
     grown before the painting moved or went (all grow again), or when nothing changed."""
     accounted, ids, _ = _accounted_seeds(layer.metadata)
     seeds = np.asarray(seeds, float).reshape(-1, 2)
-    near = np.hypot(*(seeds[:, None, :] - accounted[None, :, :]).transpose(2, 0, 1)) <= 0.5  # (seeds, accounted)
+    near = _near_seeds(seeds, accounted)
     kept = near.any(axis=0)
     added = seeds[~near.any(axis=1)]
     if (ids[~kept] == GROWN_BEFORE_PAINTING).any() or (kept.all() and not len(added)):
@@ -1617,23 +1630,15 @@ def _seeds_off_painted(viewer, meta: dict, data) -> str:
     accounted, ids, anchors = _accounted_seeds(meta)  # in pixels: kept at a new pixel size
     # a seed Grow added to the painting whose lesion is gone from where it was added (Ctrl+Z, or
     # erased), or whose deposit grew into a painted lesion, is measured nowhere
-    at = np.nan_to_num(anchors, nan=-1).astype(int)
-    held = (at >= 0).all(axis=1) & (at < labels.shape).all(axis=1)
-    there = np.zeros(len(ids), np.int64)
-    there[held] = labels[at[held, 0], at[held, 1]]
-    undone = (ids > 0) & (there != ids)
+    undone = (ids > 0) & (_label_at(labels, anchors) != ids)
     unmeasured = undone | (ids == NOT_MEASURED)
     key = meta.get(PAINTED_FROM, meta.get(GROWN_FROM))
     if seeds is None or image is None or (_points_key(seeds) == key and not unmeasured.any()):
         return ""
-    grown = accounted[~unmeasured]
-    off = []
-    for r, c in points_in_pixels(seeds, image):
-        if any(np.hypot(r - gr, c - gc) <= 0.5 for gr, gc in grown):
-            continue  # grown from, measured or said to have failed then
-        row, col = int(round(r)), int(round(c))
-        if not (0 <= row < labels.shape[0] and 0 <= col < labels.shape[1]) or labels[row, col] == 0:
-            off.append(f"row {row}, col {col}")
+    clicked = points_in_pixels(seeds, image)
+    # not one grown from (measured, or said to have failed then), and on no lesion
+    lost = ~_near_seeds(clicked, accounted[~unmeasured]).any(axis=1) & (_label_at(labels, clicked) == 0)
+    off = [f"row {int(round(r))}, col {int(round(c))}" for r, c in clicked[lost]]
     if not off:
         return ""
     return (f"{len(off)} seed(s) were added on no lesion you painted ({'; '.join(off[:3])}"
