@@ -1,6 +1,6 @@
 """Run the baseline and the take-back rule on cached cases; one row per seed per variant.
 
-    python benchmarks/bone_takeback/evaluate.py OUT.csv SOURCES VARIANTS
+    python benchmarks/bone_takeback/evaluate.py OUT.csv SOURCES VARIANTS [FIRST-LAST seeds, default 0-14]
     SOURCES: comma list (ours_basic,generator_a,...); VARIANTS: ;-separated JSON dicts of take_back options
 """
 import sys, json, time
@@ -19,11 +19,13 @@ def areas_of(res, n, px):
     return np.array([counts[k] * px if 0 < k < len(counts) else 0.0 for k in ids])
 
 
-def main():
+def main(take_back=take_back):
+    """``take_back``: the rule judged (round 2's evaluate2.py gives its own)."""
     out, sources, variants = Path(sys.argv[1]), sys.argv[2].split(","), [json.loads(v) for v in sys.argv[3].split(";")]
+    lo, hi = map(int, sys.argv[4].split("-")) if len(sys.argv) > 4 else (0, 14)
     rows, cases = [], []
     for name in sources:
-        for seed in range(15):
+        for seed in range(lo, hi + 1):
             c = load_case(name, seed)
             n = len(c["seeds"])
             if n == 0:
