@@ -1049,6 +1049,41 @@ def test_a_lesion_added_to_a_painting_and_undone_keeps_its_number_unused(sample,
     qtbot.waitUntil(lambda: not measure.status.value.startswith("out of date"))
 
 
+def test_a_lesion_too_large_is_warned_of_by_its_number_in_the_painting_and_not_once_gone(sample, qtbot, tmp_path,
+                                                                                          monkeypatch):
+    # With the limit at 1 mm², every deposit of the sample is "larger than any deposit". The third,
+    # added to the painting, is warned of as lesion 3 (its growth alone called it lesion 1, the
+    # number of a painted lesion), in the status and the export; deleted, its warning goes too.
+    import re
+
+    from napari_calcinosis import pipeline
+
+    monkeypatch.setattr(pipeline, "MAX_PLAUSIBLE_DEPOSIT_MM2", 1.0)
+    viewer, image, bone, truth, seeds, areas = sample
+    grow, points, lesions, measure = _two_grown_then_one_painted(sample)
+
+    def warned_of(path):
+        """The exported lesions' areas (mm²) by number, and the lesions the export warns of with theirs."""
+        exported = pd.read_csv(measure.export(path))
+        said = set(exported["warnings"])
+        assert len(said) == 1 and said.pop().count("larger than any calcinosis deposit") == 1
+        return (dict(zip(exported["lesion_id"], exported["area_mm2"])),
+                {int(k): int(a) for k, a in re.findall(r"(\d+) \((\d+) mm²\)", exported["warnings"][0])})
+
+    points.add(seeds[2])
+    third = float((lesions.data == 3).sum() * 0.25**2)
+    assert f"lesion(s) 3 ({third:.0f} mm²) are larger than any calcinosis deposit" in grow.status.value
+    assert "lesion(s) 1 (" not in grow.status.value
+    qtbot.waitUntil(lambda: not measure.status.value.startswith("out of date"))
+    exported, warned = warned_of(tmp_path / "three.csv")
+    assert sorted(exported) == [1, 2, 3] and warned == {k: round(a) for k, a in exported.items()}
+    points.selected_data = {2}
+    points.remove_selected()  # the third's seed deleted: its lesion and its warning go
+    qtbot.waitUntil(lambda: not measure.status.value.startswith("out of date"))
+    exported, warned = warned_of(tmp_path / "two.csv")
+    assert sorted(exported) == sorted(warned) == [1, 2]
+
+
 def test_a_click_after_automatic_quantify_and_painting_is_added_to_the_painting(sample):
     # Quantify's own seeds hold only the deposits it measured, not the things it left out: a
     # deposit clicked after painting is added to the painting, not grown again with every seed.

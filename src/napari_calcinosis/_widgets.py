@@ -1034,7 +1034,7 @@ def _remeasured_summary(viewer, layer) -> str:
     image's warnings as they were said, and the total now."""
     frame = lesion_table(viewer, layer)
     total = float(frame["area_mm2"].sum()) if len(frame) else 0.0
-    grown_warnings = [w for w in str(layer.metadata.get("warnings") or "").split("; ")
+    grown_warnings = [w for w in _warnings_for(layer.metadata.get("warnings"), frame).split("; ")
                       if w and not w.startswith(_REMEASURED)]
     return ((f"warning: {'; '.join(grown_warnings)}. " if grown_warnings else "")
             + f"'{layer.name}' measured again at {pixel_size_text(spacing_of(layer))} mm pixels: {len(frame)} lesion(s), "
@@ -1403,7 +1403,7 @@ class GrowWidget(_Widget):
         until it is painted in or deleted), and one change is one step of the layer's undo."""
         from scipy import ndimage as ndi
 
-        from .pipeline import quantify
+        from .pipeline import LARGER_THAN_ANY_DEPOSIT, large_lesion_note, quantify
 
         labels = _squeeze_leading(np.asarray(layer.data))
         accounted, grown_ids, anchors = _accounted_seeds(layer.metadata)
@@ -1428,7 +1428,8 @@ class GrowWidget(_Widget):
                               connectivity=self.connectivity.value)
             # one row per seed given, in order (quantify() drops rows only of automatic mode)
             table, grown = result.table, result.lesion_labels
-            warnings = list(result.warnings)
+            # the image's notes; a lesion too large to be a deposit is said below by its number here
+            warnings = [w for w in result.warnings if LARGER_THAN_ANY_DEPOSIT not in w]
             given = {}  # grown lesion -> its number in the painting (two new seeds on one deposit: one lesion)
             for j, row in zip(to_grow, table.itertuples()):
                 if not row.lesion_id:
@@ -1454,11 +1455,14 @@ class GrowWidget(_Widget):
                                                  np.column_stack([added, ids, new_anchors])])
         layer.metadata[LAST_ADDED_ID] = next_id - 1
         layer.metadata[PAINTED_FROM] = _points_key(self.points)  # GROWN_FROM stays: the seeds the growth measured
-        if warnings:  # a lesion too large to be a deposit, say: in the export's warnings too
+        if warnings:  # in the export's warnings too (a lesion too large is said there as the export measures it)
             kept_warnings = [w for w in str(layer.metadata.get("warnings") or "").split("; ") if w]
             layer.metadata["warnings"] = "; ".join(dict.fromkeys([*kept_warnings, *warnings]))
         row_mm, col_mm = spacing_of(self.image.value)
         new_ids = np.unique(ids[ids > 0])
+        new_areas = pd.DataFrame({"lesion_id": new_ids,
+                                  "area_mm2": [float((merged == k).sum() * row_mm * col_mm) for k in new_ids]})
+        warnings += [note] if (note := large_lesion_note(new_areas)) else []
         said = ([f"lesion(s) {', '.join(map(str, new_ids))} grown "
                  f"({float(np.isin(merged, new_ids).sum() * row_mm * col_mm):.2f} mm²) and added"] if len(new_ids) else [])
         if on_painted.any():
@@ -1957,7 +1961,7 @@ def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) 
     out.insert(int(out.columns.get_loc("image")) + 1, "path", metadata.get(IMAGE_FILE) or "")
     # painted by hand: measured as painted, whatever seeds it was first grown from
     out["mode"] = "painted" if painted else metadata.get("mode", "")
-    out["warnings"] = metadata.get("warnings", "")
+    out["warnings"] = _warnings_for(metadata.get("warnings"), out)
     out["model"] = metadata.get(MODEL, "")
     settings = metadata.get(SETTINGS)
     out["settings"] = settings_label(**settings) if isinstance(settings, dict) else ""
@@ -1966,6 +1970,17 @@ def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) 
         if column in out:
             out[column] = pd.to_numeric(out[column], errors="coerce").round(3)
     return out
+
+
+def _warnings_for(warnings, table: pd.DataFrame) -> str:
+    """The ``warnings`` of lesions as ``table`` measures them: those said when they were grown
+    (``warnings``, joined by "; "), with the note on lesions too large to be a deposit made anew
+    from ``table``'s numbers and areas (a lesion added, deleted, painted or measured again at
+    another pixel size since changes it)."""
+    from .pipeline import LARGER_THAN_ANY_DEPOSIT, large_lesion_note
+
+    kept = [w for w in str(warnings or "").split("; ") if w and LARGER_THAN_ANY_DEPOSIT not in w]
+    return "; ".join([*kept, *filter(None, [large_lesion_note(table)])])
 
 
 def stale_refusal(metadata: dict, data, viewer=None, verb: str = "exported") -> str:

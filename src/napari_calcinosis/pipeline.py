@@ -216,13 +216,26 @@ def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.Dat
     elif (share := bone_mask.mean()) > MAX_BONE_SHARE:
         notes.append(f"the bone mask covers {share:.0%} of the image (a finger slice is a third bone or "
                      "less): is it inverted, or a probability rather than a mask (segment_phalanges' bone_mask)?")
-    lesions = table[table["lesion_id"] > 0].drop_duplicates("lesion_id")
-    large = lesions[lesions["area_mm2"] > MAX_PLAUSIBLE_DEPOSIT_MM2]
-    if len(large):
-        shown = ", ".join(f"{int(k)} ({a:.0f} mm²)" for k, a in zip(large["lesion_id"], large["area_mm2"]))
-        notes.append(f"lesion(s) {shown} are larger than any calcinosis deposit ({MAX_PLAUSIBLE_DEPOSIT_MM2:g} "
-                     "mm²): check the bone mask and the image's values there")
-    return notes
+    return notes + ([note] if (note := large_lesion_note(table)) else [])
+
+
+LARGER_THAN_ANY_DEPOSIT = "larger than any calcinosis deposit"
+
+
+def large_lesion_note(table: pd.DataFrame) -> str:
+    """The warning for the lesions of ``table`` (``lesion_id``, ``area_mm2``; a row per seed or
+    per lesion) larger than any deposit, by their numbers in it; "" when there are none. It
+    contains :data:`LARGER_THAN_ANY_DEPOSIT`, so that a table measured again (painted, or at
+    another pixel size) can replace an earlier one."""
+    if "lesion_id" not in table or "area_mm2" not in table:
+        return ""
+    lesions = table[pd.to_numeric(table["lesion_id"], errors="coerce") > 0].drop_duplicates("lesion_id")
+    large = lesions[pd.to_numeric(lesions["area_mm2"], errors="coerce") > MAX_PLAUSIBLE_DEPOSIT_MM2]
+    if not len(large):
+        return ""
+    shown = ", ".join(f"{int(k)} ({a:.0f} mm²)" for k, a in zip(large["lesion_id"], large["area_mm2"]))
+    return (f"lesion(s) {shown} are {LARGER_THAN_ANY_DEPOSIT} ({MAX_PLAUSIBLE_DEPOSIT_MM2:g} mm²): check the "
+            "bone mask and the image's values there")
 
 
 def _hu_clipped(image: CalcinosisImage, table: pd.DataFrame) -> np.ndarray:
