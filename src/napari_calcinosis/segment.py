@@ -82,14 +82,6 @@ def model_label(model) -> str:
     return f"{name} (sha256 {sha256[:SHA256_DIGITS]})" if sha256 else name
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def select_device(device: str = "auto"):
     """Resolve ``"auto"`` to CUDA, then Apple MPS, then CPU; check an explicit choice exists."""
     import torch
@@ -476,13 +468,13 @@ def _unreadable(path: Path, exc: OSError) -> CalcinosisError:
     return CalcinosisError(f"cannot read model file {path} ({_one_line(exc)}): check it exists and is readable")
 
 
-def _load_weights(network, path: Path, arch: dict) -> None:
-    """Load the safetensors weights into ``network`` (a file :func:`_check_safetensors` passed),
-    refusing weights of another network."""
-    from safetensors.torch import load_file
+def _load_weights(network, path: Path, data: bytes, arch: dict) -> None:
+    """Load the safetensors weights ``data`` (the bytes of ``path``, a file
+    :func:`_check_safetensors` passed) into ``network``, refusing weights of another network."""
+    from safetensors.torch import load
 
     try:
-        state = load_file(str(path))
+        state = load(data)
     except Exception as exc:  # a file that passed the header check but still does not parse
         raise CalcinosisError(f"model file {path} could not be read ({_one_line(exc)}): {_RETRAIN}") from exc
     expected = network.state_dict()
@@ -544,7 +536,7 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
         raise CalcinosisError(f"{path} is a folder, not a model file: give the .safetensors file inside it")
     try:
         _check_safetensors(path)  # first: a damaged file says so, rather than asking for its card
-        sha256 = _file_sha256(path)
+        data = path.read_bytes()  # read once: the checksum is of the weights loaded, even if the file is replaced
     except OSError as exc:
         raise _unreadable(path, exc) from exc
     card_path = path.with_suffix(".json")
@@ -562,12 +554,9 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
             f"that this installation cannot build ({type(exc).__name__}: {_one_line(exc)[:80]}): update "
             f"segmentation-models-pytorch if the card is right, or {_RETRAIN}"
         ) from exc
-    try:
-        _load_weights(network, path, arch)
-    except OSError as exc:
-        raise _unreadable(path, exc) from exc
+    _load_weights(network, path, data, arch)
     network.eval()
-    model = PhalanxModel(network=network, card=card, path=path, sha256=sha256)
+    model = PhalanxModel(network=network, card=card, path=path, sha256=hashlib.sha256(data).hexdigest())
     return model.to(device)
 
 
