@@ -85,8 +85,12 @@ def outside_outline(mask, opened, b, spacing, fit_mm=2.0, tol_px=0.5, thin_ratio
 
 def take_back2(image_hu, bone_mask, bone_probability, spacing, seeds, *, radius_mm=1.25, max_mm2=10.0,
                min_bright_share=0.5, reach_px=2, max_pixel_mm=0.4, outline=True, fit_mm=2.0, tol_px=0.5, thin_ratio=0.6,
-               max_gain=2.0, min_mm2=0.15, base=None, record=False, truth=None):
-    """Returns (GrowResult, taken mask, base) as rule.take_back."""
+               max_gain=2.0, min_mm2=0.15, base=None, record=False, truth=None, guard=None):
+    """Returns (GrowResult, taken mask, base) as rule.take_back.
+
+    ``guard(base, res, L, own)``, when given, is asked about each regrown lesion L that holds taken
+    pixels and joined no two base lesions (``own``: its pixels); True puts its bulges back.
+    Round 3 (rule3.py) uses it; round 2 has none."""
     spacing = (float(spacing[0]), float(spacing[1]))
     if base is None:
         base = grow_lesions(image_hu, bone_mask, spacing, seeds, bone_probability=bone_probability)
@@ -162,6 +166,8 @@ def take_back2(image_hu, bone_mask, bone_probability, spacing, seeds, *, radius_
                 gain = own.sum() - np.isin(base.lesion_labels, list(before)).sum()
                 if gain > max_gain * (own & taken).sum():
                     reached[hit] = False
+            if guard is not None and guard(base, res, L, own):
+                reached[hit] = False
         if not (chosen & ~reached).any():
             break
         chosen &= reached
