@@ -228,6 +228,17 @@ def test_train_refuses_folders_and_phantoms_together(tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("out", [".", "", "..", "models", "models/", "new/"])
+def test_train_refuses_an_output_that_is_a_folder_before_any_work(tmp_path, capsys, monkeypatch, out):
+    # "." crashed with a traceback; ".." trained, then failed to save over the folder (the model
+    # lost); an existing folder "models" wrote models.safetensors beside it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    assert cli.main(["train", "--phantoms", "4", "--out", out]) == 2
+    assert f"--out {out!r} is a folder: give the model's file name, e.g. " in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"] and not any((tmp_path / "models").iterdir())
+
+
 def test_train_refuses_a_stop_dice_that_is_no_dice(tmp_path, capsys):
     assert cli.main(["train", "--phantoms", "4", "--stop-at-dice", "98", "--out", str(tmp_path / "m")]) == 2
     assert "--stop-at-dice is a Dice between 0 and 1, e.g. 0.98 (got 98)" in capsys.readouterr().err

@@ -834,6 +834,110 @@ def test_folder_pairs_name_label_masks_jpeg_masks_and_exports_read_through_the_w
     assert abs(np.median(soft.pixels_hu[(soft.pixels_hu > -100) & (soft.pixels_hu < 200)]) - np.median(tissue)) < 10
 
 
+def test_folder_pairs_name_colour_labels_images_as_masks_masks_of_other_formats_and_subfolders(tmp_path):
+    # ITK-SNAP's colours (bone red, deposits green) were all taken as bone without a word, as was
+    # the scan's own export given as its mask; a mask saved as DICOM, and the images of a
+    # subfolder, were passed over silently; a pixel size in cm was refused after an epoch.
+    import imageio.v3 as iio
+    from PIL import Image
+
+    from napari_calcinosis import write_dicom, write_windowed_png
+
+    images, masks, phantoms = _exports_and_a_masks_folder(tmp_path, ("f0", "f1", "f2", "f3"), (311, 312, 313, 314))
+    labels = (phantoms[0].bone_mask + 2 * (phantoms[0].lesion_labels > 0)).astype(np.uint8)
+    palette = Image.fromarray(labels, "P")
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    palette.save(masks / "f0_bone.png")
+    write_windowed_png(masks / "f1.png", phantoms[1].image_hu)  # the image, not its mask
+    from scipy import ndimage as ndi
+
+    smooth = np.round(ndi.gaussian_filter(phantoms[2].bone_mask * 255.0, 0.7)).astype(np.uint8)  # dozens of greys at its edges
+    iio.imwrite(masks / "f2_bone.png", smooth)
+    write_dicom(masks / "f3_bone.dcm", phantoms[3].bone_mask * 1000.0, phantoms[3].spacing_mm)
+    (images / "P02").mkdir()
+    write_windowed_png(images / "P02" / "f4.png", phantoms[3].image_hu)
+    notes = []
+    samples = folder_samples(images, masks, pixel_size_mm=0.25, notes=notes.append)
+    assert [s.name for s in samples] == ["f0.png", "f1.png", "f2.png"]
+    assert np.array_equal(samples[0].bone_mask, labels > 0)  # all are bone, as said
+    assert any(n.startswith("mask f0_bone.png holds colours #00ff00, #ff0000: all are taken as bone; if some mark "
+                            "deposits") for n in notes)
+    assert any(n.startswith("mask f1.png holds") and "grey levels, none of them most of its marked pixels" in n
+               and "is it the image rather than its mask?" in n for n in notes)
+    assert not any("f2_bone.png holds" in n for n in notes)  # a 0/255 mask with grey edges is a mask
+    assert any(n.startswith("1 file(s) in") and "not PNG or TIFF left out" in n and "f3_bone.dcm" in n for n in notes)
+    assert f"the subfolders of {images} are not searched (P02): only the images directly in it are trained on" in notes
+    with pytest.raises(CalcinosisError, match=r"images/f0.png: the image spans \d+ x \d+ mm .* of 3 x 3 mm.*check the pixel size"):
+        folder_samples(images, masks, pixel_size_mm=3.0)  # 0.3 meant: refused as read, naming the image
+    shared = tmp_path / "shared"  # a DICOM and its mask named alike in one folder: the mask is taken for its export
+    shared.mkdir()
+    write_dicom(shared / "f1.dcm", phantoms[1].image_hu, phantoms[1].spacing_mm)
+    iio.imwrite(shared / "f1.png", (phantoms[1].bone_mask * 255).astype(np.uint8))
+    with pytest.raises(CalcinosisError, match="in one folder, a mask is named after its image with _bone or _mask: "):
+        folder_samples(shared, shared)
+
+
+def test_a_models_card_names_no_file_of_the_images_it_was_trained_on(tmp_path):
+    # The notes on reading the folders (here: an image without a mask) name files, and a PACS's
+    # file names may name the patient; the card travels with the model.
+    import imageio.v3 as iio
+
+    from napari_calcinosis import write_windowed_png
+
+    images, masks, phantoms = _exports_and_a_masks_folder(tmp_path, ("f0", "f1"), (321, 322))
+    for name, p in zip(("f0", "f1"), phantoms):
+        iio.imwrite(masks / f"{name}_bone.png", (p.bone_mask * 255).astype(np.uint8))
+    write_windowed_png(images / "DOE_JANE_19650312.png", phantoms[0].image_hu)  # no mask yet
+    progress = []
+    result = train_segmenter(tmp_path / "lab.safetensors", images_dir=images, masks_dir=masks, pixel_size_mm=0.25,
+                             epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu",
+                             progress=progress.append)
+    assert any("DOE_JANE_19650312.png" in p.message for p in progress)  # said to the user as it was read
+    card = json.loads(result.model_path.with_suffix(".json").read_text())
+    assert card["training"]["data"].startswith("2 image/mask pairs from ")
+    assert "1 note(s) on them shown when they were read" in card["training"]["data"]
+    for text in (result.model_path.with_suffix(".json").read_text(), json.dumps(load_model(result.model_path).card)):
+        assert "DOE" not in text and "f0.png" not in text
+
+
+def test_resuming_from_another_model_than_the_run_started_from_is_refused(tmp_path, pairs):
+    # A run from random weights resumed with a model to start from: the weights come from the
+    # checkpoint, so the card would have said it was fine-tuned from that model.
+    from napari_calcinosis.segment import bundled_model_path
+    from napari_calcinosis.train import ResumeRefused
+
+    settings = dict(samples=pairs, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu", checkpoint_every_s=0)
+    out = train_segmenter(tmp_path / "scratch", epochs=1, **settings).model_path
+    with pytest.raises(ResumeRefused, match="the run in .*scratch.checkpoint.pt started from random weights .no --init.; "
+                                            "leave --init out to carry that run on"):
+        train_segmenter(out, epochs=2, resume=True, init_model=bundled_model_path(), **settings)
+    tuned = train_segmenter(tmp_path / "tuned", epochs=1, init_model=bundled_model_path(), **settings).model_path
+    resumed = train_segmenter(tuned, epochs=2, resume=True, init_model=bundled_model_path(), **settings)  # the same: on
+    card = json.loads(resumed.model_path.with_suffix(".json").read_text())
+    assert card["training"]["fine_tuned_from"]["name"] == "phalanx_unet"
+    with pytest.raises(ResumeRefused, match="started from .*phalanx_unet.safetensors .sha256 45266fa"):
+        train_segmenter(tuned, epochs=3, resume=True, init_model=out, **settings)
+
+
+def test_fine_tuning_on_masks_of_the_deposits_says_so_before_training(tmp_path):
+    # The starting model's Dice on the validation masks, under POOR_DICE: said before the first
+    # step, not only at the end of hours of training
+    phantoms = [make_phantom(s, max_size_px=160) for s in (331, 332, 333)]
+    deposits = [(p.image_hu, p.lesion_labels > 0, p.spacing_mm) for p in phantoms]
+    progress = []
+    train_segmenter(tmp_path / "m", samples=deposits, epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64,
+                    device="cpu", init_model="bundled", progress=progress.append)
+    said = [p for p in progress if "marks the bone of your validation masks poorly" in p.message]
+    assert len(said) == 1 and said[0].message.startswith("note: the model it starts from marks")
+    first_step = next(i for i, p in enumerate(progress) if p.phase == "train")
+    assert progress.index(said[0]) < first_step
+    bone = [(p.image_hu, p.bone_mask, p.spacing_mm) for p in phantoms]
+    progress.clear()
+    train_segmenter(tmp_path / "b", samples=bone, epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64,
+                    device="cpu", init_model="bundled", progress=progress.append)
+    assert not any("poorly" in p.message for p in progress)
+
+
 def test_masks_named_in_another_case_pair_with_their_image(tmp_path):
     import imageio.v3 as iio
 

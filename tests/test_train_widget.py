@@ -483,6 +483,29 @@ def test_fine_tune_from_a_model_of_ones_own(make_napari_viewer, qtbot, tmp_path,
     assert widget.status.text().startswith("error:") and "notes.safetensors" in widget.status.text()
 
 
+def test_fine_tuning_on_masks_of_the_deposits_is_said_in_a_notification(make_napari_viewer, qtbot, tmp_path,
+                                                                       phantoms):
+    # The starting model's poor Dice on the masks, said before the first step: in the status line
+    # alone, the next step's progress would replace it at once.
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    import napari_calcinosis._train_widget as tw
+
+    viewer = make_napari_viewer()
+    widget = tw.TrainWidget(viewer)
+    for i, p in enumerate(phantoms):
+        image = viewer.add_image(p.image_hu, scale=p.spacing_mm, name=f"finger {i}")
+        widget.add_pair(image, viewer.add_labels((p.lesion_labels > 0).astype(int), scale=p.spacing_mm,
+                                                 name=f"finger {i} deposits"))
+    _tiny_settings(widget, tmp_path / "deposits.safetensors")
+    widget.finetune_checkbox.setChecked(True)
+    seen = len(notification_manager.records)
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    warned = [n.message for n in notification_manager.records[seen:] if n.severity == NotificationSeverity.WARNING]
+    assert any(m.startswith("the model it starts from marks the bone of your validation masks poorly") for m in warned)
+
+
 def test_the_layers_chosen_stay_chosen_when_renamed(make_napari_viewer, phantoms):
     import napari_calcinosis._train_widget as tw
 

@@ -703,6 +703,10 @@ class TrainWidget(QWidget):
         self.last_progress = p
         if p.phase == "data":
             self._set_status(p.message or "preparing data\u2026")
+            if p.message.startswith("note: "):  # kept in view as a notification: the next step's status replaces it
+                from napari.utils.notifications import show_warning
+
+                show_warning(p.message[len("note: "):])
             return
         if p.total_steps > 0:
             self.progress_bar.setRange(0, p.total_steps)

@@ -928,6 +928,10 @@ def cmd_train(args) -> int:
     from .segment import model_file
     from .train import _checkpoint_path
 
+    out = Path(args.out)
+    if args.out.endswith(("/", os.sep)) or out.name in ("", ".", "..") or out.is_dir():
+        raise CalcinosisError(f"--out {args.out!r} is a folder: give the model's file name, e.g. "
+                              f"{out / 'phalanx_mine.safetensors'} (its card and checkpoint go beside it)")
     model_path = model_file(args.out)
     checkpoint = _checkpoint_path(model_path)
     if not (args.resume or args.overwrite):

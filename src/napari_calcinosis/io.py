@@ -396,6 +396,20 @@ def check_measurable(image: CalcinosisImage) -> None:
         (usually a pixel size in the wrong unit), or it is an export whose window clipped
         below :data:`MIN_EXPORT_TOP_HU` (bone and deposits clipped together).
     """
+    check_size(image)
+    where = f"{image.source}: " if image.source else ""
+    top = image.saturated_above_hu
+    if top is not None and top < MIN_EXPORT_TOP_HU:
+        raise CalcinosisError(
+            f"{where}the export's window ({_window_label(image.window_level_hu, image.window_width_hu)}) clipped "
+            f"everything above {top:.0f} HU, where bone and deposits (300-2000 HU) begin: they cannot be told "
+            "apart nor grown. Export the slice again through a bone window (the paper's W1500/L450), or give the DICOM"
+        )
+
+
+def check_size(image: CalcinosisImage) -> None:
+    """Refuse an image no finger slice can be (:func:`check_measurable`'s checks of its size, in
+    pixels and in mm); the message begins with its source."""
     rows, cols = image.shape
     where = f"{image.source}: " if image.source else ""
     if min(rows, cols) < MIN_IMAGE_SIDE_PX:
@@ -406,13 +420,6 @@ def check_measurable(image: CalcinosisImage) -> None:
         )
     _check_pixel_count(rows, cols, where)
     check_field_of_view(image.shape, image.spacing_mm, where)
-    top = image.saturated_above_hu
-    if top is not None and top < MIN_EXPORT_TOP_HU:
-        raise CalcinosisError(
-            f"{where}the export's window ({_window_label(image.window_level_hu, image.window_width_hu)}) clipped "
-            f"everything above {top:.0f} HU, where bone and deposits (300-2000 HU) begin: they cannot be told "
-            "apart nor grown. Export the slice again through a bone window (the paper's W1500/L450), or give the DICOM"
-        )
 
 
 def check_field_of_view(shape, spacing_mm, where: str = "") -> None:

@@ -32,7 +32,7 @@ from scipy import ndimage as ndi
 from ._atomic import atomic_write, remove_stale_temporaries
 from ._errors import CalcinosisError
 from .io import (_DICOM_SUFFIXES, WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, CalcinosisImage, _image_stem, _is_image_file,
-                 _listed, _one_line, _planes_last, image_caveats, read_image)
+                 _listed, _one_line, _planes_last, check_size, image_caveats, read_image)
 from .segment import (
     MAX_BONE_SHARE,
     PhalanxModel,
@@ -163,10 +163,28 @@ def _mask_stem(path: Path) -> tuple[str, bool]:
     return path.stem, False
 
 
+def _mask_values_note(name: str, values: list, counts: np.ndarray, what: str) -> str:
+    """What looks wrong in a mask whose non-zero pixels hold the distinct ``values`` (grey levels
+    or colours, as text), ``counts`` pixels each; "" when nothing does. A few values are labels
+    (bone 1, deposits 2: napari's or ITK-SNAP's), all taken as bone here; many, none of them most
+    of the pixels, are an image or a probability map rather than a mask (a 0/255 mask saved with
+    smoothed edges has dozens of values too, but most of its pixels hold the one)."""
+    if 1 < len(values) <= MAX_LABEL_VALUES:
+        return (f"mask {name} holds {what} {_listed(values, 6)}: all are taken as bone; if some mark deposits or "
+                "other tissue, save a mask of the bone alone")
+    if len(values) > MAX_LABEL_VALUES and counts.max() < 0.5 * counts.sum():
+        return (f"mask {name} holds {len(values)} {what}, none of them most of its marked pixels, as an image or a "
+                "probability map does: every non-zero pixel is taken as bone; is it the image rather than its mask? "
+                "Save the bone as one value on black")
+    return ""
+
+
 def _read_mask(path: Path, say=None) -> np.ndarray:
     """A mask file as bone (True) where any colour channel is non-zero; a mask drawn only in the
-    alpha channel of an otherwise black image is read from the alpha. ``say`` hears of a grey mask
-    holding a few label values (bone 1, deposits 2: napari's labels), all of which are bone here."""
+    alpha channel of an otherwise black image is read from the alpha. ``say`` hears of a mask
+    holding a few labels (bone 1, deposits 2: napari's labels; or colours, ITK-SNAP's), all of
+    which are bone here, or grey levels or colours spread as an image's are
+    (:func:`_mask_values_note`)."""
     import imageio.v3 as iio
 
     if path.suffix.lower() in (".tif", ".tiff"):
@@ -196,13 +214,18 @@ def _read_mask(path: Path, say=None) -> np.ndarray:
                 bone = alpha > 0
             elif alpha.min() != alpha.max():
                 bone &= alpha > 0  # drawn on a transparent sheet: what is transparent is not drawn
+        if say is not None and colour.shape[-1] == 3 and colour.any():
+            colours, counts = np.unique(colour[bone], axis=0, return_counts=True)
+            named = ["#" + "".join(f"{int(v):02x}" for v in c[:3]) if colour.dtype == np.uint8 else str(tuple(c.tolist()))
+                     for c in colours]
+            if note := _mask_values_note(path.name, named, counts, "colours"):
+                say(note)
         return bone
     if say is not None:
-        values = np.unique(mask[mask != 0])
-        # A handful of values is labels; a 0/255 mask saved with smoothed edges has dozens.
-        if 1 < len(values) <= MAX_LABEL_VALUES:
-            say(f"mask {path.name} holds labels {_listed(values.tolist(), 6)}: all are taken as bone; if some mark "
-                "deposits or other tissue, save a mask of the bone alone")
+        values, counts = np.unique(mask[mask != 0], return_counts=True)
+        if note := _mask_values_note(path.name, values.tolist(), counts, "labels" if len(values) <= MAX_LABEL_VALUES
+                                     else "grey levels"):
+            say(note)
     return mask > 0
 
 
@@ -280,6 +303,12 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None, *, win
         stems = {_image_stem(f) for f in in_images}
         candidates = [m for m, (stem, tailed) in ((m, _mask_stem(m)) for m in candidates) if tailed and stem in stems]
     taken = set(candidates) | set(jpeg_masks)
+    if not same:  # a mask saved as DICOM, BMP, ...: named, not passed over without a word
+        other = [m for m in files(masks_dir) if m not in taken and m.suffix.lower() not in _MASK_SUFFIXES
+                 and _mask_stem(m)[0] in all_stems]
+        if other:
+            say(f"{len(other)} file(s) in {masks_dir} named like an image's mask but not PNG or TIFF left out (save "
+                f"masks as PNG or TIFF): {_listed(f.name for f in other)}")
     images = _one_image_a_name(
         [f for f in in_images if f not in taken and _is_image_file(f)], say)
     image_stems = {_image_stem(f) for f in images}  # a UID's last number is no suffix
@@ -318,6 +347,7 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None, *, win
         mask_path = masks[_image_stem(f)][0]
         image = read_image(f, pixel_size_mm=pixel_size_mm, prefer_file_spacing=True,
                            window_level_hu=window_level_hu, window_width_hu=window_width_hu)
+        check_size(image)  # a pixel size in cm, a thumbnail: said now, naming it, not after an epoch
         for caveat in image_caveats(image):
             say(f"{f.name}: {caveat}")
         mask = _read_mask(mask_path, say)
@@ -332,15 +362,20 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None, *, win
         elif share > MAX_BONE_SHARE:
             say(f"mask {mask_path.name} marks {share:.0%} of {f.name} as bone: is it inverted (bone must be non-zero)?")
         samples.append(TrainingSample(image.pixels_hu, mask, image.spacing_mm, f.name))
+    subfolders = sorted(d.name for d in images_dir.iterdir()  # the masks folder inside it aside
+                        if d.is_dir() and not d.name.startswith(".") and d.resolve() != masks_dir.resolve())
     if not samples:
-        subfolders = [d.name for d in images_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
-        below = (f"; its subfolders ({_listed(sorted(subfolders), 3)}) are not searched: give a folder that holds "
+        below = (f"; its subfolders ({_listed(subfolders, 3)}) are not searched: give a folder that holds "
                  "the images, with its masks folder (quantify --masks mirrors a study's folders: --images "
                  "T/P01/baseline --masks DIR/T/P01/baseline)") if subfolders else ""
+        expected = ("in one folder, a mask is named after its image with _bone or _mask: finger01.dcm with "
+                    "finger01_bone.png" if same else "expected e.g. finger01.dcm with finger01.png or finger01_bone.png")
         raise CalcinosisError(
-            f"no image in {images_dir} has a mask of the same name in {masks_dir} "
-            f"(expected e.g. finger01.dcm with finger01.png or finger01_bone.png){below}"
+            f"no image in {images_dir} has a mask of the same name in {masks_dir} ({expected}){below}"
         )
+    if subfolders:
+        say(f"the subfolders of {images_dir} are not searched ({_listed(subfolders, 3)}): only the images directly in "
+            "it are trained on")
     return samples
 
 
@@ -800,8 +835,12 @@ def train_segmenter(
                                window_level_hu=window_level_hu, window_width_hu=window_width_hu,
                                progress=lambda i, n: report(TrainProgress(
                                    "data", 0, 0, 0, epochs, device=str(dev), message=f"reading images {i}/{n}")))
+        # The notes name files (left out, paired by case, looking wrong), and a PACS's file names may
+        # identify patients: they were shown as the run read them; the card, which travels with
+        # the model, counts them.
         data_desc = f"{len(train)} image/mask pairs from {images_dir} and {masks_dir}" + (
-            f" ({'; '.join(left_out)})" if left_out else "")
+            f" ({len(left_out)} note(s) on them shown when they were read, not kept here since they name files)"
+            if left_out else "")
         data_key = f"{len(train)} image/mask pairs from {Path(images_dir).resolve()} and {Path(masks_dir).resolve()}"
     elif n_phantoms:
         train = phantom_samples(int(n_phantoms), TRAIN_SEED_OFFSET, progress=data_progress)
@@ -888,8 +927,16 @@ def train_segmenter(
     elapsed_before = 0.0  # seconds of training before a resume, so that elapsed_s carries on
     if resume:
         ckpt = _read_checkpoint(ckpt_path, dev, settings, epochs)
-        if started_from is None:  # resumed without --init: the run it carries on says where it started
-            started_from = ckpt.get("fine_tuned_from")
+        # The weights come from the checkpoint: the run it carries on says where it started. A
+        # model given to start from is refused unless it is that one (else the card would lie).
+        began = ckpt.get("fine_tuned_from")
+        if started_from is not None and (began or {}).get("sha256") != started_from["sha256"]:
+            raise ResumeRefused(
+                f"cannot resume from {started_from['file']}: the run in {ckpt_path} started from "
+                + (f"{began['file']} (sha256 {str(began.get('sha256'))[:12]})" if began else "random weights (no --init)"),
+                kind="settings", advice="leave --init out to carry that run on, or run without --resume to start afresh "
+                "from the model given")
+        started_from = began
         try:
             net.load_state_dict(ckpt["network"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -1090,6 +1137,12 @@ def train_segmenter(
             validated_at_step = 0
             history.append({"epoch": 0, "step": 0, "loss": float("nan"), "val_dice": validate_and_keep_best(0),
                             "elapsed_s": round(trained_s(), 3)})
+            if history[-1]["val_dice"] < POOR_DICE:  # said before hours of training on the wrong masks
+                report(TrainProgress("data", 0, total_steps, 0, epochs, device=str(dev), message=(
+                    f"note: the model it starts from marks the bone of your validation masks poorly (Dice "
+                    f"{history[-1]['val_dice']:.2f}, under {POOR_DICE}). If they mark the bone alone, this is what "
+                    "fine-tuning is for; if they mark the deposits, the whole finger or another image, stop and "
+                    "correct them")))
         for epoch in range(start_epoch, epochs):
             net.train()
             losses = epoch_losses if epoch == start_epoch else []
