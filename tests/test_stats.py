@@ -322,3 +322,34 @@ def test_agreement_without_the_deposits_flagged_near_resolution(tmp_path):
     r = _agreement_cli(tmp_path, table.drop(columns="near_resolution").to_csv(index=False), "--x", "area_mm2",
                        "--y", "reader_mm2")
     assert r.returncode == 0 and "near_resolution" not in r.stdout
+
+
+def test_agreement_cli_reads_a_spreadsheets_table_as_its_user_wrote_it(tmp_path):
+    # Found by a review: a header with spaces around it was not found; a second column of the same
+    # name was used without a word; flags and infinities were taken as measurements or as empty
+    # cells; a German spreadsheet's WAHR was no flag; NaN printed into --json, which is no JSON.
+    spaced = "area_mm2, radiologist_mm2 \n1,1.5\n2,2.2\n3,3.1\n4,4.4\n"
+    r = _agreement_cli(tmp_path, spaced, "--x", "area_mm2", "--y", "radiologist_mm2")
+    assert r.returncode == 0 and "n = 4 pairs" in r.stdout, r.stderr
+    twice = "area_mm2,area_mm2,b\n1,2,0\n2,3,1\n3,1,0\n4,5,2\n"
+    _one_error_line(_agreement_cli(tmp_path, twice, "--x", "area_mm2", "--y", "area_mm2"),
+                    r"--x and --y are both 'area_mm2'.*second column of that name reads as 'area_mm2.1'")
+    r = _agreement_cli(tmp_path, twice, "--x", "area_mm2", "--y", "area_mm2.1")
+    assert r.returncode == 0 and "n = 4 pairs" in r.stdout, r.stderr
+    r = _agreement_cli(tmp_path, twice, "--x", "area_mm2", "--y", "b")
+    assert r.returncode == 0 and "note: " in r.stderr and "two columns named 'area_mm2': the first is used" in r.stderr
+    _one_error_line(_agreement_cli(tmp_path, "a,b\nTrue,1\nFalse,2\nTrue,3\nFalse,4\n", "--x", "a", "--y", "b"),
+                    r"column 'a' of .* holds flags \(True/False\), not measurements")
+    _one_error_line(_agreement_cli(tmp_path, "a,b\n1,2\n2,3\n3,-inf\n4,5\n5,7\n", "--x", "a", "--y", "b"),
+                    r"column 'b' of .* has 1 cell\(s\) that are not numbers \(line 4: '-inf'\)")
+    with pytest.raises(CalcinosisError, match=r"'b' holds 1 infinite value\(s\) \(first at position 2\)"):
+        agreement([1, 2, 3, 4], [2, 3, np.inf, 5], y_label="b")
+    german = ("area_mm2;reader_mm2;near_resolution\n10,0;10,5;FALSCH\n20,0;19,0;FALSCH\n30,0;31,0;FALSCH\n"
+              "40,0;39,5;FALSCH\n0,5;2,5;WAHR\n")
+    r = _agreement_cli(tmp_path, german, "--x", "area_mm2", "--y", "reader_mm2")
+    assert "without the 1 near_resolution deposit(s)" in r.stdout, r.stdout + r.stderr
+    r = _agreement_cli(tmp_path, "a_mm2,b_mm2\n1,3\n2,2\n3,1\n4,0\n", "--x", "a_mm2", "--y", "b_mm2", "--json")
+    out = json.loads(r.stdout, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert out["ba_proportional_slope"] is None and out["ba_proportional_p"] is None
+    rounded = agreement([0.7, 0.1, 0.2, 0.5], [0.1, 0.7, 0.6, 0.3])  # every sum 0.8, to rounding
+    assert np.isnan(rounded.ba_proportional_slope)

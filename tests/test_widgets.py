@@ -487,6 +487,12 @@ def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pef
     w.csv.value = flagged
     w.x.value, w.y.value = "area_mm2", "reader_mm2"
     assert w.run().n == 5 and "\nwithout the 1 near_resolution: n = 4 · CCC" in w.result.value
+    # the file's header corrected in a spreadsheet since: said, and its columns listed again (was a KeyError)
+    pd.read_csv(flagged).rename(columns={"reader_mm2": "radiologist_mm2"}).to_csv(flagged, index=False)
+    assert w.run() is None and "has no column 'reader_mm2' any more (changed since it was chosen)" in w.status.value
+    assert "radiologist_mm2" in w.y.choices and "reader_mm2" not in w.y.choices
+    w.y.value = "radiologist_mm2"
+    assert w.run().n == 5
 
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value = image, "cpu"

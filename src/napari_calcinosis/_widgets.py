@@ -2180,6 +2180,12 @@ class AgreementWidget(_Widget):
             table = self.table()
             if self.x.value is None or self.y.value is None:
                 raise CalcinosisError("choose a lesion table or a CSV file, then the two columns to compare")
+            gone = [c for c in dict.fromkeys((self.x.value, self.y.value)) if c not in table.columns]
+            if gone:  # the file edited since its columns were listed (a header corrected in a spreadsheet)
+                self._reload()
+                raise CalcinosisError(f"{self._csv() or 'the lesion table'} has no column {', '.join(map(repr, gone))} any "
+                                      "more (changed since it was chosen): its columns are listed again; choose the two "
+                                      "to compare")
             x, y = table[self.x.value], table[self.y.value]
             if self.x.value == self.y.value:
                 raise CalcinosisError(f"x and y are both {self.x.value!r}: choose the two different columns to compare")

@@ -809,12 +809,19 @@ def cmd_quantify(args) -> int:
     else:
         out.to_csv(sys.stdout, index=False)
         sys.stdout.flush()  # a reader gone (| head) is met here, not at exit
-    if args.summary == "-":
-        _per_image(out).to_csv(sys.stdout, index=False)
-        sys.stdout.flush()
-    elif args.summary:
-        _write_csv(_per_image(out), args.summary, args.overwrite)
-        print(f"wrote one row per image ({len(images)}) with its total area to {args.summary}", file=sys.stderr)
+    if args.summary:
+        summary = _per_image(out)
+        if args.summary == "-":
+            summary.to_csv(sys.stdout, index=False)
+            sys.stdout.flush()
+        else:
+            _write_csv(summary, args.summary, args.overwrite)
+            print(f"wrote one row per image ({len(images)}) with its total area to {args.summary}", file=sys.stderr)
+        left = [column for column in out.columns if column not in OUTPUT_COLUMNS and column not in summary.columns]
+        if left:  # a reader's total written on an image's first line only, say: not carried without a word
+            print(f"note: --summary leaves out the seeds file's column(s) {_listed(left, 4)}: they differ between an "
+                  "image's seeds (an empty cell counts as a value), so they are not one value per image; they are on "
+                  "every row of the per-seed table", file=sys.stderr)
     # The rows not measured, by status, so that a lab sees them without filtering the CSV.
     not_ok = out["status"].astype(str).str.split(":").str[0]
     not_ok = not_ok[~not_ok.isin(["ok", "no_deposit_found"])].value_counts()
@@ -1044,8 +1051,11 @@ def cmd_sample(args) -> int:
 
 def _numeric_column(table: pd.DataFrame, column: str, path) -> pd.Series:
     """A CSV column as numbers; empty cells become NaN, any other cell that is not a number is refused."""
+    if pd.api.types.is_bool_dtype(table[column]):
+        raise CalcinosisError(f"column {column!r} of {path} holds flags (True/False), not measurements: choose a "
+                              "column of measurements")
     values = pd.to_numeric(table[column], errors="coerce")
-    bad = np.flatnonzero((values.isna() & table[column].notna()).to_numpy())
+    bad = np.flatnonzero(((values.isna() & table[column].notna()) | np.isinf(values)).to_numpy())
     if bad.size == 0:
         return values
     if bad.size == table[column].notna().sum():
@@ -1065,13 +1075,21 @@ def _numeric_column(table: pd.DataFrame, column: str, path) -> pd.Series:
     )
 
 
+def _nan_as_none(value):
+    """``value`` (dicts and lists of numbers) with NaN and infinities as None, JSON's null."""
+    if isinstance(value, dict):
+        return {k: _nan_as_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_as_none(v) for v in value]
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
 def cmd_agreement(args) -> int:
     import json
 
     from .stats import agreement, agreement_without, check_plot_path, format_p, plot_agreement, shared_unit
 
-    if args.x == args.y:
-        raise CalcinosisError(f"--x and --y are both {args.x!r}: give the two different columns to compare")
+    args.x, args.y = args.x.strip(), args.y.strip()
     if args.plot:
         check_plot_path(args.plot)
         _refuse_existing([args.plot], args.overwrite)
@@ -1079,6 +1097,13 @@ def cmd_agreement(args) -> int:
     for col in (args.x, args.y):
         if col not in table.columns:
             raise CalcinosisError(f"{args.csv} has no column {col!r}; its columns are: {', '.join(map(str, table.columns))}")
+    twins = [col for col in dict.fromkeys((args.x, args.y)) if f"{col}.1" in table.columns]  # pandas' name for a second
+    if args.x == args.y:
+        twin = f" (the file's second column of that name reads as {args.x + '.1'!r})" if twins else ""
+        raise CalcinosisError(f"--x and --y are both {args.x!r}: give the two different columns to compare{twin}")
+    for col in twins:
+        print(f"note: {args.csv} has two columns named {col!r}: the first is used; the second reads as {col + '.1'!r}",
+              file=sys.stderr)
     x = _numeric_column(table, args.x, args.csv)
     y = _numeric_column(table, args.y, args.csv)
     result = agreement(x, y, x_label=args.x, y_label=args.y)
@@ -1090,7 +1115,8 @@ def cmd_agreement(args) -> int:
             plot_agreement(x, y, temporary, x_label=args.x, y_label=args.y, unit=unit)
     if args.json:
         extra = {"without_near_resolution": {**without[0].to_dict(), "left_out": without[1]}} if without else {}
-        print(json.dumps({**result.to_dict(), "unit": unit, **extra}))
+        # NaN (a proportional bias not defined) is not JSON: null
+        print(json.dumps(_nan_as_none({**result.to_dict(), "unit": unit, **extra})))
     else:
         r = result
         u = f" {unit}" if unit else ""

@@ -965,13 +965,17 @@ def read_csv_table(path, *, text: bool = False):
 def read_csv_or_refuse(path):
     """:func:`read_csv_table`, every failure as a CalcinosisError that names the file."""
     try:
-        return read_csv_table(path)
+        table = read_csv_table(path)
     except FileNotFoundError:
         raise CalcinosisError(f"file not found: {path}") from None
     except CalcinosisError:
         raise
     except Exception as exc:  # noqa: BLE001 - an empty file, a directory, a parser's error
         raise CalcinosisError(f"could not read {path} as CSV: {_one_line(exc)}") from exc
+    stripped = [str(c).strip() for c in table.columns]  # a spreadsheet's header ' radiologist_mm2 '
+    if len(set(stripped)) == len(stripped):
+        table.columns = stripped
+    return table
 
 
 def _numbers_where_all_are(column):

@@ -75,6 +75,11 @@ def _pairs(x, y, x_label: str = "x", y_label: str = "y") -> tuple[np.ndarray, np
     y = _as_numbers(y, y_label)
     if x.shape != y.shape:
         raise CalcinosisError(f"the two measurements have different lengths ({x.size} and {y.size}): they must be paired")
+    for values, label in ((x, x_label), (y, y_label)):
+        if np.isinf(values).any():  # not an empty cell: a value no measurement is, not dropped without a word
+            raise CalcinosisError(
+                f"{label!r} holds {int(np.isinf(values).sum())} infinite value(s) (first at position "
+                f"{int(np.flatnonzero(np.isinf(values))[0])}): correct them, or empty them to leave those pairs out")
     keep = np.isfinite(x) & np.isfinite(y)
     dropped = int((~keep).sum())
     x, y = x[keep], y[keep]
@@ -175,9 +180,11 @@ def bland_altman(x, y, confidence: float = 0.95, multiplier: float = 1.96) -> di
     se_bias = sd / np.sqrt(n)
     se_limit = np.sqrt(3 * sd**2 / n)  # Bland & Altman 1999, section 2.4
     low, high = bias - multiplier * sd, bias + multiplier * sd
-    # x + y the same in every pair: the means do not spread, so no slope can be fitted on them.
+    # x + y the same in every pair (to rounding: 0.7 + 0.1 and 0.2 + 0.6): the means do not spread,
+    # so no slope can be fitted on them.
     nan = float("nan")
-    slope, intercept, _, p_slope, _ = sps.linregress(mean_xy, d) if np.ptp(mean_xy) > 0 else (nan, nan, 0, nan, 0)
+    spread = np.ptp(mean_xy) > 1e-9 * np.abs(mean_xy).max()
+    slope, intercept, _, p_slope, _ = sps.linregress(mean_xy, d) if spread else (nan, nan, 0, nan, 0)
     return {
         "ba_bias": bias, "ba_sd": sd,
         "ba_bias_ci_low": float(bias - t * se_bias), "ba_bias_ci_high": float(bias + t * se_bias),
@@ -244,11 +251,18 @@ def agreement(x, y, confidence: float = 0.95, *, x_label: str = "x", y_label: st
                      ccc=ccc, ccc_ci_low=lo, ccc_ci_high=hi, **bland_altman(xs, ys, confidence))
 
 
+# TRUE as spreadsheets in other languages save it (German, French, Spanish, Italian, Dutch,
+# Portuguese, Swedish, Danish/Norwegian, Polish), with "yes" as the Measure table shows it.
+_TRUE_WORDS = ("true", "yes", "wahr", "vrai", "verdadero", "vero", "waar", "verdadeiro", "sant", "sand", "sann",
+               "prawda")
+
+
 def _is_true(value) -> bool:
-    """A flag as a table holds it: ``True``, ``yes``, or the number 1 (``1.0`` where a column of
-    flags with gaps was saved as numbers)."""
+    """A flag as a table holds it: ``True`` (or a spreadsheet's word for it in another language:
+    ``WAHR``, ``VRAI``, ...), ``yes``, or the number 1 (``1.0`` where a column of flags with gaps
+    was saved as numbers)."""
     text = str(value).strip().lower()
-    if text in ("true", "yes"):
+    if text in _TRUE_WORDS:
         return True
     try:
         return float(text) == 1.0
