@@ -376,16 +376,21 @@ def test_napari_csv_writer_is_atomic(tmp_path, monkeypatch):
     out.write_text("lesion_id,area_mm2\n1,4.2\n")
     labels = np.zeros((20, 20), np.int32)
     labels[5:9, 5:9] = 1
+    # an earlier table is not replaced: napari's dialog asks about the name as typed ('lesions'),
+    # and '.csv' is added after it
+    for given in (out, tmp_path / "lesions"):
+        message = _error_of(write_lesions_csv, str(given), labels, {"scale": (0.25, 0.25)})
+        assert f"{out}: already exists, not replaced" in message
+    assert out.read_text() == "lesion_id,area_mm2\n1,4.2\n"
 
     def fail_halfway(self, path, *args, **kwargs):
         open(path, "w").write("lesion_id,ar")
         raise OSError("disk full")
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", fail_halfway)
-    message = _error_of(write_lesions_csv, str(out), labels, {"scale": (0.25, 0.25)})
-    assert "lesions.csv: cannot be written (disk full)" in message
-    assert out.read_text() == "lesion_id,area_mm2\n1,4.2\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["lesions.csv"]
+    message = _error_of(write_lesions_csv, str(tmp_path / "new.csv"), labels, {"scale": (0.25, 0.25)})
+    assert "new.csv: cannot be written (disk full)" in message
+    assert [p.name for p in tmp_path.iterdir()] == ["lesions.csv"]  # nothing half-written left
 
 
 # ---- the command line: batches, seeds files, outputs ---------------------------------

@@ -323,6 +323,21 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path, bundled_m
     assert "index" not in saved and list(saved.columns[:3]) == ["image", "path", "lesion_id"]
     assert saved["path"].tolist() == written["path"].tolist()[: len(saved)]
     assert set(saved["model"]) == {bundled_model_label} and set(saved["software"]) == set(written["software"])
+    # painted: measured as it is, its HU over the image too (they were empty), as Export CSV writes them
+    _paint_a_pixel_more(lesions_layer, 1)
+    saved = pd.read_csv(write_lesions_csv(str(tmp_path / "painted.csv"), lesions_layer.data,
+                                          lesions_layer.as_layer_data_tuple()[1])[0])
+    exported = pd.read_csv(m.export(tmp_path / "painted_export.csv"))
+    pd.testing.assert_frame_equal(saved[["lesion_id", "area_mm2", "mean_value", "max_value"]],
+                                  exported[["lesion_id", "area_mm2", "mean_value", "max_value"]])
+    assert saved["mean_value"].notna().all() and saved["mean_value"].between(200, 2500).all()
+    lesions_layer.undo()
+    # the bone layer is not saved as one lesion of hundreds of mm²
+    bone_layer = viewer.layers["bone"]
+    from napari_calcinosis._errors import CalcinosisError
+
+    with pytest.raises(CalcinosisError, match="this layer is the bone layer, not lesions: save it as an image"):
+        write_lesions_csv(str(tmp_path / "bone.csv"), bone_layer.data, bone_layer.as_layer_data_tuple()[1])
     assert (written["seed_row"] == written["seed_row"].round(3)).all()
     screenshot(viewer, "widget_quantify")
     viewer.layers["bone"].paint((5, 5), 1, refresh=True)

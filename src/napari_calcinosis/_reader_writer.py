@@ -147,8 +147,10 @@ def _as_table(features):
 
 
 def _lesion_table(data, attributes: dict):
-    """Measure the lesions of a Labels layer in mm, from its data and scale."""
+    """Measure the lesions of a Labels layer in mm, from its data and scale, and their mean and
+    max HU over the image they were grown on where that is open in napari."""
     from .measure import measure_lesions
+    from ._widgets import source_pixels
 
     labels = _squeeze_leading(np.asarray(data))  # e.g. (1, H, W)
     if labels.ndim != 2:
@@ -158,7 +160,10 @@ def _lesion_table(data, attributes: dict):
         )
     scale = attributes.get("scale")
     spacing_mm = (1.0, 1.0) if scale is None else tuple(float(s) for s in np.ravel(scale)[-2:])
-    return measure_lesions(labels, spacing_mm=spacing_mm)
+    import napari
+
+    pixels = source_pixels(napari.current_viewer(), attributes.get("metadata") or {}, labels.shape)
+    return measure_lesions(labels, spacing_mm=spacing_mm, image=pixels)
 
 
 def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
@@ -188,10 +193,18 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
     if out.suffix.lower() != ".csv":
         out = out.with_name(out.name + ".csv")
 
-    from ._widgets import MADE_HERE, SOURCE, _painted, stale_refusal, with_provenance
+    from ._widgets import KIND, MADE_HERE, SOURCE, _painted, stale_refusal, with_provenance
 
     # A layer painted since its table was made is measured as it is now.
     metadata = attributes.get("metadata") or {}
+    if metadata.get(KIND) not in (None, "lesions"):  # the bone mask as "lesions": one of 480 mm², status ok
+        raise CalcinosisError(f"{out.name}: this layer is the {metadata[KIND]} layer, not lesions: save it as an "
+                              "image (.png or .tif) to keep the mask, or select the lesions layer")
+    if out.exists():
+        # napari's dialog asks before replacing the name as typed, and '.csv' is added after it
+        # ('lesions' typed, 'lesions.csv' replaced): an earlier patient's table is not lost
+        raise CalcinosisError(f"{out}: already exists, not replaced (napari's save dialog may not have asked about "
+                              "this name): choose another name, or use Measure's Export CSV, which asks first")
     painted = _painted(metadata, data)
     # lesions whose seeds or bone changed since they were grown are refused, as by Export CSV
     refusal = stale_refusal(metadata, data, verb="saved")
@@ -204,7 +217,6 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
     table = (with_provenance(table, metadata, painted) if metadata.get(MADE_HERE) or metadata.get(SOURCE)
              else table.drop(columns=["index"], errors="ignore"))
 
-    # napari's save dialog has already asked before replacing an existing file.
     with atomic_output(out) as temporary:
         table.to_csv(temporary, index=False)
     return [str(out)]

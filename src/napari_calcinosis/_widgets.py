@@ -36,6 +36,7 @@ from .io import _one_line, _squeeze_leading, pixel_size_text, uniform_value
 
 EDITED = "calcinosis_edited"  # layer.metadata key: the user painted this layer
 MADE_HERE = "calcinosis_result"  # layer.metadata key: a widget made this layer (others are the user's)
+KIND = "calcinosis_layer"  # layer.metadata key of a Labels layer a widget made: "bone", "lesions", ...
 SOURCE = "source_image"  # layer.metadata key: the name of the image layer a result was made from
 # layer.metadata key: that image layer's unique id. The name alone took a closed scan's leftovers
 # for those of the next scan opened under the same name (every patient's file is baseline.dcm).
@@ -329,6 +330,7 @@ LAYER_COLOURS = {"bone": "cyan", "calcification candidates": "yellow"}
 def put_labels(viewer, name: str, data, image, **kwargs):
     """Show ``data`` (``image``'s pixels) as the Labels layer ``name`` over ``image``: update it,
     unless the user edited it."""
+    kind = name  # what the layer holds, whatever name it gets beside another of that name
     colour = LAYER_COLOURS.get(name)
     if colour is not None and "colormap" not in kwargs:
         from napari.utils.colormaps import DirectLabelColormap
@@ -339,7 +341,7 @@ def put_labels(viewer, name: str, data, image, **kwargs):
     name = _free_name(viewer, name, Labels, data.shape, image)
     if name in viewer.layers:
         layer = viewer.layers[name]
-        layer.metadata.update(_from(image))
+        layer.metadata.update({**_from(image), KIND: kind})
         _WRITING.add(id(layer))  # a widget's result, not the user's edit: Grow does not regrow from it
         try:
             layer.data = data
@@ -351,7 +353,7 @@ def put_labels(viewer, name: str, data, image, **kwargs):
             setattr(layer, key, value)
         return layer
     # the source in place as the layer is inserted: the pickers follow it from that moment
-    layer = viewer.add_labels(data, name=name, units="mm", metadata={**_from(image), MADE_HERE: True},
+    layer = viewer.add_labels(data, name=name, units="mm", metadata={**_from(image), MADE_HERE: True, KIND: kind},
                               **placement(image), **kwargs)
     _mark_edits(layer)
     return layer
@@ -486,12 +488,18 @@ def lesion_table(viewer, layer) -> pd.DataFrame:
     from .measure import measure_lesions
 
     labels = np.asarray(layer.data)
-    source = _source_of(viewer, layer.metadata)
+    return measure_lesions(labels, spacing_of(layer), source_pixels(viewer, layer.metadata, labels.shape))
+
+
+def source_pixels(viewer, metadata: dict, shape) -> np.ndarray | None:
+    """The pixels of the image a layer of ``metadata`` was made from, where it is open in
+    ``viewer`` and of ``shape``, for a lesion's mean and max HU; else None."""
+    source = _source_of(viewer, metadata) if viewer is not None else None
     try:
         pixels = image_pixels(source) if source is not None else None
     except CalcinosisError:
-        pixels = None
-    return measure_lesions(labels, spacing_of(layer), pixels if pixels is not None and pixels.shape == labels.shape else None)
+        return None
+    return pixels if pixels is not None and pixels.shape == tuple(shape) else None
 
 
 def show_error(message: str) -> None:
