@@ -338,8 +338,13 @@ def test_agreement_cli_reads_a_spreadsheets_table_as_its_user_wrote_it(tmp_path)
     assert r.returncode == 0 and "n = 4 pairs" in r.stdout, r.stderr
     r = _agreement_cli(tmp_path, twice, "--x", "area_mm2", "--y", "b")
     assert r.returncode == 0 and "note: " in r.stderr and "two columns named 'area_mm2': the first is used" in r.stderr
-    _one_error_line(_agreement_cli(tmp_path, "a,b\nTrue,1\nFalse,2\nTrue,3\nFalse,4\n", "--x", "a", "--y", "b"),
-                    r"column 'a' of .* holds flags \(True/False\), not measurements")
+    for flags in ("a,b\nTrue,1\nFalse,2\nTrue,3\nFalse,4\n", "a,b\nTrue,1\nFalse,2\n,3\nTrue,4\nFalse,5\n"):  # gaps too
+        _one_error_line(_agreement_cli(tmp_path, flags, "--x", "a", "--y", "b"),
+                        r"column 'a' of .* holds flags \(True/False\), not measurements")
+    r = _agreement_cli(tmp_path, "a,a ,b \n1,2,0\n2,3,1\n3,1,0\n4,5,2\n", "--x", "a", "--y", "b ")  # 'a ' is 'a.1'
+    assert r.returncode == 0 and "two columns named 'a'" in r.stderr, r.stderr
+    assert "n = 4 pairs" in _agreement_cli(tmp_path, "a,a ,b \n1,2,0\n2,3,1\n3,1,0\n4,5,2\n", "--x", "a",
+                                           "--y", "a.1").stdout
     _one_error_line(_agreement_cli(tmp_path, "a,b\n1,2\n2,3\n3,-inf\n4,5\n5,7\n", "--x", "a", "--y", "b"),
                     r"column 'b' of .* has 1 cell\(s\) that are not numbers \(line 4: '-inf'\)")
     with pytest.raises(CalcinosisError, match=r"'b' holds 1 infinite value\(s\) \(first at position 2\)"):

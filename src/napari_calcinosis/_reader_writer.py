@@ -195,16 +195,18 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
 
     from ._widgets import KIND, MADE_HERE, SOURCE, _painted, stale_refusal, with_provenance
 
-    # A layer painted since its table was made is measured as it is now.
     metadata = attributes.get("metadata") or {}
     if metadata.get(KIND) not in (None, "lesions"):  # the bone mask as "lesions": one of 480 mm², status ok
         raise CalcinosisError(f"{out.name}: this layer is the {metadata[KIND]} layer, not lesions: save it as an "
                               "image (.png or .tif) to keep the mask, or select the lesions layer")
     if out.exists():
         # napari's dialog asks before replacing the name as typed, and '.csv' is added after it
-        # ('lesions' typed, 'lesions.csv' replaced): an earlier patient's table is not lost
-        raise CalcinosisError(f"{out}: already exists, not replaced (napari's save dialog may not have asked about "
-                              "this name): choose another name, or use Measure's Export CSV, which asks first")
+        # ('lesions' typed, 'lesions.csv' replaced): this writer cannot tell which file was confirmed,
+        # so an earlier patient's table is never replaced
+        raise CalcinosisError(f"{out}: already exists, not replaced (this writer cannot tell whether napari's dialog "
+                              "asked about this name or the one typed before '.csv' was added): choose another name, "
+                              "or use Measure's Export CSV, which asks about the file it writes")
+    # A layer painted since its table was made is measured as it is now.
     painted = _painted(metadata, data)
     # lesions whose seeds or bone changed since they were grown are refused, as by Export CSV
     refusal = stale_refusal(metadata, data, verb="saved")

@@ -933,12 +933,9 @@ def cmd_train(args) -> int:
         raise CalcinosisError(f"--stop-at-dice is a Dice between 0 and 1, e.g. 0.98 (got {args.stop_at_dice:g})")
     _checked_window(args.window_level, args.window_width)
     from .segment import model_file
-    from .train import _checkpoint_path
+    from .train import _checkpoint_path, refuse_folder
 
-    out = Path(args.out)
-    if args.out.endswith(("/", os.sep)) or out.name in ("", ".", "..") or out.is_dir():
-        raise CalcinosisError(f"--out {args.out!r} is a folder: give the model's file name, e.g. "
-                              f"{out / 'phalanx_mine.safetensors'} (its card and checkpoint go beside it)")
+    refuse_folder(args.out, "--out")  # before the checks below, which would take '..' for a model
     model_path = model_file(args.out)
     checkpoint = _checkpoint_path(model_path)
     if not (args.resume or args.overwrite):
@@ -1051,7 +1048,10 @@ def cmd_sample(args) -> int:
 
 def _numeric_column(table: pd.DataFrame, column: str, path) -> pd.Series:
     """A CSV column as numbers; empty cells become NaN, any other cell that is not a number is refused."""
-    if pd.api.types.is_bool_dtype(table[column]):
+    filled = table[column].dropna()
+    if len(filled) and (pd.api.types.is_bool_dtype(filled)
+                        or filled.map(lambda v: isinstance(v, (bool, np.bool_))
+                                      or str(v).strip().lower() in ("true", "false")).all()):  # gaps too
         raise CalcinosisError(f"column {column!r} of {path} holds flags (True/False), not measurements: choose a "
                               "column of measurements")
     values = pd.to_numeric(table[column], errors="coerce")

@@ -972,9 +972,16 @@ def read_csv_or_refuse(path):
         raise
     except Exception as exc:  # noqa: BLE001 - an empty file, a directory, a parser's error
         raise CalcinosisError(f"could not read {path} as CSV: {_one_line(exc)}") from exc
-    stripped = [str(c).strip() for c in table.columns]  # a spreadsheet's header ' radiologist_mm2 '
-    if len(set(stripped)) == len(stripped):
-        table.columns = stripped
+    # a spreadsheet's header ' radiologist_mm2 '; a name met again becomes name.1, as pandas names it
+    names: list[str] = []
+    for column in table.columns:
+        name = base = str(column).strip()
+        k = 0
+        while name in names:
+            k += 1
+            name = f"{base}.{k}"
+        names.append(name)
+    table.columns = names
     return table
 
 

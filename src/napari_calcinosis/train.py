@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -32,7 +33,7 @@ from scipy import ndimage as ndi
 from ._atomic import atomic_write, remove_stale_temporaries
 from ._errors import CalcinosisError
 from .io import (_DICOM_SUFFIXES, WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, CalcinosisImage, _image_stem, _is_image_file,
-                 _listed, _one_line, _planes_last, check_size, image_caveats, read_image)
+                 _listed, _one_line, _planes_last, check_field_of_view, check_size, image_caveats, read_image)
 from .segment import (
     MAX_BONE_SHARE,
     PhalanxModel,
@@ -163,19 +164,24 @@ def _mask_stem(path: Path) -> tuple[str, bool]:
     return path.stem, False
 
 
-def _mask_values_note(name: str, values: list, counts: np.ndarray, what: str) -> str:
-    """What looks wrong in a mask whose non-zero pixels hold the distinct ``values`` (grey levels
-    or colours, as text), ``counts`` pixels each; "" when nothing does. A few values are labels
-    (bone 1, deposits 2: napari's or ITK-SNAP's), all taken as bone here; many, none of them most
-    of the pixels, are an image or a probability map rather than a mask (a 0/255 mask saved with
-    smoothed edges has dozens of values too, but most of its pixels hold the one)."""
-    if 1 < len(values) <= MAX_LABEL_VALUES:
-        return (f"mask {name} holds {what} {_listed(values, 6)}: all are taken as bone; if some mark deposits or "
-                "other tissue, save a mask of the bone alone")
-    if len(values) > MAX_LABEL_VALUES and counts.max() < 0.5 * counts.sum():
-        return (f"mask {name} holds {len(values)} {what}, none of them most of its marked pixels, as an image or a "
-                "probability map does: every non-zero pixel is taken as bone; is it the image rather than its mask? "
-                "Save the bone as one value on black")
+def _mask_values_note(name: str, values: np.ndarray, marked: np.ndarray, what: str, shown, brightness) -> str:
+    """What looks wrong in a mask whose ``marked`` (non-zero) pixels hold ``values`` (a value per
+    pixel: a grey level, or a colour packed into one integer; ``shown(v)`` writes one); "" when
+    nothing does. A few values are labels (bone 1, deposits 2: napari's or ITK-SNAP's), all taken
+    as bone here. Many, with most marked pixels under half the brightest (``brightness``), are an
+    image or a probability map given as a mask, or a mask smoothed so much that its halo, read as
+    bone, outweighs it: a mask saved with lightly smoothed edges has many values too, but most of
+    its pixels at or near the top."""
+    levels = np.unique(values[marked])
+    if 1 < len(levels) <= MAX_LABEL_VALUES:
+        return (f"mask {name} holds {what} {_listed(map(shown, levels), 6)}: all are taken as bone; if some mark "
+                "deposits or other tissue, save a mask of the bone alone")
+    lit = brightness[marked].astype(float)
+    if len(levels) > MAX_LABEL_VALUES and np.mean(lit < 0.5 * lit.max()) > 0.5:
+        return (f"mask {name} holds {len(levels)} {what}, most of its marked pixels under half the brightest, as an "
+                "image, a probability map or a much smoothed mask has them: every non-zero pixel is taken as bone, so "
+                "the bone read is larger than drawn (is it the image rather than its mask?); save the bone as one "
+                "value on black")
     return ""
 
 
@@ -215,16 +221,21 @@ def _read_mask(path: Path, say=None) -> np.ndarray:
             elif alpha.min() != alpha.max():
                 bone &= alpha > 0  # drawn on a transparent sheet: what is transparent is not drawn
         if say is not None and colour.shape[-1] == 3 and colour.any():
-            colours, counts = np.unique(colour[bone], axis=0, return_counts=True)
-            named = ["#" + "".join(f"{int(v):02x}" for v in c[:3]) if colour.dtype == np.uint8 else str(tuple(c.tolist()))
-                     for c in colours]
-            if note := _mask_values_note(path.name, named, counts, "colours"):
+            bits = 8 * colour.dtype.itemsize  # one integer per colour: np.unique on rows takes seconds
+            packed = (colour[..., 0].astype(np.uint64) << (2 * bits)) | (colour[..., 1].astype(np.uint64) << bits) \
+                | colour[..., 2].astype(np.uint64)
+            digits = 2 * colour.dtype.itemsize
+
+            def hex_colour(v):
+                return "#" + "".join(f"{(int(v) >> shift) & ((1 << bits) - 1):0{digits}x}" for shift in (2 * bits, bits, 0))
+
+            if note := _mask_values_note(path.name, packed, bone, "colours", hex_colour, colour.max(axis=-1)):
                 say(note)
         return bone
-    if say is not None:
-        values, counts = np.unique(mask[mask != 0], return_counts=True)
-        if note := _mask_values_note(path.name, values.tolist(), counts, "labels" if len(values) <= MAX_LABEL_VALUES
-                                     else "grey levels"):
+    if say is not None and (mask != 0).any():
+        levels = len(np.unique(mask[mask != 0]))
+        if note := _mask_values_note(path.name, mask, mask != 0, "labels" if levels <= MAX_LABEL_VALUES else
+                                     "grey levels", lambda v: f"{v:g}", mask):
             say(note)
     return mask > 0
 
@@ -449,6 +460,15 @@ def augment(sample: TrainingSample, rng: np.random.Generator, crop_px: int, inpu
 
 # --------------------------------------------------------------------------------------------
 # Training
+
+
+def refuse_folder(out, what: str = "the output") -> None:
+    """Refuse an output for a model that names a folder (``.``, ``models/``, an existing folder):
+    ``..`` would train, then fail to save over the folder, losing the model."""
+    text = os.fspath(out)
+    if text.endswith(("/", os.sep)) or Path(text).name in ("", ".", "..") or Path(text).is_dir():
+        raise CalcinosisError(f"{what} {text!r} is a folder: give the model's file name, e.g. "
+                              f"{Path(text) / 'phalanx_mine.safetensors'} (its card and checkpoint go beside it)")
 
 
 def _checkpoint_path(out: Path) -> Path:
@@ -804,6 +824,7 @@ def train_segmenter(
         raise CalcinosisError(f"validate every N epochs needs a whole N of at least 1, got {val_every}")
     if augment_on not in ("auto", "device", "cpu"):
         raise CalcinosisError(f"augment_on must be auto, device or cpu, got {augment_on!r}")
+    refuse_folder(out)
     out = model_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt_path = _checkpoint_path(out)
@@ -868,6 +889,8 @@ def train_segmenter(
     validated_on_training = not val
     if validated_on_training:
         val = train  # a single pair: validate on it rather than not at all
+    for sample in (*train, *val):  # layers, arrays and folders alike: a pixel size in cm said before any step
+        check_field_of_view(np.shape(sample.pixels_hu), sample.spacing_mm, f"{sample.name}: " if sample.name else "")
     # The validation images' checksum, for --resume and for the card (not their names).
     val_contents = _fingerprint(val) if given or val_samples is not None else None
     if val_samples is not None:
@@ -930,7 +953,9 @@ def train_segmenter(
         # The weights come from the checkpoint: the run it carries on says where it started. A
         # model given to start from is refused unless it is that one (else the card would lie).
         began = ckpt.get("fine_tuned_from")
-        if started_from is not None and (began or {}).get("sha256") != started_from["sha256"]:
+        # a model in memory has no checksum to compare: refused too, rather than taken on trust
+        if started_from is not None and (not started_from["sha256"]
+                                         or (began or {}).get("sha256") != started_from["sha256"]):
             raise ResumeRefused(
                 f"cannot resume from {started_from['file']}: the run in {ckpt_path} started from "
                 + (f"{began['file']} (sha256 {str(began.get('sha256'))[:12]})" if began else "random weights (no --init)"),
