@@ -1471,8 +1471,8 @@ class GrowWidget(_Widget):
         new_areas = pd.DataFrame({"lesion_id": new_ids,
                                   "area_mm2": [float((merged == k).sum() * row_mm * col_mm) for k in new_ids]})
         warnings += [note] if (note := large_lesion_note(new_areas)) else []
-        said = ([f"lesion(s) {', '.join(map(str, new_ids))} grown "
-                 f"({float(np.isin(merged, new_ids).sum() * row_mm * col_mm):.2f} mm²) and added"] if len(new_ids) else [])
+        said = ([f"lesion(s) {', '.join(map(str, new_ids))} grown ({new_areas['area_mm2'].sum():.2f} mm²) and added"]
+                if len(new_ids) else [])
         if on_painted.any():
             said.append(f"{int(on_painted.sum())} on a lesion you painted, measured as painted")
         if into_painted:

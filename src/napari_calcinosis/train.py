@@ -164,22 +164,24 @@ def _mask_stem(path: Path) -> tuple[str, bool]:
     return path.stem, False
 
 
-def _mask_values_note(name: str, values: np.ndarray, marked: np.ndarray, what: str, shown, brightness) -> str:
+def _mask_values_note(name: str, values: np.ndarray, marked: np.ndarray, what: str, shown, brightness,
+                      many: str | None = None) -> str:
     """What looks wrong in a mask whose ``marked`` (non-zero) pixels hold ``values`` (a value per
-    pixel: a grey level, or a colour packed into one integer; ``shown(v)`` writes one); "" when
-    nothing does. A few values are labels (bone 1, deposits 2: napari's or ITK-SNAP's), all taken
-    as bone here. Many, with most marked pixels under half the brightest (``brightness``), are an
-    image or a probability map given as a mask, or a mask smoothed so much that its halo, read as
-    bone, outweighs it: a mask saved with lightly smoothed edges has many values too, but most of
-    its pixels at or near the top."""
+    pixel: a grey level, or a colour packed into one integer; ``shown(v)`` writes one; ``what``
+    names a few of them, ``many`` many, ``what`` again by default); "" when nothing does. A few
+    values are labels (bone 1, deposits 2: napari's or ITK-SNAP's), all taken as bone here. Many,
+    with most marked pixels under half the brightest (``brightness``), are an image or a
+    probability map given as a mask, or a mask smoothed so much that its halo, read as bone,
+    outweighs it: a mask saved with lightly smoothed edges has many values too, but most of its
+    pixels at or near the top."""
     levels = np.unique(values[marked])
     if 1 < len(levels) <= MAX_LABEL_VALUES:
         return (f"mask {name} holds {what} {_listed(map(shown, levels), 6)}: all are taken as bone; if some mark "
                 "deposits or other tissue, save a mask of the bone alone")
     lit = brightness[marked].astype(float)
     if len(levels) > MAX_LABEL_VALUES and np.mean(lit < 0.5 * lit.max()) > 0.5:
-        return (f"mask {name} holds {len(levels)} {what}, most of its marked pixels under half the brightest, as an "
-                "image, a probability map or a much smoothed mask has them: every non-zero pixel is taken as bone, so "
+        return (f"mask {name} holds {len(levels)} {many or what}, most of its marked pixels under half the brightest, "
+                "as an image, a probability map or a much smoothed mask has them: every non-zero pixel is taken as bone, so "
                 "the bone read is larger than drawn (is it the image rather than its mask?); save the bone as one "
                 "value on black")
     return ""
@@ -232,10 +234,9 @@ def _read_mask(path: Path, say=None) -> np.ndarray:
             if note := _mask_values_note(path.name, packed, bone, "colours", hex_colour, colour.max(axis=-1)):
                 say(note)
         return bone
-    if say is not None and (mask != 0).any():
-        levels = len(np.unique(mask[mask != 0]))
-        if note := _mask_values_note(path.name, mask, mask != 0, "labels" if levels <= MAX_LABEL_VALUES else
-                                     "grey levels", lambda v: f"{v:g}", mask):
+    marked = mask != 0
+    if say is not None and marked.any():
+        if note := _mask_values_note(path.name, mask, marked, "labels", lambda v: f"{v:g}", mask, many="grey levels"):
             say(note)
     return mask > 0
 
