@@ -477,6 +477,56 @@ def test_grey_rgb_png_reads_like_grey(tmp_path, channels):
     )
 
 
+@pytest.mark.parametrize("colour", [(0, 0, 255), (0, 255, 0)])
+def test_a_colour_coded_export_is_warned_about(tmp_path, colour):
+    # A dual-energy CT application paints calcium blue or urate green over the grey slice. Their
+    # luminance is no grey level of the window (blue reads 149 HU, green 580): a helper's run
+    # measured such deposits at 2.6 mm² for 1.0, with no warning.
+    from napari_calcinosis import make_phantom, quantify
+    from napari_calcinosis.io import image_caveats
+
+    phantom = make_phantom(seed=3)
+    grey = np.asarray(Image.open(write_windowed_png(tmp_path / "grey.png", phantom.image_hu)))
+    rgb = np.stack([grey] * 3, axis=-1)
+    grey_image = read_image(tmp_path / "grey.png", pixel_size_mm=phantom.spacing_mm)
+    rgb[phantom.lesion_labels > 0] = colour
+    Image.fromarray(rgb).save(tmp_path / "coded.png")
+    image = read_image(tmp_path / "coded.png", pixel_size_mm=phantom.spacing_mm)
+    n = int((phantom.lesion_labels > 0).sum())
+    expected = (f"{n} of its pixels ({100 * n / rgb[..., 0].size:.2g} %) are in colour, not grey: a colour-coded image "
+                "(a dual-energy calcium or urate overlay) or one with coloured marks, whose colours are no grey levels "
+                "of the window, so deposits there are mis-measured: export the slice in grey")
+    assert expected in image_caveats(image)
+    assert expected in quantify(image, phantom.seeds).warnings
+    assert not any("in colour" in note for note in image_caveats(grey_image))
+
+
+def test_a_colour_dicom_of_another_modality_is_no_finger_ct(tmp_path):
+    # An ultrasound screen save (pydicom's RGB example, Modality US) was read as a bone-window export,
+    # its value_unit HU and no warning: a helper's run measured 55 "lesions" on it.
+    from napari_calcinosis.io import image_caveats
+
+    image = read_image(get_testdata_file("examples_rgb_color.dcm"), pixel_size_mm=0.25)
+    assert image.value_unit == "stored value"
+    assert "it is not a CT image (the file's Modality is US): its values are not HU" in image_caveats(image)
+    # a screen save of a CT (Modality OT) is what it should be
+    sc = read_image(get_testdata_file("SC_rgb_small_odd.dcm"), pixel_size_mm=0.25)
+    assert pydicom.dcmread(get_testdata_file("SC_rgb_small_odd.dcm")).Modality == "OT"
+    assert sc.value_unit == "HU" and not any("not a CT image" in note for note in image_caveats(sc))
+
+
+def test_pixels_far_longer_than_wide_are_warned_about():
+    from napari_calcinosis.io import image_caveats
+
+    finger = np.full((256, 256), 40.0)
+    finger[:, :20], finger[100:110, 100:110] = -1000.0, 900.0
+    lost_digit = CalcinosisImage(finger, (0.2288, 0.02288))
+    assert ("its pixels are 0.2288 x 0.02288 mm (rows x columns), 10 times longer than wide (a sagittal reformat's "
+            "are at most about 5 times): check the pixel size, a digit may be lost on one side") in image_caveats(lost_digit)
+    reformat = CalcinosisImage(finger, (1.0, 0.2))  # 1 mm slices across 0.2 mm pixels
+    assert not any("longer than wide" in note for note in image_caveats(reformat))
+
+
 def test_rgb_jpeg_export(tmp_path):
     hu = _hu_ramp(-300.0, 1200.0, shape=(32, 128))
     grey = np.round(hu_to_window_unit(hu) * 255).astype(np.uint8)
@@ -600,6 +650,42 @@ def test_a_low_or_high_kev_monoenergetic_image_is_warned_about(tmp_path, header,
         assert not any("monoenergetic" in w for w in warnings)
 
 
+@pytest.mark.parametrize(("keyword", "written", "offset_hu"), [
+    ("RescaleIntercept", b"-1024,0", 0.0),  # a localised exporter's decimal comma: read as a point
+    ("RescaleSlope", b"1,0", 0.0),
+    ("RescaleSlope", b"0,5", None),
+    ("RescaleSlope", b"abc", None),
+    ("RescaleIntercept", b"x", None),
+])
+def test_a_rescale_written_with_a_decimal_comma_is_read_and_one_that_is_no_number_refused(
+        tmp_path, keyword, written, offset_hu):
+    # Unreadable, it was taken as 1 or 0: every HU off by 1024, with value_origin saying the
+    # rescale was applied (a helper's run measured a 476 mm² "deposit").
+    import struct
+
+    hu = _hu_ramp(-1000.0, 1500.0)
+    path = write_dicom(tmp_path / "rescale.dcm", hu, 0.25)
+    raw = path.read_bytes()
+    group, element = {"RescaleIntercept": (0x0028, 0x1052), "RescaleSlope": (0x0028, 0x1053)}[keyword]
+    at = raw.index(struct.pack("<HH", group, element) + b"DS")
+    length = struct.unpack("<H", raw[at + 6:at + 8])[0]
+    value = written + b" " * (len(written) % 2)
+    path.write_bytes(raw[:at + 6] + struct.pack("<H", len(value)) + value + raw[at + 8 + length:])
+    if written == b"0,5":
+        # the slope halves every stored value: compare with what a slope of 0.5 gives
+        ds = pydicom.dcmread(path)
+        expected = ds.pixel_array * 0.5 + float(ds.RescaleIntercept)
+        np.testing.assert_allclose(read_image(path).pixels_hu, expected, atol=1e-3)
+    elif offset_hu is not None:
+        image = read_image(path)
+        np.testing.assert_allclose(image.pixels_hu, hu, atol=0.5)
+        assert image.value_origin == "DICOM RescaleSlope/Intercept"
+    else:
+        bad = written.decode()
+        assert _error_of(path) == (f"{path}: its {keyword} is {bad!r}, not a number, so its values cannot be turned "
+                                   "into HU; export the image again")
+
+
 def test_a_pixel_spacing_written_with_decimal_commas_is_read(tmp_path):
     # '0,25\\0,25' from a localised exporter: a DICOM list is split by backslashes, so the comma
     # can only be a decimal one. It was refused as an unknown pixel size.
@@ -614,6 +700,9 @@ def test_a_pixel_spacing_written_with_decimal_commas_is_read(tmp_path):
     assert image.spacing_mm == (0.25, 0.25) and image.spacing_origin == "PixelSpacing (written with decimal commas)"
 
 
+LOCALIZER = "a localizer (a scout: a projection through the whole hand, not a slice)"
+
+
 @pytest.mark.parametrize(("header", "slab"), [
     ({"ImageType": ["DERIVED", "PRIMARY", "MIP"], "SliceThickness": 3}, "a MIP of 3 mm"),
     ({"SeriesDescription": "Sag MinIP 5mm"}, "a MINIP"),
@@ -621,6 +710,9 @@ def test_a_pixel_spacing_written_with_decimal_commas_is_read(tmp_path):
     ({"ImageType": ["DERIVED", "SECONDARY", "AVERAGE"], "SliceThickness": 1}, ""),  # a thin average: fine
     ({"SliceThickness": 4}, "a 4 mm thick slice"),
     ({"SliceThickness": 0.6, "SeriesDescription": "Hand Bone 0.6 Sag"}, ""),
+    # every study holds its localizer beside the slices: a projection radiograph, measured as a slice
+    ({"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}, LOCALIZER),
+    ({"SeriesDescription": "Topogram 0.6 T20f"}, LOCALIZER),
 ])
 def test_a_thick_slab_or_projection_is_warned_about(tmp_path, header, slab):
     # A MIP or a thick average adds neighbouring slices' deposits and bone (a helper's run: a MIP of

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pydicom
 import pandas as pd
 import pytest
 from pydicom.data import get_testdata_file
@@ -245,3 +246,25 @@ def test_a_dicom_without_spacing_opens_at_scale_1_with_a_warning(monkeypatch):
     [(data, kwargs, kind)] = read_dicom(pydicom.data.get_testdata_file("SC_rgb_jpeg.dcm"))
     assert kind == "image" and tuple(kwargs["scale"]) == (1.0, 1.0)
     assert "the pixel size is unknown" in said[0] and "opened at scale 1" in said[0]
+
+
+def test_a_dicom_with_an_invalid_spacing_opens_at_scale_1_saying_why_in_full(monkeypatch, tmp_path):
+    # The warning was cut at the first "; " inside the reason, mid-parenthesis, and the layer said
+    # the file had no spacing when it had an implausible one.
+    from napari.utils import notifications
+
+    from napari_calcinosis._reader_writer import read_dicom
+
+    path = write_dicom(tmp_path / "ten.dcm", np.full((32, 32), 40.0), 0.25)
+    ds = pydicom.dcmread(path)
+    ds.PixelSpacing = [10, 10]
+    ds.save_as(path)
+    said = []
+    monkeypatch.setattr(notifications, "show_warning", said.append)
+    [(data, kwargs, kind)] = read_dicom(str(path))
+    assert tuple(kwargs["scale"]) == (1.0, 1.0)
+    assert said[0].startswith(f"{path}: the pixel size is unknown: its spacing is invalid (PixelSpacing of 10 mm is "
+                              "not a plausible pixel size")
+    assert "(finger DECT: 0.15-0.35 mm); give it in mm): opened at scale 1 (1 mm a pixel)." in said[0]
+    assert "--pixel-size" not in said[0]
+    assert kwargs["metadata"]["spacing_origin"] == "an invalid one in the file: opened at scale 1, to be set by the user"

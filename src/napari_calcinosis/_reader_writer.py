@@ -98,7 +98,7 @@ def read_dicom(path: str | Sequence[str]) -> list[tuple]:
         opening from the GUI wrapped in its "Tried opening with napari-calcinosis, but
         failed" dialog, which quotes this message).
     """
-    from .io import UnknownPixelSizeError, read_image
+    from .io import _PIXEL_SIZE_HINT, UnknownPixelSizeError, read_image
 
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     layers = []
@@ -113,10 +113,11 @@ def read_dicom(path: str | Sequence[str]) -> list[tuple]:
                 image = read_image(one, pixel_size_mm=1.0)
                 from napari.utils.notifications import show_warning
 
-                show_warning(f"{_one_line(exc).split('; ')[0]}: opened at scale 1 (1 mm a pixel). Give it its pixel "
-                             "spacing in mm before measuring: Plugins > napari-calcinosis > Prepare image (pixel "
-                             "size, HU)")
-                image.spacing_origin = "none in the file: opened at scale 1, to be set by the user"
+                why = _one_line(exc).removesuffix(f"; {_PIXEL_SIZE_HINT}")  # the command line's advice
+                show_warning(f"{why}: opened at scale 1 (1 mm a pixel). Give it its pixel spacing in mm before "
+                             "measuring: Plugins > napari-calcinosis > Prepare image (pixel size, HU)")
+                usable = "an invalid one" if "is invalid" in why else "none"
+                image.spacing_origin = f"{usable} in the file: opened at scale 1, to be set by the user"
         except CalcinosisError as exc:
             if one in str(exc):
                 raise

@@ -103,6 +103,10 @@ SMALL_FIELD_OF_VIEW_MM = 20.0
 # Finger CT reformats have 0.1-0.6 mm pixels; one of 1 mm or more is most often a scale of 1
 # (pixels, as napari gives a layer without one) taken for mm, and its areas are pixel counts.
 COARSE_PIXEL_MM = 1.0
+# A sagittal reformat's pixels are square, or at most 1 mm slices across 0.2 mm in-plane pixels
+# (5 : 1). Longer ones are most often a pixel size with a digit lost on one side (0.2288 \ 0.02288:
+# a helper's run measured 0.11 and 3.13 mm² for 1.03 and 1.01, with no warning).
+MAX_PIXEL_ASPECT = 5.0
 # A finger's soft tissue (skin, subcutis, tendons, the bulk of what is not air) is about 0-100 HU.
 # Above this it reads as calcium: an export made through a soft-tissue window (W400/L40) read as
 # W1500/L450 puts it at 350-650, and the whole finger becomes a candidate deposit. Chosen on 195
@@ -247,6 +251,8 @@ def _checked_spacing(spacing_mm, what: str) -> tuple[float, float]:
 
 # What the DICOM reader adds to value_origin for a Modality other than CT (MR, NM, ...).
 _NOT_HU_MODALITY = ": values may not be Hounsfield units"
+# What a colour image's value_origin says of pixels in colour (see _coloured_note).
+_IN_COLOUR = " pixels in colour"
 
 
 @dataclass
@@ -529,17 +535,25 @@ def _monoenergetic_kev(ds) -> float | None:
 MAX_SLICE_THICKNESS_MM = 3.0
 _PROJECTION = re.compile(r"\b(MIP|MINIP|MAXIP|MIN ?IP|MAX ?IP|PROJECTION)\b", re.IGNORECASE)
 _AVERAGE = re.compile(r"\b(AVERAGE|AVG|SLAB)\b", re.IGNORECASE)
+# A CT's localizer (scout, topogram, surview): a projection radiograph through the whole hand
+# taken to plan the scan, which every study holds beside its slices (a helper's run: measured as a
+# slice, with no warning).
+_LOCALIZER = re.compile(r"\b(LOCALI[SZ]ER|SCOUT|TOPOGRAM|SURVIEW|SCANOGRAM)\b", re.IGNORECASE)
 
 
 def _slab_of(ds) -> str:
     """What the header says of a thick slab or projection (:attr:`CalcinosisImage.slab`): a
-    projection (MIP, MinIP) named in ImageType or SeriesDescription, of any thickness; an
+    localizer (scout) or a projection (MIP, MinIP) named in ImageType or SeriesDescription, of any
+    thickness; an
     average (ImageType AVERAGE) above :data:`MAX_SLICE_THICKNESS_MM` or of no stated thickness;
     any slice above that thickness."""
     image_type = "\\".join(map(str, ds.get("ImageType") or []))
     thickness = _first_number(ds.get("SliceThickness"))
     of = f" of {thickness:g} mm" if thickness else ""
-    projection = _PROJECTION.search(image_type) or _PROJECTION.search(str(ds.get("SeriesDescription") or ""))
+    description = str(ds.get("SeriesDescription") or "")
+    if _LOCALIZER.search(image_type) or _LOCALIZER.search(description):
+        return "a localizer (a scout: a projection through the whole hand, not a slice)"
+    projection = _PROJECTION.search(image_type) or _PROJECTION.search(description)
     if projection:
         return f"a {projection.group(1).upper().replace(' ', '')}{of}"
     average = _AVERAGE.search(image_type)
@@ -561,8 +575,11 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     - a uniform image;
     - a field of view under :data:`SMALL_FIELD_OF_VIEW_MM` (20 mm: a pixel size in cm typed as mm?);
     - a DICOM header naming a body part other than a hand or finger (BodyPartExamined HEAD, ...);
+    - pixels in colour (a colour-coded overlay or coloured marks), whose luminance is no HU;
     - a virtual monoenergetic image outside :data:`MONOENERGETIC_KEV` (a 40 keV series);
-    - a thick slab or projection (MIP, average; over :data:`MAX_SLICE_THICKNESS_MM`).
+    - a localizer, a thick slab or projection (MIP, average; over :data:`MAX_SLICE_THICKNESS_MM`);
+    - pixels more than :data:`MAX_PIXEL_ASPECT` times longer than wide (a digit lost from one
+      side of the pixel size?).
     """
     notes = []
     pixels = image.pixels_hu
@@ -570,6 +587,11 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     modality = re.search(rf"Modality (\S+){_NOT_HU_MODALITY}", origin)
     if modality:
         notes.append(f"it is not a CT image (the file's Modality is {modality.group(1)}): its values are not HU")
+    coloured = re.search(rf"(\d+) \(([^()]*)\){_IN_COLOUR}", origin)
+    if coloured:
+        notes.append(f"{coloured.group(1)} of its pixels ({coloured.group(2)}) are in colour, not grey: a colour-coded "
+                     "image (a dual-energy calcium or urate overlay) or one with coloured marks, whose colours are no "
+                     "grey levels of the window, so deposits there are mis-measured: export the slice in grey")
     if image.body_part and not _HAND_PART.search(image.body_part):
         notes.append(f"the DICOM header names the body part {image.body_part} (BodyPartExamined), not a hand or "
                      "finger: the method measures a sagittal finger slice, check that this is one")
@@ -622,6 +644,11 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     elif max(image.spacing_mm) >= COARSE_PIXEL_MM:
         notes.append(f"its pixels are {max(image.spacing_mm):g} mm (finger CT has 0.1-0.6 mm pixels): if that is a "
                      "scale of 1, the areas are pixel counts, not mm²: give the pixel size")
+    aspect = max(image.spacing_mm) / min(image.spacing_mm)
+    if aspect > MAX_PIXEL_ASPECT:
+        notes.append(f"its pixels are {pixel_size_text(image.spacing_mm)} mm (rows x columns), {aspect:.0f} times longer "
+                     f"than wide (a sagittal reformat's are at most about {MAX_PIXEL_ASPECT:g} times): check the pixel "
+                     "size, a digit may be lost on one side")
     return notes
 
 
@@ -1176,7 +1203,10 @@ def _read_dicom_quietly(
     # secondary capture) as a colour one is: display grey levels, not HU. Some write an identity
     # rescale (slope 1, intercept 0), which says nothing of HU in a capture.
     bits_stored = int(_first_number(ds.get("BitsStored")) or 8 * stored.dtype.itemsize)
-    rescale = _rescale_of(ds)
+    try:
+        rescale = _rescale_of(ds)
+    except CalcinosisError as exc:
+        raise CalcinosisError(f"{path}: {exc}") from None
     grey_capture = not is_colour and bits_stored == 8 and "ModalityLUTSequence" not in ds and (
         rescale == (None, None) or (rescale in ((1.0, 0.0), (None, 0.0), (1.0, None)) and _is_capture(ds)))
     if is_colour or grey_capture:
@@ -1203,11 +1233,16 @@ def _read_dicom_quietly(
             f"{photometric or 'colour'} DICOM (not HU): {bits}-bit {what} mapped back "
             f"through {_window_label(level_hu, width_hu)}"
         )
+        coloured = _coloured_note(rgb) if is_colour else ""
+        if coloured:
+            value_origin += f"; {coloured}"
     else:
         pixels_hu, value_origin = _dicom_to_hu(ds, stored)
-        modality = str(ds.get("Modality", "")).upper()
-        if modality and modality != "CT":
-            value_origin += f" (Modality {modality}{_NOT_HU_MODALITY})"
+    modality = str(ds.get("Modality", "")).upper()
+    # A screen save's Modality is OT (other) or that of what it shows; any other (an ultrasound,
+    # an MR, a radiograph opened by mistake) is no finger CT, in grey levels or in stored values.
+    if modality and modality != "CT" and not (modality == "OT" and (is_colour or grey_capture)):
+        value_origin += f" (Modality {modality}{_NOT_HU_MODALITY})"
 
     file_spacing_mm, file_spacing_origin, spacing_problem = _dicom_spacing(ds)
     if prefer_file_spacing and file_spacing_mm is not None:
@@ -1329,14 +1364,34 @@ def _is_capture(ds) -> bool:
             or bool(image_type & {"SECONDARY", "SCREEN SAVE"}))
 
 
+def _rescale_number(value, keyword: str) -> float | None:
+    """A rescale value as a number, a decimal comma ('-1024,0', a localised exporter) read as a
+    point; None where absent or empty. One that is there but no number is refused: taken as 1 or 0,
+    every HU would be off (a helper's run: '-1024,0' read as 0 made a 476 mm² "deposit")."""
+    if value is None:
+        return None
+    text = str(value[0] if not isinstance(value, (str, bytes)) and isinstance(value, Sequence) and len(value) else value)
+    text = text.strip()
+    if not text or text == "[]":
+        return None
+    number = _first_number(value)
+    if number is None and _DECIMAL_COMMA.fullmatch(text):
+        number = float(text.replace(",", "."))
+    if number is None:
+        raise CalcinosisError(f"its {keyword} is {text!r}, not a number, so its values cannot be turned into HU; "
+                              "export the image again")
+    return number
+
+
 def _rescale_of(ds) -> tuple[float | None, float | None]:
     """(RescaleSlope, RescaleIntercept) of the header, or of an enhanced image's functional
-    groups; None where absent."""
-    slope = _first_number(ds.get("RescaleSlope"))
-    intercept = _first_number(ds.get("RescaleIntercept"))
+    groups; None where absent. Raises CalcinosisError where one is there but no number."""
+    slope = _rescale_number(ds.get("RescaleSlope"), "RescaleSlope")
+    intercept = _rescale_number(ds.get("RescaleIntercept"), "RescaleIntercept")
     if slope is None and intercept is None:
-        slope = _first_number(_functional_group_value(ds, "PixelValueTransformationSequence", "RescaleSlope"))
-        intercept = _first_number(_functional_group_value(ds, "PixelValueTransformationSequence", "RescaleIntercept"))
+        group = "PixelValueTransformationSequence"
+        slope = _rescale_number(_functional_group_value(ds, group, "RescaleSlope"), "RescaleSlope")
+        intercept = _rescale_number(_functional_group_value(ds, group, "RescaleIntercept"), "RescaleIntercept")
     return slope, intercept
 
 
@@ -1355,6 +1410,29 @@ def _luminance(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(rgb[..., :3], dtype=np.float64) @ _LUMA_WEIGHTS
 
 
+# A grey slice saved in colour has R = G = B, give or take JPEG's few levels. A colour-coded one (a
+# dual-energy CT's calcium or urate overlay) or one with coloured marks has pixels whose channels
+# differ by more than this share of full scale: their luminance is no grey level of the window
+# (calcium painted blue reads 149 HU, green 580 HU: a helper's run measured such deposits at 2.6
+# mm² for 1.0, with no warning).
+_COLOUR_SPREAD = 0.1
+_MIN_COLOURED_PIXELS = 4
+
+
+def _coloured_note(rgb: np.ndarray) -> str:
+    """For value_origin: how many pixels of an (..., 3 or 4) image are in colour, not grey, or ""."""
+    channels = np.asarray(rgb[..., :3], dtype=np.float64)
+    if np.issubdtype(rgb.dtype, np.integer):
+        full_scale = float(np.iinfo(rgb.dtype).max)
+    else:
+        full_scale = float(np.nanmax(channels) - np.nanmin(channels)) if channels.size else 0.0
+    spread = channels.max(axis=-1) - channels.min(axis=-1)
+    n_coloured = int(np.count_nonzero(spread > _COLOUR_SPREAD * full_scale)) if full_scale > 0 else 0
+    if n_coloured < _MIN_COLOURED_PIXELS:
+        return ""
+    return f"{n_coloured} ({100 * n_coloured / spread.size:.2g} %){_IN_COLOUR}"
+
+
 def _read_raster(
     path: Path,
     fmt: str,
@@ -1368,9 +1446,10 @@ def _read_raster(
         values, bits, colour_note = _read_pillow_values(path, fmt)
 
     if user_spacing_mm is None:
-        raise CalcinosisError(
-            f"{path}: a {fmt} image carries no pixel size; {_PIXEL_SIZE_HINT}"
-        )
+        # A TIFF's resolution tags are most often print resolution (dots per inch), not the scan's.
+        what = ("the pixel size is not read from a TIFF (its resolution tags are mostly print resolution)"
+                if fmt == "TIFF" else f"a {fmt} image carries no pixel size")
+        raise CalcinosisError(f"{path}: {what}; {_PIXEL_SIZE_HINT}")
     return _export_image(values, bits, colour_note, fmt, user_spacing_mm, level_hu, width_hu, str(path))
 
 
@@ -1467,7 +1546,8 @@ def _grey_values(
         note = "RGB reduced to grey by luminance"
         if array.shape[-1] == 4:
             note += ", alpha dropped"
-        return _luminance(array), note
+        coloured = _coloured_note(array)
+        return _luminance(array), f"{note}; {coloured}" if coloured else note
     if array.ndim != 2:
         raise _multi_frame_error(path, array.shape[0], "planes")
     return array, ""
