@@ -8,7 +8,6 @@ from qtpy.QtWidgets import QApplication
 
 from napari_calcinosis import CalcinosisImage, make_phantom, quantify
 from napari_calcinosis._widgets import (
-    EDITED,
     SOURCE,
     AgreementWidget,
     GrowWidget,
@@ -142,7 +141,7 @@ def test_renaming_a_scan_keeps_its_corrected_bone_and_seeds(scans):
     q = _dock(viewer, QuantifyWidget(viewer), a)
     _segment(viewer, a)
     bone = viewer.layers["bone"]
-    bone.metadata[EDITED] = True  # the reader corrected it
+    bone.paint((0, 0), 1)  # the reader corrected it
     seeds = _dock(viewer, GrowWidget(viewer), a).start_seeding()
     _click(seeds, a, seeds_a)
     a.name = "IM000001 baseline"  # a PACS name made readable
@@ -283,7 +282,7 @@ def test_only_the_widgets_results_are_told_apart_by_a_scans_name(scans):
     b.name = "followup (new)"
     assert q.image.value is b  # magicgui kept the choice by its text: renamed, the first image was picked
     bone_b = viewer.layers["bone [followup]"]
-    bone_b.metadata[EDITED] = True
+    bone_b.paint((0, 0), 1)  # corrected
     grow = _dock(viewer, GrowWidget(viewer), b)
     assert grow.bone.value is bone_b
     np.testing.assert_array_equal(q.run().bone_mask, np.asarray(bone_b.data) > 0)

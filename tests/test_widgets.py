@@ -71,7 +71,7 @@ def test_sample_opens_with_scale_and_truth_layers(sample):
 
 
 def test_segment_widget_makes_an_editable_bone_layer(sample):
-    from napari_calcinosis._widgets import EDITED, SegmentWidget
+    from napari_calcinosis._widgets import SegmentWidget
 
     viewer, image, bone, _, _, _ = sample
     w = dock(viewer, SegmentWidget(viewer))
@@ -82,7 +82,7 @@ def test_segment_widget_makes_an_editable_bone_layer(sample):
     assert dice(out.data > 0, bone) >= 0.97
     assert "mm²" in w.status.value
     # the user paints a correction: a re-run must not overwrite it
-    out.metadata[EDITED] = True
+    out.paint((0, 0), 1)
     painted = out.data.copy()
     again = w.run()
     assert again is not out and again.name == "bone (new)"
@@ -1606,10 +1606,10 @@ def test_a_second_image_keeps_the_first_images_results(sample):
     # Quantify on a second image used to overwrite the first one's bone and lesions (and used the
     # first one's corrected bone for the second): each image keeps its own, and the pickers of
     # Grow follow the chosen image's bone.
-    from napari_calcinosis._widgets import EDITED, GrowWidget
+    from napari_calcinosis._widgets import GrowWidget
 
     viewer, image, other, q, first = _quantified_then_another_image(sample)
-    viewer.layers["bone"].metadata[EDITED] = True  # the user corrected the first image's bone
+    viewer.layers["bone"].paint((0, 0), 1)  # the user corrected the first image's bone
     q.image.value = other
     q.use_seeds.value = False
     second = q.run()
@@ -1674,13 +1674,126 @@ def test_results_follow_a_rotated_image(sample):
 def test_quantify_keeps_the_networks_probability_with_the_bone_it_makes(sample):
     # After the user paints Quantify's bone layer, a seed may still take the part of a deposit
     # the network was unsure of: the probability travels with the layer, as Segment's does.
-    from napari_calcinosis._widgets import EDITED
-
     viewer, image, other, q, first = _quantified_then_another_image(sample)
     bone = viewer.layers["bone"]
     assert np.array_equal(bone.metadata["bone_probability"], first.bone_probability)
-    bone.metadata[EDITED] = True
+    bone.paint((0, 0), 1)  # corrected
     q.image.value = image
     again = q.run()
     assert np.array_equal(again.bone_probability, first.bone_probability)
     assert np.allclose(again.table["area_mm2"], first.table["area_mm2"])
+
+
+def test_deleting_the_seeds_layer_stops_growing_from_its_points(sample, qtbot):
+    # Seeds and lesions deleted to start over, then the bone corrected: lesions were grown again
+    # from the clicks no longer in the viewer, with nothing to move or delete.
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    grow = with_true_bone(viewer, GrowWidget(viewer), image, bone)
+    points = grow.start_seeding()
+    points.add(seeds)
+    assert "lesions" in viewer.layers
+    viewer.layers.remove(points)
+    viewer.layers.remove(viewer.layers["lesions"])
+    bone_layer = grow.bone.value
+    bone_layer.brush_size = 3
+    bone_layer.paint((5, 5), 1)
+    grow.take_unsure.value = not grow.take_unsure.value
+    qtbot.wait(300)
+    assert grow.points is None and grow.regrow() is None
+    assert not any(layer.name.startswith("lesions") for layer in viewer.layers)
+
+
+def _segmented_then_painted(viewer, image):
+    """Segment docked and run on ``image``; a brush stroke on its bone layer, in a corner."""
+    from napari_calcinosis._widgets import SegmentWidget
+
+    segment = dock(viewer, SegmentWidget(viewer))
+    segment.image.value, segment.device.value = image, "cpu"
+    bone_layer = segment.run()
+    bone_layer.brush_size = 3
+    bone_layer.paint((5, 5), 1)
+    return segment, bone_layer
+
+
+def test_an_undone_stroke_on_bone_or_lesions_leaves_them_the_widgets(sample):
+    # A brush stroke undone (Ctrl+Z) made the layer the user's: the next seed went to 'lesions (new)'
+    # with the grown one hidden as "your painted 'lesions'", Segment made 'bone (new)' likewise.
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, _, seeds, areas = sample
+    segment, bone_layer = _segmented_then_painted(viewer, image)
+    bone_layer.undo()
+    assert segment.run() is bone_layer and "is kept" not in segment.status.value
+    assert [layer.name for layer in viewer.layers if layer.name.startswith("bone")] == ["bone"]
+
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value, grow.bone.value = image, bone_layer
+    points = grow.start_seeding()
+    points.add(seeds[:3])
+    lesions = viewer.layers["lesions"]
+    lesions.brush_size = 3
+    lesions.paint((5, 5), 1, refresh=True)
+    lesions.undo()
+    points.add(seeds[3])
+    assert [layer.name for layer in viewer.layers if layer.name.startswith("lesions")] == ["lesions"]
+    assert lesions.visible and "painted" not in grow.status.value
+    assert len(np.unique(lesions.data)) - 1 == 4
+
+
+def test_a_renamed_result_is_still_the_images_result(sample):
+    # 'bone' renamed 'bone baseline' (the user's corrections in it): every picker emptied, Grow said
+    # "no bone layer ... run Segment phalanges", and doing so drew a second bone over the first.
+    from napari_calcinosis._widgets import GrowWidget, SubtractWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    segment, bone_layer = _segmented_then_painted(viewer, image)  # corrected
+    bone_layer.name = "bone baseline"
+    grow, subtract = dock(viewer, GrowWidget(viewer)), dock(viewer, SubtractWidget(viewer))
+    grow.image.value = subtract.image.value = image
+    assert grow.bone.value is bone_layer and subtract.bone.value is bone_layer
+    points = grow.start_seeding()
+    points.add(seeds[:2])
+    lesions = viewer.layers["lesions"]
+    assert "no bone layer" not in grow.status.value and len(np.unique(lesions.data)) - 1 == 2
+    lesions.name = "lesions baseline"
+    points.add(seeds[2])  # regrown in place, under the name the user gave
+    assert len(np.unique(lesions.data)) - 1 == 3
+    assert not any(layer.name == "lesions" for layer in viewer.layers)
+    new = segment.run()  # the corrected one kept, hidden, and said so
+    assert new.name == "bone" and not bone_layer.visible and "your 'bone baseline' is kept" in segment.status.value
+
+
+def test_a_painting_hidden_by_the_user_is_said_when_a_seed_is_not_grown_into_it(sample):
+    # Hidden to look at the image, the painted lesions were left out of the next seed's growth and
+    # of Measure's numbers without a word.
+    viewer, image, bone, _, seeds, _ = sample
+    grow, points, lesions, measure = _two_grown_then_one_painted(sample)
+    lesions.visible = False
+    points.add(seeds[2])
+    assert "lesions (new)" in viewer.layers and not lesions.visible
+    assert "your painted 'lesions' is kept as you painted it, hidden: these seeds' lesions are 'lesions (new)'" \
+        in grow.status.value
+
+
+def test_the_exports_file_stays_the_rows_path_once_its_layer_is_deleted(sample, tmp_path):
+    # Tidying up after Prepare image (deleting the hidden export) blanked the CSV's path column,
+    # the key for merging with the command line's rows.
+    from napari_calcinosis import write_windowed_png
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget, PrepareWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    path = write_windowed_png(tmp_path / "finger.png", image.data)
+    [png] = viewer.open(str(path), plugin="napari")
+    prep = dock(viewer, PrepareWidget(viewer))
+    prep.image.value, prep.pixel_size_mm.value = png, float(image.scale[-1])
+    hu = prep.run()
+    viewer.layers.remove(png)
+    viewer.layers.remove(image)
+    grow = with_true_bone(viewer, GrowWidget(viewer), hu, bone)
+    grow.start_seeding().add(seeds[:2])
+    measure = dock(viewer, MeasureWidget(viewer))
+    measure.lesions.value = viewer.layers["lesions"]
+    written = pd.read_csv(measure.export(tmp_path / "lesions.csv"))
+    assert set(written["path"]) == {str(path.resolve())} and set(written["image"]) == {"finger (HU)"}

@@ -265,11 +265,15 @@ def _image_file(viewer, image) -> str:
 
 def _named(layer, name: str) -> bool:
     """Whether ``layer`` is called ``name``, ``name (new)``, ..., or, made by a widget,
-    ``name [image]`` (a second image's result), as :func:`_free_name` names. A layer of the
-    user's called ``bone [1]`` (napari's name for a second ``bone`` opened) is not a result."""
+    ``name [image]`` (a second image's result), as :func:`_free_name` names, or holds a widget's
+    ``name`` under a name the user gave it ('bone baseline': a renamed result is still the
+    image's bone, with the user's corrections). A layer of the user's called ``bone [1]``
+    (napari's name for a second ``bone`` opened) is not a result."""
     if re.fullmatch(rf"{re.escape(name)}( \(new\))*", layer.name):
         return True
-    return bool(layer.metadata.get(MADE_HERE) and re.fullmatch(rf"{re.escape(name)} \[.+\]( \(new\))*", layer.name))
+    made_here = layer.metadata.get(MADE_HERE)
+    return bool(made_here and (layer.metadata.get(KIND) == name
+                               or re.fullmatch(rf"{re.escape(name)} \[.+\]( \(new\))*", layer.name)))
 
 
 def _results(viewer, kind, name: str, image=None) -> list:
@@ -287,7 +291,7 @@ def _replaceable(layer, kind, shape=None, source=None) -> bool:
 
     if kind is Points and isinstance(layer, Points) and len(layer.data) == 0:
         return source is None or _of_image(layer, source)
-    return (isinstance(layer, kind) and layer.metadata.get(MADE_HERE) and not layer.metadata.get(EDITED)
+    return (isinstance(layer, kind) and layer.metadata.get(MADE_HERE) and not _edited(layer)
             and (shape is None or layer.data.shape == shape)
             and (source is None or _of_image(layer, source)))
 
@@ -377,7 +381,7 @@ def put_points(viewer, name: str, data, image, size_px: float):
     # hollow: a seed marks a deposit of a few mm² without hiding it, or the lesion's outline
     layer = viewer.add_points(data, name=name, units="mm", size=size_px, face_color="transparent",
                               border_color="yellow", border_width=0.3,
-                              metadata={**_from(image), MADE_HERE: True}, **placement(image))
+                              metadata={**_from(image), MADE_HERE: True, KIND: "seeds"}, **placement(image))
     _mark_edits(layer)
     return layer
 
@@ -925,7 +929,9 @@ class PrepareWidget(_Widget):
         data = np.asarray(layer.data)
         if data.ndim == 3 and not getattr(layer, "rgb", False) and data.shape[-1] not in (2, 3, 4):
             image_pixels(layer, export_ok=True)  # a stack (grey + alpha, (rows, cols, 2), is one slice): say what to do
-        image = image_from_export(data, size_mm, self.level_hu.value, self.width_hu.value, source=layer.name)
+        # its file, where it was opened from one: the export's rows name it even once its layer is deleted
+        source = _image_file(self.viewer, layer) or layer.name
+        image = image_from_export(data, size_mm, self.level_hu.value, self.width_hu.value, source=source)
         pixels, kwargs, _ = _layer_data(image)
         kwargs["metadata"].update({**_from(layer), MADE_HERE: True, "spacing_origin": "given in napari (Prepare image)"})
         linked = layer.metadata.get(CONVERTED)  # its HU layer made before, by the name it has now
@@ -1097,7 +1103,7 @@ class SegmentWidget(_Widget):
 
             # the user's: corrected, or brought in (opened from a file)
             kept = [b for b in _results(self.viewer, Labels, "bone", layer)
-                    if b.metadata.get(EDITED) or not b.metadata.get(MADE_HERE)]
+                    if _edited(b) or not b.metadata.get(MADE_HERE)]
             out = put_labels(self.viewer, "bone", seg.bone_mask.astype(np.uint8), layer, opacity=0.4)
             out.metadata["bone_probability"] = seg.probability
             from .segment import model_label
@@ -1203,6 +1209,7 @@ class GrowWidget(_Widget):
         self._watch_bone()
         # Seeds Quantify proposes (or another Grow makes) after this widget opened are followed too.
         self._connect(self.viewer.layers.events.inserted, self._layer_added)
+        self._connect(self.viewer.layers.events.removed, self._layer_removed)
         self.extend([self.image, self.bone, self.connectivity, self.take_unsure, self.add_seeds_button,
                      self.auto_button, self.status])
         self._image_chosen()
@@ -1216,6 +1223,12 @@ class GrowWidget(_Widget):
         if (isinstance(layer, Points) and image is not None and layer.metadata.get(SOURCE) is not None
                 and seeds_of(self.viewer, image) is layer):
             self._use_seeds(layer)
+
+    def _layer_removed(self, event) -> None:
+        """The seeds layer deleted: nothing grows from its points any more (a helper's run saw
+        lesions grown again, when the bone was painted, from clicks no longer in the viewer)."""
+        if event.value is self.points:
+            self._use_seeds(None)
 
     def _watch_bone(self, *_):
         """Regrow when the user paints the chosen bone layer (bone erased beside a deposit is
@@ -1351,6 +1364,8 @@ class GrowWidget(_Widget):
         from .pipeline import quantify
 
         image, bone = self.image.value, self.bone.value
+        if self.points is not None and self.points not in self.viewer.layers:
+            self._use_seeds(None)
         if image is None or self.points is None or self._closed:
             return None
         if bone is None:
@@ -1568,6 +1583,21 @@ def _labels_key(data) -> tuple:
     return labels.shape, str(labels.dtype), zlib.crc32(labels.tobytes())
 
 
+def _edited(layer) -> bool:
+    """Whether the user changed a layer a widget made: lesions or a bone mask painted into other
+    pixels than the widget wrote (a stroke undone with Ctrl+Z leaves them as made, and the widgets
+    may update them as before: a helper's run had an undone stroke keep 'lesions' and 'bone' as
+    the user's, hidden, and new layers made beside them), points moved, added or deleted."""
+    metadata = layer.metadata
+    if not metadata.get(EDITED):
+        return False
+    if metadata.get(GROWN_LABELS) is not None:
+        return _painted(metadata, layer.data)
+    if metadata.get(MADE_MASK) is not None:
+        return _mask_key(layer.data) != metadata[MADE_MASK]
+    return True
+
+
 def _painted(metadata: dict, data) -> bool:
     """Whether the user painted a lesions layer into other lesions than a widget grew: a brush
     stroke undone (Ctrl+Z) leaves the lesions as grown, and their seed table holds."""
@@ -1666,8 +1696,7 @@ def _bone_model(bone_layer) -> str:
     model = bone_layer.metadata.get(MODEL)
     if model is None or not bone_layer.metadata.get(MADE_HERE):
         return f"bone mask given as the layer '{bone_layer.name}'"
-    painted = bone_layer.metadata.get(EDITED) and _mask_key(bone_layer.data) != bone_layer.metadata.get(MADE_MASK)
-    return f"{model}, corrected by hand" if painted else model
+    return f"{model}, corrected by hand" if _edited(bone_layer) else model
 
 
 def _mask_for(layer, pixels, what: str) -> np.ndarray:
@@ -1789,11 +1818,13 @@ def _export_settings(export: bool, spacing_mm, window_hu, pixel_size_given: bool
 def _painted_kept_text(viewer, layer, image_layer) -> str:
     """Lesions the user painted are not grown over: new ones go to ``lesions (new)``. The painted
     layer is hidden then (two lesion layers drawn over each other, the one in view would not be
-    the one measured), and the user is told where each is."""
+    the one measured), and the user is told where each is; also when they had hidden it
+    themselves (to look at the image: seeds clicked meanwhile are not grown into a painting out
+    of view, and a helper's run saw the painting drop out of Measure's numbers unsaid)."""
     from napari.layers import Labels
 
     painted = [other for other in _results(viewer, Labels, "lesions", image_layer)
-               if other is not layer and other.metadata.get(EDITED) and other.visible]
+               if other is not layer and _edited(other)]
     for other in painted:
         other.visible = False
     if not painted:
@@ -2061,8 +2092,7 @@ class QuantifyWidget(_Widget):
             # the user corrected it (or brought it in), segmented again when a widget made it.
             # (A painted 'bone' followed by Segment's 'bone (new)' is the new one, everywhere.)
             bones = [b for b in _results(v, Labels, "bone", layer) if b.data.shape == pixels.shape]
-            users_bone = bones[-1] if bones and (bones[-1].metadata.get(EDITED) or not bones[-1].metadata.get(MADE_HERE)) \
-                else None
+            users_bone = bones[-1] if bones and (_edited(bones[-1]) or not bones[-1].metadata.get(MADE_HERE)) else None
             bone_mask = np.asarray(users_bone.data) > 0 if users_bone is not None else None
             # With the network's probability kept on the layer, a seed may still take a deposit's
             # part of the mask the network was unsure of, after the user's corrections.
