@@ -7,6 +7,7 @@ Entries already covered next to the code they exercise are not repeated here: se
 from __future__ import annotations
 
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -831,11 +832,21 @@ def test_an_empty_file_named_as_a_scanner_names_them_is_an_error_not_skipped(fak
     assert table["settings"].tolist()[-1] == "threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no"
 
 
-def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fake_pipeline, batch, tmp_path, capsys,
-                                                                             monkeypatch):
+def _terminated_on(name: str, quantify):
+    """``quantify``, but a SIGTERM (a batch scheduler's time limit) arrives as it takes the image ``name``."""
     import os
     import signal
 
+    def terminated(image, seeds, **kwargs):
+        if image.name == name:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return quantify(image, seeds, **kwargs)
+
+    return terminated
+
+
+def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fake_pipeline, batch, tmp_path, capsys,
+                                                                             monkeypatch):
     import pandas as pd
 
     from napari_calcinosis import pipeline
@@ -843,12 +854,7 @@ def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fak
     paths, _ = batch
     good = [paths[0], paths[4], paths[2]]  # good_1, good_2, dot (fails)
     fake = pipeline.quantify
-
-    def terminated_on_good_2(image, seeds, **kwargs):
-        if image.name == "good_2":
-            os.kill(os.getpid(), signal.SIGTERM)
-        return fake(image, seeds, **kwargs)
-
+    terminated_on_good_2 = _terminated_on("good_2", fake)
     monkeypatch.setattr(pipeline, "quantify", terminated_on_good_2)
     out, summary, masks = tmp_path / "areas.csv", tmp_path / "per_image.csv", tmp_path / "m"
     args = ["quantify", *good, "--pixel-size", 0.25, "--out", out, "--summary", summary, "--masks", masks]
@@ -894,6 +900,98 @@ def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fak
     code, err = _cli(capsys, *args, "--resume", "--overwrite", "--window-level", 500)  # another export window
     assert code == 2 and "were measured with export_window_hu=W1500/L450, this run with export_window_hu=W1500/L500" in err
     assert "give the same settings, or measure again without --resume" in err
+
+
+def test_resume_measures_again_a_file_replaced_since_and_replaces_the_masks_it_wrote(fake_pipeline, batch, tmp_path,
+                                                                                    capsys, monkeypatch):
+    # A wrong slice re-exported under its name between the interruption and --resume: its old
+    # rows were kept under the new file's path. And with --masks, an image measured again (its
+    # seeds corrected) was refused for the masks the interrupted run had written.
+    import shutil
+
+    import pandas as pd
+
+    from napari_calcinosis import pipeline
+
+    paths, _ = batch
+    good_1, good_2 = paths[0], paths[4]
+    fake = pipeline.quantify
+    terminated_on_good_2 = _terminated_on("good_2", fake)
+    monkeypatch.setattr(pipeline, "quantify", terminated_on_good_2)
+    out, masks, seeds = tmp_path / "areas.csv", tmp_path / "m", tmp_path / "s.csv"
+    seeds.write_text("image,row,col\ngood_1,12,14\ngood_2,30,31\n")
+    args = ["quantify", good_1, good_2, "--seeds", seeds, "--pixel-size", 0.25, "--out", out, "--masks", masks]
+    assert _cli(capsys, *args)[0] == 143
+    monkeypatch.setattr(pipeline, "quantify", fake)
+    seeds.write_text("image,row,col\ngood_1,13,14\ngood_2,30,31\n")  # good_1's seed corrected
+    before = len(fake_pipeline["images"])
+    code, err = _cli(capsys, *args, "--resume")
+    assert code == 0, err
+    assert "measuring 1 image(s) again whose seeds differ" in err and fake_pipeline["images"][before:] == ["good_1", "good_2"]
+    assert pd.read_csv(out).set_index("image")["seed_row"]["good_1.png"] == 13
+
+    monkeypatch.setattr(pipeline, "quantify", terminated_on_good_2)
+    out = tmp_path / "again.csv"
+    args = ["quantify", good_1, good_2, "--pixel-size", 0.25, "--out", out]
+    assert _cli(capsys, *args)[0] == 143
+    monkeypatch.setattr(pipeline, "quantify", fake)
+    shutil.copy(paths[2], good_1)  # another image copied over good_1.png (dot.png: 1 pixel, refused)
+    before = len(fake_pipeline["images"])
+    code, err = _cli(capsys, *args, "--resume")
+    assert ("note: --resume: measuring 1 image(s) again whose file is not the one measured before (another file was "
+            "copied over it since): good_1.png") in err
+    assert code == 1 and "resuming: 0 of 2 image(s) measured before" in err
+    assert pd.read_csv(out).set_index("image")["status"]["good_1.png"].startswith("error: ")
+
+
+def test_a_pattern_the_shell_left_unexpanded_and_a_link_to_a_missing_file(fake_pipeline, batch, tmp_path, capsys):
+    # Windows' shells expand no '*': 'scans\*.png' was taken for a file name ("file not found", or with
+    # seeds the seeds file blamed). A folder's link to a file that is missing was skipped unsaid.
+    import pandas as pd
+
+    paths, _ = batch
+    folder = paths[0].parent
+    out = tmp_path / "r.csv"
+    code, err = _cli(capsys, "quantify", folder / "good_*.png", "--pixel-size", 0.25, "--out", out)
+    assert code == 0, err
+    assert pd.read_csv(out)["image"].unique().tolist() == ["good_1.png", "good_2.png"]
+    code, err = _cli(capsys, "quantify", folder / "nothing_*.png", "--pixel-size", 0.25, "--out", out, "--overwrite")
+    assert code == 2 and f"error: no file matches {folder / 'nothing_*.png'}" in err
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "IM000001").symlink_to(tmp_path / "archive" / "IM000001")
+    (linked / "good.png").symlink_to(paths[0])
+    code, err = _cli(capsys, "quantify", linked, "--pixel-size", 0.25, "--out", out, "--overwrite")
+    rows = pd.read_csv(out).set_index("image")
+    assert code == 1 and rows["status"]["good.png"] == "ok"
+    assert rows["status"]["IM000001"] == (f"error: {linked / 'IM000001'}: is a link to a file that is missing "
+                                          f"({tmp_path / 'archive' / 'IM000001'}): is the drive or archive it points "
+                                          "to connected?")
+
+
+def test_the_table_on_standard_output_is_utf8_whatever_the_consoles_code_page(fake_pipeline, tmp_path):
+    # 'quantify scans/ > lesions.csv' on Windows (cp1252) crashed on a patient's name after every
+    # image was measured, leaving the header alone.
+    import io
+    import sys
+
+    import pandas as pd
+
+    from napari_calcinosis.cli import main
+
+    write_windowed_png(tmp_path / "Dvořák_IM1.png", _ramp_hu((64, 64)))
+    raw = io.BytesIO()
+    console = io.TextIOWrapper(raw, encoding="cp1252")
+    real = sys.stdout
+    sys.stdout = console
+    try:
+        code = main(["quantify", str(tmp_path / "Dvořák_IM1.png"), "--pixel-size", "0.25"])
+    finally:
+        sys.stdout = real
+    assert code == 0
+    table = pd.read_csv(io.BytesIO(raw.getvalue()), encoding="utf-8")
+    assert table["image"].tolist() == ["Dvořák_IM1.png"] and table["status"].tolist() == ["ok"]
 
 
 def test_a_file_given_twice_is_measured_once(fake_pipeline, batch, tmp_path, capsys, monkeypatch):
@@ -1035,6 +1133,12 @@ def test_agreement_demo_and_validate_refuse_existing_outputs(tmp_path, capsys):
     code, err = _cli(capsys, "validate", "--out", tmp_path / "val", "--n", "3", "--device", "cpu")
     assert code == 2 and "report.md" in err
     assert (tmp_path / "val" / "report.md").read_text() == "mine\n"
+    # a file where the report's folder goes: said before the study, not in a traceback after it
+    (tmp_path / "notadir").write_text("mine\n")
+    started = time.perf_counter()
+    code, err = _cli(capsys, "validate", "--out", tmp_path / "notadir", "--n", "3", "--device", "cpu")
+    assert code == 2 and f"error: cannot create the output folder {tmp_path / 'notadir'}" in err
+    assert "Traceback" not in err and time.perf_counter() - started < 5
 
 
 def test_every_test_the_catalogue_cites_exists():

@@ -66,10 +66,12 @@ _MASK_FILE = re.compile(r"_(bone\.png|lesions\.(png|tiff?)|overlay\.png)$", re.I
 
 def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
     """The visible files of ``folder`` and, with ``recursive``, of its subfolders (linked ones
-    too, each real folder once), sorted; and the visible subfolders not searched."""
+    too, each real folder once), sorted; and the visible subfolders not searched. A link to a
+    file that is missing (an archive not mounted) is a file here, so that it is not skipped
+    without a word: reading it says what it is."""
     if not recursive:
         entries = sorted(f for f in folder.iterdir() if not f.name.startswith("."))
-        return [f for f in entries if f.is_file()], [f for f in entries if f.is_dir()]
+        return [f for f in entries if f.is_file() or _broken_link(f)], [f for f in entries if f.is_dir()]
     files, seen = [], set()
     for root, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -78,8 +80,13 @@ def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
             continue
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [Path(root) / n for n in sorted(names) if not n.startswith(".") and (Path(root) / n).is_file()]
+        files += [Path(root) / n for n in sorted(names)
+                  if not n.startswith(".") and ((Path(root) / n).is_file() or _broken_link(Path(root) / n))]
     return sorted(files), []
+
+
+def _broken_link(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
 
 
 def _holds_only_masks(folder: Path) -> bool:
@@ -92,13 +99,29 @@ def _holds_only_masks(folder: Path) -> bool:
     return bool(entries) and all(f.is_file() and _MASK_FILE.search(f.name) for f in entries)
 
 
+def _globbed(paths) -> list[str]:
+    """The paths given, a pattern no file is named after (``scans\\*.dcm``: Windows' shells
+    leave it to the program) replaced by the files it matches, sorted. It was taken for a file
+    name: "file not found", or with --seeds the seeds file blamed for naming no image given."""
+    out = []
+    for path in map(str, paths):
+        if os.path.lexists(path) or not re.search(r"[*?[]", path):
+            out.append(path)
+            continue
+        matches = sorted(glob.glob(path))
+        if not matches:
+            raise CalcinosisError(f"no file matches {path}")
+        out.extend(matches)
+    return out
+
+
 def _expand_images(paths, recursive: bool = False) -> list[Path]:
     """The files given, and the image files of the folders given (sorted; with ``recursive``, of
     their subfolders too); what a folder holds besides images is named on stderr, and so are the
     subfolders not searched (but those of mask files only), so that no image is skipped without a
     word. The mask files this tool writes are never taken for images, given or found."""
     out = []
-    for p in map(Path, paths):
+    for p in map(Path, _globbed(paths)):
         if not p.is_dir():
             if _MASK_FILE.search(p.name) and p.is_file():
                 print(f"{p}: skipped, a mask file that --masks writes, not a finger image", file=sys.stderr)
@@ -107,7 +130,7 @@ def _expand_images(paths, recursive: bool = False) -> list[Path]:
             continue
         files, folders = _walk(p, recursive)
         ours = {f for f in files if _MASK_FILE.search(f.name)}
-        images = [f for f in files if f not in ours and _is_image_file(f)]
+        images = [f for f in files if f not in ours and (_broken_link(f) or _is_image_file(f))]
         found = set(images)
         others = [str(f.relative_to(p)) for f in files if f not in found and f not in ours]
         if others:
@@ -364,6 +387,20 @@ def _write_csv(table: pd.DataFrame, path, overwrite: bool = True) -> None:
         table.to_csv(temporary, index=False, errors="surrogateescape")
 
 
+def _csv_to_stdout(table: pd.DataFrame) -> None:
+    """A table on standard output in UTF-8, as --out writes it: a file name the console's code
+    page cannot spell (Dvořák on Windows, where output sent to a file is cp1252) or that is not
+    UTF-8 crashed the run after every image was measured, leaving only the header."""
+    text = table.to_csv(index=False)
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # standard output replaced by a text stream (a notebook, a test)
+        sys.stdout.write(text)
+    else:
+        sys.stdout.flush()
+        buffer.write(text.encode("utf-8", "surrogateescape"))
+        buffer.flush()  # a reader gone (| head) is met here, not at exit
+
+
 def _write_image(array: np.ndarray, path, overwrite: bool = True) -> None:
     """PNG through imageio, TIFF through tifffile (label images keep their 16-bit values)."""
     import imageio.v3 as iio
@@ -429,11 +466,13 @@ def _image_error(path: Path, exc: Exception) -> str:
     return message if path.name in message else f"{path.name}: {message}"
 
 
-def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: list) -> int:
+def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: list,
+                   masks_replaced: frozenset = frozenset()) -> int:
     """Measure each image into ``frames`` (a table per image, so an interruption keeps them);
     returns how many failed. One bad image never ends the batch. ``seeds_of``: each image's
     seeds and the seeds file's other columns, put beside the rows of its seeds (one row per
-    seed, in order)."""
+    seed, in order). ``masks_replaced``: images whose masks an interrupted run of this output
+    wrote, replaced without --overwrite."""
     from .io import read_image
     from .pipeline import quantify
 
@@ -472,7 +511,8 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
                 min_area_mm2=args.min_area_mm2,
             )
             if args.masks:
-                _write_masks(Path(args.masks), mask_names[path], result.bone_mask, result.lesion_labels, args.overwrite)
+                _write_masks(Path(args.masks), mask_names[path], result.bone_mask, result.lesion_labels,
+                             args.overwrite or path in masks_replaced)
         except Exception as exc:  # noqa: BLE001 - one bad image must not end the batch
             failed += 1
             message = _image_error(path, exc)
@@ -575,12 +615,14 @@ def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, m
     it, and only when it was measured (one that failed is measured again) with the seeds this
     run gives it and, with --masks, its masks written; its rows take this run's image name and
     the seeds file's columns as this run reads them. ``keys``: each image's absolute path, the
-    ``path`` column's value."""
+    ``path`` column's value. Also the images measured again whose partial rows are set aside
+    (their masks are that run's, to be replaced). An image whose file is not the one measured
+    (another copied over it: its digest, kept in the partial file, differs) is measured again."""
     partials = _partial_files(out)
     if not partials:
         print(f"note: --resume: no partial results beside {out} ({Path(out).stem}.partial.csv): every image is "
               "measured", file=sys.stderr)
-        return {}, []
+        return {}, [], frozenset()
     by_path, consumed = {}, []
     given = {key: path for path, key in keys.items()}
     for partial in partials:  # oldest first: a newer file's rows of an image replace an older one's
@@ -592,10 +634,15 @@ def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, m
         by_path.update({key: table for key, table in rows.groupby("path", sort=False)})
         if rows["path"].isin(given).all():
             consumed.append(partial)
-    done, again = {}, []
+    done, again, replaced, remeasured = {}, [], [], set()
     for key, rows in by_path.items():
         path = given.get(key)
         if path is None or rows["status"].str.startswith("error").any():
+            continue
+        remeasured.add(path)
+        digest = rows[FILE_DIGEST].iloc[0] if FILE_DIGEST in rows.columns else ""
+        if isinstance(digest, str) and digest and digest != _file_digest(path):
+            replaced.append(labels[path])
             continue
         seeds, extra = seeds_of.get(path, (None, None))
         kept_seeds = list(zip(pd.to_numeric(rows["seed_row"]), pd.to_numeric(rows["seed_col"])))
@@ -609,16 +656,40 @@ def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, m
             rows[flag] = rows[flag].map({"True": True, "False": False})
         rows["image"] = labels[path]
         done[key] = pd.concat([rows, extra], axis=1) if extra is not None and len(extra) == len(rows) else rows
+        remeasured.discard(path)
     print(f"resuming: {len(done)} of {len(keys)} image(s) measured before (in {_listed(map(str, partials), 2)}) "
           f"are kept; measuring the other {len(keys) - len(done)}", file=sys.stderr)
     if again:
         print(f"note: --resume: measuring {len(again)} image(s) again whose seeds differ from the partial rows', or "
               f"whose masks are missing: {_listed(again, 3)}", file=sys.stderr)
+    if replaced:
+        print(f"note: --resume: measuring {len(replaced)} image(s) again whose file is not the one measured before "
+              f"(another file was copied over it since): {_listed(replaced, 3)}", file=sys.stderr)
     kept_files = [partial for partial in partials if partial not in consumed]
     if kept_files:
         print(f"note: {_listed(map(str, kept_files), 2)} also hold(s) rows of images not in this run: left as they are",
               file=sys.stderr)
-    return done, consumed
+    return done, consumed, frozenset(remeasured)
+
+
+# The column of a partial file (not of the output) holding each image file's digest, so that
+# --resume measures again a file replaced since (a wrong slice re-exported under its name: its
+# rows were kept, the old image's deposits under the new file's path).
+FILE_DIGEST = "file_sha256"
+
+
+def _file_digest(path) -> str:
+    """The SHA-256 of a file's bytes, or "" where it cannot be read."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return ""
+    return digest.hexdigest()
 
 
 # The parts of a settings label that only an export's rows carry (an image read through them).
@@ -737,8 +808,8 @@ def cmd_quantify(args) -> int:
         raise CalcinosisError("--resume carries on a run that wrote --out: give the same --out (and arguments)")
     mask_names = _mask_names(images) if args.masks else {}
     keys = {path: str(path.resolve()) for path in images}  # the path column's values
-    done, partials = (_measured_before(args.out, keys, labels, seeds_of, mask_names, args.masks) if args.resume
-                      else ({}, []))
+    done, partials, remeasured = (_measured_before(args.out, keys, labels, seeds_of, mask_names, args.masks)
+                                  if args.resume else ({}, [], frozenset()))
     from .pipeline import software_label
 
     software = software_label()  # first: another version may word its settings otherwise
@@ -755,7 +826,9 @@ def cmd_quantify(args) -> int:
         print(f"note: {_listed(map(str, earlier), 2)} hold(s) an interrupted run's rows: the same command with "
               "--resume would carry it on; this run measures every image", file=sys.stderr)
     to_measure = [path for path in images if keys[path] not in done]
-    outputs += [p for path in to_measure if args.masks for p in _mask_paths(Path(args.masks), mask_names[path])]
+    # (the masks of an image measured again are those the interrupted run wrote: replaced)
+    outputs += [p for path in to_measure if args.masks and path not in remeasured
+                for p in _mask_paths(Path(args.masks), mask_names[path])]
     _refuse_existing(outputs, args.overwrite)
     for output in csv_files:
         _make_folder(output.parent, "output")
@@ -777,13 +850,15 @@ def cmd_quantify(args) -> int:
     frames: list = []
     try:
         with _sigterm_interrupts():
-            failed = _quantify_each(to_measure, labels, seeds_of, mask_names, model, args, frames)
+            failed = _quantify_each(to_measure, labels, seeds_of, mask_names, model, args, frames, remeasured)
     except KeyboardInterrupt:
         # What was measured before Ctrl-C (or a scheduler's SIGTERM) is kept, beside the output
         # rather than in its place.
         if args.out and frames:
             partial = _partial_path(args.out)
-            _write_csv(pd.concat(frames, ignore_index=True).assign(model=model_label, software=software), partial)
+            rows = pd.concat(frames, ignore_index=True).assign(model=model_label, software=software)
+            digests = {key: _file_digest(key) for key in rows["path"].dropna().unique()}
+            _write_csv(rows.assign(**{FILE_DIGEST: rows["path"].map(digests)}), partial)
             print(f"interrupted after {len(frames) + len(done)} of {len(images)} image(s): wrote the "
                   f"{len(frames)} this run measured to {partial}" + (f" (the others are in {_listed(map(str, partials), 2)}"
                   "; --resume takes them all)" if partials else "; --resume carries on"), file=sys.stderr)
@@ -807,13 +882,11 @@ def cmd_quantify(args) -> int:
         if partials:
             print(f"removed {_listed(map(str, partials), 3)}: their rows are in {args.out}", file=sys.stderr)
     else:
-        out.to_csv(sys.stdout, index=False)
-        sys.stdout.flush()  # a reader gone (| head) is met here, not at exit
+        _csv_to_stdout(out)
     if args.summary:
         summary = _per_image(out)
         if args.summary == "-":
-            summary.to_csv(sys.stdout, index=False)
-            sys.stdout.flush()
+            _csv_to_stdout(summary)
         else:
             _write_csv(summary, args.summary, args.overwrite)
             print(f"wrote one row per image ({len(images)}) with its total area to {args.summary}", file=sys.stderr)
@@ -1145,11 +1218,12 @@ def cmd_validate(args) -> int:
 
     check_study(args.n, args.seed)
     _refuse_existing(report_paths(args.out), args.overwrite)
+    _make_folder(Path(args.out), "output")  # a file of that name: said now, not after the whole study
     bar = _Progress(args.n, "phantoms")
     result = run_validation(args.n, args.seed, args.out, device=args.device, progress=lambda i, n: bar.update())
     for name, a in result["stats"].items():
         print(f"{name:32s} n={a.n:3d}  rho {a.spearman_rho:.3f}  CCC {a.ccc:.3f} ({a.ccc_ci_low:.3f}-{a.ccc_ci_high:.3f})  "
-              f"bias {a.ba_bias:+.2f} mm^2  LoA {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}")
+              f"bias {a.ba_bias:+.2f} mm^2  LoA {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f} mm^2")
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
 

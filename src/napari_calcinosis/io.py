@@ -751,6 +751,9 @@ def read_image(
         raise CalcinosisError(f"give the image as a file path (str or Path), got {type(path).__name__}")
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():  # a study tree of links into an archive that is not mounted
+            raise CalcinosisError(f"{path}: is a link to a file that is missing ({os.readlink(path)}): is the "
+                                  "drive or archive it points to connected?")
         raise CalcinosisError(f"{path}: file not found")
     if not path.is_file():
         raise CalcinosisError(f"{path}: is not a file (a folder?); give the path of one image file")
