@@ -402,6 +402,33 @@ def test_summarize_names_what_it_needs_and_leaves_out_what_automatic_mode_left_o
     assert summarize(table) == {"total_area_mm2": 2.0, "n_lesions": 1, "n_failed_seeds": 1}
 
 
+def test_summarize_counts_lesion_1_of_each_image_of_a_batchs_table():
+    # quantify --out's table: lesion 1 of image A and lesion 1 of image B were counted once
+    table = pd.DataFrame({"image": ["a.dcm", "a.dcm", "a.dcm", "b.dcm", "b.dcm"], "lesion_id": [1, 1, 2, 1, 2],
+                          "area_mm2": [2.0, 2.0, 3.0, 5.0, 7.0],
+                          "status": ["ok", "duplicate_seed", "ok", "ok", "ok"]})
+    assert summarize(table) == {"total_area_mm2": 17.0, "n_lesions": 4, "n_failed_seeds": 0}
+
+
+def test_a_true_false_mask_of_several_pieces_or_a_pixel_size_in_um_is_refused():
+    # A bool mask of two deposits was measured as one lesion, its long axis across both; 250 for
+    # 0.25 mm gave areas a million times too large.
+    mask = np.zeros((20, 20), bool)
+    mask[2:5, 2:5] = mask[12:15, 12:15] = True
+    with pytest.raises(CalcinosisError, match=r"a True/False mask of 2 separate pieces, which would be measured as one "
+                                              r"lesion .*scipy.ndimage.label\(mask\)\[0\]"):
+        measure_lesions(mask, 0.25)
+    mask[12:15, 12:15] = False
+    mask[5, 5] = True  # one piece, touching by a corner: one lesion
+    assert measure_lesions(mask, 0.25)["area_px"].tolist() == [10]
+    with pytest.raises(CalcinosisError, match="a pixel spacing of 250 mm is not a plausible pixel size: at most 5 mm"):
+        measure_lesions(mask.astype(np.uint8), 250)
+    from napari_calcinosis import subtract_bone
+
+    with pytest.raises(CalcinosisError, match="a pixel spacing of 0.25 x 250 mm is not a plausible pixel size"):
+        subtract_bone(np.zeros((20, 20)), mask, (0.25, 250))
+
+
 def test_float_labels_point_to_numbering_the_pieces():
     with pytest.raises(CalcinosisError, match=r"scipy.ndimage.label\(mask\)\[0\]"):
         measure_lesions(np.ones((4, 4), np.float32), (0.25, 0.25))

@@ -114,7 +114,18 @@ def _check_spacing_mm(spacing_mm) -> tuple[float, float]:
             f"Pixel spacing must be two positive numbers in mm (row, col); got {spacing_mm!r}. "
             "Set the pixel spacing of the image."
         )
+    _check_plausible(values)
     return values
+
+
+def _check_plausible(spacing_mm: tuple[float, float]) -> None:
+    """Refuse a pixel size above io.MAX_PIXEL_SIZE_MM, as an image's is refused: µm typed as mm
+    (250 for 0.25) gave areas a million times too large without a word."""
+    from .io import MAX_PIXEL_SIZE_MM, pixel_size_text
+
+    if max(spacing_mm) > MAX_PIXEL_SIZE_MM:
+        raise CalcinosisError(f"a pixel spacing of {pixel_size_text(spacing_mm)} mm is not a plausible pixel size: at "
+                              f"most {MAX_PIXEL_SIZE_MM:g} mm (finger DECT: 0.15-0.35 mm); give it in mm")
 
 
 def _hull_corners_mm(mask: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
@@ -357,6 +368,13 @@ def measure_lesions(
             "pass a 2-D label image"
         )
     if labels.dtype == bool:
+        # one lesion, with its long axis across all its pieces: a mask of several deposits is numbered first
+        n_pieces = ndimage.label(labels, structure=np.ones((3, 3)))[1]
+        if n_pieces > 1:
+            raise CalcinosisError(
+                f"the lesion labels are a True/False mask of {n_pieces} separate pieces, which would be measured as "
+                "one lesion (its long axis across them all): number its lesions with scipy.ndimage.label(mask)[0]"
+            )
         labels = labels.astype(np.int64)
     if not np.issubdtype(labels.dtype, np.integer):
         raise CalcinosisError(
@@ -509,7 +527,9 @@ def summarize(table: pd.DataFrame) -> dict:
     dict
         ``total_area_mm2`` (float, mm^2): summed area of the distinct lesions
         (``lesion_id`` > 0), each counted once even if several seeds point at
-        it; ``n_lesions`` (int): number of distinct lesions;
+        it (a lesion is its image's: in a table of several images, as ``quantify
+        --out`` writes, told apart by ``path`` or ``image``); ``n_lesions`` (int):
+        number of distinct lesions;
         ``n_failed_seeds`` (int): number of rows with ``lesion_id`` 0 (not counting the rows
         automatic mode left out: ``outside_finger``, ``below_noise``, ``vessel_like``).
     """
@@ -517,7 +537,9 @@ def summarize(table: pd.DataFrame) -> dict:
     if missing:
         raise CalcinosisError(f"summarize needs a lesion table (measure_lesions, quantify's table); it lacks "
                               f"{', '.join(missing)}")
-    lesions = table[table["lesion_id"] > 0].drop_duplicates(subset="lesion_id")
+    # lesion 1 of one image is not lesion 1 of another (a batch's table): it was counted once
+    image_columns = [c for c in ("path", "image") if c in table.columns][:1]
+    lesions = table[table["lesion_id"] > 0].drop_duplicates(subset=[*image_columns, "lesion_id"])
     failed = table["lesion_id"] == 0
     if "status" in table:
         failed &= ~table["status"].isin(LEFT_OUT_STATUSES)

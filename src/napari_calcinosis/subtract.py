@@ -56,6 +56,9 @@ def _spacing_pair(spacing_mm) -> tuple[float, float]:
         raise CalcinosisError(f"pixel spacing must be one number or a (row, col) pair in mm, got {spacing_mm!r}") from None
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise CalcinosisError(f"pixel spacing must be positive, got {spacing_mm!r} mm")
+    from .measure import _check_plausible
+
+    _check_plausible((float(spacing[0]), float(spacing[1])))
     return float(spacing[0]), float(spacing[1])
 
 
