@@ -1538,6 +1538,13 @@ def test_prepare_on_awkward_inputs(sample):
     [mr] = viewer.open(get_testdata_file("MR_small.dcm"), plugin="napari-calcinosis")
     prep.image.value = mr
     assert prep.status.value.startswith("warning: 'MR_small': it is not a CT image")
+    # raw scanner values (HU + 1024) given their pixel size: said as they are set, not first in Grow
+    raw = viewer.add_image(np.clip(image.data + 1024, 0, 4095).astype(np.uint16), name="IM000001")
+    prep.image.value = raw
+    assert not prep.export.value
+    prep.pixel_size_mm.value = 0.25
+    assert prep.run() is raw
+    assert "Its values are taken as HU; but no pixel is as dark as air or fat (the darkest are" in prep.status.value
 
 
 def test_the_widgets_hear_what_the_reader_recorded_of_the_file(sample):
@@ -1797,3 +1804,22 @@ def test_the_exports_file_stays_the_rows_path_once_its_layer_is_deleted(sample, 
     measure.lesions.value = viewer.layers["lesions"]
     written = pd.read_csv(measure.export(tmp_path / "lesions.csv"))
     assert set(written["path"]) == {str(path.resolve())} and set(written["image"]) == {"finger (HU)"}
+
+
+def test_measure_says_the_warnings_the_export_carries(sample):
+    # An image at scale 1 (pixels, not mm): Grow warned, the export's warnings column did, but
+    # Measure showed "total 241.00 mm²" alone.
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    unscaled = viewer.add_image(np.asarray(image.data), name="noscale")
+    grow = dock(viewer, GrowWidget(viewer))
+    bone_layer = viewer.add_labels(bone.astype(np.uint8), name="bone")
+    grow.image.value, grow.bone.value = unscaled, bone_layer
+    grow.start_seeding().add(seeds)
+    lesions = next(layer for layer in viewer.layers if layer.name.startswith("lesions"))
+    measure = dock(viewer, MeasureWidget(viewer))
+    measure.lesions.value = lesions
+    measure.refresh()
+    assert lesions.metadata["warnings"] and "scale of 1" in lesions.metadata["warnings"]
+    assert measure.status.value.endswith(f"; warning: {lesions.metadata['warnings']}")

@@ -913,9 +913,14 @@ class PrepareWidget(_Widget):
             moved = _follow_pixel_size(self.viewer, layer, old)
             self.viewer.reset_view()
             _show_scale_bar(self.viewer)
+            pixels = image_pixels(layer)
+            # what Grow and Quantify would warn of later (raw values, HU + 1024, say), said now
+            from .io import image_caveats
+
+            doubts = image_caveats(calcinosis_image(layer, pixels))
             self.status.value = (f"'{layer.name}' now has {size_mm:g} mm pixels, {_spans(layer)}. Its values are "
-                                 f"taken as HU{moved}")
-            self._warn_if_odd(layer, image_pixels(layer))
+                                 f"taken as HU{moved}" + (f"; but {'; '.join(doubts)}" if doubts else ""))
+            self._warn_if_odd(layer, pixels)
             return layer
 
         return self._run_safely(go)
@@ -1907,6 +1912,9 @@ class MeasureWidget(_Widget):
         self.status.value = f"{len(frame)} lesion(s), total {total:.2f} mm²"
         if layer is not None:
             self.status.value += _near_resolution_text(frame, spacing_of(layer))
+            warned = layer.metadata.get("warnings")  # the image's doubts, as the export's warnings column
+            if warned:
+                self.status.value += f"; warning: {warned}"
         stale = _out_of_date(self.viewer, layer.metadata, layer.data) if layer is not None else ""
         if stale:
             self.status.value = (f"out of date: {stale}" if _painted(layer.metadata, layer.data) else

@@ -1332,8 +1332,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("sample", help="write synthetic phantoms as DICOM + windowed PNG with truth.csv and seeds.csv")
-    s.add_argument("--out", required=True)
-    s.add_argument("-n", type=int, default=10)
+    s.add_argument("--out", required=True, metavar="FOLDER",
+                   help="folder to write the phantoms (DICOM and PNG), truth.csv, seeds.csv and masks/ to")
+    s.add_argument("-n", type=int, default=10, help="how many phantoms (default 10)")
     s.add_argument("--seed", type=int, default=0, help="phantom seeds are SEED, SEED+1, ...")
     add_overwrite(s)
     s.set_defaults(func=cmd_sample)
