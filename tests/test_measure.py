@@ -408,6 +408,8 @@ def test_summarize_counts_lesion_1_of_each_image_of_a_batchs_table():
                           "area_mm2": [2.0, 2.0, 3.0, 5.0, 7.0],
                           "status": ["ok", "duplicate_seed", "ok", "ok", "ok"]})
     assert summarize(table) == {"total_area_mm2": 17.0, "n_lesions": 4, "n_failed_seeds": 0}
+    # two widget exports of images made in napari (no file: path empty) put together
+    assert summarize(table.assign(path="")) == {"total_area_mm2": 17.0, "n_lesions": 4, "n_failed_seeds": 0}
 
 
 def test_a_true_false_mask_of_several_pieces_or_a_pixel_size_in_um_is_refused():

@@ -544,9 +544,8 @@ _LOCALIZER = re.compile(r"\b(LOCALI[SZ]ER|SCOUT|TOPOGRAM|SURVIEW|SCANOGRAM)\b", 
 def _slab_of(ds) -> str:
     """What the header says of a thick slab or projection (:attr:`CalcinosisImage.slab`): a
     localizer (scout) or a projection (MIP, MinIP) named in ImageType or SeriesDescription, of any
-    thickness; an
-    average (ImageType AVERAGE) above :data:`MAX_SLICE_THICKNESS_MM` or of no stated thickness;
-    any slice above that thickness."""
+    thickness; an average (ImageType AVERAGE) above :data:`MAX_SLICE_THICKNESS_MM` or of no stated
+    thickness; any slice above that thickness."""
     image_type = "\\".join(map(str, ds.get("ImageType") or []))
     thickness = _first_number(ds.get("SliceThickness"))
     of = f" of {thickness:g} mm" if thickness else ""

@@ -528,7 +528,7 @@ def summarize(table: pd.DataFrame) -> dict:
         ``total_area_mm2`` (float, mm^2): summed area of the distinct lesions
         (``lesion_id`` > 0), each counted once even if several seeds point at
         it (a lesion is its image's: in a table of several images, as ``quantify
-        --out`` writes, told apart by ``path`` or ``image``); ``n_lesions`` (int):
+        --out`` writes, told apart by ``path`` and ``image``); ``n_lesions`` (int):
         number of distinct lesions;
         ``n_failed_seeds`` (int): number of rows with ``lesion_id`` 0 (not counting the rows
         automatic mode left out: ``outside_finger``, ``below_noise``, ``vessel_like``).
@@ -538,7 +538,7 @@ def summarize(table: pd.DataFrame) -> dict:
         raise CalcinosisError(f"summarize needs a lesion table (measure_lesions, quantify's table); it lacks "
                               f"{', '.join(missing)}")
     # lesion 1 of one image is not lesion 1 of another (a batch's table): it was counted once
-    image_columns = [c for c in ("path", "image") if c in table.columns][:1]
+    image_columns = [c for c in ("path", "image") if c in table.columns]
     lesions = table[table["lesion_id"] > 0].drop_duplicates(subset=[*image_columns, "lesion_id"])
     failed = table["lesion_id"] == 0
     if "status" in table:
