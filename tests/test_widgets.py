@@ -125,6 +125,9 @@ def test_subtract_widget_live_preview(sample):
     w.threshold_hu.value = 600.0  # live preview: the layer follows the spin box
     assert viewer.layers["calcification candidates"].data.sum() < before
     assert 0.25 <= w.margin_mm.value <= 1.5  # measured on the image, shown to the user
+    # Grow and Quantify measure at the defaults: said, since the export will say threshold_hu=200
+    assert ("(for viewing and Auto-seed's proposals: Grow and Quantify measure at 200 HU with the margin measured "
+            "on the image, as the command line does by default)") in w.status.value
     screenshot(viewer, "widget_subtract")
 
 

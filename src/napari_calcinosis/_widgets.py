@@ -1177,8 +1177,16 @@ class SubtractWidget(_Widget):
             _claim(bone, image)
             out = put_labels(self.viewer, "calcification candidates", cand.astype(np.uint8), image, opacity=0.6)
             out.metadata.update(threshold_hu=self.threshold_hu.value, margin_mm=margin)
+            from .subtract import DEFAULT_THRESHOLD_HU
+
+            # Grow and Quantify measure with the command line's defaults (a user who set 300 HU here
+            # read threshold_hu=200 in the export): said where this widget's settings differ
+            own = self.threshold_hu.value != DEFAULT_THRESHOLD_HU or not self.auto_margin.value
             self.status.value = (f"{cand.sum() * np.prod(spacing_of(image)):.1f} mm² above "
                                  f"{self.threshold_hu.value:g} HU outside bone + {margin:.2f} mm"
+                                 + (f" (for viewing and Auto-seed's proposals: Grow and Quantify measure at "
+                                    f"{DEFAULT_THRESHOLD_HU:g} HU with the margin measured on the image, as the command "
+                                    "line does by default)" if own else "")
                                  + _other_image_note(bone, image))
             self._warn_if_odd(image, pixels)
             return out
