@@ -930,12 +930,16 @@ def test_resume_measures_again_a_file_replaced_since_and_replaces_the_masks_it_w
     assert "measuring 1 image(s) again whose seeds differ" in err and fake_pipeline["images"][before:] == ["good_1", "good_2"]
     assert pd.read_csv(out).set_index("image")["seed_row"]["good_1.png"] == 13
 
-    monkeypatch.setattr(pipeline, "quantify", terminated_on_good_2)
+    def replaced_then_terminated(image, seeds, **kwargs):
+        if image.name == "good_2":  # good_1 measured, then another image copied over it (dot.png: 1 pixel)
+            shutil.copy(paths[2], good_1)
+        return terminated_on_good_2(image, seeds, **kwargs)
+
+    monkeypatch.setattr(pipeline, "quantify", replaced_then_terminated)
     out = tmp_path / "again.csv"
     args = ["quantify", good_1, good_2, "--pixel-size", 0.25, "--out", out]
     assert _cli(capsys, *args)[0] == 143
     monkeypatch.setattr(pipeline, "quantify", fake)
-    shutil.copy(paths[2], good_1)  # another image copied over good_1.png (dot.png: 1 pixel, refused)
     before = len(fake_pipeline["images"])
     code, err = _cli(capsys, *args, "--resume")
     assert ("note: --resume: measuring 1 image(s) again whose file is not the one measured before (another file was "
@@ -961,10 +965,13 @@ def test_a_pattern_the_shell_left_unexpanded_and_a_link_to_a_missing_file(fake_p
     linked = tmp_path / "linked"
     linked.mkdir()
     (linked / "IM000001").symlink_to(tmp_path / "archive" / "IM000001")
+    (linked / "readme.txt").symlink_to(tmp_path / "archive" / "readme.txt")  # no image: skipped, not failed
     (linked / "good.png").symlink_to(paths[0])
     code, err = _cli(capsys, "quantify", linked, "--pixel-size", 0.25, "--out", out, "--overwrite")
     rows = pd.read_csv(out).set_index("image")
-    assert code == 1 and rows["status"]["good.png"] == "ok"
+    assert code == 1 and rows["status"]["good.png"] == "ok" and "readme.txt" not in rows.index
+    assert "skipped 1 file(s) that are not DICOM, PNG, JPEG or TIFF images: readme.txt" in err
+    assert "1 of 2 image(s) failed" in err
     assert rows["status"]["IM000001"] == (f"error: {linked / 'IM000001'}: is a link to a file that is missing "
                                           f"({tmp_path / 'archive' / 'IM000001'}): is the drive or archive it points "
                                           "to connected?")

@@ -1809,10 +1809,11 @@ def test_the_exports_file_stays_the_rows_path_once_its_layer_is_deleted(sample, 
     assert set(written["path"]) == {str(path.resolve())} and set(written["image"]) == {"finger (HU)"}
 
 
-def test_measure_says_the_warnings_the_export_carries(sample):
+def test_measure_says_the_warnings_the_export_carries(sample, tmp_path):
     # An image at scale 1 (pixels, not mm): Grow warned, the export's warnings column did, but
-    # Measure showed "total 241.00 mm²" alone.
-    from napari_calcinosis._widgets import GrowWidget, MeasureWidget
+    # Measure showed "total 241.00 mm²" alone. Once given its pixel size, neither says "pixel
+    # counts" any more; a lesion painted larger than any deposit is said as the export says it.
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget, PrepareWidget
 
     viewer, image, bone, _, seeds, _ = sample
     unscaled = viewer.add_image(np.asarray(image.data), name="noscale")
@@ -1824,5 +1825,44 @@ def test_measure_says_the_warnings_the_export_carries(sample):
     measure = dock(viewer, MeasureWidget(viewer))
     measure.lesions.value = lesions
     measure.refresh()
-    assert lesions.metadata["warnings"] and "scale of 1" in lesions.metadata["warnings"]
+    assert "scale of 1" in lesions.metadata["warnings"]
     assert measure.status.value.endswith(f"; warning: {lesions.metadata['warnings']}")
+
+    prep = dock(viewer, PrepareWidget(viewer))
+    prep.image.value, prep.export.value, prep.pixel_size_mm.value = unscaled, False, 0.25
+    prep.run()
+    measure.refresh()
+    shown = measure.status.value
+    exported = pd.read_csv(measure.export(tmp_path / "resized.csv"))["warnings"][0]
+    for said in (shown, exported):
+        assert "scale of 1" not in said and "pixel counts" not in said and "its pixels are 1 mm" not in said
+        assert "the pixel size changed from 1 to 0.25 mm" in said
+
+    lesions.brush_size = 120
+    lesions.paint((100, 75), 1, refresh=True)  # one stroke far larger than any deposit
+    measure.refresh()
+    assert "are larger than any calcinosis deposit" in measure.status.value
+    assert "are larger than any calcinosis deposit" in pd.read_csv(measure.export(tmp_path / "big.csv"))["warnings"][0]
+
+
+def test_napari_s_copy_of_a_result_is_the_users_never_updated(sample):
+    # Duplicate Layer copies the metadata: 'bone copy' (a backup, or corrections tried apart) was
+    # taken for the scan's bone, picked by Grow and overwritten by Segment, the correction lost.
+    from napari.layers._layer_actions import _duplicate_layer
+
+    from napari_calcinosis._widgets import GrowWidget
+
+    viewer, image, bone, _, seeds, _ = sample
+    segment, bone_layer = _segmented_then_painted(viewer, image)
+    bone_layer.undo()
+    viewer.layers.selection = {bone_layer}
+    _duplicate_layer(viewer.layers)
+    copy = viewer.layers["bone copy"]
+    copy.brush_size = 9
+    copy.paint((5, 5), 1)  # corrections tried in the copy
+    corrected = np.asarray(copy.data).copy()
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value = image
+    assert grow.bone.value is bone_layer
+    again = segment.run()
+    assert again is bone_layer and np.array_equal(copy.data, corrected)

@@ -37,6 +37,9 @@ from .io import _one_line, _squeeze_leading, pixel_size_text, uniform_value
 EDITED = "calcinosis_edited"  # layer.metadata key: the user painted this layer
 MADE_HERE = "calcinosis_result"  # layer.metadata key: a widget made this layer (others are the user's)
 KIND = "calcinosis_layer"  # layer.metadata key of a Labels layer a widget made: "bone", "lesions", ...
+# layer.metadata key: the id of the layer a widget made, as it made it. napari's Duplicate Layer
+# copies the metadata into a layer of another id: a copy is the user's, never updated by a widget.
+MADE_AS = "calcinosis_layer_id"
 SOURCE = "source_image"  # layer.metadata key: the name of the image layer a result was made from
 # layer.metadata key: that image layer's unique id. The name alone took a closed scan's leftovers
 # for those of the next scan opened under the same name (every patient's file is baseline.dcm).
@@ -189,6 +192,7 @@ _WRITING: set = set()  # ids of layers a widget is writing right now: their even
 def _mark_edits(layer) -> None:
     """Record in the layer's metadata when the user paints it (Labels) or changes its points (Points)."""
     layer.metadata[MADE_HERE] = True
+    layer.metadata[MADE_AS] = str(layer.unique_id)
 
     def edited(*_):
         if id(layer) not in _WRITING:
@@ -268,12 +272,13 @@ def _named(layer, name: str) -> bool:
     ``name [image]`` (a second image's result), as :func:`_free_name` names, or holds a widget's
     ``name`` under a name the user gave it ('bone baseline': a renamed result is still the
     image's bone, with the user's corrections). A layer of the user's called ``bone [1]``
-    (napari's name for a second ``bone`` opened) is not a result."""
+    (napari's name for a second ``bone`` opened), or napari's copy of a result (Duplicate
+    Layer, 'bone copy': a backup, or corrections tried apart), is not a result."""
     if re.fullmatch(rf"{re.escape(name)}( \(new\))*", layer.name):
         return True
     made_here = layer.metadata.get(MADE_HERE)
-    return bool(made_here and (layer.metadata.get(KIND) == name
-                               or re.fullmatch(rf"{re.escape(name)} \[.+\]( \(new\))*", layer.name)))
+    renamed = layer.metadata.get(KIND) == name and layer.metadata.get(MADE_AS) == str(layer.unique_id)
+    return bool(made_here and (renamed or re.fullmatch(rf"{re.escape(name)} \[.+\]( \(new\))*", layer.name)))
 
 
 def _results(viewer, kind, name: str, image=None) -> list:
@@ -1071,8 +1076,20 @@ def _remeasured_note(metadata: dict, image, old_spacing) -> None:
     else:  # converted again from the export, through another window
         what = "the image was converted again from its export"
     note = f"{_REMEASURED}{what}, without their seeds and statuses: Quantify again to measure them anew"
-    kept = [part for part in str(metadata.get("warnings") or "").split("; ") if part and not part.startswith(_REMEASURED)]
-    metadata["warnings"] = "; ".join([*kept, note])
+    # what was said of the old pixel size (a scale of 1 read as 1 mm pixels, say) is said of the new one
+    resized = tuple(old_spacing) != tuple(new_spacing)
+    of_size = ("it spans only ", "its pixels are ")  # image_caveats' notes on the pixel size
+    kept = [part for part in str(metadata.get("warnings") or "").split("; ")
+            if part and not part.startswith(_REMEASURED) and not (resized and part.startswith(of_size))]
+    now = []
+    if resized:
+        from .io import image_caveats
+
+        try:
+            now = [n for n in image_caveats(calcinosis_image(image, image_pixels(image))) if n.startswith(of_size)]
+        except CalcinosisError:
+            pass
+    metadata["warnings"] = "; ".join([*kept, *now, note])
     if isinstance(metadata.get(SETTINGS), dict):
         meta = image.metadata or {}
         export = meta.get("saturated_above_hu") is not None
@@ -1920,7 +1937,7 @@ class MeasureWidget(_Widget):
         self.status.value = f"{len(frame)} lesion(s), total {total:.2f} mm²"
         if layer is not None:
             self.status.value += _near_resolution_text(frame, spacing_of(layer))
-            warned = layer.metadata.get("warnings")  # the image's doubts, as the export's warnings column
+            warned = _warnings_for(layer.metadata.get("warnings"), frame)  # as the export's warnings column
             if warned:
                 self.status.value += f"; warning: {warned}"
         stale = _out_of_date(self.viewer, layer.metadata, layer.data) if layer is not None else ""

@@ -71,7 +71,7 @@ def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
     without a word: reading it says what it is."""
     if not recursive:
         entries = sorted(f for f in folder.iterdir() if not f.name.startswith("."))
-        return [f for f in entries if f.is_file() or _broken_link(f)], [f for f in entries if f.is_dir()]
+        return [f for f in entries if f.is_file() or _missing(f)], [f for f in entries if f.is_dir()]
     files, seen = [], set()
     for root, dirs, names in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -81,12 +81,23 @@ def _walk(folder: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         files += [Path(root) / n for n in sorted(names)
-                  if not n.startswith(".") and ((Path(root) / n).is_file() or _broken_link(Path(root) / n))]
+                  if not n.startswith(".") and ((Path(root) / n).is_file() or _missing(Path(root) / n))]
     return sorted(files), []
 
 
-def _broken_link(path: Path) -> bool:
+def _missing(path: Path) -> bool:
+    """A link to a file that is missing."""
     return path.is_symlink() and not path.exists()
+
+
+def _broken_link(path: Path) -> bool:
+    """A link to a file that is missing, named as an image is (``IM000001``, ``a.dcm``): a
+    ``readme.txt`` or ``Thumbs.db`` linked so is no image to fail."""
+    from .io import _DICOM_SUFFIXES, _scanner_name
+
+    suffix = path.suffix.lower()
+    named_as_image = suffix in _DICOM_SUFFIXES or suffix in _RASTER_SUFFIXES or _scanner_name(path)
+    return bool(named_as_image) and _missing(path)
 
 
 def _holds_only_masks(folder: Path) -> bool:
@@ -467,12 +478,13 @@ def _image_error(path: Path, exc: Exception) -> str:
 
 
 def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: list,
-                   masks_replaced: frozenset = frozenset()) -> int:
+                   masks_replaced: frozenset = frozenset(), digests: dict | None = None) -> int:
     """Measure each image into ``frames`` (a table per image, so an interruption keeps them);
     returns how many failed. One bad image never ends the batch. ``seeds_of``: each image's
     seeds and the seeds file's other columns, put beside the rows of its seeds (one row per
     seed, in order). ``masks_replaced``: images whose masks an interrupted run of this output
-    wrote, replaced without --overwrite."""
+    wrote, replaced without --overwrite. ``digests``: filled with each file's SHA-256 as it is
+    read (by its ``path`` value), for an interruption's partial file."""
     from .io import read_image
     from .pipeline import quantify
 
@@ -492,6 +504,8 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
                 return rows
             return pd.concat([rows.reset_index(drop=True), extra], axis=1)
         image = None
+        if digests is not None:  # the file as measured: one copied over it later is not it
+            digests[str(path.resolve())] = _file_digest(path)
         try:
             # In a batch, --pixel-size serves the exports; a DICOM file keeps its own spacing.
             # pydicom's warnings about a file's header are said with the file's name.
@@ -848,16 +862,16 @@ def cmd_quantify(args) -> int:
                                  "model): measure again without --resume" if same_file else
                                  "give the same --model, or measure again without --resume"))
     frames: list = []
+    digests: dict = {}
     try:
         with _sigterm_interrupts():
-            failed = _quantify_each(to_measure, labels, seeds_of, mask_names, model, args, frames, remeasured)
+            failed = _quantify_each(to_measure, labels, seeds_of, mask_names, model, args, frames, remeasured, digests)
     except KeyboardInterrupt:
         # What was measured before Ctrl-C (or a scheduler's SIGTERM) is kept, beside the output
         # rather than in its place.
         if args.out and frames:
             partial = _partial_path(args.out)
             rows = pd.concat(frames, ignore_index=True).assign(model=model_label, software=software)
-            digests = {key: _file_digest(key) for key in rows["path"].dropna().unique()}
             _write_csv(rows.assign(**{FILE_DIGEST: rows["path"].map(digests)}), partial)
             print(f"interrupted after {len(frames) + len(done)} of {len(images)} image(s): wrote the "
                   f"{len(frames)} this run measured to {partial}" + (f" (the others are in {_listed(map(str, partials), 2)}"

@@ -925,6 +925,12 @@ def _forced_dicom(path) -> bool:
         return False
 
 
+def _scanner_name(path: Path) -> bool:
+    """Whether a file is named as scanners name their images: ``IM000001``, a UID
+    (``1.2.840.113619.2.55.3.604688119``)."""
+    return re.fullmatch(r"[A-Za-z]{0,4}[-_]?\d[\d._-]*", path.name) is not None
+
+
 def _is_image_file(path: Path) -> bool:
     """An image by its suffix, or by its content: scanners name DICOM files by their UID
     (``1.2.840.113619.2.55.3.604688119``) or ``IM000001``, with no image suffix, and older ones
@@ -939,7 +945,7 @@ def _is_image_file(path: Path) -> bool:
         if path.stat().st_size == 0:
             # a transfer that failed: named as a scanner names its files (IM000002, a UID), it is
             # an image to say is empty, not a file to pass over
-            return re.fullmatch(r"[A-Za-z]{0,4}[-_]?\d[\d._-]*", path.name) is not None
+            return _scanner_name(path)
         sniffed = _sniff_format(path)
     except OSError:
         return False
