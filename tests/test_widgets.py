@@ -309,7 +309,10 @@ def test_quantify_widget_one_click_and_measure_table(sample, tmp_path, bundled_m
     # how they were measured, as the command line's rows say it
     from napari_calcinosis import __version__
 
-    assert list(written.columns[-5:]) == ["mode", "warnings", "model", "settings", "software"]
+    # in the command line's order (rows pasted under its table fall in their columns), then the centroid in mm
+    from napari_calcinosis.cli import OUTPUT_COLUMNS
+
+    assert list(written.columns) == [*OUTPUT_COLUMNS, "centroid_row_mm", "centroid_col_mm"]
     assert set(written["mode"]) == {"seeded"} and set(written["model"]) == {bundled_model_label}
     assert set(written["software"]) == {f"napari-calcinosis {__version__}"}
     assert written["warnings"].isna().all()  # nothing doubtful about the sample
@@ -1866,3 +1869,52 @@ def test_napari_s_copy_of_a_result_is_the_users_never_updated(sample):
     assert grow.bone.value is bone_layer
     again = segment.run()
     assert again is bone_layer and np.array_equal(copy.data, corrected)
+
+
+def test_measure_on_a_mask_at_scale_1_on_the_bone_and_after_the_seeds_layer_was_replaced(sample, tmp_path):
+    # A helper's review of Measure: a lesion mask of the user's at scale 1 was exported as mm²
+    # (16 times too large) without a word; the bone layer picked by mistake was exported as one
+    # lesion of 484 mm², status ok; the seeds layer deleted and others clicked in a new one left
+    # the table of the old seeds exportable; the table's cells took typed numbers the export ignored.
+    from qtpy.QtWidgets import QAbstractItemView
+
+    from napari_calcinosis._errors import CalcinosisError
+    from napari_calcinosis._widgets import GrowWidget, MeasureWidget, SegmentWidget
+
+    viewer, image, _, truth, seeds, areas = sample
+    mine = viewer.add_labels(truth.astype(np.int32), name="reader's lesions")  # opened without its scale
+    measure = dock(viewer, MeasureWidget(viewer))
+    assert measure.table.native.editTriggers() == QAbstractItemView.NoEditTriggers
+    measure.lesions.value = mine
+    measure.refresh()
+    said = "the lesions layer has scale 1, so its areas are pixel counts, not mm²"
+    assert said in measure.status.value
+    assert said in pd.read_csv(measure.export(tmp_path / "mine.csv"))["warnings"][0]
+    mine.scale = image.scale  # given its scale: areas in mm², nothing said
+    measure.refresh()
+    assert "warning" not in measure.status.value
+    assert np.allclose(measure.frame()["area_mm2"], areas, rtol=0.05)
+
+    segment = dock(viewer, SegmentWidget(viewer))
+    segment.image.value, segment.device.value = image, "cpu"
+    bone_layer = segment.run()
+    grow = dock(viewer, GrowWidget(viewer))
+    grow.image.value, grow.bone.value = image, bone_layer
+    points = grow.start_seeding()
+    points.add(seeds[:2])
+    measure.lesions.value = bone_layer  # picked by mistake
+    measure.refresh()
+    assert measure.status.value == "'bone': this layer is the bone layer, not lesions: choose the lesions layer"
+    with pytest.raises(CalcinosisError, match="not exported: this layer is the bone layer, not lesions"):
+        measure.export(tmp_path / "bone.csv")
+
+    lesions = viewer.layers["lesions"]
+    viewer.window.remove_dock_widget(grow.native)  # Grow closed: nothing regrows
+    measure.lesions.value = lesions
+    viewer.layers.remove(points)
+    viewer.add_points(seeds[2:], name="seeds", scale=image.scale, units="mm")
+    measure.refresh()
+    assert measure.status.value.startswith("out of date: the seeds layer they were grown from was deleted, and "
+                                           "'seeds' holds other points")
+    with pytest.raises(CalcinosisError, match="not exported"):
+        measure.export(tmp_path / "stale.csv")

@@ -194,12 +194,12 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
     if out.suffix.lower() != ".csv":
         out = out.with_name(out.name + ".csv")
 
-    from ._widgets import KIND, MADE_HERE, SOURCE, _painted, stale_refusal, with_provenance
+    from ._widgets import MADE_HERE, SOURCE, _painted, not_lesions, stale_refusal, with_provenance
 
     metadata = attributes.get("metadata") or {}
-    if metadata.get(KIND) not in (None, "lesions"):  # the bone mask as "lesions": one of 480 mm², status ok
-        raise CalcinosisError(f"{out.name}: this layer is the {metadata[KIND]} layer, not lesions: save it as an "
-                              "image (.png or .tif) to keep the mask, or select the lesions layer")
+    if not_lesions(metadata):  # the bone mask as "lesions": one of 480 mm², status ok
+        raise CalcinosisError(f"{out.name}: {not_lesions(metadata)}: save it as an image (.png or .tif) to keep the "
+                              "mask, or select the lesions layer")
     if out.exists():
         # napari's dialog asks before replacing the name as typed, and '.csv' is added after it
         # ('lesions' typed, 'lesions.csv' replaced): this writer cannot tell which file was confirmed,
@@ -217,7 +217,9 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
     if table.empty:
         table = _lesion_table(data, attributes)
     # a lesions layer of the plugin's: with what Export CSV writes of its scan and how it was measured
-    table = (with_provenance(table, metadata, painted) if metadata.get(MADE_HERE) or metadata.get(SOURCE)
+    scale = attributes.get("scale")
+    spacing_mm = None if scale is None else tuple(float(s) for s in np.ravel(scale)[-2:])
+    table = (with_provenance(table, metadata, painted, spacing_mm) if metadata.get(MADE_HERE) or metadata.get(SOURCE)
              else table.drop(columns=["index"], errors="ignore"))
 
     with atomic_output(out) as temporary:

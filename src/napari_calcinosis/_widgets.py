@@ -1681,10 +1681,15 @@ def _out_of_date(viewer, meta: dict, data) -> str:
     seeds = _by_id(viewer, inputs["seeds"])
     if seeds is not None and _points_key(seeds) != meta.get(GROWN_FROM):
         changed.append(f"the points of '{seeds.name}' were added, moved or deleted")
+    image = _source_of(viewer, meta)
+    if seeds is None and inputs["seeds"] is not None and image is not None:
+        # deleted, and other seeds clicked in a new layer: the table is not of the seeds in view
+        now = seeds_of(viewer, image)
+        if now is not None and _points_key(now) != meta.get(GROWN_FROM):
+            changed.append(f"the seeds layer they were grown from was deleted, and '{now.name}' holds other points")
     bone = _by_id(viewer, inputs["bone"])
     if bone is not None and _mask_key(bone.data) != meta.get(GROWN_ON):
         changed.append(f"the bone mask ('{bone.name}') changed")
-    image = _source_of(viewer, meta)
     made_since = [b for b in (_results(viewer, Labels, "bone", image) if image is not None else [])
                   if str(b.unique_id) not in inputs["bones"] and np.shape(b.data) == np.shape(data)]
     if made_since:
@@ -1890,10 +1895,12 @@ class MeasureWidget(_Widget):
         self.lesions = self._layer_input(napari.layers.Labels, "lesions", follows="lesions")
         self.table = Table(value={c: [] for c in TABLE_COLUMNS})
         self.table.native.setMinimumHeight(160)  # a few rows even with every widget docked
-        from qtpy.QtWidgets import QStyledItemDelegate
+        from qtpy.QtWidgets import QAbstractItemView, QStyledItemDelegate
 
         # cells as refresh() writes them (two decimals), not magicgui's four (4.9400)
         self.table.native.setItemDelegate(QStyledItemDelegate(self.table.native))
+        # read only: a number typed over an area was shown, and the export wrote the measured one
+        self.table.native.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.refresh_button = PushButton(text="Refresh")
         self.export_button = PushButton(text="Export CSV…")
         self.refresh_button.changed.connect(self.refresh)
@@ -1908,7 +1915,7 @@ class MeasureWidget(_Widget):
 
     def frame(self) -> pd.DataFrame:
         layer = self.lesions.value
-        if layer is None:
+        if layer is None or not_lesions(layer.metadata):  # the bone is no lesion of 480 mm²
             return pd.DataFrame(columns=TABLE_COLUMNS)
         return lesion_table(self.viewer, layer)  # measured again once the user has painted it
 
@@ -1935,9 +1942,12 @@ class MeasureWidget(_Widget):
         self.table.value = shown.to_dict(orient="list")
         total = frame["area_mm2"].sum() if len(frame) else 0.0
         self.status.value = f"{len(frame)} lesion(s), total {total:.2f} mm²"
+        if layer is not None and not_lesions(layer.metadata):
+            self.status.value = f"'{layer.name}': {not_lesions(layer.metadata)}: choose the lesions layer"
+            return frame
         if layer is not None:
             self.status.value += _near_resolution_text(frame, spacing_of(layer))
-            warned = _warnings_for(layer.metadata.get("warnings"), frame)  # as the export's warnings column
+            warned = _warnings_for(layer.metadata.get("warnings"), frame, spacing_of(layer))  # as exported
             if warned:
                 self.status.value += f"; warning: {warned}"
         stale = _out_of_date(self.viewer, layer.metadata, layer.data) if layer is not None else ""
@@ -1981,6 +1991,8 @@ class MeasureWidget(_Widget):
         layer = self.lesions.value
         if layer is None:
             raise CalcinosisError("no lesions layer to export: choose one, or run Quantify (or Grow) first")
+        if not_lesions(layer.metadata):  # the bone as "lesions": one of 480 mm², status ok
+            raise CalcinosisError(f"not exported: {not_lesions(layer.metadata)}: choose the lesions layer")
         if path.exists() and not replace:
             raise CalcinosisError(f"{path} exists: choose another name, or confirm replacing it in the dialog")
         refusal = stale_refusal(layer.metadata, layer.data, self.viewer)
@@ -1990,7 +2002,8 @@ class MeasureWidget(_Widget):
         # The seed table (a row per seed, with its status) holds until the user paints the lesions
         # or the pixel size changes (the layer is then measured as it is, at the new size).
         table = layer.metadata.get("seed_table") if not painted else None
-        out = with_provenance(table if table is not None else self.frame(), layer.metadata, painted)
+        out = with_provenance(table if table is not None else self.frame(), layer.metadata, painted,
+                              spacing_of(layer))
         from .io import atomic_output
 
         with atomic_output(path) as temporary:  # all or nothing
@@ -2020,11 +2033,14 @@ class MeasureWidget(_Widget):
         return self._run_safely(go)
 
 
-def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) -> pd.DataFrame:
+def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False, spacing_mm=None) -> pd.DataFrame:
     """A lesions layer's table as Export CSV and the CSV writer write it, with what the command
     line's rows say: which scan (its name, and its file's absolute path, a key to merge by) and
     how it was measured (``mode``, ``warnings``, ``model``, ``settings``, ``software``); seed
-    positions to 1/1000 px."""
+    positions to 1/1000 px. In the command line's column order (rows pasted under its table in
+    a spreadsheet fall in their columns), then the centroid in mm. ``spacing_mm``: the layer's,
+    for the warning of a scale of 1 (:func:`_warnings_for`)."""
+    from .cli import OUTPUT_COLUMNS
     from .pipeline import settings_label, software_label
 
     out = table.drop(columns=["index"], errors="ignore").copy()  # napari's own key for features
@@ -2033,7 +2049,7 @@ def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) 
     out.insert(int(out.columns.get_loc("image")) + 1, "path", metadata.get(IMAGE_FILE) or "")
     # painted by hand: measured as painted, whatever seeds it was first grown from
     out["mode"] = "painted" if painted else metadata.get("mode", "")
-    out["warnings"] = _warnings_for(metadata.get("warnings"), out)
+    out["warnings"] = _warnings_for(metadata.get("warnings"), out, spacing_mm)
     out["model"] = metadata.get(MODEL, "")
     settings = metadata.get(SETTINGS)
     out["settings"] = settings_label(**settings) if isinstance(settings, dict) else ""
@@ -2041,18 +2057,30 @@ def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False) 
     for column in ("seed_row", "seed_col"):  # a click's pixel position, not 104.00000000000001
         if column in out:
             out[column] = pd.to_numeric(out[column], errors="coerce").round(3)
-    return out
+    return out[[c for c in OUTPUT_COLUMNS if c in out] + [c for c in out if c not in OUTPUT_COLUMNS]]
 
 
-def _warnings_for(warnings, table: pd.DataFrame) -> str:
+def _warnings_for(warnings, table: pd.DataFrame, spacing_mm=None) -> str:
     """The ``warnings`` of lesions as ``table`` measures them: those said when they were grown
     (``warnings``, joined by "; "), with the note on lesions too large to be a deposit made anew
     from ``table``'s numbers and areas (a lesion added, deleted, painted or measured again at
-    another pixel size since changes it)."""
+    another pixel size since changes it); and, for a lesions layer at a ``spacing_mm`` of 1 (a
+    mask of the user's opened without its scale, 16 times too large at 0.25 mm pixels), that its
+    areas are pixel counts, where nothing said so yet."""
     from .pipeline import LARGER_THAN_ANY_DEPOSIT, large_lesion_note
 
     kept = [w for w in str(warnings or "").split("; ") if w and LARGER_THAN_ANY_DEPOSIT not in w]
-    return "; ".join([*kept, *filter(None, [large_lesion_note(table)])])
+    unscaled = ""
+    if spacing_mm is not None and np.allclose(spacing_mm, 1.0) and not any("pixel counts" in w for w in kept):
+        unscaled = ("the lesions layer has scale 1, so its areas are pixel counts, not mm²: give it its image's "
+                    "pixel spacing in mm (open it with the image's scale, or grow the lesions on the image)")
+    return "; ".join([*kept, *filter(None, [large_lesion_note(table), unscaled])])
+
+
+def not_lesions(metadata: dict) -> str:
+    """What a layer a widget made holds instead of lesions ("the bone layer, not lesions"), or ""."""
+    kind = metadata.get(KIND)
+    return "" if kind in (None, "lesions") else f"this layer is the {kind} layer, not lesions"
 
 
 def stale_refusal(metadata: dict, data, viewer=None, verb: str = "exported") -> str:
