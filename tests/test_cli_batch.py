@@ -321,3 +321,17 @@ def test_summary_gives_each_images_total_area_and_none_for_one_that_failed(phant
     assert per_image["seeds_not_measured"].tolist()[0] == sum(s not in ("ok", "duplicate_seed") for s in statuses)
     assert cli.main(["quantify", str(dicoms[0]), "--out", str(out), "--summary", str(out), "--overwrite",
                      "--device", "cpu"]) == 2  # one file for both
+
+
+def test_a_second_seed_on_a_deposit_is_not_called_unmeasured(phantoms, tmp_path, capsys):
+    # The last line said "1 row(s) not measured: 1 duplicate_seed", though the deposit is measured
+    # and counted once (README), and --summary counts no seed unmeasured.
+    dicom = sorted(phantoms.glob("*.dcm"))[0]
+    seeds = pd.read_csv(phantoms / "seeds.csv")
+    first = seeds[seeds["image"].astype(str).str.startswith(dicom.stem)].iloc[0]
+    twice = tmp_path / "seeds.csv"
+    twice.write_text(f"image,row,col\n{dicom.name},{first['row']},{first['col']}\n{dicom.name},{first['row']},{first['col']}\n")
+    out = tmp_path / "r.csv"
+    assert cli.main(["quantify", str(dicom), "--seeds", str(twice), "--out", str(out), "--device", "cpu"]) == 0
+    assert pd.read_csv(out)["status"].tolist() == ["ok", "duplicate_seed"]
+    assert "not measured" not in capsys.readouterr().err
