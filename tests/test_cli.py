@@ -155,6 +155,15 @@ def test_demo(tmp_path):
     assert "area_mm2" in r.stdout and "total calcinosis area" in r.stdout
     table = pd.read_csv(tmp_path / "demo" / "sample_finger_lesions.csv")
     assert (table["status"] == "ok").all()
+    # the rows quantify writes: its columns in its order, the file, the model, the settings, the version
+    from napari_calcinosis import __version__
+    from napari_calcinosis.cli import OUTPUT_COLUMNS, bundled_sample_path
+
+    assert list(table.columns) == OUTPUT_COLUMNS
+    assert set(table["path"]) == {str(bundled_sample_path().resolve())} and set(table["image"]) == {"sample_finger.dcm"}
+    assert set(table["mode"]) == {"seeded"} and table["model"].str.startswith("bundled phalanx_unet (sha256 ").all()
+    assert set(table["settings"]) == {"threshold_hu=200; margin_mm=per image; connectivity=4; min_area_mm2=0.3; tta=no"}
+    assert set(table["software"]) == {f"napari-calcinosis {__version__}"}
     png = iio.imread(tmp_path / "demo" / "sample_finger_overlay.png")
     assert png.ndim == 3 and png.shape[0] > 200
 

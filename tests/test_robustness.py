@@ -897,6 +897,7 @@ def test_resume_keeps_what_an_interrupted_run_measured_and_measures_the_rest(fak
     pd.read_csv(out).to_csv(tmp_path / "areas.partial.csv", index=False)
     code, err = _cli(capsys, *args, "--resume", "--overwrite", "--threshold-hu", 150)
     assert code == 2 and "were measured with threshold_hu=200, this run with threshold_hu=150: give the same" in err
+    assert "resuming:" not in err  # not "kept" first, then refused
     code, err = _cli(capsys, *args, "--resume", "--overwrite", "--window-level", 500)  # another export window
     assert code == 2 and "were measured with export_window_hu=W1500/L450, this run with export_window_hu=W1500/L500" in err
     assert "give the same settings, or measure again without --resume" in err
@@ -975,6 +976,14 @@ def test_a_pattern_the_shell_left_unexpanded_and_a_link_to_a_missing_file(fake_p
     assert rows["status"]["IM000001"] == (f"error: {linked / 'IM000001'}: is a link to a file that is missing "
                                           f"({tmp_path / 'archive' / 'IM000001'}): is the drive or archive it points "
                                           "to connected?")
+
+
+def test_an_output_name_the_file_system_cannot_take_is_refused_first(fake_pipeline, batch, tmp_path, capsys):
+    paths, _ = batch
+    long = tmp_path / ("lesions" * 40 + ".csv")
+    code, err = _cli(capsys, "quantify", paths[0], "--pixel-size", 0.25, "--out", long)
+    assert code == 2 and f"error: --out {long}: cannot be used as a file name (" in err and "Traceback" not in err
+    assert fake_pipeline["load_model"] == 0  # before any work
 
 
 def test_the_table_on_standard_output_is_utf8_whatever_the_consoles_code_page(fake_pipeline, tmp_path):

@@ -630,13 +630,14 @@ def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, m
     run gives it and, with --masks, its masks written; its rows take this run's image name and
     the seeds file's columns as this run reads them. ``keys``: each image's absolute path, the
     ``path`` column's value. Also the images measured again whose partial rows are set aside
-    (their masks are that run's, to be replaced). An image whose file is not the one measured
+    (their masks are that run's, to be replaced), and what to say of it all once the rows are
+    accepted. An image whose file is not the one measured
     (another copied over it: its digest, kept in the partial file, differs) is measured again."""
     partials = _partial_files(out)
     if not partials:
         print(f"note: --resume: no partial results beside {out} ({Path(out).stem}.partial.csv): every image is "
               "measured", file=sys.stderr)
-        return {}, [], frozenset()
+        return {}, [], frozenset(), []
     by_path, consumed = {}, []
     given = {key: path for path, key in keys.items()}
     for partial in partials:  # oldest first: a newer file's rows of an image replace an older one's
@@ -671,19 +672,20 @@ def _measured_before(out, keys: dict[Path, str], labels: dict, seeds_of: dict, m
         rows["image"] = labels[path]
         done[key] = pd.concat([rows, extra], axis=1) if extra is not None and len(extra) == len(rows) else rows
         remeasured.discard(path)
-    print(f"resuming: {len(done)} of {len(keys)} image(s) measured before (in {_listed(map(str, partials), 2)}) "
-          f"are kept; measuring the other {len(keys) - len(done)}", file=sys.stderr)
+    # said once the rows are known to be kept (another model or setting refuses them first)
+    notes = [f"resuming: {len(done)} of {len(keys)} image(s) measured before (in {_listed(map(str, partials), 2)}) "
+             f"are kept; measuring the other {len(keys) - len(done)}"]
     if again:
-        print(f"note: --resume: measuring {len(again)} image(s) again whose seeds differ from the partial rows', or "
-              f"whose masks are missing: {_listed(again, 3)}", file=sys.stderr)
+        notes.append(f"note: --resume: measuring {len(again)} image(s) again whose seeds differ from the partial "
+                     f"rows', or whose masks are missing: {_listed(again, 3)}")
     if replaced:
-        print(f"note: --resume: measuring {len(replaced)} image(s) again whose file is not the one measured before "
-              f"(another file was copied over it since): {_listed(replaced, 3)}", file=sys.stderr)
+        notes.append(f"note: --resume: measuring {len(replaced)} image(s) again whose file is not the one measured "
+                     f"before (another file was copied over it since): {_listed(replaced, 3)}")
     kept_files = [partial for partial in partials if partial not in consumed]
     if kept_files:
-        print(f"note: {_listed(map(str, kept_files), 2)} also hold(s) rows of images not in this run: left as they are",
-              file=sys.stderr)
-    return done, consumed, frozenset(remeasured)
+        notes.append(f"note: {_listed(map(str, kept_files), 2)} also hold(s) rows of images not in this run: left as "
+                     "they are")
+    return done, consumed, frozenset(remeasured), notes
 
 
 # The column of a partial file (not of the output) holding each image file's digest, so that
@@ -809,6 +811,14 @@ def cmd_quantify(args) -> int:
                   f"{_listed(unmatched)} (the image column holds a file name, stem or path)", file=sys.stderr)
     labels = _image_labels(images)
     # Every output is checked before the first image, not after an hour of work.
+    for option, name in (("--out", args.out), ("--summary", args.summary)):
+        if name and name != "-":
+            try:
+                os.stat(name)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # a name longer than the file system allows, say: not an hour later
+                raise CalcinosisError(f"{option} {name}: cannot be used as a file name ({_one_line(exc)})") from None
     if args.out and Path(args.out).is_dir():
         raise CalcinosisError(f"--out {args.out} is a folder: give the CSV file to write, e.g. {Path(args.out) / 'lesions.csv'}")
     if args.summary and Path(args.summary).is_dir():
@@ -822,8 +832,8 @@ def cmd_quantify(args) -> int:
         raise CalcinosisError("--resume carries on a run that wrote --out: give the same --out (and arguments)")
     mask_names = _mask_names(images) if args.masks else {}
     keys = {path: str(path.resolve()) for path in images}  # the path column's values
-    done, partials, remeasured = (_measured_before(args.out, keys, labels, seeds_of, mask_names, args.masks)
-                                  if args.resume else ({}, [], frozenset()))
+    done, partials, remeasured, resumed = (_measured_before(args.out, keys, labels, seeds_of, mask_names, args.masks)
+                                           if args.resume else ({}, [], frozenset(), []))
     from .pipeline import software_label
 
     software = software_label()  # first: another version may word its settings otherwise
@@ -861,6 +871,8 @@ def cmd_quantify(args) -> int:
                               + ("the file has changed since (retrained, replaced, or another release's bundled "
                                  "model): measure again without --resume" if same_file else
                                  "give the same --model, or measure again without --resume"))
+    for note in resumed:
+        print(note, file=sys.stderr)
     frames: list = []
     digests: dict = {}
     try:
@@ -966,7 +978,14 @@ def cmd_demo(args) -> int:
         print(show.to_string(index=False))
     print(f"pixel spacing {result.image.spacing_mm[0]:.3f} x {result.image.spacing_mm[1]:.3f} mm; "
           f"total calcinosis area {result.total_area_mm2:.2f} mm^2 (true {truth['area_mm2'].sum():.2f} mm^2); {elapsed:.1f} s")
-    _write_csv(table, csv)
+    # the rows quantify writes of the same image and seeds: its columns, in its order
+    from .pipeline import settings_label, software_label
+    from .segment import model_label
+
+    rows = table.assign(image=sample.name, path=str(sample.resolve()), mode="seeded",
+                        warnings="; ".join(result.warnings), model=model_label(model), settings=settings_label(),
+                        software=software_label())
+    _write_csv(rows.reindex(columns=OUTPUT_COLUMNS), csv)
     write_overlay(png, result)
     print(f"wrote {csv} and {png}")
     return 0

@@ -61,6 +61,11 @@ def _reader(long_mm, short_mm, rng, pixel_mm):
     return np.pi * long_read / 2 * short_read / 2
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 image``, ``10 images``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def check_study(n: int, seed: int) -> None:
     """Refuse, before any phantom is made, a study too small to compare or with a negative seed."""
     if n < MIN_PHANTOMS:
@@ -134,7 +139,7 @@ def _write_report(out: Path, lesions: pd.DataFrame, stats: dict, n: int, seed: i
         "",
         f"{n} phantoms (seeds {seed}-{seed + n - 1}), {len(lesions)} deposits of "
         f"{lesions.true_mm2.min():.2f}-{lesions.true_mm2.max():.1f} mm^2, "
-        f"{int(lesions.groupby('phantom_seed').cut_off.first().sum())} images with a phalanx cut off. "
+        f"{_count(int(lesions.groupby('phantom_seed').cut_off.first().sum()), 'image')} with a phalanx cut off. "
         f"Pipeline seeds failing: {int((lesions.pipeline_status != 'ok').sum())}.",
         "",
         "Simulated radiologists read each deposit's long and perpendicular short axis with "
