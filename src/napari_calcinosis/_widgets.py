@@ -1070,32 +1070,28 @@ def _remeasured_note(metadata: dict, image, old_spacing) -> None:
     """What an export of lesions measured again after Prepare image changed their image says:
     the note is added to the growth's warnings (an earlier such note replaced), and the
     settings take the image's export pixel size and window as they are now."""
+    from .io import pixel_size_caveats
+
     new_spacing = spacing_of(image)
-    if tuple(old_spacing) != tuple(new_spacing):
+    resized = tuple(old_spacing) != tuple(new_spacing)
+    if resized:
         what = f"the pixel size changed from {pixel_size_text(old_spacing)} to {pixel_size_text(new_spacing)} mm"
     else:  # converted again from the export, through another window
         what = "the image was converted again from its export"
     note = f"{_REMEASURED}{what}, without their seeds and statuses: Quantify again to measure them anew"
     # what was said of the old pixel size (a scale of 1 read as 1 mm pixels, say) is said of the new one
-    resized = tuple(old_spacing) != tuple(new_spacing)
-    of_size = ("it spans only ", "its pixels are ")  # image_caveats' notes on the pixel size
+    shape = tuple(np.shape(image.data)[-2:])
+    said_of_old = set(pixel_size_caveats(shape, old_spacing)) if resized else set()
     kept = [part for part in str(metadata.get("warnings") or "").split("; ")
-            if part and not part.startswith(_REMEASURED) and not (resized and part.startswith(of_size))]
-    now = []
-    if resized:
-        from .io import image_caveats
-
-        try:
-            now = [n for n in image_caveats(calcinosis_image(image, image_pixels(image))) if n.startswith(of_size)]
-        except CalcinosisError:
-            pass
+            if part and not part.startswith(_REMEASURED) and part not in said_of_old]
+    now = pixel_size_caveats(shape, new_spacing) if resized else []
     metadata["warnings"] = "; ".join([*kept, *now, note])
     if isinstance(metadata.get(SETTINGS), dict):
         meta = image.metadata or {}
         export = meta.get("saturated_above_hu") is not None
         window = (meta.get("window_width_hu"), meta.get("window_level_hu"))
         metadata[SETTINGS] = {**metadata[SETTINGS], **_export_settings(
-            export, new_spacing, window, pixel_size_given=export or tuple(old_spacing) != tuple(new_spacing))}
+            export, new_spacing, window, pixel_size_given=export or resized)}
 
 
 class SegmentWidget(_Widget):

@@ -877,7 +877,9 @@ def cmd_quantify(args) -> int:
     digests: dict = {}
     try:
         with _sigterm_interrupts():
-            failed = _quantify_each(to_measure, labels, seeds_of, mask_names, model, args, frames, remeasured, digests)
+            # (digests only for a partial file, which only --out has)
+            failed = _quantify_each(to_measure, labels, seeds_of, mask_names, model, args, frames, remeasured,
+                                    digests if args.out else None)
     except KeyboardInterrupt:
         # What was measured before Ctrl-C (or a scheduler's SIGTERM) is kept, beside the output
         # rather than in its place.

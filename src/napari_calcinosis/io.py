@@ -635,17 +635,26 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
                 why = "the values may be scaled or offset rather than HU"
             notes.append(f"the finger's soft tissue reads about {soft_hu:.0f} HU (it is about 0-100 HU), as "
                          f"bright as calcium: {why}")
-    rows, cols = pixels.shape
-    span_mm = max(rows * image.spacing_mm[0], cols * image.spacing_mm[1])
+    return notes + pixel_size_caveats(pixels.shape, image.spacing_mm)
+
+
+def pixel_size_caveats(shape, spacing_mm) -> list[str]:
+    """:func:`image_caveats`' notes on the pixel size of an image of ``shape`` (rows, cols): a
+    field of view under :data:`SMALL_FIELD_OF_VIEW_MM`, pixels of :data:`COARSE_PIXEL_MM` or more,
+    pixels more than :data:`MAX_PIXEL_ASPECT` times longer than wide. They depend on nothing else,
+    so what was said of a pixel size can be said again of another (Prepare image)."""
+    notes = []
+    rows, cols = shape
+    span_mm = max(rows * spacing_mm[0], cols * spacing_mm[1])
     if span_mm < SMALL_FIELD_OF_VIEW_MM:
         notes.append(f"it spans only {span_mm:.0f} mm (a finger slice spans 30-100 mm): check the pixel size "
-                     f"({image.spacing_mm[0]:g} mm; in mm, not cm)")
-    elif max(image.spacing_mm) >= COARSE_PIXEL_MM:
-        notes.append(f"its pixels are {max(image.spacing_mm):g} mm (finger CT has 0.1-0.6 mm pixels): if that is a "
+                     f"({spacing_mm[0]:g} mm; in mm, not cm)")
+    elif max(spacing_mm) >= COARSE_PIXEL_MM:
+        notes.append(f"its pixels are {max(spacing_mm):g} mm (finger CT has 0.1-0.6 mm pixels): if that is a "
                      "scale of 1, the areas are pixel counts, not mm²: give the pixel size")
-    aspect = max(image.spacing_mm) / min(image.spacing_mm)
+    aspect = max(spacing_mm) / min(spacing_mm)
     if aspect > MAX_PIXEL_ASPECT:
-        notes.append(f"its pixels are {pixel_size_text(image.spacing_mm)} mm (rows x columns), {aspect:.0f} times longer "
+        notes.append(f"its pixels are {pixel_size_text(spacing_mm)} mm (rows x columns), {aspect:.0f} times longer "
                      f"than wide (a sagittal reformat's are at most about {MAX_PIXEL_ASPECT:g} times): check the pixel "
                      "size, a digit may be lost on one side")
     return notes
