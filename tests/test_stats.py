@@ -358,3 +358,45 @@ def test_agreement_cli_reads_a_spreadsheets_table_as_its_user_wrote_it(tmp_path)
     assert out["ba_proportional_slope"] is None and out["ba_proportional_p"] is None
     rounded = agreement([0.7, 0.1, 0.2, 0.5], [0.1, 0.7, 0.6, 0.3])  # every sum 0.8, to rounding
     assert np.isnan(rounded.ba_proportional_slope)
+
+
+def test_agreement_cli_reads_excel_csvs_of_a_comma_locale_as_written(tmp_path):
+    # German Excel: semicolons, decimal commas, dots between thousands; a header may hold a comma
+    text = ("patient;Fläche (mm²);Radiologe, mm²\nP01;1.234;1.198,5\nP02;12,5;11\nP03;850;790\nP04;2.010;1.950\n"
+            "P05;3,5;4\nP06;120;131,5\n")
+    r = _agreement_cli(tmp_path, text, "--x", "Fläche (mm²)", "--y", "Radiologe, mm²", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    x = [1234, 12.5, 850, 2010, 3.5, 120]
+    y = [1198.5, 11, 790, 1950, 4, 131.5]
+    assert d["n"] == 6 and d["ba_bias"] == pytest.approx(np.mean(np.subtract(x, y)))  # was 1.234 for 1,234 mm²
+    # with no decimal comma in the column, 1.234 may be either: refused, with its line, not guessed
+    _one_error_line(_agreement_cli(tmp_path, "image;a_mm2;b_mm2\np1;1.234;1.200\np2;325;400\np3;2.000;1.850\n",
+                                   "--x", "a_mm2", "--y", "b_mm2"),
+                    r"column 'a_mm2' of .*readings.csv, line 2: is '1.234' 1234 or 1.234\?")
+    # decimal points in a semicolon file stay decimal points
+    r = _agreement_cli(tmp_path, "image;a_mm2;b_mm2\np1;1.5;1.200\np2;325;400\np3;2.25;1.85\n",
+                       "--x", "a_mm2", "--y", "b_mm2", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ba_bias"] == pytest.approx(np.mean([0.3, -75, 0.4]))
+
+
+def test_agreement_cli_says_why_each_pair_was_left_out(tmp_path):
+    # a quantify table: a second seed on a deposit repeats its area, an image that failed has none,
+    # a reader's #N/A (Excel's VLOOKUP of an ID it did not find) is a missing value, counted apart
+    text = ("image,area_mm2,radiologist_mm2,status\na,1.0,1.1,ok\na,1.0,0.5,duplicate_seed\nb,2.0,2.4,ok\n"
+            "c,,3.0,error: could not read\nd,4.0,#N/A,ok\ne,5.0,,ok\nf,6.0,6.5,ok\ng,7.0,NA,ok\n")
+    r = _agreement_cli(tmp_path, text, "--x", "area_mm2", "--y", "radiologist_mm2")
+    assert r.returncode == 0, r.stderr
+    assert ("n = 3 pairs (4 dropped: 1 with an empty cell, 2 with a cell marked missing ('#N/A', 'NA'), 1 of an image "
+            "that could not be measured (status error))") in r.stdout
+    assert "1 duplicate_seed row(s) left out: a second seed on a deposit that an earlier seed's row measured" in r.stdout
+    d = np.array([-0.1, -0.4, -0.5])
+    low, high = d.mean() - 1.96 * d.std(ddof=1), d.mean() + 1.96 * d.std(ddof=1)
+    assert f"limits of agreement {low:.2f} to {high:.2f} mm² (95 % CIs " in r.stdout  # with the CI of each limit
+    d = json.loads(_agreement_cli(tmp_path, text, "--x", "area_mm2", "--y", "radiologist_mm2", "--json").stdout)
+    assert d["n"] == 3 and d["ba_bias"] == pytest.approx(np.mean([-0.1, -0.4, -0.5]))
+    assert d["dropped"] == {"empty": 1, "marked_missing": 2, "not_measured": 1} and d["duplicate_seeds_left_out"] == 1
+    # a dash is not a missing value anyone wrote on purpose (a lost minus sign?): refused, with its line
+    _one_error_line(_agreement_cli(tmp_path, "a,b\n1,2\n-,3\n3,5\n4,4\n", "--x", "a", "--y", "b"),
+                    r"column 'a' of .* has 1 cell\(s\) that are not numbers \(line 3: '-'\)")

@@ -514,6 +514,16 @@ def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pef
     assert "radiologist_mm2" in w.y.choices and "reader_mm2" not in w.y.choices
     w.y.value = "radiologist_mm2"
     assert w.run().n == 5
+    # a reader's "n.a." is a missing value, counted apart; a column with a typo is offered, and the typo named
+    readings = tmp_path / "readings.csv"
+    readings.write_text("image,area_mm2,reader_mm2,other_mm2\np1,1,1.5,1\np2,2,n.a.,2\np3,3,3.5,x\n"
+                        "p4,4,4.5,4\np5,5,5.5,5\n")
+    w.csv.value = readings
+    assert w.x.choices == ("area_mm2", "reader_mm2", "other_mm2")
+    w.x.value, w.y.value = "area_mm2", "reader_mm2"
+    assert w.run().n == 4 and "n = 4 (1 with a cell marked missing ('n.a.') dropped)" in w.result.value
+    w.y.value = "other_mm2"
+    assert w.run() is None and "column 'other_mm2' of " in w.status.value and "(line 4: 'x')" in w.status.value
 
     q = dock(viewer, QuantifyWidget(viewer))
     q.image.value, q.device.value = image, "cpu"
@@ -528,7 +538,13 @@ def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pef
     a = w.run()
     assert a.n == len(viewer.layers["lesions"].features)
     assert f"bias {a.ba_bias:.2f} mm² (95 % CI" in w.result.value  # both columns are in mm²
+    assert f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f} mm² (95 % CIs {a.ba_loa_low_ci_low:.2f} to" \
+        in w.result.value
     screenshot(viewer, "widget_agreement")
+    # a CSV name mistyped (the case of a letter): said, not the layer's table computed in its place
+    w.csv.value = tmp_path / "PEFR.csv"
+    assert w.run() is None and "file not found: " in w.status.value and "PEFR.csv" in w.status.value
+    assert w.result.value == "" and w.canvas.isHidden()
 
 
 def _true_segmentation(bone):

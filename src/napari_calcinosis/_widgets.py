@@ -2226,15 +2226,19 @@ class AgreementWidget(_Widget):
                       lambda layer: layer is self.layer.value and self._csv() is None and self._reload())
 
     def _csv(self):
-        """The CSV file chosen, or None: then the lesions layer's table is used."""
+        """The CSV file named, or None where the field is empty: then the lesions layer's table is used
+        (a name that leads to no file is refused, not replaced by the layer's table)."""
         path = self.csv.value
-        return Path(path) if path is not None and str(path) not in ("", ".") and Path(path).is_file() else None
+        return Path(path) if path is not None and str(path) not in ("", ".") else None
 
     def table(self) -> pd.DataFrame:
         path = self._csv()
         if path is not None:
             from .io import read_csv_or_refuse
 
+            if not path.is_file():
+                raise CalcinosisError(f"file not found: {path} (empty the CSV field to use the lesion table of a layer)"
+                                      if not path.exists() else f"{path} is not a file: choose a CSV file")
             return read_csv_or_refuse(path)
         layer = self.layer.value
         if layer is not None and (_painted(layer.metadata, layer.data) or (layer.features is not None and len(layer.features))):
@@ -2246,9 +2250,11 @@ class AgreementWidget(_Widget):
             table = self.table()
         except CalcinosisError:
             return []
-        # measurements: not identifiers (lesion_id) nor yes/no flags (hu_clipped)
-        return [c for c in table.columns if c != "index" and not str(c).endswith("_id")
-                and pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
+        from .stats import measurement_columns
+
+        # measurements: not identifiers (lesion_id) nor yes/no flags (hu_clipped); a column with a
+        # cell that is not a number too, refused when it is used, with the cell named
+        return measurement_columns(table)
 
     def _clear_result(self) -> None:
         """No numbers and no plot in view (the empty plot area is hidden: white in the dark theme)."""
@@ -2268,7 +2274,7 @@ class AgreementWidget(_Widget):
             self.x.value, self.y.value = ordered[0], ordered[1]
 
     def run(self, *_):
-        from .stats import agreement, agreement_without, format_p, plot_agreement, shared_unit
+        from .stats import agreement, agreement_without, format_p, plot_agreement, shared_unit, table_pairs
 
         def go():
             self._clear_result()  # a failed run must not leave the previous columns' numbers in view
@@ -2281,19 +2287,22 @@ class AgreementWidget(_Widget):
                 raise CalcinosisError(f"{self._csv() or 'the lesion table'} has no column {', '.join(map(repr, gone))} any "
                                       "more (changed since it was chosen): its columns are listed again; choose the two "
                                       "to compare")
-            x, y = table[self.x.value], table[self.y.value]
             if self.x.value == self.y.value:
                 raise CalcinosisError(f"x and y are both {self.x.value!r}: choose the two different columns to compare")
+            pairs = table_pairs(table, self.x.value, self.y.value, self._csv())
+            x, y = pairs.x, pairs.y
             a = agreement(x, y, x_label=self.x.value, y_label=self.y.value)
             unit = shared_unit(self.x.value, self.y.value)
             u = f" {unit}" if unit else ""
             self.result.value = (
-                f"n = {a.n} ({a.n_dropped} dropped) · Spearman ρ {a.spearman_rho:.3f} ({format_p(a.spearman_p)})\n"
-                f"Lin's CCC {a.ccc:.3f} (95 % CI {a.ccc_ci_low:.3f}–{a.ccc_ci_high:.3f})\n"
-                f"bias {a.ba_bias:.2f}{u} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f}) · "
-                f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}{u}"
+                f"n = {a.n} ({pairs.dropped_text()}) · Spearman ρ {a.spearman_rho:.3f} ({format_p(a.spearman_p)})\n"
+                + (f"{pairs.duplicate_text()}\n" if pairs.duplicate_seeds else "")
+                + f"Lin's CCC {a.ccc:.3f} (95 % CI {a.ccc_ci_low:.3f}–{a.ccc_ci_high:.3f})\n"
+                f"bias {a.ba_bias:.2f}{u} (95 % CI {a.ba_bias_ci_low:.2f} to {a.ba_bias_ci_high:.2f})\n"
+                f"limits of agreement {a.ba_loa_low:.2f} to {a.ba_loa_high:.2f}{u} (95 % CIs {a.ba_loa_low_ci_low:.2f} "
+                f"to {a.ba_loa_low_ci_high:.2f} and {a.ba_loa_high_ci_low:.2f} to {a.ba_loa_high_ci_high:.2f})"
             )
-            without = agreement_without(x, y, table.get("near_resolution"), x_label=self.x.value, y_label=self.y.value)
+            without = agreement_without(x, y, pairs.near_resolution, x_label=self.x.value, y_label=self.y.value)
             if without:  # the deposits too narrow to trust: how the rest agree
                 w, left_out = without
                 self.result.value += (f"\nwithout the {left_out} near_resolution: n = {w.n} · CCC {w.ccc:.3f} "

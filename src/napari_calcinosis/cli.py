@@ -21,7 +21,7 @@ import pandas as pd
 from ._errors import CalcinosisError
 from .io import (_RASTER_SUFFIXES, WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _is_image_file, _listed,
                  _numbers_where_all_are,
-                 _one_line, atomic_output, read_csv_or_refuse, read_csv_table)
+                 _one_line, atomic_output, file_line, read_csv_or_refuse, read_csv_table)
 
 OUTPUT_COLUMNS = [
     "image", "path", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
@@ -276,16 +276,6 @@ def _match_seeds(images: list[Path], keys, seeds_path, aliases: dict | None = No
     return matches
 
 
-def _file_line(path, row_index: int) -> int:
-    """The line of the file that holds data row ``row_index``: pandas skips blank lines."""
-    try:
-        text_lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return row_index + 2
-    filled = [number for number, line in enumerate(text_lines, start=1) if line.strip()]
-    return filled[row_index + 1] if row_index + 1 < len(filled) else row_index + 2
-
-
 def _read_seeds(path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The seeds of a CSV with columns image,row,col (any case), one row per seed in the file's
     order (image: the name as written; row, col: numbers); every bad line is refused. Its other
@@ -322,7 +312,7 @@ def _read_seeds(path) -> tuple[pd.DataFrame, pd.DataFrame]:
         first = int(np.flatnonzero(bad)[0])
         image, row, col = table.iloc[first]
         raise CalcinosisError(
-            f"seeds file {path}, line {_file_line(path, first)} (image {image!r}, row {row!r}, col {col!r}): each line needs an "
+            f"seeds file {path}, line {file_line(path, first)} (image {image!r}, row {row!r}, col {col!r}): each line needs an "
             f"image name and row, col in pixels as numbers; {int(bad.sum())} line(s) are bad: fix or delete them"
         )
     if table.empty:
@@ -1155,35 +1145,6 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def _numeric_column(table: pd.DataFrame, column: str, path) -> pd.Series:
-    """A CSV column as numbers; empty cells become NaN, any other cell that is not a number is refused."""
-    filled = table[column].dropna()
-    if len(filled) and (pd.api.types.is_bool_dtype(filled)
-                        or filled.map(lambda v: isinstance(v, (bool, np.bool_))
-                                      or str(v).strip().lower() in ("true", "false")).all()):  # gaps too
-        raise CalcinosisError(f"column {column!r} of {path} holds flags (True/False), not measurements: choose a "
-                              "column of measurements")
-    values = pd.to_numeric(table[column], errors="coerce")
-    bad = np.flatnonzero(((values.isna() & table[column].notna()) | np.isinf(values)).to_numpy())
-    if bad.size == 0:
-        return values
-    if bad.size == table[column].notna().sum():
-        numeric = [str(c) for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
-        raise CalcinosisError(
-            f"column {column!r} of {path} holds no numbers (line {_file_line(path, int(bad[0]))}: "
-            f"{table[column].iloc[bad[0]]!r}): choose a column of measurements"
-            + (f"; the numeric columns are: {', '.join(numeric)}" if numeric else "")
-        )
-    cells = [str(table[column].iloc[i]) for i in bad]
-    shown = ", ".join(f"line {_file_line(path, int(i))}: {cell!r}" for i, cell in zip(bad[:3], cells))
-    more = f" and {bad.size - 3} more" if bad.size > 3 else ""
-    comma = "; write decimals with a point, not a comma" if any("," in cell for cell in cells) else ""
-    raise CalcinosisError(
-        f"column {column!r} of {path} has {bad.size} cell(s) that are not numbers ({shown}{more}): correct them, "
-        f"or empty them to leave those rows out{comma}"
-    )
-
-
 def _nan_as_none(value):
     """``value`` (dicts and lists of numbers) with NaN and infinities as None, JSON's null."""
     if isinstance(value, dict):
@@ -1196,7 +1157,8 @@ def _nan_as_none(value):
 def cmd_agreement(args) -> int:
     import json
 
-    from .stats import agreement, agreement_without, check_plot_path, format_p, plot_agreement, shared_unit
+    from .stats import (agreement, agreement_without, check_plot_path, format_p, plot_agreement, shared_unit,
+                        table_pairs)
 
     args.x, args.y = args.x.strip(), args.y.strip()
     if args.plot:
@@ -1213,11 +1175,11 @@ def cmd_agreement(args) -> int:
     for col in twins:
         print(f"note: {args.csv} has two columns named {col!r}: the first is used; the second reads as {col + '.1'!r}",
               file=sys.stderr)
-    x = _numeric_column(table, args.x, args.csv)
-    y = _numeric_column(table, args.y, args.csv)
+    pairs = table_pairs(table, args.x, args.y, args.csv)
+    x, y = pairs.x, pairs.y
     result = agreement(x, y, x_label=args.x, y_label=args.y)
     # a quantify table's deposits too narrow to trust: how the rest agree
-    without = agreement_without(x, y, table.get("near_resolution"), x_label=args.x, y_label=args.y)
+    without = agreement_without(x, y, pairs.near_resolution, x_label=args.x, y_label=args.y)
     unit = shared_unit(args.x, args.y) if args.unit is None else args.unit
     if args.plot:
         with atomic_output(args.plot) as temporary:
@@ -1225,15 +1187,21 @@ def cmd_agreement(args) -> int:
     if args.json:
         extra = {"without_near_resolution": {**without[0].to_dict(), "left_out": without[1]}} if without else {}
         # NaN (a proportional bias not defined) is not JSON: null
-        print(json.dumps(_nan_as_none({**result.to_dict(), "unit": unit, **extra})))
+        print(json.dumps(_nan_as_none({**result.to_dict(), "unit": unit, "dropped": pairs.dropped,
+                                       "missing_words": pairs.missing_words,
+                                       "duplicate_seeds_left_out": pairs.duplicate_seeds, **extra})))
     else:
         r = result
         u = f" {unit}" if unit else ""
-        print(f"n = {r.n} pairs ({r.n_dropped} with an empty cell dropped); x = {args.x}, y = {args.y}")
+        print(f"n = {r.n} pairs ({pairs.dropped_text()}); x = {args.x}, y = {args.y}")
+        if pairs.duplicate_seeds:
+            print(pairs.duplicate_text())
         print(f"Spearman's rho {r.spearman_rho:.3f} ({format_p(r.spearman_p)})")
         print(f"Lin's CCC {r.ccc:.3f} (95 % CI {r.ccc_ci_low:.3f} to {r.ccc_ci_high:.3f})")
         print(f"Bland-Altman bias (x - y) {r.ba_bias:.2f}{u} (95 % CI {r.ba_bias_ci_low:.2f} to {r.ba_bias_ci_high:.2f}), "
-              f"SD {r.ba_sd:.2f}; limits of agreement {r.ba_loa_low:.2f} to {r.ba_loa_high:.2f}{u}")
+              f"SD {r.ba_sd:.2f}; limits of agreement {r.ba_loa_low:.2f} to {r.ba_loa_high:.2f}{u} (95 % CIs "
+              f"{r.ba_loa_low_ci_low:.2f} to {r.ba_loa_low_ci_high:.2f} and {r.ba_loa_high_ci_low:.2f} to "
+              f"{r.ba_loa_high_ci_high:.2f})")
         if np.isfinite(r.ba_proportional_slope):
             print(f"proportional bias: slope {r.ba_proportional_slope:.3f} of the difference on the mean "
                   f"({format_p(r.ba_proportional_p)})")

@@ -965,8 +965,14 @@ def read_csv_table(path, *, text: bool = False):
     """A CSV a spreadsheet saved, as a DataFrame: UTF-8 (with or without a byte-order mark) or,
     failing that, Windows-1252 (Excel's "CSV" in Western Europe); comma-separated, or semicolon-
     or tab-separated with decimal commas (Excel in many locales), which become decimal points.
+    In such a file a column whose decimal mark is the comma (``12,5``, ``1.198,5``) has its
+    thousands separators taken out (``1.234`` is 1234); a column with no comma in which every
+    dot stands before three digits (``1.234``, ``2.010``: 1.234 or 1234?) is left as text and
+    named in ``table.attrs["thousands_ambiguous"]`` (column: its first such row), to be refused
+    where it is used as numbers.
 
-    ``text``: every cell as a string, empty cells as "" (else pandas' own types, empty as NaN).
+    ``text``: every cell as a string, empty cells as "" (else pandas' own types, empty as NaN;
+    a word for a missing value, ``NA`` or ``#N/A``, stays a word, to be counted as such).
     Raises FileNotFoundError, pandas' EmptyDataError, or CalcinosisError for a file that does not
     read as a table.
     """
@@ -980,13 +986,10 @@ def read_csv_table(path, *, text: bool = False):
     except UnicodeDecodeError:
         content = raw.decode("cp1252", errors="replace")
     header = next((line for line in content.splitlines() if line.strip()), "")
-    separator = ","
-    for other in (";", "\t"):
-        if other in header and "," not in header:
-            separator = other
+    separator = _csv_separator(content)
     try:
         table = pd.read_csv(_io.StringIO(content), sep=separator, dtype=str if text or separator != "," else None,
-                            keep_default_na=not text)
+                            keep_default_na=False, na_values=None if text else [""])
     except pd.errors.EmptyDataError:
         raise
     except Exception as exc:  # noqa: BLE001 - pandas' parser errors are many
@@ -994,16 +997,61 @@ def read_csv_table(path, *, text: bool = False):
                 if ";" in header else "")
         raise CalcinosisError(f"{path}: does not read as a table ({_one_line(exc)}){hint}") from exc
     if separator != ",":
-        # decimal commas (3,25) become points; other text is left as it is
-        decimal = r"^\s*[+-]?\d*,\d+\s*$"
+        ambiguous = {}
         for column in table.columns:
             cells = table[column]
-            is_decimal = cells.astype(str).str.match(decimal) & cells.notna()
-            if is_decimal.any():
-                table[column] = cells.where(~is_decimal, cells.astype(str).str.replace(",", ".", regex=False))
+            strings = cells.astype(str)
+            filled = cells.notna() & (strings.str.strip() != "")
+            is_decimal = strings.str.match(_DECIMAL_COMMA) & filled
+            is_grouped = strings.str.match(_THOUSANDS_GROUPED) & filled
+            if is_decimal.any() or (is_grouped & strings.str.contains(",", regex=False)).any():
+                # the comma is this column's decimal mark: a dot is a thousands separator
+                grouped = strings.str.replace(".", "", regex=False).where(is_grouped, strings)
+                converted = grouped.str.replace(",", ".", regex=False)
+                table[column] = cells.where(~(is_decimal | is_grouped), converted)
+            elif is_grouped.any() and not (strings.str.contains(".", regex=False) & filled & ~is_grouped).any():
+                ambiguous[str(column)] = int(np.flatnonzero(is_grouped.to_numpy())[0])
         if not text:
-            table = table.apply(_numbers_where_all_are)
+            table = table.apply(lambda column: column if str(column.name) in ambiguous else _numbers_where_all_are(column))
+        table.attrs["thousands_ambiguous"] = ambiguous
     return table
+
+
+# A decimal comma (3,25), and a number with its thousands grouped by dots (1.234, 1.198,5)
+_DECIMAL_COMMA = r"^\s*[+-]?\d*,\d+\s*$"
+_THOUSANDS_GROUPED = r"^\s*[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?\s*$"
+
+
+def _csv_separator(content: str) -> str:
+    """The separator of a spreadsheet's CSV: of comma, semicolon and tab, the one that splits the
+    header and the lines below it alike into more than one cell (a semicolon file's header may
+    hold a comma: ``Radiologe, mm²``); where none or several do, a semicolon or tab in a header
+    without commas, else a comma."""
+    import csv
+
+    lines = [line for line in content.splitlines() if line.strip()][:50]
+    header = lines[0] if lines else ""
+    fallback = ","
+    for other in (";", "\t"):
+        if other in header and "," not in header:
+            fallback = other
+    even = []
+    for separator in (",", ";", "\t"):
+        if separator in header:
+            counts = {len(row) for row in csv.reader(lines, delimiter=separator)}
+            if len(counts) == 1 and counts.pop() > 1:
+                even.append(separator)
+    return even[0] if len(even) == 1 else fallback
+
+
+def file_line(path, row_index: int) -> int:
+    """The line of the file that holds data row ``row_index``: pandas skips blank lines."""
+    try:
+        text_lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return row_index + 2
+    filled = [number for number, line in enumerate(text_lines, start=1) if line.strip()]
+    return filled[row_index + 1] if row_index + 1 < len(filled) else row_index + 2
 
 
 def read_csv_or_refuse(path):
@@ -1025,7 +1073,10 @@ def read_csv_or_refuse(path):
             k += 1
             name = f"{base}.{k}"
         names.append(name)
+    renamed = dict(zip(map(str, table.columns), names))
     table.columns = names
+    table.attrs["thousands_ambiguous"] = {renamed[name]: row for name, row in
+                                          table.attrs.get("thousands_ambiguous", {}).items()}
     return table
 
 

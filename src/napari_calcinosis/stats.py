@@ -294,6 +294,160 @@ def agreement_without(x, y, flags, *, x_label: str = "x", y_label: str = "y"):
         return None
 
 
+# Words a spreadsheet, R or SPSS writes for a value that is missing (Excel's VLOOKUP gives #N/A
+# for an ID it did not find): such a cell leaves its pair out, as an empty one does, counted apart.
+MISSING_WORDS = ("na", "n/a", "n.a.", "#n/a", "nan", "null", "none", "<na>")
+
+# Why a table's pair was left out, as said after its count.
+DROPPED_REASONS = {
+    "empty": "with an empty cell",
+    "marked_missing": "with a cell marked missing",
+    "not_measured": "of an image that could not be measured (status error)",
+}
+
+
+def _is_missing_word(value) -> bool:
+    return isinstance(value, str) and value.strip().lower() in MISSING_WORDS
+
+
+def _is_blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip()) or (
+        isinstance(value, float) and math.isnan(value))
+
+
+def _cell_place(source, row: int) -> str:
+    """Where a table's row ``row`` is: its line in the CSV file ``source``, or its row of a layer's table."""
+    from .io import file_line
+
+    return f"line {file_line(source, row)}" if source is not None else f"row {row + 1}"
+
+
+def _is_flag_column(cells) -> bool:
+    import pandas as pd
+
+    filled = cells[~cells.map(_is_blank)]
+    return bool(len(filled)) and (pd.api.types.is_bool_dtype(filled) or filled.map(
+        lambda v: isinstance(v, (bool, np.bool_)) or str(v).strip().lower() in ("true", "false")).all())
+
+
+def measurement_columns(table) -> list[str]:
+    """The columns of ``table`` that hold measurements: some numbers (a cell that is not one is
+    refused where the column is used, naming it), not identifiers (``lesion_id``) nor yes/no flags
+    (``hu_clipped``)."""
+    import pandas as pd
+
+    names = []
+    for name in table.columns:
+        cells = table[name]
+        if str(name) == "index" or str(name).endswith("_id") or _is_flag_column(cells):
+            continue
+        if pd.to_numeric(cells.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce").notna().any():
+            names.append(str(name))
+    return names
+
+
+def measurement_column(table, column: str, source=None):
+    """Column ``column`` of ``table`` (a CSV read by :func:`io.read_csv_or_refuse`, its path
+    ``source``; or a layer's table, ``source`` None) as numbers, with the cells that are a word
+    for a missing value (:data:`MISSING_WORDS`) marked: ``(values, marked)``, two Series on the
+    table's index. Empty cells and those words become NaN; any other cell that is not a number
+    is refused, named with its line (or row)."""
+    import pandas as pd
+
+    of = f" of {source}" if source is not None else ""
+    ambiguous = table.attrs.get("thousands_ambiguous", {}).get(column)
+    if ambiguous is not None:
+        cell = str(table[column].iloc[ambiguous]).strip()
+        raise CalcinosisError(
+            f"column {column!r}{of}, {_cell_place(source, ambiguous)}: is {cell!r} {cell.replace('.', '')} or "
+            f"{cell}? The file is separated by semicolons or tabs, as a spreadsheet writes it where the decimal mark "
+            "is the comma, so the dot may separate thousands: write the numbers without thousands separators, "
+            "with a decimal comma")
+    cells = table[column]
+    if _is_flag_column(cells):
+        raise CalcinosisError(f"column {column!r}{of} holds flags (True/False), not measurements: choose a "
+                              "column of measurements")
+    marked = cells.map(_is_missing_word).astype(bool)
+    blank = cells.map(_is_blank).astype(bool)
+    values = pd.to_numeric(cells.where(~(marked | blank)).map(lambda v: v.strip() if isinstance(v, str) else v),
+                           errors="coerce").astype(float)
+    bad = np.flatnonzero(((values.isna() & ~marked & ~blank) | np.isinf(values)).to_numpy())
+    if bad.size == 0:
+        return values, marked
+    if bad.size == (~marked & ~blank).sum():
+        numeric = measurement_columns(table)
+        raise CalcinosisError(
+            f"column {column!r}{of} holds no numbers ({_cell_place(source, int(bad[0]))}: "
+            f"{cells.iloc[bad[0]]!r}): choose a column of measurements"
+            + (f"; the numeric columns are: {', '.join(numeric)}" if numeric else "")
+        )
+    shown_cells = [str(cells.iloc[i]) for i in bad]
+    shown = ", ".join(f"{_cell_place(source, int(i))}: {cell!r}" for i, cell in zip(bad[:3], shown_cells))
+    more = f" and {bad.size - 3} more" if bad.size > 3 else ""
+    comma = "; write decimals with a point, not a comma" if any("," in cell for cell in shown_cells) else ""
+    raise CalcinosisError(
+        f"column {column!r}{of} has {bad.size} cell(s) that are not numbers ({shown}{more}): correct them, "
+        f"or empty them to leave those rows out{comma}"
+    )
+
+
+@dataclass
+class TablePairs:
+    """Two columns of a table paired for :func:`agreement`, and what was left out and why."""
+
+    x: object  # pandas Series of floats, NaN where the pair is dropped
+    y: object
+    near_resolution: object  # the table's near_resolution flags for those rows, or None
+    dropped: dict  # DROPPED_REASONS key -> number of pairs
+    missing_words: list  # the words for a missing value met in the pairs dropped, as written
+    duplicate_seeds: int  # rows left out: a second seed on a deposit an earlier row measured
+
+    def dropped_text(self) -> str:
+        """``1 with an empty cell dropped``, ``3 dropped: 1 with an empty cell, 2 with a cell
+        marked missing ('NA')``, ``none dropped``."""
+        parts = []
+        for reason, count in self.dropped.items():
+            if count:
+                words = f" ({', '.join(map(repr, self.missing_words))})" if reason == "marked_missing" else ""
+                parts.append(f"{count} {DROPPED_REASONS[reason]}{words}")
+        if not parts:
+            return "none dropped"
+        if len(parts) == 1:
+            return f"{parts[0]} dropped"
+        return f"{sum(self.dropped.values())} dropped: {', '.join(parts)}"
+
+    def duplicate_text(self) -> str:
+        """What the rows of a second seed on a measured deposit are, and that they are left out; "" for none."""
+        if not self.duplicate_seeds:
+            return ""
+        return (f"{self.duplicate_seeds} duplicate_seed row(s) left out: a second seed on a deposit that an earlier "
+                "seed's row measured; its area repeats that row's, and would count the deposit twice")
+
+
+def table_pairs(table, x_column: str, y_column: str, source=None) -> TablePairs:
+    """Columns ``x_column`` and ``y_column`` of ``table`` (see :func:`measurement_column`) paired
+    for :func:`agreement`. In a ``quantify`` table (a ``status`` column) the rows of a second
+    seed on a deposit (``duplicate_seed``) are left out: they repeat the area of an earlier
+    row, and would count that deposit twice. Each pair dropped for a missing value is counted by
+    why: an empty cell, a cell marked missing, an image that could not be measured."""
+    x, x_marked = measurement_column(table, x_column, source)
+    y, y_marked = measurement_column(table, y_column, source)
+    status = table["status"].astype(str).str.strip() if "status" in table.columns else None
+    keep = status != "duplicate_seed" if status is not None else x.notna() | True
+    incomplete = (x.isna() | y.isna()) & keep
+    failed = incomplete & (status.str.startswith("error") if status is not None else False)
+    marked = incomplete & ~failed & (x_marked | y_marked)
+    words = list(dict.fromkeys(
+        str(table[c].loc[i]).strip() for c, m in ((x_column, x_marked), (y_column, y_marked)) for i in m[marked].index
+        if m.loc[i]))
+    flags = table["near_resolution"][keep] if "near_resolution" in table.columns else None
+    return TablePairs(
+        x=x[keep], y=y[keep], near_resolution=flags,
+        dropped={"empty": int((incomplete & ~failed & ~marked).sum()), "marked_missing": int(marked.sum()),
+                 "not_measured": int(failed.sum())},
+        missing_words=words, duplicate_seeds=int((~keep).sum()))
+
+
 def check_plot_path(path) -> None:
     """Refuse, before any work, a plot file whose suffix names no format we write."""
     if Path(path).suffix.lower() not in PLOT_SUFFIXES:
