@@ -1002,8 +1002,8 @@ def read_csv_table(path, *, text: bool = False):
             cells = table[column]
             strings = cells.astype(str)
             filled = cells.notna() & (strings.str.strip() != "")
-            is_decimal = strings.str.match(_DECIMAL_COMMA) & filled
-            is_grouped = strings.str.match(_THOUSANDS_GROUPED) & filled
+            is_decimal = strings.str.match(_CELL_DECIMAL_COMMA) & filled
+            is_grouped = strings.str.match(_CELL_THOUSANDS_GROUPED) & filled
             if is_decimal.any() or (is_grouped & strings.str.contains(",", regex=False)).any():
                 # the comma is this column's decimal mark: a dot is a thousands separator
                 grouped = strings.str.replace(".", "", regex=False).where(is_grouped, strings)
@@ -1017,9 +1017,9 @@ def read_csv_table(path, *, text: bool = False):
     return table
 
 
-# A decimal comma (3,25), and a number with its thousands grouped by dots (1.234, 1.198,5)
-_DECIMAL_COMMA = r"^\s*[+-]?\d*,\d+\s*$"
-_THOUSANDS_GROUPED = r"^\s*[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?\s*$"
+# A CSV cell with a decimal comma (3,25), and one with its thousands grouped by dots (1.234, 1.198,5)
+_CELL_DECIMAL_COMMA = r"^\s*[+-]?\d*,\d+\s*$"
+_CELL_THOUSANDS_GROUPED = r"^\s*[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?\s*$"
 
 
 def _csv_separator(content: str) -> str:
