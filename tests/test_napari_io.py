@@ -163,6 +163,49 @@ def test_writer_measures_a_painted_layer_as_it_is_now(tmp_path):
     np.testing.assert_allclose(pd.read_csv(out)["area_mm2"], [16 * 0.04, 25 * 0.04])
 
 
+def test_writer_says_a_mask_at_scale_1_holds_pixel_counts(tmp_path):
+    # a reader's own mask opened from a PNG (scale 1): its areas are pixel counts, said on its rows and
+    # in napari, as Measure's Export CSV says it; at its image's scale, nothing to say
+    with pytest.warns(UserWarning, match="pixel counts, not mm²"):
+        write_lesions_csv(str(tmp_path / "own.csv"), _two_squares(), {"scale": (1.0, 1.0)})
+    table = pd.read_csv(tmp_path / "own.csv")
+    assert table["area_mm2"].tolist() == [16, 25]
+    assert table["warnings"].str.startswith("the lesions layer has scale 1, so its areas are pixel counts").all()
+    write_lesions_csv(str(tmp_path / "scaled.csv"), _two_squares(), {"scale": (0.2, 0.2)})
+    assert "warnings" not in pd.read_csv(tmp_path / "scaled.csv").columns
+
+
+def test_writer_refuses_the_samples_true_bone(tmp_path):
+    from napari_calcinosis._napari import sample_finger
+
+    (_, _, _), (bone, bone_kwargs, _), (lesions, lesion_kwargs, _) = sample_finger()
+    with pytest.raises(CalcinosisError, match="this layer is the true bone layer, not lesions"):
+        write_lesions_csv(str(tmp_path / "bone.csv"), bone, bone_kwargs)  # was one 'lesion' of 480 mm²
+    assert not (tmp_path / "bone.csv").exists()
+    write_lesions_csv(str(tmp_path / "truth.csv"), lesions, lesion_kwargs)
+    assert len(pd.read_csv(tmp_path / "truth.csv")) == lesions.max()
+
+
+def test_a_dicom_opened_by_napari_builtin_reader_is_refused(make_napari_viewer, tmp_path):
+    # napari's builtin reader (imageio) reads a DICOM's folder and gives its first series under the
+    # name of the file opened: another slice's, or another patient's, pixels
+    import shutil
+
+    from napari_calcinosis._sample_data import DATA_DIR
+    from napari_calcinosis._widgets import image_pixels
+
+    for name in ("sample_finger.dcm", "sample_finger_cut_off.dcm"):
+        shutil.copy(f"{DATA_DIR}/{name}", tmp_path / name)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(tmp_path / "sample_finger.dcm"), plugin="napari")
+    assert layer.data.shape != read_image(tmp_path / "sample_finger.dcm").pixels_hu.shape  # the other file's
+    with pytest.raises(CalcinosisError, match="'sample_finger' is a DICOM file opened by another reader "
+                                              r"\(napari's builtin reader\).*open it again with the napari-calcinosis"):
+        image_pixels(layer)
+    [ours] = viewer.open(str(tmp_path / "sample_finger.dcm"), plugin=PLUGIN)
+    np.testing.assert_array_equal(image_pixels(ours), read_image(tmp_path / "sample_finger.dcm").pixels_hu)
+
+
 def test_writer_refuses_a_stack_without_features(tmp_path):
     with pytest.raises(CalcinosisError, match="2-D"):
         write_lesions_csv(str(tmp_path / "x.csv"), np.zeros((3, 5, 5), int), {"scale": (1, 1, 1)})

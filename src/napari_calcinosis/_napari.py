@@ -8,6 +8,7 @@ from pathlib import Path
 def _sample(name: str):
     from ._reader_writer import _layer_data
     from ._sample_data import DATA_DIR, sample_truth
+    from ._widgets import KIND
     from .io import read_image
 
     image = read_image(Path(DATA_DIR) / f"{name}.dcm")
@@ -17,7 +18,9 @@ def _sample(name: str):
     kwargs["name"] = name
     return [
         (pixels, kwargs, "image"),
-        (bone_mask.astype("uint8"), {"name": f"{name} true bone", "scale": scale, "units": "mm", "opacity": 0.3, "visible": False}, "labels"),
+        # the truth's bone is no lesion: the CSV writer refuses it, as it does the bone a widget made
+        (bone_mask.astype("uint8"), {"name": f"{name} true bone", "scale": scale, "units": "mm", "opacity": 0.3,
+                                     "visible": False, "metadata": {KIND: "true bone"}}, "labels"),
         (lesion_labels, {"name": f"{name} true lesions", "scale": scale, "units": "mm", "opacity": 0.5, "visible": False}, "labels"),
     ]
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,7 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
     if out.suffix.lower() != ".csv":
         out = out.with_name(out.name + ".csv")
 
-    from ._widgets import MADE_HERE, SOURCE, _painted, not_lesions, stale_refusal, with_provenance
+    from ._widgets import MADE_HERE, SOURCE, _painted, _warnings_for, not_lesions, stale_refusal, with_provenance
 
     metadata = attributes.get("metadata") or {}
     if not_lesions(metadata):  # the bone mask as "lesions": one of 480 mm², status ok
@@ -219,8 +220,19 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
     # a lesions layer of the plugin's: with what Export CSV writes of its scan and how it was measured
     scale = attributes.get("scale")
     spacing_mm = None if scale is None else tuple(float(s) for s in np.ravel(scale)[-2:])
-    table = (with_provenance(table, metadata, painted, spacing_mm) if metadata.get(MADE_HERE) or metadata.get(SOURCE)
-             else table.drop(columns=["index"], errors="ignore"))
+    if metadata.get(MADE_HERE) or metadata.get(SOURCE):
+        table = with_provenance(table, metadata, painted, spacing_mm)
+    else:
+        # a mask of the user's (opened from a PNG at scale 1: pixel counts under area_mm2), or
+        # a lesion larger than any deposit: said on its rows and in napari, as Export CSV does
+        table = table.drop(columns=["index"], errors="ignore")
+        note = _warnings_for(None, table, spacing_mm)
+        if note:
+            import pandas as pd
+
+            given = table["warnings"] if "warnings" in table else pd.Series("", index=table.index)
+            table["warnings"] = ["; ".join(filter(None, ("" if pd.isna(w) else str(w), note))) for w in given]
+            warnings.warn(f"{out.name}: {note}", stacklevel=2)
 
     with atomic_output(out) as temporary:
         table.to_csv(temporary, index=False)

@@ -88,6 +88,15 @@ def image_pixels(layer, export_ok: bool = False) -> np.ndarray:
     an export's 0-255 values raise :class:`CalcinosisError` saying what to do."""
     if layer.metadata.get(CONVERTED):
         raise CalcinosisError(converted_message(layer))
+    other_reader = _dicom_read_by(layer)
+    if other_reader:
+        # napari's builtin reader (imageio) reads a DICOM's whole folder and gives its first
+        # series under this file's name: another slice's, or another patient's, pixels
+        raise CalcinosisError(
+            f"'{layer.name}' is a DICOM file opened by another reader ({other_reader}), which may give another file "
+            "of its folder (the first series it finds) and no pixel size: open it again with the napari-calcinosis "
+            "reader (File > Open, then choose napari-calcinosis; tick 'Remember this choice')"
+        )
     if getattr(layer, "rgb", False):
         raise CalcinosisError(
             f"'{layer.name}' is a colour (RGB) image: the measurement needs one greyscale slice in HU. "
@@ -107,6 +116,19 @@ def image_pixels(layer, export_ok: bool = False) -> np.ndarray:
             f"measured as they are its areas would not be mm² nor its values HU; {_EXPORT_RECIPE}"
         )
     return data.astype(np.float32, copy=False)
+
+
+def _dicom_read_by(layer) -> str:
+    """The reader plugin, not ours, that opened ``layer`` from a DICOM file, else ""."""
+    from .io import _DICOM_SUFFIXES, _dicom_by_content
+
+    source = getattr(layer, "source", None)
+    path, plugin = getattr(source, "path", None), getattr(source, "reader_plugin", None)
+    if not path or not plugin or plugin == "napari-calcinosis":
+        return ""
+    path = Path(str(path))
+    dicom = path.suffix.lower() in _DICOM_SUFFIXES - {""} or (path.is_file() and _dicom_by_content(path))
+    return ("napari's builtin reader" if plugin in ("napari", "builtins") else plugin) if dicom else ""
 
 
 # How an export becomes HU and mm in napari (the CLI and read_image do the same).
