@@ -272,6 +272,27 @@ def test_every_row_names_the_model_given(phantoms, tmp_path, bundled_model_label
     assert cli.main(["quantify", str(sorted(phantoms.glob("*.dcm"))[0]), "--model", ".", "--device", "cpu"]) == 2
 
 
+def test_a_model_whose_card_says_it_segments_badly_is_said_once_and_on_every_row(phantoms, tmp_path, capsys):
+    # a fine-tune on the wrong masks: 'train' said so once; every result it gives says it too
+    import json
+    import shutil
+
+    from napari_calcinosis.segment import bundled_model_path
+
+    poor = tmp_path / "poor.safetensors"
+    shutil.copy(bundled_model_path(), poor)
+    card = json.loads(bundled_model_path().with_suffix(".json").read_text())
+    card["validation"]["dice_mean"] = 0.74
+    poor.with_suffix(".json").write_text(json.dumps(card))
+    out = tmp_path / "r.csv"
+    images = [str(p) for p in sorted(phantoms.glob("*.dcm"))[:2]]
+    assert cli.main(["quantify", *images, "--model", str(poor), "--out", str(out), "--device", "cpu"]) == 0
+    said = "the model's own validation Dice is 0.74 (its card), under 0.8: its bone masks, and so the deposits"
+    assert capsys.readouterr().err.count(said) == 1
+    table = pd.read_csv(out)
+    assert table["image"].nunique() == 2 and table["warnings"].str.contains(said, regex=False).all()
+
+
 def test_summary_gives_each_images_total_area_and_none_for_one_that_failed(phantoms, tmp_path, capsys):
     # A trial's endpoint is the burden per image: the sum of its deposits, each once.
     dicoms = sorted(phantoms.glob("*.dcm"))

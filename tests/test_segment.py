@@ -1,6 +1,7 @@
 """Phalanx segmentation: the bundled model on unseen phantoms, and the inference plumbing."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +235,20 @@ def test_device_choice():
         select_device("tpu")
 
 
+def test_a_mistyped_cuda_device_is_a_clear_error_on_a_gpu_machine(monkeypatch):
+    # torch's "Invalid device string" RuntimeError was a traceback where CUDA is available
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for typo in ("cuda0", "cuda:abc", "cudaX", "cuda:"):
+        with pytest.raises(CalcinosisError, match=rf"unknown device '{typo}': use auto, cpu, cuda, cuda:N"):
+            select_device(typo)
+    with pytest.raises(CalcinosisError, match=r"device 'cuda:1' was asked for but this machine has 1 CUDA GPU\(s\)"):
+        select_device("cuda:1")
+    assert select_device("cuda:0") == torch.device("cuda:0") and select_device("CUDA") == torch.device("cuda")
+
+
 def _model_copy(folder, name="m", weights=None, card=None):
     """A copy of the bundled model in ``folder``, with its weights or card bytes replaced if given."""
     src = bundled_model_path()
@@ -274,6 +289,16 @@ BAD_MODEL_FILES = {
                                      r"encoder 'nosuchnet'.*cannot build"),
     "card for RGB input": (None, json.dumps({**BUNDLED_CARD, "architecture": {**BUNDLED_CARD["architecture"], "in_channels": 3}}),
                            r"3 input channel\(s\).*the phalanx model takes one"),
+    # a hand-edited card's input: an OverflowError per image, or empty bone masks without a word
+    **{f"card with input {key} {value!r}": (None, json.dumps({**BUNDLED_CARD, "input": {**BUNDLED_CARD["input"], key: value}}),
+                                            rf"m\.json: its input's {key} {re.escape(repr(value))} is not {what}")
+       for key, value, what in (("working_spacing_mm", 0, "a pixel size in mm"), ("working_spacing_mm", -0.25, "a pixel"),
+                                ("working_spacing_mm", 25, "a pixel"), ("working_spacing_mm", "0.25", "a pixel"),
+                                ("window_width_hu", 0, "a width above 0 HU"), ("window_level_hu", None, "a number of HU"),
+                                ("pad_multiple", 0, "a whole multiple of 16"), ("pad_multiple", 8, "a whole multiple"),
+                                ("pad_mode", "bogus", "one of reflect"))},
+    "card whose input is a list": (None, json.dumps({**BUNDLED_CARD, "input": [1, 2]}),
+                                   r"its 'input' is \[1, 2\], not a table of the window"),
 }
 
 

@@ -1,5 +1,6 @@
 """The napari widgets, docked in a real viewer (run under xvfb), asserting on the layers they make."""
 
+import json
 import os
 from pathlib import Path
 
@@ -476,9 +477,34 @@ def test_segment_with_a_model_file(sample, tmp_path):
     w = dock(viewer, SegmentWidget(viewer))
     w.image.value, w.device.value, w.model_file.value = image, "cpu", path
     assert dice(w.run().data > 0, bone) >= 0.97
+    assert w.status.value.startswith("bone: ") and " by picked.safetensors — paint" in w.status.value
     (tmp_path / "broken.safetensors").write_bytes(b"no")
     w.model_file.value = tmp_path / "broken.safetensors"
     assert w.run() is None and w.status.value.startswith("error:")  # a clear message, no crash
+    # a name mistyped, or the file's drive not mounted: said; the bundled model ran in its place
+    n_layers = len(viewer.layers)
+    w.model_file.value = tmp_path / "pickd.safetensors"
+    assert w.run() is None and "model file not found: " in w.status.value and len(viewer.layers) == n_layers
+    # a model whose own card says it segments badly (a fine-tune on the wrong masks) is used, and said
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["validation"]["dice_mean"] = 0.5
+    path.with_suffix(".json").write_text(json.dumps(card))
+    w.model_file.value = path
+    assert w.run() is not None and "the model's own validation Dice is 0.50 (its card), under 0.8" in w.status.value
+
+
+def test_segment_says_values_that_are_not_hu(sample):
+    # a DICOM's stored values (HU + 1024) opened by another reader: said, as Quantify says it
+    from napari_calcinosis._widgets import SegmentWidget
+
+    viewer, image, *_ = sample
+    raw = viewer.add_image(np.asarray(image.data) + 1024, name="raw", scale=image.scale, units="mm")
+    w = dock(viewer, SegmentWidget(viewer))
+    w.image.value, w.device.value = raw, "cpu"
+    assert w.run() is not None
+    assert "warning: no pixel is as dark as air or fat" in w.status.value and "raw, offset or scaled" in w.status.value
+    w.image.value = image
+    assert w.run() is not None and "warning" not in w.status.value
 
 
 def test_agreement_widget_on_a_csv_and_on_the_lesion_table(sample, tmp_path, pefr):

@@ -549,9 +549,10 @@ def show_exception(exc: BaseException) -> None:
 def get_model(choice: str, device: str):
     from .segment import load_model
 
-    # Keyed by file time too, so a model retrained into the same file is loaded afresh.
-    mtime = Path(choice).stat().st_mtime if choice not in ("", "bundled") and Path(choice).is_file() else None
-    key = (choice, device, mtime)
+    # Keyed by file times too, so a model retrained into the same file (or its card corrected
+    # beside it) is loaded afresh.
+    files = [Path(choice), Path(choice).with_suffix(".json")] if choice not in ("", "bundled") else []
+    key = (choice, device, tuple(f.stat().st_mtime_ns if f.is_file() else None for f in files))
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = load_model(None if choice in ("", "bundled") else choice, device=device)
     return _MODEL_CACHE[key]
@@ -573,9 +574,11 @@ def _model_file_edit() -> FileEdit:
 
 
 def _chosen_model(combo, file_edit) -> str:
-    """The model file the user picked, else the combo's choice ("bundled" or a trained model)."""
+    """The model file the user named, else the combo's choice ("bundled" or a trained model). A
+    name that leads to no model is load_model's to refuse: the bundled model taken in its place
+    measured without a word."""
     path = file_edit.value
-    if path is not None and str(path) not in ("", ".") and Path(path).is_file():
+    if path is not None and str(path) not in ("", "."):
         return str(path)
     return combo.value
 
@@ -772,10 +775,10 @@ class _Widget(Container):
             self.status.value = "add an image first (File > Open, or File > Open Sample)"
         return self.image.value
 
-    def _warn_if_odd(self, layer, pixels) -> None:
+    def _warn_if_odd(self, layer, pixels, also=()) -> None:
         """After a run: add to the status line (and a napari warning, once per image) what
-        looks wrong with the image as HU and mm (:func:`input_warning`)."""
-        warning = input_warning(layer, pixels)
+        looks wrong with the image as HU and mm (:func:`input_warning`), and the notes ``also``."""
+        warning = "; ".join(filter(None, [input_warning(layer, pixels), *also]))
         if not warning:
             return
         self.status.value = f"warning: {warning}. {self.status.value}"
@@ -1151,17 +1154,34 @@ class SegmentWidget(_Widget):
             out.metadata[MODEL], out.metadata[MADE_MASK] = model_label(model), _mask_key(out.data)
             out.metadata[TTA] = bool(self.tta.value)
             area_mm2 = seg.bone_mask.sum() * np.prod(spacing_of(layer))
-            self.status.value = f"bone: {area_mm2:.0f} mm² on '{layer.name}' — paint or erase in '{out.name}' to correct"
+            # a model of the user's is named: the one typed is the one that ran
+            by = "" if model_label(model).startswith("bundled ") else f" by {Path(model.path).name}"
+            self.status.value = (f"bone: {area_mm2:.0f} mm² on '{layer.name}'{by} — paint or erase in '{out.name}' "
+                                 "to correct")
             if kept:
                 for mine in kept:  # two bone masks drawn over each other: the one in view is the one used
                     mine.visible = False
                 self.status.value += (f"; your '{kept[-1].name}' is kept, hidden, but Subtract, Grow and Quantify "
                                       f"now use '{out.name}': delete '{out.name}' (and show yours) to go back to yours")
-            self._warn_if_odd(layer, pixels)
+            self._warn_if_odd(layer, pixels, self._caveats(layer, pixels, model, seg.bone_mask))
             return out
 
         with self._busy(f"segmenting the phalanges of '{layer.name}'…"):
             return self._run_safely(go)
+
+    @staticmethod
+    def _caveats(layer, pixels, model, bone_mask) -> list:
+        """What Quantify would say of this image and model before a bone mask is used: values
+        that are not HU (a raw DICOM opened by another reader), a model whose own validation is
+        poor, no bone found (the pixel size's notes are :func:`input_warning`'s here)."""
+        from .io import image_caveats, pixel_size_caveats
+        from .pipeline import bone_caveats
+        from .segment import model_caveat
+
+        spacing = spacing_of(layer)
+        said = set(pixel_size_caveats(pixels.shape, spacing)) if np.allclose(spacing, 1.0) else set()
+        notes = [note for note in image_caveats(calcinosis_image(layer, pixels)) if note not in said]
+        return [*notes, *filter(None, [model_caveat(model)]), *bone_caveats(bone_mask)]
 
 
 class SubtractWidget(_Widget):

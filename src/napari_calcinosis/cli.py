@@ -527,8 +527,11 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
             continue
         no_seeds = (f"{args.seeds} has no seeds for this image: every candidate deposit was measured "
                     "(automatic mode)") if args.seeds and image_seeds is None else ""
+        from .segment import model_caveat
+
         for warning in ([no_seeds] if no_seeds else []) + list(result.warnings):
-            print(f"warning: {label}: {warning}", file=sys.stderr)
+            if warning != model_caveat(model):  # said once, when the model was loaded; on every row
+                print(f"warning: {label}: {warning}", file=sys.stderr)
         table = result.table.copy()
         table["image"] = label
         if table.empty:
@@ -768,7 +771,7 @@ def _sigterm_interrupts():
 
 def cmd_quantify(args) -> int:
     from .io import _checked_spacing, _checked_window
-    from .segment import load_model
+    from .segment import load_model, model_caveat
 
     args.out = None if args.out == "-" else args.out  # "-": standard output, as without --out
     if args.summary == "-" and not args.out:
@@ -849,6 +852,8 @@ def cmd_quantify(args) -> int:
     if args.masks:
         _make_folder(Path(args.masks), "masks")
     model = load_model(args.model, device=args.device)  # once per run, not per image
+    if model_caveat(model):  # a model whose own validation says it segments badly
+        print(f"warning: {args.model}: {model_caveat(model)} (said on every row)", file=sys.stderr)
     # Which network segmented the bone, on every row: a trial's numbers name their model.
     from .segment import model_label as label_of
 

@@ -12,7 +12,7 @@ from .grow import DEFAULT_MIN_AREA_MM2, grow_lesions
 from ._errors import CalcinosisError
 from .io import CalcinosisImage, _checked_spacing, check_measurable, image_caveats, read_image
 from .measure import measure_lesions
-from .segment import MAX_BONE_SHARE, PhalanxModel, load_model, segment_phalanges
+from .segment import MAX_BONE_SHARE, PhalanxModel, load_model, model_caveat, segment_phalanges
 from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU, resolve_margin_mm, subtract_bone
 
 __all__ = ["QuantifyResult", "quantify", "settings_label", "software_label"]
@@ -131,11 +131,13 @@ def quantify(
         raise CalcinosisError("bone_probability goes with the bone_mask it came from (segment_phalanges' bone_mask "
                               "and probability): give both, or neither and the image is segmented here")
     probability = None
+    model_caveats = []
     if bone_mask is None:
         if not isinstance(model, PhalanxModel):
             model = load_model(model, device=device)
         seg = segment_phalanges(image, model, device=device, tta=tta)
         bone_mask, probability = seg.bone_mask, seg.probability
+        model_caveats = list(filter(None, [model_caveat(model)]))  # a fine-tune that went wrong
     elif bone_probability is not None:
         probability = np.asarray(bone_probability, np.float32)
     bone_mask = np.asarray(bone_mask, bool)
@@ -169,7 +171,7 @@ def quantify(
         # Automatic mode's seeds are its own: a candidate that ran into another's lesion, or
         # stood out from nothing, is no row of the user's (its area summed twice, or none).
         table = table[~table["status"].isin(["duplicate_seed", "no_deposit"])].reset_index(drop=True)
-    warnings = image_caveats(image) + _result_caveats(image, bone_mask, table)
+    warnings = image_caveats(image) + model_caveats + _result_caveats(image, bone_mask, table)
     return QuantifyResult(image, bone_mask, probability, candidates, grown.lesion_labels, table, margin_mm, warnings)
 
 
@@ -209,6 +211,11 @@ MAX_PLAUSIBLE_DEPOSIT_MM2 = 400.0
 
 def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.DataFrame) -> list[str]:
     """What makes a measurement doubtful beyond the image itself: no bone, implausible lesions."""
+    return bone_caveats(bone_mask) + ([note] if (note := large_lesion_note(table)) else [])
+
+
+def bone_caveats(bone_mask: np.ndarray) -> list[str]:
+    """What makes a bone mask doubtful: no bone, or more bone than a finger slice holds."""
     notes = []
     if not bone_mask.any():
         notes.append("no bone was found: deposits are measured against the whole finger, and bone may be "
@@ -216,7 +223,7 @@ def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.Dat
     elif (share := bone_mask.mean()) > MAX_BONE_SHARE:
         notes.append(f"the bone mask covers {share:.0%} of the image (a finger slice is a third bone or "
                      "less): is it inverted, or a probability rather than a mask (segment_phalanges' bone_mask)?")
-    return notes + ([note] if (note := large_lesion_note(table)) else [])
+    return notes
 
 
 LARGER_THAN_ANY_DEPOSIT = "larger than any calcinosis deposit"

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +89,7 @@ def select_device(device: str = "auto"):
     """Resolve ``"auto"`` to CUDA, then Apple MPS, then CPU; check an explicit choice exists."""
     import torch
 
+    given = device
     device = (device or "auto").lower()
     if device == "auto":
         if torch.cuda.is_available():
@@ -98,8 +102,13 @@ def select_device(device: str = "auto"):
         raise CalcinosisError("device 'cuda' was asked for but no CUDA GPU is available: use --device cpu or auto")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise CalcinosisError("device 'mps' was asked for but Apple MPS is not available: use --device cpu or auto")
-    if device not in ("cpu", "mps") and not device.startswith("cuda"):
-        raise CalcinosisError(f"unknown device {device!r}: use auto, cpu, cuda or mps")
+    if device not in ("cpu", "mps") and not re.fullmatch(r"cuda(:\d+)?", device):
+        # 'cuda0', 'cuda:abc': torch's RuntimeError was a traceback on a GPU machine
+        raise CalcinosisError(f"unknown device {given!r}: use auto, cpu, cuda, cuda:N (the GPU's number) or mps")
+    if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise CalcinosisError(f"device {device!r} was asked for but this machine has {torch.cuda.device_count()} CUDA "
+                              f"GPU(s), numbered from 0: use --device cuda, or cuda:0 to "
+                              f"cuda:{torch.cuda.device_count() - 1}")
     return torch.device(device)
 
 
@@ -437,6 +446,54 @@ def _checked_architecture(card: dict, card_path: Path) -> dict:
     return arch
 
 
+# The ways np.pad may pad a model's input to its pad_multiple.
+_PAD_MODES = ("reflect", "symmetric", "edge", "constant", "wrap", "mean", "median", "minimum", "maximum", "linear_ramp")
+
+
+def _checked_input(card: dict, card_path: Path, arch: dict) -> None:
+    """Refuse a card whose ``input`` (window, working spacing, padding) cannot feed the network:
+    a hand-edited card broke every image of a batch with a traceback, or gave empty bone masks."""
+    given = card.get("input", {})
+    if not isinstance(given, dict):
+        raise CalcinosisError(f"model card {card_path}: its 'input' is {given!r:.40}, not a table of the window, working "
+                              f"spacing and padding: {_RETRAIN}")
+    spec = {**DEFAULT_INPUT, **given}
+
+    def number(key):
+        value = spec[key]
+        return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+
+    problems = []
+    if not math.isfinite(number("window_level_hu")):
+        problems.append(f"window_level_hu {spec['window_level_hu']!r} is not a number of HU")
+    if not number("window_width_hu") > 0 or not math.isfinite(number("window_width_hu")):
+        problems.append(f"window_width_hu {spec['window_width_hu']!r} is not a width above 0 HU")
+    if not 0.01 <= number("working_spacing_mm") <= 5:
+        problems.append(f"working_spacing_mm {spec['working_spacing_mm']!r} is not a pixel size in mm (0.01-5)")
+    divisor = 2 ** int(arch.get("encoder_depth", 5)) if isinstance(arch.get("encoder_depth"), int) else 1
+    multiple = spec["pad_multiple"]
+    if not (isinstance(multiple, numbers.Integral) and not isinstance(multiple, bool) and multiple >= 1
+            and multiple % divisor == 0):
+        problems.append(f"pad_multiple {multiple!r} is not a whole multiple of {divisor} (2 to the encoder's depth)")
+    if spec["pad_mode"] not in _PAD_MODES:
+        problems.append(f"pad_mode {spec['pad_mode']!r} is not one of {', '.join(_PAD_MODES)}")
+    if problems:
+        raise CalcinosisError(f"model card {card_path}: its input's {'; '.join(problems)}: correct the card, or {_RETRAIN}")
+
+
+def model_caveat(model) -> str:
+    """What a model's own card says against trusting it, or "": a validation Dice under
+    :data:`train.POOR_DICE` (a fine-tune that went wrong, masks that mark something else)."""
+    from .train import POOR_DICE
+
+    dice = (getattr(model, "card", None) or {}).get("validation", {})
+    dice = dice.get("dice_mean") if isinstance(dice, dict) else None
+    if not isinstance(dice, numbers.Real) or not math.isfinite(dice) or dice >= POOR_DICE:
+        return ""
+    return (f"the model's own validation Dice is {dice:.2f} (its card), under {POOR_DICE}: its bone masks, and so the "
+            "deposits measured beside them, are unreliable; train it on more labelled images, or use the bundled model")
+
+
 def _check_safetensors(path: Path) -> None:
     """Refuse a file that is not a complete safetensors file, saying whether it is cut short.
 
@@ -544,6 +601,7 @@ def load_model(path=None, device: str = "cpu") -> PhalanxModel:
     if card is None:
         card = _read_card(card_path, path.name)
     arch = _checked_architecture(card, card_path)
+    _checked_input(card, card_path, arch)
     try:
         network = build_network(arch)
     except CalcinosisError:
