@@ -983,3 +983,110 @@ def test_masks_named_in_another_case_pair_with_their_image(tmp_path):
     names = [s.name for s in folder_samples(images, masks, pixel_size_mm=0.25, notes=notes.append)]
     assert names == ["f10.png", "f12.png", "f13.png"]
     assert "1 mask(s) without an image of their name left out: Ab_bone.png" in notes
+
+
+def test_a_cancel_right_after_a_validation_keeps_a_checkpoint_to_resume_from(tmp_path, pairs):
+    # A Cancel (or Ctrl+C) during or just after a validation wrote no checkpoint (the last one
+    # may be up to checkpoint_every_s old, or not written yet): the run could not be resumed.
+    import torch
+
+    kw = dict(samples=pairs, epochs=3, steps_per_epoch=2, batch_size=2, crop_px=64, device="cpu")
+    whole = train_segmenter(tmp_path / "whole.safetensors", **kw)
+    validated = []
+
+    def cancel_on_the_first_validation(p):
+        if p.phase == "validate":
+            validated.append(p.step)
+
+    out = tmp_path / "split.safetensors"
+    first = train_segmenter(out, **kw, progress=cancel_on_the_first_validation, should_cancel=lambda: bool(validated))
+    assert first.cancelled and first.ended == "cancelled at step 2 of 6" and first.steps_trained == 2
+    assert validated == [2]  # the weights just validated are not validated again
+    second = train_segmenter(out, **kw, resume=True)
+    assert second.ended == "finished: 3 epochs, 6 steps" and second.steps_trained == 4
+    for a, b in zip(second.history, whole.history, strict=True):  # the same run as one without a stop
+        assert a["epoch"] == b["epoch"] and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["val_dice"] == pytest.approx(b["val_dice"], abs=1e-4)
+    split_weights = torch.load(tmp_path / "split.checkpoint.pt", weights_only=True)["network"]
+    for name, tensor in torch.load(tmp_path / "whole.checkpoint.pt", weights_only=True)["network"].items():
+        assert torch.allclose(split_weights[name].float(), tensor.float(), atol=1e-5), name
+
+
+def test_a_mask_of_another_shape_than_its_image_given_in_memory_is_refused_before_training(tmp_path, pairs):
+    # folder_samples refused it; pairs given to train_segmenter (the console, the Python API)
+    # trained on it silently.
+    other = [(pairs[0][0], pairs[1][1], pairs[0][2]), *pairs[1:]]
+    out = tmp_path / "new" / "m.safetensors"
+    events = []
+    with pytest.raises(CalcinosisError, match=(
+            rf"training pair 1: the mask is {pairs[1][1].shape[1]}x{pairs[1][1].shape[0]} px but the image is "
+            rf"{pairs[0][0].shape[1]}x{pairs[0][0].shape[0]} px; masks must match their image pixel for pixel")):
+        train_segmenter(out, samples=other, epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu",
+                        progress=events.append)
+    assert not any(e.phase == "train" for e in events)
+    assert not (tmp_path / "new").exists()  # a refused run leaves no empty folder behind
+    named = [TrainingSample(pairs[0][0], pairs[0][1].T, pairs[0][2], name="f7.dcm"), *pairs[1:]]
+    with pytest.raises(CalcinosisError, match=r"training pair 1 \(f7.dcm\): the mask is"):
+        train_segmenter(out, samples=named, epochs=1, steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu")
+    with pytest.raises(CalcinosisError, match="validation pair 2: the mask is"):
+        train_segmenter(out, samples=pairs, val_samples=[pairs[0], other[0]], epochs=1, steps_per_epoch=1,
+                        batch_size=2, crop_px=64, device="cpu")
+
+
+def test_a_mask_with_soft_edges_is_read_as_drawn_and_labels_stay_bone(tmp_path):
+    # An anti-aliased or smoothed 0/255 mask: every non-zero pixel was bone, widening a
+    # phantom finger's bone by half, without a word.
+    import imageio.v3 as iio
+    from scipy import ndimage as ndi
+
+    from napari_calcinosis.train import _read_mask
+
+    bone = make_phantom(331, max_size_px=200).bone_mask
+    for blur in (0.5, 1.0, 2.0):
+        soft = np.clip(ndi.gaussian_filter(bone * 255.0, blur), 0, 255).astype(np.uint8)  # 254 inside where it rounds down
+        iio.imwrite(tmp_path / "soft_bone.png", soft)
+        notes = []
+        read = _read_mask(tmp_path / "soft_bone.png", notes.append)
+        assert (soft > 0).sum() > 1.1 * bone.sum()  # what every non-zero pixel made of it
+        assert abs(int(read.sum()) - int(bone.sum())) <= 0.02 * bone.sum(), blur
+        assert (read ^ bone).sum() <= 0.05 * bone.sum(), blur
+        assert len(notes) == 1 and notes[0].startswith("mask soft_bone.png has soft edges (") and (
+            "bone is taken where it is at least half as bright as its brightest pixel" in notes[0])
+        red = np.zeros(soft.shape + (3,), np.uint8)
+        red[..., 0] = soft  # anti-aliased in colour, as drawing programs save it
+        iio.imwrite(tmp_path / "red_bone.png", red)
+        assert np.array_equal(_read_mask(tmp_path / "red_bone.png"), read)
+    # labels, a few or many, each a region of its own value: all bone, as before, and said
+    labels = np.zeros((200, 200), np.uint8)
+    for i in range(20):
+        row, col = divmod(i, 5)
+        labels[10 + 45 * row: 40 + 45 * row, 10 + 38 * col: 38 + 38 * col] = i + 1
+    labels[100:103, 3:6] = 2  # a speck
+    iio.imwrite(tmp_path / "many_bone.png", labels)
+    notes = []
+    assert np.array_equal(_read_mask(tmp_path / "many_bone.png", notes.append), labels > 0)
+    assert notes == [("mask many_bone.png holds labels 1, 2, 3, 4, 5, 6 and 14 more: all are taken as bone; if some "
+                      "mark deposits or other tissue, save a mask of the bone alone")]
+    colours = np.zeros(labels.shape + (3,), np.uint8)
+    colours[..., 0], colours[..., 1], colours[..., 2] = 255 * (labels == 1), 255 * (labels == 2), 255 * (labels > 2)
+    iio.imwrite(tmp_path / "colours_bone.png", colours)
+    notes = []
+    assert np.array_equal(_read_mask(tmp_path / "colours_bone.png", notes.append), labels > 0)
+    assert notes == [("mask colours_bone.png holds colours #0000ff, #00ff00, #ff0000: all are taken as bone; if some "
+                      "mark deposits or other tissue, save a mask of the bone alone")]
+    few = (bone * 2 + ndi.binary_dilation(bone, iterations=2) * ~bone).astype(np.uint8)  # a rim labelled 1 around bone 2
+    iio.imwrite(tmp_path / "few_bone.png", few)
+    assert np.array_equal(_read_mask(tmp_path / "few_bone.png"), few > 0)
+
+
+def test_a_models_card_names_its_training_folders_in_full(tmp_path, monkeypatch):
+    import imageio.v3 as iio
+
+    images, masks, phantoms = _exports_and_a_masks_folder(tmp_path, ("f0", "f1"), (341, 342))
+    for name, p in zip(("f0", "f1"), phantoms):
+        iio.imwrite(masks / f"{name}_bone.png", (p.bone_mask * 255).astype(np.uint8))
+    monkeypatch.chdir(tmp_path)
+    result = train_segmenter("m.safetensors", images_dir="images", masks_dir="masks", pixel_size_mm=0.25, epochs=1,
+                             steps_per_epoch=1, batch_size=2, crop_px=64, device="cpu")
+    card = json.loads(result.model_path.with_suffix(".json").read_text())
+    assert card["training"]["data"] == f"2 image/mask pairs from {images.resolve()} and {masks.resolve()}"

@@ -108,3 +108,33 @@ def test_ctrl_c_keeps_a_checkpoint_then_resume_finishes(tmp_path, signum, code, 
     done = subprocess.run(_cli(out, "--resume"), env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "finished: 6 epochs, 24 steps" in done.stdout, done.stderr[-1000:]
     assert torch.load(ckpt, weights_only=True)["step"] == EPOCHS * STEPS
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="needs POSIX SIGINT")
+def test_ctrl_c_during_a_validation_keeps_a_checkpoint_then_resume_finishes(tmp_path, monkeypatch, capsys):
+    # Ctrl+C while an epoch's validation ran wrote no checkpoint (the last one was due only
+    # every 30 s), and the command said "before the first step, nothing to resume".
+    from napari_calcinosis import cli
+    from napari_calcinosis import train as train_module
+
+    real = train_module.train_segmenter
+
+    def ctrl_c_at_the_first_validation(*args, progress, **kwargs):
+        sent = []
+
+        def report(p):
+            progress(p)
+            if p.phase == "validate" and not sent:
+                sent.append(p.step)
+                os.kill(os.getpid(), signal.SIGINT)
+
+        return real(*args, progress=report, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_segmenter", ctrl_c_at_the_first_validation)
+    command = [a for a in TRAIN if a not in ("--checkpoint-every", "0")] + ["--out", str(tmp_path / "m.safetensors")]
+    assert cli.main(command) == 130
+    said = capsys.readouterr().err
+    assert "interrupted: a checkpoint was written; give the same command with --resume to carry on" in said
+    monkeypatch.setattr(train_module, "train_segmenter", real)
+    assert cli.main([*command, "--resume"]) == 0
+    assert f"finished: {EPOCHS} epochs, {EPOCHS * STEPS} steps" in capsys.readouterr().out

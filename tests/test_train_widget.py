@@ -529,3 +529,61 @@ def test_a_pair_says_what_looks_wrong(make_napari_viewer, phantoms):
     widget.add_pair(png, labels)
     text = widget.status.text()
     assert "'export' has scale 1" in text and "8-bit export" in text and "labels 1, 3 of" in text
+
+
+_CLOSE_MID_RUN = """
+import json, sys
+import napari
+from qtpy.QtCore import QThreadPool, QTimer
+from napari_calcinosis import load_model, make_phantom
+from napari_calcinosis._train_widget import TrainWidget
+
+out = sys.argv[1]
+viewer = napari.Viewer(show=True)
+widget = TrainWidget(viewer)
+viewer.window.add_dock_widget(widget, name="Train / fine-tune")
+for i, p in enumerate(make_phantom(seed, max_size_px=120) for seed in (11, 12)):
+    widget.add_pair(viewer.add_image(p.image_hu, scale=p.spacing_mm, name=f"f{i}"),
+                    viewer.add_labels(p.bone_mask.astype(int), scale=p.spacing_mm, name=f"f{i} bone"))
+widget.epochs.setValue(50)
+widget.steps_per_epoch.setText("4")
+widget.batch_size.setValue(2)
+widget.crop_px.setValue(64)
+widget.device_combo.setCurrentText("cpu")
+widget.output_edit.setText(out)
+widget.start(replace=True)
+timer = QTimer()
+
+
+def close_once_training():
+    p = widget.last_progress
+    if p is not None and p.phase == "train" and p.step >= 5:  # past the first epoch's validation
+        timer.stop()
+        viewer.close()
+
+
+timer.timeout.connect(close_once_training)
+timer.start(20)
+napari.run()
+QThreadPool.globalInstance().waitForDone(120_000)
+import torch
+ckpt = torch.load(out.replace(".safetensors", ".checkpoint.pt"), weights_only=True)
+print(json.dumps({"step": ckpt["step"], "ended": load_model(out).card["training"]["ended"]}))
+"""
+
+
+def test_closing_the_viewer_mid_run_stops_it_keeping_a_checkpoint(tmp_path):
+    # Closing napari while training deleted the widget, and with it the object the training
+    # thread reported to: Python crashed at the next step, and the run went on until then.
+    import subprocess
+    import sys
+
+    out = tmp_path / "m.safetensors"
+    script = tmp_path / "close_mid_run.py"
+    script.write_text(_CLOSE_MID_RUN)
+    done = subprocess.run([sys.executable, "-X", "faulthandler", str(script), str(out)], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]  # -11: a segmentation fault
+    kept = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 5 <= kept["step"] < 200  # stopped soon after the close, of 50 x 4 steps
+    assert kept["ended"] == f"cancelled at step {kept['step']} of 200"

@@ -159,7 +159,10 @@ class _Failure:
 
 
 class _ProgressBridge(QObject):
-    """Lives in the GUI thread; emitting from the training thread queues the call onto it."""
+    """Lives in the GUI thread; emitting from the training thread queues the call onto it.
+
+    It has no Qt parent: closing the viewer deletes the widget with its children while the
+    training thread still reports, and emitting on a deleted object crashes Python."""
 
     progress = QtSignal(object)
 
@@ -189,8 +192,14 @@ class TrainWidget(QWidget):
         self._dice_xy: tuple[list, list] = ([], [])
         self._image_layers: list = []
         self._labels_layers: list = []
-        self._bridge = _ProgressBridge(self)
+        self._bridge = _ProgressBridge()
         self._bridge.progress.connect(self._on_progress)
+        # Closing the viewer deletes this widget without a closeEvent: the run is cancelled as by
+        # Cancel (it stops after the step under way, keeping its best model and a checkpoint to
+        # resume from), and napari waits for it before it quits. Not a method of self, which is
+        # gone by then.
+        cancel_event = self._cancel_event
+        self.destroyed.connect(lambda *_: cancel_event.set())
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)

@@ -152,8 +152,11 @@ def phantom_samples(
 
 _MASK_SUFFIXES = {".png", ".tif", ".tiff"}
 _MASK_TAILS = ("_bone", "_mask")
-# More distinct values than this in a grey mask are smoothed edges rather than labels.
-MAX_LABEL_VALUES = 16
+# Labels fill regions of one value, smoothed edges shade from pixel to pixel: a mask's faint
+# pixels (under half its brightest) are labels when at least this share of them lie inside a
+# 3 x 3 square of their own value. Smoothing with any blur left none there; the 4 x 4 px
+# regions of small labels a quarter, a label's 3 x 3 px speck one pixel in nine.
+LABEL_REGION_SHARE = 0.1
 
 
 def _mask_stem(path: Path) -> tuple[str, bool]:
@@ -164,35 +167,52 @@ def _mask_stem(path: Path) -> tuple[str, bool]:
     return path.stem, False
 
 
-def _mask_values_note(name: str, values: np.ndarray, marked: np.ndarray, what: str, shown, brightness,
-                      many: str | None = None) -> str:
-    """What looks wrong in a mask whose ``marked`` (non-zero) pixels hold ``values`` (a value per
-    pixel: a grey level, or a colour packed into one integer; ``shown(v)`` writes one; ``what``
-    names a few of them, ``many`` many, ``what`` again by default); "" when nothing does. A few
-    values are labels (bone 1, deposits 2: napari's or ITK-SNAP's), all taken as bone here. Many,
-    with most marked pixels under half the brightest (``brightness``), are an image or a
-    probability map given as a mask, or a mask smoothed so much that its halo, read as bone,
-    outweighs it: a mask saved with lightly smoothed edges has many values too, but most of its
-    pixels at or near the top."""
+def _mask_bone(name: str, values: np.ndarray, marked: np.ndarray, what: str, shown, brightness,
+               many: str | None = None) -> tuple[np.ndarray, str]:
+    """The bone of a mask whose ``marked`` (non-zero) pixels hold ``values`` (a value per pixel:
+    a grey level, or a colour packed into one integer; ``shown(v)`` writes one; ``what`` names a
+    few of them, ``many`` many, ``what`` again by default), and what to say of it ("" when
+    nothing). Values that each fill regions of their own are labels (bone 1, deposits 2:
+    napari's or ITK-SNAP's): all are bone, as said. Values that shade from pixel to pixel are
+    soft edges (a mask saved anti-aliased or smoothed), or an image or a probability map given
+    as a mask: bone is where ``brightness`` is at least half the brightest, which puts a
+    smoothed edge back where it was drawn; read as every non-zero pixel, a blur of 1 px widened
+    a finger's bone by half."""
     levels = np.unique(values[marked])
-    if 1 < len(levels) <= MAX_LABEL_VALUES:
-        return (f"mask {name} holds {what} {_listed(map(shown, levels), 6)}: all are taken as bone; if some mark "
-                "deposits or other tissue, save a mask of the bone alone")
-    lit = brightness[marked].astype(float)
-    if len(levels) > MAX_LABEL_VALUES and np.mean(lit < 0.5 * lit.max()) > 0.5:
-        return (f"mask {name} holds {len(levels)} {many or what}, most of its marked pixels under half the brightest, "
-                "as an image, a probability map or a much smoothed mask has them: every non-zero pixel is taken as bone, so "
-                "the bone read is larger than drawn (is it the image rather than its mask?); save the bone as one "
-                "value on black")
-    return ""
+    if len(levels) < 2:
+        return marked, ""
+    lit = brightness.astype(float)
+    top = lit[marked].max()
+    faint = marked & (lit < 0.5 * top)
+    # Judged on the faint pixels, whose reading changes: a smoothed mask's brightest values mix
+    # at random inside it (255 and 254 where the blur rounded down), as if they were two labels.
+    shading = faint if faint.any() else marked & (lit < top)
+    if not shading.any():  # colours all as bright (ITK-SNAP's red, green and blue labels)
+        shading = marked
+    in_regions = ndi.minimum_filter(values, 3) == ndi.maximum_filter(values, 3)
+    if len(levels) == 2 or np.mean(in_regions[shading]) >= LABEL_REGION_SHARE:
+        return marked, (f"mask {name} holds {what} {_listed(map(shown, levels), 6)}: all are taken as bone; if some "
+                        "mark deposits or other tissue, save a mask of the bone alone")
+    if not faint.any():
+        return marked, ""  # edges that shade only near the brightest: every marked pixel is bone either way
+    if np.mean(faint[marked]) > 0.5:
+        return marked & ~faint, (
+            f"mask {name} holds {len(levels)} {many or what}, most of its marked pixels under half the brightest, as an "
+            "image, a probability map or a much smoothed mask has them: only the pixels at least half as bright as the "
+            "brightest are taken as bone (is it the image rather than its mask?); save the bone as one value on black")
+    return marked & ~faint, (
+        f"mask {name} has soft edges ({len(levels)} {many or what}, as anti-aliasing or smoothing leaves): bone is "
+        "taken where it is at least half as bright as its brightest pixel, not at every non-zero pixel; save masks "
+        "without smoothing to set each bone pixel yourself")
 
 
 def _read_mask(path: Path, say=None) -> np.ndarray:
     """A mask file as bone (True) where any colour channel is non-zero; a mask drawn only in the
-    alpha channel of an otherwise black image is read from the alpha. ``say`` hears of a mask
-    holding a few labels (bone 1, deposits 2: napari's labels; or colours, ITK-SNAP's), all of
-    which are bone here, or grey levels or colours spread as an image's are
-    (:func:`_mask_values_note`)."""
+    alpha channel of an otherwise black image is read from the alpha. A mask with soft edges
+    (grey levels or colours that shade from pixel to pixel) is bone where it is at least half as
+    bright as its brightest (:func:`_mask_bone`). ``say`` hears of a mask holding labels (bone
+    1, deposits 2: napari's labels; or colours, ITK-SNAP's), all of which are bone here, of soft
+    edges, and of grey levels or colours spread as an image's are."""
     import imageio.v3 as iio
 
     if path.suffix.lower() in (".tif", ".tiff"):
@@ -215,30 +235,32 @@ def _read_mask(path: Path, say=None) -> np.ndarray:
     if mask.ndim == 3:
         channels = mask.shape[-1]
         colour = mask[..., : 3 if channels >= 3 else 1]
-        bone = colour.any(axis=-1)
-        if channels in (2, 4):
-            alpha = mask[..., -1]
-            if not bone.any():
-                bone = alpha > 0
-            elif alpha.min() != alpha.max():
-                bone &= alpha > 0  # drawn on a transparent sheet: what is transparent is not drawn
-        if say is not None and colour.shape[-1] == 3 and colour.any():
-            bits = 8 * colour.dtype.itemsize  # one integer per colour: np.unique on rows takes seconds
-            packed = (colour[..., 0].astype(np.uint64) << (2 * bits)) | (colour[..., 1].astype(np.uint64) << bits) \
-                | colour[..., 2].astype(np.uint64)
-            digits = 2 * colour.dtype.itemsize
+        alpha = mask[..., -1] if channels in (2, 4) else None
+        if alpha is not None and not colour.any():  # drawn in the alpha channel alone: its opacity is the mask
+            bone, note = _mask_bone(path.name, alpha, alpha > 0, "opacities", lambda v: f"{v:g}", alpha)
+        else:
+            marked = colour.any(axis=-1)
+            if alpha is not None and alpha.min() != alpha.max():
+                marked &= alpha > 0  # drawn on a transparent sheet: what is transparent is not drawn
+            if colour.shape[-1] == 3:
+                bits = 8 * colour.dtype.itemsize  # one integer per colour: np.unique on rows takes seconds
+                packed = (colour[..., 0].astype(np.uint64) << (2 * bits)) \
+                    | (colour[..., 1].astype(np.uint64) << bits) | colour[..., 2].astype(np.uint64)
+                digits = 2 * colour.dtype.itemsize
 
-            def hex_colour(v):
-                return "#" + "".join(f"{(int(v) >> shift) & ((1 << bits) - 1):0{digits}x}" for shift in (2 * bits, bits, 0))
+                def hex_colour(v):
+                    return "#" + "".join(f"{(int(v) >> shift) & ((1 << bits) - 1):0{digits}x}"
+                                         for shift in (2 * bits, bits, 0))
 
-            if note := _mask_values_note(path.name, packed, bone, "colours", hex_colour, colour.max(axis=-1)):
-                say(note)
-        return bone
-    marked = mask != 0
-    if say is not None and marked.any():
-        if note := _mask_values_note(path.name, mask, marked, "labels", lambda v: f"{v:g}", mask, many="grey levels"):
-            say(note)
-    return mask > 0
+                bone, note = _mask_bone(path.name, packed, marked, "colours", hex_colour, colour.max(axis=-1))
+            else:
+                grey = colour[..., 0]
+                bone, note = _mask_bone(path.name, grey, marked, "labels", lambda v: f"{v:g}", grey, many="grey levels")
+    else:
+        bone, note = _mask_bone(path.name, mask, mask > 0, "labels", lambda v: f"{v:g}", mask, many="grey levels")
+    if note and say is not None:
+        say(note)
+    return bone
 
 
 def _fidelity(path: Path) -> int:
@@ -276,7 +298,8 @@ def folder_samples(images_dir, masks_dir, pixel_size_mm=None, notes=None, *, win
                    window_width_hu: float = WINDOW_WIDTH_HU, progress=None) -> list[TrainingSample]:
     """Pair each image with the mask of the same stem (``stem``, ``stem_bone`` or ``stem_mask``).
 
-    Masks are PNG/TIFF files where any non-zero pixel (in any colour channel) is bone. When the
+    Masks are PNG/TIFF files where any non-zero pixel (in any colour channel) is bone; in a mask
+    with soft edges (anti-aliased or smoothed), a pixel at least half as bright as the brightest. When the
     masks share the images' folder, a file is a mask when its name less ``_bone``/``_mask`` names
     another file there (a PNG export beside its DICOM is an image, and so is a mask whose image
     is missing). ``pixel_size_mm`` serves images without a spacing of
@@ -403,17 +426,34 @@ def _fingerprint(samples) -> str:
     return f"{crc:08x}"
 
 
-def _as_sample(item) -> TrainingSample:
+def _as_sample(item, number: int = 1, what: str = "training pair") -> TrainingSample:
+    """A TrainingSample of one given pair, the ``number``-th (from 1) of its list (``what``);
+    a mask not the shape of its image is refused, as :func:`folder_samples` refuses it."""
     if isinstance(item, TrainingSample):
-        return item
-    image, mask = item[0], item[1]
-    if isinstance(image, CalcinosisImage):
-        return TrainingSample(image.pixels_hu, np.asarray(mask, bool), image.spacing_mm, image.name)
-    spacing = item[2] if len(item) > 2 else None
-    if spacing is None:
-        raise CalcinosisError("a training pair given as arrays needs its pixel spacing: (image_hu, bone_mask, spacing_mm)")
-    spacing = tuple(np.broadcast_to(np.asarray(spacing, float), (2,)))
-    return TrainingSample(np.asarray(image, np.float32), np.asarray(mask, bool), spacing)
+        sample = item
+    else:
+        image, mask = item[0], item[1]
+        if isinstance(image, CalcinosisImage):
+            sample = TrainingSample(image.pixels_hu, np.asarray(mask, bool), image.spacing_mm, image.name)
+        else:
+            spacing = item[2] if len(item) > 2 else None
+            if spacing is None:
+                raise CalcinosisError(
+                    "a training pair given as arrays needs its pixel spacing: (image_hu, bone_mask, spacing_mm)")
+            spacing = tuple(np.broadcast_to(np.asarray(spacing, float), (2,)))
+            sample = TrainingSample(np.asarray(image, np.float32), np.asarray(mask, bool), spacing)
+    # Trained on, a mask of another shape would teach bone where the image has none.
+    image_shape, mask_shape = np.shape(sample.pixels_hu), np.shape(sample.bone_mask)
+    if image_shape != mask_shape:
+        def size(shape):
+            return f"{shape[1]}x{shape[0]} px" if len(shape) == 2 else f"of shape {shape}"
+
+        named = f" ({sample.name})" if sample.name else ""
+        raise CalcinosisError(
+            f"{what} {number}{named}: the mask is {size(mask_shape)} but the image is {size(image_shape)}; masks "
+            "must match their image pixel for pixel: give each image its own mask"
+        )
+    return sample
 
 
 # --------------------------------------------------------------------------------------------
@@ -827,7 +867,14 @@ def train_segmenter(
         raise CalcinosisError(f"augment_on must be auto, device or cpu, got {augment_on!r}")
     refuse_folder(out)
     out = model_file(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    # The output's folder is made when training starts, not before the data are read: a run
+    # refused on its data (or failing before it saves anything) leaves no empty folder behind.
+    missing_folders = [d for d in (out.parent, *out.parent.parents) if not d.exists()]  # deepest first
+    nearest = out.parent.absolute()
+    while not nearest.exists():
+        nearest = nearest.parent
+    if not nearest.is_dir():  # said now, as the folder's making would have said it, not after the data are read
+        raise CalcinosisError(f"the output {out} lies under {nearest}, which is a file: choose a folder for the model")
     ckpt_path = _checkpoint_path(out)
     if resume and not ckpt_path.exists():
         raise ResumeRefused(f"cannot resume: no checkpoint at {ckpt_path}")
@@ -842,7 +889,7 @@ def train_segmenter(
 
     # ---- data
     if samples is not None:
-        train = [_as_sample(s) for s in samples]
+        train = [_as_sample(s, i) for i, s in enumerate(samples, start=1)]
         data_desc = data_key = f"{len(train)} image/mask pairs given in memory"
     elif images_dir is not None or masks_dir is not None:
         if images_dir is None or masks_dir is None:
@@ -860,7 +907,8 @@ def train_segmenter(
         # The notes name files (left out, paired by case, looking wrong), and a PACS's file names may
         # identify patients: they were shown as the run read them; the card, which travels with
         # the model, counts them.
-        data_desc = f"{len(train)} image/mask pairs from {images_dir} and {masks_dir}" + (
+        # The folders resolved: a card travels, and a relative path says nothing elsewhere.
+        data_desc = f"{len(train)} image/mask pairs from {Path(images_dir).resolve()} and {Path(masks_dir).resolve()}" + (
             f" ({len(left_out)} note(s) on them shown when they were read, not kept here since they name files)"
             if left_out else "")
         data_key = f"{len(train)} image/mask pairs from {Path(images_dir).resolve()} and {Path(masks_dir).resolve()}"
@@ -878,7 +926,7 @@ def train_segmenter(
         # corrected in between is another run.
         data_key += f"; contents {_fingerprint(train)}"
     if val_samples is not None:
-        val = [_as_sample(s) for s in val_samples]
+        val = [_as_sample(s, i, "validation pair") for i, s in enumerate(val_samples, start=1)]
     elif n_phantoms and samples is None and images_dir is None:
         val = phantom_samples(int(n_val or max(4, int(n_phantoms) // 10)), VAL_SEED_OFFSET, progress=data_progress)
     else:
@@ -1119,6 +1167,7 @@ def train_segmenter(
         )
         return val_dice
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     if not resume and ckpt_path.exists():
         # A new run in place of an old one (--overwrite): a later --resume must not carry on
         # the old run from its checkpoint.
@@ -1215,10 +1264,13 @@ def train_segmenter(
                 if len(losses) < steps_per_epoch and checkpoint_due():
                     save_checkpoint(epoch, losses)
             if was_cancelled:
-                if steps_this_run and step != validated_at_step:
-                    # Validate the unfinished epoch so that Cancel keeps the best model; the
-                    # checkpoint resumes this epoch where it stopped.
-                    validate_and_keep_best(epoch + 1)
+                if steps_this_run:
+                    if step != validated_at_step:
+                        # Validate the unfinished epoch so that Cancel keeps the best model (an
+                        # epoch without a step yet holds the last one's weights, named after it).
+                        validate_and_keep_best(epoch + 1 if losses else epoch)
+                    # Always, even right after a validation: its checkpoint may be up to
+                    # checkpoint_every_s old, and resuming needs this very step.
                     save_checkpoint(epoch, losses)
                 break
             epochs_done = epoch + 1
@@ -1241,6 +1293,9 @@ def train_segmenter(
             if stop:
                 stopped_early = True
                 break
+    except BaseException:
+        _remove_if_empty(missing_folders)
+        raise
     finally:
         stack.close()  # Ctrl+C is the caller's again
         torch.backends.cudnn.benchmark = False  # inference meets a new shape with every image
@@ -1307,6 +1362,15 @@ def _a_signal_stops_after_the_step(say):
 
     with handling(signal.SIGINT, on_signal), handling(signal.SIGTERM, on_signal):
         yield stop
+
+
+def _remove_if_empty(folders) -> None:
+    """Remove the folders a failed run made for its output (deepest first) if it left them empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # it holds the model or checkpoint saved before the failure (or is gone)
+            return
 
 
 def _counted(n: int, noun: str) -> str:
