@@ -594,3 +594,20 @@ def test_nan_pixels_and_a_threshold_that_is_no_probability_are_refused():
     for threshold in (1.5, float("nan"), 0):
         with pytest.raises(CalcinosisError, match="threshold is a probability between 0 and 1"):
             segment_phalanges(p.image_hu, spacing_mm=p.spacing_mm, device="cpu", threshold=threshold)
+
+
+def test_a_spacing_given_to_segment_phalanges_is_checked_and_used():
+    # NaN or three values raised NumPy's errors; given with a CalcinosisImage it was ignored
+    from dataclasses import replace
+
+    from napari_calcinosis._sample_data import DATA_DIR
+    from napari_calcinosis.io import read_image
+
+    image = read_image(DATA_DIR / "sample_finger.dcm")
+    for bad, message in ((float("nan"), "is not a plausible pixel size"), ((0.2, 0.2, 0.2), "got 3 values"),
+                         (50, "at most 5 mm")):
+        with pytest.raises(CalcinosisError, match=rf"spacing_mm.*{message}"):
+            segment_phalanges(image.pixels_hu, spacing_mm=bad, device="cpu")
+    wrong = replace(image, spacing_mm=(0.5, 0.5))  # a header's spacing twice the real one
+    right = segment_phalanges(wrong, spacing_mm=image.spacing_mm, device="cpu").bone_mask
+    np.testing.assert_array_equal(right, segment_phalanges(image, device="cpu").bone_mask)

@@ -635,8 +635,14 @@ class BoneSegmentation:
 
 
 def _as_hu_and_spacing(image, spacing_mm):
+    """The pixels, spacing and window of ``image``; a ``spacing_mm`` given is checked (NaN, three
+    values and 50 mm raised NumPy's errors) and replaces a CalcinosisImage's own (it was ignored)."""
+    from .io import _checked_spacing
+
+    if spacing_mm is not None:
+        spacing_mm = _checked_spacing(spacing_mm, "spacing_mm")
     if isinstance(image, CalcinosisImage):
-        return image.pixels_hu, image.spacing_mm, image.window_level_hu, image.window_width_hu
+        return image.pixels_hu, spacing_mm or image.spacing_mm, image.window_level_hu, image.window_width_hu
     array = np.asarray(image, dtype=np.float32)
     return array, spacing_mm, None, None
 
@@ -918,7 +924,8 @@ def segment_phalanges(
         A loaded model, a ``.safetensors`` path, or None for the bundled model.
     spacing_mm : float or (float, float), optional
         Pixel spacing in mm when ``image`` is a bare array; without it the image is used at its
-        own pixel size, which is right only near the model's working spacing (0.25 mm).
+        own pixel size, which is right only near the model's working spacing (0.25 mm). Given
+        with a :class:`CalcinosisImage`, it replaces the image's own.
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
     tta : bool
