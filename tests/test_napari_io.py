@@ -202,6 +202,11 @@ def test_a_dicom_opened_by_napari_builtin_reader_is_refused(make_napari_viewer, 
     with pytest.raises(CalcinosisError, match="'sample_finger' is a DICOM file opened by another reader "
                                               r"\(napari's builtin reader\).*open it again with the napari-calcinosis"):
         image_pixels(layer)
+    from napari_calcinosis._train_widget import TrainWidget
+
+    labels = viewer.add_labels(np.zeros(layer.data.shape, np.uint8))
+    with pytest.raises(CalcinosisError, match="is a DICOM file opened by another reader"):
+        TrainWidget(viewer).add_pair(layer, labels)  # nor trained on
     [ours] = viewer.open(str(tmp_path / "sample_finger.dcm"), plugin=PLUGIN)
     np.testing.assert_array_equal(image_pixels(ours), read_image(tmp_path / "sample_finger.dcm").pixels_hu)
 

@@ -370,6 +370,11 @@ def test_agreement_cli_reads_excel_csvs_of_a_comma_locale_as_written(tmp_path):
     x = [1234, 12.5, 850, 2010, 3.5, 120]
     y = [1198.5, 11, 790, 1950, 4, 131.5]
     assert d["n"] == 6 and d["ba_bias"] == pytest.approx(np.mean(np.subtract(x, y)))  # was 1.234 for 1,234 mm²
+    # the header's commas split each line as evenly as its semicolons where every value has a decimal comma
+    r = _agreement_cli(tmp_path, "patient;Radiologe, mm²;Tool, mm²\nP01;12,5;13,1\nP02;3,5;3,0\nP03;8,25;9,0\n",
+                       "--x", "Tool, mm²", "--y", "Radiologe, mm²", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ba_bias"] == pytest.approx(np.mean([0.6, -0.5, 0.75]))
     # with no decimal comma in the column, 1.234 may be either: refused, with its line, not guessed
     _one_error_line(_agreement_cli(tmp_path, "image;a_mm2;b_mm2\np1;1.234;1.200\np2;325;400\np3;2.000;1.850\n",
                                    "--x", "a_mm2", "--y", "b_mm2"),

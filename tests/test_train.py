@@ -1077,6 +1077,18 @@ def test_a_mask_with_soft_edges_is_read_as_drawn_and_labels_stay_bone(tmp_path):
     few = (bone * 2 + ndi.binary_dilation(bone, iterations=2) * ~bone).astype(np.uint8)  # a rim labelled 1 around bone 2
     iio.imwrite(tmp_path / "few_bone.png", few)
     assert np.array_equal(_read_mask(tmp_path / "few_bone.png"), few > 0)
+    # thin labels, no 3 x 3 square of their own: a 2 px cortex labelled 1 around marrow 2 and a
+    # deposit 3; five 2 px bones labelled 1-5 in 16 bits. They lost their pixels as 'soft edges'.
+    ring = np.zeros((128, 128), np.uint8)
+    ring[20:100, 30:70], ring[22:98, 32:68], ring[50:54, 90:94] = 1, 2, 3
+    thin = np.zeros((128, 128), np.uint16)
+    for i in range(5):
+        thin[10:120, 10 + 20 * i: 12 + 20 * i] = i + 1
+    for name, mask in (("ring_bone.png", ring), ("thin_bone.png", thin)):
+        iio.imwrite(tmp_path / name, mask)
+        notes = []
+        assert np.array_equal(_read_mask(tmp_path / name, notes.append), mask > 0), name
+        assert len(notes) == 1 and notes[0].startswith(f"mask {name} holds labels 1, 2, 3") and "soft" not in notes[0]
 
 
 def test_a_models_card_names_its_training_folders_in_full(tmp_path, monkeypatch):

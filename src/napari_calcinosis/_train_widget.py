@@ -426,10 +426,12 @@ class TrainWidget(QWidget):
             raise CalcinosisError(f"{getattr(image_layer, 'name', image_layer)!r} is not an Image layer")
         if not isinstance(labels_layer, Labels):
             raise CalcinosisError(f"{getattr(labels_layer, 'name', labels_layer)!r} is not a Labels layer")
-        from ._widgets import CONVERTED, converted_message
+        from ._widgets import CONVERTED, converted_message, other_readers_dicom
 
         if image_layer.metadata.get(CONVERTED):
             raise CalcinosisError(converted_message(image_layer))
+        if other_readers_dicom(image_layer):  # perhaps another file's pixels, and no pixel size
+            raise CalcinosisError(other_readers_dicom(image_layer))
         if getattr(image_layer, "rgb", False) or image_layer.data.ndim != 2:
             raise CalcinosisError(
                 f"image layer {image_layer.name!r} must be a single 2D greyscale slice in HU "

@@ -88,15 +88,9 @@ def image_pixels(layer, export_ok: bool = False) -> np.ndarray:
     an export's 0-255 values raise :class:`CalcinosisError` saying what to do."""
     if layer.metadata.get(CONVERTED):
         raise CalcinosisError(converted_message(layer))
-    other_reader = _dicom_read_by(layer)
-    if other_reader:
-        # napari's builtin reader (imageio) reads a DICOM's whole folder and gives its first
-        # series under this file's name: another slice's, or another patient's, pixels
-        raise CalcinosisError(
-            f"'{layer.name}' is a DICOM file opened by another reader ({other_reader}), which may give another file "
-            "of its folder (the first series it finds) and no pixel size: open it again with the napari-calcinosis "
-            "reader (File > Open, then choose napari-calcinosis; tick 'Remember this choice')"
-        )
+    refusal = other_readers_dicom(layer)
+    if refusal:
+        raise CalcinosisError(refusal)
     if getattr(layer, "rgb", False):
         raise CalcinosisError(
             f"'{layer.name}' is a colour (RGB) image: the measurement needs one greyscale slice in HU. "
@@ -116,6 +110,18 @@ def image_pixels(layer, export_ok: bool = False) -> np.ndarray:
             f"measured as they are its areas would not be mm² nor its values HU; {_EXPORT_RECIPE}"
         )
     return data.astype(np.float32, copy=False)
+
+
+def other_readers_dicom(layer) -> str:
+    """Why ``layer`` must not be measured or trained on, when another reader opened it from a
+    DICOM file; else "". napari's builtin reader (imageio) reads a DICOM's whole folder and gives
+    its first series under this file's name: another slice's, or another patient's, pixels."""
+    other_reader = _dicom_read_by(layer)
+    if not other_reader:
+        return ""
+    return (f"'{layer.name}' is a DICOM file opened by another reader ({other_reader}), which may give another file "
+            "of its folder (the first series it finds) and no pixel size: open it again with the napari-calcinosis "
+            "reader (File > Open, then choose napari-calcinosis; tick 'Remember this choice')")
 
 
 def _dicom_read_by(layer) -> str:

@@ -853,7 +853,8 @@ def cmd_quantify(args) -> int:
         _make_folder(Path(args.masks), "masks")
     model = load_model(args.model, device=args.device)  # once per run, not per image
     if model_caveat(model):  # a model whose own validation says it segments badly
-        print(f"warning: {args.model}: {model_caveat(model)} (said on every row)", file=sys.stderr)
+        print(f"warning: {args.model}: {model_caveat(model)} (said in the warnings of every row it measures)",
+              file=sys.stderr)
     # Which network segmented the bone, on every row: a trial's numbers name their model.
     from .segment import model_label as label_of
 

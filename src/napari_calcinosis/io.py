@@ -1025,8 +1025,9 @@ _CELL_THOUSANDS_GROUPED = r"^\s*[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?\s*$"
 def _csv_separator(content: str) -> str:
     """The separator of a spreadsheet's CSV: of comma, semicolon and tab, the one that splits the
     header and the lines below it alike into more than one cell (a semicolon file's header may
-    hold a comma: ``Radiologe, mm²``); where none or several do, a semicolon or tab in a header
-    without commas, else a comma."""
+    hold a comma: ``Radiologe, mm²``); where a comma and a semicolon or tab both do (that header,
+    over values that all have a decimal comma: ``12,5``), the semicolon or tab; where none does,
+    a semicolon or tab in a header without commas, else a comma."""
     import csv
 
     lines = [line for line in content.splitlines() if line.strip()][:50]
@@ -1041,6 +1042,8 @@ def _csv_separator(content: str) -> str:
             counts = {len(row) for row in csv.reader(lines, delimiter=separator)}
             if len(counts) == 1 and counts.pop() > 1:
                 even.append(separator)
+    if len(even) > 1:
+        even = [separator for separator in even if separator != ","]
     return even[0] if len(even) == 1 else fallback
 
 

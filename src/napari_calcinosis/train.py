@@ -157,6 +157,10 @@ _MASK_TAILS = ("_bone", "_mask")
 # 3 x 3 square of their own value. Smoothing with any blur left none there; the 4 x 4 px
 # regions of small labels a quarter, a label's 3 x 3 px speck one pixel in nine.
 LABEL_REGION_SHARE = 0.1
+# A grey mask whose values are all whole numbers up to this is a label image (napari's, ITK-SNAP's
+# label IDs): its labels are all bone, however thin (a 2 px cortex labelled 1 around marrow 2 has
+# no 3 x 3 square of its own). Smoothed edges shade down from 255, 65535 or 1.0.
+MAX_LABEL_ID = 63
 
 
 def _mask_stem(path: Path) -> tuple[str, bool]:
@@ -190,7 +194,8 @@ def _mask_bone(name: str, values: np.ndarray, marked: np.ndarray, what: str, sho
     if not shading.any():  # colours all as bright (ITK-SNAP's red, green and blue labels)
         shading = marked
     in_regions = ndi.minimum_filter(values, 3) == ndi.maximum_filter(values, 3)
-    if len(levels) == 2 or np.mean(in_regions[shading]) >= LABEL_REGION_SHARE:
+    label_ids = what == "labels" and levels.max() <= MAX_LABEL_ID and np.array_equal(levels, np.round(levels))
+    if len(levels) == 2 or label_ids or np.mean(in_regions[shading]) >= LABEL_REGION_SHARE:
         return marked, (f"mask {name} holds {what} {_listed(map(shown, levels), 6)}: all are taken as bone; if some "
                         "mark deposits or other tissue, save a mask of the bone alone")
     if not faint.any():
