@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,9 @@ def screenshot(viewer, name):
         viewer.window._qt_window.show()
         QApplication.processEvents()
         viewer.reset_view()
-        QApplication.processEvents()
+        for _ in range(5):  # the docks are fitted to their controls 0.1 s after they show
+            time.sleep(0.05)
+            QApplication.processEvents()
         imwrite(out / f"{name}.png", viewer.screenshot(canvas_only=False, flash=False))
 
 
@@ -1960,3 +1963,27 @@ def test_measure_on_a_mask_at_scale_1_on_the_bone_and_after_the_seeds_layer_was_
                                            "'seeds' holds other points")
     with pytest.raises(CalcinosisError, match="not exported"):
         measure.export(tmp_path / "stale.csv")
+
+
+def test_every_widget_docked_fits_a_laptop_screen(sample):
+    # napari -w napari-calcinosis docks all eight: docks that could not shrink pushed the window to
+    # 2,562 px tall, the lower widgets and the status bar past the screen's edge. Each scrolls now.
+    import npe2
+    from qtpy.QtWidgets import QApplication, QScrollArea
+
+    viewer, *_ = sample
+    window = viewer.window._qt_window
+    window.show()
+    window.resize(1400, 900)
+    names = [w.display_name for w in npe2.PluginManager.instance().get_manifest("napari-calcinosis").contributions.widgets]
+    assert len(names) == 8
+    docked = [viewer.window.add_plugin_dock_widget("napari-calcinosis", name)[1] for name in names]
+    QApplication.processEvents()
+    assert window.minimumSizeHint().height() <= 900 and window.height() <= 900
+    areas = [w.native if hasattr(w, "native") else w.findChild(QScrollArea) for w in docked]
+    assert all(isinstance(area, QScrollArea) for area in areas)
+    assert any(area.verticalScrollBar().maximum() > 0 for area in areas)  # squeezed: scrolled, not cut off
+    # napari finds a docked widget again (the menu a second time, dock_widgets), not its scroll area
+    assert viewer.window.add_plugin_dock_widget("napari-calcinosis", names[1])[1] is docked[1]
+    assert docked[1] in viewer.window.dock_widgets.values()
+    screenshot(viewer, "napari_all_widgets")

@@ -201,7 +201,8 @@ class TrainWidget(QWidget):
         cancel_event = self._cancel_event
         self.destroyed.connect(lambda *_: cancel_event.set())
 
-        layout = QVBoxLayout(self)
+        content = QWidget()  # in a scroll area (below): with every widget docked, it scrolls
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(4, 4, 4, 4)
 
         # ---- training pairs
@@ -304,6 +305,11 @@ class TrainWidget(QWidget):
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
         layout.addWidget(self.status)
         self._build_plot(layout)
+        from ._widgets import _scroll_area
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(_scroll_area(content))
 
         # ---- wiring
         self.add_pair_button.clicked.connect(self._on_add_pair_clicked)

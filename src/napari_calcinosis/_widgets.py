@@ -619,9 +619,82 @@ def _show_scale_bar(viewer) -> None:
     scale_bar.visible = True
 
 
+def _scroll_area(inner):
+    """``inner`` in a scroll area that takes its whole height where the window has room (no more:
+    a dock docked below gets the rest, not this one's blank space) and shrinks to two rows,
+    scrolling, where it has not (every widget docked on a laptop's screen: docks that could not
+    shrink pushed the window past the screen, the lower widgets and the status bar out of reach)."""
+    from qtpy.QtCore import QEvent, QSize, Qt, QTimer
+    from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy
+
+    class ScrollArea(QScrollArea):
+        def sizeHint(self):
+            hint = self.widget().sizeHint()
+            return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(), hint.height())
+
+        def minimumSizeHint(self):
+            least = self.widget().minimumSizeHint()
+            return QSize(least.width() + self.verticalScrollBar().sizeHint().width(), min(least.height(), 72))
+
+        def eventFilter(self, obj, event):
+            # the controls changed (a plot shown, a status line grown): at most their height,
+            # and the docks fitted again where it grew
+            if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+                height = obj.sizeHint().height() + 2 * self.frameWidth()
+                if height > self.maximumHeight() and self.isVisible():
+                    self._fit_soon()
+                self.setMaximumHeight(height)
+            return super().eventFilter(obj, event)
+
+        def showEvent(self, event):
+            super().showEvent(event)
+            self._fit_soon()
+
+        def _fit_soon(self):
+            # after napari's own sizing of the docks, which follows the dock's showing
+            QTimer.singleShot(100, lambda: _fit_docks(self))
+
+    scroll = ScrollArea()
+    scroll.setFrameShape(QFrame.NoFrame)
+    scroll.setWidgetResizable(True)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    scroll.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
+    scroll.setWidget(inner)
+    scroll.setMaximumHeight(inner.sizeHint().height())
+    return scroll
+
+
+def _fit_docks(scroll) -> None:
+    """Give the docks beside ``scroll``'s (its side of the window, not tabbed, not floating) the
+    height of their controls, as far as the window has room. napari sizes the docks of a side as
+    1 : 5 : 9 ..., each above the last at its least height: two rows, since they scroll."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QDockWidget, QMainWindow
+
+    try:
+        dock = scroll.parent()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parent()
+        window = dock.parent() if dock is not None else None
+        if not isinstance(window, QMainWindow) or dock.isFloating():
+            return
+        side = window.dockWidgetArea(dock)
+        docks = [d for d in window.findChildren(QDockWidget) if window.dockWidgetArea(d) == side and d.isVisible()
+                 and not d.isFloating() and not window.tabifiedDockWidgets(d)]
+        window.resizeDocks(docks, [d.sizeHint().height() for d in docks], Qt.Orientation.Vertical)
+    except RuntimeError:  # closed before this ran (its Qt object deleted)
+        return
+
+
 class _Widget(Container):
     def __init__(self, viewer, **kwargs):
         super().__init__(**kwargs)
+        # the rows at the top of a scroll area taller than they are, not spread down it
+        self._widget._mgui_get_native_widget().layout().addStretch(1)
+        self._scroll = _scroll_area(self._widget._mgui_get_native_widget())
+        # napari finds a docked widget by this attribute of what it docked (dock_widgets, a second
+        # add_plugin_dock_widget); magicgui set it on the controls inside
+        self._scroll._magic_widget = self
         self.viewer = viewer
         self.status = Label(value="")
         # A long status (failed seeds, what was left out) wraps instead of widening the dock
@@ -638,6 +711,12 @@ class _Widget(Container):
             _track_image_name(viewer.layers, layer)
         self._connect(viewer.layers.events.inserted, self._take_converted)
         self._connect(RESULT_EVENTS.lesions_remeasured, self._lesions_remeasured)
+
+    @property
+    def native(self):
+        """The scroll area around the controls (:func:`_scroll_area`): what napari docks (it docks
+        ``.native``)."""
+        return getattr(self, "_scroll", None) or super().native
 
     def _lesions_remeasured(self, layer, summary: str) -> None:
         """A status line that gave ``layer``'s totals (its old ``summary``, after the image's
@@ -2264,7 +2343,8 @@ class AgreementWidget(_Widget):
         self.extend([self.layer, self.csv, self.x, self.y, self.run_button, self.result, self.status])
         self.result.native.setWordWrap(True)
         self.canvas.setMinimumHeight(560)
-        self.native.layout().addWidget(self.canvas)
+        rows = self._widget._mgui_get_native_widget().layout()
+        rows.insertWidget(rows.count() - 1, self.canvas)  # inside the scroll area, above the stretch
         self._clear_result()  # shown once there is a plot
         self.csv.changed.connect(self._reload)
         # Another lesions layer, or the table of the one picked just made or remade (picked as
