@@ -405,3 +405,15 @@ def test_agreement_cli_says_why_each_pair_was_left_out(tmp_path):
     # a dash is not a missing value anyone wrote on purpose (a lost minus sign?): refused, with its line
     _one_error_line(_agreement_cli(tmp_path, "a,b\n1,2\n-,3\n3,5\n4,4\n", "--x", "a", "--y", "b"),
                     r"column 'a' of .* has 1 cell\(s\) that are not numbers \(line 3: '-'\)")
+
+
+def test_a_layer_table_with_nullable_integers_pairs_its_gaps_as_empty():
+    # pandas' nullable integers (a count column with a gap) hold <NA>: an empty cell, not text
+    import pandas as pd
+
+    from napari_calcinosis.stats import table_pairs
+
+    table = pd.DataFrame({"a_mm2": pd.array([1, 2, None, 4, 5], dtype="Int64"), "b_mm2": [1.5, 2.5, 3.5, 4.0, 5.5]})
+    pairs = table_pairs(table, "a_mm2", "b_mm2")
+    assert pairs.dropped == {"empty": 1, "marked_missing": 0, "not_measured": 0}
+    assert agreement(pairs.x, pairs.y).n == 4

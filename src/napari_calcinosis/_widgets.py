@@ -1240,7 +1240,8 @@ class SegmentWidget(_Widget):
             out.metadata[TTA] = bool(self.tta.value)
             area_mm2 = seg.bone_mask.sum() * np.prod(spacing_of(layer))
             # a model of the user's is named: the one typed is the one that ran
-            by = "" if model_label(model).startswith("bundled ") else f" by {Path(model.path).name}"
+            users_model = model.path is not None and not model_label(model).startswith("bundled ")
+            by = f" by {Path(model.path).name}" if users_model else ""
             self.status.value = (f"bone: {area_mm2:.0f} mm² on '{layer.name}'{by} — paint or erase in '{out.name}' "
                                  "to correct")
             if kept:

@@ -311,8 +311,12 @@ def _is_missing_word(value) -> bool:
 
 
 def _is_blank(value) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or (
-        isinstance(value, float) and math.isnan(value))
+    """An empty cell: None, NaN, pandas' NA (a nullable integer column's gap), or only spaces."""
+    import pandas as pd
+
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
 def _cell_place(source, row: int) -> str:
@@ -430,10 +434,12 @@ def table_pairs(table, x_column: str, y_column: str, source=None) -> TablePairs:
     seed on a deposit (``duplicate_seed``) are left out: they repeat the area of an earlier
     row, and would count that deposit twice. Each pair dropped for a missing value is counted by
     why: an empty cell, a cell marked missing, an image that could not be measured."""
+    import pandas as pd
+
     x, x_marked = measurement_column(table, x_column, source)
     y, y_marked = measurement_column(table, y_column, source)
     status = table["status"].astype(str).str.strip() if "status" in table.columns else None
-    keep = status != "duplicate_seed" if status is not None else x.notna() | True
+    keep = status != "duplicate_seed" if status is not None else pd.Series(True, index=x.index)
     incomplete = (x.isna() | y.isna()) & keep
     failed = incomplete & (status.str.startswith("error") if status is not None else False)
     marked = incomplete & ~failed & (x_marked | y_marked)
