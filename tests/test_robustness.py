@@ -586,6 +586,10 @@ def test_a_seeds_sheet_saved_by_a_european_excel_is_read(fake_pipeline, batch, t
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("a;b\n1,5;1,4\n2,5;2,7\n3,0;3,1\n", encoding="utf-8")
     assert read_csv_table(pairs)["b"].tolist() == [1.4, 2.7, 3.1]
+    # a reader's 1.250 (1.25 or 1250?) was carried as 1.25 without a word, where agreement refuses it
+    sheet.write_text("image;row;col;radiologist_mm2\ngood_1;12;14;1.250\ngood_1;20;22;2.375\n", encoding="utf-8")
+    code, err = _cli(capsys, "quantify", paths[0], "--seeds", sheet, "--pixel-size", 0.25, "--out", out, "--overwrite")
+    assert code == 2 and f"error: seeds file {sheet}: column 'radiologist_mm2', line 2: is '1.250' 1250 or 1.250?" in err
 
 
 def test_a_seeds_file_of_only_its_header_is_refused_not_taken_for_automatic_mode(fake_pipeline, batch, tmp_path,

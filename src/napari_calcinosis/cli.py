@@ -21,7 +21,7 @@ import pandas as pd
 from ._errors import CalcinosisError
 from .io import (_RASTER_SUFFIXES, WINDOW_LEVEL_HU, WINDOW_WIDTH_HU, _image_stem, _is_image_file, _listed,
                  _numbers_where_all_are,
-                 _one_line, atomic_output, file_line, read_csv_or_refuse, read_csv_table)
+                 _one_line, atomic_output, file_line, read_csv_or_refuse, read_csv_table, thousands_ambiguity)
 
 OUTPUT_COLUMNS = [
     "image", "path", "lesion_id", "seed_row", "seed_col", "area_mm2", "area_px", "long_axis_mm", "short_axis_mm",
@@ -291,11 +291,19 @@ def _read_seeds(path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise CalcinosisError(f"seeds file {path} is empty: it needs the header image,row,col and a line per seed") from None
     except Exception as exc:
         raise CalcinosisError(f"could not read seeds file {path}: {_one_line(exc)}") from exc
+    ambiguous = table.attrs.get("thousands_ambiguous", {})  # 1.234 in a semicolon file: 1.234 or 1234?
+    originals = [str(c) for c in table.columns]
     table.columns = [str(c).strip() for c in table.columns]
     # Image,Row,Col as a spreadsheet capitalises them (not where the file has both spellings)
     lower = [c.lower() for c in table.columns]
     table.columns = [c.lower() if c.lower() in ("image", "row", "col") and lower.count(c.lower()) == 1 else c
                      for c in table.columns]
+    for i, original in enumerate(originals):
+        # a seed's row or col, or a reader's number carried to the output, read as 1.234 where 1234 was meant
+        if original in ambiguous and table.columns[i] != "image":
+            row = ambiguous[original]
+            raise CalcinosisError(thousands_ambiguity(f"seeds file {path}: column {table.columns[i]!r}",
+                                                      f"line {file_line(path, row)}", table.iloc[row, i]))
     missing = [c for c in ("image", "row", "col") if c not in table.columns]
     if missing:
         separator = " (it looks semicolon-separated: save it as comma-separated)" if any(

@@ -1022,6 +1022,15 @@ _CELL_DECIMAL_COMMA = r"^\s*[+-]?\d*,\d+\s*$"
 _CELL_THOUSANDS_GROUPED = r"^\s*[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d+)?\s*$"
 
 
+def thousands_ambiguity(what: str, where: str, cell) -> str:
+    """Why a number such as ``1.234`` (``cell``, at ``where``: ``line 2``) in ``what`` (``column
+    'a_mm2' of readings.csv``), a semicolon- or tab-separated file's column, is not read: 1.234 or 1234?"""
+    cell = str(cell).strip()
+    return (f"{what}, {where}: is {cell!r} {cell.replace('.', '')} or {cell}? The file is separated by "
+            "semicolons or tabs, as a spreadsheet writes it where the decimal mark is the comma, so the dot may "
+            "separate thousands: write the numbers without thousands separators, with a decimal comma")
+
+
 def _csv_separator(content: str) -> str:
     """The separator of a spreadsheet's CSV: of comma, semicolon and tab, the one that splits the
     header and the lines below it alike into more than one cell (a semicolon file's header may

@@ -358,15 +358,13 @@ def measurement_column(table, column: str, source=None):
     is refused, named with its line (or row)."""
     import pandas as pd
 
+    from .io import thousands_ambiguity
+
     of = f" of {source}" if source is not None else ""
     ambiguous = table.attrs.get("thousands_ambiguous", {}).get(column)
     if ambiguous is not None:
-        cell = str(table[column].iloc[ambiguous]).strip()
-        raise CalcinosisError(
-            f"column {column!r}{of}, {_cell_place(source, ambiguous)}: is {cell!r} {cell.replace('.', '')} or "
-            f"{cell}? The file is separated by semicolons or tabs, as a spreadsheet writes it where the decimal mark "
-            "is the comma, so the dot may separate thousands: write the numbers without thousands separators, "
-            "with a decimal comma")
+        raise CalcinosisError(thousands_ambiguity(f"column {column!r}{of}", _cell_place(source, ambiguous),
+                                                  table[column].iloc[ambiguous]))
     cells = table[column]
     if _is_flag_column(cells):
         raise CalcinosisError(f"column {column!r}{of} holds flags (True/False), not measurements: choose a "
