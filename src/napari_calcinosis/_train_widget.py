@@ -436,8 +436,9 @@ class TrainWidget(QWidget):
 
         if image_layer.metadata.get(CONVERTED):
             raise CalcinosisError(converted_message(image_layer))
-        if other_readers_dicom(image_layer):  # perhaps another file's pixels, and no pixel size
-            raise CalcinosisError(other_readers_dicom(image_layer))
+        refusal = other_readers_dicom(image_layer)  # perhaps another file's pixels, and no pixel size
+        if refusal:
+            raise CalcinosisError(refusal)
         if getattr(image_layer, "rgb", False) or image_layer.data.ndim != 2:
             raise CalcinosisError(
                 f"image layer {image_layer.name!r} must be a single 2D greyscale slice in HU "

@@ -485,7 +485,9 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
     read (by its ``path`` value), for an interruption's partial file."""
     from .io import read_image
     from .pipeline import quantify
+    from .segment import model_caveat
 
+    caveat = model_caveat(model)  # said once, when the model was loaded; on every row
     failed = 0
     said_own_spacing = False
     bar = _Progress(len(images))
@@ -535,10 +537,8 @@ def _quantify_each(images, labels, seeds_of, mask_names, model, args, frames: li
             continue
         no_seeds = (f"{args.seeds} has no seeds for this image: every candidate deposit was measured "
                     "(automatic mode)") if args.seeds and image_seeds is None else ""
-        from .segment import model_caveat
-
         for warning in ([no_seeds] if no_seeds else []) + list(result.warnings):
-            if warning != model_caveat(model):  # said once, when the model was loaded; on every row
+            if warning != caveat:
                 print(f"warning: {label}: {warning}", file=sys.stderr)
         table = result.table.copy()
         table["image"] = label
@@ -860,9 +860,9 @@ def cmd_quantify(args) -> int:
     if args.masks:
         _make_folder(Path(args.masks), "masks")
     model = load_model(args.model, device=args.device)  # once per run, not per image
-    if model_caveat(model):  # a model whose own validation says it segments badly
-        print(f"warning: {args.model}: {model_caveat(model)} (said in the warnings of every row it measures)",
-              file=sys.stderr)
+    caveat = model_caveat(model)  # a model whose own validation says it segments badly
+    if caveat:
+        print(f"warning: {args.model}: {caveat} (said in the warnings of every row it measures)", file=sys.stderr)
     # Which network segmented the bone, on every row: a trial's numbers name their model.
     from .segment import model_label as label_of
 

@@ -22,7 +22,8 @@ from scipy import ndimage as ndi
 
 from ._errors import CalcinosisError
 from .grow import DEFAULT_MIN_AREA_MM2
-from .io import CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit, refuse_non_finite
+from .io import (MAX_PIXEL_SIZE_MM, CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit,
+                 refuse_non_finite)
 from .subtract import (OUTSIDE_FINGER_AIR, _spacing_pair, air_around, label_bone_pieces, median3_at_least,
                        share_around)
 
@@ -105,10 +106,10 @@ def select_device(device: str = "auto"):
     if device not in ("cpu", "mps") and not re.fullmatch(r"cuda(:\d+)?", device):
         # 'cuda0', 'cuda:abc': torch's RuntimeError was a traceback on a GPU machine
         raise CalcinosisError(f"unknown device {given!r}: use auto, cpu, cuda, cuda:N (the GPU's number) or mps")
-    if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
-        raise CalcinosisError(f"device {device!r} was asked for but this machine has {torch.cuda.device_count()} CUDA "
-                              f"GPU(s), numbered from 0: use --device cuda, or cuda:0 to "
-                              f"cuda:{torch.cuda.device_count() - 1}")
+    count = torch.cuda.device_count() if ":" in device else 0
+    if ":" in device and int(device.split(":")[1]) >= count:
+        raise CalcinosisError(f"device {device!r} was asked for but this machine has {count} CUDA GPU(s), numbered "
+                              f"from 0: use --device cuda, or cuda:0 to cuda:{count - 1}")
     return torch.device(device)
 
 
@@ -468,8 +469,9 @@ def _checked_input(card: dict, card_path: Path, arch: dict) -> None:
         problems.append(f"window_level_hu {spec['window_level_hu']!r} is not a number of HU")
     if not number("window_width_hu") > 0 or not math.isfinite(number("window_width_hu")):
         problems.append(f"window_width_hu {spec['window_width_hu']!r} is not a width above 0 HU")
-    if not 0.01 <= number("working_spacing_mm") <= 5:
-        problems.append(f"working_spacing_mm {spec['working_spacing_mm']!r} is not a pixel size in mm (0.01-5)")
+    if not 0.01 <= number("working_spacing_mm") <= MAX_PIXEL_SIZE_MM:  # the most an image's pixels may be
+        problems.append(f"working_spacing_mm {spec['working_spacing_mm']!r} is not a pixel size in mm "
+                        f"(0.01-{MAX_PIXEL_SIZE_MM:g})")
     divisor = 2 ** int(arch.get("encoder_depth", 5)) if isinstance(arch.get("encoder_depth"), int) else 1
     multiple = spec["pad_multiple"]
     if not (isinstance(multiple, numbers.Integral) and not isinstance(multiple, bool) and multiple >= 1
