@@ -276,6 +276,41 @@ def test_wrong_kinds_of_input_get_a_clear_word(phantom):
         CalcinosisImage(phantom.image_hu[None], phantom.spacing_mm)
 
 
+def test_a_napari_layer_given_for_its_pixels_is_refused_with_what_to_pass(phantom):
+    # viewer.layers["bone"] for viewer.layers["bone"].data, the console's likeliest slip: NumPy made
+    # a layer an array of shape (), and the error came as a TypeError or "got an array of shape ()"
+    from napari.layers import Image, Labels, Points
+
+    from napari_calcinosis import measure_lesions, segment_phalanges
+
+    image = CalcinosisImage(phantom.image_hu, phantom.spacing_mm)
+    finger = Image(phantom.image_hu, scale=phantom.spacing_mm, name="finger")
+    bone = Labels(phantom.bone_mask.astype(np.uint8), scale=phantom.spacing_mm, name="bone")
+    # napari's New points button makes a layer of scale 1: its points are in mm
+    seeds = Points(np.asarray(phantom.seeds, float) * phantom.spacing_mm, name="seeds")
+    pixels = r"got the napari layer '{}' itself, not its pixels: pass viewer.layers\['{}'\].data$"
+    with pytest.raises(CalcinosisError, match="pixels_hu: " + pixels.format("finger", "finger")):
+        CalcinosisImage(finger, phantom.spacing_mm)
+    with pytest.raises(CalcinosisError, match="the bone mask: " + pixels.format("bone", "bone")):
+        subtract_bone(phantom.image_hu, bone, phantom.spacing_mm)
+    with pytest.raises(CalcinosisError, match="the bone mask: " + pixels.format("bone", "bone")):
+        grow_lesions(phantom.image_hu, bone, phantom.spacing_mm, phantom.seeds)
+    with pytest.raises(CalcinosisError, match="bone_mask: " + pixels.format("bone", "bone")):
+        quantify(image, phantom.seeds, bone_mask=bone)
+    with pytest.raises(CalcinosisError, match="the lesion labels: " + pixels.format("bone", "bone")):
+        measure_lesions(bone, phantom.spacing_mm)
+    # an image layer where an image is meant: the way that keeps its pixel spacing
+    for call in (lambda: quantify(finger, phantom.seeds), lambda: segment_phalanges(finger)):
+        with pytest.raises(CalcinosisError, match=r"pass CalcinosisImage\(pixels_hu=viewer.layers\['finger'\].data, "
+                                                  r"spacing_mm=tuple\(viewer.layers\['finger'\].scale\[-2:\]\)\)"):
+            call()
+    # clicked points hold world coordinates: the message gives the way to the image's pixels
+    with pytest.raises(CalcinosisError, match=r"seeds: got the napari Points layer 'seeds'.*world_to_data"):
+        quantify(image, seeds, bone_mask=phantom.bone_mask)
+    # the recipe it gives measures what the seeds measure
+    layer_seeds = [finger.world_to_data(seeds.data_to_world(p))[-2:] for p in seeds.data]
+    np.testing.assert_allclose(layer_seeds, phantom.seeds)
+
 def test_deposits_flagged_near_resolution_are_the_ones_measured_badly():
     """On phantoms drawn at 0.2 and at 0.5 mm pixels (true bone, true seeds), the deposits
     flagged ``near_resolution`` are the ones whose areas stray: their median error is several

@@ -22,3 +22,29 @@ def checked_number(value, what: str, low: float | None = None, high: float | Non
             f"at least {low:g}" if low is not None else f"at most {high:g}")
         raise CalcinosisError(f"{what} must be {span}, got {value:g}")
     return float(value)
+
+
+# what to pass for an image layer where a CalcinosisImage is meant: its pixels and its spacing
+AS_IMAGE = ("CalcinosisImage(pixels_hu={layer}.data, spacing_mm=tuple({layer}.scale[-2:])), which keeps its "
+            "pixel spacing")
+
+
+def refuse_layer(value, what: str, instead: str | None = None) -> None:
+    """Raise a CalcinosisError when ``value`` is a napari layer where its pixels are meant.
+
+    ``viewer.layers["bone"]`` for ``viewer.layers["bone"].data`` is the console's likeliest slip;
+    NumPy turns a layer into an array of shape () and the error surfaces far from it (or as a
+    TypeError). ``what`` names the argument, e.g. "the bone mask"; ``instead`` is what to pass
+    (``{layer}`` stands for ``viewer.layers[name]``), by default the layer's data.
+    """
+    if not (hasattr(value, "data") and hasattr(value, "world_to_data") and hasattr(value, "scale")):
+        return
+    name = getattr(value, "name", "")
+    if type(value).__name__ == "Points":
+        raise CalcinosisError(
+            f"{what}: got the napari Points layer {name!r}, not seeds in the image's pixels. Convert its points "
+            f"through the world, as docs/console.md shows: [image_layer.world_to_data(points.data_to_world(p))[-2:] "
+            f"for p in points.data]")
+    layer = f"viewer.layers[{name!r}]"
+    raise CalcinosisError(f"{what}: got the napari layer {name!r} itself, not its pixels: pass "
+                          f"{(instead or '{layer}.data').format(layer=layer)}")

@@ -25,7 +25,7 @@ from scipy import ndimage as ndi
 from skimage.measure import regionprops
 from skimage.segmentation import flood, watershed
 
-from ._errors import CalcinosisError, checked_number
+from ._errors import CalcinosisError, checked_number, refuse_layer
 from .io import refuse_non_finite
 from .subtract import (
     DEFAULT_MARGIN_MM,
@@ -223,6 +223,7 @@ _SEED_COLUMNS = (("row", "col"), ("seed_row", "seed_col"))
 def _checked_seeds(seeds) -> list[tuple[float, float]]:
     """Seeds as (row, col) pairs of floats; a NaN stays (its row gets ``outside_image``). A table
     (a pandas DataFrame) is read by its columns' names, row and col, not by their order."""
+    refuse_layer(seeds, "seeds")
     columns = getattr(seeds, "columns", None)
     if columns is not None:
         names = [str(c).strip().lower() for c in columns]
@@ -333,6 +334,9 @@ def grow_lesions(
     -------
     GrowResult
     """
+    for value, what in ((image_hu, "the image"), (bone_mask, "the bone mask"), (candidates, "candidates"),
+                        (bone_probability, "bone_probability")):
+        refuse_layer(value, what)
     image_hu = np.asarray(image_hu, dtype=np.float32)
     bone_mask = np.asarray(bone_mask, bool)
     if image_hu.ndim != 2 or image_hu.shape != bone_mask.shape:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_file
-from ._errors import CalcinosisError
+from ._errors import CalcinosisError, refuse_layer
 
 __all__ = [
     "WINDOW_LEVEL_HU",
@@ -302,6 +302,7 @@ class CalcinosisImage:
     slab: str = ""
 
     def __post_init__(self) -> None:
+        refuse_layer(self.pixels_hu, "CalcinosisImage's pixels_hu")
         pixels_hu = np.asarray(self.pixels_hu, dtype=np.float32)
         if pixels_hu.ndim != 2:
             hint = ""
@@ -1601,6 +1602,7 @@ def image_from_export(
     where = source or "the image"
     spacing_mm = _checked_spacing(pixel_size_mm, f"{where}: pixel_size_mm")
     level_hu, width_hu = _checked_window(window_level_hu, window_width_hu)
+    refuse_layer(values, "image_from_export")
     array = _squeeze_leading(np.asarray(values))
     if array.dtype.kind not in "biuf":
         raise CalcinosisError(f"{where}: its values are {array.dtype}, not numbers")

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from napari_calcinosis._errors import CalcinosisError
+from napari_calcinosis._errors import CalcinosisError, refuse_layer
 from napari_calcinosis.grow import LEFT_OUT_STATUSES
 
 __all__ = ["LESION_COLUMNS", "NEAR_RESOLUTION_PX", "feret_axes_mm", "measure_lesions", "summarize"]
@@ -357,6 +357,8 @@ def measure_lesions(
         ``lesion_ids`` have the wrong length or content, or a ``lesion_id``
         > 0 is not in ``lesion_labels``.
     """
+    refuse_layer(lesion_labels, "the lesion labels")
+    refuse_layer(image, "the intensity image")
     row_spacing_mm, col_spacing_mm = _check_spacing_mm(spacing_mm)
     try:
         labels = np.asarray(lesion_labels)

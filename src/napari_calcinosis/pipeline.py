@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .grow import DEFAULT_MIN_AREA_MM2, grow_lesions
-from ._errors import CalcinosisError
+from ._errors import AS_IMAGE, CalcinosisError, refuse_layer
 from .io import CalcinosisImage, _checked_spacing, check_measurable, image_caveats, read_image
 from .measure import measure_lesions
 from .segment import MAX_BONE_SHARE, PhalanxModel, load_model, model_caveat, segment_phalanges
@@ -121,6 +121,9 @@ def quantify(
         If the image cannot be read or measured (see :func:`~napari_calcinosis.io.check_measurable`),
         or a seed is not a (row, col) pair of numbers.
     """
+    refuse_layer(image, "the image", instead=AS_IMAGE)
+    refuse_layer(bone_mask, "bone_mask")
+    refuse_layer(bone_probability, "bone_probability")
     if not isinstance(image, CalcinosisImage):
         image = read_image(image, pixel_size_mm=pixel_size_mm)
     elif pixel_size_mm is not None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._errors import CalcinosisError
+from ._errors import AS_IMAGE, CalcinosisError, refuse_layer
 from .grow import DEFAULT_MIN_AREA_MM2
 from .io import (MAX_PIXEL_SIZE_MM, CalcinosisImage, _one_line, check_field_of_view, hu_to_window_unit,
                  refuse_non_finite)
@@ -641,6 +641,7 @@ def _as_hu_and_spacing(image, spacing_mm):
     values and 50 mm raised NumPy's errors) and replaces a CalcinosisImage's own (it was ignored)."""
     from .io import _checked_spacing
 
+    refuse_layer(image, "the image", instead=AS_IMAGE)
     if spacing_mm is not None:
         spacing_mm = _checked_spacing(spacing_mm, "spacing_mm")
     if isinstance(image, CalcinosisImage):

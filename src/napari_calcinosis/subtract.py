@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._errors import CalcinosisError, checked_number
+from ._errors import CalcinosisError, checked_number, refuse_layer
 
 __all__ = ["DEFAULT_THRESHOLD_HU", "DEFAULT_MARGIN_MM", "subtract_bone", "dilate_mm", "estimate_bone_margin_mm", "remove_bone_halo"]
 
@@ -332,6 +332,8 @@ def subtract_bone(
     ndarray of bool
         The residual (candidate deposit) mask.
     """
+    refuse_layer(image_hu, "the image")
+    refuse_layer(bone_mask, "the bone mask")
     image_hu = np.asarray(image_hu)
     bone_mask = np.asarray(bone_mask, bool)
     _check_same_shape(image_hu, bone_mask)
