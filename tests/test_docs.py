@@ -23,6 +23,9 @@ def test_console_page_runs(tmp_path, monkeypatch, points_scale):
     exec(page.split("```python")[1].split("```")[0], namespace)
     table = namespace["result"].table
     assert list(table["status"]) == ["ok", "ok"]
+    assert set(table["image"]) == {"sample_finger"}  # named by the layer: two scans' rows stay apart
+    assert set(viewer.layers["lesions"].features["image"]) == {"sample_finger"}
+    assert isinstance(namespace["result"].warnings, list)
     assert (tmp_path / "lesions.csv").exists()
     assert "lesions" in viewer.layers and tuple(viewer.layers["lesions"].scale) == (0.25, 0.25)
     truth = np.loadtxt(Path(__file__).parents[1] / "src/napari_calcinosis/data/sample_finger_truth.csv", delimiter=",",

@@ -412,6 +412,30 @@ def test_summarize_counts_lesion_1_of_each_image_of_a_batchs_table():
     assert summarize(table.assign(path="")) == {"total_area_mm2": 17.0, "n_lesions": 4, "n_failed_seeds": 0}
 
 
+def test_two_images_tables_stacked_without_telling_them_apart_are_refused_not_half_counted():
+    # two scans quantified at the console (both named "image") and stacked: lesion 1 of the
+    # follow-up was taken for a second seed on lesion 1 of the baseline and left out of the total
+    from napari_calcinosis import CalcinosisImage, quantify
+    from napari_calcinosis.phantom import make_phantom
+
+    tables = []
+    for seed in (15, 16):
+        ph = make_phantom(seed, max_size_px=300)
+        tables.append(quantify(CalcinosisImage(ph.image_hu, ph.spacing_mm), ph.seeds, bone_mask=ph.bone_mask).table)
+    assert set(tables[0]["image"]) == set(tables[1]["image"]) == {"image"}
+    both = pd.concat(tables, ignore_index=True)
+    with pytest.raises(CalcinosisError, match=r"stand for different lesions in one table: lesion 1 of image 'image' "
+                                              r"reads .* mm². These look like the tables of two images stacked"):
+        summarize(both)
+    # told apart, each image's lesions count: the two totals added
+    told = pd.concat([t.assign(path=f"scan{k}.dcm") for k, t in enumerate(tables)], ignore_index=True)
+    apart = [summarize(t) for t in tables]
+    assert summarize(told)["total_area_mm2"] == pytest.approx(sum(a["total_area_mm2"] for a in apart))
+    assert summarize(told)["n_lesions"] == sum(a["n_lesions"] for a in apart) > 2
+    # a second seed on one deposit (its area and centroid repeated) is still one lesion
+    twice = pd.concat([tables[0], tables[0].iloc[[0]].assign(status="duplicate_seed")], ignore_index=True)
+    assert summarize(twice) == apart[0]
+
 def test_a_true_false_mask_of_several_pieces_or_a_pixel_size_in_um_is_refused():
     # A bool mask of two deposits was measured as one lesion, its long axis across both; 250 for
     # 0.25 mm gave areas a million times too large.

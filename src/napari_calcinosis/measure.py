@@ -516,6 +516,28 @@ def measure_lesions(
     return table
 
 
+def _refuse_stacked_tables(lesions: pd.DataFrame, keys: list[str]) -> None:
+    """Rows of one lesion (two seeds on one deposit) repeat its area and centroid; rows that share
+    ``keys`` but not those are two images' lesions, whose tables were stacked without a column that
+    tells the images apart (two scans built at the console are both "image"; two PACS exports are
+    both IM000001). Counting them once would leave one image's lesions out of the total."""
+    measures = [c for c in ("area_mm2", "centroid_row", "centroid_col") if c in lesions.columns]
+    if not measures or lesions.empty:
+        return
+    groups = lesions.groupby(keys, sort=False, dropna=False)
+    differ = (groups[measures].nunique(dropna=False) > 1).any(axis=1)
+    if not differ.any():
+        return
+    first = differ[differ].index[0]
+    rows = groups.get_group(first if isinstance(first, tuple) else (first,))
+    where = ", ".join(f"{k} {v!r}" for k, v in zip(keys[:-1], first[:-1])) if len(keys) > 1 else "the table"
+    raise CalcinosisError(
+        f"{int(differ.sum())} lesion number(s) stand for different lesions in one table: lesion {int(first[-1])} of "
+        f"{where} reads {' and '.join(f'{a:.4g}' for a in rows['area_mm2'])} mm². These look like the tables of two "
+        "images stacked (two scans, or images named alike); give each image's rows its own path or image (e.g. "
+        "table.assign(path=...)) before summarizing them together, or summarize each image's table")
+
+
 def summarize(table: pd.DataFrame) -> dict:
     """Totals over a lesion table from :func:`measure_lesions`.
 
@@ -541,7 +563,10 @@ def summarize(table: pd.DataFrame) -> dict:
                               f"{', '.join(missing)}")
     # lesion 1 of one image is not lesion 1 of another (a batch's table): it was counted once
     image_columns = [c for c in ("path", "image") if c in table.columns]
-    lesions = table[table["lesion_id"] > 0].drop_duplicates(subset=[*image_columns, "lesion_id"])
+    keys = [*image_columns, "lesion_id"]
+    lesions = table[table["lesion_id"] > 0]
+    _refuse_stacked_tables(lesions, keys)
+    lesions = lesions.drop_duplicates(subset=keys)
     failed = table["lesion_id"] == 0
     if "status" in table:
         failed &= ~table["status"].isin(LEFT_OUT_STATUSES)
