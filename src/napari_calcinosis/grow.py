@@ -53,7 +53,8 @@ SEED_STATUSES = {
     "ok": "deposit grown from this seed",
     "duplicate_seed": "this seed lies on a deposit already grown from an earlier seed",
     "on_bone": "the seed is on bone with no deposit beside it: move it onto the deposit, or erase the bone mask over it",
-    "no_deposit": "nothing brighter than the surrounding soft tissue at the seed: move it onto the deposit",
+    "no_deposit": "nothing brighter than the surrounding soft tissue at the seed: move it onto the deposit (a deposit "
+    "of a few pixels, such as 0.5 mm² on 0.6 mm pixels, is too small to tell from the tissue)",
     "outside_image": "the seed lies outside the image",
     "below_noise": "automatic mode: a speck under 3 mm² standing less than 4 times the image's noise above the "
     "soft tissue was left out as noise; click it if it is a deposit",
