@@ -436,6 +436,29 @@ def test_two_images_tables_stacked_without_telling_them_apart_are_refused_not_ha
     twice = pd.concat([tables[0], tables[0].iloc[[0]].assign(status="duplicate_seed")], ignore_index=True)
     assert summarize(twice) == apart[0]
 
+def test_a_lesion_running_on_along_a_thin_line_is_told_from_plaques_and_ellipses():
+    from napari_calcinosis.measure import thin_tails
+
+    spacing = (0.2, 0.2)
+    rows, cols = np.mgrid[:150, :200] * 0.2
+    disc = (rows - 15) ** 2 + (cols - 10) ** 2 <= 2.0**2  # a 4 mm deposit
+    line = (np.abs(rows - 15) <= 0.5) & (cols >= 10) & (cols < 30)  # a 1 mm artery, 18 mm past the disc
+    labels = (disc | line).astype(np.int32)
+    (length_mm, area_mm2), = thin_tails(labels, spacing).values()
+    assert length_mm == pytest.approx(30 - 12, abs=1.0)  # end to end, from the grown-back body
+    beyond = line & ~((rows - 15) ** 2 + (cols - 10) ** 2 <= 2.75**2)  # the line past the grown-back body
+    assert area_mm2 == pytest.approx(beyond.sum() * 0.04, rel=0.15)
+    # a plaque all thin (no body), an ellipse, a disc with a short spur: no line to tell of
+    assert thin_tails(line.astype(np.int32), spacing) == {}
+    ellipse = ((rows - 15) / 3.0) ** 2 + ((cols - 20) / 8.0) ** 2 <= 1
+    assert thin_tails(ellipse.astype(np.int32), spacing) == {}
+    spur = disc | (line & (cols < 15))
+    assert thin_tails(spur.astype(np.int32), spacing) == {}
+    # at anisotropic pixels the same shapes, the same answer
+    coarse = np.repeat(labels, 2, axis=1)[:, ::4]  # 0.2 x 0.4 mm
+    (length_mm, _), = thin_tails(coarse, (0.2, 0.4)).values()
+    assert length_mm == pytest.approx(18, abs=1.5)
+
 def test_a_true_false_mask_of_several_pieces_or_a_pixel_size_in_um_is_refused():
     # A bool mask of two deposits was measured as one lesion, its long axis across both; 250 for
     # 0.25 mm gave areas a million times too large.

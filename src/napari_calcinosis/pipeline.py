@@ -174,7 +174,8 @@ def quantify(
         # Automatic mode's seeds are its own: a candidate that ran into another's lesion, or
         # stood out from nothing, is no row of the user's (its area summed twice, or none).
         table = table[~table["status"].isin(["duplicate_seed", "no_deposit"])].reset_index(drop=True)
-    warnings = image_caveats(image) + model_caveats + _result_caveats(image, bone_mask, table)
+    warnings = (image_caveats(image) + model_caveats + _result_caveats(image, bone_mask, table)
+                + ([note] if (note := thin_tail_note(grown.lesion_labels, spacing, table)) else []))
     return QuantifyResult(image, bone_mask, probability, candidates, grown.lesion_labels, table, margin_mm, warnings)
 
 
@@ -227,6 +228,25 @@ def bone_caveats(bone_mask: np.ndarray) -> list[str]:
         notes.append(f"the bone mask covers {share:.0%} of the image (a finger slice is a third bone or "
                      "less): is it inverted, or a probability rather than a mask (segment_phalanges' bone_mask)?")
     return notes
+
+
+def thin_tail_note(lesion_labels: np.ndarray, spacing_mm, table: pd.DataFrame) -> str:
+    """The warning for lesions that run on from their body along a thin line (:func:`~napari_calcinosis.
+    measure.thin_tails`: perhaps a calcified artery the deposit touches), each named by the
+    seed it was grown from (the numbers of lesions change when added to a painted layer); "" when none."""
+    from .measure import thin_tails
+
+    tails = thin_tails(lesion_labels, spacing_mm)
+    if not tails:
+        return ""
+    named = []
+    for k, (length_mm, area_mm2) in tails.items():
+        rows = table[table["lesion_id"] == k]
+        seed = (f" (seed at row {rows['seed_row'].iloc[0]:.0f}, col {rows['seed_col'].iloc[0]:.0f})"
+                if len(rows) and np.isfinite(rows["seed_row"].iloc[0]) else "")
+        named.append(f"{k}{seed} runs on along a thin line for {length_mm:.0f} mm ({area_mm2:.1f} mm² of its area)")
+    return (f"lesion {'; lesion '.join(named)}: perhaps a calcified artery the deposit touches, measured with it: "
+            "check the lesion, and if the line is no part of the deposit, paint it out and Measure again")
 
 
 LARGER_THAN_ANY_DEPOSIT = "larger than any calcinosis deposit"
