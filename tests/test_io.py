@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pydicom
 import pytest
@@ -796,6 +798,38 @@ def test_an_export_made_through_a_soft_tissue_window_is_named(tmp_path):
     flat[:, :10], flat[80:90, 20:80], flat[40:45, 40:45] = -1000.0, 1200.0, 900.0
     assert soft_tissue_hu(flat) == pytest.approx(40, abs=10)
 
+
+@pytest.mark.parametrize("seed", [14, 17])
+def test_an_export_through_a_wider_window_an_inverted_one_and_a_wide_canvas_are_told_apart(seed):
+    # Exports a trial lab has, read as the paper's W1500/L450 (a review found them measured with
+    # areas 2-40 times too large, status ok, no word): through a bone window (W3000/L500) or
+    # scaled from the darkest to the brightest pixel, the air is not clipped at the window's
+    # bottom; inverted, the border is white and the advice was to change the window.
+    from napari_calcinosis import make_phantom
+    from napari_calcinosis.io import image_caveats
+
+    phantom = make_phantom(seed, varied=True, max_size_px=400)
+    hu = phantom.image_hu
+
+    def caveats(unit):
+        return image_caveats(image_from_export(np.round(unit * 255).astype(np.uint8), phantom.spacing_mm))
+
+    assert caveats(hu_to_window_unit(hu)) == []
+    unclipped = r"\d+% of its pixels read between the window's bottom \(-300 HU\) and -200 HU, darker than fat yet not clipped"
+    for unit in (hu_to_window_unit(hu, 500, 3000), (hu - hu.min()) / (hu.max() - hu.min())):
+        notes = caveats(unit)
+        assert any(re.match(unclipped, n) for n in notes), notes
+    inverted = caveats(1 - hu_to_window_unit(hu))
+    assert inverted and any("the export looks inverted (bone dark, air white)" in n for n in inverted), inverted
+    assert not any("narrower window" in n for n in inverted)  # no window can mend it
+    # the finger a small part of a wide black canvas: its bone and deposits are calcium all the same
+    small = make_phantom(seed, varied=True, max_size_px=160)
+    side = max(1024, int(np.sqrt((small.image_hu > 150).sum() / 0.004)))
+    canvas = np.zeros((side, side))
+    canvas[:small.image_hu.shape[0], :small.image_hu.shape[1]] = hu_to_window_unit(small.image_hu)
+    wide = image_from_export(np.round(canvas * 255).astype(np.uint8), small.spacing_mm)
+    assert np.percentile(wide.pixels_hu, 99.5) < 150  # calcium under half a per cent of the pixels
+    assert image_caveats(wide) == []
 
 def test_a_pixel_size_far_too_small_is_refused():
     from napari_calcinosis import CalcinosisError, CalcinosisImage, quantify

@@ -326,6 +326,24 @@ def test_a_deposit_grown_into_a_calcified_artery_is_warned_of_by_its_seed(phanto
     assert tail_mm2 == pytest.approx(row.area_mm2 - true_mm2, rel=0.2)  # what the line added
     assert not any("thin line" in w for w in result.warnings)  # deposits with nothing running on
 
+def test_an_export_whose_soft_tissue_reads_as_calcium_is_warned_of():
+    # made through W2000/L300 (a bone window) and read as W1500/L450: the soft tissue reads 230-270
+    # HU, over the calcium threshold, and deposits grew into it (1.4 mm² read 16), without a word
+    from napari_calcinosis import image_from_export
+    from napari_calcinosis.io import hu_to_window_unit
+
+    ph = make_phantom(17, varied=True, max_size_px=400)
+    for (level, width), warned in (((450, 1500), False), ((300, 2000), True)):
+        grey = np.round(hu_to_window_unit(ph.image_hu, level, width) * 255).astype(np.uint8)
+        res = quantify(image_from_export(grey, ph.spacing_mm), ph.seeds, bone_mask=ph.bone_mask)
+        notes = [w for w in res.warnings if "of the finger's soft tissue (1 mm or more from the bone) reads at or above "
+                                            "the calcium threshold (200 HU)" in w]
+        assert bool(notes) == warned, res.warnings
+    assert "was the export made through another window than W1500/L450" in notes[0]
+    # a DICOM in HU: the same phantom, nothing said
+    clean = quantify(ph.to_image(), ph.seeds, bone_mask=ph.bone_mask)
+    assert not any("reads at or above the calcium threshold" in w for w in clean.warnings)
+
 def test_deposits_flagged_near_resolution_are_the_ones_measured_badly():
     """On phantoms drawn at 0.2 and at 0.5 mm pixels (true bone, true seeds), the deposits
     flagged ``near_resolution`` are the ones whose areas stray: their median error is several

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .grow import DEFAULT_MIN_AREA_MM2, grow_lesions
 from ._errors import AS_IMAGE, CalcinosisError, refuse_layer
-from .io import CalcinosisImage, _checked_spacing, check_measurable, image_caveats, read_image
+from .io import CalcinosisImage, _checked_spacing, _window_label, check_measurable, image_caveats, read_image
 from .measure import measure_lesions
 from .segment import MAX_BONE_SHARE, PhalanxModel, load_model, model_caveat, segment_phalanges
 from .subtract import DEFAULT_MARGIN_MM, DEFAULT_THRESHOLD_HU, resolve_margin_mm, subtract_bone
@@ -174,7 +174,7 @@ def quantify(
         # Automatic mode's seeds are its own: a candidate that ran into another's lesion, or
         # stood out from nothing, is no row of the user's (its area summed twice, or none).
         table = table[~table["status"].isin(["duplicate_seed", "no_deposit"])].reset_index(drop=True)
-    warnings = (image_caveats(image) + model_caveats + _result_caveats(image, bone_mask, table)
+    warnings = (image_caveats(image) + model_caveats + _result_caveats(image, bone_mask, table, threshold_hu)
                 + ([note] if (note := thin_tail_note(grown.lesion_labels, spacing, table)) else []))
     return QuantifyResult(image, bone_mask, probability, candidates, grown.lesion_labels, table, margin_mm, warnings)
 
@@ -213,9 +213,42 @@ def software_label() -> str:
 MAX_PLAUSIBLE_DEPOSIT_MM2 = 400.0
 
 
-def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.DataFrame) -> list[str]:
-    """What makes a measurement doubtful beyond the image itself: no bone, implausible lesions."""
-    return bone_caveats(bone_mask) + ([note] if (note := large_lesion_note(table)) else [])
+def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.DataFrame,
+                    threshold_hu: float = DEFAULT_THRESHOLD_HU) -> list[str]:
+    """What makes a measurement doubtful beyond the image itself: no bone, soft tissue as bright
+    as calcium, implausible lesions."""
+    return [*bone_caveats(bone_mask), *filter(None, [calcium_tissue_note(image, bone_mask, threshold_hu),
+                                                     large_lesion_note(table)])]
+
+
+# Deposits are a small part of a finger's soft tissue: at most 24 % of what lies over -200 HU and
+# 1 mm or more from the bone is at or above 200 HU, in HU and in W1500/L450 exports of 40
+# phantoms (the most, a crop full of deposits). An export made through W2000/L300 and read as
+# W1500/L450 puts the soft tissue at 230-270 HU: 39-86 % of it, and the whole finger grows.
+MAX_CALCIUM_TISSUE_SHARE = 0.4
+
+
+def calcium_tissue_note(image: CalcinosisImage, bone_mask: np.ndarray, threshold_hu: float = DEFAULT_THRESHOLD_HU) -> str:
+    """The warning for an image whose soft tissue reads as calcium (:data:`MAX_CALCIUM_TISSUE_SHARE`
+    of it at or above ``threshold_hu``, after a 3 x 3 median); "" when it does not, or when a
+    finger's worth of soft tissue is not there to tell."""
+    from scipy import ndimage as ndi
+
+    from .subtract import dilate_mm
+
+    values = ndi.median_filter(image.pixels_hu, 3)
+    tissue = (values > -200.0) & ~dilate_mm(np.asarray(bone_mask, bool), 1.0, image.spacing_mm)
+    if tissue.sum() < 100:
+        return ""
+    share = float((values[tissue] >= threshold_hu).mean())
+    if share <= MAX_CALCIUM_TISSUE_SHARE:
+        return ""
+    export = (f"was the export made through another window than "
+              f"{_window_label(image.window_level_hu, image.window_width_hu)} (a bone window such as W2000/L300)? Give the window it was made with (--window-level/"
+              "--window-width; in napari, Prepare image)" if image.saturated_above_hu is not None
+              else "are the values HU, and the threshold right?")
+    return (f"{share:.0%} of the finger's soft tissue (1 mm or more from the bone) reads at or above the calcium "
+            f"threshold ({threshold_hu:g} HU), where deposits are a small part of it: {export}")
 
 
 def bone_caveats(bone_mask: np.ndarray) -> list[str]:
