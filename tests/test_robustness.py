@@ -145,6 +145,20 @@ def test_12_bit_lossy_jpeg_is_refused_with_each_decoders_reason():
     assert "export the slice uncompressed" in message
 
 
+
+def test_damaged_compressed_pixel_data_is_called_damaged_not_a_missing_decoder():
+    # pydicom's JPEG 2000 file whose data holds a stray sequence delimiter: GDCM and Pillow fail on
+    # it, and the user was sent to install a decoder, which cannot help
+    from napari_calcinosis.io import _gdcm_installed
+
+    if not _gdcm_installed():
+        pytest.skip("python-gdcm, a dependency, is not installed here")
+    message = _error_of(read_image, get_testdata_file("JPEG2000-embedded-sequence-delimiter.dcm"), pixel_size_mm=0.3)
+    assert "JPEG 2000" in message and "which the installed decoders read, but they failed on this file (" in message
+    assert message.endswith("its compressed data is likely damaged: export the slice again (uncompressed, Explicit "
+                            "VR Little Endian, if it fails again)")
+    assert "install" not in message.replace("installed", "")
+
 @pytest.mark.parametrize(
     ("name", "shape", "origin"),
     [("693_J2KI.dcm", (512, 512), "DICOM RescaleSlope/Intercept"), ("SC_rgb_jpeg_dcmtk.dcm", (100, 100), "YBR_FULL")],

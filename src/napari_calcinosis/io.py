@@ -1208,6 +1208,16 @@ def _decode_dicom_pixels(ds, path: Path) -> np.ndarray:
             # each decoder's own reason (e.g. 12-bit JPEG) follows on a line of its own.
             reasons = "; ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())
             found = "" if "missing dependencies" in reason else f" ({reasons or reason})"
+            from pydicom.uid import JPEGExtended12Bit
+
+            if found and _gdcm_installed() and transfer_syntax != JPEGExtended12Bit:
+                # GDCM reads this syntax (_decoder_hint): it failed on this file's data, which
+                # no decoder installed more will mend
+                raise CalcinosisError(
+                    f"{path}: the pixel data is compressed as {syntax_name}, which the installed decoders read, "
+                    f"but they failed on this file{found}: its compressed data is likely damaged: export the "
+                    "slice again (uncompressed, Explicit VR Little Endian, if it fails again)"
+                ) from exc
             raise CalcinosisError(
                 f"{path}: the pixel data is compressed as {syntax_name}, which no installed "
                 f"decoder can read{found}; install a decoder ({_decoder_hint(transfer_syntax)}) "
