@@ -754,7 +754,13 @@ def test_image_caveats_name_values_that_are_not_hu():
     unit = np.linspace(0, 1, 128 * 128, dtype=np.float32).reshape(128, 128)  # a normalised float export
     notes = image_caveats(CalcinosisImage(unit, (0.25, 0.25)))
     assert any(n.startswith("no pixel is as dark as air or fat") for n in notes)
-    assert any(n.startswith("nothing is as bright as calcium") for n in notes)
+    assert any(n.startswith("nothing is as bright as calcium (the brightest are 1 HU") for n in notes)
+    # a few bright pixels are counted, not said to be the brightest of nothing bright
+    specks = np.full((128, 128), 40, np.float32)
+    specks[:, :20] = -1000
+    specks[60:63, 60:64] = 900
+    assert any(n.startswith("only 12 pixel(s) are as bright as calcium (over 150 HU") for n in image_caveats(
+        CalcinosisImage(specks, (0.25, 0.25))))
     flat = image_caveats(CalcinosisImage(np.full((128, 128), 453, np.float32), (0.25, 0.25)))
     assert flat == ["it is uniform (453 HU everywhere): there is nothing to measure"]
     finger = np.full((128, 128), 40, np.float32)

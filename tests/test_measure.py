@@ -432,6 +432,10 @@ def test_two_images_tables_stacked_without_telling_them_apart_are_refused_not_ha
     apart = [summarize(t) for t in tables]
     assert summarize(told)["total_area_mm2"] == pytest.approx(sum(a["total_area_mm2"] for a in apart))
     assert summarize(told)["n_lesions"] == sum(a["n_lesions"] for a in apart) > 2
+    # tables without an image column (measure_lesions'), stacked: the same word, not an IndexError
+    bare = pd.concat([t.drop(columns=["image"]) for t in tables], ignore_index=True)
+    with pytest.raises(CalcinosisError, match=r"lesion 1 of the table reads .* These look like the tables of two"):
+        summarize(bare)
     # a second seed on one deposit (its area and centroid repeated) is still one lesion
     twice = pd.concat([tables[0], tables[0].iloc[[0]].assign(status="duplicate_seed")], ignore_index=True)
     assert summarize(twice) == apart[0]

@@ -163,6 +163,28 @@ def test_writer_measures_a_painted_layer_as_it_is_now(tmp_path):
     np.testing.assert_allclose(pd.read_csv(out)["area_mm2"], [16 * 0.04, 25 * 0.04])
 
 
+
+def test_a_lesion_painted_free_of_the_artery_it_ran_along_is_written_without_that_warning(tmp_path):
+    # The warning of a lesion grown along a calcified artery asks the user to paint the line out;
+    # written after that, its rows still said so. It is made anew from the lesions as they are.
+    from napari_calcinosis._widgets import EDITED, MADE_HERE, SOURCE
+    from napari_calcinosis.phantom import make_phantom
+    from napari_calcinosis.pipeline import quantify
+
+    ph = make_phantom(11, varied=True)  # a deposit at a joint touching an artery
+    res = quantify(ph.to_image(), ph.seeds, bone_mask=ph.bone_mask)
+    said = "; ".join(res.warnings)
+    assert "runs on along a thin line" in said
+    metadata = {MADE_HERE: True, SOURCE: "finger", "warnings": said}
+    attributes = {"scale": ph.spacing_mm, "features": res.table, "metadata": metadata}
+    write_lesions_csv(str(tmp_path / "grown.csv"), res.lesion_labels, attributes)
+    assert pd.read_csv(tmp_path / "grown.csv")["warnings"].str.contains("runs on along a thin line").all()
+    painted = np.where(ph.lesion_labels > 0, res.lesion_labels, 0)  # the line painted out
+    write_lesions_csv(str(tmp_path / "painted.csv"), painted, {**attributes, "metadata": {**metadata, EDITED: True}})
+    table = pd.read_csv(tmp_path / "painted.csv")
+    assert not table["warnings"].astype(str).str.contains("thin line").any()
+    assert table["area_mm2"].sum() < res.table["area_mm2"].sum() / 2
+
 def test_writer_says_a_mask_at_scale_1_holds_pixel_counts(tmp_path):
     # a reader's own mask opened from a PNG (scale 1): its areas are pixel counts, said on its rows and
     # in napari, as Measure's Export CSV says it; at its image's scale, nothing to say

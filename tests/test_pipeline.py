@@ -307,6 +307,11 @@ def test_a_napari_layer_given_for_its_pixels_is_refused_with_what_to_pass(phanto
     # clicked points hold world coordinates: the message gives the way to the image's pixels
     with pytest.raises(CalcinosisError, match=r"seeds: got the napari Points layer 'seeds'.*world_to_data"):
         quantify(image, seeds, bone_mask=phantom.bone_mask)
+    # ...and no seed advice for a Points layer given as a mask, nor .data for a Labels layer as seeds
+    with pytest.raises(CalcinosisError, match=pixels.format("seeds", "seeds")):
+        quantify(image, phantom.seeds, bone_mask=seeds)
+    with pytest.raises(CalcinosisError, match=r"seeds: got the napari layer 'bone': seeds are \(row, col\) pairs"):
+        quantify(image, bone, bone_mask=phantom.bone_mask)
     # the recipe it gives measures what the seeds measure
     layer_seeds = [finger.world_to_data(seeds.data_to_world(p))[-2:] for p in seeds.data]
     np.testing.assert_allclose(layer_seeds, phantom.seeds)
@@ -340,6 +345,12 @@ def test_an_export_whose_soft_tissue_reads_as_calcium_is_warned_of():
                                             "the calcium threshold (200 HU)" in w]
         assert bool(notes) == warned, res.warnings
     assert "was the export made through another window than W1500/L450" in notes[0]
+    # where the image's own notes say better why (inverted, air not clipped), no second guess
+    for unit in (1 - hu_to_window_unit(ph.image_hu), hu_to_window_unit(ph.image_hu, 500, 3000)):
+        grey = np.round(unit * 255).astype(np.uint8)
+        res = quantify(image_from_export(grey, ph.spacing_mm), ph.seeds, bone_mask=ph.bone_mask)
+        assert any("looks inverted" in w or "not clipped" in w for w in res.warnings)
+        assert not any("reads at or above the calcium threshold" in w for w in res.warnings), res.warnings
     # a DICOM in HU: the same phantom, nothing said
     clean = quantify(ph.to_image(), ph.seeds, bone_mask=ph.bone_mask)
     assert not any("reads at or above the calcium threshold" in w for w in clean.warnings)

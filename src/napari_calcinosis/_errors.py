@@ -40,7 +40,10 @@ def refuse_layer(value, what: str, instead: str | None = None) -> None:
     if not (hasattr(value, "data") and hasattr(value, "world_to_data") and hasattr(value, "scale")):
         return
     name = getattr(value, "name", "")
-    if type(value).__name__ == "Points":
+    if what == "seeds" and type(value).__name__ != "Points":
+        raise CalcinosisError(f"seeds: got the napari layer {name!r}: seeds are (row, col) pairs in the image's pixels, "
+                              "such as the points of a Points layer (docs/console.md)")
+    if what == "seeds":
         raise CalcinosisError(
             f"{what}: got the napari Points layer {name!r}, not seeds in the image's pixels. Convert its points "
             f"through the world, as docs/console.md shows: [image_layer.world_to_data(points.data_to_world(p))[-2:] "

@@ -221,7 +221,7 @@ def write_lesions_csv(path: str, data: Any, attributes: dict) -> list[str]:
     scale = attributes.get("scale")
     spacing_mm = None if scale is None else tuple(float(s) for s in np.ravel(scale)[-2:])
     if metadata.get(MADE_HERE) or metadata.get(SOURCE):
-        table = with_provenance(table, metadata, painted, spacing_mm)
+        table = with_provenance(table, metadata, painted, spacing_mm, data)
     else:
         # a mask of the user's (opened from a PNG at scale 1: pixel counts under area_mm2), or
         # a lesion larger than any deposit: said on its rows and in napari, as Export CSV does

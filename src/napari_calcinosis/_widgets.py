@@ -1580,7 +1580,8 @@ class GrowWidget(_Widget):
         until it is painted in or deleted), and one change is one step of the layer's undo."""
         from scipy import ndimage as ndi
 
-        from .pipeline import LARGER_THAN_ANY_DEPOSIT, large_lesion_note, quantify
+        from .pipeline import (LARGER_THAN_ANY_DEPOSIT, RUNS_ALONG_A_THIN_LINE, large_lesion_note, quantify,
+                               thin_tail_note)
 
         labels = _squeeze_leading(np.asarray(layer.data))
         accounted, grown_ids, anchors = _accounted_seeds(layer.metadata)
@@ -1606,7 +1607,8 @@ class GrowWidget(_Widget):
             # one row per seed given, in order (quantify() drops rows only of automatic mode)
             table, grown = result.table, result.lesion_labels
             # the image's notes; a lesion too large to be a deposit is said below by its number here
-            warnings = [w for w in result.warnings if LARGER_THAN_ANY_DEPOSIT not in w]
+            warnings = [w for w in result.warnings if LARGER_THAN_ANY_DEPOSIT not in w
+                        and RUNS_ALONG_A_THIN_LINE not in w]
             given = {}  # grown lesion -> its number in the painting (two new seeds on one deposit: one lesion)
             for j, row in zip(to_grow, table.itertuples()):
                 if not row.lesion_id:
@@ -1640,6 +1642,8 @@ class GrowWidget(_Widget):
         new_areas = pd.DataFrame({"lesion_id": new_ids,
                                   "area_mm2": [float((merged == k).sum() * row_mm * col_mm) for k in new_ids]})
         warnings += [note] if (note := large_lesion_note(new_areas)) else []
+        added_lesions = np.where(np.isin(merged, new_ids), merged, 0)  # by their numbers in the painting
+        warnings += [note] if (note := thin_tail_note(added_lesions, (row_mm, col_mm), new_areas)) else []
         said = ([f"lesion(s) {', '.join(map(str, new_ids))} grown ({new_areas['area_mm2'].sum():.2f} mm²) and added"]
                 if len(new_ids) else [])
         if on_painted.any():
@@ -2071,7 +2075,7 @@ class MeasureWidget(_Widget):
             return frame
         if layer is not None:
             self.status.value += _near_resolution_text(frame, spacing_of(layer))
-            warned = _warnings_for(layer.metadata.get("warnings"), frame, spacing_of(layer))  # as exported
+            warned = _warnings_for(layer.metadata.get("warnings"), frame, spacing_of(layer), layer.data)  # as exported
             if warned:
                 self.status.value += f"; warning: {warned}"
         stale = _out_of_date(self.viewer, layer.metadata, layer.data) if layer is not None else ""
@@ -2127,7 +2131,7 @@ class MeasureWidget(_Widget):
         # or the pixel size changes (the layer is then measured as it is, at the new size).
         table = layer.metadata.get("seed_table") if not painted else None
         out = with_provenance(table if table is not None else self.frame(), layer.metadata, painted,
-                              spacing_of(layer))
+                              spacing_of(layer), layer.data)
         from .io import atomic_output
 
         with atomic_output(path) as temporary:  # all or nothing
@@ -2157,13 +2161,15 @@ class MeasureWidget(_Widget):
         return self._run_safely(go)
 
 
-def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False, spacing_mm=None) -> pd.DataFrame:
+def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False, spacing_mm=None,
+                    labels=None) -> pd.DataFrame:
     """A lesions layer's table as Export CSV and the CSV writer write it, with what the command
     line's rows say: which scan (its name, and its file's absolute path, a key to merge by) and
     how it was measured (``mode``, ``warnings``, ``model``, ``settings``, ``software``); seed
     positions to 1/1000 px. In the command line's column order (rows pasted under its table in
     a spreadsheet fall in their columns), then the centroid in mm. ``spacing_mm``: the layer's,
-    for the warning of a scale of 1 (:func:`_warnings_for`)."""
+    for the warning of a scale of 1; ``labels``: its data, for the lesions running on along a thin
+    line (:func:`_warnings_for`)."""
     from .cli import OUTPUT_COLUMNS
     from .pipeline import settings_label, software_label
 
@@ -2173,7 +2179,7 @@ def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False, 
     out.insert(int(out.columns.get_loc("image")) + 1, "path", metadata.get(IMAGE_FILE) or "")
     # painted by hand: measured as painted, whatever seeds it was first grown from
     out["mode"] = "painted" if painted else metadata.get("mode", "")
-    out["warnings"] = _warnings_for(metadata.get("warnings"), out, spacing_mm)
+    out["warnings"] = _warnings_for(metadata.get("warnings"), out, spacing_mm, labels)
     out["model"] = metadata.get(MODEL, "")
     settings = metadata.get(SETTINGS)
     out["settings"] = settings_label(**settings) if isinstance(settings, dict) else ""
@@ -2184,21 +2190,26 @@ def with_provenance(table: pd.DataFrame, metadata: dict, painted: bool = False, 
     return out[[c for c in OUTPUT_COLUMNS if c in out] + [c for c in out if c not in OUTPUT_COLUMNS]]
 
 
-def _warnings_for(warnings, table: pd.DataFrame, spacing_mm=None) -> str:
+def _warnings_for(warnings, table: pd.DataFrame, spacing_mm=None, labels=None) -> str:
     """The ``warnings`` of lesions as ``table`` measures them: those said when they were grown
     (``warnings``, joined by "; "), with the note on lesions too large to be a deposit made anew
     from ``table``'s numbers and areas (a lesion added, deleted, painted or measured again at
-    another pixel size since changes it); and, for a lesions layer at a ``spacing_mm`` of 1 (a
-    mask of the user's opened without its scale, 16 times too large at 0.25 mm pixels), that its
-    areas are pixel counts, where nothing said so yet."""
-    from .pipeline import LARGER_THAN_ANY_DEPOSIT, large_lesion_note
+    another pixel size since changes it), and, given the layer's ``labels``, the note on lesions
+    running on along a thin line made anew from them (one painted out is said no more); and,
+    for a lesions layer at a ``spacing_mm`` of 1 (a mask of the user's opened without its scale,
+    16 times too large at 0.25 mm pixels), that its areas are pixel counts, where nothing said so
+    yet."""
+    from .pipeline import LARGER_THAN_ANY_DEPOSIT, RUNS_ALONG_A_THIN_LINE, large_lesion_note, thin_tail_note
 
-    kept = [w for w in str(warnings or "").split("; ") if w and LARGER_THAN_ANY_DEPOSIT not in w]
+    remade = labels is not None and spacing_mm is not None
+    kept = [w for w in str(warnings or "").split("; ") if w and LARGER_THAN_ANY_DEPOSIT not in w
+            and not (remade and RUNS_ALONG_A_THIN_LINE in w)]
+    thin = thin_tail_note(_squeeze_leading(np.asarray(labels)), spacing_mm, table) if remade else ""
     unscaled = ""
     if spacing_mm is not None and np.allclose(spacing_mm, 1.0) and not any("pixel counts" in w for w in kept):
         unscaled = ("the lesions layer has scale 1, so its areas are pixel counts, not mm²: give it its image's "
                     "pixel spacing in mm (open it with the image's scale, or grow the lesions on the image)")
-    return "; ".join([*kept, *filter(None, [large_lesion_note(table), unscaled])])
+    return "; ".join([*kept, *filter(None, [thin, large_lesion_note(table), unscaled])])
 
 
 def not_lesions(metadata: dict) -> str:

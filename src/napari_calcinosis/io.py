@@ -460,15 +460,15 @@ def check_field_of_view(shape, spacing_mm, where: str = "") -> None:
         )
 
 
-def soft_tissue_hu(pixels_hu) -> float | None:
+def soft_tissue_hu(pixels_hu, smoothed=None) -> float | None:
     """Where the soft tissue of a finger slice lies, in HU: the histogram peak (10 HU bins) of
     the 3 x 3 median of the pixels above -500 HU (not air), leaving out a clipped floor or
     ceiling (more than 0.5 % of them within 1 % of the range of their minimum, at -250 HU or
     below, or of their maximum, at 250 HU or above: an export's window, a scanner's 3071 HU).
-    None when nothing is left."""
+    None when nothing is left. ``smoothed``: that median, when already made."""
     from scipy import ndimage as ndi
 
-    values = ndi.median_filter(np.asarray(pixels_hu, np.float32), 3).ravel()
+    values = (ndi.median_filter(np.asarray(pixels_hu, np.float32), 3) if smoothed is None else smoothed).ravel()
     tissue = values[values > -500.0]
     if tissue.size == 0:
         return None
@@ -626,20 +626,27 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     if uniform is not None:
         notes.append(f"it is uniform ({uniform:g} HU everywhere): there is nothing to measure")
     else:
-        export_notes = _export_window_caveats(image)
+        from scipy import ndimage as ndi
+
+        smoothed = ndi.median_filter(pixels, 3)  # once, for the two checks below
+        export_notes = _export_window_caveats(image, smoothed)
         if "slope 1, intercept 0" in origin and float(pixels.min()) >= 0:
             notes.append("the file has no rescale to HU and no value below 0: these look like raw scanner values "
                          "(often HU + 1024), not HU")
         elif low > dark_hu:
             notes.append(f"no pixel is as dark as air or fat (the darkest are {low:.0f} HU; a finger slice has air "
                          "around it at -1000): the values may be raw, offset or scaled rather than HU")
-        if high < bright_hu and np.count_nonzero(pixels > bright_hu) < MIN_CALCIUM_PX:
+        bright_px = int(np.count_nonzero(pixels > bright_hu)) if high < bright_hu else MIN_CALCIUM_PX
+        if 0 < bright_px < MIN_CALCIUM_PX:
             # counted, not a percentile: a finger a small part of a large canvas has little calcium
-            high = float(pixels.max())
-            notes.append(f"nothing is as bright as calcium (the brightest are {high:.0f} HU; bone and deposits are "
+            notes.append(f"only {bright_px} pixel(s) are as bright as calcium (over {bright_hu:.0f} HU; bone and deposits "
+                         "cover hundreds): the values may not be HU, or an export was made through another window "
+                         "than the one given")
+        elif bright_px == 0:
+            notes.append(f"nothing is as bright as calcium (the brightest are {float(pixels.max()):.0f} HU; bone and deposits are "
                          "300-2000): the values may not be HU, or an export was made through another window than the one given")
         notes += export_notes
-        soft_hu = soft_tissue_hu(pixels) if not export_notes else None  # said better by those
+        soft_hu = soft_tissue_hu(pixels, smoothed) if not export_notes else None  # said better by those
         if soft_hu is not None and soft_hu > MAX_SOFT_TISSUE_HU:
             if image.saturated_above_hu is not None:
                 why = (f"was the export made through a narrower window than "
@@ -652,17 +659,18 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
     return notes + pixel_size_caveats(pixels.shape, image.spacing_mm)
 
 
-def _export_window_caveats(image: CalcinosisImage) -> list[str]:
+def _export_window_caveats(image: CalcinosisImage, smoothed=None) -> list[str]:
     """What says that an N-bit export was not made through the window it is read with: its air
     is not clipped at the window's bottom (:data:`MAX_UNCLIPPED_DARK_SHARE`), or its border is
-    white (inverted). Empty for an image that is no export."""
+    white (inverted). Empty for an image that is no export. ``smoothed``: the pixels' 3 x 3
+    median, when already made."""
     if image.saturated_above_hu is None:
         return []
     from scipy import ndimage as ndi
 
     level, width = image.window_level_hu, image.window_width_hu
     bottom, tolerance = level - width / 2, 0.005 * width
-    values = ndi.median_filter(image.pixels_hu, 3)  # JPEG's ringing and noise aside
+    values = ndi.median_filter(image.pixels_hu, 3) if smoothed is None else smoothed  # JPEG's ringing aside
     window = _window_label(level, width)
     frame = np.concatenate([values[0], values[-1], values[1:-1, 0], values[1:-1, -1]])
     if (frame >= image.saturated_above_hu - tolerance).mean() > 0.5:

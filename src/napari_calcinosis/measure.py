@@ -536,8 +536,11 @@ def thin_tails(lesion_labels: np.ndarray, spacing_mm) -> dict[int, tuple[float, 
     radius = [int(np.ceil(TAIL_BODY_RADIUS_MM / s)) for s in spacing]
     rr, cc = np.mgrid[-radius[0]:radius[0] + 1, -radius[1]:radius[1] + 1]
     disc = (rr * spacing[0]) ** 2 + (cc * spacing[1]) ** 2 <= TAIL_BODY_RADIUS_MM ** 2
+    lesion_labels = np.asarray(lesion_labels)
+    if not np.issubdtype(lesion_labels.dtype, np.integer):
+        lesion_labels = lesion_labels.astype(np.int64)  # a True/False mask is lesion 1
     tails = {}
-    for k, box in enumerate(ndimage.find_objects(np.asarray(lesion_labels)), 1):
+    for k, box in enumerate(ndimage.find_objects(lesion_labels), 1):
         if box is None or np.hypot(*((b.stop - b.start) * s for b, s in zip(box, spacing))) < VESSEL_MIN_LENGTH_MM:
             continue  # too short to hold a line that long
         box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
@@ -547,12 +550,14 @@ def thin_tails(lesion_labels: np.ndarray, spacing_mm) -> dict[int, tuple[float, 
             continue
         tail, _ = ndimage.label(region & ~ndimage.binary_dilation(body, disc), np.ones((3, 3)))
         for piece in regionprops(tail, spacing=spacing):
-            if piece.axis_major_length < VESSEL_MIN_LENGTH_MM:
+            if piece.axis_major_length < VESSEL_MIN_LENGTH_MM:  # (1.15 times a rod's length: a first sieve)
                 continue
             width_mm = 2.0 * float(ndimage.distance_transform_edt(np.pad(piece.image, 1), sampling=spacing).max())
-            if width_mm <= 2 * TAIL_BODY_RADIUS_MM and piece.axis_major_length >= VESSEL_MIN_ELONGATION * width_mm:
+            length_mm = feret_axes_mm(piece.image, spacing)[0]  # end to end, as the warning says it
+            if (width_mm <= 2 * TAIL_BODY_RADIUS_MM and length_mm >= VESSEL_MIN_LENGTH_MM
+                    and length_mm >= VESSEL_MIN_ELONGATION * width_mm):
                 length, area = tails.get(k, (0.0, 0.0))
-                tails[k] = (max(length, feret_axes_mm(piece.image, spacing)[0]), area + float(piece.area))
+                tails[k] = (max(length, length_mm), area + float(piece.area))
     return tails
 
 def _refuse_stacked_tables(lesions: pd.DataFrame, keys: list[str]) -> None:
@@ -568,7 +573,8 @@ def _refuse_stacked_tables(lesions: pd.DataFrame, keys: list[str]) -> None:
     if not differ.any():
         return
     first = differ[differ].index[0]
-    rows = groups.get_group(first if isinstance(first, tuple) else (first,))
+    first = first if isinstance(first, tuple) else (first,)  # grouped by lesion_id alone: a scalar
+    rows = groups.get_group(first)
     where = ", ".join(f"{k} {v!r}" for k, v in zip(keys[:-1], first[:-1])) if len(keys) > 1 else "the table"
     raise CalcinosisError(
         f"{int(differ.sum())} lesion number(s) stand for different lesions in one table: lesion {int(first[-1])} of "

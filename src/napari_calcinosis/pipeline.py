@@ -230,13 +230,14 @@ MAX_CALCIUM_TISSUE_SHARE = 0.4
 
 def calcium_tissue_note(image: CalcinosisImage, bone_mask: np.ndarray, threshold_hu: float = DEFAULT_THRESHOLD_HU) -> str:
     """The warning for an image whose soft tissue reads as calcium (:data:`MAX_CALCIUM_TISSUE_SHARE`
-    of it at or above ``threshold_hu``, after a 3 x 3 median); "" when it does not, or when a
-    finger's worth of soft tissue is not there to tell."""
-    from scipy import ndimage as ndi
-
+    of it at or above ``threshold_hu``); "" when it does not, when a finger's worth of soft tissue
+    is not there to tell, or when :func:`~napari_calcinosis.io.image_caveats` says better why."""
+    from .io import _export_window_caveats, uniform_value
     from .subtract import dilate_mm
 
-    values = ndi.median_filter(image.pixels_hu, 3)
+    values = image.pixels_hu  # noise over 200 HU is a fraction of a per cent of 40 HU tissue
+    if uniform_value(values) is not None or _export_window_caveats(image):
+        return ""  # said better by image_caveats: uniform, inverted, air not clipped
     tissue = (values > -200.0) & ~dilate_mm(np.asarray(bone_mask, bool), 1.0, image.spacing_mm)
     if tissue.sum() < 100:
         return ""
@@ -263,10 +264,14 @@ def bone_caveats(bone_mask: np.ndarray) -> list[str]:
     return notes
 
 
+RUNS_ALONG_A_THIN_LINE = "runs on along a thin line"
+
+
 def thin_tail_note(lesion_labels: np.ndarray, spacing_mm, table: pd.DataFrame) -> str:
     """The warning for lesions that run on from their body along a thin line (:func:`~napari_calcinosis.
     measure.thin_tails`: perhaps a calcified artery the deposit touches), each named by the
-    seed it was grown from (the numbers of lesions change when added to a painted layer); "" when none."""
+    seed it was grown from where ``table`` has its seed; "" when none. It contains
+    :data:`RUNS_ALONG_A_THIN_LINE`, so that lesions measured again (painted) can replace it."""
     from .measure import thin_tails
 
     tails = thin_tails(lesion_labels, spacing_mm)
@@ -274,12 +279,14 @@ def thin_tail_note(lesion_labels: np.ndarray, spacing_mm, table: pd.DataFrame) -
         return ""
     named = []
     for k, (length_mm, area_mm2) in tails.items():
-        rows = table[table["lesion_id"] == k]
-        seed = (f" (seed at row {rows['seed_row'].iloc[0]:.0f}, col {rows['seed_col'].iloc[0]:.0f})"
-                if len(rows) and np.isfinite(rows["seed_row"].iloc[0]) else "")
-        named.append(f"{k}{seed} runs on along a thin line for {length_mm:.0f} mm ({area_mm2:.1f} mm² of its area)")
+        rows = table[pd.to_numeric(table["lesion_id"], errors="coerce") == k] if "lesion_id" in table else table[:0]
+        where = [pd.to_numeric(rows[c], errors="coerce").iloc[0] if c in rows and len(rows) else np.nan
+                 for c in ("seed_row", "seed_col")]
+        seed = f" (seed at row {where[0]:.0f}, col {where[1]:.0f})" if np.isfinite(where).all() else ""
+        named.append(f"{k}{seed} {RUNS_ALONG_A_THIN_LINE} for {length_mm:.0f} mm ({area_mm2:.1f} mm² of its area)")
     return (f"lesion {'; lesion '.join(named)}: perhaps a calcified artery the deposit touches, measured with it: "
-            "check the lesion, and if the line is no part of the deposit, paint it out and Measure again")
+            "check whether the line belongs to the deposit, and if not erase it from the lesion (in napari: paint "
+            "it out, then Measure)")
 
 
 LARGER_THAN_ANY_DEPOSIT = "larger than any calcinosis deposit"
