@@ -41,8 +41,8 @@ def refuse_layer(value, what: str, instead: str | None = None) -> None:
         return
     name = getattr(value, "name", "")
     if what == "seeds" and type(value).__name__ != "Points":
-        raise CalcinosisError(f"seeds: got the napari layer {name!r}: seeds are (row, col) pairs in the image's pixels, "
-                              "such as the points of a Points layer (docs/console.md)")
+        raise CalcinosisError(f"seeds: got the napari layer {name!r}: seeds are (row, col) pairs in the image's "
+                              "pixels, such as the points of a Points layer (docs/console.md)")
     if what == "seeds":
         raise CalcinosisError(
             f"{what}: got the napari Points layer {name!r}, not seeds in the image's pixels. Convert its points "

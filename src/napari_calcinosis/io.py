@@ -639,12 +639,13 @@ def image_caveats(image: CalcinosisImage) -> list[str]:
         bright_px = int(np.count_nonzero(pixels > bright_hu)) if high < bright_hu else MIN_CALCIUM_PX
         if 0 < bright_px < MIN_CALCIUM_PX:
             # counted, not a percentile: a finger a small part of a large canvas has little calcium
-            notes.append(f"only {bright_px} pixel(s) are as bright as calcium (over {bright_hu:.0f} HU; bone and deposits "
-                         "cover hundreds): the values may not be HU, or an export was made through another window "
-                         "than the one given")
+            notes.append(f"only {bright_px} pixel(s) are as bright as calcium (over {bright_hu:.0f} HU; bone and "
+                         "deposits cover hundreds): the values may not be HU, or an export was made through another "
+                         "window than the one given")
         elif bright_px == 0:
-            notes.append(f"nothing is as bright as calcium (the brightest are {float(pixels.max()):.0f} HU; bone and deposits are "
-                         "300-2000): the values may not be HU, or an export was made through another window than the one given")
+            notes.append(f"nothing is as bright as calcium (the brightest are {float(pixels.max()):.0f} HU; bone and "
+                         "deposits are 300-2000): the values may not be HU, or an export was made through another "
+                         "window than the one given")
         notes += export_notes
         soft_hu = soft_tissue_hu(pixels, smoothed) if not export_notes else None  # said better by those
         if soft_hu is not None and soft_hu > MAX_SOFT_TISSUE_HU:

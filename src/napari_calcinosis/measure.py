@@ -526,8 +526,8 @@ TAIL_BODY_RADIUS_MM = 0.75
 
 def thin_tails(lesion_labels: np.ndarray, spacing_mm) -> dict[int, tuple[float, float]]:
     """The lesions of ``lesion_labels`` that run on from their body along a thin line: lesion id
-    -> (the line's length in mm, end to end, and its area in mm²). A lesion all thin (a plaque, an artery
-    clicked on purpose) has no body and is not among them."""
+    -> (the line's length in mm, end to end, and its area in mm²). A lesion all thin (a plaque,
+    an artery clicked on purpose) has no body and is not among them."""
     from skimage.measure import regionprops
 
     from .subtract import VESSEL_MIN_ELONGATION, VESSEL_MIN_LENGTH_MM
@@ -559,6 +559,7 @@ def thin_tails(lesion_labels: np.ndarray, spacing_mm) -> dict[int, tuple[float, 
                 length, area = tails.get(k, (0.0, 0.0))
                 tails[k] = (max(length, length_mm), area + float(piece.area))
     return tails
+
 
 def _refuse_stacked_tables(lesions: pd.DataFrame, keys: list[str]) -> None:
     """Rows of one lesion (two seeds on one deposit) repeat its area and centroid; rows that share

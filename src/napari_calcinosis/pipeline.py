@@ -228,7 +228,8 @@ def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.Dat
 MAX_CALCIUM_TISSUE_SHARE = 0.4
 
 
-def calcium_tissue_note(image: CalcinosisImage, bone_mask: np.ndarray, threshold_hu: float = DEFAULT_THRESHOLD_HU) -> str:
+def calcium_tissue_note(image: CalcinosisImage, bone_mask: np.ndarray,
+                        threshold_hu: float = DEFAULT_THRESHOLD_HU) -> str:
     """The warning for an image whose soft tissue reads as calcium (:data:`MAX_CALCIUM_TISSUE_SHARE`
     of it at or above ``threshold_hu``); "" when it does not, when a finger's worth of soft tissue
     is not there to tell, or when :func:`~napari_calcinosis.io.image_caveats` says better why."""
@@ -245,8 +246,9 @@ def calcium_tissue_note(image: CalcinosisImage, bone_mask: np.ndarray, threshold
     if share <= MAX_CALCIUM_TISSUE_SHARE:
         return ""
     export = (f"was the export made through another window than "
-              f"{_window_label(image.window_level_hu, image.window_width_hu)} (a bone window such as W2000/L300)? Give the window it was made with (--window-level/"
-              "--window-width; in napari, Prepare image)" if image.saturated_above_hu is not None
+              f"{_window_label(image.window_level_hu, image.window_width_hu)} (a bone window such as W2000/L300)? "
+              "Give the window it was made with (--window-level/--window-width; in napari, Prepare image)"
+              if image.saturated_above_hu is not None
               else "are the values HU, and the threshold right?")
     return (f"{share:.0%} of the finger's soft tissue (1 mm or more from the bone) reads at or above the calcium "
             f"threshold ({threshold_hu:g} HU), where deposits are a small part of it: {export}")
@@ -284,7 +286,8 @@ def thin_tail_note(lesion_labels: np.ndarray, spacing_mm, table: pd.DataFrame) -
                  for c in ("seed_row", "seed_col")]
         seed = f" (seed at row {where[0]:.0f}, col {where[1]:.0f})" if np.isfinite(where).all() else ""
         named.append(f"{k}{seed} {RUNS_ALONG_A_THIN_LINE} for {length_mm:.0f} mm ({area_mm2:.1f} mm² of its area)")
-    return (f"lesion {'; lesion '.join(named)}: perhaps a calcified artery the deposit touches, measured with it: "
+    # (lesions joined by commas: warnings are joined, and split again, at "; ")
+    return (f"lesion {', lesion '.join(named)}: perhaps a calcified artery the deposit touches, measured with it: "
             "check whether the line belongs to the deposit, and if not erase it from the lesion (in napari: paint "
             "it out, then Measure)")
 
