@@ -1289,7 +1289,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "image that failed), the seeds not measured, its error and warnings")
     q.add_argument("--masks", metavar="DIR", help="write <stem>_bone.png and <stem>_lesions.tif per image (in "
                    "subfolders as the images' own when they lie in several folders)")
-    q.add_argument("--tta", action="store_true", help="flip test-time augmentation for segmentation (4x slower)")
+    q.add_argument("--tta", action="store_true", help="flip test-time augmentation for segmentation (4x slower; "
+                   "steadier across orientations where a deposit touches the bone: use it for numbers you report)")
     q.add_argument("--threshold-hu", type=float, default=None, help="calcium threshold in HU (default 200)")
     q.add_argument("--margin-mm", type=float, default=None, help="bone margin in mm (default: measured on each image from the bone's blur halo)")
     q.add_argument("--connectivity", type=int, choices=(4, 8), default=4)
