@@ -40,6 +40,7 @@ from .subtract import (
     air_around,
     median3_at_least,
     dilate_mm,
+    disk_mm,
     label_bone_pieces,
     remove_bone_halo,
     resolve_margin_mm,
@@ -195,11 +196,8 @@ def image_noise_hu(image_hu: np.ndarray, smooth: np.ndarray | None = None, where
 
 
 def _disk_offsets(radius_mm: float, spacing) -> np.ndarray:
-    rr = int(np.ceil(radius_mm / spacing[0]))
-    cc = int(np.ceil(radius_mm / spacing[1]))
-    r, c = np.mgrid[-rr : rr + 1, -cc : cc + 1]
-    keep = (r * spacing[0]) ** 2 + (c * spacing[1]) ** 2 <= radius_mm**2
-    return np.stack([r[keep], c[keep]], axis=1)
+    disk = disk_mm(radius_mm, spacing)
+    return np.argwhere(disk) - np.array(disk.shape) // 2
 
 
 def _within_reach(search, centre, mask) -> np.ndarray:

@@ -530,12 +530,10 @@ def thin_tails(lesion_labels: np.ndarray, spacing_mm) -> dict[int, tuple[float, 
     an artery clicked on purpose) has no body and is not among them."""
     from skimage.measure import regionprops
 
-    from .subtract import VESSEL_MIN_ELONGATION, VESSEL_MIN_LENGTH_MM
+    from .subtract import VESSEL_MIN_ELONGATION, VESSEL_MIN_LENGTH_MM, _spacing_pair, disk_mm, width_mm
 
-    spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing_mm, float), (2,)))
-    radius = [int(np.ceil(TAIL_BODY_RADIUS_MM / s)) for s in spacing]
-    rr, cc = np.mgrid[-radius[0]:radius[0] + 1, -radius[1]:radius[1] + 1]
-    disc = (rr * spacing[0]) ** 2 + (cc * spacing[1]) ** 2 <= TAIL_BODY_RADIUS_MM ** 2
+    spacing = _spacing_pair(spacing_mm)
+    disc = disk_mm(TAIL_BODY_RADIUS_MM, spacing)
     lesion_labels = np.asarray(lesion_labels)
     if not np.issubdtype(lesion_labels.dtype, np.integer):
         lesion_labels = lesion_labels.astype(np.int64)  # a True/False mask is lesion 1
@@ -552,10 +550,10 @@ def thin_tails(lesion_labels: np.ndarray, spacing_mm) -> dict[int, tuple[float, 
         for piece in regionprops(tail, spacing=spacing):
             if piece.axis_major_length < VESSEL_MIN_LENGTH_MM:  # (1.15 times a rod's length: a first sieve)
                 continue
-            width_mm = 2.0 * float(ndimage.distance_transform_edt(np.pad(piece.image, 1), sampling=spacing).max())
+            width = width_mm(piece.image, spacing)
             length_mm = feret_axes_mm(piece.image, spacing)[0]  # end to end, as the warning says it
-            if (width_mm <= 2 * TAIL_BODY_RADIUS_MM and length_mm >= VESSEL_MIN_LENGTH_MM
-                    and length_mm >= VESSEL_MIN_ELONGATION * width_mm):
+            if (width <= 2 * TAIL_BODY_RADIUS_MM and length_mm >= VESSEL_MIN_LENGTH_MM
+                    and length_mm >= VESSEL_MIN_ELONGATION * width):
                 length, area = tails.get(k, (0.0, 0.0))
                 tails[k] = (max(length, length_mm), area + float(piece.area))
     return tails

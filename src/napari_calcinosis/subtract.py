@@ -71,6 +71,21 @@ def dilate_mm(mask: np.ndarray, margin_mm: float, spacing_mm) -> np.ndarray:
     return distance_mm <= margin_mm
 
 
+def disk_mm(radius_mm: float, spacing_mm) -> np.ndarray:
+    """A disc of ``radius_mm`` on pixels of ``spacing_mm`` (row, col) as a bool array centred on its
+    middle pixel: the pixels whose centres lie within the radius (an ellipse on anisotropic pixels)."""
+    spacing = _spacing_pair(spacing_mm)
+    rr, cc = (int(np.ceil(radius_mm / s)) for s in spacing)
+    r, c = np.mgrid[-rr : rr + 1, -cc : cc + 1]
+    return (r * spacing[0]) ** 2 + (c * spacing[1]) ** 2 <= radius_mm**2
+
+
+def width_mm(piece: np.ndarray, spacing_mm) -> float:
+    """The width of a region (a bool array, e.g. ``regionprops``' ``image``) in mm: twice the
+    largest distance from inside it to its edge (the array's border counts as outside)."""
+    return 2.0 * float(ndi.distance_transform_edt(np.pad(piece, 1), sampling=_spacing_pair(spacing_mm)).max())
+
+
 def label_bone_pieces(bone_mask: np.ndarray) -> tuple[np.ndarray, int]:
     """The separate pieces of a bone mask, labelled 1..n: ``(labels, n)``.
 
@@ -191,11 +206,8 @@ def vessel_like(labels: np.ndarray, n: int, image_hu: np.ndarray, bone_mask: np.
     depth_mm = ndi.distance_transform_edt(~open_edge, sampling=spacing)
     bone_dist, (ir, ic) = ndi.distance_transform_edt(~long_bones, sampling=spacing, return_indices=True)
     for p in candidates:
-        box = p.slice
-        inside = np.zeros(tuple(s.stop - s.start + 2 for s in box), bool)
-        inside[1:-1, 1:-1] = p.image
-        width_mm = 2.0 * float(ndi.distance_transform_edt(inside, sampling=spacing).max())
-        if width_mm > VESSEL_MAX_WIDTH_MM or p.axis_major_length < VESSEL_MIN_ELONGATION * width_mm:
+        width = width_mm(p.image, spacing)
+        if width > VESSEL_MAX_WIDTH_MM or p.axis_major_length < VESSEL_MIN_ELONGATION * width:
             continue
         rows, cols = p.coords[:, 0], p.coords[:, 1]
         if depth_mm[rows, cols].min() < VESSEL_MIN_DEPTH_MM:
