@@ -345,11 +345,13 @@ def test_an_export_whose_soft_tissue_reads_as_calcium_is_warned_of():
                                             "the calcium threshold (200 HU)" in w]
         assert bool(notes) == warned, res.warnings
     assert "was the export made through another window than W1500/L450" in notes[0]
-    # where the image's own notes say better why (inverted, air not clipped), no second guess
-    for unit in (1 - hu_to_window_unit(ph.image_hu), hu_to_window_unit(ph.image_hu, 500, 3000)):
+    # where the image's own notes say better why (inverted, air not clipped, a soft-tissue
+    # window), no second guess: W400/L40 was told both 'narrower window' and 'W2000/L300'
+    for unit in (1 - hu_to_window_unit(ph.image_hu), hu_to_window_unit(ph.image_hu, 500, 3000),
+                 hu_to_window_unit(ph.image_hu, 40, 400)):
         grey = np.round(unit * 255).astype(np.uint8)
         res = quantify(image_from_export(grey, ph.spacing_mm), ph.seeds, bone_mask=ph.bone_mask)
-        assert any("looks inverted" in w or "not clipped" in w for w in res.warnings)
+        assert any("looks inverted" in w or "not clipped" in w or "narrower window" in w for w in res.warnings)
         assert not any("reads at or above the calcium threshold" in w for w in res.warnings), res.warnings
     # a DICOM in HU: the same phantom, nothing said
     clean = quantify(ph.to_image(), ph.seeds, bone_mask=ph.bone_mask)

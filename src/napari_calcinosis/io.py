@@ -121,6 +121,10 @@ MAX_SOFT_TISSUE_HU = 300.0
 # darkest to the brightest pixel, read as W1500/L450) says the export was made through a wider window.
 AIR_CLIPPED_BELOW_HU = -900.0
 MAX_UNCLIPPED_DARK_SHARE = 0.05
+# What image_caveats says when it has found why the values are not the HU expected (uniform; an
+# export inverted, or made through a wider or a narrower window): pipeline.calcium_tissue_note,
+# which asks the same of the soft tissue with the bone mask, says nothing more after one of them.
+WINDOW_NOTES = ("it is uniform", "the export looks inverted", "yet not clipped", "the finger's soft tissue reads about")
 # Bone and deposits cover this many pixels of any finger slice; fewer over 150 HU is no calcium.
 MIN_CALCIUM_PX = 20
 # An export clips everything above its window's top. Below this, bone and deposits (300-2000

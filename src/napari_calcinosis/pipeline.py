@@ -174,7 +174,8 @@ def quantify(
         # Automatic mode's seeds are its own: a candidate that ran into another's lesion, or
         # stood out from nothing, is no row of the user's (its area summed twice, or none).
         table = table[~table["status"].isin(["duplicate_seed", "no_deposit"])].reset_index(drop=True)
-    warnings = (image_caveats(image) + model_caveats + _result_caveats(image, bone_mask, table, threshold_hu)
+    image_notes = image_caveats(image)
+    warnings = (image_notes + model_caveats + _result_caveats(image, bone_mask, table, threshold_hu, image_notes)
                 + ([note] if (note := thin_tail_note(grown.lesion_labels, spacing, table)) else []))
     return QuantifyResult(image, bone_mask, probability, candidates, grown.lesion_labels, table, margin_mm, warnings)
 
@@ -214,11 +215,12 @@ MAX_PLAUSIBLE_DEPOSIT_MM2 = 400.0
 
 
 def _result_caveats(image: CalcinosisImage, bone_mask: np.ndarray, table: pd.DataFrame,
-                    threshold_hu: float = DEFAULT_THRESHOLD_HU) -> list[str]:
-    """What makes a measurement doubtful beyond the image itself: no bone, soft tissue as bright
-    as calcium, implausible lesions."""
-    return [*bone_caveats(bone_mask), *filter(None, [calcium_tissue_note(image, bone_mask, threshold_hu),
-                                                     large_lesion_note(table)])]
+                    threshold_hu: float = DEFAULT_THRESHOLD_HU, image_notes=()) -> list[str]:
+    """What makes a measurement doubtful beyond the image itself (``image_notes``, what
+    :func:`~napari_calcinosis.io.image_caveats` said of it): no bone, soft tissue as bright as
+    calcium, implausible lesions."""
+    tissue = calcium_tissue_note(image, bone_mask, threshold_hu, image_notes)
+    return [*bone_caveats(bone_mask), *filter(None, [tissue, large_lesion_note(table)])]
 
 
 # Deposits are a small part of a finger's soft tissue: at most 24 % of what lies over -200 HU and
@@ -229,16 +231,18 @@ MAX_CALCIUM_TISSUE_SHARE = 0.4
 
 
 def calcium_tissue_note(image: CalcinosisImage, bone_mask: np.ndarray,
-                        threshold_hu: float = DEFAULT_THRESHOLD_HU) -> str:
+                        threshold_hu: float = DEFAULT_THRESHOLD_HU, image_notes=()) -> str:
     """The warning for an image whose soft tissue reads as calcium (:data:`MAX_CALCIUM_TISSUE_SHARE`
     of it at or above ``threshold_hu``); "" when it does not, when a finger's worth of soft tissue
-    is not there to tell, or when :func:`~napari_calcinosis.io.image_caveats` says better why."""
-    from .io import _export_window_caveats, uniform_value
+    is not there to tell, or when ``image_notes`` (what :func:`~napari_calcinosis.io.image_caveats`
+    said of the image) already say why its values are not the HU expected (:data:`~napari_calcinosis.
+    io.WINDOW_NOTES`: uniform, an export inverted or made through another window)."""
+    from .io import WINDOW_NOTES
     from .subtract import dilate_mm
 
+    if any(said in note for note in image_notes for said in WINDOW_NOTES):
+        return ""  # one answer to one question, with its own advice
     values = image.pixels_hu  # noise over 200 HU is a fraction of a per cent of 40 HU tissue
-    if uniform_value(values) is not None or _export_window_caveats(image):
-        return ""  # said better by image_caveats: uniform, inverted, air not clipped
     tissue = (values > -200.0) & ~dilate_mm(np.asarray(bone_mask, bool), 1.0, image.spacing_mm)
     if tissue.sum() < 100:
         return ""
